@@ -1,0 +1,131 @@
+// The shape of dbops.yaml (see PRODUCT.md "Configuration"), validated with zod at start-up.
+import { z } from 'zod';
+import { parseDuration } from '../core/duration.js';
+
+/** A duration written as "5s", "15m", "1h30m"; parsed to seconds. */
+export const durationSchema = z
+  .union([z.string(), z.number()])
+  .transform((value, ctx) => {
+    const seconds = typeof value === 'number' ? value : parseDuration(value);
+    if (seconds === undefined || seconds < 0) {
+      ctx.addIssue({ code: 'custom', message: `expected a duration like "5s", "15m" or "1h", got "${value}"` });
+      return z.NEVER;
+    }
+    return seconds;
+  });
+
+const NAME = /^[a-z][a-z0-9_-]{0,62}$/;
+const nameMessage = 'use lower-case letters, digits, "-" and "_", starting with a letter';
+
+/** Limits applied to every query; targets and operations may override. */
+export const limitsSchema = z
+  .object({
+    statement_timeout: durationSchema.default(5),
+    lock_timeout: durationSchema.default(1),
+    row_cap: z.number().int().min(1).max(100_000).default(200),
+    pool_max: z.number().int().min(1).max(100).default(4),
+    pool_idle: durationSchema.default(30),
+    connect_timeout: durationSchema.default(5),
+  })
+  .strict();
+export type Limits = z.infer<typeof limitsSchema>;
+
+const limitOverridesSchema = z
+  .object({
+    statement_timeout: durationSchema.optional(),
+    lock_timeout: durationSchema.optional(),
+    row_cap: z.number().int().min(1).max(100_000).optional(),
+    pool_max: z.number().int().min(1).max(100).optional(),
+    pool_idle: durationSchema.optional(),
+    connect_timeout: durationSchema.optional(),
+  })
+  .strict();
+
+export const targetSchema = z
+  .object({
+    url: z.string().min(1),
+    environment: z.string(),
+    description: z.string().optional(),
+    packs: z.array(z.string()).default([]),
+    limits: limitOverridesSchema.optional(),
+  })
+  .strict();
+
+export const personSchema = z
+  .object({
+    slack: z.string().optional(),
+    discord: z.string().optional(),
+    cli: z.string().optional(),
+    roles: z.array(z.string().regex(NAME, nameMessage)).default([]),
+  })
+  .strict();
+
+export const environmentPolicySchema = z
+  .object({
+    read: z.array(z.string()).default([]),
+    write: z.array(z.string()).default([]),
+    request: z.array(z.string()).default([]),
+    approve: z.array(z.string()).default([]),
+    /** How many distinct approvers a destructive request needs. */
+    approvals: z.number().int().min(1).max(5).default(1),
+    /** When true, write operations also wait for approval on this environment. */
+    approve_writes: z.boolean().default(false),
+    /** How long a request waits for approval. */
+    expiry: durationSchema.optional(),
+  })
+  .strict();
+export type EnvironmentPolicy = z.infer<typeof environmentPolicySchema>;
+
+export const channelSchema = z.object({ target: z.string() }).strict();
+
+export const configSchema = z
+  .object({
+    state: z
+      .object({
+        url: z.string().min(1),
+        /** Default approval expiry. */
+        expiry: durationSchema.default(15 * 60),
+      })
+      .strict(),
+    limits: limitsSchema.default(limitsSchema.parse({})),
+    backups: z.object({ dir: z.string().default('./backups') }).strict().optional(),
+    targets: z.record(z.string().regex(NAME, nameMessage), targetSchema),
+    people: z.record(z.string().regex(NAME, nameMessage), personSchema),
+    policy: z.record(z.string().regex(NAME, nameMessage), environmentPolicySchema),
+    channels: z
+      .record(z.string().regex(/^(slack|discord):.+$/, 'write channels as "slack:C0123" or "discord:1234"'), channelSchema)
+      .default({}),
+  })
+  .strict();
+
+export type RawConfig = z.input<typeof configSchema>;
+export type ParsedConfig = z.output<typeof configSchema>;
+export type TargetConfig = ParsedConfig['targets'][string];
+
+/** The validated configuration, with targets resolved to their effective limits. Frozen after load. */
+export interface Config {
+  state: { url: string; expirySeconds: number };
+  targets: Readonly<Record<string, ResolvedTarget>>;
+  people: Readonly<Record<string, ResolvedPerson>>;
+  policy: Readonly<Record<string, EnvironmentPolicy>>;
+  /** Keys like "slack:C0INCIDENT". */
+  channels: Readonly<Record<string, { target: string }>>;
+  backupsDir: string;
+  /** Where the file came from (for messages). */
+  source: string;
+}
+
+export interface ResolvedTarget {
+  name: string;
+  url: string;
+  environment: string;
+  description?: string;
+  packs: readonly string[];
+  limits: Limits;
+}
+
+export interface ResolvedPerson {
+  name: string;
+  roles: readonly string[];
+  identities: { slack?: string; discord?: string; cli?: string };
+}

@@ -1,0 +1,51 @@
+// The two families of failure: user-facing errors with a stable code, and internal ones shown as a ref.
+
+export const USER_ERROR_CODES = [
+  'invalid_command', // grammar: unbalanced quote, empty command
+  'unknown_operation',
+  'unknown_target',
+  'missing_target',
+  'invalid_argument',
+  'unknown_person', // identity not in config.people
+  'denied', // policy refusal
+  'not_found', // request id does not exist
+  'self_approval',
+  'already_voted',
+  'not_pending', // request decided, running or finished
+  'expired',
+  'not_requester', // cancel by someone else
+  'target_busy', // another destructive operation runs on the target
+  'target_down', // connection refused / DNS / timeout connecting
+  'auth_failed',
+  'timeout', // statement or lock timeout
+  'permission', // PostgreSQL privilege missing on the bot role
+  'query_failed', // any other PostgreSQL error, named plainly
+  'tool_failed', // pg_dump etc.
+  'state_unavailable', // the state database cannot be reached: nothing runs
+  'config_invalid',
+] as const;
+export type UserErrorCode = (typeof USER_ERROR_CODES)[number];
+
+/** An error the person can act on; `message` says what failed and what to do. */
+export class UserError extends Error {
+  override readonly name = 'UserError';
+  constructor(
+    readonly code: UserErrorCode,
+    message: string,
+    readonly detail?: Record<string, unknown>,
+  ) {
+    super(message);
+  }
+}
+
+export function isUserError(err: unknown): err is UserError {
+  return err instanceof UserError;
+}
+
+/** Config file problems, each naming the path in the file and the fix. */
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+  constructor(readonly problems: readonly string[]) {
+    super(`configuration is invalid:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+  }
+}

@@ -1,0 +1,42 @@
+// The one pino logger: JSON lines, secrets redacted, a child per invocation.
+import { pino, type DestinationStream, type Logger } from 'pino';
+
+export type { Logger };
+
+const REDACT = [
+  'url',
+  '*.url',
+  'password',
+  '*.password',
+  'token',
+  '*.token',
+  'connectionString',
+  '*.connectionString',
+  'headers.authorization',
+];
+
+/** Replaces credentials inside any text (connection strings, tokens) before it is logged or shown. */
+export function redactSecrets(text: string): string {
+  return text
+    .replace(/(postgres(?:ql)?:\/\/[^:/@\s]+:)[^@\s]+@/gi, '$1***@')
+    .replace(/\bxox[abprs]-[0-9A-Za-z-]+/g, 'xox*-***')
+    .replace(/\bxapp-[0-9A-Za-z-]+/g, 'xapp-***')
+    .replace(/(password\s*=\s*)\S+/gi, '$1***');
+}
+
+export function createLogger(options: { level?: string; destination?: DestinationStream } = {}): Logger {
+  return pino(
+    {
+      level: options.level ?? 'info',
+      base: { app: 'dbops' },
+      redact: { paths: REDACT, censor: '***' },
+      formatters: { level: (label) => ({ level: label }) },
+      timestamp: pino.stdTimeFunctions.isoTime,
+    },
+    options.destination ?? pino.destination(2),
+  );
+}
+
+export function silentLogger(): Logger {
+  return pino({ level: 'silent' });
+}

@@ -1,0 +1,76 @@
+// The neutral vocabulary shared by the core, the operations and every surface (no SDK types here).
+
+export const SURFACES = ['slack', 'discord', 'cli', 'console'] as const;
+export type Surface = (typeof SURFACES)[number];
+
+/** Which key of a person's identities a surface authenticates against. */
+export const IDENTITY_KIND_OF_SURFACE = {
+  slack: 'slack',
+  discord: 'discord',
+  cli: 'cli',
+  console: 'cli',
+} as const satisfies Record<Surface, IdentityKind>;
+
+export const IDENTITY_KINDS = ['slack', 'discord', 'cli'] as const;
+export type IdentityKind = (typeof IDENTITY_KINDS)[number];
+
+export const RISKS = ['read', 'write', 'destructive'] as const;
+export type Risk = (typeof RISKS)[number];
+
+/** One command typed by one person on one surface: what an adapter hands to `dispatch()`. */
+export interface Invocation {
+  surface: Surface;
+  /** Immutable platform id: Slack `T01/U01ALICE`, Discord user id, or the CLI user name. */
+  identity: string;
+  /** Channel id where the command was typed (used for target binding), if any. */
+  channel?: string;
+  /** Thread / message reference where answers belong, if any. */
+  thread?: string;
+  /** The command text, with or without the leading `/db`. */
+  text: string;
+}
+
+/** A configured person, with every identity that counts as them. */
+export interface Person {
+  name: string;
+  roles: readonly string[];
+  identities: Partial<Record<IdentityKind, string>>;
+}
+
+export const COLUMN_KINDS = ['text', 'bytes', 'seconds', 'count', 'number', 'percent', 'timestamp', 'bool'] as const;
+export type ColumnKind = (typeof COLUMN_KINDS)[number];
+
+export interface Column {
+  key: string;
+  label: string;
+  kind: ColumnKind;
+}
+
+/** A row keyed by column with machine values: bytes and counts as numbers, durations as seconds. */
+export type Row = Record<string, string | number | boolean | null>;
+
+/** What an operation returns: a headline, one main table, and notes for the reader. */
+export interface OperationResult {
+  /** One line above the table, e.g. "Database kasm: 12.3 MB". */
+  headline?: string;
+  columns: Column[];
+  rows: Row[];
+  /** True when more rows existed than the row cap allowed. */
+  truncated: boolean;
+  /** Lines below the table: skipped relations, differences from the preview, hints. */
+  notes?: string[];
+  /** Extra machine values for `--json` (e.g. `{ databaseBytes: 123 }`). */
+  data?: Record<string, unknown>;
+}
+
+export const REQUEST_STATUSES = [
+  'pending',
+  'approved',
+  'running',
+  'succeeded',
+  'failed',
+  'denied',
+  'cancelled',
+  'expired',
+] as const;
+export type RequestStatus = (typeof REQUEST_STATUSES)[number];

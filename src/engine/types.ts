@@ -1,0 +1,43 @@
+// What an operation may do with a target database; implemented by src/engine/target-db.ts.
+
+/** Effective limits for one query or transaction. */
+export interface QueryLimits {
+  statementTimeoutMs: number;
+  lockTimeoutMs: number;
+  /** Most rows `cursor()` returns before it stops reading and reports truncation. */
+  rowCap: number;
+}
+
+/** A connection checked out for one unit of work, already inside the right kind of transaction. */
+export interface Session {
+  /** A small query whose whole result is wanted (catalog checks, single values). Bind parameters only. */
+  query<T extends object = Record<string, unknown>>(sql: string, params?: readonly unknown[]): Promise<T[]>;
+  /**
+   * Streams a query through a server-side cursor and keeps at most `cap` rows (default: the row cap),
+   * so a huge table costs no memory. `truncated` says more rows existed.
+   */
+  cursor<T extends object = Record<string, unknown>>(
+    sql: string,
+    params?: readonly unknown[],
+    cap?: number,
+  ): Promise<{ rows: T[]; truncated: boolean }>;
+  /** The backend pid of this session. */
+  readonly backendPid: number;
+}
+
+export interface TargetDb {
+  readonly name: string;
+  /** Runs `fn` inside `BEGIN READ ONLY` with `statement_timeout` and `lock_timeout` set locally; always rolls back. */
+  read<R>(fn: (session: Session) => Promise<R>, limits?: Partial<QueryLimits>): Promise<R>;
+  /** Runs `fn` inside a read-write transaction with the timeouts set locally; commits when `fn` resolves. */
+  write<R>(fn: (session: Session) => Promise<R>, limits?: Partial<QueryLimits>): Promise<R>;
+  /**
+   * Runs `fn` outside any transaction block (VACUUM, REINDEX CONCURRENTLY) with session-level timeouts
+   * that are reset before the connection returns to the pool.
+   */
+  direct<R>(fn: (session: Session) => Promise<R>, limits?: Partial<QueryLimits>): Promise<R>;
+  /** Backend pids of every connection dbops currently holds to this target's server. */
+  ownPids(): number[];
+  /** `server_version_num` of the target (cached after the first call). */
+  serverVersion(): Promise<number>;
+}

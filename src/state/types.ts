@@ -1,0 +1,151 @@
+// Persistent state shared by every dbops replica: approval requests, votes and the audit log.
+import type { OperationResult, RequestStatus, Risk, Surface } from '../core/types.js';
+
+export interface Actor {
+  /** Person name from config.people. */
+  person: string;
+  /** The identity used for this action, e.g. "slack:T01/U02BOB" or "cli:bob". */
+  identity: string;
+  surface: Surface;
+}
+
+export interface Vote extends Actor {
+  vote: 'approve' | 'deny';
+  reason?: string;
+  at: Date;
+}
+
+export interface ApprovalRequest {
+  id: number;
+  status: RequestStatus;
+  operation: string;
+  target: string;
+  environment: string;
+  /** Normalized arguments; approval binds exactly these. */
+  args: Record<string, unknown>;
+  /** The canonical command, e.g. "kill-idle staging --older-than 5m". */
+  command: string;
+  risk: Risk;
+  requester: Actor;
+  channel?: string;
+  thread?: string;
+  preview: { result: OperationResult; state: unknown };
+  approvalsRequired: number;
+  votes: Vote[];
+  createdAt: Date;
+  expiresAt: Date;
+  updatedAt: Date;
+  /** Set when it ran. */
+  result?: OperationResult;
+  error?: string;
+  /** Reason given with a deny. */
+  reason?: string;
+  /** Surface-specific references (e.g. Slack channel + message ts of the approval card). */
+  refs: Record<string, unknown>;
+}
+
+export interface NewRequest {
+  id: number;
+  operation: string;
+  target: string;
+  environment: string;
+  args: Record<string, unknown>;
+  command: string;
+  risk: Risk;
+  requester: Actor;
+  channel?: string;
+  thread?: string;
+  preview: { result: OperationResult; state: unknown };
+  approvalsRequired: number;
+  expiresAt: Date;
+  now: Date;
+}
+
+/** Why a transition did not happen. */
+export type TransitionRefusal =
+  | { ok: false; code: 'not_found' }
+  | { ok: false; code: 'self_approval'; request: ApprovalRequest }
+  | { ok: false; code: 'already_voted'; request: ApprovalRequest }
+  | { ok: false; code: 'not_pending'; request: ApprovalRequest }
+  | { ok: false; code: 'expired'; request: ApprovalRequest }
+  | { ok: false; code: 'not_requester'; request: ApprovalRequest }
+  | { ok: false; code: 'target_busy'; request: ApprovalRequest };
+
+export type Transition = { ok: true; request: ApprovalRequest } | TransitionRefusal;
+
+export const AUDIT_EVENTS = [
+  'invalid', // could not be parsed or validated
+  'refused', // policy, self-approval, expired, ... (any refusal)
+  'requested', // a read/write about to run, or a destructive request created
+  'pending', // a destructive request waits for approval
+  'vote', // an approve or deny vote recorded
+  'approved',
+  'denied',
+  'cancelled',
+  'expired',
+  'executed', // ran and succeeded
+  'failed', // ran and failed
+  'builtin', // help, targets, pending, status, audit
+] as const;
+export type AuditEventKind = (typeof AUDIT_EVENTS)[number];
+
+export interface AuditEvent {
+  requestId: number | null;
+  event: AuditEventKind;
+  person: string | null;
+  identity: string;
+  surface: Surface;
+  channel?: string;
+  thread?: string;
+  operation?: string;
+  target?: string;
+  args?: Record<string, unknown>;
+  risk?: Risk;
+  approvers?: string[];
+  outcome: string;
+  durationMs?: number;
+  error?: string;
+  detail?: Record<string, unknown>;
+}
+
+export interface AuditRecord extends AuditEvent {
+  id: number;
+  at: Date;
+}
+
+export interface StateStore {
+  /** Applies pending schema migrations (versioned, under an advisory lock so replicas can race). */
+  migrate(): Promise<void>;
+  /** A new request id from a database sequence (every invocation gets one). */
+  nextRequestId(): Promise<number>;
+  createRequest(input: NewRequest): Promise<ApprovalRequest>;
+  getRequest(id: number): Promise<ApprovalRequest | undefined>;
+  listRequests(filter: { statuses?: RequestStatus[]; target?: string; limit?: number }): Promise<ApprovalRequest[]>;
+  /**
+   * Records an approve vote in one transaction with the request row locked: refuses a missing request,
+   * the requester (same person, any identity), a second vote by the same person, a request that is not
+   * pending, or one past its expiry (which it marks expired). When the votes reach approvalsRequired the
+   * status becomes `approved` in the same transaction.
+   */
+  approve(id: number, voter: Actor, now: Date): Promise<Transition & { reached?: boolean }>;
+  /** pending → denied, with the reason; same refusals as approve (the requester cancels instead). */
+  deny(id: number, voter: Actor, reason: string | undefined, now: Date): Promise<Transition>;
+  /** pending → cancelled, only by the requester (same person). */
+  cancel(id: number, actor: Actor, now: Date): Promise<Transition>;
+  /** Compare-and-set approved → running; refuses with target_busy while another request runs on the target. */
+  startRun(id: number, now: Date): Promise<Transition>;
+  /** running → succeeded | failed, storing the result or error. */
+  finishRun(
+    id: number,
+    outcome: { status: 'succeeded' | 'failed'; result?: OperationResult; error?: string },
+    now: Date,
+  ): Promise<Transition>;
+  /** Marks every pending request past its expiry as expired; returns those this call changed (exactly once). */
+  expireDue(now: Date): Promise<ApprovalRequest[]>;
+  /** Merges surface references into the request (e.g. the Slack card's ts). */
+  setRefs(id: number, refs: Record<string, unknown>): Promise<void>;
+  /** Writes one audit record; throws if it cannot (callers then run nothing). */
+  audit(event: AuditEvent, now: Date): Promise<void>;
+  listAudit(filter: { target?: string; limit?: number }): Promise<AuditRecord[]>;
+  close(): Promise<void>;
+}
