@@ -120,7 +120,11 @@ export interface StateStore {
   nextRequestId(): Promise<number>;
   createRequest(input: NewRequest): Promise<ApprovalRequest>;
   getRequest(id: number): Promise<ApprovalRequest | undefined>;
-  listRequests(filter: { statuses?: RequestStatus[]; target?: string; limit?: number }): Promise<ApprovalRequest[]>;
+  listRequests(filter: {
+    statuses?: RequestStatus[];
+    target?: string;
+    limit?: number;
+  }): Promise<ApprovalRequest[]>;
   /**
    * Records an approve vote in one transaction with the request row locked: refuses a missing request,
    * the requester (same person, any identity), a second vote by the same person, a request that is not

@@ -1,0 +1,138 @@
+// The state database's schema as an ordered list of versioned migrations, applied once under an advisory lock.
+import type pg from 'pg';
+
+export interface Migration {
+  version: number;
+  name: string;
+  sql: string;
+}
+
+/**
+ * Applied in order; an applied migration is never edited, a change is a new version.
+ * The status list in version 1 mirrors REQUEST_STATUSES in src/core/types.ts (a test keeps them equal).
+ */
+export const MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    name: 'requests, votes and audit',
+    sql: `
+CREATE SEQUENCE dbops_request_id_seq;
+
+CREATE TABLE dbops_requests (
+  id bigint PRIMARY KEY,
+  status text NOT NULL CHECK (status IN
+    ('pending', 'approved', 'running', 'succeeded', 'failed', 'denied', 'cancelled', 'expired')),
+  operation text NOT NULL,
+  target text NOT NULL,
+  environment text NOT NULL,
+  args jsonb NOT NULL,
+  command text NOT NULL,
+  risk text NOT NULL CHECK (risk IN ('read', 'write', 'destructive')),
+  requester_person text NOT NULL,
+  requester_identity text NOT NULL,
+  requester_surface text NOT NULL,
+  channel text,
+  thread text,
+  preview jsonb NOT NULL,
+  approvals_required int NOT NULL CHECK (approvals_required >= 1),
+  created_at timestamptz NOT NULL,
+  expires_at timestamptz NOT NULL,
+  updated_at timestamptz NOT NULL,
+  result jsonb,
+  error text,
+  reason text,
+  refs jsonb NOT NULL DEFAULT '{}'
+);
+
+-- One destructive operation per target at a time: a second request cannot become running.
+CREATE UNIQUE INDEX dbops_requests_one_running_per_target ON dbops_requests (target) WHERE status = 'running';
+CREATE INDEX dbops_requests_pending_expiry ON dbops_requests (expires_at) WHERE status = 'pending';
+CREATE INDEX dbops_requests_target_created ON dbops_requests (target, created_at);
+
+CREATE TABLE dbops_votes (
+  request_id bigint NOT NULL REFERENCES dbops_requests (id) ON DELETE CASCADE,
+  person text NOT NULL,
+  identity text NOT NULL,
+  surface text NOT NULL,
+  vote text NOT NULL CHECK (vote IN ('approve', 'deny')),
+  reason text,
+  at timestamptz NOT NULL,
+  -- One person votes once, whichever of their identities they use.
+  UNIQUE (request_id, person)
+);
+
+CREATE TABLE dbops_audit (
+  id bigserial PRIMARY KEY,
+  at timestamptz NOT NULL,
+  request_id bigint,
+  event text NOT NULL,
+  person text,
+  identity text NOT NULL,
+  surface text NOT NULL,
+  channel text,
+  thread text,
+  operation text,
+  target text,
+  args jsonb,
+  risk text,
+  approvers text[],
+  outcome text NOT NULL,
+  duration_ms int,
+  error text,
+  detail jsonb
+);
+
+CREATE INDEX dbops_audit_target_at ON dbops_audit (target, at);
+CREATE INDEX dbops_audit_request ON dbops_audit (request_id);
+`,
+  },
+];
+
+/** Any fixed bigint; every dbops replica uses the same one so their migrations serialize. */
+export const MIGRATION_LOCK_KEY = 4_242_017_001;
+
+/**
+ * Brings the schema up to date in one transaction. The advisory lock is taken before anything else, so
+ * replicas starting together wait for each other instead of racing on CREATE TABLE; each sees what the
+ * previous one recorded and applies only what is still missing. Returns the versions this call applied.
+ */
+export async function migrate(
+  pool: pg.Pool,
+  migrations: readonly Migration[] = MIGRATIONS,
+): Promise<number[]> {
+  const ordered = [...migrations].sort((a, b) => a.version - b.version);
+  const client = await pool.connect();
+  let broken: Error | undefined;
+  try {
+    await client.query('BEGIN');
+    try {
+      await client.query('SELECT pg_advisory_xact_lock($1)', [MIGRATION_LOCK_KEY]);
+      await client.query(`CREATE TABLE IF NOT EXISTS dbops_schema_migrations (
+        version int PRIMARY KEY,
+        name text NOT NULL,
+        applied_at timestamptz NOT NULL DEFAULT now()
+      )`);
+      const done = await client.query<{ version: number }>('SELECT version FROM dbops_schema_migrations');
+      const applied = new Set(done.rows.map((r) => r.version));
+      const ran: number[] = [];
+      for (const m of ordered) {
+        if (applied.has(m.version)) continue;
+        await client.query(m.sql);
+        await client.query(
+          'INSERT INTO dbops_schema_migrations (version, name, applied_at) VALUES ($1, $2, now())',
+          [m.version, m.name],
+        );
+        ran.push(m.version);
+      }
+      await client.query('COMMIT');
+      return ran;
+    } catch (err) {
+      await client.query('ROLLBACK').catch((rollbackErr: unknown) => {
+        broken = rollbackErr instanceof Error ? rollbackErr : new Error(String(rollbackErr));
+      });
+      throw err;
+    }
+  } finally {
+    client.release(broken);
+  }
+}

@@ -1,0 +1,581 @@
+// The StateStore on PostgreSQL: every transition is a compare-and-set, so replicas can share one database.
+import pg from 'pg';
+import type { Logger } from '../core/log.js';
+import { redactSecrets } from '../core/log.js';
+import {
+  type OperationResult,
+  REQUEST_STATUSES,
+  type RequestStatus,
+  RISKS,
+  SURFACES,
+  type Surface,
+} from '../core/types.js';
+import { migrate } from './migrations.js';
+import {
+  type Actor,
+  type ApprovalRequest,
+  AUDIT_EVENTS,
+  type AuditEvent,
+  type AuditRecord,
+  type NewRequest,
+  type StateStore,
+  type Transition,
+  type TransitionRefusal,
+  type Vote,
+} from './types.js';
+
+export interface PgStateStoreOptions {
+  /** Pool size; the state queries are short, a handful of connections is plenty. */
+  poolMax?: number;
+  applicationName?: string;
+  /** Where a dropped idle connection is reported; without it the error is ignored (never thrown). */
+  log?: Logger;
+}
+
+const DEFAULT_LIST_LIMIT = 20;
+const MAX_LIST_LIMIT = 1000;
+const ONE_RUNNING_PER_TARGET = 'dbops_requests_one_running_per_target';
+const UNIQUE_VIOLATION = '23505';
+
+/** The part of pg.Pool and pg.PoolClient this file uses, so helpers run inside or outside a transaction. */
+interface Queryable {
+  query<R extends pg.QueryResultRow>(text: string, values?: unknown[]): Promise<pg.QueryResult<R>>;
+}
+
+interface RequestRow {
+  id: string;
+  status: string;
+  operation: string;
+  target: string;
+  environment: string;
+  args: Record<string, unknown>;
+  command: string;
+  risk: string;
+  requester_person: string;
+  requester_identity: string;
+  requester_surface: string;
+  channel: string | null;
+  thread: string | null;
+  preview: ApprovalRequest['preview'];
+  approvals_required: number;
+  created_at: Date;
+  expires_at: Date;
+  updated_at: Date;
+  result: OperationResult | null;
+  error: string | null;
+  reason: string | null;
+  refs: Record<string, unknown>;
+}
+
+interface VoteRow {
+  request_id: string;
+  person: string;
+  identity: string;
+  surface: string;
+  vote: string;
+  reason: string | null;
+  at: Date;
+}
+
+interface AuditRow {
+  id: string;
+  at: Date;
+  request_id: string | null;
+  event: string;
+  person: string | null;
+  identity: string;
+  surface: string;
+  channel: string | null;
+  thread: string | null;
+  operation: string | null;
+  target: string | null;
+  args: Record<string, unknown> | null;
+  risk: string | null;
+  approvers: string[] | null;
+  outcome: string;
+  duration_ms: number | null;
+  error: string | null;
+  detail: Record<string, unknown> | null;
+}
+
+export class PgStateStore implements StateStore {
+  private constructor(private readonly pool: pg.Pool) {}
+
+  /** Opens the pool and checks that the database answers; does not migrate (call `migrate()`). */
+  static async open(url: string, opts: PgStateStoreOptions = {}): Promise<PgStateStore> {
+    const pool = new pg.Pool({
+      connectionString: url,
+      max: opts.poolMax ?? 5,
+      application_name: opts.applicationName ?? 'dbops-state',
+      connectionTimeoutMillis: 5_000,
+      statement_timeout: 10_000,
+      // A transaction left open (e.g. a process frozen mid-approval) must not hold a request row locked forever.
+      idle_in_transaction_session_timeout: 60_000,
+      idleTimeoutMillis: 30_000,
+    });
+    // An idle connection dropped by the server emits 'error' on the pool; unhandled, it would kill the process.
+    pool.on('error', (err) => {
+      opts.log?.warn({ error: redactSecrets(err.message) }, 'state database connection lost');
+    });
+    try {
+      await pool.query('SELECT 1');
+    } catch (err) {
+      await pool.end().catch(() => {});
+      throw err;
+    }
+    return new PgStateStore(pool);
+  }
+
+  async migrate(): Promise<void> {
+    await migrate(this.pool);
+  }
+
+  async nextRequestId(): Promise<number> {
+    const { rows } = await this.pool.query<{ id: string }>("SELECT nextval('dbops_request_id_seq') AS id");
+    return toId(rows[0]?.id);
+  }
+
+  async createRequest(input: NewRequest): Promise<ApprovalRequest> {
+    const { rows } = await this.pool.query<RequestRow>(
+      `INSERT INTO dbops_requests (id, status, operation, target, environment, args, command, risk,
+         requester_person, requester_identity, requester_surface, channel, thread, preview,
+         approvals_required, created_at, expires_at, updated_at)
+       VALUES ($1, 'pending', $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $15)
+       RETURNING *`,
+      [
+        input.id,
+        input.operation,
+        input.target,
+        input.environment,
+        json(input.args),
+        input.command,
+        input.risk,
+        input.requester.person,
+        input.requester.identity,
+        input.requester.surface,
+        input.channel ?? null,
+        input.thread ?? null,
+        json(input.preview),
+        input.approvalsRequired,
+        input.now,
+        input.expiresAt,
+      ],
+    );
+    return toRequest(single(rows), []);
+  }
+
+  async getRequest(id: number): Promise<ApprovalRequest | undefined> {
+    return await loadRequest(this.pool, id);
+  }
+
+  async listRequests(filter: {
+    statuses?: RequestStatus[];
+    target?: string;
+    limit?: number;
+  }): Promise<ApprovalRequest[]> {
+    const where: string[] = [];
+    const params: unknown[] = [];
+    if (filter.statuses !== undefined) {
+      params.push(filter.statuses);
+      where.push(`status = ANY($${params.length}::text[])`);
+    }
+    if (filter.target !== undefined) {
+      params.push(filter.target);
+      where.push(`target = $${params.length}`);
+    }
+    params.push(listLimit(filter.limit));
+    const { rows } = await this.pool.query<RequestRow>(
+      `SELECT * FROM dbops_requests ${where.length > 0 ? `WHERE ${where.join(' AND ')}` : ''}
+       ORDER BY created_at DESC, id DESC LIMIT $${params.length}`,
+      params,
+    );
+    return await withVotes(this.pool, rows);
+  }
+
+  async approve(id: number, voter: Actor, now: Date): Promise<Transition & { reached?: boolean }> {
+    return await this.transaction(async (c): Promise<Transition & { reached?: boolean }> => {
+      const row = await lockRequest(c, id);
+      if (row === undefined) return { ok: false, code: 'not_found' };
+      const refusal = await refuseVote(c, row, voter, now);
+      if (refusal !== undefined) return refusal;
+      await insertVote(c, id, voter, 'approve', undefined, now);
+      const counted = await c.query<{ n: number }>(
+        "SELECT count(*)::int AS n FROM dbops_votes WHERE request_id = $1 AND vote = 'approve'",
+        [id],
+      );
+      const reached = (counted.rows[0]?.n ?? 0) >= row.approvals_required;
+      await c.query('UPDATE dbops_requests SET status = $2, updated_at = $3 WHERE id = $1', [
+        id,
+        reached ? 'approved' : 'pending',
+        now,
+      ]);
+      return { ok: true, request: await mustLoad(c, id), reached };
+    });
+  }
+
+  async deny(id: number, voter: Actor, reason: string | undefined, now: Date): Promise<Transition> {
+    return await this.transaction(async (c): Promise<Transition> => {
+      const row = await lockRequest(c, id);
+      if (row === undefined) return { ok: false, code: 'not_found' };
+      const refusal = await refuseVote(c, row, voter, now);
+      if (refusal !== undefined) return refusal;
+      await insertVote(c, id, voter, 'deny', reason, now);
+      await c.query(
+        "UPDATE dbops_requests SET status = 'denied', reason = $2, updated_at = $3 WHERE id = $1",
+        [id, reason ?? null, now],
+      );
+      return { ok: true, request: await mustLoad(c, id) };
+    });
+  }
+
+  async cancel(id: number, actor: Actor, now: Date): Promise<Transition> {
+    return await this.transaction(async (c): Promise<Transition> => {
+      const row = await lockRequest(c, id);
+      if (row === undefined) return { ok: false, code: 'not_found' };
+      if (row.requester_person !== actor.person) {
+        return { ok: false, code: 'not_requester', request: await mustLoad(c, id) };
+      }
+      if (row.status !== 'pending') return { ok: false, code: 'not_pending', request: await mustLoad(c, id) };
+      if (now.getTime() >= row.expires_at.getTime()) return await expireLocked(c, id, now);
+      await c.query("UPDATE dbops_requests SET status = 'cancelled', updated_at = $2 WHERE id = $1", [
+        id,
+        now,
+      ]);
+      return { ok: true, request: await mustLoad(c, id) };
+    });
+  }
+
+  async startRun(id: number, now: Date): Promise<Transition> {
+    let rows: RequestRow[];
+    try {
+      ({ rows } = await this.pool.query<RequestRow>(
+        `UPDATE dbops_requests SET status = 'running', updated_at = $2
+         WHERE id = $1 AND status = 'approved' RETURNING *`,
+        [id, now],
+      ));
+    } catch (err) {
+      if (isUniqueViolation(err, ONE_RUNNING_PER_TARGET)) {
+        const current = await loadRequest(this.pool, id);
+        return current === undefined
+          ? { ok: false, code: 'not_found' }
+          : { ok: false, code: 'target_busy', request: current };
+      }
+      throw err;
+    }
+    return await this.afterCompareAndSet(id, rows);
+  }
+
+  async finishRun(
+    id: number,
+    outcome: { status: 'succeeded' | 'failed'; result?: OperationResult; error?: string },
+    now: Date,
+  ): Promise<Transition> {
+    const { rows } = await this.pool.query<RequestRow>(
+      `UPDATE dbops_requests SET status = $2, result = $3, error = $4, updated_at = $5
+       WHERE id = $1 AND status = 'running' RETURNING *`,
+      [
+        id,
+        outcome.status,
+        outcome.result === undefined ? null : json(outcome.result),
+        outcome.error ?? null,
+        now,
+      ],
+    );
+    return await this.afterCompareAndSet(id, rows);
+  }
+
+  async expireDue(now: Date): Promise<ApprovalRequest[]> {
+    // One statement: a row another replica is expiring at the same moment is re-checked after its commit
+    // and skipped, because its status is no longer pending.
+    const { rows } = await this.pool.query<RequestRow>(
+      `UPDATE dbops_requests SET status = 'expired', updated_at = $1
+       WHERE status = 'pending' AND expires_at <= $1 RETURNING *`,
+      [now],
+    );
+    return await withVotes(this.pool, rows);
+  }
+
+  async setRefs(id: number, refs: Record<string, unknown>): Promise<void> {
+    const { rowCount } = await this.pool.query(
+      'UPDATE dbops_requests SET refs = refs || $2::jsonb WHERE id = $1',
+      [id, json(refs)],
+    );
+    if (rowCount !== 1) throw new Error(`setRefs: request ${id} does not exist`);
+  }
+
+  async audit(event: AuditEvent, now: Date): Promise<void> {
+    await this.pool.query(
+      `INSERT INTO dbops_audit (at, request_id, event, person, identity, surface, channel, thread, operation,
+         target, args, risk, approvers, outcome, duration_ms, error, detail)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)`,
+      [
+        now,
+        event.requestId,
+        event.event,
+        event.person,
+        event.identity,
+        event.surface,
+        event.channel ?? null,
+        event.thread ?? null,
+        event.operation ?? null,
+        event.target ?? null,
+        event.args === undefined ? null : json(event.args),
+        event.risk ?? null,
+        event.approvers ?? null,
+        event.outcome,
+        event.durationMs === undefined ? null : Math.round(event.durationMs),
+        event.error ?? null,
+        event.detail === undefined ? null : json(event.detail),
+      ],
+    );
+  }
+
+  async listAudit(filter: { target?: string; limit?: number }): Promise<AuditRecord[]> {
+    const params: unknown[] = [];
+    let where = '';
+    if (filter.target !== undefined) {
+      params.push(filter.target);
+      where = 'WHERE target = $1';
+    }
+    params.push(listLimit(filter.limit));
+    const { rows } = await this.pool.query<AuditRow>(
+      `SELECT * FROM dbops_audit ${where} ORDER BY at DESC, id DESC LIMIT $${params.length}`,
+      params,
+    );
+    return rows.map(toAuditRecord);
+  }
+
+  async close(): Promise<void> {
+    await this.pool.end();
+  }
+
+  /** Turns the rows of a compare-and-set UPDATE into a transition: zero rows means not found or not allowed. */
+  private async afterCompareAndSet(id: number, rows: RequestRow[]): Promise<Transition> {
+    const row = rows[0];
+    if (row !== undefined) return { ok: true, request: toRequest(row, await loadVotes(this.pool, id)) };
+    const current = await loadRequest(this.pool, id);
+    return current === undefined
+      ? { ok: false, code: 'not_found' }
+      : { ok: false, code: 'not_pending', request: current };
+  }
+
+  /** Runs `fn` in one transaction on one connection; commits when it resolves (refusals included). */
+  private async transaction<R>(fn: (client: pg.PoolClient) => Promise<R>): Promise<R> {
+    const client = await this.pool.connect();
+    // A checked-out client has no pool listener; without this one a dropped connection would crash the process.
+    let lost: Error | undefined;
+    const onError = (err: Error): void => {
+      lost = err;
+    };
+    client.on('error', onError);
+    try {
+      await client.query('BEGIN');
+      try {
+        const result = await fn(client);
+        await client.query('COMMIT');
+        return result;
+      } catch (err) {
+        await client.query('ROLLBACK').catch((rollbackErr: unknown) => {
+          lost ??= rollbackErr instanceof Error ? rollbackErr : new Error(String(rollbackErr));
+        });
+        throw err;
+      }
+    } finally {
+      client.off('error', onError);
+      client.release(lost);
+    }
+  }
+}
+
+// ---- transitions inside a transaction ----
+
+async function lockRequest(c: Queryable, id: number): Promise<RequestRow | undefined> {
+  const { rows } = await c.query<RequestRow>('SELECT * FROM dbops_requests WHERE id = $1 FOR UPDATE', [id]);
+  return rows[0];
+}
+
+/** The refusals shared by approve and deny, checked with the row locked. Marks an overdue request expired. */
+async function refuseVote(
+  c: Queryable,
+  row: RequestRow,
+  voter: Actor,
+  now: Date,
+): Promise<TransitionRefusal | undefined> {
+  const id = toId(row.id);
+  // Same person whatever identity or surface: people, not accounts, are the four eyes.
+  if (row.requester_person === voter.person) {
+    return { ok: false, code: 'self_approval', request: await mustLoad(c, id) };
+  }
+  if (row.status !== 'pending') return { ok: false, code: 'not_pending', request: await mustLoad(c, id) };
+  if (now.getTime() >= row.expires_at.getTime()) return await expireLocked(c, id, now);
+  const voted = await c.query('SELECT 1 FROM dbops_votes WHERE request_id = $1 AND person = $2', [
+    id,
+    voter.person,
+  ]);
+  if (voted.rows.length > 0) return { ok: false, code: 'already_voted', request: await mustLoad(c, id) };
+  return undefined;
+}
+
+async function expireLocked(c: Queryable, id: number, now: Date): Promise<TransitionRefusal> {
+  await c.query("UPDATE dbops_requests SET status = 'expired', updated_at = $2 WHERE id = $1", [id, now]);
+  return { ok: false, code: 'expired', request: await mustLoad(c, id) };
+}
+
+async function insertVote(
+  c: Queryable,
+  id: number,
+  voter: Actor,
+  vote: 'approve' | 'deny',
+  reason: string | undefined,
+  now: Date,
+): Promise<void> {
+  await c.query(
+    `INSERT INTO dbops_votes (request_id, person, identity, surface, vote, reason, at)
+     VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+    [id, voter.person, voter.identity, voter.surface, vote, reason ?? null, now],
+  );
+}
+
+// ---- reading ----
+
+async function loadRequest(c: Queryable, id: number): Promise<ApprovalRequest | undefined> {
+  const { rows } = await c.query<RequestRow>('SELECT * FROM dbops_requests WHERE id = $1', [id]);
+  const row = rows[0];
+  return row === undefined ? undefined : toRequest(row, await loadVotes(c, id));
+}
+
+/** For a request this transaction holds locked: it exists. */
+async function mustLoad(c: Queryable, id: number): Promise<ApprovalRequest> {
+  const request = await loadRequest(c, id);
+  if (request === undefined) throw new Error(`request ${id} vanished while locked`);
+  return request;
+}
+
+async function loadVotes(c: Queryable, id: number): Promise<Vote[]> {
+  const { rows } = await c.query<VoteRow>(
+    'SELECT * FROM dbops_votes WHERE request_id = $1 ORDER BY at, person',
+    [id],
+  );
+  return rows.map(toVote);
+}
+
+async function withVotes(c: Queryable, rows: RequestRow[]): Promise<ApprovalRequest[]> {
+  if (rows.length === 0) return [];
+  const votes = await c.query<VoteRow>(
+    'SELECT * FROM dbops_votes WHERE request_id = ANY($1::bigint[]) ORDER BY at, person',
+    [rows.map((r) => r.id)],
+  );
+  const byRequest = new Map<string, Vote[]>();
+  for (const v of votes.rows) {
+    const list = byRequest.get(v.request_id) ?? [];
+    list.push(toVote(v));
+    byRequest.set(v.request_id, list);
+  }
+  return rows.map((r) => toRequest(r, byRequest.get(r.id) ?? []));
+}
+
+// ---- row mapping (optional fields are omitted, never set to undefined) ----
+
+function toRequest(row: RequestRow, votes: Vote[]): ApprovalRequest {
+  return {
+    id: toId(row.id),
+    status: oneOf(REQUEST_STATUSES, row.status, 'request status'),
+    operation: row.operation,
+    target: row.target,
+    environment: row.environment,
+    args: row.args,
+    command: row.command,
+    risk: oneOf(RISKS, row.risk, 'risk'),
+    requester: {
+      person: row.requester_person,
+      identity: row.requester_identity,
+      surface: toSurface(row.requester_surface),
+    },
+    ...(row.channel !== null ? { channel: row.channel } : {}),
+    ...(row.thread !== null ? { thread: row.thread } : {}),
+    preview: row.preview,
+    approvalsRequired: row.approvals_required,
+    votes,
+    createdAt: row.created_at,
+    expiresAt: row.expires_at,
+    updatedAt: row.updated_at,
+    ...(row.result !== null ? { result: row.result } : {}),
+    ...(row.error !== null ? { error: row.error } : {}),
+    ...(row.reason !== null ? { reason: row.reason } : {}),
+    refs: row.refs,
+  };
+}
+
+function toVote(row: VoteRow): Vote {
+  return {
+    person: row.person,
+    identity: row.identity,
+    surface: toSurface(row.surface),
+    vote: oneOf(['approve', 'deny'] as const, row.vote, 'vote'),
+    ...(row.reason !== null ? { reason: row.reason } : {}),
+    at: row.at,
+  };
+}
+
+function toAuditRecord(row: AuditRow): AuditRecord {
+  return {
+    id: toId(row.id),
+    at: row.at,
+    requestId: row.request_id === null ? null : toId(row.request_id),
+    event: oneOf(AUDIT_EVENTS, row.event, 'audit event'),
+    person: row.person,
+    identity: row.identity,
+    surface: toSurface(row.surface),
+    ...(row.channel !== null ? { channel: row.channel } : {}),
+    ...(row.thread !== null ? { thread: row.thread } : {}),
+    ...(row.operation !== null ? { operation: row.operation } : {}),
+    ...(row.target !== null ? { target: row.target } : {}),
+    ...(row.args !== null ? { args: row.args } : {}),
+    ...(row.risk !== null ? { risk: oneOf(RISKS, row.risk, 'risk') } : {}),
+    ...(row.approvers !== null ? { approvers: row.approvers } : {}),
+    outcome: row.outcome,
+    ...(row.duration_ms !== null ? { durationMs: row.duration_ms } : {}),
+    ...(row.error !== null ? { error: row.error } : {}),
+    ...(row.detail !== null ? { detail: row.detail } : {}),
+  };
+}
+
+function toSurface(value: string): Surface {
+  return oneOf(SURFACES, value, 'surface');
+}
+
+/** Narrows a text column to its union; a value outside it means the database was written by something else. */
+function oneOf<T extends string>(allowed: readonly T[], value: string, what: string): T {
+  const found = allowed.find((a) => a === value);
+  if (found === undefined) {
+    throw new Error(`state database holds an unknown ${what}: ${JSON.stringify(value)}`);
+  }
+  return found;
+}
+
+/** bigint columns arrive as strings; request and audit ids stay far below 2^53. */
+function toId(value: string | undefined): number {
+  const n = Number(value);
+  if (!Number.isSafeInteger(n)) throw new Error(`state database returned an invalid id: ${String(value)}`);
+  return n;
+}
+
+function single<T>(rows: T[]): T {
+  const row = rows[0];
+  if (row === undefined) throw new Error('expected one row, got none');
+  return row;
+}
+
+/** jsonb parameters are passed as text: pg would turn a JS array into a PostgreSQL array literal. */
+function json(value: unknown): string {
+  return JSON.stringify(value);
+}
+
+function listLimit(limit: number | undefined): number {
+  if (limit === undefined || !Number.isFinite(limit)) return DEFAULT_LIST_LIMIT;
+  return Math.min(Math.max(1, Math.floor(limit)), MAX_LIST_LIMIT);
+}
+
+function isUniqueViolation(err: unknown, constraint: string): boolean {
+  return err instanceof pg.DatabaseError && err.code === UNIQUE_VIOLATION && err.constraint === constraint;
+}
