@@ -39,7 +39,23 @@ export function formatDuration(seconds: number): string {
   return parts.join(' ');
 }
 
-/** The canonical spelling of a duration for normalized arguments ("300s" → "5m"). */
+/** The exact, compact spelling of a duration that parses back to the same value ("300s" → "5m"). */
 export function canonicalDuration(seconds: number): string {
-  return formatDuration(seconds).replace(/ /g, '');
+  if (!Number.isFinite(seconds) || seconds < 0) return String(seconds);
+  let ms = Math.round(seconds * 1000);
+  if (ms === 0) return '0s';
+  const parts: string[] = [];
+  for (const [unit, size] of [
+    ['d', 86_400_000],
+    ['h', 3_600_000],
+    ['m', 60_000],
+    ['s', 1000],
+    ['ms', 1],
+  ] as const) {
+    if (ms >= size) {
+      parts.push(`${Math.floor(ms / size)}${unit}`);
+      ms %= size;
+    }
+  }
+  return parts.join('');
 }

@@ -1,0 +1,76 @@
+import { describe, expect, it } from 'vitest';
+import { canonicalDuration, formatDuration, parseDuration } from '../src/core/duration.js';
+import { formatBytes, formatValue, renderResult, renderTable } from '../src/core/render.js';
+import type { Column } from '../src/core/types.js';
+
+describe('units', () => {
+  it('formats bytes like pg_size_pretty', () => {
+    expect(formatBytes(0)).toBe('0 bytes');
+    expect(formatBytes(1023)).toBe('1023 bytes');
+    expect(formatBytes(1536)).toBe('1.5 kB');
+    expect(formatBytes(12 * 1024 * 1024)).toBe('12 MB');
+    expect(formatBytes(1.25 * 1024 ** 3)).toBe('1.3 GB');
+  });
+
+  it('parses and formats durations', () => {
+    expect(parseDuration('5m')).toBe(300);
+    expect(parseDuration('1h30m')).toBe(5400);
+    expect(parseDuration('250ms')).toBe(0.25);
+    expect(parseDuration('5 minutes')).toBeUndefined();
+    expect(parseDuration("5m'; DROP TABLE x")).toBeUndefined();
+    expect(formatDuration(192)).toBe('3m 12s');
+    expect(formatDuration(90061)).toBe('1d 1h');
+    expect(formatDuration(0.45)).toBe('450ms');
+    expect(canonicalDuration(300)).toBe('5m');
+  });
+
+  it('formats cells by kind and flattens whitespace', () => {
+    expect(formatValue(12345, 'count')).toBe('12,345');
+    expect(formatValue(99.456, 'percent')).toBe('99.5%');
+    expect(formatValue(true, 'bool')).toBe('yes');
+    expect(formatValue(null, 'text')).toBe('');
+    expect(formatValue('select 1\n  from t', 'text')).toBe('select 1 from t');
+    expect(formatValue('2026-11-21T05:55:12.345Z', 'timestamp')).toBe('2026-11-21 05:55:12Z');
+  });
+});
+
+describe('tables', () => {
+  const columns: Column[] = [
+    { key: 'name', label: 'table', kind: 'text' },
+    { key: 'bytes', label: 'size', kind: 'bytes' },
+  ];
+
+  it('aligns text left and numbers right', () => {
+    const text = renderTable(columns, [
+      { name: 'users', bytes: 2048 },
+      { name: 'activities', bytes: 10 * 1024 * 1024 },
+    ]);
+    expect(text.split('\n')).toEqual([
+      'table         size',
+      '----------  ------',
+      'users       2.0 kB',
+      'activities   10 MB',
+    ]);
+  });
+
+  it('clips wide values so every line fits', () => {
+    const text = renderTable(columns, [{ name: 'x'.repeat(300), bytes: 1 }], { maxWidth: 40 });
+    for (const line of text.split('\n')) expect(line.length).toBeLessThanOrEqual(40);
+    expect(text).toContain('…');
+  });
+
+  it('says when rows were capped', () => {
+    const text = renderResult({ headline: 'h', columns, rows: [{ name: 'a', bytes: 1 }], truncated: true });
+    expect(text).toContain('1 row shown — more rows exist');
+    expect(renderResult({ columns, rows: [], truncated: false })).toContain('(no rows)');
+  });
+});
+
+describe('canonical durations', () => {
+  it('round-trips exactly', () => {
+    for (const seconds of [0, 0.25, 1.5, 59, 60, 300, 5400, 90061, 86400 * 3 + 1]) {
+      expect(parseDuration(canonicalDuration(seconds))).toBe(seconds);
+    }
+    expect(canonicalDuration(90061)).toBe('1d1h1m1s');
+  });
+});
