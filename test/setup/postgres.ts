@@ -1,5 +1,5 @@
 // Starts one real PostgreSQL server for the whole test run (or uses DBOPS_TEST_DATABASE_URL).
-import { mkdtemp, rm } from 'node:fs/promises';
+import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -33,6 +33,8 @@ export default async function setup(project: TestProject): Promise<() => Promise
     return async () => {};
   }
   const dir = await mkdtemp(join(tmpdir(), 'dbops-test-pg-'));
+  // As root, initdb runs as a separate postgres user that must be able to enter the directory.
+  await chmod(dir, 0o755);
   const port = await freePort();
   const password = `test-${Math.random().toString(36).slice(2)}`;
   const server = new EmbeddedPostgres({

@@ -1,0 +1,69 @@
+// Wires one dbops process together from its config: state store, target pools, catalog and core.
+import { catalog as operations } from '../commands/index.js';
+import type { Config } from './config/schema.js';
+import { Catalog } from './core/catalog.js';
+import { Core, type CoreDeps } from './core/dispatch.js';
+import type { Logger } from './core/log.js';
+import { TargetPools } from './engine/target-db.js';
+import { PgStateStore } from './state/pg-store.js';
+
+export interface App {
+  core: Core;
+  pools: TargetPools;
+  state: PgStateStore;
+  /** Starts the periodic expiry sweep (every `seconds`); returns a stop function. */
+  startSweeper(seconds?: number): () => void;
+  close(): Promise<void>;
+}
+
+export interface AppOptions {
+  config: Config;
+  log: Logger;
+  clock?: () => Date;
+  onRequestChange?: CoreDeps['onRequestChange'];
+  onProgress?: CoreDeps['onProgress'];
+}
+
+export async function createApp(options: AppOptions): Promise<App> {
+  const catalog = new Catalog(operations);
+  const state = await PgStateStore.open(options.config.state.url, { log: options.log });
+  try {
+    await state.migrate();
+  } catch (err) {
+    await state.close();
+    throw err;
+  }
+  const pools = new TargetPools(options.config.targets, { log: options.log });
+  const core = new Core({
+    config: options.config,
+    catalog,
+    targets: pools,
+    state,
+    log: options.log,
+    ...(options.clock ? { clock: options.clock } : {}),
+    ...(options.onRequestChange ? { onRequestChange: options.onRequestChange } : {}),
+    ...(options.onProgress ? { onProgress: options.onProgress } : {}),
+  });
+  const timers = new Set<NodeJS.Timeout>();
+  return {
+    core,
+    pools,
+    state,
+    startSweeper(seconds = 30) {
+      const timer = setInterval(() => {
+        core.sweepExpired().catch((err: unknown) => options.log.warn({ err }, 'expiry sweep failed'));
+      }, seconds * 1000);
+      timer.unref();
+      timers.add(timer);
+      return () => {
+        clearInterval(timer);
+        timers.delete(timer);
+      };
+    },
+    async close() {
+      for (const timer of timers) clearInterval(timer);
+      await pools.closeAll();
+      await state.close();
+    },
+  };
+}

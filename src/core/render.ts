@@ -1,0 +1,112 @@
+// Turns machine results into text people read: human units, aligned tables that fit a width.
+import { formatDuration } from './duration.js';
+import type { Column, ColumnKind, OperationResult, Row } from './types.js';
+
+const BYTE_UNITS = ['bytes', 'kB', 'MB', 'GB', 'TB', 'PB'];
+
+/** 1536 → "1.5 kB" (1024-based like pg_size_pretty). */
+export function formatBytes(bytes: number): string {
+  if (!Number.isFinite(bytes)) return String(bytes);
+  let value = Math.abs(bytes);
+  let unit = 0;
+  while (value >= 1024 && unit < BYTE_UNITS.length - 1) {
+    value /= 1024;
+    unit += 1;
+  }
+  const sign = bytes < 0 ? '-' : '';
+  if (unit === 0) return `${sign}${value} bytes`;
+  return `${sign}${value < 10 ? value.toFixed(1) : Math.round(value)} ${BYTE_UNITS[unit]}`;
+}
+
+export function formatCount(n: number): string {
+  return Number.isInteger(n) ? n.toLocaleString('en-US') : n.toLocaleString('en-US', { maximumFractionDigits: 2 });
+}
+
+/** One cell as a person reads it. Newlines and runs of spaces collapse so rows stay on one line. */
+export function formatValue(value: Row[string] | undefined, kind: ColumnKind): string {
+  if (value === null || value === undefined) return '';
+  if (typeof value === 'number') {
+    switch (kind) {
+      case 'bytes':
+        return formatBytes(value);
+      case 'seconds':
+        return formatDuration(value);
+      case 'count':
+      case 'number':
+        return formatCount(value);
+      case 'percent':
+        return `${(Math.round(value * 10) / 10).toFixed(1)}%`;
+      default:
+        return String(value);
+    }
+  }
+  if (typeof value === 'boolean') return value ? 'yes' : 'no';
+  if (kind === 'timestamp') {
+    const date = new Date(value);
+    if (!Number.isNaN(date.getTime())) return `${date.toISOString().slice(0, 19).replace('T', ' ')}Z`;
+  }
+  return value.replace(/\s+/g, ' ').trim();
+}
+
+const RIGHT_ALIGNED: ReadonlySet<ColumnKind> = new Set(['bytes', 'seconds', 'count', 'number', 'percent']);
+
+function clip(text: string, width: number): string {
+  if (text.length <= width) return text;
+  return width <= 1 ? text.slice(0, width) : `${text.slice(0, width - 1)}…`;
+}
+
+export interface TableOptions {
+  /** Total line width to fit (default 120). */
+  maxWidth?: number;
+  /** No single column wider than this (default 48). */
+  maxColumnWidth?: number;
+}
+
+/** An aligned plain-text table; wide columns are clipped with "…" so every line fits maxWidth. */
+export function renderTable(columns: readonly Column[], rows: readonly Row[], options: TableOptions = {}): string {
+  const maxWidth = options.maxWidth ?? 120;
+  const maxColumnWidth = options.maxColumnWidth ?? 48;
+  const cells = rows.map((row) => columns.map((col) => formatValue(row[col.key], col.kind)));
+  const widths = columns.map((col, i) =>
+    Math.min(maxColumnWidth, Math.max(col.label.length, ...cells.map((r) => (r[i] ?? '').length))),
+  );
+  // Shrink the widest columns until the table fits.
+  const separator = 2;
+  const total = () => widths.reduce((a, b) => a + b, 0) + separator * (widths.length - 1);
+  while (total() > maxWidth) {
+    const widest = widths.indexOf(Math.max(...widths));
+    if ((widths[widest] ?? 0) <= 6) break;
+    widths[widest] = (widths[widest] ?? 0) - 1;
+  }
+  const line = (values: readonly string[]) =>
+    values
+      .map((value, i) => {
+        const width = widths[i] ?? 0;
+        const text = clip(value, width);
+        const col = columns[i];
+        return col && RIGHT_ALIGNED.has(col.kind) ? text.padStart(width) : text.padEnd(width);
+      })
+      .join(' '.repeat(separator))
+      .trimEnd();
+  const header = line(columns.map((c) => c.label));
+  const rule = widths.map((w) => '-'.repeat(w)).join(' '.repeat(separator));
+  return [header, rule, ...cells.map(line)].join('\n');
+}
+
+/** A whole result: headline, table (or "no rows"), row count, truncation and notes. */
+export function renderResult(result: OperationResult, options: TableOptions = {}): string {
+  const parts: string[] = [];
+  if (result.headline) parts.push(result.headline);
+  if (result.columns.length > 0) {
+    if (result.rows.length === 0) parts.push('(no rows)');
+    else {
+      parts.push(renderTable(result.columns, result.rows, options));
+      const count = `${result.rows.length} row${result.rows.length === 1 ? '' : 's'}`;
+      parts.push(
+        result.truncated ? `${count} shown — more rows exist (capped; narrow the query or use --limit)` : count,
+      );
+    }
+  }
+  for (const note of result.notes ?? []) parts.push(note);
+  return parts.join('\n');
+}

@@ -1,0 +1,48 @@
+// Plain-text wording of replies and requests, in one place.
+import type { ApprovalRequest } from '../state/types.js';
+import { formatDuration } from './duration.js';
+import { renderResult } from './render.js';
+
+export function approvers(request: ApprovalRequest): string[] {
+  return request.votes.filter((v) => v.vote === 'approve').map((v) => v.person);
+}
+
+function when(date: Date): string {
+  return `${date.toISOString().slice(11, 16)}Z`;
+}
+
+/** One line: "#7 kill-idle staging --older-than 5m · pending · by alice · expires in 12m". */
+export function requestLine(request: ApprovalRequest, now: Date): string {
+  const parts = [`#${request.id} ${request.command}`, request.status, `by ${request.requester.person}`];
+  const yes = approvers(request);
+  if (yes.length > 0) parts.push(`approved by ${yes.join(', ')}`);
+  if (request.status === 'pending') {
+    const left = (request.expiresAt.getTime() - now.getTime()) / 1000;
+    parts.push(left > 0 ? `expires in ${formatDuration(left)}` : 'expiring');
+  }
+  if (request.status === 'denied') {
+    const deny = request.votes.find((v) => v.vote === 'deny');
+    if (deny) parts.push(`denied by ${deny.person}${request.reason ? `: ${request.reason}` : ''}`);
+  }
+  return parts.join(' · ');
+}
+
+/** The full card of a request: what it does, the preview, who must approve, how. */
+export function requestCard(request: ApprovalRequest, now: Date, approverRoles: readonly string[]): string {
+  const lines = [requestLine(request, now), ''];
+  lines.push(renderResult(request.preview.result));
+  if (request.status === 'pending') {
+    const have = approvers(request).length;
+    const need = request.approvalsRequired - have;
+    lines.push('');
+    lines.push(
+      `Needs ${need} more approval${need === 1 ? '' : 's'} from ${approverRoles.join(' or ') || 'nobody (no approver role)'} — not ${request.requester.person}. Expires at ${when(request.expiresAt)}.`,
+    );
+    lines.push(`  approve: /db approve ${request.id}   deny: /db deny ${request.id} <reason>   cancel: /db cancel ${request.id}`);
+  }
+  if (request.result && (request.status === 'succeeded' || request.status === 'failed')) {
+    lines.push('', 'Outcome:', renderResult(request.result));
+  }
+  if (request.error) lines.push('', `Error: ${request.error}`);
+  return lines.join('\n');
+}

@@ -1,0 +1,53 @@
+// What dispatch() answers: structured for adapters, with the text a terminal user sees.
+import type { ApprovalRequest } from '../state/types.js';
+import type { UserErrorCode } from './errors.js';
+import type { OperationResult, Risk } from './types.js';
+
+export const REPLY_STATUSES = ['ok', 'pending', 'refused', 'invalid', 'failed'] as const;
+export type ReplyStatus = (typeof REPLY_STATUSES)[number];
+
+export interface Reply {
+  status: ReplyStatus;
+  /** Every invocation that reached the core has an id (audit, "internal error, ref <id>"). */
+  requestId: number | null;
+  operation?: string;
+  target?: string;
+  risk?: Risk;
+  /** The operation's result, or the preview of a pending request. */
+  result?: OperationResult;
+  /** The approval request this reply is about (pending, approve, deny, status, ...). */
+  request?: ApprovalRequest;
+  /** Several requests (`pending`). */
+  requests?: ApprovalRequest[];
+  code?: UserErrorCode | 'internal';
+  /** One line: what happened. */
+  message: string;
+  /** Everything a terminal or chat user sees, as plain text. */
+  text: string;
+  /** Refusals and usage errors are shown only to the person who typed the command. */
+  ephemeral: boolean;
+}
+
+/** Which reply status a user-facing error code answers with. */
+export function statusOfCode(code: UserErrorCode): ReplyStatus {
+  switch (code) {
+    case 'invalid_command':
+    case 'unknown_operation':
+    case 'unknown_target':
+    case 'missing_target':
+    case 'invalid_argument':
+      return 'invalid';
+    case 'unknown_person':
+    case 'denied':
+    case 'not_found':
+    case 'self_approval':
+    case 'already_voted':
+    case 'not_pending':
+    case 'expired':
+    case 'not_requester':
+    case 'target_busy':
+      return 'refused';
+    default:
+      return 'failed';
+  }
+}

@@ -1,0 +1,79 @@
+// An interactive chat in the terminal: type /db commands as a person, `/as bob` to become someone else.
+import { createInterface } from 'node:readline';
+import type { Readable, Writable } from 'node:stream';
+import type { Config } from '../config/schema.js';
+import type { Core } from '../core/dispatch.js';
+
+export interface ConsoleOptions {
+  core: Core;
+  config: Config;
+  /** CLI identity of the person typing (config.people.*.cli). */
+  as: string;
+  channel?: string;
+  input: Readable;
+  output: Writable;
+  /** Shown once before the first prompt. */
+  banner?: string;
+}
+
+function cliPeople(config: Config): string[] {
+  return Object.values(config.people).flatMap((p) => (p.identities.cli ? [p.identities.cli] : []));
+}
+
+/** Runs until the input ends or the person types /quit. */
+export async function runConsole(options: ConsoleOptions): Promise<void> {
+  const { core, config, output } = options;
+  let as = options.as;
+  const rl = createInterface({ input: options.input, output, terminal: 'isTTY' in output && output.isTTY === true });
+  const write = (text: string) => output.write(`${text}\n`);
+  const prompt = () => {
+    rl.setPrompt(`${as}> `);
+    rl.prompt();
+  };
+  if (options.banner) write(options.banner);
+  write(`You are ${as}. Type /db help, /as <person> to switch (${cliPeople(config).join(', ')}), /quit to leave.`);
+  prompt();
+  // Lines are handled one at a time, in order, even when pasted together.
+  let queue = Promise.resolve();
+  let closed = false;
+  await new Promise<void>((resolve) => {
+    rl.on('line', (line) => {
+      queue = queue.then(async () => {
+        const text = line.trim();
+        if (text === '') {
+          if (!closed) prompt();
+          return;
+        }
+        if (text === '/quit' || text === '/exit') {
+          rl.close();
+          return;
+        }
+        if (text === '/whoami') {
+          write(`You are ${as}.`);
+        } else if (text.startsWith('/as')) {
+          const who = text.slice(3).trim();
+          if (cliPeople(config).includes(who)) {
+            as = who;
+            write(`You are now ${as}.`);
+          } else {
+            write(`No person has the cli identity "${who}". People: ${cliPeople(config).join(', ')}.`);
+          }
+        } else {
+          const reply = await core.dispatch({
+            surface: 'console',
+            identity: as,
+            text,
+            ...(options.channel !== undefined ? { channel: options.channel } : {}),
+          });
+          write(reply.text);
+        }
+        if (!closed) prompt();
+      });
+    });
+    rl.on('close', () => {
+      closed = true;
+      queue.then(() => resolve(), () => resolve());
+    });
+  });
+  write('');
+}

@@ -1,0 +1,110 @@
+// The dbops command as users run it (the built dist), in separate processes.
+import { resolve } from 'node:path';
+import { execa } from 'execa';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { adminQuery, openClient } from './helpers/db.js';
+import { type Fixture, makeFixture } from './helpers/app.js';
+import type pg from 'pg';
+
+const CLI = resolve('dist/src/cli.js');
+let fx: Fixture;
+let configPath: string;
+const held: pg.Client[] = [];
+
+beforeAll(async () => {
+  fx = await makeFixture();
+  configPath = fx.writeConfig();
+});
+
+afterAll(async () => {
+  await Promise.all(held.map((c) => c.end().catch(() => {})));
+});
+
+function dbops(args: string[], input?: string) {
+  return execa('node', [CLI, ...args], {
+    env: { ...fx.env, PATH: process.env.PATH ?? '' },
+    extendEnv: false,
+    reject: false,
+    timeout: 30_000,
+    ...(input !== undefined ? { input } : {}),
+  });
+}
+
+async function execJson(person: string, command: string) {
+  const run = await dbops(['exec', '--config', configPath, '--as', person, '--json', '--', command]);
+  return { exitCode: run.exitCode, body: JSON.parse(run.stdout) as Record<string, unknown>, stderr: run.stderr };
+}
+
+describe('dbops exec', () => {
+  it('prints one JSON object with machine values and exits 0', async () => {
+    const { exitCode, body } = await execJson('carol', '/db sizes staging');
+    expect(exitCode).toBe(0);
+    expect(body).toMatchObject({ status: 'ok', operation: 'sizes', target: 'staging', risk: 'read', truncated: false });
+    expect(typeof body.request).toBe('number');
+    const rows = body.rows as Record<string, unknown>[];
+    expect(rows.length).toBeGreaterThan(0);
+    const [truth] = await adminQuery<{ bytes: string }>(
+      "SELECT pg_total_relation_size('exams')::text AS bytes",
+      [],
+      fx.staging.name,
+    );
+    expect(rows.some((r) => Object.values(r).includes(Number(truth?.bytes)))).toBe(true);
+    expect(String(body.text)).toContain('exams');
+  });
+
+  it('exits 2 when refused or invalid and 1 when the target fails', async () => {
+    expect(await execJson('mallory', '/db sizes staging')).toMatchObject({ exitCode: 2, body: { status: 'refused' } });
+    expect(await execJson('carol', '/db sizes nowhere')).toMatchObject({ exitCode: 2, body: { status: 'invalid' } });
+    const down = await execJson('carol', '/db sizes down');
+    expect(down).toMatchObject({ exitCode: 1, body: { status: 'failed', code: 'target_down' } });
+    expect(JSON.stringify(down.body)).not.toContain('secret');
+  });
+
+  it('explains a bad config file with the path and line', async () => {
+    const run = await dbops(['exec', '--config', '/nonexistent/dbops.yaml', '--as', 'alice', '--', '/db help']);
+    expect(run.exitCode).toBe(2);
+    expect(run.stderr).toContain('not found');
+  });
+
+  it('runs a destructive request once when two processes approve it at the same moment', async () => {
+    const pids: number[] = [];
+    for (let i = 0; i < 2; i++) {
+      const client = await openClient(fx.staging.url, 'cli-idle');
+      held.push(client);
+      const [row] = (await client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows;
+      if (row) pids.push(row.pid);
+    }
+    await new Promise((r) => setTimeout(r, 1200));
+    const request = await execJson('alice', '/db kill-idle staging --older-than 1s');
+    expect(request).toMatchObject({ exitCode: 0, body: { status: 'pending' } });
+    const id = request.body.request as number;
+    const [bob, dave] = await Promise.all([
+      execJson('bob', `/db approve ${id}`),
+      execJson('dave', `/db approve ${id}`),
+    ]);
+    const outcomes = [bob, dave].map((r) => r.body.status).sort();
+    expect(outcomes).toEqual(['ok', 'refused']);
+    const rows = await adminQuery<{ n: string }>(
+      "SELECT count(*)::text AS n FROM dbops_audit WHERE request_id = $1 AND event = 'executed'",
+      [id],
+      fx.state.name,
+    );
+    expect(rows[0]?.n).toBe('1');
+    const alive = await adminQuery('SELECT pid FROM pg_stat_activity WHERE pid = ANY($1::int[])', [pids]);
+    expect(alive).toEqual([]);
+  });
+});
+
+describe('dbops console', () => {
+  it('chats in the terminal and switches person with /as', async () => {
+    const run = await dbops(
+      ['console', '--config', configPath, '--as', 'carol'],
+      ['/db sizes kasm', '/as bob', '/db sizes kasm', '/as nobody', '/quit', ''].join('\n'),
+    );
+    expect(run.exitCode).toBe(0);
+    expect(run.stdout).toContain('Refused: carol may not run read operations on production');
+    expect(run.stdout).toContain('You are now bob.');
+    expect(run.stdout).toContain('managers');
+    expect(run.stdout).toContain('No person has the cli identity "nobody"');
+  });
+});
