@@ -56,7 +56,11 @@ function loadConfigOrExit(path: string): Config {
 /** exec and console keep the terminal clean: logs go to $DBOPS_LOG_FILE, or only warnings to stderr. */
 function quietLogger(): Logger {
   const file = env.DBOPS_LOG_FILE;
-  if (file) return createLogger({ level: env.DBOPS_LOG_LEVEL ?? 'info', destination: pino.destination({ dest: file, sync: true }) });
+  if (file)
+    return createLogger({
+      level: env.DBOPS_LOG_LEVEL ?? 'info',
+      destination: pino.destination({ dest: file, sync: true }),
+    });
   return createLogger({ level: env.DBOPS_LOG_LEVEL ?? 'warn' });
 }
 
@@ -105,7 +109,9 @@ async function exec(argv: string[]): Promise<number> {
       };
       process.stdout.write(`${JSON.stringify(body)}\n`);
     } else {
-      (reply.status === 'ok' || reply.status === 'pending' ? process.stdout : process.stderr).write(`${reply.text}\n`);
+      (reply.status === 'ok' || reply.status === 'pending' ? process.stdout : process.stderr).write(
+        `${reply.text}\n`,
+      );
     }
     return EXIT[reply.status];
   } finally {
@@ -142,7 +148,9 @@ async function consoleCommand(argv: string[]): Promise<number> {
 
 async function demo(): Promise<number> {
   const dir = mkdtempSync(join(tmpdir(), 'dbops-demo-'));
-  process.stdout.write('Starting an embedded PostgreSQL with sample databases (kasm, staging, coder, capsul, activity)…\n');
+  process.stdout.write(
+    'Starting an embedded PostgreSQL with sample databases (kasm, staging, coder, capsul, activity)…\n',
+  );
   const environment = await startDemoEnvironment({ dir, log: (line) => process.stdout.write(`  ${line}\n`) });
   onExitCleanup(environment);
   const merged = { ...env, ...environment.env };
@@ -172,7 +180,9 @@ async function checkConfig(argv: string[]): Promise<number> {
   const { values } = parseArgs({ args: argv, options: { config: { type: 'string' } } });
   const path = configPath(values.config);
   const config = loadConfigOrExit(path);
-  process.stdout.write(`${path}: valid (${Object.keys(config.targets).length} targets, ${Object.keys(config.people).length} people)\n\n`);
+  process.stdout.write(
+    `${path}: valid (${Object.keys(config.targets).length} targets, ${Object.keys(config.people).length} people)\n\n`,
+  );
   const checks = await checkTargets(config);
   process.stdout.write(`${formatCheckReport(checks)}\n`);
   return checks.every((c) => c.reachable) ? 0 : 1;

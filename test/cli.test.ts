@@ -1,10 +1,10 @@
 // The dbops command as users run it (the built dist), in separate processes.
 import { resolve } from 'node:path';
 import { execa } from 'execa';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { adminQuery, openClient } from './helpers/db.js';
-import { type Fixture, makeFixture } from './helpers/app.js';
 import type pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type Fixture, makeFixture } from './helpers/app.js';
+import { adminQuery, openClient } from './helpers/db.js';
 
 const CLI = resolve('dist/src/cli.js');
 let fx: Fixture;
@@ -32,14 +32,24 @@ function dbops(args: string[], input?: string) {
 
 async function execJson(person: string, command: string) {
   const run = await dbops(['exec', '--config', configPath, '--as', person, '--json', '--', command]);
-  return { exitCode: run.exitCode, body: JSON.parse(run.stdout) as Record<string, unknown>, stderr: run.stderr };
+  return {
+    exitCode: run.exitCode,
+    body: JSON.parse(run.stdout) as Record<string, unknown>,
+    stderr: run.stderr,
+  };
 }
 
 describe('dbops exec', () => {
   it('prints one JSON object with machine values and exits 0', async () => {
     const { exitCode, body } = await execJson('carol', '/db sizes staging');
     expect(exitCode).toBe(0);
-    expect(body).toMatchObject({ status: 'ok', operation: 'sizes', target: 'staging', risk: 'read', truncated: false });
+    expect(body).toMatchObject({
+      status: 'ok',
+      operation: 'sizes',
+      target: 'staging',
+      risk: 'read',
+      truncated: false,
+    });
     expect(typeof body.request).toBe('number');
     const rows = body.rows as Record<string, unknown>[];
     expect(rows.length).toBeGreaterThan(0);
@@ -53,15 +63,29 @@ describe('dbops exec', () => {
   });
 
   it('exits 2 when refused or invalid and 1 when the target fails', async () => {
-    expect(await execJson('mallory', '/db sizes staging')).toMatchObject({ exitCode: 2, body: { status: 'refused' } });
-    expect(await execJson('carol', '/db sizes nowhere')).toMatchObject({ exitCode: 2, body: { status: 'invalid' } });
+    expect(await execJson('mallory', '/db sizes staging')).toMatchObject({
+      exitCode: 2,
+      body: { status: 'refused' },
+    });
+    expect(await execJson('carol', '/db sizes nowhere')).toMatchObject({
+      exitCode: 2,
+      body: { status: 'invalid' },
+    });
     const down = await execJson('carol', '/db sizes down');
     expect(down).toMatchObject({ exitCode: 1, body: { status: 'failed', code: 'target_down' } });
     expect(JSON.stringify(down.body)).not.toContain('secret');
   });
 
   it('explains a bad config file with the path and line', async () => {
-    const run = await dbops(['exec', '--config', '/nonexistent/dbops.yaml', '--as', 'alice', '--', '/db help']);
+    const run = await dbops([
+      'exec',
+      '--config',
+      '/nonexistent/dbops.yaml',
+      '--as',
+      'alice',
+      '--',
+      '/db help',
+    ]);
     expect(run.exitCode).toBe(2);
     expect(run.stderr).toContain('not found');
   });

@@ -2,8 +2,8 @@
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { App } from '../src/app.js';
-import { adminQuery, openClient } from './helpers/db.js';
 import { as, type Fixture, makeFixture, startApp } from './helpers/app.js';
+import { adminQuery, openClient } from './helpers/db.js';
 
 let fx: Fixture;
 let app: App;
@@ -35,7 +35,10 @@ async function idleSessions(url: string, n: number, inTransaction = false): Prom
 }
 
 async function alive(pids: number[]): Promise<number[]> {
-  const rows = await adminQuery<{ pid: number }>('SELECT pid FROM pg_stat_activity WHERE pid = ANY($1::int[])', [pids]);
+  const rows = await adminQuery<{ pid: number }>(
+    'SELECT pid FROM pg_stat_activity WHERE pid = ANY($1::int[])',
+    [pids],
+  );
   return rows.map((r) => r.pid).sort();
 }
 
@@ -107,13 +110,20 @@ describe('reads', () => {
       expect(reply.message).toMatch(/--limit|--older-than/);
       expect(reply.message).toContain('usage:');
     }
-    const [count] = await adminQuery<{ n: string }>('SELECT count(*)::text AS n FROM exams', [], fx.staging.name);
+    const [count] = await adminQuery<{ n: string }>(
+      'SELECT count(*)::text AS n FROM exams',
+      [],
+      fx.staging.name,
+    );
     expect(count?.n).toBe('2000');
     expect((await app.state.listRequests({ statuses: ['pending'] })).length).toBe(0);
   });
 
   it('answers an unreachable target clearly while other targets keep working', async () => {
-    const [down, up] = await Promise.all([as(app, 'carol')('/db sizes down'), as(app, 'carol')('/db sizes staging')]);
+    const [down, up] = await Promise.all([
+      as(app, 'carol')('/db sizes down'),
+      as(app, 'carol')('/db sizes staging'),
+    ]);
     expect(down).toMatchObject({ status: 'failed', code: 'target_down' });
     expect(down.message).toContain('down');
     expect(down.message).not.toContain('secret');
@@ -333,7 +343,13 @@ describe('built-ins', () => {
   });
 
   it('answers unknown request ids plainly', async () => {
-    expect(await as(app, 'bob')('/db approve 999999')).toMatchObject({ status: 'refused', code: 'not_found' });
-    expect(await as(app, 'bob')('/db approve soon')).toMatchObject({ status: 'invalid', code: 'invalid_argument' });
+    expect(await as(app, 'bob')('/db approve 999999')).toMatchObject({
+      status: 'refused',
+      code: 'not_found',
+    });
+    expect(await as(app, 'bob')('/db approve soon')).toMatchObject({
+      status: 'invalid',
+      code: 'invalid_argument',
+    });
   });
 });

@@ -350,8 +350,8 @@ describe('normalizeArgs and formatCommand', () => {
     expect(durationText(300)).toBe('5m');
     expect(durationText(5400)).toBe('1h30m');
     expect(durationText(90061)).toBe('1d1h1m1s');
-    expect(durationText(1.5)).toBe('1.5s');
-    expect(durationText(0)).toBe('0ms');
+    expect(durationText(1.5)).toBe('1s500ms');
+    expect(durationText(0)).toBe('0s');
   });
 
   it('normalizes to the spec keys only, JSON-safe', () => {

@@ -13,7 +13,12 @@ const rules = (over: Partial<EnvironmentPolicy>): EnvironmentPolicy => ({
 });
 
 const policy = {
-  staging: rules({ read: ['everyone'], write: ['oncall', 'dba'], request: ['oncall', 'dba'], approve: ['oncall', 'dba'] }),
+  staging: rules({
+    read: ['everyone'],
+    write: ['oncall', 'dba'],
+    request: ['oncall', 'dba'],
+    approve: ['oncall', 'dba'],
+  }),
   production: rules({
     read: ['oncall', 'dba'],
     write: ['dba'],
@@ -25,13 +30,23 @@ const policy = {
   locked: rules({}),
 };
 
-const person = (name: string, roles: string[]): ResolvedPerson => ({ name, roles, identities: { cli: name } });
+const person = (name: string, roles: string[]): ResolvedPerson => ({
+  name,
+  roles,
+  identities: { cli: name },
+});
 const alice = person('alice', ['dba']);
 const bob = person('bob', ['oncall']);
 const carol = person('carol', ['developer']);
 const nobody = person('nemo', []);
 
-type Row = [who: ResolvedPerson | undefined, action: Action, env: string, allowed: boolean, needsApproval?: boolean];
+type Row = [
+  who: ResolvedPerson | undefined,
+  action: Action,
+  env: string,
+  allowed: boolean,
+  needsApproval?: boolean,
+];
 const table: Row[] = [
   [carol, 'read', 'staging', true, false],
   [nobody, 'read', 'staging', true, false], // everyone = every known person
@@ -61,7 +76,13 @@ describe('policy.decide', () => {
   });
 
   it('says which roles are needed and which the person has', () => {
-    const decision = decide({ person: bob, identity: 'cli:bob', action: 'approve', environment: 'production', policy });
+    const decision = decide({
+      person: bob,
+      identity: 'cli:bob',
+      action: 'approve',
+      environment: 'production',
+      policy,
+    });
     expect(decision).toEqual({
       allowed: false,
       action: 'approve',
@@ -70,13 +91,25 @@ describe('policy.decide', () => {
   });
 
   it('names the unknown identity', () => {
-    const decision = decide({ person: undefined, identity: 'slack:T1/U9', action: 'read', environment: 'staging', policy });
+    const decision = decide({
+      person: undefined,
+      identity: 'slack:T1/U9',
+      action: 'read',
+      environment: 'staging',
+      policy,
+    });
     expect(decision.allowed).toBe(false);
     if (!decision.allowed) expect(decision.reason).toContain('slack:T1/U9');
   });
 
   it('carries the number of approvals of the environment', () => {
-    const decision = decide({ person: bob, identity: 'cli:bob', action: 'request', environment: 'production', policy });
+    const decision = decide({
+      person: bob,
+      identity: 'cli:bob',
+      action: 'request',
+      environment: 'production',
+      policy,
+    });
     expect(decision).toMatchObject({ allowed: true, approvalsRequired: 2 });
   });
 

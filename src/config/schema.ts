@@ -3,16 +3,14 @@ import { z } from 'zod';
 import { parseDuration } from '../core/duration.js';
 
 /** A duration written as "5s", "15m", "1h30m"; parsed to seconds. */
-export const durationSchema = z
-  .union([z.string(), z.number()])
-  .transform((value, ctx) => {
-    const seconds = typeof value === 'number' ? value : parseDuration(value);
-    if (seconds === undefined || seconds < 0) {
-      ctx.addIssue({ code: 'custom', message: `expected a duration like "5s", "15m" or "1h", got "${value}"` });
-      return z.NEVER;
-    }
-    return seconds;
-  });
+export const durationSchema = z.union([z.string(), z.number()]).transform((value, ctx) => {
+  const seconds = typeof value === 'number' ? value : parseDuration(value);
+  if (seconds === undefined || seconds < 0) {
+    ctx.addIssue({ code: 'custom', message: `expected a duration like "5s", "15m" or "1h", got "${value}"` });
+    return z.NEVER;
+  }
+  return seconds;
+});
 
 const NAME = /^[a-z][a-z0-9_-]{0,62}$/;
 const nameMessage = 'use lower-case letters, digits, "-" and "_", starting with a letter';
@@ -88,12 +86,18 @@ export const configSchema = z
       })
       .strict(),
     limits: limitsSchema.default(limitsSchema.parse({})),
-    backups: z.object({ dir: z.string().default('./backups') }).strict().optional(),
+    backups: z
+      .object({ dir: z.string().default('./backups') })
+      .strict()
+      .optional(),
     targets: z.record(z.string().regex(NAME, nameMessage), targetSchema),
     people: z.record(z.string().regex(NAME, nameMessage), personSchema),
     policy: z.record(z.string().regex(NAME, nameMessage), environmentPolicySchema),
     channels: z
-      .record(z.string().regex(/^(slack|discord):.+$/, 'write channels as "slack:C0123" or "discord:1234"'), channelSchema)
+      .record(
+        z.string().regex(/^(slack|discord):.+$/, 'write channels as "slack:C0123" or "discord:1234"'),
+        channelSchema,
+      )
       .default({}),
   })
   .strict();

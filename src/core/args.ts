@@ -224,27 +224,9 @@ export function normalizeArgs(spec: AnyOperation, args: Record<string, unknown>)
   return out;
 }
 
-const UNITS: readonly [string, number][] = [
-  ['d', 86400],
-  ['h', 3600],
-  ['m', 60],
-  ['s', 1],
-];
-
-/** canonicalDuration keeps two units; when that would change the value, spell every unit out. */
+/** The exact compact spelling of a duration argument (parses back to the same seconds). */
 export function durationText(seconds: number): string {
-  const canonical = canonicalDuration(seconds);
-  if (parseDuration(canonical) === seconds) return canonical;
-  if (!Number.isInteger(seconds)) return `${seconds}s`;
-  let rest = seconds;
-  let text = '';
-  for (const [unit, size] of UNITS) {
-    if (rest >= size) {
-      text += `${Math.floor(rest / size)}${unit}`;
-      rest %= size;
-    }
-  }
-  return text || '0s';
+  return canonicalDuration(seconds);
 }
 
 /** A word as the tokenizer will read it back: quoted when it holds spaces, quotes or looks like an option. */

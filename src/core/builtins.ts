@@ -7,9 +7,9 @@ import { clipInput, reply } from './dispatch.js';
 import { UserError } from './errors.js';
 import type { Token } from './grammar.js';
 import { actionForRisk, allowedActions, decide } from './policy.js';
+import { renderTable } from './render.js';
 import type { Reply } from './reply.js';
 import { requestCard, requestLine } from './reply-text.js';
-import { renderTable } from './render.js';
 import { closest } from './suggest.js';
 import type { Column, Row } from './types.js';
 
@@ -33,7 +33,7 @@ function words(tokens: readonly Token[]): string[] {
 function option(tokens: readonly Token[], name: string): string | undefined {
   const at = tokens.findIndex((t) => t.kind === 'option' && t.name === name);
   const token = tokens[at];
-  if (!token || token.kind !== 'option') return undefined;
+  if (token?.kind !== 'option') return undefined;
   if (token.value !== undefined) return token.value;
   const next = tokens[at + 1];
   return next?.kind === 'word' ? next.text : undefined;
@@ -54,7 +54,8 @@ function ok(ctx: InvocationContext, message: string, text: string, extra: Partia
 async function loadRequest(core: Core, ctx: InvocationContext, id: number): Promise<ApprovalRequest> {
   await core.sweepExpired();
   const request = await core.state.getRequest(id);
-  if (!request) throw new UserError('not_found', `there is no request #${id}; \`/db pending\` lists open ones`);
+  if (!request)
+    throw new UserError('not_found', `there is no request #${id}; \`/db pending\` lists open ones`);
   const target = core.config.targets[request.target];
   const readable =
     target &&
@@ -227,7 +228,12 @@ const approve: Handler = async (core, ctx, tokens) => {
   const actor = core.actor(ctx);
   // The requester never approves their own request, whatever their roles (checked again in the store).
   if (request.requester.person === actor.person) {
-    return await core.refuse(ctx, 'self_approval', refusalMessage({ ok: false, code: 'self_approval', request }, id), about);
+    return await core.refuse(
+      ctx,
+      'self_approval',
+      refusalMessage({ ok: false, code: 'self_approval', request }, id),
+      about,
+    );
   }
   const decision = decide({
     person: ctx.person,
@@ -286,7 +292,12 @@ const deny: Handler = async (core, ctx, tokens) => {
   if (!decision.allowed) return await core.refuse(ctx, 'denied', decision.reason, about);
   const result = await core.state.deny(id, actor, reason, core.now());
   if (!result.ok) return await core.refuse(ctx, result.code, refusalMessage(result, id), about);
-  await core.audit(ctx, { ...about, event: 'denied', outcome: 'denied', ...(reason ? { error: reason } : {}) });
+  await core.audit(ctx, {
+    ...about,
+    event: 'denied',
+    outcome: 'denied',
+    ...(reason ? { error: reason } : {}),
+  });
   core.changed(result.request, 'denied');
   return ok(ctx, `#${id} denied`, `Denied #${id}${reason ? `: ${reason}` : ''}.`, {
     request: result.request,
@@ -309,7 +320,10 @@ const audit: Handler = async (core, ctx, tokens) => {
   const [targetName] = words(tokens);
   const limitText = option(tokens, 'limit') ?? '20';
   if (!/^\d{1,3}$/.test(limitText) || Number(limitText) < 1) {
-    throw new UserError('invalid_argument', 'argument --limit: expected a number from 1 to 999. usage: /db audit [target] [--limit n]');
+    throw new UserError(
+      'invalid_argument',
+      'argument --limit: expected a number from 1 to 999. usage: /db audit [target] [--limit n]',
+    );
   }
   const visible = new Set(core.visibleTargets(ctx.person).map((t) => t.name));
   if (targetName && !visible.has(targetName)) {
@@ -320,7 +334,10 @@ const audit: Handler = async (core, ctx, tokens) => {
     );
   }
   const records = (
-    await core.state.listAudit({ ...(targetName ? { target: targetName } : {}), limit: Number(limitText) * 3 })
+    await core.state.listAudit({
+      ...(targetName ? { target: targetName } : {}),
+      limit: Number(limitText) * 3,
+    })
   )
     .filter((r: AuditRecord) => (r.target ? visible.has(r.target) : r.person === ctx.person?.name))
     .slice(0, Number(limitText));
@@ -344,9 +361,14 @@ const audit: Handler = async (core, ctx, tokens) => {
     target: r.target ?? '',
     outcome: r.error ? `${r.outcome}: ${r.error}` : r.outcome,
   }));
-  return ok(ctx, `${rows.length} audit records`, rows.length ? renderTable(columns, rows) : 'No audit records.', {
-    result: { columns, rows, truncated: false },
-  });
+  return ok(
+    ctx,
+    `${rows.length} audit records`,
+    rows.length ? renderTable(columns, rows) : 'No audit records.',
+    {
+      result: { columns, rows, truncated: false },
+    },
+  );
 };
 
 export const builtinHandlers: Record<Builtin, Handler> = {
@@ -359,4 +381,3 @@ export const builtinHandlers: Record<Builtin, Handler> = {
   cancel,
   audit,
 };
-

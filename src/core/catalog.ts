@@ -1,7 +1,16 @@
 // The registry of runbook operations: an explicit list, checked loudly at start-up.
 import type { AnyOperation } from './operation.js';
 
-export const BUILTINS = ['help', 'targets', 'pending', 'status', 'approve', 'deny', 'cancel', 'audit'] as const;
+export const BUILTINS = [
+  'help',
+  'targets',
+  'pending',
+  'status',
+  'approve',
+  'deny',
+  'cancel',
+  'audit',
+] as const;
 export type Builtin = (typeof BUILTINS)[number];
 
 export function isBuiltin(name: string): name is Builtin {
@@ -25,7 +34,8 @@ export class Catalog {
       if (mayBeDestructive && (!spec.preview || !spec.execute)) {
         problems.push(`${where}: a destructive operation needs preview() and execute()`);
       }
-      if (spec.risk !== 'destructive' && !spec.run) problems.push(`${where}: a ${spec.risk} operation needs run()`);
+      if (spec.risk !== 'destructive' && !spec.run)
+        problems.push(`${where}: a ${spec.risk} operation needs run()`);
       for (const name of spec.positionals ?? []) {
         if (!(name in spec.args.shape)) problems.push(`${where}: positional ${name} is not one of its args`);
       }

@@ -1,9 +1,11 @@
 // The one entry point of the core: an Invocation in, a Reply out — parsing, policy, approvals, audit.
-import type { Config, ResolvedPerson, ResolvedTarget } from '../config/schema.js';
+
 import { resolvePerson } from '../config/load.js';
+import type { Config, ResolvedPerson, ResolvedTarget } from '../config/schema.js';
 import type { QueryLimits, TargetDb } from '../engine/types.js';
 import type { Actor, ApprovalRequest, AuditEvent, StateStore } from '../state/types.js';
 import { formatCommand, normalizeArgs } from './args.js';
+import { builtinHandlers } from './builtins.js';
 import { BUILTINS, type Builtin, type Catalog, isBuiltin } from './catalog.js';
 import { formatDuration } from './duration.js';
 import { isUserError, UserError } from './errors.js';
@@ -16,7 +18,6 @@ import { type Reply, type ReplyStatus, statusOfCode } from './reply.js';
 import { requestCard, requestLine } from './reply-text.js';
 import { closest } from './suggest.js';
 import { IDENTITY_KIND_OF_SURFACE, type Invocation, type OperationResult, type Risk } from './types.js';
-import { builtinHandlers } from './builtins.js';
 
 /** What changed on an approval request, for adapters that keep cards and threads up to date. */
 export type RequestChange =
@@ -123,7 +124,9 @@ export class Core {
     } catch (err) {
       if (isUserError(err)) return await this.fail(ctx, err, {});
       ctx.log.error({ err }, 'internal error');
-      await this.audit(ctx, { event: 'failed', outcome: 'internal error', error: String(err) }).catch(() => {});
+      await this.audit(ctx, { event: 'failed', outcome: 'internal error', error: String(err) }).catch(
+        () => {},
+      );
       return reply({
         status: 'failed',
         requestId,
@@ -182,8 +185,8 @@ export class Core {
     try {
       const result = await this.#run(ctx, spec, target, args, (op, c) => runStep(op, c));
       const durationMs = Date.now() - started;
-      await this.audit(ctx, { event: 'executed', outcome: 'ok', durationMs, ...about }).catch((err: unknown) =>
-        ctx.log.error({ err }, 'audit write failed after the operation ran'),
+      await this.audit(ctx, { event: 'executed', outcome: 'ok', durationMs, ...about }).catch(
+        (err: unknown) => ctx.log.error({ err }, 'audit write failed after the operation ran'),
       );
       return reply({
         status: 'ok',
@@ -242,7 +245,14 @@ export class Core {
   /** Targets whose environment lets this person read. */
   visibleTargets(person: ResolvedPerson | undefined): ResolvedTarget[] {
     return Object.values(this.config.targets).filter(
-      (t) => decide({ person, identity: '', action: 'read', environment: t.environment, policy: this.config.policy }).allowed,
+      (t) =>
+        decide({
+          person,
+          identity: '',
+          action: 'read',
+          environment: t.environment,
+          policy: this.config.policy,
+        }).allowed,
     );
   }
 
@@ -356,7 +366,10 @@ export class Core {
         this.#clock(),
       );
       if (done.ok) this.changed(done.request, 'failed');
-      throw new UserError('invalid_argument', `request #${approved.id}: its stored arguments no longer validate`);
+      throw new UserError(
+        'invalid_argument',
+        `request #${approved.id}: its stored arguments no longer validate`,
+      );
     }
     const t0 = Date.now();
     try {
@@ -388,7 +401,11 @@ export class Core {
     } catch (err) {
       const durationMs = Date.now() - t0;
       const message = isUserError(err) ? err.message : `internal error, ref ${approved.id}`;
-      const done = await this.state.finishRun(approved.id, { status: 'failed', error: message }, this.#clock());
+      const done = await this.state.finishRun(
+        approved.id,
+        { status: 'failed', error: message },
+        this.#clock(),
+      );
       if (done.ok) this.changed(done.request, 'failed');
       return await this.fail(ctx, err, { ...about, durationMs, requestId: approved.id });
     }
@@ -461,7 +478,10 @@ export class Core {
       await this.audit(ctx, event);
     } catch (err) {
       ctx.log.error({ err }, 'audit write failed; refusing to run');
-      throw new UserError('state_unavailable', 'the audit log cannot be written right now, so nothing was run; try again shortly');
+      throw new UserError(
+        'state_unavailable',
+        'the audit log cannot be written right now, so nothing was run; try again shortly',
+      );
     }
   }
 
@@ -541,14 +561,20 @@ export class Core {
   }
 }
 
-async function runStep(spec: AnyOperation, context: OperationContext<Record<string, unknown>>): Promise<OperationResult> {
+async function runStep(
+  spec: AnyOperation,
+  context: OperationContext<Record<string, unknown>>,
+): Promise<OperationResult> {
   if (!spec.run) throw new Error(`operation ${spec.name} has no run step`);
   return await spec.run(context);
 }
 
 /** A write operation waiting for approval shows what will run. */
 function plannedPreview(command: string): Preview {
-  return { result: { headline: `Will run: ${command}`, columns: [], rows: [], truncated: false }, state: null };
+  return {
+    result: { headline: `Will run: ${command}`, columns: [], rows: [], truncated: false },
+    state: null,
+  };
 }
 
 /** Applies an operation's limits as the defaults of every transaction it opens. */

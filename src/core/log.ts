@@ -1,5 +1,5 @@
 // The one pino logger: JSON lines, secrets redacted, a child per invocation.
-import { pino, type DestinationStream, type Logger } from 'pino';
+import { type DestinationStream, type Logger, pino } from 'pino';
 
 export type { Logger };
 

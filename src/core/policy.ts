@@ -57,7 +57,8 @@ export function decide(input: {
   }
   const roles = rules[action];
   if (!holdsAnyRole(person, roles)) {
-    const needed = roles.length > 0 ? `one of the roles ${roles.join(', ')}` : 'a role, but policy grants it to nobody';
+    const needed =
+      roles.length > 0 ? `one of the roles ${roles.join(', ')}` : 'a role, but policy grants it to nobody';
     const held = person.roles.length > 0 ? person.roles.join(', ') : 'no roles';
     return {
       allowed: false,
@@ -75,7 +76,5 @@ export function allowedActions(
   environment: string,
   policy: Readonly<Record<string, EnvironmentPolicy>>,
 ): Action[] {
-  return ACTIONS.filter(
-    (action) => decide({ person, identity: '', action, environment, policy }).allowed,
-  );
+  return ACTIONS.filter((action) => decide({ person, identity: '', action, environment, policy }).allowed);
 }

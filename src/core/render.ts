@@ -19,7 +19,9 @@ export function formatBytes(bytes: number): string {
 }
 
 export function formatCount(n: number): string {
-  return Number.isInteger(n) ? n.toLocaleString('en-US') : n.toLocaleString('en-US', { maximumFractionDigits: 2 });
+  return Number.isInteger(n)
+    ? n.toLocaleString('en-US')
+    : n.toLocaleString('en-US', { maximumFractionDigits: 2 });
 }
 
 /** One cell as a person reads it. Newlines and runs of spaces collapse so rows stay on one line. */
@@ -63,7 +65,11 @@ export interface TableOptions {
 }
 
 /** An aligned plain-text table; wide columns are clipped with "…" so every line fits maxWidth. */
-export function renderTable(columns: readonly Column[], rows: readonly Row[], options: TableOptions = {}): string {
+export function renderTable(
+  columns: readonly Column[],
+  rows: readonly Row[],
+  options: TableOptions = {},
+): string {
   const maxWidth = options.maxWidth ?? 120;
   const maxColumnWidth = options.maxColumnWidth ?? 48;
   const cells = rows.map((row) => columns.map((col) => formatValue(row[col.key], col.kind)));
@@ -103,7 +109,9 @@ export function renderResult(result: OperationResult, options: TableOptions = {}
       parts.push(renderTable(result.columns, result.rows, options));
       const count = `${result.rows.length} row${result.rows.length === 1 ? '' : 's'}`;
       parts.push(
-        result.truncated ? `${count} shown — more rows exist (capped; narrow the query or use --limit)` : count,
+        result.truncated
+          ? `${count} shown — more rows exist (capped; narrow the query or use --limit)`
+          : count,
       );
     }
   }

@@ -38,7 +38,9 @@ export function requestCard(request: ApprovalRequest, now: Date, approverRoles: 
     lines.push(
       `Needs ${need} more approval${need === 1 ? '' : 's'} from ${approverRoles.join(' or ') || 'nobody (no approver role)'} — not ${request.requester.person}. Expires at ${when(request.expiresAt)}.`,
     );
-    lines.push(`  approve: /db approve ${request.id}   deny: /db deny ${request.id} <reason>   cancel: /db cancel ${request.id}`);
+    lines.push(
+      `  approve: /db approve ${request.id}   deny: /db deny ${request.id} <reason>   cancel: /db cancel ${request.id}`,
+    );
   }
   if (request.result && (request.status === 'succeeded' || request.status === 'failed')) {
     lines.push('', 'Outcome:', renderResult(request.result));

@@ -37,7 +37,16 @@ export interface Person {
   identities: Partial<Record<IdentityKind, string>>;
 }
 
-export const COLUMN_KINDS = ['text', 'bytes', 'seconds', 'count', 'number', 'percent', 'timestamp', 'bool'] as const;
+export const COLUMN_KINDS = [
+  'text',
+  'bytes',
+  'seconds',
+  'count',
+  'number',
+  'percent',
+  'timestamp',
+  'bool',
+] as const;
 export type ColumnKind = (typeof COLUMN_KINDS)[number];
 
 export interface Column {

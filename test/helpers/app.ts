@@ -58,8 +58,14 @@ channels:
 
 export async function makeFixture(): Promise<Fixture> {
   const [staging, kasm, state] = await Promise.all([
-    createDatabase('staging', 'CREATE TABLE exams (id serial primary key, title text); INSERT INTO exams (title) SELECT md5(i::text) FROM generate_series(1, 2000) i;'),
-    createDatabase('kasm', 'CREATE TABLE managers (manager_id serial primary key, manager_hostname text); INSERT INTO managers (manager_hostname) VALUES (\'old-host\');'),
+    createDatabase(
+      'staging',
+      'CREATE TABLE exams (id serial primary key, title text); INSERT INTO exams (title) SELECT md5(i::text) FROM generate_series(1, 2000) i;',
+    ),
+    createDatabase(
+      'kasm',
+      "CREATE TABLE managers (manager_id serial primary key, manager_hostname text); INSERT INTO managers (manager_hostname) VALUES ('old-host');",
+    ),
     createDatabase('state'),
   ]);
   const downPort = await freePort();

@@ -25,7 +25,10 @@ export async function adminQuery<T extends pg.QueryResultRow = pg.QueryResultRow
 }
 
 /** Creates a fresh, uniquely named database and returns its name and superuser URL. */
-export async function createDatabase(prefix: string, setupSql?: string): Promise<{ name: string; url: string }> {
+export async function createDatabase(
+  prefix: string,
+  setupSql?: string,
+): Promise<{ name: string; url: string }> {
   const name = `${prefix.replace(/[^a-z0-9_]/g, '_')}_${randomBytes(4).toString('hex')}`;
   await adminQuery(`CREATE DATABASE "${name}"`);
   if (setupSql) await adminQuery(setupSql, [], name);
