@@ -67,7 +67,7 @@ ORDER BY c.ord
 `;
 
 const PREVIEW_COLUMNS: Column[] = [
-  { key: 'pid', label: 'pid', kind: 'number' },
+  { key: 'pid', label: 'pid', kind: 'id' },
   { key: 'user', label: 'user', kind: 'text' },
   { key: 'application', label: 'application', kind: 'text' },
   { key: 'client_address', label: 'client', kind: 'text' },
@@ -77,7 +77,7 @@ const PREVIEW_COLUMNS: Column[] = [
 ];
 
 const EXECUTE_COLUMNS: Column[] = [
-  { key: 'pid', label: 'pid', kind: 'number' },
+  { key: 'pid', label: 'pid', kind: 'id' },
   { key: 'user', label: 'user', kind: 'text' },
   { key: 'application', label: 'application', kind: 'text' },
   { key: 'state', label: 'state now', kind: 'text' },

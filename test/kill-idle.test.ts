@@ -187,7 +187,7 @@ describe('kill-idle', () => {
         '4 sessions on killtest idle for more than 1s would be terminated',
       );
       expect(preview.result.columns.map((c) => [c.key, c.kind])).toEqual([
-        ['pid', 'number'],
+        ['pid', 'id'],
         ['user', 'text'],
         ['application', 'text'],
         ['client_address', 'text'],

@@ -26,6 +26,7 @@ describe('units', () => {
 
   it('formats cells by kind and flattens whitespace', () => {
     expect(formatValue(12345, 'count')).toBe('12,345');
+    expect(formatValue(23938, 'id')).toBe('23938');
     expect(formatValue(99.456, 'percent')).toBe('99.5%');
     expect(formatValue(true, 'bool')).toBe('yes');
     expect(formatValue(null, 'text')).toBe('');

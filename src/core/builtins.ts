@@ -343,7 +343,7 @@ const audit: Handler = async (core, ctx, tokens) => {
     .slice(0, Number(limitText));
   const columns: Column[] = [
     { key: 'at', label: 'at', kind: 'timestamp' },
-    { key: 'request', label: '#', kind: 'number' },
+    { key: 'request', label: '#', kind: 'id' },
     { key: 'event', label: 'event', kind: 'text' },
     { key: 'person', label: 'person', kind: 'text' },
     { key: 'surface', label: 'via', kind: 'text' },

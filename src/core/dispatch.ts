@@ -459,8 +459,16 @@ export class Core {
 
   /** Writes the audit record (state database) and logs it as one line. Throws when the write fails. */
   async audit(ctx: InvocationContext, event: AuditInput): Promise<void> {
+    // A record about an earlier request (a vote on #7) keeps this invocation's own id as its ref.
+    const detail =
+      event.requestId !== undefined && event.requestId !== ctx.requestId
+        ? { ...event.detail, invocation: ctx.requestId }
+        : event.detail;
     const record: AuditEvent = {
-      ...(withoutUndefined(event) as Omit<AuditEvent, 'requestId' | 'person' | 'identity' | 'surface'>),
+      ...(withoutUndefined({ ...event, detail }) as Omit<
+        AuditEvent,
+        'requestId' | 'person' | 'identity' | 'surface'
+      >),
       requestId: event.requestId ?? ctx.requestId,
       person: ctx.person?.name ?? null,
       identity: ctx.identity,

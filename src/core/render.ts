@@ -50,7 +50,14 @@ export function formatValue(value: Row[string] | undefined, kind: ColumnKind): s
   return value.replace(/\s+/g, ' ').trim();
 }
 
-const RIGHT_ALIGNED: ReadonlySet<ColumnKind> = new Set(['bytes', 'seconds', 'count', 'number', 'percent']);
+const RIGHT_ALIGNED: ReadonlySet<ColumnKind> = new Set([
+  'id',
+  'bytes',
+  'seconds',
+  'count',
+  'number',
+  'percent',
+]);
 
 function clip(text: string, width: number): string {
   if (text.length <= width) return text;

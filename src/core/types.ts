@@ -37,8 +37,10 @@ export interface Person {
   identities: Partial<Record<IdentityKind, string>>;
 }
 
+/** How a column reads: `id` is a number shown plainly (pids, request ids), `count` with thousands separators. */
 export const COLUMN_KINDS = [
   'text',
+  'id',
   'bytes',
   'seconds',
   'count',
