@@ -10,7 +10,8 @@ WORKDIR /app
 
 # Dependencies first, so editing the source does not invalidate this layer.
 COPY package.json package-lock.json ./
-RUN npm ci --no-audit --no-fund
+# npm ci rejects the lockfile (it lacks other platforms' optional packages); npm install keeps its versions.
+RUN npm install --no-audit --no-fund
 
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
