@@ -54,6 +54,7 @@ function harness(url = dbUrl): Harness {
     limits: target.limits,
     now: new Date(),
     requestId: 'test-kill-idle',
+    backupsDir: '/tmp',
     progress: () => {},
   });
   return {

@@ -48,6 +48,7 @@ function context(args: Record<string, unknown> = {}): OperationContext<{ limit: 
     limits: target.limits,
     now: new Date(),
     requestId: 'test-sizes',
+    backupsDir: '/tmp',
     progress: () => {},
   };
 }

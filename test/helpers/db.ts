@@ -1,10 +1,20 @@
-// Per-test-file databases on the suite's real PostgreSQL server.
+// Per-test-file databases on the suite's real PostgreSQL servers (major 15 by default, 17 on request).
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { inject } from 'vitest';
+import type { Major } from '../setup/postgres.js';
 
-export function adminUrl(database = 'postgres'): string {
-  const url = new URL(inject('pgAdminUrl'));
+/** The majors this run has servers for (15 and 17 normally; only 15 against an external server). */
+export function majors(): Major[] {
+  return Object.keys(inject('pgAdminUrls'))
+    .map(Number)
+    .filter((m): m is Major => m === 15 || m === 17);
+}
+
+export function adminUrl(database = 'postgres', major: Major = 15): string {
+  const base = inject('pgAdminUrls')[major];
+  if (!base) throw new Error(`no PostgreSQL ${major} server in this test run`);
+  const url = new URL(base);
   url.pathname = `/${database}`;
   return url.toString();
 }
@@ -14,8 +24,9 @@ export async function adminQuery<T extends pg.QueryResultRow = pg.QueryResultRow
   sql: string,
   params: unknown[] = [],
   database = 'postgres',
+  major: Major = 15,
 ): Promise<T[]> {
-  const client = new pg.Client({ connectionString: adminUrl(database) });
+  const client = new pg.Client({ connectionString: adminUrl(database, major) });
   await client.connect();
   try {
     return (await client.query<T>(sql, params)).rows;
@@ -28,11 +39,12 @@ export async function adminQuery<T extends pg.QueryResultRow = pg.QueryResultRow
 export async function createDatabase(
   prefix: string,
   setupSql?: string,
-): Promise<{ name: string; url: string }> {
+  major: Major = 15,
+): Promise<{ name: string; url: string; major: Major }> {
   const name = `${prefix.replace(/[^a-z0-9_]/g, '_')}_${randomBytes(4).toString('hex')}`;
-  await adminQuery(`CREATE DATABASE "${name}"`);
-  if (setupSql) await adminQuery(setupSql, [], name);
-  return { name, url: adminUrl(name) };
+  await adminQuery(`CREATE DATABASE "${name}"`, [], 'postgres', major);
+  if (setupSql) await adminQuery(setupSql, [], name, major);
+  return { name, url: adminUrl(name, major), major };
 }
 
 /** Opens a client that the test holds (e.g. an idle session) and closes at the end. */
