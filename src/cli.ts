@@ -13,12 +13,13 @@ import { ConfigError } from './core/errors.js';
 import { createLogger, type Logger, redactSecrets } from './core/log.js';
 import type { Reply } from './core/reply.js';
 import { DEMO_TRY_FIRST, onExitCleanup, startDemoEnvironment } from './demo/environment.js';
+import { defaultExportDir, describeSaved, saveAttachments } from './surfaces/attachments.js';
 import { runConsole } from './surfaces/console.js';
 
 const USAGE = `dbops — chat-ops for PostgreSQL
 
 Usage:
-  dbops exec [--config FILE] --as PERSON [--channel ID] [--json] -- "/db sizes kasm"
+  dbops exec [--config FILE] --as PERSON [--channel ID] [--json] [--out DIR] -- "/db sizes kasm"
   dbops console [--config FILE] --as PERSON [--channel ID]
   dbops demo
   dbops check-config [--config FILE]
@@ -26,6 +27,7 @@ Usage:
 
 The config file defaults to $DBOPS_CONFIG, then ./dbops.yaml. Secrets come from the environment
 (\${VAR} references in the file). Logs: $DBOPS_LOG_FILE (JSON lines), level $DBOPS_LOG_LEVEL.
+Attachments (CSV exports) are saved to --out DIR, else $DBOPS_EXPORT_DIR, else <tmp>/dbops-exports.
 
 exec exits 0 when the command was accepted (done, or pending approval), 2 when it was refused or
 invalid, 1 when it failed.`;
@@ -74,6 +76,7 @@ async function exec(argv: string[]): Promise<number> {
       as: { type: 'string' },
       channel: { type: 'string' },
       json: { type: 'boolean', default: false },
+      out: { type: 'string' },
     },
     allowPositionals: true,
   });
@@ -91,6 +94,7 @@ async function exec(argv: string[]): Promise<number> {
       text: positionals.join(' '),
       ...(values.channel !== undefined ? { channel: values.channel } : {}),
     });
+    const saved = await saveAttachments(reply.result?.attachments ?? [], values.out ?? defaultExportDir(env));
     if (values.json) {
       const body = {
         status: reply.status,
@@ -106,12 +110,14 @@ async function exec(argv: string[]): Promise<number> {
         ...(reply.code ? { code: reply.code } : {}),
         ...(reply.result?.data ? { data: reply.result.data } : {}),
         ...(reply.request ? { approval: { id: reply.request.id, status: reply.request.status } } : {}),
+        ...(saved.length > 0 ? { attachments: saved } : {}),
       };
       process.stdout.write(`${JSON.stringify(body)}\n`);
     } else {
       (reply.status === 'ok' || reply.status === 'pending' ? process.stdout : process.stderr).write(
         `${reply.text}\n`,
       );
+      if (saved.length > 0) process.stdout.write(`${describeSaved(saved)}\n`);
     }
     return EXIT[reply.status];
   } finally {
@@ -138,6 +144,7 @@ async function consoleCommand(argv: string[]): Promise<number> {
       as: values.as,
       input: process.stdin,
       output: process.stdout,
+      exportDir: defaultExportDir(env),
       ...(values.channel !== undefined ? { channel: values.channel } : {}),
     });
   } finally {
@@ -166,6 +173,7 @@ async function demo(): Promise<number> {
       as: 'alice',
       input: process.stdin,
       output: process.stdout,
+      exportDir: join(dir, 'exports'),
       banner: `${DEMO_TRY_FIRST}\n(config: ${environment.configPath}; log: ${logFile})\n`,
     });
   } finally {

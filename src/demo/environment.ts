@@ -319,6 +319,8 @@ async function createRolesAndDatabases(
     `CREATE ROLE ${id(BOT_ROLE)} LOGIN PASSWORD ${literal(botPassword)}`,
     // Read every statistics view, and end other non-superuser sessions: what kill-idle needs.
     `GRANT pg_monitor, pg_signal_backend TO ${id(BOT_ROLE)}`,
+    // verify-backup restores into a temporary database it creates and drops.
+    `ALTER ROLE ${id(BOT_ROLE)} CREATEDB`,
     `CREATE DATABASE ${id(STATE_DATABASE)} OWNER ${id(BOT_ROLE)}`,
   ];
   for (const sample of SAMPLES) {
@@ -326,6 +328,9 @@ async function createRolesAndDatabases(
       `CREATE ROLE ${id(sample.owner)} LOGIN PASSWORD ${literal(ownerPasswords.get(sample.owner) ?? '')}`,
       `CREATE DATABASE ${id(sample.name)} OWNER ${id(sample.owner)}`,
       `GRANT CONNECT ON DATABASE ${id(sample.name)} TO ${id(BOT_ROLE)}`,
+      // VACUUM, REINDEX, restores and the packs' fixes need the owner's rights on the app's tables,
+      // as a bot would have in production (or MAINTAIN on PostgreSQL 17+ for maintenance alone).
+      `GRANT ${id(sample.owner)} TO ${id(BOT_ROLE)}`,
     );
   }
   await runAdmin(adminUrl, statements);

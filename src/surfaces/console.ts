@@ -3,6 +3,7 @@ import { createInterface } from 'node:readline';
 import type { Readable, Writable } from 'node:stream';
 import type { Config } from '../config/schema.js';
 import type { Core } from '../core/dispatch.js';
+import { describeSaved, saveAttachments } from './attachments.js';
 
 export interface ConsoleOptions {
   core: Core;
@@ -14,6 +15,8 @@ export interface ConsoleOptions {
   output: Writable;
   /** Shown once before the first prompt. */
   banner?: string;
+  /** Where attachments (CSV exports) are saved. */
+  exportDir: string;
 }
 
 function cliPeople(config: Config): string[] {
@@ -72,6 +75,8 @@ export async function runConsole(options: ConsoleOptions): Promise<void> {
             ...(options.channel !== undefined ? { channel: options.channel } : {}),
           });
           write(reply.text);
+          const saved = await saveAttachments(reply.result?.attachments ?? [], options.exportDir);
+          if (saved.length > 0) write(describeSaved(saved));
         }
         if (!closed) prompt();
       });
