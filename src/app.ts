@@ -5,6 +5,8 @@ import { Catalog } from './core/catalog.js';
 import { Core, type CoreDeps } from './core/dispatch.js';
 import type { Logger } from './core/log.js';
 import { TargetPools } from './engine/target-db.js';
+import { runPackCommand } from './packs/command.js';
+import { loadConfiguredPacks, packCatalogEntries } from './packs/registry.js';
 import { PgStateStore } from './state/pg-store.js';
 
 export interface App {
@@ -25,7 +27,8 @@ export interface AppOptions {
 }
 
 export async function createApp(options: AppOptions): Promise<App> {
-  const catalog = new Catalog(operations);
+  const packs = loadConfiguredPacks(options.config);
+  const catalog = new Catalog(operations, packCatalogEntries(packs, { runCommand: runPackCommand }));
   const state = await PgStateStore.open(options.config.state.url, { log: options.log });
   try {
     await state.migrate();

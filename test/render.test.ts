@@ -75,3 +75,19 @@ describe('canonical durations', () => {
     expect(canonicalDuration(90061)).toBe('1d1h1m1s');
   });
 });
+
+describe('cards', () => {
+  it('renders each row as aligned label: value lines', async () => {
+    const { renderResult } = await import('../src/core/render.js');
+    const text = renderResult({
+      display: 'card',
+      columns: [
+        { key: 'username', label: 'user', kind: 'text' },
+        { key: 'sessions', label: 'running sessions', kind: 'count' },
+      ],
+      rows: [{ username: 'alice', sessions: 1200 }],
+      truncated: false,
+    });
+    expect(text).toBe('user:             alice\nrunning sessions: 1,200');
+  });
+});

@@ -128,6 +128,7 @@ describe('migrations', () => {
       expect(tables.map((t) => t.relname)).toEqual([
         'dbops_audit',
         'dbops_audit_id_seq',
+        'dbops_channel_bindings',
         'dbops_request_id_seq',
         'dbops_requests',
         'dbops_schema_migrations',
@@ -686,5 +687,32 @@ describe('opening', () => {
     const unreachable = new URL(adminUrl(dbName));
     unreachable.port = '1';
     await expect(PgStateStore.open(unreachable.toString())).rejects.toThrow();
+  });
+});
+
+describe('channel bindings', () => {
+  it('binds, rebinds, lists and unbinds a channel, surviving a new store', async () => {
+    const db = await createDatabase('state_bindings');
+    const first = await PgStateStore.open(db.url);
+    await first.migrate();
+    const at = new Date('2030-01-01T00:00:00Z');
+    await first.setBinding({ channel: 'slack:CINC', target: 'kasm', boundBy: 'alice', boundAt: at });
+    await first.setBinding({ channel: 'slack:CINC', target: 'staging', boundBy: 'bob', boundAt: at });
+    await first.close();
+    const second = await PgStateStore.open(db.url);
+    try {
+      expect(await second.getBinding('slack:CINC')).toEqual({
+        channel: 'slack:CINC',
+        target: 'staging',
+        boundBy: 'bob',
+        boundAt: at,
+      });
+      expect((await second.listBindings()).map((b) => b.channel)).toEqual(['slack:CINC']);
+      expect(await second.removeBinding('slack:CINC')).toBe(true);
+      expect(await second.removeBinding('slack:CINC')).toBe(false);
+      expect(await second.getBinding('slack:CINC')).toBeUndefined();
+    } finally {
+      await second.close();
+    }
   });
 });

@@ -1,7 +1,7 @@
 // Reads dbops.yaml: ${ENV} interpolation, zod validation and cross-checks, every problem with its file:line and fix.
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import { type Document, isMap, isPair, isScalar, isSeq, LineCounter, type Node, parseDocument } from 'yaml';
+import { type Document, isMap, isPair, isScalar, isSeq, LineCounter, parseDocument } from 'yaml';
 import type { z } from 'zod';
 import { ConfigError } from '../core/errors.js';
 import { closest, orList } from '../core/suggest.js';
@@ -15,10 +15,9 @@ import {
   type ResolvedPerson,
   type ResolvedTarget,
 } from './schema.js';
+import { dotted, Locator, type Path } from './yaml-locator.js';
 
 export type Env = Record<string, string | undefined>;
-
-type Path = readonly (string | number)[];
 
 /** The role every person holds implicitly. */
 export const EVERYONE = 'everyone';
@@ -31,62 +30,12 @@ interface Problem {
   text: string;
 }
 
-function dotted(path: Path): string {
-  let out = '';
-  for (const segment of path) {
-    if (typeof segment === 'number') out += `[${segment}]`;
-    else out += out === '' ? segment : `.${segment}`;
-  }
-  return out === '' ? '(top level)' : out;
-}
-
 function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
 function quoted(names: readonly string[]): string[] {
   return names.map((n) => `'${n}'`);
-}
-
-/** Finds YAML nodes by path and turns offsets into line numbers. */
-class Locator {
-  constructor(
-    private readonly doc: Document,
-    private readonly lines: LineCounter,
-  ) {}
-
-  private lineAt(offset: number): number {
-    return this.lines.linePos(offset).line;
-  }
-
-  /**
-   * The line of the value at `path` (its key's line for mappings, or always with `atKey`); for a path
-   * that does not exist, the line of the nearest ancestor that does.
-   */
-  line(path: Path, atKey = false): number {
-    let node: unknown = this.doc.contents;
-    let line = 1;
-    for (const segment of path) {
-      if (isMap(node)) {
-        const pair = node.items.find((p) => isScalar(p.key) && String(p.key.value) === String(segment));
-        if (!pair) return line;
-        if (isScalar(pair.key) && pair.key.range) line = this.lineAt(pair.key.range[0]);
-        node = pair.value;
-      } else if (isSeq(node) && typeof segment === 'number') {
-        const item: unknown = node.items[segment];
-        if (isNodeWithRange(item)) line = this.lineAt(item.range[0]);
-        node = item;
-      } else {
-        return line;
-      }
-    }
-    if (!atKey && isScalar(node) && node.range) line = this.lineAt(node.range[0]);
-    return line;
-  }
-}
-
-function isNodeWithRange(value: unknown): value is Node & { range: [number, number, number] } {
-  return typeof value === 'object' && value !== null && 'range' in value && Array.isArray(value.range);
 }
 
 class ProblemList {
@@ -494,6 +443,7 @@ function build(parsed: ParsedConfig, source: string): Config {
       environment: t.environment,
       ...(t.description !== undefined ? { description: t.description } : {}),
       packs: t.packs,
+      ...(Object.keys(t.settings).length > 0 ? { settings: t.settings } : {}),
       limits: { ...parsed.limits, ...definedLimits(t.limits) },
     };
   }
@@ -514,6 +464,8 @@ function build(parsed: ParsedConfig, source: string): Config {
     policy: parsed.policy,
     channels: parsed.channels,
     backupsDir: resolve(baseDir, parsed.backups?.dir ?? './backups'),
+    packDirs: (parsed.packs?.dirs ?? []).map((dir) => resolve(baseDir, dir)),
+    adminRoles: parsed.admin_roles,
     source,
   });
 }

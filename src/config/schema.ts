@@ -45,6 +45,8 @@ export const targetSchema = z
     environment: z.string(),
     description: z.string().optional(),
     packs: z.array(z.string()).default([]),
+    /** Settings of the target's packs: `settings.capsul.expected_schema_version: 21`. */
+    settings: z.record(z.string(), z.record(z.string(), z.unknown())).default({}),
     limits: limitOverridesSchema.optional(),
   })
   .strict();
@@ -90,6 +92,13 @@ export const configSchema = z
       .object({ dir: z.string().default('./backups') })
       .strict()
       .optional(),
+    /** Directories of user-written runbook packs (each holds one sub-directory per pack). */
+    packs: z
+      .object({ dirs: z.array(z.string()).default([]) })
+      .strict()
+      .optional(),
+    /** Roles that may bind and unbind channels to targets. */
+    admin_roles: z.array(z.string()).default(['admin']),
     targets: z.record(z.string().regex(NAME, nameMessage), targetSchema),
     people: z.record(z.string().regex(NAME, nameMessage), personSchema),
     policy: z.record(z.string().regex(NAME, nameMessage), environmentPolicySchema),
@@ -115,6 +124,9 @@ export interface Config {
   /** Keys like "slack:C0INCIDENT". */
   channels: Readonly<Record<string, { target: string }>>;
   backupsDir: string;
+  /** User pack directories, resolved against the config file's directory. */
+  packDirs: readonly string[];
+  adminRoles: readonly string[];
   /** Where the file came from (for messages). */
   source: string;
 }
@@ -125,6 +137,8 @@ export interface ResolvedTarget {
   environment: string;
   description?: string;
   packs: readonly string[];
+  /** Per-pack settings for this target (absent: none). */
+  settings?: Readonly<Record<string, Readonly<Record<string, unknown>>>>;
   limits: Limits;
 }
 

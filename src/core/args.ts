@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { canonicalDuration, parseDuration } from './duration.js';
 import type { AnyOperation } from './operation.js';
 
-export const ARG_KINDS = ['duration', 'int', 'pid', 'identifier', 'flag', 'enum'] as const;
+export const ARG_KINDS = ['duration', 'int', 'pid', 'identifier', 'flag', 'enum', 'text'] as const;
 export type ArgKind = (typeof ARG_KINDS)[number];
 
 /** What the grammar and the formatter need to know about an argument beyond its zod type. */
@@ -135,6 +135,43 @@ export function identifierArg() {
       }
     })
     .register(argInfoRegistry, { kind: 'identifier', example: 'public.users' });
+}
+
+function hasControlCharacter(value: string): boolean {
+  for (let i = 0; i < value.length; i++) {
+    const code = value.charCodeAt(i);
+    if (code < 0x20 || code === 0x7f) return true;
+  }
+  return false;
+}
+
+/**
+ * A value typed as text: never longer than `maxLength`, no control characters, and — when `pattern` is
+ * given — of that shape (`hint` says which, e.g. "an email address"). It is always bound as a parameter.
+ */
+export function textArg(
+  options: { pattern?: RegExp; hint?: string; example?: string; maxLength?: number } = {},
+) {
+  const maxLength = options.maxLength ?? 200;
+  return z
+    .string()
+    .superRefine((value, ctx) => {
+      if (value.length === 0) ctx.addIssue({ code: 'custom', message: 'must not be empty' });
+      else if (value.length > maxLength) {
+        ctx.addIssue({
+          code: 'custom',
+          message: `must be at most ${maxLength} characters, got ${value.length}`,
+        });
+      } else if (hasControlCharacter(value)) {
+        ctx.addIssue({ code: 'custom', message: 'must not contain control characters' });
+      } else if (options.pattern && !options.pattern.test(value)) {
+        ctx.addIssue({
+          code: 'custom',
+          message: `expected ${options.hint ?? 'a different value'}, got ${describeInput(value)}`,
+        });
+      }
+    })
+    .register(argInfoRegistry, { kind: 'text', example: options.example ?? 'value' });
 }
 
 /** A switch: `--full` (or `--full=false`); off unless given. */

@@ -24,6 +24,9 @@ const BUILTIN_HELP: Record<Builtin, string> = {
   deny: 'deny <id> [reason] — refuse a pending request',
   cancel: 'cancel <id> — withdraw your own pending request',
   audit: 'audit [target] [--limit n] — recent audit records',
+  lookup: 'lookup [target] <what> <key> — a pack lookup shown as a card (e.g. lookup kasm user alice)',
+  bind: 'bind <target> — admins: bind this channel to a target, so commands here may leave it out',
+  unbind: 'unbind — admins: remove this channel’s binding',
 };
 
 function words(tokens: readonly Token[]): string[] {
@@ -151,19 +154,43 @@ const help: Handler = async (core, ctx, tokens) => {
     if (spec.risk === 'destructive') lines.push('it runs only after another person approves it');
     return ok(ctx, `help ${spec.name}`, lines.join('\n'));
   }
-  const bound = core.boundTarget(ctx.inv);
+  const bound = await core.boundTarget(ctx.inv);
   const columns: Column[] = [
     { key: 'name', label: 'operation', kind: 'text' },
     { key: 'risk', label: 'risk', kind: 'text' },
     { key: 'summary', label: 'what it does', kind: 'text' },
   ];
-  const rows: Row[] = core.catalog.all().map((s) => ({ name: s.name, risk: s.risk, summary: s.summary }));
+  const toRow = (s: { name: string; risk: string; summary: string }): Row => ({
+    name: s.name,
+    risk: s.risk,
+    summary: s.summary,
+  });
+  const rows: Row[] = core.catalog.all().map(toRow);
+  // In a channel bound to a target, that target's own runbook comes first.
+  const packRows: Row[] = bound ? core.catalog.forTarget(bound).map(toRow) : [];
+  const lookups = bound ? core.catalog.lookupsFor(bound) : [];
+  const elsewhere = core
+    .visibleTargets(ctx.person)
+    .filter((t) => t.packs.length > 0 && t.name !== bound?.name)
+    .map((t) => `${t.name} (${t.packs.join(', ')})`);
   const lines = [
     'Usage: /db <operation> [target] [args] [--option value] [--flag]',
     bound ? `This channel is bound to ${bound.name}: the target may be left out.` : '',
     '',
+    ...(bound && packRows.length > 0
+      ? [
+          `${bound.name} runbook (${bound.packs.join(', ')}):`,
+          renderTable(columns, packRows),
+          ...(lookups.length > 0 ? [`lookups: ${lookups.map((l) => `lookup ${l} <key>`).join(', ')}`] : []),
+          '',
+          'PostgreSQL operations:',
+        ]
+      : []),
     renderTable(columns, rows),
     '',
+    ...(elsewhere.length > 0
+      ? [`Runbook packs on: ${elsewhere.join(', ')} — \`/db help <operation>\`.`, '']
+      : []),
     'Built-ins:',
     ...BUILTINS.map((b) => `  ${BUILTIN_HELP[b]}`),
     '',
@@ -371,6 +398,112 @@ const audit: Handler = async (core, ctx, tokens) => {
   );
 };
 
+const lookup: Handler = async (core, ctx, tokens) => {
+  const usage = 'usage: /db lookup [target] <what> <key>';
+  const wordAt = tokens.flatMap((t, i) => (t.kind === 'word' ? [i] : []));
+  let rest = [...tokens];
+  const firstAt = wordAt[0];
+  const first = firstAt !== undefined ? tokens[firstAt] : undefined;
+  let target = first?.kind === 'word' ? core.config.targets[first.text] : undefined;
+  if (target && firstAt !== undefined) rest = rest.filter((_, i) => i !== firstAt);
+  else target = await core.boundTarget(ctx.inv);
+  if (!target) {
+    const visible = core.visibleTargets(ctx.person).map((t) => t.name);
+    throw new UserError(
+      'missing_target',
+      `which target? ${usage}. Targets you may use: ${visible.join(', ')}.`,
+    );
+  }
+  const whatAt = rest.findIndex((t) => t.kind === 'word');
+  const whatToken = rest[whatAt];
+  const available = core.catalog.lookupsFor(target);
+  if (whatToken?.kind !== 'word') {
+    throw new UserError(
+      'invalid_argument',
+      `what to look up? ${usage}. On ${target.name}: ${available.join(', ') || 'no lookups (no pack with lookups)'}.`,
+    );
+  }
+  const spec = core.catalog.lookup(target, whatToken.text);
+  if (!spec) {
+    const guesses = closest(whatToken.text, available);
+    throw new UserError(
+      'invalid_argument',
+      `there is no lookup \`${clipInput(whatToken.text)}\` on ${target.name}${guesses.length > 0 ? ` — did you mean ${guesses.map((g) => `\`${g}\``).join(' or ')}?` : ''}. Lookups there: ${available.join(', ') || 'none'}.`,
+    );
+  }
+  return await core.runOperation(
+    ctx,
+    spec,
+    target,
+    rest.filter((_, i) => i !== whatAt),
+  );
+};
+
+function isAdmin(core: Core, ctx: InvocationContext): boolean {
+  return ctx.person?.roles.some((role) => core.config.adminRoles.includes(role)) ?? false;
+}
+
+const bind: Handler = async (core, ctx, tokens) => {
+  const key = core.channelKey(ctx.inv);
+  if (!key) throw new UserError('invalid_argument', 'bind works in a channel: run it in the channel to bind');
+  if (!isAdmin(core, ctx)) {
+    return await core.refuse(
+      ctx,
+      'denied',
+      `binding channels needs one of the roles ${core.config.adminRoles.join(', ')} (${ctx.person?.name ?? ctx.identity} has ${ctx.person?.roles.join(', ') || 'no roles'})`,
+    );
+  }
+  const [name] = words(tokens);
+  const target = name ? core.config.targets[name] : undefined;
+  if (!name || !target) {
+    const guesses = name ? closest(name, Object.keys(core.config.targets)) : [];
+    throw new UserError(
+      'unknown_target',
+      `usage: /db bind <target>${name ? ` — unknown target \`${clipInput(name)}\`` : ''}${guesses.length > 0 ? `; did you mean ${guesses.map((g) => `\`${g}\``).join(' or ')}?` : ''}`,
+    );
+  }
+  await core.auditOrStop(ctx, {
+    event: 'builtin',
+    outcome: `bind ${key} → ${target.name}`,
+    target: target.name,
+  });
+  await core.state.setBinding({
+    channel: key,
+    target: target.name,
+    boundBy: ctx.person?.name ?? ctx.identity,
+    boundAt: core.now(),
+  });
+  return ok(
+    ctx,
+    `bound ${key} to ${target.name}`,
+    `This channel is now bound to ${target.name}: commands here may leave the target out.`,
+    {
+      ephemeral: false,
+    },
+  );
+};
+
+const unbind: Handler = async (core, ctx) => {
+  const key = core.channelKey(ctx.inv);
+  if (!key) throw new UserError('invalid_argument', 'unbind works in a channel: run it in the bound channel');
+  if (!isAdmin(core, ctx)) {
+    return await core.refuse(
+      ctx,
+      'denied',
+      `unbinding channels needs one of the roles ${core.config.adminRoles.join(', ')}`,
+    );
+  }
+  await core.auditOrStop(ctx, { event: 'builtin', outcome: `unbind ${key}` });
+  const removed = await core.state.removeBinding(key);
+  const fromConfig = core.config.channels[key]?.target;
+  const text = removed
+    ? `Removed this channel's binding.${fromConfig ? ` The config file still binds it to ${fromConfig}.` : ''}`
+    : fromConfig
+      ? `This channel is bound to ${fromConfig} in the config file; change it there.`
+      : 'This channel was not bound.';
+  return ok(ctx, text, text, { ephemeral: false });
+};
+
 export const builtinHandlers: Record<Builtin, Handler> = {
   help,
   targets,
@@ -380,4 +513,7 @@ export const builtinHandlers: Record<Builtin, Handler> = {
   deny,
   cancel,
   audit,
+  lookup,
+  bind,
+  unbind,
 };

@@ -146,16 +146,49 @@ export class Core {
       if (!ctx.person && name !== 'help') throw this.unknownPerson(ctx);
       return await builtinHandlers[name as Builtin](this, ctx, parsed.tokens);
     }
-    const spec = this.catalog.get(name);
+    if (!ctx.person) {
+      if (!this.catalog.get(name) && this.catalog.packsDefining(name).length === 0)
+        throw this.unknownOperation(name);
+      throw this.unknownPerson(ctx);
+    }
+    const global = this.catalog.get(name);
+    if (global) {
+      const { target, rest } = await this.resolveTarget(ctx, global, parsed.tokens);
+      return await this.runOperation(ctx, global, target, rest);
+    }
+    // A pack operation exists only on targets that list its pack.
+    const probe = this.catalog.anyPackSpec(name);
+    if (!probe) throw this.unknownOperation(name);
+    const { target, rest } = await this.resolveTarget(ctx, probe, parsed.tokens);
+    const spec = this.catalog.resolve(name, target);
     if (!spec) {
-      const guesses = closest(name, [...this.catalog.names(), ...BUILTINS]);
+      const packs = this.catalog.packsDefining(name);
+      const having = this.visibleTargets(ctx.person)
+        .filter((t) => t.packs.some((p) => packs.includes(p)))
+        .map((t) => t.name);
       throw new UserError(
         'unknown_operation',
-        `unknown operation \`${clipInput(name)}\`${guesses.length > 0 ? ` — did you mean ${guesses.map((g) => `\`${g}\``).join(' or ')}?` : ''} Try \`/db help\`.`,
+        `\`${name}\` comes from the ${packs.join(' / ')} pack, which ${target?.name ?? 'this target'} does not have${having.length > 0 ? `; targets with it: ${having.join(', ')}` : ''}`,
       );
     }
-    if (!ctx.person) throw this.unknownPerson(ctx);
-    const { target, rest } = this.resolveTarget(ctx, spec, parsed.tokens);
+    return await this.runOperation(ctx, spec, target, rest);
+  }
+
+  unknownOperation(name: string): UserError {
+    const guesses = closest(name, [...this.catalog.allNames(), ...BUILTINS]);
+    return new UserError(
+      'unknown_operation',
+      `unknown operation \`${clipInput(name)}\`${guesses.length > 0 ? ` — did you mean ${guesses.map((g) => `\`${g}\``).join(' or ')}?` : ''} Try \`/db help\`.`,
+    );
+  }
+
+  /** Binds arguments, decides by policy, then runs at once or stores a request for approval. */
+  async runOperation(
+    ctx: InvocationContext,
+    spec: AnyOperation,
+    target: ResolvedTarget | undefined,
+    rest: readonly Token[],
+  ): Promise<Reply> {
     const args = bindArguments(spec, rest);
     const risk: Risk = spec.riskFor ? spec.riskFor(args) : spec.risk;
     const normalized = normalizeArgs(spec, args);
@@ -206,11 +239,11 @@ export class Core {
   }
 
   /** First word is the target when it names one; otherwise the channel's bound target, if any. */
-  resolveTarget(
+  async resolveTarget(
     ctx: InvocationContext,
     spec: AnyOperation,
     tokens: readonly Token[],
-  ): { target: ResolvedTarget | undefined; rest: Token[] } {
+  ): Promise<{ target: ResolvedTarget | undefined; rest: Token[] }> {
     if (spec.needsTarget === false) return { target: undefined, rest: [...tokens] };
     const firstWordAt = tokens.findIndex((t) => t.kind === 'word');
     const first = firstWordAt >= 0 ? tokens[firstWordAt] : undefined;
@@ -218,7 +251,7 @@ export class Core {
       const named = this.config.targets[first.text];
       if (named) return { target: named, rest: tokens.filter((_, i) => i !== firstWordAt) };
     }
-    const bound = this.boundTarget(ctx.inv);
+    const bound = await this.boundTarget(ctx.inv);
     if (bound) return { target: bound, rest: [...tokens] };
     const words = tokens.filter((t) => t.kind === 'word').length;
     const visible = this.visibleTargets(ctx.person).map((t) => t.name);
@@ -236,11 +269,19 @@ export class Core {
     );
   }
 
-  boundTarget(inv: Invocation): ResolvedTarget | undefined {
+  /** The key a channel is bound under: "slack:C0INCIDENT". */
+  channelKey(inv: Invocation): string | undefined {
     if (!inv.channel) return undefined;
-    const key = inv.channel.includes(':') ? inv.channel : `${inv.surface}:${inv.channel}`;
-    const binding = this.config.channels[key];
-    return binding ? this.config.targets[binding.target] : undefined;
+    return inv.channel.includes(':') ? inv.channel : `${inv.surface}:${inv.channel}`;
+  }
+
+  /** A binding made with `/db bind` wins over the config file's `channels`. */
+  async boundTarget(inv: Invocation): Promise<ResolvedTarget | undefined> {
+    const key = this.channelKey(inv);
+    if (!key) return undefined;
+    const stored = await this.state.getBinding(key);
+    const name = stored?.target ?? this.config.channels[key]?.target;
+    return name ? this.config.targets[name] : undefined;
   }
 
   /** Targets whose environment lets this person read. */
@@ -332,8 +373,8 @@ export class Core {
       risk: approved.risk,
       approvers: approved.votes.filter((v) => v.vote === 'approve').map((v) => v.person),
     };
-    const spec = this.catalog.get(approved.operation);
     const target = this.config.targets[approved.target];
+    const spec = this.catalog.resolve(approved.operation, target);
     if (!spec || !target) {
       throw new UserError(
         'not_found',

@@ -106,13 +106,28 @@ export function renderTable(
   return [header, rule, ...cells.map(line)].join('\n');
 }
 
+/** Rows as cards of aligned `label: value` lines — how a lookup reads best on a phone. */
+export function renderCard(columns: readonly Column[], rows: readonly Row[]): string {
+  const width = Math.max(...columns.map((c) => c.label.length));
+  return rows
+    .map((row) =>
+      columns
+        .map((col) => `${`${col.label}:`.padEnd(width + 1)} ${formatValue(row[col.key], col.kind)}`.trimEnd())
+        .join('\n'),
+    )
+    .join('\n\n');
+}
+
 /** A whole result: headline, table (or "no rows"), row count, truncation and notes. */
 export function renderResult(result: OperationResult, options: TableOptions = {}): string {
   const parts: string[] = [];
   if (result.headline) parts.push(result.headline);
   if (result.columns.length > 0) {
     if (result.rows.length === 0) parts.push('(no rows)');
-    else {
+    else if (result.display === 'card') {
+      parts.push(renderCard(result.columns, result.rows));
+      if (result.truncated) parts.push('more rows exist (capped)');
+    } else {
       parts.push(renderTable(result.columns, result.rows, options));
       const count = `${result.rows.length} row${result.rows.length === 1 ? '' : 's'}`;
       parts.push(

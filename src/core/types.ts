@@ -72,6 +72,8 @@ export interface OperationResult {
   notes?: string[];
   /** Extra machine values for `--json` (e.g. `{ databaseBytes: 123 }`). */
   data?: Record<string, unknown>;
+  /** How it reads best: a table (default), or a card of `field: value` lines (lookups). */
+  display?: 'table' | 'card';
   /** Files that go with the answer (CSV exports, full results): uploaded by chat surfaces. */
   attachments?: Attachment[];
 }

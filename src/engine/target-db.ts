@@ -99,6 +99,16 @@ class PoolSession implements Session {
     return result.rows;
   }
 
+  async execute(sql: string, params?: readonly unknown[]): Promise<{ rowCount: number }> {
+    const config: pg.QueryConfig & { queryMode: 'extended' } = {
+      text: sql,
+      values: [...(params ?? [])],
+      queryMode: 'extended',
+    };
+    const result = await this.client.query(config);
+    return { rowCount: result.rowCount ?? 0 };
+  }
+
   async cursor<T extends object = Record<string, unknown>>(
     sql: string,
     params?: readonly unknown[],

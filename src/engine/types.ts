@@ -21,6 +21,8 @@ export interface Session {
     params?: readonly unknown[],
     cap?: number,
   ): Promise<{ rows: T[]; truncated: boolean }>;
+  /** A data-changing statement (UPDATE, DELETE, …) whose affected row count matters. Bind parameters only. */
+  execute(sql: string, params?: readonly unknown[]): Promise<{ rowCount: number }>;
   /** The backend pid of this session. */
   readonly backendPid: number;
 }

@@ -86,6 +86,18 @@ CREATE INDEX dbops_audit_target_at ON dbops_audit (target, at);
 CREATE INDEX dbops_audit_request ON dbops_audit (request_id);
 `,
   },
+  {
+    version: 2,
+    name: 'channel bindings',
+    sql: `
+CREATE TABLE dbops_channel_bindings (
+  channel text PRIMARY KEY,
+  target text NOT NULL,
+  bound_by text NOT NULL,
+  bound_at timestamptz NOT NULL
+);
+`,
+  },
 ];
 
 /** Any fixed bigint; every dbops replica uses the same one so their migrations serialize. */

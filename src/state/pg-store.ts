@@ -17,6 +17,7 @@ import {
   AUDIT_EVENTS,
   type AuditEvent,
   type AuditRecord,
+  type ChannelBinding,
   type NewRequest,
   type StateStore,
   type Transition,
@@ -301,6 +302,52 @@ export class PgStateStore implements StateStore {
       [id, json(refs)],
     );
     if (rowCount !== 1) throw new Error(`setRefs: request ${id} does not exist`);
+  }
+
+  async getBinding(channel: string): Promise<ChannelBinding | undefined> {
+    const { rows } = await this.pool.query<{
+      channel: string;
+      target: string;
+      bound_by: string;
+      bound_at: Date;
+    }>('SELECT channel, target, bound_by, bound_at FROM dbops_channel_bindings WHERE channel = $1', [
+      channel,
+    ]);
+    const row = rows[0];
+    return row
+      ? { channel: row.channel, target: row.target, boundBy: row.bound_by, boundAt: row.bound_at }
+      : undefined;
+  }
+
+  async listBindings(): Promise<ChannelBinding[]> {
+    const { rows } = await this.pool.query<{
+      channel: string;
+      target: string;
+      bound_by: string;
+      bound_at: Date;
+    }>('SELECT channel, target, bound_by, bound_at FROM dbops_channel_bindings ORDER BY channel');
+    return rows.map((row) => ({
+      channel: row.channel,
+      target: row.target,
+      boundBy: row.bound_by,
+      boundAt: row.bound_at,
+    }));
+  }
+
+  async setBinding(binding: ChannelBinding): Promise<void> {
+    await this.pool.query(
+      `INSERT INTO dbops_channel_bindings (channel, target, bound_by, bound_at) VALUES ($1, $2, $3, $4)
+       ON CONFLICT (channel) DO UPDATE SET target = EXCLUDED.target, bound_by = EXCLUDED.bound_by,
+         bound_at = EXCLUDED.bound_at`,
+      [binding.channel, binding.target, binding.boundBy, binding.boundAt],
+    );
+  }
+
+  async removeBinding(channel: string): Promise<boolean> {
+    const { rowCount } = await this.pool.query('DELETE FROM dbops_channel_bindings WHERE channel = $1', [
+      channel,
+    ]);
+    return (rowCount ?? 0) > 0;
   }
 
   async audit(event: AuditEvent, now: Date): Promise<void> {

@@ -113,6 +113,13 @@ export interface AuditRecord extends AuditEvent {
   at: Date;
 }
 
+export interface ChannelBinding {
+  channel: string;
+  target: string;
+  boundBy: string;
+  boundAt: Date;
+}
+
 export interface StateStore {
   /** Applies pending schema migrations (versioned, under an advisory lock so replicas can race). */
   migrate(): Promise<void>;
@@ -148,6 +155,12 @@ export interface StateStore {
   expireDue(now: Date): Promise<ApprovalRequest[]>;
   /** Merges surface references into the request (e.g. the Slack card's ts). */
   setRefs(id: number, refs: Record<string, unknown>): Promise<void>;
+  /** A channel bound to a target at run time (`/db bind`); keys look like "slack:C0INCIDENT". */
+  getBinding(channel: string): Promise<ChannelBinding | undefined>;
+  listBindings(): Promise<ChannelBinding[]>;
+  setBinding(binding: ChannelBinding): Promise<void>;
+  /** Returns whether there was a binding to remove. */
+  removeBinding(channel: string): Promise<boolean>;
   /** Writes one audit record; throws if it cannot (callers then run nothing). */
   audit(event: AuditEvent, now: Date): Promise<void>;
   listAudit(filter: { target?: string; limit?: number }): Promise<AuditRecord[]>;

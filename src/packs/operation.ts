@@ -1,0 +1,411 @@
+// Turns a declarative pack operation into an OperationSpec the core runs like any other operation.
+import { createHash } from 'node:crypto';
+import { z } from 'zod';
+import type { ResolvedTarget } from '../config/schema.js';
+import { durationArg, enumArg, flagArg, identifierArg, intArg, textArg } from '../core/args.js';
+import { UserError } from '../core/errors.js';
+import type { AnyOperation, OperationContext, Preview } from '../core/operation.js';
+import type { Column, ColumnKind, OperationResult, Row } from '../core/types.js';
+import type { Session } from '../engine/types.js';
+import type { LoadedPack, LoadedPackOperation } from './load.js';
+import type { CompiledSql } from './named-params.js';
+import type { PackArg, PackSetting } from './schema.js';
+
+/** Runs a pack's external command (e.g. alembic); supplied by the engine's tool runner. */
+export type CommandRunner = (input: {
+  argv: string[];
+  cwd?: string;
+  timeoutSeconds: number;
+  target: ResolvedTarget;
+  /** An environment variable that receives the target's URL (pack setting `url_env`). */
+  urlEnv?: string;
+  onLine?: (line: string) => void;
+}) => Promise<{ stdout: string; stderr: string }>;
+
+const SHAPES: Partial<
+  Record<PackArg['type'], { pattern: RegExp; hint: string; example: string; max: number }>
+> = {
+  email: {
+    pattern: /^[^\s@<>]+@[^\s@<>]+\.[^\s@<>]+$/,
+    hint: 'an email address',
+    example: 'alice@example.com',
+    max: 254,
+  },
+  uuid: {
+    pattern: /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/,
+    hint: 'a UUID',
+    example: '064143f4-2301-4291-8cd9-8facf797bf96',
+    max: 36,
+  },
+  date: { pattern: /^\d{4}-\d{2}-\d{2}$/, hint: 'a date like 2025-12-24', example: '2025-12-24', max: 10 },
+  timestamp: {
+    pattern: /^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:?\d{2})?)?$/,
+    hint: 'a timestamp like 2025-12-24T10:00:00Z',
+    example: '2025-12-24T10:00:00Z',
+    max: 40,
+  },
+  hostname: {
+    pattern:
+      /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/,
+    hint: 'a host name like kasm-01.example.com',
+    example: 'kasm-01',
+    max: 253,
+  },
+  revision: {
+    pattern: /^(head|heads|base|[+-]\d{1,4}|[0-9a-fA-F]{4,40}|[A-Za-z0-9_]{1,64})$/,
+    hint: 'an Alembic revision (head, base, -1, +2 or a revision id)',
+    example: 'head',
+    max: 64,
+  },
+};
+
+function argSchema(arg: PackArg): z.ZodType {
+  let schema: z.ZodType;
+  switch (arg.type) {
+    case 'int':
+      schema = intArg({
+        ...(arg.min !== undefined ? { min: arg.min } : {}),
+        ...(arg.max !== undefined ? { max: arg.max } : {}),
+      });
+      break;
+    case 'duration':
+      schema = durationArg();
+      break;
+    case 'bool':
+      return flagArg();
+    case 'identifier':
+      schema = identifierArg();
+      break;
+    case 'enum': {
+      const [first, ...rest] = arg.values ?? [];
+      schema = enumArg([first ?? '', ...rest]);
+      break;
+    }
+    case 'text':
+      schema = textArg({ maxLength: arg.max_length ?? 200 });
+      break;
+    default: {
+      const shape = SHAPES[arg.type];
+      schema = shape
+        ? textArg({ pattern: shape.pattern, hint: shape.hint, example: shape.example, maxLength: shape.max })
+        : textArg();
+    }
+  }
+  if (arg.default !== undefined) {
+    const parsed = schema.safeParse(arg.default);
+    if (!parsed.success)
+      throw new Error(`default of ${arg.name} does not validate: ${parsed.error.issues[0]?.message}`);
+    return schema.default(parsed.data as never);
+  }
+  return arg.required ? schema : schema.optional();
+}
+
+function usageOf(name: string, args: readonly PackArg[]): string {
+  const parts = [name, '<target>'];
+  for (const arg of args.filter((a) => a.positional)) {
+    parts.push(arg.required ? `<${arg.name}>` : `[<${arg.name}>]`);
+  }
+  for (const arg of args.filter((a) => !a.positional)) {
+    const flag = `--${arg.name.replace(/_/g, '-')}`;
+    if (arg.type === 'bool') parts.push(`[${flag}]`);
+    else if (arg.required) parts.push(`${flag} <${arg.type}>`);
+    else parts.push(`[${flag} ${arg.default ?? `<${arg.type}>`}]`);
+  }
+  return parts.join(' ');
+}
+
+/** The value of each named parameter: arguments first, then the target's settings for the pack. */
+function bind(
+  compiled: CompiledSql,
+  args: Record<string, unknown>,
+  settings: Readonly<Record<string, unknown>>,
+): unknown[] {
+  return compiled.names.map((name) => {
+    const value = name in args ? args[name] : settings[name];
+    return value === undefined ? null : value;
+  });
+}
+
+function toCell(value: unknown): Row[string] {
+  if (value === null || value === undefined) return null;
+  if (typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean') return value;
+  if (typeof value === 'bigint') return Number(value);
+  if (value instanceof Date) return value.toISOString();
+  if (Buffer.isBuffer(value)) return `\\x${value.toString('hex')}`;
+  return JSON.stringify(value);
+}
+
+function kindOf(values: readonly unknown[]): ColumnKind {
+  const sample = values.find((v) => v !== null && v !== undefined);
+  if (typeof sample === 'boolean') return 'bool';
+  if (sample instanceof Date) return 'timestamp';
+  if (typeof sample === 'number') return 'number';
+  return 'text';
+}
+
+/** Rows as the core wants them, with columns from the pack (labels, kinds) or inferred from the values. */
+function tabulate(
+  raw: readonly Record<string, unknown>[],
+  declared: LoadedPackOperation['def']['columns'],
+): { columns: Column[]; rows: Row[] } {
+  const keys = declared?.map((c) => c.key) ?? Object.keys(raw[0] ?? {});
+  const columns: Column[] = keys.map((key) => {
+    const d = declared?.find((c) => c.key === key);
+    return { key, label: d?.label ?? key, kind: d?.kind ?? kindOf(raw.map((r) => r[key])) };
+  });
+  const rows = raw.map((r) => Object.fromEntries(keys.map((k) => [k, toCell(r[k])])) as Row);
+  return { columns, rows };
+}
+
+function digest(rows: readonly Row[]): string {
+  return createHash('sha256').update(JSON.stringify(rows)).digest('hex');
+}
+
+interface PackPreviewState {
+  count: number;
+  truncated: boolean;
+  digest: string;
+}
+
+function isPreviewState(value: unknown): value is PackPreviewState {
+  return (
+    typeof value === 'object' &&
+    value !== null &&
+    typeof (value as Record<string, unknown>).count === 'number' &&
+    typeof (value as Record<string, unknown>).digest === 'string'
+  );
+}
+
+/** Expands `{name}` placeholders; an argv element that is exactly an array setting becomes several. */
+export function expandArgv(
+  argv: readonly string[],
+  args: Record<string, unknown>,
+  settings: Readonly<Record<string, unknown>>,
+): string[] {
+  return argv.flatMap((element) => {
+    const whole = /^\{([a-z0-9_]+)\}$/.exec(element);
+    if (whole?.[1]) {
+      const value = whole[1] in args ? args[whole[1]] : settings[whole[1]];
+      if (Array.isArray(value)) return value.map(String);
+      if (value === undefined || value === null) return [];
+    }
+    return [
+      element.replace(/\{([a-z0-9_]+)\}/g, (_, name: string) => {
+        const value = name in args ? args[name] : settings[name];
+        return value === undefined || value === null ? '' : String(value);
+      }),
+    ];
+  });
+}
+
+export interface PackOperationOptions {
+  runCommand?: CommandRunner;
+}
+
+/** The OperationSpec of one pack operation; `pack` settings come from each target's config. */
+export function packOperationSpec(
+  pack: LoadedPack,
+  op: LoadedPackOperation,
+  options: PackOperationOptions = {},
+): AnyOperation {
+  const def = op.def;
+  const shape: Record<string, z.ZodType> = {};
+  for (const arg of def.args) shape[arg.name] = argSchema(arg);
+  const settingsOf = (ctx: OperationContext<Record<string, unknown>>): Readonly<Record<string, unknown>> => {
+    const given = ctx.target.settings?.[pack.name] ?? {};
+    const defaults = Object.fromEntries(
+      Object.entries(pack.manifest.settings)
+        .filter(([, s]: [string, PackSetting]) => s.default !== undefined)
+        .map(([name, s]) => [name, s.default]),
+    );
+    return { ...defaults, ...given };
+  };
+  const display = def.display ?? (def.lookup ? 'card' : 'table');
+
+  const readRows = async (
+    session: Session,
+    compiled: CompiledSql,
+    ctx: OperationContext<Record<string, unknown>>,
+  ): Promise<{ columns: Column[]; rows: Row[]; truncated: boolean }> => {
+    const { rows, truncated } = await session.cursor(
+      compiled.text,
+      bind(compiled, ctx.args, settingsOf(ctx)),
+    );
+    return { ...tabulate(rows, def.columns), truncated };
+  };
+
+  const runCommand = async (
+    ctx: OperationContext<Record<string, unknown>>,
+    argv: readonly string[],
+  ): Promise<OperationResult> => {
+    const command = def.command;
+    if (!command || !options.runCommand)
+      throw new UserError('tool_failed', `${def.name}: no command runner is available`);
+    const settings = settingsOf(ctx);
+    const cwd = command.cwd_setting ? settings[command.cwd_setting] : undefined;
+    const expanded = expandArgv(argv, ctx.args, settings);
+    const urlEnv = settings.url_env;
+    const out = await options.runCommand({
+      argv: expanded,
+      ...(typeof cwd === 'string' ? { cwd } : {}),
+      ...(typeof urlEnv === 'string' && /^[A-Z_][A-Z0-9_]*$/.test(urlEnv) ? { urlEnv } : {}),
+      timeoutSeconds: command.timeout,
+      target: ctx.target,
+      onLine: (line) => ctx.progress(line),
+    });
+    const lines = `${out.stdout}\n${out.stderr}`.split('\n').filter((l) => l.trim() !== '');
+    const cap = ctx.limits.row_cap;
+    return {
+      headline: `${expanded.join(' ')}`,
+      columns: [{ key: 'line', label: 'output', kind: 'text' }],
+      rows: lines.slice(0, cap).map((line) => ({ line })),
+      truncated: lines.length > cap,
+      data: { argv: expanded },
+    };
+  };
+
+  const spec: AnyOperation = {
+    name: def.name,
+    summary: def.summary,
+    usage: usageOf(def.name, def.args),
+    description: `${def.description ?? def.summary}\n(pack ${pack.name}${pack.manifest.runbook ? `, runbook ${pack.manifest.runbook}` : ''})`,
+    positionals: def.args.filter((a) => a.positional).map((a) => a.name),
+    args: z.object(shape),
+    risk: def.risk,
+    ...(def.limits
+      ? {
+          limits: {
+            ...(def.limits.statement_timeout !== undefined
+              ? { statement_timeout: def.limits.statement_timeout }
+              : {}),
+            ...(def.limits.lock_timeout !== undefined ? { lock_timeout: def.limits.lock_timeout } : {}),
+            ...(def.limits.row_cap !== undefined ? { row_cap: def.limits.row_cap } : {}),
+          },
+        }
+      : {}),
+  };
+
+  if (def.risk !== 'destructive') {
+    spec.run = async (ctx) => {
+      if (def.command) return await runCommand(ctx, def.command.argv);
+      if (def.risk === 'read' && op.sql) {
+        const sql = op.sql;
+        const table = await ctx.db.read((s) => readRows(s, sql, ctx));
+        return { ...table, display };
+      }
+      // write: statements in one transaction, with their affected row counts.
+      const steps = op.steps ?? (op.sql ? [{ label: def.name, sql: op.sql }] : []);
+      const counts = await ctx.db.write(async (s) => {
+        const out: Row[] = [];
+        for (const step of steps) {
+          const { rowCount } = await s.execute(step.sql.text, bind(step.sql, ctx.args, settingsOf(ctx)));
+          out.push({ step: step.label, rows: rowCount });
+        }
+        return out;
+      });
+      return {
+        headline: `${def.name}: done`,
+        columns: [
+          { key: 'step', label: 'step', kind: 'text' },
+          { key: 'rows', label: 'rows changed', kind: 'count' },
+        ],
+        rows: counts,
+        truncated: false,
+      };
+    };
+    return spec;
+  }
+
+  spec.preview = async (ctx): Promise<Preview> => {
+    if (def.command) {
+      const result = def.command.preview_argv
+        ? await runCommand(ctx, def.command.preview_argv)
+        : {
+            headline: `Will run: ${expandArgv(def.command.argv, ctx.args, settingsOf(ctx)).join(' ')}`,
+            columns: [],
+            rows: [],
+            truncated: false,
+          };
+      return {
+        result: { ...result, notes: def.warning ? [`WARNING: ${def.warning}`] : [] },
+        state: { command: true },
+      };
+    }
+    const preview = op.preview;
+    if (!preview) throw new Error(`${def.name}: destructive pack operation without preview`);
+    const table = await ctx.db.read((s) => readRows(s, preview, ctx));
+    const state: PackPreviewState = {
+      count: table.rows.length,
+      truncated: table.truncated,
+      digest: digest(table.rows),
+    };
+    const what = def.preview?.headline ?? 'rows concerned';
+    return {
+      result: {
+        ...table,
+        display,
+        headline: `${def.name} on ${ctx.target.name}: ${table.rows.length}${table.truncated ? '+' : ''} ${what}`,
+        notes: def.warning ? [`WARNING: ${def.warning}`] : [],
+      },
+      state,
+      empty: table.rows.length === 0,
+    };
+  };
+
+  spec.execute = async (ctx, previewState): Promise<OperationResult> => {
+    if (def.command) return await runCommand(ctx, def.command.argv);
+    const preview = op.preview;
+    if (!preview || !isPreviewState(previewState)) throw new Error(`${def.name}: preview state is missing`);
+    const notes: string[] = [];
+    const compare = (now: { rows: Row[]; truncated: boolean }) => {
+      if (digest(now.rows) !== previewState.digest) {
+        notes.push(
+          `The data changed since the preview: it showed ${previewState.count}${previewState.truncated ? '+' : ''} rows, now ${now.rows.length}${now.truncated ? '+' : ''}; the operation acted on the data as it is now.`,
+        );
+      }
+    };
+    const counts: Row[] = [];
+    if (op.batch) {
+      const batch = op.batch;
+      const now = await ctx.db.read((s) => readRows(s, preview, ctx));
+      compare(now);
+      let total = 0;
+      let batches = 0;
+      for (; batches < batch.maxBatches; batches++) {
+        const { rowCount } = await ctx.db.write((s) =>
+          s.execute(batch.sql.text, bind(batch.sql, ctx.args, settingsOf(ctx))),
+        );
+        if (rowCount === 0) break;
+        total += rowCount;
+        if (batches % 10 === 9) ctx.progress(`${batch.label}: ${total} rows so far`);
+      }
+      if (batches === batch.maxBatches)
+        notes.push(`Stopped after ${batches} batches (max_batches); run it again for the rest.`);
+      counts.push({ step: batch.label, rows: total, batches });
+    } else {
+      const steps = op.steps ?? (op.sql ? [{ label: def.name, sql: op.sql }] : []);
+      await ctx.db.write(async (s) => {
+        // Re-check inside the same transaction that acts.
+        const { rows, truncated } = await s.cursor(preview.text, bind(preview, ctx.args, settingsOf(ctx)));
+        compare({ ...tabulate(rows, def.columns), truncated });
+        for (const step of steps) {
+          const { rowCount } = await s.execute(step.sql.text, bind(step.sql, ctx.args, settingsOf(ctx)));
+          counts.push({ step: step.label, rows: rowCount });
+        }
+      });
+    }
+    const total = counts.reduce((sum, r) => sum + (typeof r.rows === 'number' ? r.rows : 0), 0);
+    return {
+      headline: `${def.name} on ${ctx.target.name}: ${total} row${total === 1 ? '' : 's'} changed`,
+      columns: [
+        { key: 'step', label: 'step', kind: 'text' },
+        { key: 'rows', label: 'rows changed', kind: 'count' },
+        ...(op.batch ? [{ key: 'batches', label: 'batches', kind: 'count' as const }] : []),
+      ],
+      rows: counts,
+      truncated: false,
+      notes,
+    };
+  };
+  return spec;
+}

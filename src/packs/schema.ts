@@ -1,0 +1,158 @@
+// The declarative runbook pack format: a directory per pack, pack.yaml plus one YAML file per operation.
+import { z } from 'zod';
+import { durationSchema } from '../config/schema.js';
+import { COLUMN_KINDS, RISKS } from '../core/types.js';
+
+const SNAKE = /^[a-z][a-z0-9_]{0,40}$/;
+const KEBAB = /^[a-z][a-z0-9-]{0,40}$/;
+
+export const ARG_TYPES = [
+  'text',
+  'int',
+  'duration',
+  'date',
+  'timestamp',
+  'bool',
+  'email',
+  'uuid',
+  'identifier',
+  'hostname',
+  'enum',
+  'revision',
+] as const;
+export type ArgType = (typeof ARG_TYPES)[number];
+
+export const packArgSchema = z
+  .object({
+    name: z.string().regex(SNAKE, 'argument names are snake_case: lower-case letters, digits and _'),
+    type: z.enum(ARG_TYPES),
+    description: z.string().optional(),
+    /** Given by position (`/db change-email capsul old@x new@y`) rather than as `--name value`. */
+    positional: z.boolean().default(false),
+    required: z.boolean().default(false),
+    default: z.union([z.string(), z.number(), z.boolean()]).optional(),
+    /** enum: the allowed values. */
+    values: z.array(z.string().min(1)).optional(),
+    /** text: the longest value accepted (default 200). */
+    max_length: z.number().int().min(1).max(10_000).optional(),
+    /** int: bounds. */
+    min: z.number().int().optional(),
+    max: z.number().int().optional(),
+  })
+  .strict();
+export type PackArg = z.infer<typeof packArgSchema>;
+
+export const packColumnSchema = z
+  .object({
+    key: z.string().min(1),
+    label: z.string().optional(),
+    kind: z.enum(COLUMN_KINDS).default('text'),
+  })
+  .strict();
+
+const sqlText = z.string().min(1, 'the SQL is empty');
+
+export const packStepSchema = z
+  .object({
+    /** Shown in the result: "accounts: 1 row". */
+    label: z.string().min(1),
+    sql: sqlText,
+  })
+  .strict();
+
+export const packCommandSchema = z
+  .object({
+    /**
+     * The program and its arguments. `{setting}` placeholders take a pack setting (an array setting expands
+     * to several arguments), `{arg}` placeholders take a validated argument. Never run through a shell.
+     */
+    argv: z.array(z.string().min(1)).min(1),
+    /** The same command for the preview (e.g. `alembic upgrade head --sql`); its output is shown. */
+    preview_argv: z.array(z.string().min(1)).min(1).optional(),
+    /** Name of the pack setting holding the working directory. */
+    cwd_setting: z.string().optional(),
+    timeout: durationSchema.default(300),
+  })
+  .strict();
+
+export const packOperationSchema = z
+  .object({
+    name: z.string().regex(KEBAB, 'operation names are kebab-case: lower-case letters, digits and -'),
+    summary: z.string().min(1),
+    description: z.string().optional(),
+    risk: z.enum(RISKS),
+    args: z.array(packArgSchema).default([]),
+    limits: z
+      .object({
+        statement_timeout: durationSchema.optional(),
+        lock_timeout: durationSchema.optional(),
+        row_cap: z.number().int().min(1).max(100_000).optional(),
+      })
+      .strict()
+      .optional(),
+    columns: z.array(packColumnSchema).optional(),
+    /** Makes this a keyed lookup: `/db lookup <target> <lookup> <key>`; the first positional is the key. */
+    lookup: z.string().regex(SNAKE).optional(),
+    /** How a result reads: a table, or a card of `field: value` lines (lookups default to card). */
+    display: z.enum(['table', 'card']).optional(),
+    /** read/write: one statement. */
+    sql: sqlText.optional(),
+    /** write/destructive: several statements, run in order in one transaction. */
+    steps: z.array(packStepSchema).min(1).optional(),
+    /**
+     * destructive with batches: this one statement is repeated, each time in its own transaction, until it
+     * affects no rows (or max_batches) — for moving or deleting millions of rows without one long lock.
+     */
+    batch: z
+      .object({
+        label: z.string().min(1),
+        sql: sqlText,
+        max_batches: z.number().int().min(1).max(100_000).default(1000),
+      })
+      .strict()
+      .optional(),
+    /** An external program instead of SQL (e.g. alembic). */
+    command: packCommandSchema.optional(),
+    /** destructive: read-only SQL showing exactly what would change; re-run at execution to compare. */
+    preview: z
+      .object({
+        sql: sqlText,
+        /** A sentence for the preview, e.g. "expired session tokens that would be deleted". */
+        headline: z.string().optional(),
+      })
+      .strict()
+      .optional(),
+    /** An extra warning printed with the preview (e.g. "logs out every user"). */
+    warning: z.string().optional(),
+  })
+  .strict();
+export type PackOperationDef = z.infer<typeof packOperationSchema>;
+
+export const packSettingSchema = z
+  .object({
+    type: z.enum(['text', 'int', 'bool', 'argv', 'path']),
+    required: z.boolean().default(false),
+    description: z.string().optional(),
+    default: z.union([z.string(), z.number(), z.boolean(), z.array(z.string())]).optional(),
+  })
+  .strict();
+export type PackSetting = z.infer<typeof packSettingSchema>;
+
+export const packManifestSchema = z
+  .object({
+    name: z.string().regex(SNAKE),
+    description: z.string().min(1),
+    /** The runbook it comes from. */
+    runbook: z.string().optional(),
+    /** Per-target settings, given in the config as `targets.<name>.settings.<pack>.<setting>`. */
+    settings: z.record(z.string().regex(SNAKE), packSettingSchema).default({}),
+    /** What the pack expects of the target's schema; `dbops check-config` verifies it. */
+    expects: z
+      .object({
+        tables: z.record(z.string(), z.array(z.string())).default({}),
+      })
+      .strict()
+      .default({ tables: {} }),
+  })
+  .strict();
+export type PackManifest = z.infer<typeof packManifestSchema>;
