@@ -1,5 +1,43 @@
 // The runbook catalog: every operation dbops offers, as an explicit list the core validates at start-up.
+// Application runbooks (kasm, coder, …) are declarative packs in commands/packs/.
+import analyze from './analyze.js';
+import backup from './backup.js';
+import backups from './backups.js';
+import cacheHit from './cache-hit.js';
+import duplicateIndexes from './duplicate-indexes.js';
+import exportTable from './export.js';
+import indexSizes from './index-sizes.js';
+import indexUsage from './index-usage.js';
 import killIdle from './kill-idle.js';
+import reindex from './reindex.js';
+import restore from './restore.js';
+import seqScans from './seq-scans.js';
 import sizes from './sizes.js';
+import tableSizes from './table-sizes.js';
+import unusedIndexes from './unused-indexes.js';
+import vacuum from './vacuum.js';
+import verifyBackup from './verify-backup.js';
 
-export const catalog = [sizes, killIdle] as const;
+export const catalog = [
+  // sizes and indexes
+  sizes,
+  tableSizes,
+  indexSizes,
+  indexUsage,
+  unusedIndexes,
+  duplicateIndexes,
+  cacheHit,
+  seqScans,
+  // sessions
+  killIdle,
+  // maintenance
+  vacuum,
+  analyze,
+  reindex,
+  // backups and data
+  backup,
+  backups,
+  verifyBackup,
+  restore,
+  exportTable,
+] as const;
