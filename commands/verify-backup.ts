@@ -1,0 +1,489 @@
+// `/db verify-backup <target> <name>`: checksum, archive listing, then a real restore into a temporary database.
+import { randomBytes } from 'node:crypto';
+import { open, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { z } from 'zod';
+import { UserError } from '../src/core/errors.js';
+import { defineOperation, type OperationContext } from '../src/core/operation.js';
+import { formatCount } from '../src/core/render.js';
+import type { Column, Row } from '../src/core/types.js';
+import { quoteIdent } from '../src/engine/relations.js';
+import { TargetPools } from '../src/engine/target-db.js';
+import { conninfoDatabase, findPgTool, lastLines, type PgTool, runTool } from '../src/engine/tools.js';
+import type { TargetDb } from '../src/engine/types.js';
+import {
+  type BackupFile,
+  countRows,
+  DUMP_TIMEOUT_MS,
+  type Manifest,
+  requireManifest,
+  resolveBackup,
+  sha256File,
+  type TableCount,
+  tableLabel,
+  targetBackupDir,
+  targetToolEnv,
+  throttledProgress,
+  type Verification,
+  writeManifest,
+} from './backup.js';
+
+const LIST_TIMEOUT_MS = 10 * 60 * 1000;
+/** CREATE / DROP DATABASE may wait for a checkpoint or for connections to go. */
+const DDL_TIMEOUT_MS = 120_000;
+
+const CAN_CREATE_DB_SQL = `
+SELECT r.rolname AS role, (r.rolcreatedb OR r.rolsuper) AS ok
+FROM pg_roles r WHERE r.rolname = current_user`;
+
+/*
+ * The temporary database gets the source database's encoding and locale (from template0), so text that
+ * fits the original fits the copy. format() quotes the catalog values; the name is generated, never typed.
+ */
+const CREATE_DATABASE_DDL_SQL = `
+SELECT format('CREATE DATABASE %I TEMPLATE template0 ENCODING %L LC_COLLATE %L LC_CTYPE %L',
+              $1::text, pg_encoding_to_char(d.encoding), d.datcollate, d.datctype) AS ddl
+FROM pg_database d WHERE d.datname = current_database()`;
+
+const DROP_DATABASE_DDL_SQL = "SELECT format('DROP DATABASE IF EXISTS %I WITH (FORCE)', $1::text) AS ddl";
+
+/** What a dump's first lines must say for a plain backup to be taken for one. */
+const PLAIN_HEADER = '-- PostgreSQL database dump';
+const PLAIN_FOOTER = '-- PostgreSQL database dump complete';
+
+const COLUMNS: Column[] = [
+  { key: 'table', label: 'table', kind: 'text' },
+  { key: 'backup_rows', label: 'rows (manifest)', kind: 'count' },
+  { key: 'restored_rows', label: 'rows (restored)', kind: 'count' },
+  { key: 'match', label: 'match', kind: 'bool' },
+];
+
+/** The first and last bytes of a plain dump: a complete pg_dump script starts and ends with its banners. */
+async function plainDumpLooksComplete(path: string, bytes: number): Promise<string | undefined> {
+  const handle = await open(path, 'r');
+  try {
+    const size = Math.min(bytes, 4096);
+    const head = Buffer.alloc(size);
+    await handle.read(head, 0, size, 0);
+    const tail = Buffer.alloc(size);
+    await handle.read(tail, 0, size, Math.max(0, bytes - size));
+    if (!head.toString('utf8').includes(PLAIN_HEADER)) return 'it does not start like a pg_dump SQL script';
+    if (!tail.toString('utf8').includes(PLAIN_FOOTER))
+      return 'it does not end with pg_dump\'s "dump complete" line (truncated?)';
+    return undefined;
+  } finally {
+    await handle.close();
+  }
+}
+
+interface Comparison {
+  rows: Row[];
+  matched: number;
+  differences: string[];
+}
+
+export function compareCounts(expected: readonly TableCount[], restored: readonly TableCount[]): Comparison {
+  const restoredBy = new Map(restored.map((t) => [tableLabel(t), t.rows]));
+  const expectedNames = new Set(expected.map((t) => tableLabel(t)));
+  const rows: Row[] = [];
+  const differences: string[] = [];
+  let matched = 0;
+  for (const t of expected) {
+    const label = tableLabel(t);
+    const got = restoredBy.get(label);
+    const match = got === t.rows;
+    if (match) matched += 1;
+    else if (got === undefined) differences.push(`${label}: missing after the restore`);
+    else
+      differences.push(`${label}: ${formatCount(t.rows)} rows in the manifest, ${formatCount(got)} restored`);
+    rows.push({ table: label, backup_rows: t.rows, restored_rows: got ?? null, match });
+  }
+  for (const t of restored) {
+    const label = tableLabel(t);
+    if (expectedNames.has(label)) continue;
+    differences.push(`${label}: restored but not in the manifest`);
+    rows.push({ table: label, backup_rows: null, restored_rows: t.rows, match: false });
+  }
+  return { rows, matched, differences };
+}
+
+/** The target's URL pointed at another database on the same server, for a short-lived pool. */
+function urlForDatabase(url: string, database: string): string {
+  const u = new URL(url);
+  u.pathname = `/${encodeURIComponent(database)}`;
+  u.searchParams.delete('dbname');
+  return u.toString();
+}
+
+/** Work on another database of the target's server, through a short-lived pool of one connection. */
+async function onDatabase<R>(
+  ctx: OperationContext<unknown>,
+  database: string,
+  fn: (db: TargetDb) => Promise<R>,
+): Promise<R> {
+  const name = ctx.target.name;
+  const pools = new TargetPools({
+    [name]: {
+      ...ctx.target,
+      url: urlForDatabase(ctx.target.url, database),
+      limits: { ...ctx.limits, pool_max: 1 },
+    },
+  });
+  try {
+    return await fn(pools.get(name));
+  } finally {
+    await pools.closeAll();
+  }
+}
+
+async function countInDatabase(ctx: OperationContext<unknown>, database: string): Promise<TableCount[]> {
+  return await onDatabase(ctx, database, (db) =>
+    db.read((session) => countRows(session), { statementTimeoutMs: DUMP_TIMEOUT_MS }),
+  );
+}
+
+/** A single-table dump does not create its schema; the temporary database gets it first. */
+async function prepareDatabase(
+  ctx: OperationContext<unknown>,
+  database: string,
+  manifest: Manifest,
+): Promise<void> {
+  const schema = manifest.table?.schema;
+  if (schema === undefined || schema === 'public') return;
+  await onDatabase(ctx, database, (db) =>
+    db.write((session) => session.query(`CREATE SCHEMA IF NOT EXISTS ${quoteIdent(schema)}`)),
+  );
+}
+
+/** A psql error and the statement that caused it (psql --echo-errors). */
+interface ScriptError {
+  error: string;
+  statement: string;
+}
+
+const PSQL_REPORT = /^psql:.*?:\d+: (ERROR|STATEMENT):\s+(.*)$/;
+/** Most script errors remembered; the first ones explain the failure. */
+const SCRIPT_ERRORS_KEPT = 200;
+
+/**
+ * Statements a single-table dump cannot satisfy on its own: its foreign keys point at tables outside the
+ * backup, which the temporary database does not have.
+ */
+const FOREIGN_KEY_STATEMENT = /^ALTER TABLE\b[\s\S]*\bFOREIGN KEY\b/;
+
+function scriptErrorCollector(): { onLine: (line: string) => void; errors: ScriptError[] } {
+  const errors: ScriptError[] = [];
+  let current: ScriptError | undefined;
+  let inStatement = false;
+  return {
+    errors,
+    onLine(line) {
+      const report = PSQL_REPORT.exec(line);
+      if (report) {
+        inStatement = report[1] === 'STATEMENT';
+        if (report[1] === 'ERROR') {
+          current = { error: report[2] ?? '', statement: '' };
+          if (errors.length < SCRIPT_ERRORS_KEPT) errors.push(current);
+        } else if (current) current.statement = report[2] ?? '';
+      } else if (inStatement && current && !line.startsWith('psql:')) {
+        current.statement += `\n${line}`;
+      } else inStatement = false;
+    },
+  };
+}
+
+async function restoreInto(
+  ctx: OperationContext<unknown>,
+  file: BackupFile,
+  manifest: Manifest,
+  database: string,
+  tool: PgTool,
+  toc: string | undefined,
+  notes: string[],
+): Promise<void> {
+  const env = targetToolEnv(ctx, database);
+  const dbname = `--dbname=${conninfoDatabase(database)}`;
+  if (manifest.format === 'custom') {
+    const args = ['--no-password', '--verbose', '--exit-on-error', '--no-owner', '--no-privileges', dbname];
+    let listFile: string | undefined;
+    if (manifest.table && toc !== undefined) {
+      const foreignKeys = toc.split('\n').filter((l) => /^\d+;.* FK CONSTRAINT /.test(l));
+      if (foreignKeys.length > 0) {
+        listFile = join(
+          targetBackupDir(ctx.backupsDir, ctx.target.name),
+          `.${randomBytes(8).toString('hex')}.toc`,
+        );
+        const kept = toc
+          .split('\n')
+          .filter((l) => !foreignKeys.includes(l))
+          .join('\n');
+        await writeFile(listFile, kept, { mode: 0o600, flag: 'wx' });
+        args.push(`--use-list=${listFile}`);
+        notes.push(
+          foreignKeys.length === 1
+            ? '1 foreign key of this single-table backup points at a table outside it and was left out of the temporary database'
+            : `${foreignKeys.length} foreign keys of this single-table backup point at tables outside it and were left out of the temporary database`,
+        );
+      }
+    }
+    try {
+      await runTool(
+        { name: 'pg_restore', file: tool.path, args: [...args, file.path], env },
+        {
+          timeoutMs: DUMP_TIMEOUT_MS,
+          onStderrLine: throttledProgress(
+            ctx.progress,
+            'pg_restore',
+            /^processing data for table "(.+)"$/,
+            manifest.tables.length,
+          ),
+        },
+      );
+    } finally {
+      if (listFile) await rm(listFile, { force: true });
+    }
+    return;
+  }
+  const base = ['--no-psqlrc', '--no-password', '--quiet', dbname, `--file=${file.path}`];
+  if (!manifest.table) {
+    await runTool(
+      { name: 'psql', file: tool.path, args: [...base, '--set=ON_ERROR_STOP=1'], env },
+      { timeoutMs: DUMP_TIMEOUT_MS, stdoutMaxBytes: 64 * 1024 },
+    );
+    return;
+  }
+  // A single-table SQL script: every statement must succeed except its foreign keys to other tables.
+  const collector = scriptErrorCollector();
+  await runTool(
+    { name: 'psql', file: tool.path, args: [...base, '--echo-errors'], env },
+    { timeoutMs: DUMP_TIMEOUT_MS, stdoutMaxBytes: 64 * 1024, onStderrLine: collector.onLine },
+  );
+  const skipped = collector.errors.filter((e) => FOREIGN_KEY_STATEMENT.test(e.statement));
+  const failed = collector.errors.filter((e) => !FOREIGN_KEY_STATEMENT.test(e.statement));
+  if (failed.length > 0) {
+    throw new UserError(
+      'tool_failed',
+      `psql: ${failed.length} ${failed.length === 1 ? 'statement' : 'statements'} failed: ` +
+        failed
+          .slice(0, 3)
+          .map(
+            (e) =>
+              `${lastLines(e.error, 1).join('')} (${lastLines(e.statement.replace(/\s+/g, ' '), 1).join('')})`,
+          )
+          .join(' | '),
+    );
+  }
+  if (skipped.length > 0) {
+    notes.push(
+      skipped.length === 1
+        ? '1 foreign key of this single-table backup points at a table outside it and could not be added in the temporary database'
+        : `${skipped.length} foreign keys of this single-table backup point at tables outside it and could not be added in the temporary database`,
+    );
+  }
+}
+
+interface Outcome {
+  ok: boolean;
+  summary: string;
+  comparison?: Comparison;
+  notes: string[];
+  tempDatabase?: string;
+}
+
+async function verify(
+  ctx: OperationContext<unknown>,
+  file: BackupFile,
+  manifest: Manifest,
+): Promise<Outcome> {
+  const notes: string[] = [];
+  const sha256 = await sha256File(file.path);
+  if (sha256 !== manifest.sha256) {
+    return {
+      ok: false,
+      summary:
+        `sha256 mismatch: the file is not the one that was backed up (manifest ${manifest.sha256.slice(0, 12)}…, ` +
+        `file ${sha256.slice(0, 12)}…); it was changed or damaged after the backup`,
+      notes,
+    };
+  }
+  const versionNum = await ctx.db.serverVersion();
+  const env = targetToolEnv(ctx);
+  const tool =
+    manifest.format === 'custom'
+      ? await findPgTool('pg_restore', {
+          serverVersionNum: versionNum,
+          env,
+          requires: {
+            major: manifest.pgDump.major,
+            purpose: `read an archive made by pg_dump ${manifest.pgDump.major}`,
+          },
+        })
+      : await findPgTool('psql', { serverVersionNum: versionNum, env });
+
+  let toc: string | undefined;
+  if (manifest.format === 'custom') {
+    try {
+      const listed = await runTool(
+        { name: 'pg_restore', file: tool.path, args: ['--list', file.path], env },
+        { timeoutMs: LIST_TIMEOUT_MS, stdoutMaxBytes: 16 * 1024 * 1024 },
+      );
+      // A cut-off listing cannot serve as a restore list (single-table backups use one).
+      if (!listed.stdoutTruncated) toc = listed.stdout;
+      const entries = listed.stdout.split('\n').filter((l) => /^\d+;/.test(l));
+      const data = entries.filter((l) => / TABLE DATA /.test(l)).length;
+      notes.push(
+        `pg_restore --list: ${formatCount(entries.length)} archive entries, ${formatCount(data)} with table data`,
+      );
+    } catch (err) {
+      if (!(err instanceof UserError) || err.code !== 'tool_failed') throw err;
+      return { ok: false, summary: `pg_restore --list cannot read the archive: ${err.message}`, notes };
+    }
+  } else {
+    const problem = await plainDumpLooksComplete(file.path, file.bytes);
+    if (problem) return { ok: false, summary: `not a complete plain dump: ${problem}`, notes };
+  }
+
+  const [role] = await ctx.db.read((session) =>
+    session.query<{ role: string; ok: boolean }>(CAN_CREATE_DB_SQL),
+  );
+  if (!role?.ok) {
+    throw new UserError(
+      'permission',
+      `verify-backup restores into a temporary database, and the bot role ${role?.role ?? ''} may not create ` +
+        `databases on ${ctx.target.name}: ALTER ROLE <bot role> CREATEDB (the checksum ${
+          manifest.format === 'custom' ? 'and pg_restore --list ' : ''
+        }passed)`,
+    );
+  }
+
+  const tempDatabase = `dbops_verify_${randomBytes(6).toString('hex')}`;
+  await ctx.db.direct(
+    async (session) => {
+      const [ddl] = await session.query<{ ddl: string }>(CREATE_DATABASE_DDL_SQL, [tempDatabase]);
+      if (!ddl) throw new Error('current database not found in pg_database');
+      await session.query(ddl.ddl);
+    },
+    { statementTimeoutMs: DDL_TIMEOUT_MS },
+  );
+  ctx.progress(`restoring ${file.name} into temporary database ${tempDatabase}`);
+  let outcome: Outcome;
+  try {
+    outcome = await restoreAndCompare(ctx, file, manifest, tempDatabase, tool, toc, notes);
+  } finally {
+    try {
+      await ctx.db.direct(
+        async (session) => {
+          const [ddl] = await session.query<{ ddl: string }>(DROP_DATABASE_DDL_SQL, [tempDatabase]);
+          if (ddl) await session.query(ddl.ddl);
+        },
+        { statementTimeoutMs: DDL_TIMEOUT_MS },
+      );
+    } catch (err) {
+      notes.push(
+        `the temporary database ${tempDatabase} could not be dropped (${
+          err instanceof Error ? lastLines(err.message, 1).join('') : 'unknown error'
+        }); drop it by hand: DROP DATABASE ${tempDatabase} WITH (FORCE)`,
+      );
+    }
+  }
+  return { ...outcome, tempDatabase };
+}
+
+async function restoreAndCompare(
+  ctx: OperationContext<unknown>,
+  file: BackupFile,
+  manifest: Manifest,
+  tempDatabase: string,
+  tool: PgTool,
+  toc: string | undefined,
+  notes: string[],
+): Promise<Outcome> {
+  try {
+    await prepareDatabase(ctx, tempDatabase, manifest);
+    await restoreInto(ctx, file, manifest, tempDatabase, tool, toc, notes);
+  } catch (err) {
+    if (!(err instanceof UserError) || err.code !== 'tool_failed') throw err;
+    return { ok: false, summary: `restoring into a temporary database failed: ${err.message}`, notes };
+  }
+  const restored = await countInDatabase(ctx, tempDatabase);
+  const comparison = compareCounts(manifest.tables, restored);
+  const ok = comparison.differences.length === 0;
+  const n = manifest.tables.length;
+  return {
+    ok,
+    comparison,
+    notes,
+    summary: ok
+      ? `restored into a temporary database: all ${formatCount(n)} ${n === 1 ? 'table' : 'tables'} present with ` +
+        'exactly the row counts of the manifest'
+      : `restored, but ${comparison.differences.length} ${
+          comparison.differences.length === 1 ? 'table differs' : 'tables differ'
+        } from the manifest: ${comparison.differences.slice(0, 5).join('; ')}${
+          comparison.differences.length > 5 ? '; …' : ''
+        }`,
+  };
+}
+
+export default defineOperation({
+  name: 'verify-backup',
+  summary:
+    'Prove a backup restores: checksum, pg_restore --list, restore into a temporary database, row counts',
+  usage: 'verify-backup <target> <name>',
+  description:
+    "Checks the dump's sha256 against its manifest, reads the archive with pg_restore --list (plain dumps: " +
+    'their pg_dump banners), then creates a temporary database dbops_verify_<random> on the same server, ' +
+    'restores the dump into it (pg_restore --no-owner --no-privileges, or psql with ON_ERROR_STOP), compares ' +
+    'every table and its exact row count with the manifest, and drops the temporary database whatever ' +
+    'happened. The result is recorded in the manifest (shown by `backups`). Needs CREATEDB for the bot role.',
+  positionals: ['name'],
+  args: z.object({ name: z.string().min(1).max(255) }),
+  risk: 'write',
+  async run(ctx) {
+    const started = performance.now();
+    const file = await resolveBackup(ctx.backupsDir, ctx.target.name, ctx.args.name);
+    const manifest = await requireManifest(file, 'verify-backup');
+    const outcome = await verify(ctx, file, manifest);
+    const durationSeconds = Math.round(performance.now() - started) / 1000;
+    const comparison = outcome.comparison;
+    const verification: Verification = {
+      ok: outcome.ok,
+      at: ctx.now.toISOString(),
+      summary: outcome.summary,
+      tablesChecked: manifest.tables.length,
+      tablesMatched: comparison?.matched ?? 0,
+      differences: comparison?.differences ?? [],
+      durationSeconds,
+    };
+    const notes = [...outcome.notes];
+    try {
+      await writeManifest(file.path, { ...manifest, verification });
+    } catch (err) {
+      notes.push(
+        `the result could not be recorded in ${file.name}.json (${err instanceof Error ? err.message : 'unknown error'})`,
+      );
+    }
+    // Differences first, so a capped table still shows every problem it can.
+    const rows = [...(comparison?.rows ?? [])].sort((a, b) => Number(a.match) - Number(b.match));
+    const cap = ctx.limits.row_cap;
+    if (rows.length > cap) notes.push(`showing ${cap} of ${rows.length} tables, differences first`);
+    return {
+      headline: outcome.ok
+        ? `backup ${file.name} verified: ${outcome.summary}`
+        : `backup ${file.name} FAILED verification: ${outcome.summary}`,
+      columns: COLUMNS,
+      rows: rows.slice(0, cap),
+      truncated: rows.length > cap,
+      notes,
+      data: {
+        verified: outcome.ok,
+        file: file.name,
+        sha256: manifest.sha256,
+        tablesChecked: verification.tablesChecked,
+        tablesMatched: verification.tablesMatched,
+        differences: verification.differences,
+        durationSeconds,
+        temporaryDatabase: outcome.tempDatabase ?? null,
+      },
+    };
+  },
+});
