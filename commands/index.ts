@@ -1,24 +1,35 @@
 // The runbook catalog: every operation dbops offers, as an explicit list the core validates at start-up.
 // Application runbooks (kasm, coder, …) are declarative packs in commands/packs/.
+import activity from './activity.js';
 import analyze from './analyze.js';
 import backup from './backup.js';
 import backups from './backups.js';
+import blocking from './blocking.js';
 import cacheHit from './cache-hit.js';
+import cancelQuery from './cancel-query.js';
+import connections from './connections.js';
 import duplicateIndexes from './duplicate-indexes.js';
 import exportTable from './export.js';
+import health from './health.js';
+import idle from './idle.js';
 import indexSizes from './index-sizes.js';
 import indexUsage from './index-usage.js';
 import killIdle from './kill-idle.js';
+import locks from './locks.js';
+import longRunning from './long-running.js';
 import reindex from './reindex.js';
 import restore from './restore.js';
 import seqScans from './seq-scans.js';
 import sizes from './sizes.js';
 import tableSizes from './table-sizes.js';
+import terminate from './terminate.js';
 import unusedIndexes from './unused-indexes.js';
 import vacuum from './vacuum.js';
 import verifyBackup from './verify-backup.js';
 
 export const catalog = [
+  // the incident checklist first
+  health,
   // sizes and indexes
   sizes,
   tableSizes,
@@ -28,8 +39,16 @@ export const catalog = [
   duplicateIndexes,
   cacheHit,
   seqScans,
-  // sessions
+  // sessions and locks
+  connections,
+  activity,
+  longRunning,
+  idle,
+  locks,
+  blocking,
   killIdle,
+  terminate,
+  cancelQuery,
   // maintenance
   vacuum,
   analyze,

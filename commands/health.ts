@@ -1,0 +1,479 @@
+// `/db health <target>`: the exam-platform runbook's verification checklist in one answer, each check ok / warn / fail.
+import { performance } from 'node:perf_hooks';
+import { z } from 'zod';
+import { durationArg, durationText } from '../src/core/args.js';
+import { formatDuration } from '../src/core/duration.js';
+import { isUserError } from '../src/core/errors.js';
+import { defineOperation, type OperationContext } from '../src/core/operation.js';
+import { formatCount } from '../src/core/render.js';
+import type { Column, Row } from '../src/core/types.js';
+import { serverError, toUserError } from '../src/engine/pg-errors.js';
+import type { Session } from '../src/engine/types.js';
+import {
+  headroomText,
+  IDLE_IN_TRANSACTION_STATES,
+  notDbops,
+  plural,
+  READ_ALL_STATS_FIX,
+  readHeadroom,
+  secondsSince,
+} from './lib/activity.js';
+
+/*
+ * Fixed thresholds: round trip, connection use and wraparound. The session thresholds are options
+ * (--long-query, --blocked, --idle-in-transaction) with the runbook's values as defaults.
+ */
+const ROUND_TRIP_WARN_MS = 100;
+const ROUND_TRIP_FAIL_MS = 1000;
+const CONNECTIONS_WARN_PERCENT = 80;
+const CONNECTIONS_FAIL_PERCENT = 95;
+const WRAPAROUND_WARN_PERCENT = 50;
+const WRAPAROUND_FAIL_PERCENT = 90;
+/** Each check's statement_timeout, so one slow check cannot eat the answer (the target's own limit if lower). */
+const CHECK_TIMEOUT_MS = 2000;
+
+const STATUSES = ['ok', 'warn', 'fail'] as const;
+type Status = (typeof STATUSES)[number];
+
+/*
+ * A row's `detail` is one short line (chat tables clip long cells); each check that is not ok also
+ * leaves a note with the whole story and the next command to type.
+ */
+interface Check {
+  check: string;
+  status: Status;
+  detail: string;
+  note?: string;
+  /** Machine values for --json. */
+  values: Record<string, unknown>;
+}
+
+type Args = { long_query: number; blocked: number; idle_in_transaction: number };
+
+const SET_CHECK_TIMEOUT_SQL = "SELECT set_config('statement_timeout', $1, true)";
+
+const VERSION_SQL = `
+SELECT current_setting('server_version') AS version,
+       current_setting('server_version_num')::int AS version_num
+`;
+
+/** Sessions of this database the bot role may not inspect: they could hide what a check looks for. */
+const HIDDEN_SUBQUERY = `(SELECT count(*) FROM pg_stat_activity h
+   WHERE h.datname = current_database() AND h.backend_type IS NULL AND h.usesysid IS NOT NULL
+     AND ${notDbops('$2', 'h')})::int`;
+
+const LONG_RUNNING_SQL = `
+SELECT count(*)::int AS n,
+       max(${secondsSince('a.query_start')}) AS longest,
+       (array_agg(a.pid ORDER BY a.query_start))[1] AS pid,
+       ${HIDDEN_SUBQUERY} AS hidden
+FROM pg_stat_activity a
+WHERE a.backend_type = 'client backend'
+  AND a.datname = current_database()
+  AND a.state = 'active'
+  AND ${notDbops('$2')}
+  AND a.query_start <= clock_timestamp() - make_interval(secs => $1::float8)
+`;
+
+const IDLE_IN_TRANSACTION_SQL = `
+SELECT count(*)::int AS n,
+       max(${secondsSince('a.state_change')}) AS longest,
+       (array_agg(a.pid ORDER BY a.state_change))[1] AS pid,
+       ${HIDDEN_SUBQUERY} AS hidden
+FROM pg_stat_activity a
+WHERE a.backend_type = 'client backend'
+  AND a.datname = current_database()
+  AND a.state IN ${IDLE_IN_TRANSACTION_STATES}
+  AND ${notDbops('$2')}
+  AND a.state_change <= clock_timestamp() - make_interval(secs => $1::float8)
+`;
+
+/** Blocked sessions of this database (pg_locks is visible to every role) and the root blockers. */
+function blockingSql(version: number): string {
+  const waitstart = version >= 140000 ? 'min(l.waitstart)' : 'NULL::timestamptz';
+  return `
+WITH waiting AS (
+  SELECT l.pid, ${waitstart} AS waitstart
+  FROM pg_locks l
+  WHERE NOT l.granted AND l.pid IS NOT NULL
+  GROUP BY l.pid
+),
+blocked AS (
+  SELECT w.pid,
+         ${secondsSince('COALESCE(w.waitstart, a.state_change)')} AS waiting_seconds,
+         pg_blocking_pids(w.pid) AS blockers
+  FROM waiting w
+  JOIN pg_stat_activity a ON a.pid = w.pid
+  WHERE a.datname = current_database() AND a.pid <> pg_backend_pid()
+)
+SELECT (SELECT count(*) FROM blocked WHERE cardinality(blockers) > 0)::int AS n,
+       (SELECT max(waiting_seconds) FROM blocked WHERE cardinality(blockers) > 0) AS longest,
+       ARRAY(SELECT DISTINCT b.pid FROM blocked, unnest(blocked.blockers) AS b(pid)
+             WHERE cardinality(pg_blocking_pids(b.pid)) = 0 ORDER BY b.pid) AS roots
+`;
+}
+
+/** The database closest to a forced anti-wraparound vacuum, by transaction ids or multixacts. */
+const WRAPAROUND_SQL = `
+SELECT d.datname AS database,
+       age(d.datfrozenxid)::bigint AS xid_age,
+       current_setting('autovacuum_freeze_max_age')::bigint AS freeze_max_age,
+       mxid_age(d.datminmxid)::bigint AS mxid_age,
+       current_setting('autovacuum_multixact_freeze_max_age')::bigint AS mxid_freeze_max_age
+FROM pg_database d
+ORDER BY greatest(age(d.datfrozenxid)::float8 / current_setting('autovacuum_freeze_max_age')::float8,
+                  mxid_age(d.datminmxid)::float8
+                    / current_setting('autovacuum_multixact_freeze_max_age')::float8) DESC,
+         d.datname
+LIMIT 1
+`;
+
+interface SessionCount {
+  n: number;
+  longest: number | null;
+  pid: number | null;
+  hidden: number;
+}
+
+const COLUMNS: Column[] = [
+  { key: 'check', label: 'check', kind: 'text' },
+  { key: 'status', label: 'status', kind: 'text' },
+  { key: 'detail', label: 'why', kind: 'text' },
+];
+
+function worst(statuses: readonly Status[]): Status {
+  return statuses.reduce<Status>((acc, s) => (STATUSES.indexOf(s) > STATUSES.indexOf(acc) ? s : acc), 'ok');
+}
+
+function ms(value: number): string {
+  return value < 10 ? `${value.toFixed(1)} ms` : `${Math.round(value)} ms`;
+}
+
+function percentText(value: number): string {
+  return `${value < 10 ? value.toFixed(1) : Math.round(value)}%`;
+}
+
+/** A check that could not see every session is not ok: it says how many it missed and which role fixes it. */
+function withHidden(check: Check, hidden: number): Check {
+  if (hidden === 0) return check;
+  const missed = `${plural(hidden, 'session')} of other roles could not be inspected: ${READ_ALL_STATS_FIX}`;
+  return {
+    ...check,
+    status: check.status === 'ok' ? 'warn' : check.status,
+    detail: `${check.detail} (${hidden} hidden)`,
+    note: check.note ? `${check.note}; ${missed}` : `${check.check}: ${missed}`,
+  };
+}
+
+/** The checks of one answer, in one read-only transaction; a failing check rolls back to its savepoint. */
+class Checklist {
+  readonly checks: Check[] = [];
+  #broken: string | undefined;
+
+  constructor(
+    private readonly session: Session,
+    private readonly target: string,
+  ) {}
+
+  async run(name: string, fn: () => Promise<Omit<Check, 'check'>>): Promise<void> {
+    if (this.#broken !== undefined) {
+      this.checks.push({
+        check: name,
+        status: 'fail',
+        detail: 'not checked: the connection failed',
+        note: `${name}: not checked: ${this.#broken}`,
+        values: {},
+      });
+      return;
+    }
+    try {
+      await this.session.query('SAVEPOINT health_check');
+      const result = await fn();
+      await this.session.query('RELEASE SAVEPOINT health_check');
+      this.checks.push({ check: name, ...result });
+    } catch (err) {
+      const failure = toUserError(err, this.target);
+      if (!failure) throw err;
+      this.checks.push({
+        check: name,
+        status: 'fail',
+        detail: `check failed: ${serverError(err)?.message ?? failure.message}`,
+        note: `${name}: ${failure.message}`,
+        values: {},
+      });
+      try {
+        await this.session.query('ROLLBACK TO SAVEPOINT health_check');
+      } catch (rollbackErr) {
+        this.#broken = toUserError(rollbackErr, this.target)?.message ?? 'the connection failed';
+      }
+    }
+  }
+}
+
+async function runChecks(
+  session: Session,
+  ctx: OperationContext<Args>,
+  connectMs: number,
+  own: readonly number[],
+): Promise<Check[]> {
+  const list = new Checklist(session, ctx.target.name);
+  const { args } = ctx;
+  const target = ctx.target.name;
+  let version = 0;
+
+  await list.run('connects', async () => {
+    const timeout = Math.min(CHECK_TIMEOUT_MS, Math.round(ctx.limits.statement_timeout * 1000));
+    await session.query(SET_CHECK_TIMEOUT_SQL, [String(timeout)]);
+    const [row] = await session.query<{ version: string; version_num: number }>(VERSION_SQL);
+    version = row?.version_num ?? 0;
+    return {
+      status: 'ok',
+      detail: `PostgreSQL ${row?.version ?? '?'}, connected in ${ms(connectMs)}`,
+      values: { serverVersion: row?.version ?? null, serverVersionNum: version, connectMs },
+    };
+  });
+
+  await list.run('round-trip', async () => {
+    const times: number[] = [];
+    for (let i = 0; i < 3; i++) {
+      const start = performance.now();
+      await session.query('SELECT 1');
+      times.push(performance.now() - start);
+    }
+    const median = [...times].sort((a, b) => a - b)[1] ?? 0;
+    const status: Status =
+      median >= ROUND_TRIP_FAIL_MS ? 'fail' : median >= ROUND_TRIP_WARN_MS ? 'warn' : 'ok';
+    const check: Omit<Check, 'check'> = {
+      status,
+      detail: `SELECT 1 in ${ms(median)}`,
+      values: { ms: median },
+    };
+    if (status !== 'ok') {
+      check.note =
+        `round-trip: SELECT 1 took ${ms(median)} (warn ≥ ${ROUND_TRIP_WARN_MS} ms, fail ≥ ${ROUND_TRIP_FAIL_MS} ms): ` +
+        'the network to the server or the server itself is slow';
+    }
+    return check;
+  });
+
+  await list.run('connections', async () => {
+    const h = await readHeadroom(session, version, own);
+    const status: Status =
+      h.percent >= CONNECTIONS_FAIL_PERCENT ? 'fail' : h.percent >= CONNECTIONS_WARN_PERCENT ? 'warn' : 'ok';
+    const check: Check = {
+      check: 'connections',
+      status,
+      detail: headroomText(h),
+      values: { inUse: h.inUse, usable: h.usable, percent: h.percent, hidden: h.hidden },
+    };
+    if (status !== 'ok') {
+      check.note =
+        `connections: ${headroomText(h)} (warn ≥ ${CONNECTIONS_WARN_PERCENT}%, fail ≥ ${CONNECTIONS_FAIL_PERCENT}%); ` +
+        `\`/db connections ${target}\` shows who holds them, \`/db idle ${target}\` which are idle`;
+    }
+    if (h.hidden > 0) {
+      // Counted as client connections, so the verdict errs on the safe side; still say why it is unsure.
+      const unsure =
+        `${plural(h.hidden, 'session')} of other roles could not be inspected and count as client ` +
+        `connections: ${READ_ALL_STATS_FIX}`;
+      check.note = check.note ? `${check.note}; ${unsure}` : `connections: ${unsure}`;
+    }
+    return check;
+  });
+
+  await list.run('long-running queries', async () => {
+    const [row] = await session.query<SessionCount>(LONG_RUNNING_SQL, [args.long_query, own]);
+    const n = row?.n ?? 0;
+    const over = durationText(args.long_query);
+    const values = { count: n, longestSeconds: row?.longest ?? null, pid: row?.pid ?? null };
+    const check: Check =
+      n > 0 && row
+        ? {
+            check: 'long-running queries',
+            status: 'warn',
+            detail: `${n} > ${over}, longest ${formatDuration(row.longest ?? 0)} (pid ${row.pid})`,
+            note:
+              `long-running queries: ${plural(n, 'query', 'queries')} running for more than ${over}, the longest ` +
+              `for ${formatDuration(row.longest ?? 0)} (pid ${row.pid}); \`/db long-running ${target} --older-than ${over}\` ` +
+              'lists them, `cancel-query` stops one',
+            values,
+          }
+        : {
+            check: 'long-running queries',
+            status: 'ok',
+            detail: `none running for more than ${over}`,
+            values,
+          };
+    return withHidden(check, row?.hidden ?? 0);
+  });
+
+  await list.run('blocking', async () => {
+    const [row] = await session.query<{ n: number; longest: number | null; roots: number[] }>(
+      blockingSql(version),
+    );
+    const n = row?.n ?? 0;
+    const longest = row?.longest ?? null;
+    const roots = row?.roots ?? [];
+    const values = { blocked: n, longestSeconds: longest, roots };
+    if (n === 0) return { status: 'ok', detail: 'no blocked sessions', values };
+    const fail = longest !== null && longest > args.blocked;
+    const waited = longest === null ? 'wait unknown' : `longest ${formatDuration(longest)}`;
+    const rootPids = roots.length === 0 ? '' : `root pid ${roots.join(', ')}`;
+    return {
+      status: fail ? 'fail' : 'warn',
+      detail: [`${n} blocked`, waited, rootPids].filter((p) => p !== '').join(', '),
+      note:
+        `blocking: ${plural(n, 'session')} blocked, ${waited} (fails beyond ${durationText(args.blocked)}); ` +
+        `\`/db blocking ${target}\` shows the chains` +
+        (roots.length === 0 ? '' : `, and ending ${rootPids} (\`terminate\`) releases them`),
+      values,
+    };
+  });
+
+  await list.run('idle in transaction', async () => {
+    const [row] = await session.query<SessionCount>(IDLE_IN_TRANSACTION_SQL, [args.idle_in_transaction, own]);
+    const n = row?.n ?? 0;
+    const over = durationText(args.idle_in_transaction);
+    const values = { count: n, longestSeconds: row?.longest ?? null, pid: row?.pid ?? null };
+    const check: Check =
+      n > 0 && row
+        ? {
+            check: 'idle in transaction',
+            status: 'warn',
+            detail: `${n} > ${over}, longest ${formatDuration(row.longest ?? 0)} (pid ${row.pid})`,
+            note:
+              `idle in transaction: ${plural(n, 'session')} idle in transaction for more than ${over}, the longest ` +
+              `for ${formatDuration(row.longest ?? 0)} (pid ${row.pid}); they keep their locks and hold back vacuum. ` +
+              `\`/db idle ${target}\` lists them, \`terminate <pid>\` ends one`,
+            values,
+          }
+        : { check: 'idle in transaction', status: 'ok', detail: `none for more than ${over}`, values };
+    return withHidden(check, row?.hidden ?? 0);
+  });
+
+  await list.run('wraparound', async () => {
+    const [row] = await session.query<{
+      database: string;
+      xid_age: number;
+      freeze_max_age: number;
+      mxid_age: number;
+      mxid_freeze_max_age: number;
+    }>(WRAPAROUND_SQL);
+    if (!row) throw new Error('pg_database returned no row');
+    const xidPercent = (row.xid_age / row.freeze_max_age) * 100;
+    const mxidPercent = (row.mxid_age / row.mxid_freeze_max_age) * 100;
+    const byMultixact = mxidPercent > xidPercent;
+    const percent = Math.max(xidPercent, mxidPercent);
+    const status: Status =
+      percent >= WRAPAROUND_FAIL_PERCENT ? 'fail' : percent >= WRAPAROUND_WARN_PERCENT ? 'warn' : 'ok';
+    const check: Omit<Check, 'check'> = {
+      status,
+      detail: `${row.database} at ${percentText(percent)} of ${byMultixact ? 'multixact ' : ''}freeze max age`,
+      values: {
+        database: row.database,
+        xidAge: row.xid_age,
+        freezeMaxAge: row.freeze_max_age,
+        mxidAge: row.mxid_age,
+        multixactFreezeMaxAge: row.mxid_freeze_max_age,
+        percent: Math.round(percent * 10) / 10,
+      },
+    };
+    if (status !== 'ok') {
+      const age = byMultixact
+        ? `${formatCount(row.mxid_age)} of autovacuum_multixact_freeze_max_age ${formatCount(row.mxid_freeze_max_age)} multixacts`
+        : `${formatCount(row.xid_age)} of autovacuum_freeze_max_age ${formatCount(row.freeze_max_age)} transactions`;
+      check.note =
+        `wraparound: database ${row.database} is at ${percentText(percent)} (${age}; warn ≥ ` +
+        `${WRAPAROUND_WARN_PERCENT}%, fail ≥ ${WRAPAROUND_FAIL_PERCENT}%): autovacuum must freeze it; ` +
+        `\`/db wraparound ${target}\` shows the oldest tables`;
+    }
+    return check;
+  });
+
+  return list.checks;
+}
+
+function headlineOf(target: string, checks: readonly Check[]): string {
+  const status = worst(checks.map((c) => c.status));
+  if (status === 'ok') return `health of ${target}: OK (all ${checks.length} checks ok)`;
+  const named = (s: Status) =>
+    checks
+      .filter((c) => c.status === s)
+      .map((c) => c.check)
+      .join(', ');
+  const parts = (['fail', 'warn'] as const).filter((s) => named(s) !== '').map((s) => `${s}: ${named(s)}`);
+  return `health of ${target}: ${status.toUpperCase()} (${parts.join('; ')})`;
+}
+
+export default defineOperation({
+  name: 'health',
+  summary:
+    'The incident checklist in one answer: connects, round trip, connections, long queries, blocking, idle in transaction, wraparound',
+  usage: 'health <target> [--long-query 1m] [--blocked 1m] [--idle-in-transaction 5m]',
+  description:
+    'Runs the verification checklist of the runbooks in one read-only transaction, each check with ok / ' +
+    'warn / fail and one line why: connects (and the server version); SELECT 1 round trip (warn ≥ 100 ms, ' +
+    'fail ≥ 1 s); client connections against usable max_connections (warn ≥ 80%, fail ≥ 95%); queries ' +
+    'running longer than --long-query (warn); blocked sessions (warn; fail when one waited longer than ' +
+    '--blocked); sessions idle in transaction longer than --idle-in-transaction (warn); the oldest ' +
+    'age(datfrozenxid) against autovacuum_freeze_max_age, multixacts likewise (warn ≥ 50%, fail ≥ 90%). ' +
+    'A check that cannot run is a fail row and the others still answer; an unreachable target answers with ' +
+    'a failed connects check. Each check that is not ok adds a note with the next command to type.',
+  args: z.object({
+    long_query: durationArg('1m'),
+    blocked: durationArg('1m'),
+    idle_in_transaction: durationArg('5m'),
+  }),
+  risk: 'read',
+  async run(ctx) {
+    const started = performance.now();
+    const ran: { checks?: Check[] } = {};
+    let checks: Check[];
+    try {
+      checks = await ctx.db.read(async (session) => {
+        const connectMs = performance.now() - started;
+        ran.checks = await runChecks(session, ctx, connectMs, ctx.db.ownPids());
+        return ran.checks;
+      });
+    } catch (err) {
+      if (ran.checks) {
+        // Every check ran; only closing the transaction failed (the connection died at the very end).
+        checks = ran.checks;
+      } else {
+        if (!isUserError(err)) throw err;
+        checks = [
+          {
+            check: 'connects',
+            status: 'fail',
+            detail: `cannot connect (${err.code.replace(/_/g, ' ')})`,
+            note: `connects: ${err.message}; the other checks need a connection`,
+            values: {},
+          },
+        ];
+      }
+    }
+
+    const status = worst(checks.map((c) => c.status));
+    const notes = checks.flatMap((c) => (c.note === undefined ? [] : [c.note]));
+    notes.push(
+      `thresholds: long-running > ${durationText(ctx.args.long_query)} warns, blocked > ` +
+        `${durationText(ctx.args.blocked)} fails, idle in transaction > ${durationText(ctx.args.idle_in_transaction)} warns`,
+    );
+    return {
+      headline: headlineOf(ctx.target.name, checks),
+      columns: COLUMNS,
+      rows: checks.map((c): Row => ({ check: c.check, status: c.status, detail: c.detail })),
+      truncated: false,
+      notes,
+      data: {
+        status,
+        checks: Object.fromEntries(checks.map((c) => [c.check, { status: c.status, ...c.values }])),
+        thresholds: {
+          longQuerySeconds: ctx.args.long_query,
+          blockedSeconds: ctx.args.blocked,
+          idleInTransactionSeconds: ctx.args.idle_in_transaction,
+        },
+      },
+    };
+  },
+});
