@@ -290,3 +290,13 @@ describe('pack validation', () => {
     );
   });
 });
+
+describe('help for pack operations', () => {
+  it('explains a pack operation and where it exists', async () => {
+    const help = await as(app, 'bob')('/db help close-account');
+    expect(help.status).toBe('ok');
+    expect(help.text).toContain('/db close-account <target> <email>');
+    expect(help.text).toContain('(pack shop)');
+    expect(help.text).toContain('you may request it on: shop');
+  });
+});

@@ -122,9 +122,11 @@ const help: Handler = async (core, ctx, tokens) => {
     if ((BUILTINS as readonly string[]).includes(name)) {
       return ok(ctx, `help ${name}`, `/db ${BUILTIN_HELP[name as Builtin]}`);
     }
-    const spec = core.catalog.get(name);
+    const bound = await core.boundTarget(ctx.inv);
+    const spec = core.catalog.resolve(name, bound) ?? core.catalog.anyPackSpec(name);
+    const isGlobal = core.catalog.get(name) !== undefined;
     if (!spec) {
-      const guesses = closest(name, [...core.catalog.names(), ...BUILTINS]);
+      const guesses = closest(name, [...core.catalog.allNames(), ...BUILTINS]);
       throw new UserError(
         'unknown_operation',
         `unknown operation \`${clipInput(name)}\`${guesses.length > 0 ? ` — did you mean ${guesses.map((g) => `\`${g}\``).join(' or ')}?` : ''}`,
@@ -134,7 +136,9 @@ const help: Handler = async (core, ctx, tokens) => {
     if (spec.description) lines.push('', spec.description);
     lines.push('', `risk: ${spec.risk}${spec.riskFor ? ' (some options raise it)' : ''}`);
     const action = actionForRisk(spec.risk);
+    const packs = isGlobal ? [] : core.catalog.packsDefining(name);
     const where = Object.values(core.config.targets)
+      .filter((t) => isGlobal || t.packs.some((p) => packs.includes(p)))
       .filter(
         (t) =>
           decide({

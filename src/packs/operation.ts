@@ -339,12 +339,17 @@ export function packOperationSpec(
       truncated: table.truncated,
       digest: digest(table.rows),
     };
+    const count = `${table.rows.length}${table.truncated ? '+' : ''}`;
     const what = def.preview?.headline ?? 'rows concerned';
+    // A headline with {count} is written whole by the pack ("{count} manager(s) would be renamed").
+    const headline = what.includes('{count}')
+      ? `${def.name} on ${ctx.target.name}: ${what.replaceAll('{count}', count)}`
+      : `${def.name} on ${ctx.target.name}: ${count} ${what}`;
     return {
       result: {
         ...table,
         display,
-        headline: `${def.name} on ${ctx.target.name}: ${table.rows.length}${table.truncated ? '+' : ''} ${what}`,
+        headline,
         notes: def.warning ? [`WARNING: ${def.warning}`] : [],
       },
       state,

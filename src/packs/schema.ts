@@ -117,7 +117,10 @@ export const packOperationSchema = z
     preview: z
       .object({
         sql: sqlText,
-        /** A sentence for the preview, e.g. "expired session tokens that would be deleted". */
+        /**
+         * Words after the row count ("expired session tokens that would be deleted"), or a whole sentence with
+         * a `{count}` placeholder ("{count} manager(s) would be renamed").
+         */
         headline: z.string().optional(),
       })
       .strict()
