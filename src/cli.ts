@@ -6,13 +6,15 @@ import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { pino } from 'pino';
 import { createApp } from './app.js';
-import { checkTargets, formatCheckReport } from './config/check.js';
+import { checkTargets, expectationProblems, formatCheckReport } from './config/check.js';
 import { loadConfigFile } from './config/load.js';
 import type { Config } from './config/schema.js';
 import { ConfigError } from './core/errors.js';
 import { createLogger, type Logger, redactSecrets } from './core/log.js';
 import type { Reply } from './core/reply.js';
 import { DEMO_TRY_FIRST, onExitCleanup, startDemoEnvironment } from './demo/environment.js';
+import type { LoadedPack } from './packs/load.js';
+import { loadConfiguredPacks } from './packs/registry.js';
 import { defaultExportDir, describeSaved, saveAttachments } from './surfaces/attachments.js';
 import { runConsole } from './surfaces/console.js';
 
@@ -188,12 +190,23 @@ async function checkConfig(argv: string[]): Promise<number> {
   const { values } = parseArgs({ args: argv, options: { config: { type: 'string' } } });
   const path = configPath(values.config);
   const config = loadConfigOrExit(path);
+  // The packs are part of the configuration: a broken pack or a wrong setting is a config error.
+  let packs: LoadedPack[];
+  try {
+    packs = loadConfiguredPacks(config);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`dbops: ${err.message}\n`);
+      return 2;
+    }
+    throw err;
+  }
   process.stdout.write(
-    `${path}: valid (${Object.keys(config.targets).length} targets, ${Object.keys(config.people).length} people)\n\n`,
+    `${path}: valid (${Object.keys(config.targets).length} targets, ${Object.keys(config.people).length} people, ${packs.length} packs)\n\n`,
   );
-  const checks = await checkTargets(config);
+  const checks = await checkTargets(config, { packs });
   process.stdout.write(`${formatCheckReport(checks)}\n`);
-  return checks.every((c) => c.reachable) ? 0 : 1;
+  return checks.every((c) => c.reachable) && expectationProblems(checks).length === 0 ? 0 : 1;
 }
 
 async function start(argv: string[]): Promise<number> {

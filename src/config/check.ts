@@ -1,6 +1,7 @@
 // `dbops check-config`: tries the state database and every target, and reports what the bot's role can do there.
 import pg from 'pg';
 import { redactSecrets } from '../core/log.js';
+import { checkPackExpectations, type PackExpectations } from '../packs/expectations.js';
 import type { Config } from './schema.js';
 
 export interface RoleMemberships {
@@ -32,7 +33,15 @@ export interface TargetCheck {
   roles?: RoleMemberships;
   /** One line each: what to grant, and why. */
   hints: string[];
+  /** The schema expectations of the target's packs (when packs were given and the target is reachable). */
+  packs?: PackCheck[];
   elapsedMs: number;
+}
+
+export interface PackCheck {
+  pack: string;
+  /** Unmet expectations ("pack kasm expects table session_tokens, not found"); empty when all are met. */
+  problems: string[];
 }
 
 export interface CheckOptions {
@@ -44,6 +53,8 @@ export interface CheckOptions {
   stateConnectTimeoutSeconds?: number;
   /** statement_timeout for the check query (default 5 s). */
   statementTimeoutSeconds?: number;
+  /** The loaded packs: each target's packs have their `expects` checked against its schema. */
+  packs?: readonly PackExpectations[];
 }
 
 const PROBE_SQL = `
@@ -156,6 +167,8 @@ interface Probe {
   environment?: string;
   url: string;
   connectTimeoutSeconds: number;
+  /** Packs whose expectations to check there; undefined when not asked for. */
+  packs?: readonly (PackExpectations | string)[];
 }
 
 async function closeQuietly(client: pg.Client): Promise<void> {
@@ -164,6 +177,30 @@ async function closeQuietly(client: pg.Client): Promise<void> {
   } catch {
     // The connection is already gone; nothing to release.
   }
+}
+
+/** The target's packs in the order it lists them; a pack that is not loaded is named as a problem. */
+async function checkPacks(
+  client: pg.Client,
+  packs: readonly (PackExpectations | string)[],
+): Promise<PackCheck[]> {
+  const checks: PackCheck[] = [];
+  for (const pack of packs) {
+    if (typeof pack === 'string') {
+      checks.push({ pack, problems: [`pack ${pack} is not loaded, so its expectations were not checked`] });
+      continue;
+    }
+    try {
+      checks.push({ pack: pack.name, problems: await checkPackExpectations(client, pack) });
+    } catch (err) {
+      const { reason } = explainConnectError(err);
+      checks.push({
+        pack: pack.name,
+        problems: [`could not check pack ${pack.name}'s expectations: ${reason}`],
+      });
+    }
+  }
+  return checks;
 }
 
 async function probe(target: Probe, statementTimeoutSeconds: number): Promise<TargetCheck> {
@@ -199,6 +236,7 @@ async function probe(target: Probe, statementTimeoutSeconds: number): Promise<Ta
     const { rows } = await client.query<ProbeRow>(PROBE_SQL);
     const row = rows[0];
     if (!row) throw new Error('the check query returned no row');
+    const packs = target.packs ? await checkPacks(client, target.packs) : undefined;
     return {
       ...base,
       reachable: true,
@@ -213,6 +251,7 @@ async function probe(target: Probe, statementTimeoutSeconds: number): Promise<Ta
         pg_signal_backend: row.pg_signal_backend,
       },
       hints: hintsFor(row),
+      ...(packs ? { packs } : {}),
       elapsedMs: elapsed(),
     };
   } catch (err) {
@@ -242,6 +281,7 @@ export async function checkTargets(config: Config, opts: CheckOptions = {}): Pro
       connectTimeoutSeconds: opts.stateConnectTimeoutSeconds ?? 5,
     });
   }
+  const loaded = new Map((opts.packs ?? []).map((p) => [p.name, p]));
   for (const target of Object.values(config.targets)) {
     if (opts.targets && !opts.targets.includes(target.name)) continue;
     probes.push({
@@ -250,9 +290,19 @@ export async function checkTargets(config: Config, opts: CheckOptions = {}): Pro
       environment: target.environment,
       url: target.url,
       connectTimeoutSeconds: target.limits.connect_timeout,
+      ...(opts.packs && target.packs.length > 0
+        ? { packs: target.packs.map((name) => loaded.get(name) ?? name) }
+        : {}),
     });
   }
   return await Promise.all(probes.map((p) => probe(p, statementTimeout)));
+}
+
+/** Every unmet pack expectation, one line each: "target kasm: pack kasm expects table session_tokens, not found". */
+export function expectationProblems(checks: readonly TargetCheck[]): string[] {
+  return checks.flatMap((check) =>
+    (check.packs ?? []).flatMap((p) => p.problems.map((problem) => `target ${check.name}: ${problem}`)),
+  );
 }
 
 function yesNo(value: boolean): string {
@@ -264,7 +314,8 @@ export function formatCheckReport(checks: readonly TargetCheck[]): string {
   const blocks = checks.map((check) => {
     const title =
       check.kind === 'state' ? 'state database' : `${check.name} (${check.environment ?? 'no environment'})`;
-    const status = check.reachable ? 'ok' : 'FAILED';
+    const unmet = expectationProblems([check]);
+    const status = !check.reachable ? 'FAILED' : unmet.length > 0 ? 'MISMATCH' : 'ok';
     const lines = [`[${status}] ${title}  ${check.endpoint}  ${check.elapsedMs} ms`];
     if (!check.reachable) {
       lines.push(`  error:   ${check.reason ?? 'unreachable'}`);
@@ -284,10 +335,22 @@ export function formatCheckReport(checks: readonly TargetCheck[]): string {
       );
     }
     for (const hint of check.hints) lines.push(`  hint:    ${hint}`);
+    for (const pack of check.packs ?? []) {
+      if (pack.problems.length === 0)
+        lines.push(`  pack:    ${pack.pack}: every expected table and column found`);
+    }
+    for (const problem of unmet) lines.push(`  schema:  ${problem}`);
     return lines.join('\n');
   });
   const ok = checks.filter((c) => c.reachable).length;
-  blocks.push(`${ok} of ${checks.length} reachable`);
+  const packsChecked = checks.some((c) => c.packs !== undefined && c.packs.length > 0);
+  const unmet = expectationProblems(checks).length;
+  const expectations = !packsChecked
+    ? ''
+    : unmet === 0
+      ? "; every pack's schema expectations met"
+      : `; ${unmet} pack schema expectation${unmet === 1 ? '' : 's'} not met`;
+  blocks.push(`${ok} of ${checks.length} reachable${expectations}`);
   // Last line of defence: nothing in the report may carry a credential.
   return redactSecrets(blocks.join('\n\n'));
 }
