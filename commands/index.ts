@@ -4,12 +4,14 @@ import activity from './activity.js';
 import analyze from './analyze.js';
 import backup from './backup.js';
 import backups from './backups.js';
+import bloat from './bloat.js';
 import blocking from './blocking.js';
 import cacheHit from './cache-hit.js';
 import cancelQuery from './cancel-query.js';
 import connections from './connections.js';
 import duplicateIndexes from './duplicate-indexes.js';
 import exportTable from './export.js';
+import extensions from './extensions.js';
 import health from './health.js';
 import idle from './idle.js';
 import indexSizes from './index-sizes.js';
@@ -18,14 +20,20 @@ import killIdle from './kill-idle.js';
 import locks from './locks.js';
 import longRunning from './long-running.js';
 import reindex from './reindex.js';
+import replication from './replication.js';
 import restore from './restore.js';
 import seqScans from './seq-scans.js';
+import sequences from './sequences.js';
+import settings from './settings.js';
 import sizes from './sizes.js';
+import slowQueries from './slow-queries.js';
 import tableSizes from './table-sizes.js';
 import terminate from './terminate.js';
 import unusedIndexes from './unused-indexes.js';
 import vacuum from './vacuum.js';
+import vacuumStats from './vacuum-stats.js';
 import verifyBackup from './verify-backup.js';
+import wraparound from './wraparound.js';
 
 export const catalog = [
   // the incident checklist first
@@ -49,7 +57,15 @@ export const catalog = [
   killIdle,
   terminate,
   cancelQuery,
-  // maintenance
+  // maintenance and data health
+  vacuumStats,
+  bloat,
+  wraparound,
+  sequences,
+  slowQueries,
+  replication,
+  settings,
+  extensions,
   vacuum,
   analyze,
   reindex,

@@ -3,7 +3,9 @@ import { compileNamedParams } from '../src/packs/named-params.js';
 
 describe('compileNamedParams', () => {
   it('numbers names in order of first use and reuses numbers', () => {
-    expect(compileNamedParams('UPDATE a SET email = :new WHERE email = :old OR lower(email) = lower(:old)')).toEqual({
+    expect(
+      compileNamedParams('UPDATE a SET email = :new WHERE email = :old OR lower(email) = lower(:old)'),
+    ).toEqual({
       text: 'UPDATE a SET email = $1 WHERE email = $2 OR lower(email) = lower($2)',
       names: ['new', 'old'],
     });

@@ -271,7 +271,7 @@ describe('the alembic pack', () => {
   it('upgrades after approval, with the offline SQL of the pending migrations as preview', async () => {
     needAlembic();
     const [request, sqlHere] = await Promise.all([
-      as(app, 'alice')(`/db migrate-up staging --from ${INITIAL}`),
+      as(app, 'alice')('/db migrate-up staging'),
       alembicHere('upgrade', `${INITIAL}:head`, '--sql'),
     ]);
     expect(request.status).toBe('pending');
@@ -283,7 +283,8 @@ describe('the alembic pack', () => {
     );
     // Only what is pending: the initial revision is applied already.
     expect(preview.some((l) => String(l).includes('CREATE TABLE users'))).toBe(false);
-    expect(request.text).toContain('WARNING: The SQL below is rendered offline from --from');
+    expect(request.text).toContain(`Now: current: ${INITIAL} (checked again before it runs)`);
+    expect(request.text).toContain('WARNING: The SQL below is rendered offline by Alembic');
     // The URL reaches alembic in the environment, never in argv or chat.
     const password = new URL(db.url).password;
     expect(request.result?.headline).toBe(`alembic -c alembic.ini upgrade ${INITIAL}:head --sql`);
@@ -307,36 +308,35 @@ describe('the alembic pack', () => {
     expect(after.result?.rows).toEqual([{ version_num: FLAGGED }]);
   });
 
-  it('without --from, previews the offline SQL from base', async () => {
+  it('runs nothing when the database moved between the preview and the approval', async () => {
     needAlembic();
-    const [request, sqlHere] = await Promise.all([
-      as(app, 'alice')('/db migrate-up staging'),
-      alembicHere('upgrade', 'head', '--sql'),
-    ]);
+    const before = await revisions();
+    const request = await as(app, 'alice')('/db migrate-up staging');
     expect(request.status).toBe('pending');
-    expect(request.result?.headline).toBe('alembic -c alembic.ini upgrade base:head --sql');
-    expect(lines(request.result?.rows)).toEqual(sqlHere);
-    expect(lines(request.result?.rows)).toContain('CREATE TABLE users (');
-    const cancelled = await as(app, 'alice')(`/db cancel ${request.requestId}`);
-    expect(cancelled.request?.status).toBe('cancelled');
+    // Someone upgrades by hand meanwhile.
+    await adminQuery('UPDATE alembic_version SET version_num = $1', [SESSIONS], db.name);
+    try {
+      const late = await as(app, 'bob')(`/db approve ${request.requestId}`);
+      expect(late).toMatchObject({ status: 'refused', code: 'stale_preview' });
+      expect(late.message).toContain(`"current":"${before[0]}"`);
+      expect(late.message).toContain(`"current":"${SESSIONS}"`);
+      expect(await revisions()).toEqual([SESSIONS]);
+      expect((await app.state.getRequest(request.requestId ?? -1))?.status).toBe('failed');
+    } finally {
+      await adminQuery('UPDATE alembic_version SET version_num = $1', [before[0]], db.name);
+    }
   });
 
-  it('requires an explicit target revision and the current one to roll back', async () => {
+  it('requires an explicit target revision to roll back', async () => {
     needAlembic();
-    const noTarget = await as(app, 'alice')(`/db migrate-down staging --from ${FLAGGED}`);
+    const noTarget = await as(app, 'alice')('/db migrate-down staging');
     expect(noTarget).toMatchObject({ status: 'invalid' });
     expect(noTarget.message).toContain('rev');
-    const noFrom = await as(app, 'alice')(`/db migrate-down staging ${INITIAL}`);
-    expect(noFrom).toMatchObject({ status: 'invalid' });
-    expect(noFrom.message).toContain('from');
-    const injected = await as(
-      app,
-      'alice',
-    )(`/db migrate-down staging "${INITIAL}; rm -rf /" --from ${FLAGGED}`);
+    const injected = await as(app, 'alice')(`/db migrate-down staging "${INITIAL}; rm -rf /"`);
     expect(injected).toMatchObject({ status: 'invalid', code: 'invalid_argument' });
     expect(injected.message).toContain('expected an Alembic revision');
     // A revision the scripts do not know: alembic refuses while rendering the preview; no request.
-    const unknown = await as(app, 'alice')(`/db migrate-down staging deadbeef0000 --from ${FLAGGED}`);
+    const unknown = await as(app, 'alice')('/db migrate-down staging deadbeef0000');
     expect(unknown).toMatchObject({ status: 'failed', code: 'tool_failed' });
     expect(unknown.message).toContain("Can't locate revision identified by 'deadbeef0000'");
     expect((await as(app, 'bob')('/db pending')).text).not.toContain('migrate-down');
@@ -345,7 +345,7 @@ describe('the alembic pack', () => {
   it('rolls back after approval, previewing the offline downgrade SQL with the runbook warning', async () => {
     needAlembic();
     const [request, sqlHere] = await Promise.all([
-      as(app, 'alice')(`/db migrate-down staging ${INITIAL} --from ${FLAGGED}`),
+      as(app, 'alice')(`/db migrate-down staging ${INITIAL}`),
       alembicHere('downgrade', `${FLAGGED}:${INITIAL}`, '--sql'),
     ]);
     expect(request.status).toBe('pending');

@@ -220,6 +220,8 @@ describe('a user-written pack', () => {
     expect(left?.n).toBe('0');
     const bad = await as(app, 'alice')('/db purge-events shop --before yesterday');
     expect(bad.message).toContain('expected a date like 2025-12-24');
+    const impossible = await as(app, 'alice')('/db purge-events shop --before 2025-02-30');
+    expect(impossible).toMatchObject({ status: 'invalid', code: 'invalid_argument' });
   });
 
   it('runs a command with the target’s settings, without a shell', async () => {

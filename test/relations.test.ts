@@ -21,12 +21,21 @@ const resolve = (typed: string, kinds: Parameters<typeof resolveRelation>[2] = [
 
 describe('resolveRelation', () => {
   it('finds tables by plain and qualified names and quotes them', async () => {
-    expect(await resolve('users')).toMatchObject({ schema: 'public', name: 'users', qualified: '"public"."users"' });
-    expect(await resolve('billing."Invoices"')).toMatchObject({ qualified: '"billing"."Invoices"', relkind: 'r' });
+    expect(await resolve('users')).toMatchObject({
+      schema: 'public',
+      name: 'users',
+      qualified: '"public"."users"',
+    });
+    expect(await resolve('billing."Invoices"')).toMatchObject({
+      qualified: '"billing"."Invoices"',
+      relkind: 'r',
+    });
   });
 
   it('refuses unknown names with a suggestion and wrong kinds with what it is', async () => {
-    await expect(resolve('user')).rejects.toThrow(/no table or partitioned table or materialized view named user.*`users`/);
+    await expect(resolve('user')).rejects.toThrow(
+      /no table or partitioned table or materialized view named user.*`users`/,
+    );
     await expect(resolve('users_id_idx')).rejects.toThrow('public.users_id_idx is an index, not a table');
     expect((await resolve('users_id_idx', ['i'])).relkind).toBe('i');
   });

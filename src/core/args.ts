@@ -150,7 +150,13 @@ function hasControlCharacter(value: string): boolean {
  * given — of that shape (`hint` says which, e.g. "an email address"). It is always bound as a parameter.
  */
 export function textArg(
-  options: { pattern?: RegExp; hint?: string; example?: string; maxLength?: number } = {},
+  options: {
+    pattern?: RegExp;
+    hint?: string;
+    example?: string;
+    maxLength?: number;
+    check?: (value: string) => boolean;
+  } = {},
 ) {
   const maxLength = options.maxLength ?? 200;
   return z
@@ -164,7 +170,10 @@ export function textArg(
         });
       } else if (hasControlCharacter(value)) {
         ctx.addIssue({ code: 'custom', message: 'must not contain control characters' });
-      } else if (options.pattern && !options.pattern.test(value)) {
+      } else if (
+        (options.pattern && !options.pattern.test(value)) ||
+        (options.check && !options.check(value))
+      ) {
         ctx.addIssue({
           code: 'custom',
           message: `expected ${options.hint ?? 'a different value'}, got ${describeInput(value)}`,

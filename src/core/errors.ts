@@ -15,6 +15,7 @@ export const USER_ERROR_CODES = [
   'expired',
   'not_requester', // cancel by someone else
   'target_busy', // another destructive operation runs on the target
+  'stale_preview', // what the approval was for no longer holds: nothing ran
   'target_down', // connection refused / DNS / timeout connecting
   'auth_failed',
   'timeout', // statement or lock timeout

@@ -124,7 +124,11 @@ export function renderResult(result: OperationResult, options: TableOptions = {}
   if (result.headline) parts.push(result.headline);
   if (result.columns.length > 0) {
     if (result.rows.length === 0) parts.push('(no rows)');
-    else if (result.display === 'card') {
+    else if (result.display === 'text') {
+      const key = result.columns[0]?.key ?? '';
+      parts.push(result.rows.map((row) => String(row[key] ?? '')).join('\n'));
+      if (result.truncated) parts.push('… more lines (capped)');
+    } else if (result.display === 'card') {
       parts.push(renderCard(result.columns, result.rows));
       if (result.truncated) parts.push('more rows exist (capped)');
     } else {

@@ -46,6 +46,7 @@ export function statusOfCode(code: UserErrorCode): ReplyStatus {
     case 'expired':
     case 'not_requester':
     case 'target_busy':
+    case 'stale_preview':
       return 'refused';
     default:
       return 'failed';

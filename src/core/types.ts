@@ -72,8 +72,11 @@ export interface OperationResult {
   notes?: string[];
   /** Extra machine values for `--json` (e.g. `{ databaseBytes: 123 }`). */
   data?: Record<string, unknown>;
-  /** How it reads best: a table (default), or a card of `field: value` lines (lookups). */
-  display?: 'table' | 'card';
+  /**
+   * How it reads best: a table (default), a card of `field: value` lines (lookups), or `text`: the first
+   * column's values as preformatted lines (a command's output, SQL).
+   */
+  display?: 'table' | 'card' | 'text';
   /** Files that go with the answer (CSV exports, full results): uploaded by chat surfaces. */
   attachments?: Attachment[];
 }

@@ -215,8 +215,11 @@ function fromServer(target: string, pgErr: ServerError, limits: ErrorLimits | un
         `target ${target} refused: this operation runs read-only (${said})`,
         detail,
       );
-    default:
-      return new UserError('query_failed', `the query on ${target} failed: ${said}`, detail);
+    default: {
+      // PostgreSQL's detail says which row or key ("Key (email)=(x) already exists"): worth showing.
+      const why = pgErr.detail ? ` — ${redactSecrets(pgErr.detail).slice(0, 300)}` : '';
+      return new UserError('query_failed', `the query on ${target} failed: ${said}${why}`, detail);
+    }
   }
 }
 

@@ -22,6 +22,8 @@ export interface LoadedPackOperation {
   preview?: CompiledSql;
   steps?: { label: string; sql: CompiledSql }[];
   batch?: { label: string; sql: CompiledSql; maxBatches: number };
+  /** command.state_sql, and the placeholder names its columns provide. */
+  state?: CompiledSql;
 }
 
 export interface LoadedPack {
@@ -183,13 +185,26 @@ function loadOperation(
     if (sql) op.batch = { label: def.batch.label, sql, maxBatches: def.batch.max_batches };
   }
   if (def.command) {
+    const stateColumns = new Set<string>();
+    if (def.command.state_sql) {
+      if (!READ_SQL.test(def.command.state_sql)) {
+        problems.push(
+          `${shown}:${locator.line(['command', 'state_sql'])}: command.state_sql: must be a SELECT`,
+        );
+      }
+      const state = compile(def.command.state_sql, shown, locator, ['command', 'state_sql'], known, problems);
+      if (state) op.state = state;
+      // Column names are the aliases of the select list: `AS current`.
+      for (const m of def.command.state_sql.matchAll(/\bAS\s+([a-z_][a-z0-9_]*)/gi))
+        stateColumns.add((m[1] ?? '').toLowerCase());
+    }
     const placeholders = [...def.command.argv, ...(def.command.preview_argv ?? [])].flatMap((a) =>
       [...a.matchAll(/\{([a-z0-9_]+)\}/g)].map((m) => m[1] ?? ''),
     );
     for (const name of placeholders) {
-      if (!known.has(name)) {
+      if (!known.has(name) && !stateColumns.has(name)) {
         problems.push(
-          `${shown}:${locator.line(['command', 'argv'])}: command.argv: {${name}} is neither an argument nor a pack setting`,
+          `${shown}:${locator.line(['command', 'argv'])}: command.argv: {${name}} is neither an argument, a pack setting nor a column (AS ${name}) of command.state_sql`,
         );
       }
     }

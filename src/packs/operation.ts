@@ -22,8 +22,17 @@ export type CommandRunner = (input: {
   onLine?: (line: string) => void;
 }) => Promise<{ stdout: string; stderr: string }>;
 
+/** A real calendar day: 2025-02-30 fails here with a clear message, not later in PostgreSQL. */
+function isCalendarDate(value: string): boolean {
+  const date = new Date(`${value}T00:00:00Z`);
+  return !Number.isNaN(date.getTime()) && date.toISOString().slice(0, 10) === value;
+}
+
 const SHAPES: Partial<
-  Record<PackArg['type'], { pattern: RegExp; hint: string; example: string; max: number }>
+  Record<
+    PackArg['type'],
+    { pattern: RegExp; hint: string; example: string; max: number; check?: (v: string) => boolean }
+  >
 > = {
   email: {
     pattern: /^[^\s@<>]+@[^\s@<>]+\.[^\s@<>]+$/,
@@ -37,7 +46,13 @@ const SHAPES: Partial<
     example: '064143f4-2301-4291-8cd9-8facf797bf96',
     max: 36,
   },
-  date: { pattern: /^\d{4}-\d{2}-\d{2}$/, hint: 'a date like 2025-12-24', example: '2025-12-24', max: 10 },
+  date: {
+    pattern: /^\d{4}-\d{2}-\d{2}$/,
+    hint: 'a date like 2025-12-24',
+    example: '2025-12-24',
+    max: 10,
+    check: isCalendarDate,
+  },
   timestamp: {
     pattern: /^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:?\d{2})?)?$/,
     hint: 'a timestamp like 2025-12-24T10:00:00Z',
@@ -87,7 +102,13 @@ function argSchema(arg: PackArg): z.ZodType {
     default: {
       const shape = SHAPES[arg.type];
       schema = shape
-        ? textArg({ pattern: shape.pattern, hint: shape.hint, example: shape.example, maxLength: shape.max })
+        ? textArg({
+            pattern: shape.pattern,
+            hint: shape.hint,
+            example: shape.example,
+            maxLength: shape.max,
+            ...(shape.check ? { check: shape.check } : {}),
+          })
         : textArg();
     }
   }
@@ -181,17 +202,29 @@ export function expandArgv(
   argv: readonly string[],
   args: Record<string, unknown>,
   settings: Readonly<Record<string, unknown>>,
+  state: Readonly<Record<string, unknown>> = {},
 ): string[] {
+  const valueOf = (name: string): unknown => {
+    if (name in args) return args[name];
+    if (name in state) {
+      const value = state[name];
+      if (value === null || value === undefined) {
+        throw new UserError('invalid_argument', `the target's current state gives no value for {${name}}`);
+      }
+      return value;
+    }
+    return settings[name];
+  };
   return argv.flatMap((element) => {
     const whole = /^\{([a-z0-9_]+)\}$/.exec(element);
     if (whole?.[1]) {
-      const value = whole[1] in args ? args[whole[1]] : settings[whole[1]];
+      const value = valueOf(whole[1]);
       if (Array.isArray(value)) return value.map(String);
       if (value === undefined || value === null) return [];
     }
     return [
       element.replace(/\{([a-z0-9_]+)\}/g, (_, name: string) => {
-        const value = name in args ? args[name] : settings[name];
+        const value = valueOf(name);
         return value === undefined || value === null ? '' : String(value);
       }),
     ];
@@ -234,17 +267,35 @@ export function packOperationSpec(
     return { ...tabulate(rows, def.columns), truncated };
   };
 
+  /** The one row of command.state_sql (e.g. the current alembic revision), as placeholder values. */
+  const readState = async (
+    ctx: OperationContext<Record<string, unknown>>,
+  ): Promise<Record<string, unknown>> => {
+    const state = op.state;
+    if (!state) return {};
+    const rows = await ctx.db.read((s) => s.query(state.text, bind(state, ctx.args, settingsOf(ctx))));
+    const row = rows[0] ?? {};
+    return Object.fromEntries(Object.entries(row).map(([k, v]) => [k, toCell(v)]));
+  };
+
   const runCommand = async (
     ctx: OperationContext<Record<string, unknown>>,
     argv: readonly string[],
+    state: Readonly<Record<string, unknown>> = {},
   ): Promise<OperationResult> => {
     const command = def.command;
     if (!command || !options.runCommand)
       throw new UserError('tool_failed', `${def.name}: no command runner is available`);
     const settings = settingsOf(ctx);
     const cwd = command.cwd_setting ? settings[command.cwd_setting] : undefined;
-    const expanded = expandArgv(argv, ctx.args, settings);
+    const expanded = expandArgv(argv, ctx.args, settings, state);
     const urlEnv = settings.url_env;
+    if (urlEnv !== undefined && (typeof urlEnv !== 'string' || !/^[A-Z_][A-Z0-9_]*$/.test(urlEnv))) {
+      throw new UserError(
+        'config_invalid',
+        `targets.${ctx.target.name}.settings.${pack.name}.url_env must be an environment variable name like DATABASE_URL`,
+      );
+    }
     const out = await options.runCommand({
       argv: expanded,
       ...(typeof cwd === 'string' ? { cwd } : {}),
@@ -260,7 +311,8 @@ export function packOperationSpec(
       columns: [{ key: 'line', label: 'output', kind: 'text' }],
       rows: lines.slice(0, cap).map((line) => ({ line })),
       truncated: lines.length > cap,
-      data: { argv: expanded },
+      display: 'text',
+      data: { argv: expanded, ...(Object.keys(state).length > 0 ? { state } : {}) },
     };
   };
 
@@ -287,7 +339,7 @@ export function packOperationSpec(
 
   if (def.risk !== 'destructive') {
     spec.run = async (ctx) => {
-      if (def.command) return await runCommand(ctx, def.command.argv);
+      if (def.command) return await runCommand(ctx, def.command.argv, await readState(ctx));
       if (def.risk === 'read' && op.sql) {
         const sql = op.sql;
         const table = await ctx.db.read((s) => readRows(s, sql, ctx));
@@ -318,17 +370,26 @@ export function packOperationSpec(
 
   spec.preview = async (ctx): Promise<Preview> => {
     if (def.command) {
-      const result = def.command.preview_argv
-        ? await runCommand(ctx, def.command.preview_argv)
+      const command = def.command;
+      const state = await readState(ctx);
+      const result = command.preview_argv
+        ? await runCommand(ctx, command.preview_argv, state)
         : {
-            headline: `Will run: ${expandArgv(def.command.argv, ctx.args, settingsOf(ctx)).join(' ')}`,
+            headline: `Will run: ${expandArgv(command.argv, ctx.args, settingsOf(ctx), state).join(' ')}`,
             columns: [],
             rows: [],
             truncated: false,
           };
+      const stateNote = Object.entries(state).map(([k, v]) => `${k}: ${v === null ? '(none)' : String(v)}`);
       return {
-        result: { ...result, notes: def.warning ? [`WARNING: ${def.warning}`] : [] },
-        state: { command: true },
+        result: {
+          ...result,
+          notes: [
+            ...(stateNote.length > 0 ? [`Now: ${stateNote.join(', ')} (checked again before it runs)`] : []),
+            ...(def.warning ? [`WARNING: ${def.warning}`] : []),
+          ],
+        },
+        state: { command: true, values: state },
       };
     }
     const preview = op.preview;
@@ -358,14 +419,30 @@ export function packOperationSpec(
   };
 
   spec.execute = async (ctx, previewState): Promise<OperationResult> => {
-    if (def.command) return await runCommand(ctx, def.command.argv);
+    if (def.command) {
+      const now = await readState(ctx);
+      const then =
+        typeof previewState === 'object' && previewState !== null && 'values' in previewState
+          ? (previewState as { values: unknown }).values
+          : {};
+      if (JSON.stringify(now) !== JSON.stringify(then ?? {})) {
+        throw new UserError(
+          'stale_preview',
+          `${ctx.target.name} changed since the preview (${JSON.stringify(then)} → ${JSON.stringify(now)}), so nothing was run; ask again to see a fresh preview`,
+        );
+      }
+      return await runCommand(ctx, def.command.argv, now);
+    }
     const preview = op.preview;
     if (!preview || !isPreviewState(previewState)) throw new Error(`${def.name}: preview state is missing`);
     const notes: string[] = [];
     const compare = (now: { rows: Row[]; truncated: boolean }) => {
       if (digest(now.rows) !== previewState.digest) {
+        const rows = (n: number, more: boolean) => `${n}${more ? '+' : ''} row${n === 1 && !more ? '' : 's'}`;
         notes.push(
-          `The data changed since the preview: it showed ${previewState.count}${previewState.truncated ? '+' : ''} rows, now ${now.rows.length}${now.truncated ? '+' : ''}; the operation acted on the data as it is now.`,
+          previewState.count === now.rows.length && !now.truncated
+            ? `The data changed since the preview (same ${rows(now.rows.length, false)}, different values); the operation acted on the data as it is now.`
+            : `The data changed since the preview: it showed ${rows(previewState.count, previewState.truncated)}, now ${rows(now.rows.length, now.truncated)}; the operation acted on the data as it is now.`,
         );
       }
     };

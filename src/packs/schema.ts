@@ -69,6 +69,12 @@ export const packCommandSchema = z
     argv: z.array(z.string().min(1)).min(1),
     /** The same command for the preview (e.g. `alembic upgrade head --sql`); its output is shown. */
     preview_argv: z.array(z.string().min(1)).min(1).optional(),
+    /**
+     * A SELECT returning one row whose columns become placeholders too (e.g. `{current}` from
+     * alembic_version). Read at the preview and again just before the command runs: if it changed,
+     * nothing runs and the person is told to ask again.
+     */
+    state_sql: z.string().min(1).optional(),
     /** Name of the pack setting holding the working directory. */
     cwd_setting: z.string().optional(),
     timeout: durationSchema.default(300),
