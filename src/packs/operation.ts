@@ -204,7 +204,7 @@ export function expandArgv(
   settings: Readonly<Record<string, unknown>>,
   state: Readonly<Record<string, unknown>> = {},
 ): string[] {
-  const valueOf = (name: string): unknown => {
+  const lookupValue = (name: string): unknown => {
     if (name in args) return args[name];
     if (name in state) {
       const value = state[name];
@@ -218,13 +218,13 @@ export function expandArgv(
   return argv.flatMap((element) => {
     const whole = /^\{([a-z0-9_]+)\}$/.exec(element);
     if (whole?.[1]) {
-      const value = valueOf(whole[1]);
+      const value = lookupValue(whole[1]);
       if (Array.isArray(value)) return value.map(String);
       if (value === undefined || value === null) return [];
     }
     return [
       element.replace(/\{([a-z0-9_]+)\}/g, (_, name: string) => {
-        const value = valueOf(name);
+        const value = lookupValue(name);
         return value === undefined || value === null ? '' : String(value);
       }),
     ];
