@@ -7,9 +7,12 @@ import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
+import { catalog as operations } from '../commands/index.js';
 import { loadConfigFile } from '../src/config/load.js';
 import { configSchema } from '../src/config/schema.js';
+import { Catalog, isBuiltin } from '../src/core/catalog.js';
 import { DEMO_TRY_FIRST, type DemoEnvironment, startDemoEnvironment } from '../src/demo/environment.js';
+import { loadConfiguredPacks, packCatalogEntries } from '../src/packs/registry.js';
 import { freePort } from './setup/postgres.js';
 
 /** The table each sample database is mostly about, and a floor for its row count. */
@@ -319,32 +322,29 @@ describe('demo environment', () => {
     expect(left?.n).toBe(1);
   });
 
-  it('suggests first commands that use only the first operations, the built-ins and the sample targets', () => {
-    const commands = [...DEMO_TRY_FIRST.matchAll(/^\s+(\/(?:db|as) .+?)(?:\s{2,}|$)/gm)].map(
+  it('suggests first commands that exist: catalog operations, pack operations of that target, built-ins', () => {
+    const config = loadConfigFile(demo.configPath, { ...process.env, ...demo.env });
+    const catalog = new Catalog(operations, packCatalogEntries(loadConfiguredPacks(config)));
+    const commands = [...DEMO_TRY_FIRST.matchAll(/(?:^\s+|, )(\/(?:db|as) [^,\n]+?)(?:\s{2,}|,|\.?$)/gm)].map(
       (m) => m[1] ?? '',
     );
-    expect(commands.length).toBeGreaterThanOrEqual(6);
-    expect(commands.length).toBeLessThanOrEqual(8);
-    const known = new Set([
-      'help',
-      'targets',
-      'pending',
-      'status',
-      'approve',
-      'deny',
-      'cancel',
-      'audit',
-      'sizes',
-      'kill-idle',
-    ]);
+    expect(commands.length).toBeGreaterThanOrEqual(10);
     for (const command of commands) {
-      const [verb, operation, target] = command.split(/\s+/);
+      const [verb, operation = '', target, what] = command.split(/\s+/);
       if (verb === '/as') {
         expect(['alice', 'bob', 'carol']).toContain(operation);
         continue;
       }
-      expect(known, command).toContain(operation);
-      if (target && !target.startsWith('<')) expect(demo.databases, command).toContain(target);
+      const resolvedTarget = target && !target.startsWith('<') ? config.targets[target] : undefined;
+      if (target && !target.startsWith('<')) expect(resolvedTarget, command).toBeDefined();
+      if (operation === 'lookup') {
+        expect(
+          resolvedTarget && what ? catalog.lookup(resolvedTarget, what) : undefined,
+          command,
+        ).toBeDefined();
+      } else if (!isBuiltin(operation)) {
+        expect(catalog.resolve(operation, resolvedTarget), command).toBeDefined();
+      }
     }
     for (const database of demo.databases) expect(DEMO_TRY_FIRST).toContain(database);
     for (const line of DEMO_TRY_FIRST.split('\n')) expect(line.length).toBeLessThanOrEqual(110);

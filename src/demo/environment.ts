@@ -101,14 +101,16 @@ The demo runs one embedded PostgreSQL 15 with five sample databases, shaped like
 You are alice (dba); bob (oncall) and carol (developer) are one /as away.
 
 Try first:
-  /db targets                              the databases you may use
-  /db help                                 the operations and how to call them
+  /db health kasm                          the incident checklist: connections, locks, long queries…
+  /db blocking kasm                        who blocks whom, with both queries
   /db sizes kasm                           largest tables (read-only, runs at once)
+  /db lookup kasm user <username>          a KASM runbook lookup, as a card (see /db users kasm)
   /db kill-idle staging --older-than 10s   shows the sessions it would end, waits for approval
   /as bob                                  become a second person
-  /db pending                              requests waiting for a decision
   /db approve <id>                         bob approves; the sessions are ended, exactly once
   /db audit staging                        who asked, who approved, what happened
+Also: /db help, /db targets, /db clean-expired-tokens kasm, /db change-email capsul <old> <new>,
+/db slow-queries kasm, /db backup kasm, /db export activity users --limit 100.
 `;
 
 /** Starts everything; on any failure it cleans up what it started and rethrows. */
@@ -445,12 +447,27 @@ async function runAdmin(url: string, statements: readonly string[]): Promise<voi
   }
 }
 
+/** The runbook pack each sample database uses (staging is the Alembic-managed exam platform). */
+const DEMO_PACKS: Readonly<Record<string, string>> = {
+  kasm: 'kasm',
+  staging: 'alembic',
+  coder: 'coder',
+  capsul: 'capsul',
+  activity: 'activity',
+};
+
+/** Pack settings, as YAML lines under the target. */
+const DEMO_SETTINGS: Readonly<Record<string, string>> = {
+  capsul: '\n    settings:\n      capsul:\n        expected_schema_version: 21',
+};
+
 function renderConfig(backupsDir: string): string {
   const targets = SAMPLES.map(
     (sample) => `  ${sample.name}:
     url: \${${sample.urlVariable}}
     environment: ${sample.environment}
-    description: ${JSON.stringify(sample.description)}`,
+    description: ${JSON.stringify(sample.description)}
+    packs: [${DEMO_PACKS[sample.name] ?? ''}]${DEMO_SETTINGS[sample.name] ?? ''}`,
   ).join('\n');
   return `# dbops demo configuration, written by the demo at start-up and deleted when it stops.
 # Connection strings are \${VAR} references only; the demo hands their values to the bot.
@@ -464,6 +481,9 @@ limits:
 
 backups:
   dir: ${JSON.stringify(backupsDir)}
+
+# Who may bind chat channels to targets (/db bind kasm in #inc-kasm).
+admin_roles: [dba]
 
 targets:
 ${targets}
