@@ -1,6 +1,6 @@
 // `/db slow-queries <target>`: the statements of the target database that cost most, from pg_stat_statements.
 import { z } from 'zod';
-import { enumArg, intArg } from '../src/core/args.js';
+import { enumArg, flagArg, intArg } from '../src/core/args.js';
 import { formatDuration } from '../src/core/duration.js';
 import { defineOperation } from '../src/core/operation.js';
 import type { Column, OperationResult, Row } from '../src/core/types.js';
@@ -99,6 +99,8 @@ SELECT left(s.query, ${QUERY_TEXT_MAX}) AS query, r.rolname AS "user", s.calls,
 FROM ${quoteIdent(schema)}.pg_stat_statements s
 LEFT JOIN pg_roles r ON r.oid = s.userid
 WHERE s.dbid = (SELECT d.oid FROM pg_database d WHERE d.datname = current_database())
+  -- dbops' own statements (its role) are left out unless asked for: they would top a quiet database.
+  AND ($2::boolean OR s.userid IS DISTINCT FROM (SELECT o.oid FROM pg_roles o WHERE o.rolname = current_user))
 ORDER BY ${ORDER_BY[order](columns)} DESC, s.queryid
 LIMIT $1
 `;
@@ -161,7 +163,7 @@ function unavailable(headline: string, notes: string[], data: Record<string, unk
 export default defineOperation({
   name: 'slow-queries',
   summary: 'The most expensive statements of the target database, from pg_stat_statements',
-  usage: 'slow-queries <target> [--by total|mean|calls] [--limit 10]',
+  usage: 'slow-queries <target> [--by total|mean|calls] [--limit 10] [--include-dbops]',
   description:
     'Reads pg_stat_statements for the target database only, ordered by total execution time, mean time or ' +
     'calls, with planning time (when tracked), I/O wait and rows. Picks the columns of the installed ' +
@@ -171,6 +173,7 @@ export default defineOperation({
   args: z.object({
     by: enumArg(ORDERS).default('total'),
     limit: intArg({ min: 1, max: 100, default: 10 }),
+    include_dbops: flagArg(),
   }),
   risk: 'read',
   async run(ctx) {
@@ -218,6 +221,7 @@ export default defineOperation({
       const columns = statementColumns(serverVersion, ext.version);
       const { rows: found } = await session.cursor<StatementRow>(statementsSql(ext.schema, columns, order), [
         ctx.args.limit,
+        ctx.args.include_dbops,
       ]);
       const [info] = columns.info
         ? await session.query<{ stats_reset: Date | null; dealloc: number }>(infoSql(ext.schema))
@@ -247,6 +251,9 @@ export default defineOperation({
         : '';
 
       const notes: string[] = [];
+      if (!ctx.args.include_dbops) {
+        notes.push(`statements of dbops' own role (${ext.role}) are left out; --include-dbops shows them`);
+      }
       if (hidden > 0) {
         notes.push(
           `${hidden} of ${statements} statements belong to other roles and their text shows as ${HIDDEN_TEXT}: ` +

@@ -690,7 +690,7 @@ describe.each(majors())('PostgreSQL %i', (major) => {
            AND s.userid = (SELECT oid FROM pg_roles WHERE rolname = current_user)`,
       );
       expect(truth?.calls).toBe(3);
-      const byTotal = await h.run(slowQueries, 't', '--limit 100');
+      const byTotal = await h.run(slowQueries, 't', '--limit 100 --include-dbops');
       const sleeper = rowOf(byTotal, 'SELECT pg_sleep($1)', 'query');
       expect(sleeper).toMatchObject({ calls: 3, user: 'postgres', text_hidden: false });
       expect(sleeper.total_seconds).toBeCloseTo(truth?.total ?? -1, 6);
@@ -713,18 +713,18 @@ describe.each(majors())('PostgreSQL %i', (major) => {
          WHERE d.datname = current_database() AND s.mean_exec_time / 1000 > $1`,
         [truth?.mean ?? 0],
       );
-      const byMean = await h.run(slowQueries, 't', '--by mean --limit 100');
+      const byMean = await h.run(slowQueries, 't', '--by mean --limit 100 --include-dbops');
       const means = byMean.rows.map((r) => num(r.mean_seconds));
       expect(means).toEqual([...means].sort((a, b) => b - a));
       expect(byMean.rows.findIndex((r) => r.query === 'SELECT pg_sleep($1)')).toBe(slower?.n ?? -1);
-      const byCalls = await h.run(slowQueries, 't', '--by calls --limit 5');
+      const byCalls = await h.run(slowQueries, 't', '--by calls --limit 5 --include-dbops');
       const calls = byCalls.rows.map((r) => num(r.calls));
       expect(calls).toEqual([...calls].sort((a, b) => b - a));
     });
 
     it('reads the columns of an older extension version (total_time / blk_read_time)', async () => {
       await admin('SELECT pg_sleep(0.05)', [], old.name);
-      const result = await h.run(slowQueries, 'old', '--limit 100');
+      const result = await h.run(slowQueries, 'old', '--limit 100 --include-dbops');
       expect(result.data).toMatchObject({
         extensionVersion: OLD_STATEMENTS_VERSION[major],
         totalColumn: major === 15 ? 'total_time' : 'total_exec_time',
@@ -733,6 +733,15 @@ describe.each(majors())('PostgreSQL %i', (major) => {
       const sleeper = result.rows.filter((r) => r.query === 'SELECT pg_sleep($1)' && r.user === 'postgres');
       expect(sleeper.map((r) => r.calls)).toEqual([2]);
       expect(num(sleeper[0]?.total_seconds)).toBeGreaterThanOrEqual(0.06);
+    });
+
+    it("leaves out dbops' own statements unless asked, and says so", async () => {
+      // The harness connects as postgres, like the statements the test ran: they count as dbops' own.
+      const own = await h.run(slowQueries, 't', '--limit 100');
+      expect(own.rows.filter((r) => r.user === 'postgres')).toEqual([]);
+      expect(own.notes?.join('\n')).toContain("statements of dbops' own role (postgres) are left out");
+      const all = await h.run(slowQueries, 't', '--limit 100 --include-dbops');
+      expect(all.rows.some((r) => r.user === 'postgres')).toBe(true);
     });
 
     it('answers plainly when the extension is not installed in the database', async () => {
@@ -752,7 +761,7 @@ describe.each(majors())('PostgreSQL %i', (major) => {
       } finally {
         await bot.end();
       }
-      const result = await h.run(slowQueries, 'bot', '--limit 100');
+      const result = await h.run(slowQueries, 'bot', '--limit 100 --include-dbops');
       const sleepers = result.rows.filter((r) => r.calls === 3 && r.user === 'postgres');
       expect(sleepers.length).toBeGreaterThan(0);
       expect(sleepers.every((r) => r.query === '<insufficient privilege>' && r.text_hidden === true)).toBe(

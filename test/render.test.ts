@@ -91,3 +91,23 @@ describe('cards', () => {
     expect(text).toBe('user:             alice\nrunning sessions: 1,200');
   });
 });
+
+describe('automatic cards', () => {
+  it('shows a few rows with long values as cards instead of clipping them, and many rows as a table', async () => {
+    const { renderResult } = await import('../src/core/render.js');
+    const columns = [
+      { key: 'pid', label: 'blocked pid', kind: 'id' as const },
+      { key: 'query', label: 'blocked query', kind: 'text' as const },
+    ];
+    const query = `UPDATE managers SET manager_hostname = 'kasm-01' WHERE manager_id = '${'x'.repeat(40)}'`;
+    const few = renderResult({ columns, rows: [{ pid: 5078, query }], truncated: false });
+    expect(few).toContain(`blocked query: ${query}`);
+    const many = renderResult({
+      columns,
+      rows: Array.from({ length: 5 }, (_, i) => ({ pid: i, query })),
+      truncated: false,
+    });
+    expect(many).toContain('…');
+    expect(many).not.toContain(query);
+  });
+});

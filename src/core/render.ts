@@ -118,6 +118,16 @@ export function renderCard(columns: readonly Column[], rows: readonly Row[]): st
     .join('\n\n');
 }
 
+/** Whether the table would have to clip values to fit: then a handful of rows reads better as cards. */
+function tooWide(result: OperationResult, options: TableOptions): boolean {
+  const maxWidth = options.maxWidth ?? 120;
+  const widths = result.columns.map((col) =>
+    Math.max(col.label.length, ...result.rows.map((row) => formatValue(row[col.key], col.kind).length)),
+  );
+  const clipped = widths.some((w) => w > (options.maxColumnWidth ?? 48));
+  return clipped || widths.reduce((a, b) => a + b + 2, 0) > maxWidth;
+}
+
 /** A whole result: headline, table (or "no rows"), row count, truncation and notes. */
 export function renderResult(result: OperationResult, options: TableOptions = {}): string {
   const parts: string[] = [];
@@ -129,6 +139,10 @@ export function renderResult(result: OperationResult, options: TableOptions = {}
       parts.push(result.rows.map((row) => String(row[key] ?? '')).join('\n'));
       if (result.truncated) parts.push('… more lines (capped)');
     } else if (result.display === 'card') {
+      parts.push(renderCard(result.columns, result.rows));
+      if (result.truncated) parts.push('more rows exist (capped)');
+    } else if (result.display === undefined && result.rows.length <= 3 && tooWide(result, options)) {
+      // A few rows with long values (queries, descriptions) read better as cards than clipped.
       parts.push(renderCard(result.columns, result.rows));
       if (result.truncated) parts.push('more rows exist (capped)');
     } else {

@@ -403,9 +403,12 @@ export function packOperationSpec(
     const count = `${table.rows.length}${table.truncated ? '+' : ''}`;
     const what = def.preview?.headline ?? 'rows concerned';
     // A headline with {count} is written whole by the pack ("{count} manager(s) would be renamed").
+    // A card preview is one summary row: its count means nothing to the reader.
     const headline = what.includes('{count}')
       ? `${def.name} on ${ctx.target.name}: ${what.replaceAll('{count}', count)}`
-      : `${def.name} on ${ctx.target.name}: ${count} ${what}`;
+      : display === 'card'
+        ? `${def.name} on ${ctx.target.name}: ${what}`
+        : `${def.name} on ${ctx.target.name}: ${count} ${what}`;
     return {
       result: {
         ...table,
