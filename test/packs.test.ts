@@ -302,3 +302,15 @@ describe('help for pack operations', () => {
     expect(help.text).toContain('you may request it on: shop');
   });
 });
+
+describe('help for a target', () => {
+  it('lists the target’s own runbook and lookups', async () => {
+    const help = await as(app, 'bob')('/db help shop');
+    expect(help.status).toBe('ok');
+    expect(help.text).toContain('Its runbook (shop)');
+    expect(help.text).toContain('close-account');
+    expect(help.text).toContain('/db lookup shop customer <key>');
+    const plain = await as(app, 'bob')('/db help other');
+    expect(plain.text).toContain('No runbook pack');
+  });
+});

@@ -122,6 +122,32 @@ const help: Handler = async (core, ctx, tokens) => {
     if ((BUILTINS as readonly string[]).includes(name)) {
       return ok(ctx, `help ${name}`, `/db ${BUILTIN_HELP[name as Builtin]}`);
     }
+    const asTarget = core.config.targets[name];
+    if (asTarget && core.visibleTargets(ctx.person).some((t) => t.name === asTarget.name)) {
+      // `/db help kasm`: the target's own runbook.
+      const ops = core.catalog.forTarget(asTarget);
+      const lookups = core.catalog.lookupsFor(asTarget);
+      const table = renderTable(
+        [
+          { key: 'name', label: 'operation', kind: 'text' },
+          { key: 'risk', label: 'risk', kind: 'text' },
+          { key: 'summary', label: 'what it does', kind: 'text' },
+        ],
+        ops.map((o) => ({ name: o.name, risk: o.risk, summary: o.summary })),
+        { maxColumnWidth: 80 },
+      );
+      const lines = [
+        `${asTarget.name} (${asTarget.environment})${asTarget.description ? ` — ${asTarget.description}` : ''}`,
+        ops.length > 0
+          ? `Its runbook (${asTarget.packs.join(', ')}):\n${table}`
+          : 'No runbook pack: the PostgreSQL operations of `/db help` apply.',
+        ...(lookups.length > 0
+          ? [`Lookups: ${lookups.map((l) => `/db lookup ${asTarget.name} ${l} <key>`).join(', ')}`]
+          : []),
+        'Every PostgreSQL operation of `/db help` works here too.',
+      ];
+      return ok(ctx, `help ${asTarget.name}`, lines.join('\n'));
+    }
     const bound = await core.boundTarget(ctx.inv);
     const spec = core.catalog.resolve(name, bound) ?? core.catalog.anyPackSpec(name);
     const isGlobal = core.catalog.get(name) !== undefined;
@@ -184,16 +210,19 @@ const help: Handler = async (core, ctx, tokens) => {
     ...(bound && packRows.length > 0
       ? [
           `${bound.name} runbook (${bound.packs.join(', ')}):`,
-          renderTable(columns, packRows),
+          renderTable(columns, packRows, { maxColumnWidth: 80 }),
           ...(lookups.length > 0 ? [`lookups: ${lookups.map((l) => `lookup ${l} <key>`).join(', ')}`] : []),
           '',
           'PostgreSQL operations:',
         ]
       : []),
-    renderTable(columns, rows),
+    renderTable(columns, rows, { maxColumnWidth: 80 }),
     '',
     ...(elsewhere.length > 0
-      ? [`Runbook packs on: ${elsewhere.join(', ')} — \`/db help <operation>\`.`, '']
+      ? [
+          `Runbook packs on: ${elsewhere.join(', ')} — \`/db help <target>\` lists a target's own operations.`,
+          '',
+        ]
       : []),
     'Built-ins:',
     ...BUILTINS.map((b) => `  ${BUILTIN_HELP[b]}`),
