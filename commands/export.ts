@@ -1,6 +1,7 @@
 // `/db export <target> <table> [--where col=value,…] [--columns a,b] [--limit n] [--order col]`: rows as a CSV file.
 import { z } from 'zod';
 import { identifierArg, intArg, quoteInput } from '../src/core/args.js';
+import { csvLine } from '../src/core/csv.js';
 import { UserError } from '../src/core/errors.js';
 import { defineOperation } from '../src/core/operation.js';
 import { formatBytes, formatCount } from '../src/core/render.js';
@@ -89,26 +90,6 @@ export function parseWhere(text: string): Condition[] {
     }
     return { column, value: part.slice(eq + 1).trim() };
   });
-}
-
-const PLAIN_NUMBER = /^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$/;
-const FORMULA_START = /^[=+\-@\t\r]/;
-
-/**
- * One CSV field (RFC 4180): NULL is an empty field, an empty string is `""` (as COPY … CSV writes them);
- * a field holding a comma, a quote, CR or LF is quoted with its quotes doubled. A text a spreadsheet would
- * run as a formula (starting with = + - @, tab or CR) gets a leading single quote — plain numbers such as
- * -42 or +1.5 excepted, since they cannot be formulas.
- */
-export function csvField(value: string | null): string {
-  if (value === null) return '';
-  if (value === '') return '""';
-  const text = FORMULA_START.test(value) && !PLAIN_NUMBER.test(value) ? `'${value}` : value;
-  return /[",\r\n]/.test(text) ? `"${text.replace(/"/g, '""')}"` : text;
-}
-
-export function csvLine(values: readonly (string | null)[]): string {
-  return `${values.map(csvField).join(',')}\r\n`;
 }
 
 /** Matches a typed column name against the catalog's: exactly, else ignoring case when that is unambiguous. */

@@ -9,8 +9,15 @@ import { runPackCommand } from './packs/command.js';
 import { loadConfiguredPacks, packCatalogEntries } from './packs/registry.js';
 import { PgStateStore } from './state/pg-store.js';
 
+/** Listeners of what happens to approval requests, and progress of long operations: the chat surfaces. */
+export interface AppEvents {
+  onRequestChange(listener: NonNullable<CoreDeps['onRequestChange']>): () => void;
+  onProgress(listener: NonNullable<CoreDeps['onProgress']>): () => void;
+}
+
 export interface App {
   core: Core;
+  events: AppEvents;
   pools: TargetPools;
   state: PgStateStore;
   /** Starts the periodic expiry sweep (every `seconds`); returns a stop function. */
@@ -37,6 +44,10 @@ export async function createApp(options: AppOptions): Promise<App> {
     throw err;
   }
   const pools = new TargetPools(options.config.targets, { log: options.log });
+  const changeListeners = new Set<NonNullable<CoreDeps['onRequestChange']>>();
+  const progressListeners = new Set<NonNullable<CoreDeps['onProgress']>>();
+  if (options.onRequestChange) changeListeners.add(options.onRequestChange);
+  if (options.onProgress) progressListeners.add(options.onProgress);
   const core = new Core({
     config: options.config,
     catalog,
@@ -44,12 +55,39 @@ export async function createApp(options: AppOptions): Promise<App> {
     state,
     log: options.log,
     ...(options.clock ? { clock: options.clock } : {}),
-    ...(options.onRequestChange ? { onRequestChange: options.onRequestChange } : {}),
-    ...(options.onProgress ? { onProgress: options.onProgress } : {}),
+    onRequestChange: (request, change) => {
+      for (const listener of changeListeners) {
+        try {
+          listener(request, change);
+        } catch (err) {
+          options.log.error({ err, requestId: request.id }, 'request listener failed');
+        }
+      }
+    },
+    onProgress: (requestId, invocation, line) => {
+      for (const listener of progressListeners) {
+        try {
+          listener(requestId, invocation, line);
+        } catch (err) {
+          options.log.error({ err, requestId }, 'progress listener failed');
+        }
+      }
+    },
   });
   const timers = new Set<NodeJS.Timeout>();
+  const events: AppEvents = {
+    onRequestChange(listener) {
+      changeListeners.add(listener);
+      return () => changeListeners.delete(listener);
+    },
+    onProgress(listener) {
+      progressListeners.add(listener);
+      return () => progressListeners.delete(listener);
+    },
+  };
   return {
     core,
+    events,
     pools,
     state,
     startSweeper(seconds = 30) {

@@ -2,10 +2,11 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import analyze from '../commands/analyze.js';
-import exportOp, { csvField, EXPORT_BYTE_BUDGET } from '../commands/export.js';
+import exportOp, { EXPORT_BYTE_BUDGET } from '../commands/export.js';
 import reindex from '../commands/reindex.js';
 import vacuum, { maintenanceLimits } from '../commands/vacuum.js';
 import { Catalog } from '../src/core/catalog.js';
+import { csvField } from '../src/core/csv.js';
 import { UserError } from '../src/core/errors.js';
 import type { AnyOperation } from '../src/core/operation.js';
 import { formatBytes } from '../src/core/render.js';
