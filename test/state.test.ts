@@ -129,6 +129,7 @@ describe('migrations', () => {
         'dbops_audit',
         'dbops_audit_id_seq',
         'dbops_channel_bindings',
+        'dbops_deliveries',
         'dbops_request_id_seq',
         'dbops_requests',
         'dbops_schema_migrations',
@@ -713,6 +714,28 @@ describe('channel bindings', () => {
       expect(await second.getBinding('slack:CINC')).toBeUndefined();
     } finally {
       await second.close();
+    }
+  });
+});
+
+describe('deliveries', () => {
+  it('claims a delivery once across two stores, even when they race', async () => {
+    const db = await createDatabase('state_deliveries');
+    const a = await PgStateStore.open(db.url);
+    await a.migrate();
+    const b = await PgStateStore.open(db.url);
+    try {
+      const now = new Date();
+      const claims = await Promise.all([
+        a.claimDelivery('slack:event:Ev1', now),
+        b.claimDelivery('slack:event:Ev1', now),
+        a.claimDelivery('slack:event:Ev1', now),
+      ]);
+      expect(claims.filter(Boolean)).toHaveLength(1);
+      expect(await b.claimDelivery('slack:event:Ev2', now)).toBe(true);
+    } finally {
+      await a.close();
+      await b.close();
     }
   });
 });

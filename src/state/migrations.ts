@@ -98,6 +98,17 @@ CREATE TABLE dbops_channel_bindings (
 );
 `,
   },
+  {
+    version: 3,
+    name: 'deliveries seen',
+    sql: `
+CREATE TABLE dbops_deliveries (
+  key text PRIMARY KEY,
+  seen_at timestamptz NOT NULL
+);
+CREATE INDEX dbops_deliveries_seen_at ON dbops_deliveries (seen_at);
+`,
+  },
 ];
 
 /** Any fixed bigint; every dbops replica uses the same one so their migrations serialize. */

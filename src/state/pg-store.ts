@@ -350,6 +350,18 @@ export class PgStateStore implements StateStore {
     return (rowCount ?? 0) > 0;
   }
 
+  async claimDelivery(key: string, now: Date): Promise<boolean> {
+    const { rowCount } = await this.pool.query(
+      'INSERT INTO dbops_deliveries (key, seen_at) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING',
+      [key, now],
+    );
+    // Old claims go now and then (Slack and Discord retry within minutes, not days).
+    if (Math.random() < 0.01) {
+      await this.pool.query("DELETE FROM dbops_deliveries WHERE seen_at < $1::timestamptz - interval '1 day'", [now]);
+    }
+    return (rowCount ?? 0) === 1;
+  }
+
   async audit(event: AuditEvent, now: Date): Promise<void> {
     await this.pool.query(
       `INSERT INTO dbops_audit (at, request_id, event, person, identity, surface, channel, thread, operation,

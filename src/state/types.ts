@@ -161,6 +161,12 @@ export interface StateStore {
   setBinding(binding: ChannelBinding): Promise<void>;
   /** Returns whether there was a binding to remove. */
   removeBinding(channel: string): Promise<boolean>;
+  /**
+   * Claims a chat delivery (e.g. "slack:event:Ev123", "discord:interaction:9876") exactly once across
+   * replicas: true for the first claim, false for a retried or duplicate delivery. Claims older than a day
+   * are forgotten.
+   */
+  claimDelivery(key: string, now: Date): Promise<boolean>;
   /** Writes one audit record; throws if it cannot (callers then run nothing). */
   audit(event: AuditEvent, now: Date): Promise<void>;
   listAudit(filter: { target?: string; limit?: number }): Promise<AuditRecord[]>;
