@@ -38,6 +38,8 @@ COPY --from=build /app/package.json ./package.json
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
 COPY config/dbops.example.yaml ./config/dbops.example.yaml
+# The runbook packs that ship with dbops (YAML, read at start-up from /app/commands/packs).
+COPY commands/packs ./commands/packs
 # The demo's sample databases (read by dist/src/demo/environment.js), so `dbops demo` works here too.
 COPY src/demo/fixtures ./src/demo/fixtures
 
