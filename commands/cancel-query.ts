@@ -4,7 +4,7 @@ import { pidArg } from '../src/core/args.js';
 import { formatDuration } from '../src/core/duration.js';
 import { UserError } from '../src/core/errors.js';
 import { defineOperation } from '../src/core/operation.js';
-import type { Column, OperationResult } from '../src/core/types.js';
+import type { OperationResult } from '../src/core/types.js';
 import {
   isoTimestamp,
   POLL_LIMIT_MS,
@@ -15,6 +15,7 @@ import {
   type SignalState,
   sessionRow,
   signalableSession,
+  signalOutcome,
   signalSql,
   watchSession,
   whoText,
@@ -33,23 +34,8 @@ const CANCEL_SQL = signalSql(
            WHEN $4::text IS DISTINCT FROM ${isoTimestamp('a.query_start')} THEN 'new_query'`,
 );
 
-const EXECUTE_COLUMNS: Column[] = [
-  { key: 'pid', label: 'pid', kind: 'id' },
-  { key: 'user', label: 'user', kind: 'text' },
-  { key: 'application', label: 'application', kind: 'text' },
-  { key: 'state', label: 'state before', kind: 'text' },
-  { key: 'outcome', label: 'outcome', kind: 'text' },
-];
-
 function outcomeResult(row: SignalRow, outcome: string, headline: string, stopped: boolean): OperationResult {
-  return {
-    headline,
-    columns: EXECUTE_COLUMNS,
-    rows: [{ pid: row.pid, user: row.user, application: row.application, state: row.state, outcome }],
-    truncated: false,
-    notes: [],
-    data: { pid: row.pid, cancelled: row.signalled, stopped },
-  };
+  return signalOutcome(row, outcome, headline, { cancelled: row.signalled, stopped });
 }
 
 export default defineOperation({

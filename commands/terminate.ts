@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { pidArg } from '../src/core/args.js';
 import { formatDuration } from '../src/core/duration.js';
 import { defineOperation } from '../src/core/operation.js';
-import type { Column, OperationResult } from '../src/core/types.js';
+import type { OperationResult } from '../src/core/types.js';
 import {
   POLL_LIMIT_MS,
   parseSignalState,
@@ -13,6 +13,7 @@ import {
   type SignalState,
   sessionRow,
   signalableSession,
+  signalOutcome,
   signalSql,
   watchSession,
   whoText,
@@ -20,23 +21,8 @@ import {
 
 const TERMINATE_SQL = signalSql('pg_terminate_backend');
 
-const EXECUTE_COLUMNS: Column[] = [
-  { key: 'pid', label: 'pid', kind: 'id' },
-  { key: 'user', label: 'user', kind: 'text' },
-  { key: 'application', label: 'application', kind: 'text' },
-  { key: 'state', label: 'state before', kind: 'text' },
-  { key: 'outcome', label: 'outcome', kind: 'text' },
-];
-
 function outcomeResult(row: SignalRow, outcome: string, headline: string, gone: boolean): OperationResult {
-  return {
-    headline,
-    columns: EXECUTE_COLUMNS,
-    rows: [{ pid: row.pid, user: row.user, application: row.application, state: row.state, outcome }],
-    truncated: false,
-    notes: [],
-    data: { pid: row.pid, terminated: row.signalled, gone },
-  };
+  return signalOutcome(row, outcome, headline, { terminated: row.signalled, gone });
 }
 
 export default defineOperation({

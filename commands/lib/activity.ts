@@ -466,6 +466,31 @@ export type SignalVerdict =
   | 'new_query'
   | 'ok';
 
+const SIGNAL_COLUMNS: Column[] = [
+  { key: 'pid', label: 'pid', kind: 'id' },
+  { key: 'user', label: 'user', kind: 'text' },
+  { key: 'application', label: 'application', kind: 'text' },
+  { key: 'state', label: 'state before', kind: 'text' },
+  { key: 'outcome', label: 'outcome', kind: 'text' },
+];
+
+/** What terminate / cancel-query did to the one session, with machine values in `data`. */
+export function signalOutcome(
+  row: SignalRow,
+  outcome: string,
+  headline: string,
+  data: Record<string, unknown>,
+): OperationResult {
+  return {
+    headline,
+    columns: SIGNAL_COLUMNS,
+    rows: [{ pid: row.pid, user: row.user, application: row.application, state: row.state, outcome }],
+    truncated: false,
+    notes: [],
+    data: { pid: row.pid, ...data },
+  };
+}
+
 export interface SignalRow {
   pid: number;
   user: string | null;
