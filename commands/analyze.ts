@@ -24,6 +24,7 @@ import {
   relationText,
   roleText,
   settleStats,
+  skippedAndFailedNotes,
 } from './vacuum.js';
 
 const args = z.object({ table: identifierArg().optional() });
@@ -186,27 +187,7 @@ async function analyzeNow(ctx: Ctx, plan: Plan): Promise<OperationResult> {
     (namedRows !== undefined && namedRows !== null ? `: ~${formatCount(namedRows)} rows` : '');
 
   const notes: string[] = [];
-  const failed = new Map<string, string[]>();
-  for (const row of rows) {
-    if (row.outcome.startsWith('analyzed')) continue;
-    failed.set(row.outcome, [...(failed.get(row.outcome) ?? []), row.relation]);
-  }
-  for (const [outcome, names] of failed) notes.push(`${outcome}: ${namesText(names)}`);
-  const userSkipped = plan.skipped.filter((r) => !r.system);
-  const systemSkipped = plan.skipped.length - userSkipped.length;
-  if (userSkipped.length > 0) {
-    const first = userSkipped[0];
-    notes.push(
-      `skipped ${plural(userSkipped.length, 'table')} the bot role may not analyze (PostgreSQL would only have ` +
-        `warned): ${namesText(userSkipped.map((r) => r.relation))} — ` +
-        maintainFix(plan.version, plan.bot.role, first),
-    );
-  }
-  if (systemSkipped > 0) {
-    notes.push(
-      `skipped ${plural(systemSkipped, 'system catalog')} that only a superuser${plan.version >= 170000 ? ' (or pg_maintain)' : ''} may analyze`,
-    );
-  }
+  notes.push(...skippedAndFailedNotes(plan, rows, (o) => o.startsWith('analyzed'), 'analyze'));
   const cap = ctx.limits.row_cap;
   const sorted = plan.named
     ? rows

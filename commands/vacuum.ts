@@ -477,27 +477,7 @@ function vacuumResult(ctx: Ctx, plan: Plan, rows: ResultRow[], seconds: number):
     );
   }
   if (analyze) notes.push('statistics were refreshed as well (ANALYZE)');
-  const failed = new Map<string, string[]>();
-  for (const row of rows) {
-    if (row.outcome === 'vacuumed' || row.outcome === 'rewritten') continue;
-    failed.set(row.outcome, [...(failed.get(row.outcome) ?? []), row.relation]);
-  }
-  for (const [outcome, names] of failed) notes.push(`${outcome}: ${namesText(names)}`);
-  const userSkipped = plan.skipped.filter((r) => !r.system);
-  const systemSkipped = plan.skipped.length - userSkipped.length;
-  if (userSkipped.length > 0) {
-    const first = userSkipped[0];
-    notes.push(
-      `skipped ${plural(userSkipped.length, 'table')} the bot role may not vacuum (PostgreSQL would only have ` +
-        `warned): ${namesText(userSkipped.map((r) => r.relation))} — ` +
-        maintainFix(plan.version, plan.bot.role, first),
-    );
-  }
-  if (systemSkipped > 0) {
-    notes.push(
-      `skipped ${plural(systemSkipped, 'system catalog')} that only a superuser${plan.version >= 170000 ? ' (or pg_maintain)' : ''} may vacuum`,
-    );
-  }
+  notes.push(...skippedAndFailedNotes(plan, rows, (o) => o === 'vacuumed' || o === 'rewritten', 'vacuum'));
   if (plan.partitioned.length > 0) {
     notes.push(
       `partitioned tables get statistics across their partitions only from an explicit ANALYZE of the parent ` +
@@ -727,3 +707,35 @@ export default defineOperation({
     return await vacuumNow(ctx, plan);
   },
 });
+
+/** Notes on tables that failed or were skipped for lack of privilege, shared by vacuum and analyze. */
+export function skippedAndFailedNotes(
+  plan: { skipped: readonly (OwnedRelation & { system: boolean })[]; version: number; bot: { role: string } },
+  rows: readonly { outcome: string; relation: string }[],
+  done: (outcome: string) => boolean,
+  verb: 'vacuum' | 'analyze',
+): string[] {
+  const notes: string[] = [];
+  const failed = new Map<string, string[]>();
+  for (const row of rows) {
+    if (done(row.outcome)) continue;
+    failed.set(row.outcome, [...(failed.get(row.outcome) ?? []), row.relation]);
+  }
+  for (const [outcome, names] of failed) notes.push(`${outcome}: ${namesText(names)}`);
+  const userSkipped = plan.skipped.filter((r) => !r.system);
+  const systemSkipped = plan.skipped.length - userSkipped.length;
+  const first = userSkipped[0];
+  if (first) {
+    notes.push(
+      `skipped ${plural(userSkipped.length, 'table')} the bot role may not ${verb} (PostgreSQL would only have ` +
+        `warned): ${namesText(userSkipped.map((r) => r.relation))} — ` +
+        maintainFix(plan.version, plan.bot.role, first),
+    );
+  }
+  if (systemSkipped > 0) {
+    notes.push(
+      `skipped ${plural(systemSkipped, 'system catalog')} that only a superuser${plan.version >= 170000 ? ' (or pg_maintain)' : ''} may ${verb}`,
+    );
+  }
+  return notes;
+}

@@ -357,7 +357,10 @@ export class PgStateStore implements StateStore {
     );
     // Old claims go now and then (Slack and Discord retry within minutes, not days).
     if (Math.random() < 0.01) {
-      await this.pool.query("DELETE FROM dbops_deliveries WHERE seen_at < $1::timestamptz - interval '1 day'", [now]);
+      await this.pool.query(
+        "DELETE FROM dbops_deliveries WHERE seen_at < $1::timestamptz - interval '1 day'",
+        [now],
+      );
     }
     return (rowCount ?? 0) === 1;
   }
