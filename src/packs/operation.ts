@@ -403,10 +403,10 @@ export function packOperationSpec(
     const count = `${table.rows.length}${table.truncated ? '+' : ''}`;
     const what = def.preview?.headline ?? 'rows concerned';
     // A headline with {count} is written whole by the pack ("{count} manager(s) would be renamed").
-    // A card preview is one summary row: its count means nothing to the reader.
+    // A one-card preview is a summary row: "1 summary of …" means nothing to the reader.
     const headline = what.includes('{count}')
       ? `${def.name} on ${ctx.target.name}: ${what.replaceAll('{count}', count)}`
-      : display === 'card'
+      : display === 'card' && table.rows.length === 1 && !table.truncated
         ? `${def.name} on ${ctx.target.name}: ${what}`
         : `${def.name} on ${ctx.target.name}: ${count} ${what}`;
     return {
