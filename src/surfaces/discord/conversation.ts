@@ -1,0 +1,181 @@
+// Where the answers to one invocation go: the deferred reply of a `/db` command, a reply to an `@dbops`
+// message, or the private (ephemeral) reply to a button click or modal. Each knows how to answer publicly,
+// how to tell only the person, and which thread continues the conversation.
+import type { DiscordApi, OutgoingMessage, PostedMessage } from './api.js';
+
+const EPHEMERAL = 64;
+/** Interaction tokens live 15 minutes; after 14 the bot's own token is used for its messages. */
+const TOKEN_FRESH_MS = 14 * 60_000;
+
+export interface Conversation {
+  /** Button clicks and modal submissions answer only the clicker. */
+  readonly privateOnly: boolean;
+  /** The public answer: posted on the first call, edited on later ones. */
+  answer(message: OutgoingMessage): Promise<PostedMessage>;
+  /** Whether the public answer exists yet. */
+  answered(): boolean;
+  /** Messages only the person sees. */
+  whisper(messages: readonly OutgoingMessage[]): Promise<void>;
+  /** The thread the conversation continues in: the thread it is in, or one started from the answer. */
+  thread(name: string): Promise<string | undefined>;
+}
+
+/** Where a command was typed. */
+export interface Place {
+  /** The channel or thread the message or interaction came from. */
+  channelId: string;
+  /** True when that is a thread: answers stay in it. */
+  inThread: boolean;
+  /** Whether a thread can be started from a message there (text and announcement channels). */
+  canStartThread: boolean;
+}
+
+/** A `/db` command: deferred publicly, answered by editing the deferred reply. */
+export class CommandConversation implements Conversation {
+  readonly privateOnly = false;
+  readonly #api: DiscordApi;
+  readonly #applicationId: string;
+  readonly #token: string;
+  readonly #place: Place;
+  readonly #receivedAt: number;
+  #posted: PostedMessage | undefined;
+  #thread: string | undefined;
+
+  constructor(api: DiscordApi, interaction: { applicationId: string; token: string }, place: Place) {
+    this.#api = api;
+    this.#applicationId = interaction.applicationId;
+    this.#token = interaction.token;
+    this.#place = place;
+    this.#receivedAt = Date.now();
+  }
+
+  #fresh(): boolean {
+    return Date.now() - this.#receivedAt < TOKEN_FRESH_MS;
+  }
+
+  answered(): boolean {
+    return this.#posted !== undefined;
+  }
+
+  async answer(message: OutgoingMessage): Promise<PostedMessage> {
+    if (this.#fresh()) {
+      this.#posted = await this.#api.editOriginal(this.#applicationId, this.#token, message);
+    } else if (this.#posted) {
+      this.#posted = await this.#api.edit(this.#posted.channelId, this.#posted.id, message);
+    } else {
+      this.#posted = await this.#api.send(this.#place.channelId, message);
+    }
+    return this.#posted;
+  }
+
+  /**
+   * The deferral was public, and a follow-up sent right after a deferral only replaces the "thinking"
+   * message (keeping it public). So the deferred reply is settled first, the private answer follows as
+   * ephemeral follow-ups, and the settled reply is deleted.
+   */
+  async whisper(messages: readonly OutgoingMessage[]): Promise<void> {
+    if (!this.#fresh()) return;
+    const settle = !this.#posted;
+    if (settle) {
+      await this.#api.editOriginal(this.#applicationId, this.#token, { content: 'Answered privately.' });
+    }
+    for (const message of messages) {
+      await this.#api.followUp(this.#applicationId, this.#token, { ...message, flags: EPHEMERAL });
+    }
+    if (settle) await this.#api.deleteOriginal(this.#applicationId, this.#token);
+  }
+
+  async thread(name: string): Promise<string | undefined> {
+    if (this.#place.inThread) return this.#place.channelId;
+    if (this.#thread) return this.#thread;
+    if (!this.#posted || !this.#place.canStartThread) return undefined;
+    this.#thread = await this.#api.startThread(this.#posted.channelId, this.#posted.id, name);
+    return this.#thread;
+  }
+}
+
+/** `@dbops sizes kasm` typed in a channel or thread: answered with a reply to that message. */
+export class MentionConversation implements Conversation {
+  readonly privateOnly = false;
+  readonly #api: DiscordApi;
+  readonly #place: Place;
+  readonly #messageId: string;
+  readonly #authorId: string;
+  #posted: PostedMessage | undefined;
+  #thread: string | undefined;
+
+  constructor(api: DiscordApi, message: { id: string; authorId: string }, place: Place) {
+    this.#api = api;
+    this.#place = place;
+    this.#messageId = message.id;
+    this.#authorId = message.authorId;
+  }
+
+  answered(): boolean {
+    return this.#posted !== undefined;
+  }
+
+  async answer(message: OutgoingMessage): Promise<PostedMessage> {
+    this.#posted = this.#posted
+      ? await this.#api.edit(this.#posted.channelId, this.#posted.id, message)
+      : await this.#api.send(this.#place.channelId, message, this.#messageId);
+    return this.#posted;
+  }
+
+  /** A message cannot be ephemeral: the private answer goes by direct message, else as a reply. */
+  async whisper(messages: readonly OutgoingMessage[]): Promise<void> {
+    try {
+      const dm = await this.#api.openDm(this.#authorId);
+      for (const message of messages) await this.#api.send(dm, message);
+      return;
+    } catch {
+      // fall through
+    }
+    // Direct messages are closed (privacy settings): answer in place rather than not at all.
+    for (const message of messages) await this.#api.send(this.#place.channelId, message, this.#messageId);
+  }
+
+  async thread(name: string): Promise<string | undefined> {
+    if (this.#place.inThread) return this.#place.channelId;
+    if (this.#thread) return this.#thread;
+    if (!this.#posted || !this.#place.canStartThread) return undefined;
+    this.#thread = await this.#api.startThread(this.#posted.channelId, this.#posted.id, name);
+    return this.#thread;
+  }
+}
+
+/** A button click or modal submission: deferred ephemerally, answered only to the clicker. */
+export class PrivateConversation implements Conversation {
+  readonly privateOnly = true;
+  readonly #api: DiscordApi;
+  readonly #applicationId: string;
+  readonly #token: string;
+  #posted: PostedMessage | undefined;
+
+  constructor(api: DiscordApi, interaction: { applicationId: string; token: string }) {
+    this.#api = api;
+    this.#applicationId = interaction.applicationId;
+    this.#token = interaction.token;
+  }
+
+  answered(): boolean {
+    return this.#posted !== undefined;
+  }
+
+  async answer(message: OutgoingMessage): Promise<PostedMessage> {
+    this.#posted = await this.#api.editOriginal(this.#applicationId, this.#token, message);
+    return this.#posted;
+  }
+
+  async whisper(messages: readonly OutgoingMessage[]): Promise<void> {
+    const [first, ...rest] = messages;
+    if (first) await this.answer(first);
+    for (const message of rest) {
+      await this.#api.followUp(this.#applicationId, this.#token, { ...message, flags: EPHEMERAL });
+    }
+  }
+
+  async thread(): Promise<string | undefined> {
+    return undefined;
+  }
+}

@@ -1,0 +1,20 @@
+// Who is acting: the immutable Discord user id is the identity the core maps to a person (never a name).
+import { resolvePerson } from '../../config/load.js';
+import type { Config, ResolvedPerson } from '../../config/schema.js';
+import type { Actor } from '../../state/types.js';
+
+/** The identity dbops audits and authorizes: the Discord user id (a snowflake). */
+export function identityOf(user: { id: string }): string {
+  return user.id;
+}
+
+/** The configured person for a Discord user, for autocomplete only; dispatch() decides everything else. */
+export function personOf(config: Config, userId: string): ResolvedPerson | undefined {
+  return resolvePerson(config, 'discord', userId);
+}
+
+/** ` (<@id>)` when the actor acted from Discord: shows their name, pings nobody (mentions are disabled). */
+export function mentionOfActor(actor: Actor): string {
+  const match = /^discord:(\d{1,25})$/.exec(actor.identity);
+  return match ? ` (<@${match[1]}>)` : '';
+}

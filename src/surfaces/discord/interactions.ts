@@ -1,0 +1,252 @@
+// Turns Discord gateway events into invocations: `/db` commands, their autocomplete, Approve/Deny clicks,
+// the deny-reason modal and `@dbops …` messages. Each is claimed once (replicas, replays), acknowledged
+// within Discord's 3 seconds, then dispatched to the core as the person who acted; the core decides.
+import {
+  type AutocompleteInteraction,
+  type ButtonInteraction,
+  ChannelType,
+  type ChatInputCommandInteraction,
+  type Client,
+  type Interaction,
+  type Message,
+  MessageFlags,
+  type ModalSubmitInteraction,
+} from 'discord.js';
+import type { Reply } from '../../core/reply.js';
+import type { Invocation } from '../../core/types.js';
+import { type AnswerDeps, deliverReply } from './answers.js';
+import { type DiscordApi, safeError } from './api.js';
+import { autocompleteChoices } from './autocomplete.js';
+import type { RequestCards } from './cards.js';
+import { COMMAND_NAME, commandText, OPTION } from './command.js';
+import { denyCommand, denyModal, parseCustomId, REASON_INPUT } from './components.js';
+import {
+  CommandConversation,
+  type Conversation,
+  MentionConversation,
+  type Place,
+  PrivateConversation,
+} from './conversation.js';
+import { identityOf, personOf } from './identity.js';
+import { type ProgressRelay, type ProgressSink, ThreadProgress } from './progress.js';
+import { threadName } from './render.js';
+
+export interface HandlerDeps extends AnswerDeps {
+  client: Client;
+  progress: ProgressRelay;
+  cards: RequestCards;
+}
+
+type Channelish = Interaction['channel'] | Message['channel'];
+
+/** Where something was typed, and the channel/thread the invocation reports (a thread's parent is its channel). */
+function locate(channel: Channelish, channelId: string): { place: Place; channel: string; thread?: string } {
+  if (channel?.isThread()) {
+    return {
+      place: { channelId, inThread: true, canStartThread: false },
+      channel: channel.parentId ?? channelId,
+      thread: channelId,
+    };
+  }
+  const canStartThread =
+    !channel || channel.type === ChannelType.GuildText || channel.type === ChannelType.GuildAnnouncement;
+  return { place: { channelId, inThread: false, canStartThread }, channel: channelId };
+}
+
+function invocation(identity: string, text: string, where: { channel: string; thread?: string }): Invocation {
+  return {
+    surface: 'discord',
+    identity,
+    text,
+    channel: where.channel,
+    ...(where.thread !== undefined ? { thread: where.thread } : {}),
+  };
+}
+
+export class DiscordHandlers {
+  readonly #deps: HandlerDeps;
+
+  constructor(deps: HandlerDeps) {
+    this.#deps = deps;
+  }
+
+  get #api(): DiscordApi {
+    return this.#deps.api;
+  }
+
+  /** Exactly once across replicas and gateway replays (interaction and message ids are unique). */
+  async #claim(key: string): Promise<boolean> {
+    try {
+      return await this.#deps.app.state.claimDelivery(`discord:${key}`, new Date());
+    } catch (err) {
+      // Without the state database nothing can run anyway; let dispatch() say so to the person.
+      this.#deps.log.warn({ err, key }, 'could not claim a discord delivery; handling it here');
+      return true;
+    }
+  }
+
+  async interaction(interaction: Interaction): Promise<void> {
+    if (interaction.isAutocomplete()) return await this.#autocomplete(interaction);
+    if (interaction.isChatInputCommand() && interaction.commandName === COMMAND_NAME) {
+      return await this.#command(interaction);
+    }
+    if (interaction.isButton()) return await this.#button(interaction);
+    if (interaction.isModalSubmit()) return await this.#modal(interaction);
+  }
+
+  async #autocomplete(interaction: AutocompleteInteraction): Promise<void> {
+    if (interaction.commandName !== COMMAND_NAME) return;
+    if (!(await this.#claim(`interaction:${interaction.id}`))) return;
+    const focused = interaction.options.getFocused(true);
+    const identity = identityOf(interaction.user);
+    const choices = autocompleteChoices(
+      this.#deps.app.core,
+      personOf(this.#deps.config, identity),
+      identity,
+      {
+        focused: focused.name,
+        typed: String(focused.value ?? ''),
+        operation: interaction.options.getString(OPTION.operation),
+        target: interaction.options.getString(OPTION.target),
+      },
+    );
+    await interaction.respond(choices);
+  }
+
+  async #command(interaction: ChatInputCommandInteraction): Promise<void> {
+    if (!(await this.#claim(`interaction:${interaction.id}`))) return;
+    // Acknowledge first, whatever the operation costs: a deferred reply has 15 minutes.
+    if (!(await this.#ack(interaction, () => interaction.deferReply()))) return;
+    const text = commandText({
+      operation: interaction.options.getString(OPTION.operation),
+      target: interaction.options.getString(OPTION.target),
+      args: interaction.options.getString(OPTION.args),
+    });
+    const where = locate(interaction.channel, interaction.channelId ?? '');
+    const conversation = new CommandConversation(this.#api, interaction, where.place);
+    const inv = invocation(identityOf(interaction.user), text, where);
+    await this.#run(inv, conversation, this.#threadFor(conversation, text));
+  }
+
+  async #button(interaction: ButtonInteraction): Promise<void> {
+    const parsed = parseCustomId(interaction.customId);
+    if (!parsed || parsed.action === 'deny-reason') return;
+    if (!(await this.#claim(`interaction:${interaction.id}`))) return;
+    if (parsed.action === 'deny') {
+      // The reason is asked first; the modal's submission is the decision.
+      await this.#ack(interaction, () => interaction.showModal(denyModal(parsed.requestId)));
+      return;
+    }
+    if (!(await this.#ack(interaction, () => interaction.deferReply({ flags: MessageFlags.Ephemeral }))))
+      return;
+    const where = locate(interaction.channel, interaction.channelId);
+    const inv = invocation(identityOf(interaction.user), `/db approve ${parsed.requestId}`, where);
+    const progress = await this.#requestProgress(parsed.requestId);
+    const reply = await this.#run(inv, new PrivateConversation(this.#api, interaction), progress);
+    if (reply.code === 'not_pending') {
+      const request = await this.#deps.app.state.getRequest(parsed.requestId).catch(() => undefined);
+      if (request && request.status !== 'pending') this.#deps.cards.redraw(request);
+    }
+  }
+
+  async #modal(interaction: ModalSubmitInteraction): Promise<void> {
+    const parsed = parseCustomId(interaction.customId);
+    if (parsed?.action !== 'deny-reason') return;
+    if (!(await this.#claim(`interaction:${interaction.id}`))) return;
+    if (!(await this.#ack(interaction, () => interaction.deferReply({ flags: MessageFlags.Ephemeral }))))
+      return;
+    const reason = interaction.fields.getTextInputValue(REASON_INPUT);
+    const where = locate(interaction.channel, interaction.channelId ?? '');
+    const inv = invocation(identityOf(interaction.user), denyCommand(parsed.requestId, reason), where);
+    await this.#run(inv, new PrivateConversation(this.#api, interaction), undefined);
+  }
+
+  /** `@dbops sizes kasm` (the bot mentioned first) in a channel or thread of a server. */
+  async message(message: Message): Promise<void> {
+    if (message.author.bot || message.webhookId || !message.inGuild()) return;
+    const me = this.#deps.client.user;
+    if (!me) return;
+    const botRole = message.guild.roles.botRoleFor(me)?.id;
+    const text = commandFromMention(message.content, me.id, botRole);
+    if (text === undefined) return;
+    if (!(await this.#claim(`message:${message.id}`))) return;
+    const where = locate(message.channel, message.channelId);
+    const conversation = new MentionConversation(
+      this.#api,
+      { id: message.id, authorId: message.author.id },
+      where.place,
+    );
+    const inv = invocation(identityOf(message.author), text || 'help', where);
+    await this.#run(inv, conversation, this.#threadFor(conversation, text));
+  }
+
+  /** Sends the acknowledgement; false (and nothing runs) when Discord did not take it. */
+  async #ack(interaction: Interaction, send: () => Promise<unknown>): Promise<boolean> {
+    try {
+      await send();
+      return true;
+    } catch (err) {
+      this.#deps.log.warn(
+        { err: safeError(err), interaction: interaction.id },
+        'discord did not accept the acknowledgement; nothing was run',
+      );
+      return false;
+    }
+  }
+
+  async #run(
+    inv: Invocation,
+    conversation: Conversation,
+    progress: ProgressSink | undefined,
+  ): Promise<Reply> {
+    this.#deps.progress.register(inv, progress);
+    const reply = await this.#deps.app.core.dispatch(inv);
+    await this.#deps.progress.settle(inv);
+    try {
+      await deliverReply(this.#deps, conversation, reply);
+    } catch (err) {
+      this.#deps.log.error(
+        { err: safeError(err), requestId: reply.requestId },
+        'could not deliver the answer to discord',
+      );
+    }
+    return reply;
+  }
+
+  /** Progress of a command goes in a thread started from its answer ("running…" until it is done). */
+  #threadFor(conversation: Conversation, text: string): ProgressSink {
+    return new ThreadProgress(this.#deps, async (requestId) => {
+      if (!conversation.answered()) {
+        const shown = text.replace(/`/g, "'").slice(0, 200);
+        await conversation.answer({
+          content: `⏳ Running \`${shown}\` (#${requestId}) — progress in the thread.`,
+        });
+      }
+      return await conversation.thread(threadName(requestId, text));
+    });
+  }
+
+  /** Progress of an approved request's run goes in that request's thread, before its outcome. */
+  async #requestProgress(requestId: number): Promise<ProgressSink | undefined> {
+    try {
+      const request = await this.#deps.app.state.getRequest(requestId);
+      return request ? this.#deps.cards.progressSink(request) : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+}
+
+/** The command after a leading mention of the bot (`<@id>`, `<@!id>` or its managed role); else undefined. */
+export function commandFromMention(content: string, botId: string, botRoleId?: string): string | undefined {
+  const match = /^\s*<@([!&]?)(\d{1,25})>\s*([\s\S]*)$/.exec(content);
+  if (!match) return undefined;
+  const [, kind, id, rest = ''] = match;
+  const isBot = kind === '&' ? botRoleId !== undefined && id === botRoleId : id === botId;
+  if (!isBot) return undefined;
+  // `@dbops \`sizes kasm\`` reads the same as without the backticks.
+  return rest
+    .trim()
+    .replace(/^`([^`]*)`$/, '$1')
+    .trim();
+}

@@ -1,0 +1,233 @@
+// The Slack listeners: each acks at once, drops retried deliveries, builds one Invocation and hands it to
+// dispatch(); the answer goes to threads.ts. No authorization is decided here: the core decides every click.
+import type { BlockAction, App as BoltApp, ButtonAction, RespondFn } from '@slack/bolt';
+import type { App } from '../../app.js';
+import type { Logger } from '../../core/log.js';
+import { redactSecrets } from '../../core/log.js';
+import type { Reply } from '../../core/reply.js';
+import type { Invocation } from '../../core/types.js';
+import {
+  ACTION_APPROVE,
+  ACTION_DENY,
+  DENY_REASON_ACTION,
+  DENY_REASON_BLOCK,
+  denyModal,
+  parseDenyMetadata,
+  parseRequestId,
+  VIEW_DENY,
+} from './cards.js';
+import { commandText, identityOfUser, mentionUser, slackIdentity } from './identity.js';
+import { inlineCode, section } from './render.js';
+import type { Conversation, SlackThreads } from './threads.js';
+
+export interface HandlerDeps {
+  bolt: BoltApp;
+  app: App;
+  threads: SlackThreads;
+  log: Logger;
+  /** Keeps track of work still running after the ack (awaited on stop). */
+  track(work: Promise<void>): void;
+  /** Which conversation an invocation belongs to, for its progress lines. */
+  conversations: WeakMap<Invocation, Conversation>;
+}
+
+const UNKNOWN_USER =
+  'dbops could not read your Slack team and user id from this request, so nothing was run.';
+const STATE_DOWN = 'the state database is unreachable, so nothing was run; try again shortly.';
+
+function errText(err: unknown): string {
+  return redactSecrets(err instanceof Error ? err.message : String(err));
+}
+
+/** A person's reason as one quoted word of the command grammar, whatever it contains. */
+function quoted(text: string): string {
+  return `"${text
+    .replace(/\s+/g, ' ')
+    .trim()
+    .replace(/[\\"]/g, (c) => `\\${c}`)}"`;
+}
+
+export function registerHandlers(deps: HandlerDeps): void {
+  const { bolt, app, threads, log } = deps;
+
+  /**
+   * Slack re-delivers what it thinks was not received (x-slack-retry-num, the same envelope): the first
+   * claim of a delivery's key wins across every replica, later ones are dropped.
+   */
+  async function firstDelivery(key: string | undefined, conversation: Conversation): Promise<boolean> {
+    if (!key) return true;
+    try {
+      const first = await app.state.claimDelivery(key, app.core.now());
+      if (!first) log.info({ delivery: key }, 'slack: repeated delivery dropped');
+      return first;
+    } catch (err) {
+      log.error({ err: errText(err), delivery: key }, 'slack: cannot record the delivery');
+      await conversation.ephemeral({ text: STATE_DOWN, blocks: [section(STATE_DOWN)] }).catch(() => {});
+      return false;
+    }
+  }
+
+  async function run(inv: Invocation, conversation: Conversation): Promise<Reply> {
+    deps.conversations.set(inv, conversation);
+    const reply = await app.core.dispatch(inv);
+    try {
+      await threads.deliver(reply, conversation);
+    } catch (err) {
+      log.error(
+        { err: errText(err), requestId: reply.requestId, status: reply.status },
+        'slack: reply not delivered',
+      );
+      const text = `dbops could not post its answer here (ref ${reply.requestId ?? 'none'}): ${reply.message}`;
+      await conversation.ephemeral({ text, blocks: [section(text)] }).catch(() => {});
+    }
+    return reply;
+  }
+
+  async function unidentified(conversation: Conversation): Promise<void> {
+    await conversation.ephemeral({ text: UNKNOWN_USER, blocks: [section(UNKNOWN_USER)] }).catch(() => {});
+  }
+
+  // `/db …` (whatever the command is called in the app's manifest: it is the app's only command).
+  bolt.command(/^\/[\w-]+$/, async ({ command, ack, respond }) => {
+    await ack();
+    deps.track(
+      (async () => {
+        const text = commandText(command.text ?? '');
+        const conversation = threads.conversation({
+          channel: command.channel_id,
+          user: command.user_id,
+          parentText: `${mentionUser(command.user_id)} ran ${inlineCode(`${command.command} ${text}`.trim())}`,
+          respond,
+        });
+        if (!(await firstDelivery(command.trigger_id && `slack:command:${command.trigger_id}`, conversation)))
+          return;
+        const identity = slackIdentity(command.team_id, command.user_id);
+        if (!identity) return await unidentified(conversation);
+        await run({ surface: 'slack', identity, channel: command.channel_id, text }, conversation);
+      })(),
+    );
+  });
+
+  // `@dbops blocking kasm` in a thread (or in a channel: the answer starts a thread under the mention).
+  bolt.event('app_mention', async ({ event, body, context }) => {
+    deps.track(
+      (async () => {
+        if (!event.user) return;
+        const thread = event.thread_ts ?? event.ts;
+        const conversation = threads.conversation({ channel: event.channel, user: event.user, thread });
+        if (!(await firstDelivery(body.event_id && `slack:event:${body.event_id}`, conversation))) return;
+        const identity = slackIdentity(event.user_team ?? event.team ?? body.team_id, event.user);
+        if (!identity) return await unidentified(conversation);
+        const text = commandText(event.text, context.botUserId) || 'help';
+        await run({ surface: 'slack', identity, channel: event.channel, thread, text }, conversation);
+      })(),
+    );
+  });
+
+  /** Where a click on a card came from: the card message and its thread. */
+  function clickConversation(body: BlockAction, respond: RespondFn): Conversation | undefined {
+    const channel = body.channel?.id ?? body.container.channel_id;
+    const cardTs = body.message?.ts ?? body.container.message_ts;
+    if (typeof channel !== 'string' || typeof cardTs !== 'string') return undefined;
+    const thread = body.message?.thread_ts ?? body.container.thread_ts ?? cardTs;
+    return threads.conversation({
+      channel,
+      user: body.user.id,
+      thread: typeof thread === 'string' ? thread : cardTs,
+      card: { channel, ts: cardTs },
+      respond,
+    });
+  }
+
+  // Approve: dispatched as the person who clicked; the core refuses self-approval and non-approvers.
+  bolt.action<BlockAction<ButtonAction>>(
+    { action_id: ACTION_APPROVE },
+    async ({ ack, body, action, respond }) => {
+      await ack();
+      deps.track(
+        (async () => {
+          const id = parseRequestId(action.value);
+          const conversation = clickConversation(body, respond);
+          if (id === undefined || !conversation) {
+            log.warn({ value: action.value }, 'slack: approve click without a request id or a message');
+            return;
+          }
+          if (!(await firstDelivery(`slack:action:${body.trigger_id}:${action.action_ts}`, conversation)))
+            return;
+          const identity = identityOfUser(body.user, body.team?.id);
+          if (!identity) return await unidentified(conversation);
+          const reply = await run(
+            {
+              surface: 'slack',
+              identity,
+              channel: conversation.origin.channel,
+              ...(conversation.origin.thread ? { thread: conversation.origin.thread } : {}),
+              text: `/db approve ${id}`,
+            },
+            conversation,
+          );
+          // A refused click may come from a card that is out of date (decided from the CLI, another surface).
+          if (reply.status === 'refused') await threads.refreshCard(id, conversation.origin.card);
+        })(),
+      );
+    },
+  );
+
+  // Deny: ask why in a modal (trigger_id lives ~3 s, so it opens before anything else).
+  bolt.action<BlockAction<ButtonAction>>(
+    { action_id: ACTION_DENY },
+    async ({ ack, body, action, respond, client }) => {
+      await ack();
+      const id = parseRequestId(action.value);
+      const conversation = clickConversation(body, respond);
+      if (id === undefined || !conversation?.origin.thread) return;
+      try {
+        await client.views.open({
+          trigger_id: body.trigger_id,
+          view: denyModal({ id, channel: conversation.origin.channel, thread: conversation.origin.thread }),
+        });
+      } catch (err) {
+        log.warn({ err: errText(err), requestId: id }, 'slack: deny modal not opened');
+        const text = `Could not ask for a reason; type ${inlineCode(`/db deny ${id} <reason>`)} instead.`;
+        await conversation.ephemeral({ text, blocks: [section(text)] }).catch(() => {});
+      }
+    },
+  );
+
+  // The reason submitted: `/db deny <id> <reason>` as the person who submitted it.
+  bolt.view({ callback_id: VIEW_DENY, type: 'view_submission' }, async ({ ack, body, view }) => {
+    await ack();
+    deps.track(
+      (async () => {
+        const meta = parseDenyMetadata(view.private_metadata);
+        if (!meta) {
+          log.warn('slack: deny submission without its request metadata');
+          return;
+        }
+        const conversation = threads.conversation({
+          channel: meta.channel,
+          user: body.user.id,
+          thread: meta.thread,
+        });
+        if (!(await firstDelivery(`slack:view:${view.id}`, conversation))) return;
+        const identity = identityOfUser(body.user, body.team?.id ?? undefined);
+        if (!identity) return await unidentified(conversation);
+        const reason = view.state.values[DENY_REASON_BLOCK]?.[DENY_REASON_ACTION]?.value ?? '';
+        await run(
+          {
+            surface: 'slack',
+            identity,
+            channel: meta.channel,
+            thread: meta.thread,
+            text: `/db deny ${meta.id}${reason.trim() ? ` ${quoted(reason)}` : ''}`,
+          },
+          conversation,
+        );
+      })(),
+    );
+  });
+
+  bolt.error(async (err) => {
+    log.error({ err: errText(err) }, 'slack: listener failed');
+  });
+}

@@ -1,0 +1,71 @@
+// The Slack surface: `/db` commands, @mentions in threads and approval buttons, over Socket Mode or HTTP.
+import type { Invocation } from '../../core/types.js';
+import type { SurfaceOptions } from '../start.js';
+import type { RunningSurface } from '../types.js';
+import { registerHandlers } from './handlers.js';
+import { readSlackSettings } from './settings.js';
+import type { Conversation } from './threads.js';
+import { SlackThreads } from './threads.js';
+import { createTransport } from './transport.js';
+
+/** How long stop() waits for answers still being posted. */
+const DRAIN_MS = 10_000;
+
+/** Starts the Slack surface, or returns undefined when SLACK_BOT_TOKEN is not set. */
+export async function startSlack(options: SurfaceOptions): Promise<RunningSurface | undefined> {
+  const settings = readSlackSettings(options.env);
+  if (!settings) return undefined;
+  const log = options.log.child({ surface: 'slack' });
+  const transport = createTransport(settings, log);
+  const threads = new SlackThreads({
+    client: transport.bolt.client,
+    app: options.app,
+    config: options.config,
+    log,
+  });
+  const conversations = new WeakMap<Invocation, Conversation>();
+  const inFlight = new Set<Promise<void>>();
+  registerHandlers({
+    bolt: transport.bolt,
+    app: options.app,
+    threads,
+    log,
+    conversations,
+    track(work) {
+      const tracked = work
+        .catch((err: unknown) => log.error({ err }, 'slack: handling a delivery failed'))
+        .finally(() => inFlight.delete(tracked));
+      inFlight.add(tracked);
+    },
+  });
+  const unsubscribe = [
+    options.app.events.onRequestChange((request, change) => threads.onRequestChange(request, change)),
+    options.app.events.onProgress((_requestId, invocation, line) =>
+      conversations.get(invocation)?.progress(line),
+    ),
+  ];
+  try {
+    await transport.start();
+  } catch (err) {
+    for (const stop of unsubscribe) stop();
+    throw err;
+  }
+  log.info({ mode: settings.mode }, 'slack: connected');
+  return {
+    name: 'slack',
+    healthy: () => transport.healthy(),
+    problem: () => transport.problem(),
+    async stop() {
+      await transport.stop();
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        Promise.allSettled([...inFlight, threads.idle()]),
+        new Promise((resolve) => {
+          timer = setTimeout(resolve, DRAIN_MS);
+        }),
+      ]);
+      clearTimeout(timer);
+      for (const stop of unsubscribe) stop();
+    },
+  };
+}

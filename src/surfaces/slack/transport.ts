@@ -1,0 +1,274 @@
+// Connects Bolt to Slack — Socket Mode (default) or HTTP with signed requests — and watches the connection.
+import { App, HTTPReceiver, LogLevel, type Logger as SdkLogger, SocketModeReceiver } from '@slack/bolt';
+import type { Logger } from '../../core/log.js';
+import { redactSecrets } from '../../core/log.js';
+import type { SlackSettings } from './settings.js';
+
+/** The path Slack posts commands, interactions and events to in HTTP mode. */
+export const HTTP_EVENTS_PATH = '/slack/events';
+export const HTTP_HEALTH_PATH = '/slack/healthz';
+
+const FIRST_CONNECT_TIMEOUT_MS = 30_000;
+const RECONNECT_TIMEOUT_MS = 30_000;
+const RECONNECT_MIN_MS = 500;
+const RECONNECT_MAX_MS = 30_000;
+/** After this many failed attempts the loss is logged as an error (it keeps retrying). */
+const RECONNECT_ALARM_AFTER = 5;
+const STOP_TIMEOUT_MS = 5_000;
+/** A Web API call that hangs longer than this fails instead of holding a reply forever. */
+const API_TIMEOUT_MS = 15_000;
+
+export interface SlackTransport {
+  bolt: App;
+  /** Connects (Socket Mode) or listens (HTTP); throws when Slack cannot be reached or refuses the tokens. */
+  start(): Promise<void>;
+  stop(): Promise<void>;
+  healthy(): boolean;
+  problem(): string | undefined;
+}
+
+const CONNECTION_NOISE = /WebSocket|WSS URL|pong|ping/i;
+
+/** The SDK's logger interface over the dbops pino logger; every line goes through redactSecrets. */
+function sdkLogger(log: Logger): SdkLogger {
+  const text = (parts: unknown[]) =>
+    redactSecrets(
+      parts
+        .map((p) => (p instanceof Error ? p.message : typeof p === 'string' ? p : JSON.stringify(p)))
+        .join(' '),
+    );
+  return {
+    // The SDK's info lines (connections, retries) are routine: debug for dbops.
+    debug: (...msg: unknown[]) => log.debug(text(msg)),
+    info: (...msg: unknown[]) => log.debug(text(msg)),
+    warn: (...msg: unknown[]) => log.warn(text(msg)),
+    error: (...msg: unknown[]) => {
+      const line = text(msg);
+      // Connection trouble is reported by dbops itself (a warning when lost, an error when it cannot come
+      // back, and the health check), so the SDK's per-attempt lines stay warnings.
+      if (CONNECTION_NOISE.test(line)) log.warn(line);
+      else log.error(line);
+    },
+    setLevel: () => {},
+    getLevel: () => (log.isLevelEnabled('debug') ? LogLevel.DEBUG : LogLevel.INFO),
+    setName: () => {},
+  };
+}
+
+function message(err: unknown): string {
+  return redactSecrets(err instanceof Error ? err.message : String(err));
+}
+
+async function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([
+      promise,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`${what} did not finish within ${ms / 1000}s`)), ms);
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+export function createTransport(settings: SlackSettings, log: Logger): SlackTransport {
+  const logger = sdkLogger(log.child({ component: 'slack-sdk' }));
+  const retryConfig = {
+    retries: settings.apiRetries,
+    factor: 2,
+    minTimeout: 1000,
+    maxTimeout: 10_000,
+    randomize: true,
+  };
+  const clientOptions = { slackApiUrl: settings.apiUrl, retryConfig, timeout: API_TIMEOUT_MS };
+  if (settings.mode === 'socket') {
+    if (!settings.appToken) throw new Error('Socket Mode needs SLACK_APP_TOKEN');
+    return socketTransport(settings, settings.appToken, clientOptions, logger, log);
+  }
+  if (!settings.signingSecret) throw new Error('HTTP mode needs SLACK_SIGNING_SECRET');
+  return httpTransport(settings, settings.signingSecret, clientOptions, logger, log);
+}
+
+type ClientOptions = { slackApiUrl: string; retryConfig: Record<string, unknown>; timeout: number };
+
+function socketTransport(
+  settings: SlackSettings,
+  appToken: string,
+  clientOptions: ClientOptions,
+  logger: SdkLogger,
+  log: Logger,
+): SlackTransport {
+  const receiver = new SocketModeReceiver({
+    appToken,
+    logger,
+    // dbops reconnects itself (below), so a connection that cannot come back is reported, not thrown away.
+    autoReconnectEnabled: false,
+    // apps.connections.open goes to SLACK_API_URL too; the reconnect loop does the retrying.
+    installerOptions: { clientOptions: { ...clientOptions, retryConfig: { retries: 0 } } },
+  });
+  const bolt = new App({
+    token: settings.botToken,
+    receiver,
+    logger,
+    clientOptions: { ...clientOptions },
+    deferInitialization: true,
+  });
+  const socket = receiver.client;
+  type State = 'starting' | 'connected' | 'lost' | 'stopped';
+  let state: State = 'starting';
+  let attempts = 0;
+  let lostAt: Date | undefined;
+  let lastError: string | undefined;
+  let connecting = false;
+  let timer: NodeJS.Timeout | undefined;
+
+  socket.on('connected', () => {
+    if (state === 'lost') log.info({ attempts }, 'slack: Socket Mode connection is back');
+    state = 'connected';
+    attempts = 0;
+    lostAt = undefined;
+    lastError = undefined;
+  });
+  socket.on('error', (err: unknown) => {
+    lastError = message(err);
+  });
+  socket.on('disconnected', () => {
+    if (state === 'stopped' || state === 'starting') return;
+    if (state === 'connected') {
+      state = 'lost';
+      lostAt = new Date();
+      log.warn('slack: Socket Mode connection lost; reconnecting');
+    }
+    if (!connecting) schedule();
+  });
+
+  const connect = async (timeoutMs: number) => {
+    connecting = true;
+    try {
+      await withTimeout(socket.start(), timeoutMs, 'connecting to Slack Socket Mode');
+    } finally {
+      connecting = false;
+    }
+  };
+
+  function schedule(): void {
+    if (timer || state === 'stopped') return;
+    attempts += 1;
+    if (attempts === RECONNECT_ALARM_AFTER) {
+      log.error(
+        { attempts, lastError },
+        'slack: Socket Mode cannot reconnect; commands are not received until it does (still retrying)',
+      );
+    }
+    const delay = Math.min(RECONNECT_MAX_MS, RECONNECT_MIN_MS * 2 ** (attempts - 1));
+    timer = setTimeout(() => {
+      timer = undefined;
+      if (state === 'stopped') return;
+      connect(RECONNECT_TIMEOUT_MS).catch((err: unknown) => {
+        lastError = err === undefined ? lastError : message(err);
+        log.debug({ attempts, lastError }, 'slack: reconnect attempt failed');
+        // A start that timed out may still hold a half-open socket: drop it before the next attempt.
+        if (state !== 'stopped') void socket.disconnect().catch(() => {});
+        schedule();
+      });
+    }, delay);
+  }
+
+  return {
+    bolt,
+    async start() {
+      await bolt.init();
+      try {
+        await withTimeout(bolt.start(), FIRST_CONNECT_TIMEOUT_MS, 'connecting to Slack Socket Mode');
+      } catch (err) {
+        state = 'stopped';
+        void socket.disconnect().catch(() => {});
+        throw new Error(`Slack Socket Mode: ${err === undefined ? lastError : message(err)}`);
+      }
+      state = 'connected';
+    },
+    async stop() {
+      state = 'stopped';
+      clearTimeout(timer);
+      timer = undefined;
+      await withTimeout(socket.disconnect(), STOP_TIMEOUT_MS, 'closing the Socket Mode connection').catch(
+        (err: unknown) => log.warn({ err: message(err) }, 'slack: Socket Mode did not close cleanly'),
+      );
+    },
+    healthy: () => state === 'connected',
+    problem() {
+      switch (state) {
+        case 'connected':
+          return undefined;
+        case 'starting':
+          return 'connecting to Slack (Socket Mode)';
+        case 'stopped':
+          return 'stopped';
+        case 'lost': {
+          const since = lostAt ? ` since ${lostAt.toISOString()}` : '';
+          const why = lastError ? `; last error: ${lastError}` : '';
+          return attempts >= RECONNECT_ALARM_AFTER
+            ? `cannot reconnect to Slack Socket Mode${since} (${attempts} attempts${why}); still retrying`
+            : `Socket Mode connection lost${since}; reconnecting (attempt ${attempts}${why})`;
+        }
+      }
+    },
+  };
+}
+
+function httpTransport(
+  settings: SlackSettings,
+  signingSecret: string,
+  clientOptions: ClientOptions,
+  logger: SdkLogger,
+  log: Logger,
+): SlackTransport {
+  let listening = false;
+  const receiver = new HTTPReceiver({
+    signingSecret,
+    // Bolt verifies v0 signatures (HMAC-SHA256 of v0:timestamp:body) and refuses timestamps over 5 minutes old.
+    signatureVerification: true,
+    endpoints: HTTP_EVENTS_PATH,
+    port: settings.port,
+    logger,
+    // Ack first, work after: Slack gets its 200 within its 3 seconds whatever the operation costs.
+    processBeforeResponse: false,
+    customRoutes: [
+      {
+        path: HTTP_HEALTH_PATH,
+        method: ['GET'],
+        handler: (_req, res) => {
+          res.writeHead(listening ? 200 : 503, { 'content-type': 'application/json' });
+          res.end(JSON.stringify({ ok: listening }));
+        },
+      },
+    ],
+  });
+  const bolt = new App({
+    token: settings.botToken,
+    receiver,
+    logger,
+    clientOptions: { ...clientOptions },
+    deferInitialization: true,
+  });
+  return {
+    bolt,
+    async start() {
+      await bolt.init();
+      await bolt.start(settings.port);
+      listening = true;
+      log.info({ port: settings.port, path: HTTP_EVENTS_PATH }, 'slack: listening for signed requests');
+    },
+    async stop() {
+      if (!listening) return;
+      listening = false;
+      await withTimeout(bolt.stop(), STOP_TIMEOUT_MS, 'closing the Slack HTTP server').catch((err: unknown) =>
+        log.warn({ err: message(err) }, 'slack: HTTP server did not close cleanly'),
+      );
+    },
+    healthy: () => listening,
+    problem: () => (listening ? undefined : 'not listening'),
+  };
+}

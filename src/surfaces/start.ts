@@ -1,0 +1,30 @@
+// Starts the chat surfaces whose settings are present in the environment (Slack, Discord).
+import type { App } from '../app.js';
+import type { Config } from '../config/schema.js';
+import type { Logger } from '../core/log.js';
+import { startDiscord } from './discord/index.js';
+import { startSlack } from './slack/index.js';
+import type { RunningSurface } from './types.js';
+
+export interface SurfaceOptions {
+  app: App;
+  config: Config;
+  /** The process environment, read only by cli.ts and handed down. */
+  env: Readonly<Record<string, string | undefined>>;
+  log: Logger;
+}
+
+/** Each surface returns undefined when it is not configured; one that is configured but fails throws. */
+export async function startSurfaces(options: SurfaceOptions): Promise<RunningSurface[]> {
+  const started: RunningSurface[] = [];
+  try {
+    const slack = await startSlack(options);
+    if (slack) started.push(slack);
+    const discord = await startDiscord(options);
+    if (discord) started.push(discord);
+  } catch (err) {
+    await Promise.allSettled(started.map((s) => s.stop()));
+    throw err;
+  }
+  return started;
+}
