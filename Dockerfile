@@ -45,9 +45,13 @@ COPY src/demo/fixtures ./src/demo/fixtures
 
 USER dbops
 
-# The health endpoint arrives in a later change; once `dbops` serves it, enable something like:
-# HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
-#   CMD ["node", "-e", "fetch('http://127.0.0.1:8080/healthz').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
+# 8080: /healthz, /readyz, /metrics (DBOPS_HTTP_PORT); 3000: Slack's Request URL in HTTP mode (SLACK_PORT).
+EXPOSE 8080 3000
+
+# Liveness only (/healthz): readiness (/readyz) depends on the state database and the chat connections, which
+# an orchestrator should route around, not restart for. Meaningful for `dbops start`, the default command.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
+  CMD ["node", "-e", "fetch('http://127.0.0.1:' + (process.env.DBOPS_HTTP_PORT || 8080) + '/healthz').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
 
 ENTRYPOINT ["node", "/app/dist/src/cli.js"]
 CMD ["start", "--config", "/etc/dbops/dbops.yaml"]

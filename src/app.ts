@@ -1,13 +1,15 @@
 // Wires one dbops process together from its config: state store, target pools, catalog and core.
 import { catalog as operations } from '../commands/index.js';
 import type { Config } from './config/schema.js';
-import { Catalog } from './core/catalog.js';
+import { BUILTINS, Catalog } from './core/catalog.js';
 import { Core, type CoreDeps } from './core/dispatch.js';
 import type { Logger } from './core/log.js';
 import { TargetPools } from './engine/target-db.js';
+import type { Metrics } from './observability/metrics.js';
 import { runPackCommand } from './packs/command.js';
 import { loadConfiguredPacks, packCatalogEntries } from './packs/registry.js';
 import { PgStateStore } from './state/pg-store.js';
+import type { StateStore } from './state/types.js';
 
 /** Listeners of what happens to approval requests, and progress of long operations: the chat surfaces. */
 export interface AppEvents {
@@ -31,6 +33,8 @@ export interface AppOptions {
   clock?: () => Date;
   onRequestChange?: CoreDeps['onRequestChange'];
   onProgress?: CoreDeps['onProgress'];
+  /** Where commands, operation times, approvals, pool usage and audit failures are counted (`dbops start`). */
+  metrics?: Metrics;
 }
 
 export async function createApp(options: AppOptions): Promise<App> {
@@ -48,13 +52,21 @@ export async function createApp(options: AppOptions): Promise<App> {
   const progressListeners = new Set<NonNullable<CoreDeps['onProgress']>>();
   if (options.onRequestChange) changeListeners.add(options.onRequestChange);
   if (options.onProgress) progressListeners.add(options.onProgress);
+  const { metrics } = options;
+  if (metrics) changeListeners.add((request, change) => metrics.requestChanged(request, change));
   const core = new Core({
     config: options.config,
     catalog,
     targets: pools,
-    state,
+    state: metrics ? countingAuditFailures(state, metrics) : state,
     log: options.log,
     ...(options.clock ? { clock: options.clock } : {}),
+    ...(metrics
+      ? {
+          onDispatched: (inv, reply, ms) => metrics.commandDispatched(inv, reply, ms),
+          onOperationRun: (run) => metrics.operationRan(run),
+        }
+      : {}),
     onRequestChange: (request, change) => {
       for (const listener of changeListeners) {
         try {
@@ -73,6 +85,12 @@ export async function createApp(options: AppOptions): Promise<App> {
         }
       }
     },
+  });
+  metrics?.attachApp({
+    operationNames: [...catalog.allNames(), ...BUILTINS],
+    pools: () => pools.stats(),
+    inFlight: () => core.inFlight,
+    draining: () => core.draining,
   });
   const timers = new Set<NodeJS.Timeout>();
   const events: AppEvents = {
@@ -107,4 +125,25 @@ export async function createApp(options: AppOptions): Promise<App> {
       await state.close();
     },
   };
+}
+
+/** The same store, counting each audit write that fails (the core's and the expiry sweeper's alike). */
+function countingAuditFailures(state: PgStateStore, metrics: Metrics): StateStore {
+  return new Proxy(state, {
+    get(target, property) {
+      if (property === 'audit') {
+        const audit: StateStore['audit'] = async (event, now) => {
+          try {
+            await target.audit(event, now);
+          } catch (err) {
+            metrics.auditWriteFailed(event.event);
+            throw err;
+          }
+        };
+        return audit;
+      }
+      const value: unknown = Reflect.get(target, property, target);
+      return typeof value === 'function' ? value.bind(target) : value;
+    },
+  });
 }

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { pino } from 'pino';
-import { createApp } from './app.js';
+import { type App, createApp } from './app.js';
 import { checkTargets, expectationProblems, formatCheckReport } from './config/check.js';
 import { loadConfigFile } from './config/load.js';
 import type { Config } from './config/schema.js';
@@ -13,10 +13,14 @@ import { ConfigError } from './core/errors.js';
 import { createLogger, type Logger, redactSecrets } from './core/log.js';
 import type { Reply } from './core/reply.js';
 import { DEMO_TRY_FIRST, onExitCleanup, startDemoEnvironment } from './demo/environment.js';
+import { Metrics } from './observability/metrics.js';
+import { serviceSettings, startHealthServer, stateProbe } from './observability/server.js';
 import type { LoadedPack } from './packs/load.js';
 import { loadConfiguredPacks } from './packs/registry.js';
 import { defaultExportDir, describeSaved, saveAttachments } from './surfaces/attachments.js';
 import { runConsole } from './surfaces/console.js';
+import { registerDiscordCommands } from './surfaces/discord/register.js';
+import { startSurfaces } from './surfaces/start.js';
 
 const USAGE = `dbops — chat-ops for PostgreSQL
 
@@ -26,6 +30,7 @@ Usage:
   dbops demo
   dbops check-config [--config FILE]
   dbops start [--config FILE]
+  dbops discord register [--config FILE] [--guild ID]
 
 The config file defaults to $DBOPS_CONFIG, then ./dbops.yaml. Secrets come from the environment
 (\${VAR} references in the file). Logs: $DBOPS_LOG_FILE (JSON lines), level $DBOPS_LOG_LEVEL.
@@ -213,21 +218,158 @@ async function start(argv: string[]): Promise<number> {
   const { values } = parseArgs({ args: argv, options: { config: { type: 'string' } } });
   const config = loadConfigOrExit(configPath(values.config));
   const log = createLogger({ level: env.DBOPS_LOG_LEVEL ?? 'info' });
-  const app = await createApp({ config, log });
-  app.startSweeper();
-  log.info(
-    { targets: Object.keys(config.targets).length },
-    'dbops started: state migrated, expiry sweeper running (chat surfaces are enabled by their own settings)',
-  );
-  await new Promise<void>((resolveStop) => {
-    const stop = (signal: string) => {
-      log.info({ signal }, 'stopping');
-      resolveStop();
-    };
-    process.once('SIGTERM', () => stop('SIGTERM'));
-    process.once('SIGINT', () => stop('SIGINT'));
+  const settings = serviceSettings(env);
+  const metrics = new Metrics();
+  metrics.collectProcessMetrics();
+  const probe = stateProbe(config.state.url, { log });
+  let surfaces: Awaited<ReturnType<typeof startSurfaces>> = [];
+  let phase: 'starting' | 'running' | 'stopping' = 'starting';
+  let startProblem = 'connecting to the state database';
+  metrics.observeSurfaces(() => surfaces);
+
+  const stopSignal = new Promise<NodeJS.Signals>((resolveStop) => {
+    process.once('SIGTERM', () => resolveStop('SIGTERM'));
+    process.once('SIGINT', () => resolveStop('SIGINT'));
   });
-  await app.close();
+  // Unref'd: the health server keeps the process alive while it waits, and a stop must not wait for it.
+  const pause = (ms: number) =>
+    new Promise<undefined>((done) => setTimeout(() => done(undefined), ms).unref());
+  /** True when `work` settled before `ms` passed. */
+  const within = async (work: Promise<unknown>, ms: number): Promise<boolean> => {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<boolean>((done) => {
+      timer = setTimeout(() => done(false), Math.max(0, ms));
+    });
+    const settled = await Promise.race([
+      work.then(
+        () => true,
+        () => true,
+      ),
+      late,
+    ]);
+    clearTimeout(timer);
+    return settled;
+  };
+
+  // The health endpoints come first: while dbops connects, an orchestrator sees it alive but not ready.
+  let server: Awaited<ReturnType<typeof startHealthServer>>;
+  try {
+    server = await startHealthServer({
+      host: settings.host,
+      port: settings.port,
+      metrics,
+      log,
+      checkState: () => probe.check(),
+      surfaces: () => surfaces,
+      notTakingCommands: () =>
+        phase === 'starting'
+          ? `starting: ${startProblem}`
+          : phase === 'stopping'
+            ? 'shutting down'
+            : undefined,
+    });
+  } catch (err) {
+    await probe.close();
+    throw err;
+  }
+  log.info({ endpoint: server.url }, 'health endpoints listening: /healthz /readyz /metrics');
+  const closeEndpoints = async () => {
+    await server.close();
+    await probe.close();
+  };
+
+  // A state database that is down when the process starts is waited for (not ready meanwhile), not a crash
+  // loop whose back-off would keep dbops away for minutes after the database is back.
+  let app: App | undefined;
+  for (let delay = 500; !app; delay = Math.min(delay * 2, 10_000)) {
+    try {
+      app = await createApp({ config, log, metrics });
+    } catch (err) {
+      if (err instanceof ConfigError) {
+        await closeEndpoints();
+        throw err;
+      }
+      const error = redactSecrets(err instanceof Error ? err.message : String(err));
+      startProblem = `the state database is not reachable yet (${error})`;
+      log.warn({ error, retryInMs: delay }, 'could not open the state database; retrying');
+      const signal = await Promise.race([stopSignal, pause(delay)]);
+      if (signal) {
+        log.info({ signal }, 'stopped before the state database was reachable');
+        await closeEndpoints();
+        return 0;
+      }
+    }
+  }
+  app.startSweeper();
+  try {
+    surfaces = await startSurfaces({ app, config, env, log });
+  } catch (err) {
+    phase = 'stopping';
+    await app.close();
+    await closeEndpoints();
+    throw err;
+  }
+  phase = 'running';
+  log.info(
+    { targets: Object.keys(config.targets).length, surfaces: surfaces.map((s) => s.name) },
+    surfaces.length > 0
+      ? 'dbops started'
+      : 'dbops started with no chat surface: set SLACK_BOT_TOKEN (+ SLACK_APP_TOKEN or SLACK_SIGNING_SECRET) or DISCORD_TOKEN',
+  );
+
+  const signal = await stopSignal;
+  // Graceful shutdown: /readyz turns 503, the core refuses new commands and the surfaces disconnect (the
+  // chat platforms deliver to the other replicas), what runs may finish until the deadline, pending
+  // approvals stay in the state database, then the pools close.
+  phase = 'stopping';
+  const timeoutMs = settings.shutdownTimeoutMs;
+  const deadline = Date.now() + timeoutMs;
+  log.info(
+    { signal, timeoutMs, running: app.core.inFlight },
+    'stopping: no new commands; finishing those running',
+  );
+  const drained = app.core.drain(timeoutMs);
+  if (!(await within(Promise.allSettled(surfaces.map((s) => s.stop())), deadline - Date.now()))) {
+    log.warn('a chat surface did not stop before the shutdown deadline');
+  }
+  const clean = await drained;
+  if (clean) log.info('every running command finished');
+  else
+    log.error(
+      { abandoned: app.core.inFlight, timeoutMs },
+      'shutdown deadline passed with commands still running',
+    );
+  if (!(await within(app.close(), 5_000))) log.warn('target or state connections did not close within 5 s');
+  await closeEndpoints();
+  const code = clean ? 0 : 1;
+  log.info({ exitCode: code }, 'dbops stopped');
+  // Whatever might still hold the event loop (a hung socket) must not keep a stopped process alive.
+  setTimeout(() => process.exit(code), 5_000).unref();
+  return code;
+}
+
+async function discord(argv: string[]): Promise<number> {
+  const [sub, ...rest] = argv;
+  if (sub !== 'register') {
+    process.stderr.write('usage: dbops discord register [--config FILE] [--guild ID]\n');
+    return 2;
+  }
+  const { values } = parseArgs({
+    args: rest,
+    options: { config: { type: 'string' }, guild: { type: 'string' } },
+  });
+  const config = loadConfigOrExit(configPath(values.config));
+  const result = await registerDiscordCommands({
+    env,
+    config,
+    ...(values.guild !== undefined ? { guildId: values.guild } : {}),
+  });
+  for (const warning of result.warnings) process.stderr.write(`warning: ${warning}\n`);
+  const where =
+    result.scope === 'guild' ? `in guild ${result.guildId}` : 'globally (may take up to an hour to appear)';
+  process.stdout.write(
+    `registered ${result.commands.map((c) => `/${c.name}`).join(', ')} for application ${result.applicationId} ${where}\n`,
+  );
   return 0;
 }
 
@@ -244,6 +386,8 @@ async function main(argv: string[]): Promise<number> {
       return await checkConfig(rest);
     case 'start':
       return await start(rest);
+    case 'discord':
+      return await discord(rest);
     case undefined:
     case 'help':
     case '--help':

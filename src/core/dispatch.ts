@@ -43,7 +43,24 @@ export interface CoreDeps {
   onRequestChange?: (request: ApprovalRequest, change: RequestChange) => void;
   /** Progress lines of long operations, for the request's thread. */
   onProgress?: (requestId: number, invocation: Invocation, line: string) => void;
+  /** Called once per dispatch with its reply and the time from entering dispatch to the reply (metrics). */
+  onDispatched?: (invocation: Invocation, reply: Reply, durationMs: number) => void;
+  /** Called after each step an operation ran against its target (metrics). */
+  onOperationRun?: (run: OperationRun) => void;
 }
+
+/** One step of an operation against its target: a direct run, an approval preview, or an approved execution. */
+export interface OperationRun {
+  operation: string;
+  target: string;
+  phase: 'run' | 'preview' | 'execute';
+  ok: boolean;
+  durationMs: number;
+}
+
+/** What a dispatch arriving during shutdown answers: nothing ran, another replica (or a restart) takes it. */
+export const SHUTTING_DOWN_MESSAGE =
+  'dbops is shutting down, so nothing was run; send the command again in a moment';
 
 /** What an audit record or reply says about the operation concerned (undefined fields are left out). */
 export interface About {
@@ -79,6 +96,10 @@ export class Core {
   readonly catalog: Catalog;
   readonly #deps: CoreDeps;
   readonly #clock: () => Date;
+  /** Dispatches and expiry sweeps under way, which a graceful shutdown waits for. */
+  #inFlight = 0;
+  #draining = false;
+  readonly #whenIdle = new Set<() => void>();
 
   constructor(deps: CoreDeps) {
     this.#deps = deps;
@@ -95,7 +116,76 @@ export class Core {
     return this.#clock();
   }
 
+  /** Dispatches and expiry sweeps under way right now. */
+  get inFlight(): number {
+    return this.#inFlight;
+  }
+
+  /** True once drain() was called: new invocations are answered with SHUTTING_DOWN_MESSAGE. */
+  get draining(): boolean {
+    return this.#draining;
+  }
+
+  /**
+   * Graceful shutdown: from now on refuses new invocations (nothing runs, nothing is stored) and waits up
+   * to `timeoutMs` for the dispatches under way to finish. Resolves true when none is left, false when
+   * the time ran out first. Pending approval requests are untouched: they live in the state database.
+   */
+  async drain(timeoutMs: number): Promise<boolean> {
+    this.#draining = true;
+    if (this.#inFlight === 0) return true;
+    return await new Promise<boolean>((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        resolve(true);
+      };
+      const timer = setTimeout(() => {
+        this.#whenIdle.delete(done);
+        resolve(false);
+      }, timeoutMs);
+      this.#whenIdle.add(done);
+    });
+  }
+
+  async #tracked<T>(work: () => Promise<T>): Promise<T> {
+    this.#inFlight += 1;
+    try {
+      return await work();
+    } finally {
+      this.#inFlight -= 1;
+      if (this.#inFlight === 0) {
+        for (const notify of [...this.#whenIdle]) notify();
+        this.#whenIdle.clear();
+      }
+    }
+  }
+
   async dispatch(inv: Invocation): Promise<Reply> {
+    const started = performance.now();
+    let answer: Reply;
+    if (this.#draining) {
+      this.#deps.log.info({ surface: inv.surface, identity: inv.identity }, 'command refused: shutting down');
+      answer = reply({
+        status: 'failed',
+        requestId: null,
+        code: 'shutting_down',
+        message: SHUTTING_DOWN_MESSAGE,
+        ephemeral: true,
+      });
+    } else {
+      answer = await this.#tracked(() => this.#dispatch(inv));
+    }
+    if (this.#deps.onDispatched) {
+      try {
+        this.#deps.onDispatched(inv, answer, performance.now() - started);
+      } catch (err) {
+        this.#deps.log.error({ err }, 'dispatch listener failed');
+      }
+    }
+    return answer;
+  }
+
+  async #dispatch(inv: Invocation): Promise<Reply> {
     const started = Date.now();
     const kind = IDENTITY_KIND_OF_SURFACE[inv.surface];
     const identity = `${kind}:${inv.identity}`;
@@ -308,8 +398,13 @@ export class Core {
     const about = { operation: spec.name, target: target.name, args: info.normalized, risk: info.risk };
     let preview: Preview;
     try {
-      preview = await this.#run(ctx, spec, target, args, async (op, c) =>
-        op.preview ? await op.preview(c) : plannedPreview(info.command),
+      preview = await this.#run(
+        ctx,
+        spec,
+        target,
+        args,
+        async (op, c) => (op.preview ? await op.preview(c) : plannedPreview(info.command)),
+        'preview',
       );
     } catch (err) {
       return await this.fail(ctx, err, about);
@@ -415,8 +510,13 @@ export class Core {
     }
     const t0 = Date.now();
     try {
-      const result = await this.#run(ctx, spec, target, args.data, async (op, c) =>
-        op.execute ? await op.execute(c, approved.preview.state) : await runStep(op, c),
+      const result = await this.#run(
+        ctx,
+        spec,
+        target,
+        args.data,
+        async (op, c) => (op.execute ? await op.execute(c, approved.preview.state) : await runStep(op, c)),
+        'execute',
       );
       const durationMs = Date.now() - t0;
       const done = await this.state.finishRun(approved.id, { status: 'succeeded', result }, this.#clock());
@@ -460,6 +560,7 @@ export class Core {
     target: ResolvedTarget,
     args: Record<string, unknown>,
     step: (spec: AnyOperation, context: OperationContext<Record<string, unknown>>) => Promise<R>,
+    phase: OperationRun['phase'] = 'run',
   ): Promise<R> {
     const context = operationContext({
       spec,
@@ -471,7 +572,30 @@ export class Core {
       backupsDir: this.config.backupsDir,
       progress: (line) => this.#deps.onProgress?.(ctx.requestId, ctx.inv, line),
     });
-    return await step(spec, context);
+    const started = performance.now();
+    let ok = false;
+    try {
+      const result = await step(spec, context);
+      ok = true;
+      return result;
+    } finally {
+      this.#ranStep({
+        operation: spec.name,
+        target: target.name,
+        phase,
+        ok,
+        durationMs: performance.now() - started,
+      });
+    }
+  }
+
+  #ranStep(run: OperationRun): void {
+    if (!this.#deps.onOperationRun) return;
+    try {
+      this.#deps.onOperationRun(run);
+    } catch (err) {
+      this.#deps.log.error({ err }, 'operation run listener failed');
+    }
   }
 
   actor(ctx: InvocationContext): Actor {
@@ -580,6 +704,12 @@ export class Core {
 
   /** Expires pending requests past their time, exactly once across replicas, and audits each. */
   async sweepExpired(): Promise<ApprovalRequest[]> {
+    // While shutting down, expiry is left to the other replicas (or the next start): it is idempotent.
+    if (this.#draining) return [];
+    return await this.#tracked(() => this.#sweepExpired());
+  }
+
+  async #sweepExpired(): Promise<ApprovalRequest[]> {
     const now = this.#clock();
     const expired = await this.state.expireDue(now);
     for (const request of expired) {

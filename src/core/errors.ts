@@ -24,6 +24,7 @@ export const USER_ERROR_CODES = [
   'tool_failed', // pg_dump etc.
   'state_unavailable', // the state database cannot be reached: nothing runs
   'config_invalid',
+  'shutting_down', // this replica is stopping: nothing ran, send it again (another replica takes it)
 ] as const;
 export type UserErrorCode = (typeof USER_ERROR_CODES)[number];
 

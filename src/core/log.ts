@@ -17,11 +17,15 @@ const REDACT = [
 
 /** Replaces credentials inside any text (connection strings, tokens) before it is logged or shown. */
 export function redactSecrets(text: string): string {
-  return text
-    .replace(/(postgres(?:ql)?:\/\/[^:/@\s]+:)[^@\s]+@/gi, '$1***@')
-    .replace(/\bxox[abprs]-[0-9A-Za-z-]+/g, 'xox*-***')
-    .replace(/\bxapp-[0-9A-Za-z-]+/g, 'xapp-***')
-    .replace(/(password\s*=\s*)\S+/gi, '$1***');
+  return (
+    text
+      .replace(/(postgres(?:ql)?:\/\/[^:/@\s]+:)[^@\s]+@/gi, '$1***@')
+      .replace(/\bxox[abprs]-[0-9A-Za-z-]+/g, 'xox*-***')
+      .replace(/\bxapp-[0-9A-Za-z-]+/g, 'xapp-***')
+      // Discord bot tokens: base64 id, timestamp and HMAC separated by dots.
+      .replace(/\b[MNO][A-Za-z\d_-]{23,27}\.[A-Za-z\d_-]{6}\.[A-Za-z\d_-]{27,40}\b/g, '***discord-token***')
+      .replace(/(password\s*=\s*)\S+/gi, '$1***')
+  );
 }
 
 export function createLogger(options: { level?: string; destination?: DestinationStream } = {}): Logger {

@@ -1,0 +1,601 @@
+// `npm run bench`: measures dbops against the targets of issue 7, side by side in one run on this machine.
+// It starts its own embedded PostgreSQL 15, prints a table and writes bench/results.json. Not a test: the
+// numbers are reported, never asserted. Options: --runs N (default 100) side-by-side runs of /db sizes.
+import { existsSync } from 'node:fs';
+import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createServer as createHttpServer } from 'node:http';
+import { createServer } from 'node:net';
+import { cpus, loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { execa } from 'execa';
+import pg from 'pg';
+import { type App, createApp } from '../src/app.js';
+import { loadConfigText } from '../src/config/load.js';
+import type { Config } from '../src/config/schema.js';
+import { silentLogger } from '../src/core/log.js';
+import type { Invocation } from '../src/core/types.js';
+import { loadEmbeddedPostgres } from '../src/demo/embedded.js';
+import { startSlack } from '../src/surfaces/slack/index.js';
+import { FakeSlack, formBody, postSigned, slashCommand, TEAM } from '../test/fakes/slack.js';
+
+const PSQL = '/usr/bin/psql';
+const HOST = '127.0.0.1';
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+const RESULTS = join(ROOT, 'bench', 'results.json');
+const LOAD_SCRIPT = fileURLToPath(new URL('./slack-load.js', import.meta.url));
+
+/*
+ * What `/db sizes <target>` runs (commands/sizes.ts: DATABASE_SIZE_SQL, then RELATION_SIZES_SQL with
+ * $1 = --limit 10), as one psql -c, the way the runbooks paste SQL today. Keep it in step with sizes.ts.
+ */
+const SIZES_SQL = `SELECT current_database() AS database, pg_database_size(current_database()) AS bytes;
+WITH ddl_locked AS (
+  SELECT l.relation
+  FROM pg_locks l
+  WHERE l.locktype = 'relation'
+    AND l.mode = 'AccessExclusiveLock'
+    AND l.database = (SELECT d.oid FROM pg_database d WHERE d.datname = current_database())
+),
+relations AS (
+  SELECT c.oid, c.relkind, c.reltoastrelid, c.reltuples,
+         format('%I.%I', n.nspname, c.relname) AS relation,
+         (c.oid IN (SELECT relation FROM ddl_locked)
+          OR c.reltoastrelid IN (SELECT relation FROM ddl_locked)
+          OR EXISTS (SELECT 1 FROM pg_index i
+                     WHERE i.indrelid = c.oid AND i.indexrelid IN (SELECT relation FROM ddl_locked))) AS locked
+  FROM pg_class c
+  JOIN pg_namespace n ON n.oid = c.relnamespace
+  WHERE c.relkind IN ('r', 'm')
+    AND n.nspname NOT LIKE 'pg\\_%'
+    AND n.nspname <> 'information_schema'
+),
+sized AS (
+  SELECT r.relation, r.relkind, r.reltuples,
+         pg_table_size(r.oid) AS table_size,
+         pg_indexes_size(r.oid) AS index_bytes,
+         CASE WHEN r.reltoastrelid = 0 THEN 0 ELSE pg_total_relation_size(r.reltoastrelid) END AS toast_bytes
+  FROM relations r
+  WHERE NOT r.locked
+)
+(SELECT s.relation,
+        CASE s.relkind WHEN 'm' THEN 'materialized view' ELSE 'table' END AS kind,
+        s.table_size + s.index_bytes AS total_bytes,
+        s.table_size - s.toast_bytes AS table_bytes,
+        s.index_bytes,
+        s.toast_bytes,
+        CASE WHEN s.reltuples < 0 THEN NULL ELSE s.reltuples::bigint END AS rows,
+        false AS locked,
+        count(*) OVER () AS matching
+ FROM sized s
+ ORDER BY total_bytes DESC, s.relation
+ LIMIT 10)
+UNION ALL
+(SELECT r.relation, NULL, NULL, NULL, NULL, NULL, NULL, true, count(*) OVER ()
+ FROM relations r
+ WHERE r.locked
+ ORDER BY r.relation
+ LIMIT 20);`;
+
+/** A target shaped like a small application: a few dozen tables with rows, indexes and TOAST. */
+const APP_SCHEMA_SQL = `
+DO $$
+BEGIN
+  FOR i IN 1..30 LOOP
+    EXECUTE format('CREATE TABLE app_%s (id serial PRIMARY KEY, owner text, body text, at timestamptz DEFAULT now())', i);
+    EXECUTE format('CREATE INDEX ON app_%s (owner)', i);
+    EXECUTE format('INSERT INTO app_%s (owner, body) SELECT md5(g::text), repeat(md5(g::text), 1 + g %% 5) FROM generate_series(1, %s) g', i, i * 300);
+  END LOOP;
+END $$;
+ANALYZE;`;
+
+const BIG_ROWS = 1_000_000;
+const SLACK_CONCURRENCY = 100;
+const SLACK_ROUNDS = 3;
+const BIG_TABLE_SQL = `
+CREATE TABLE big AS
+  SELECT g::bigint AS id, md5(g::text) AS payload, now() - g * interval '1 second' AS created_at
+  FROM generate_series(1, ${BIG_ROWS}) g;
+ALTER TABLE big ADD PRIMARY KEY (id);
+ANALYZE big;`;
+
+function configYaml(targets: number): string {
+  const lines = [
+    'state:',
+    `  url: \${BENCH_STATE_URL}`,
+    'targets:',
+    '  app:',
+    `    url: \${BENCH_TARGET_URL}`,
+    '    environment: development',
+  ];
+  for (let i = 1; i < targets; i++) {
+    lines.push(`  app-${i}:`, `    url: \${BENCH_TARGET_URL}`, '    environment: development');
+  }
+  lines.push(
+    'people:',
+    '  bench: { cli: bench, slack: T1/UBENCH, roles: [dba] }',
+    'policy:',
+    '  development: { read: [everyone], write: [dba], request: [dba], approve: [dba] }',
+  );
+  return `${lines.join('\n')}\n`;
+}
+
+interface Stats {
+  runs: number;
+  medianMs: number;
+  p99Ms: number;
+  minMs: number;
+  maxMs: number;
+}
+
+function stats(samples: readonly number[]): Stats {
+  const sorted = [...samples].sort((a, b) => a - b);
+  const at = (q: number) =>
+    sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))] ?? NaN;
+  const mid = sorted.length / 2;
+  const median =
+    sorted.length % 2 === 1
+      ? (sorted[Math.floor(mid)] ?? NaN)
+      : ((sorted[mid - 1] ?? NaN) + (sorted[mid] ?? NaN)) / 2;
+  return {
+    runs: sorted.length,
+    medianMs: round(median),
+    p99Ms: round(at(0.99)),
+    minMs: round(sorted[0] ?? NaN),
+    maxMs: round(sorted.at(-1) ?? NaN),
+  };
+}
+
+function round(n: number, digits = 2): number {
+  const f = 10 ** digits;
+  return Math.round(n * f) / f;
+}
+
+const MB = 1024 * 1024;
+
+function gc(): void {
+  const collect = (globalThis as { gc?: () => void }).gc;
+  if (collect) {
+    collect();
+    collect();
+  }
+}
+
+function memory(): { rssMb: number; heapUsedMb: number } {
+  gc();
+  const m = process.memoryUsage();
+  return { rssMb: round(m.rss / MB, 1), heapUsedMb: round(m.heapUsed / MB, 1) };
+}
+
+function progress(line: string): void {
+  process.stderr.write(`bench: ${line}\n`);
+}
+
+async function freePort(): Promise<number> {
+  return await new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.on('error', reject);
+    srv.listen(0, HOST, () => {
+      const addr = srv.address();
+      const port = typeof addr === 'object' && addr ? addr.port : 0;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+async function sql(url: string, text: string): Promise<pg.QueryResultRow[]> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    return (await client.query(text)).rows;
+  } finally {
+    await client.end();
+  }
+}
+
+interface Server {
+  port: number;
+  password: string;
+  url(database: string): string;
+  stop(): Promise<void>;
+}
+
+async function startPostgres(): Promise<Server> {
+  const dir = await mkdtemp(join(tmpdir(), 'dbops-bench-pg-'));
+  const asRoot = process.getuid?.() === 0;
+  // As root, initdb runs as a separate postgres user that must be able to enter the directory.
+  if (asRoot) await chmod(dir, 0o755);
+  const port = await freePort();
+  const password = `bench-${Math.random().toString(36).slice(2)}`;
+  const Postgres = await loadEmbeddedPostgres();
+  const server = new Postgres({
+    databaseDir: join(dir, 'data'),
+    user: 'postgres',
+    password,
+    port,
+    persistent: false,
+    createPostgresUser: asRoot,
+    initdbFlags: ['--lc-messages=C', '--locale=C.UTF-8'],
+    postgresFlags: [
+      ...['-c', `listen_addresses=${HOST}`],
+      ...['-c', 'max_connections=300'],
+      ...['-c', 'fsync=off'],
+      ...['-c', 'synchronous_commit=off'],
+      ...['-c', 'full_page_writes=off'],
+    ],
+    onLog: () => {},
+    onError: () => {},
+  });
+  await server.initialise();
+  await server.start();
+  return {
+    port,
+    password,
+    url: (database) => `postgres://postgres:${password}@${HOST}:${port}/${database}`,
+    stop: async () => {
+      await server.stop().catch(() => {});
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+async function dispatchOk(app: App, text: string): Promise<void> {
+  const invocation: Invocation = { surface: 'cli', identity: 'bench', text };
+  const reply = await app.core.dispatch(invocation);
+  if (reply.status !== 'ok') throw new Error(`${text}: ${reply.status}: ${reply.message}`);
+}
+
+/** (a) `/db sizes app` through dbops against the same SQL through a fresh psql, interleaved. */
+async function sizesSideBySide(app: App, server: Server, runs: number) {
+  const psqlArgs = [
+    ...['-X', '-A', '-t', '-q', '-v', 'ON_ERROR_STOP=1'],
+    ...['-h', HOST, '-p', String(server.port), '-U', 'postgres', '-d', 'app'],
+    ...['-c', SIZES_SQL],
+  ];
+  const psqlEnv = { PGPASSWORD: server.password, PATH: process.env.PATH ?? '/usr/bin:/bin' };
+  const viaDbops = async (): Promise<number> => {
+    const invocation: Invocation = { surface: 'cli', identity: 'bench', text: '/db sizes app' };
+    const t0 = performance.now();
+    const reply = await app.core.dispatch(invocation);
+    const ms = performance.now() - t0;
+    if (reply.status !== 'ok') throw new Error(`/db sizes app: ${reply.status}: ${reply.message}`);
+    return ms;
+  };
+  const viaPsql = async (): Promise<number> => {
+    const t0 = performance.now();
+    const run = await execa(PSQL, psqlArgs, { env: psqlEnv, extendEnv: false, reject: false });
+    const ms = performance.now() - t0;
+    if (run.exitCode !== 0) throw new Error(`psql failed: ${run.stderr}`);
+    return ms;
+  };
+  for (let i = 0; i < 5; i++) {
+    await viaDbops();
+    await viaPsql();
+  }
+  const dbops: number[] = [];
+  const psql: number[] = [];
+  for (let i = 0; i < runs; i++) {
+    // Alternate which goes first, so neither always runs on a warmer (or busier) moment.
+    if (i % 2 === 0) {
+      dbops.push(await viaDbops());
+      psql.push(await viaPsql());
+    } else {
+      psql.push(await viaPsql());
+      dbops.push(await viaDbops());
+    }
+  }
+  const d = stats(dbops);
+  const p = stats(psql);
+  return {
+    dbops: d,
+    psql: p,
+    ratioMedian: round(d.medianMs / p.medianMs, 3),
+    ratioP99: round(d.p99Ms / p.p99Ms, 3),
+  };
+}
+
+/** (b) Resident memory idle, then after reads of a 1,000,000-row table through the capped cursor. */
+async function memoryOnBigReads(app: App, server: Server) {
+  const idle = memory();
+  const [size] = await sql(server.url('app'), "SELECT pg_total_relation_size('big') AS bytes");
+  const reads = [
+    // The export streams through the cursor to its cap; the sort makes the server go through all rows.
+    '/db export app big --limit 10000 --order -payload',
+    '/db export app big --limit 10000',
+  ];
+  for (let i = 0; i < 5; i++) for (const text of reads) await dispatchOk(app, text);
+  // The engine's capped cursor on a plain SELECT of the whole table (what read operations use).
+  for (let i = 0; i < 5; i++) {
+    await app.pools.get('app').read(async (session) => {
+      const read = await session.cursor('SELECT * FROM big', [], 10_000);
+      if (!read.truncated) throw new Error('expected the cursor to stop at its cap');
+    });
+  }
+  const after = memory();
+  return {
+    tableMb: round(Number(size?.bytes) / MB, 1),
+    rows: BIG_ROWS,
+    idle,
+    after,
+    rssGrowthMb: round(after.rssMb - idle.rssMb, 1),
+    heapGrowthMb: round(after.heapUsedMb - idle.heapUsedMb, 1),
+    gcExposed: typeof (globalThis as { gc?: unknown }).gc === 'function',
+  };
+}
+
+/** (c) createApp with 200 allowlisted targets (pools open lazily), against 1 target, median of `runs`. */
+async function startup(env: Record<string, string>, server: Server, runs: number) {
+  const measure = async (targets: number) => {
+    const yaml = configYaml(targets);
+    const samples: number[] = [];
+    let opened = 0;
+    for (let i = 0; i < runs; i++) {
+      const t0 = performance.now();
+      const config = loadConfigText(yaml, 'bench.yaml', env);
+      const app = await createApp({ config, log: silentLogger() });
+      samples.push(performance.now() - t0);
+      opened = Math.max(
+        opened,
+        Object.values(app.pools.stats()).reduce((n, s) => n + s.total, 0),
+      );
+      await app.close();
+    }
+    return { targets, ...stats(samples), poolConnectionsOpened: opened };
+  };
+  const one = await measure(1);
+  const many = await measure(200);
+  const [connections] = await sql(
+    server.url('postgres'),
+    "SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'dbops'",
+  );
+  return { one, many, targetConnectionsAfter: Number(connections?.n ?? 0) };
+}
+
+/** (d) The Slack HTTP receiver: signed slash commands, `concurrency` at once, against a local fake Slack API. */
+async function slackHttp(app: App, config: Config, rounds: number, concurrency: number) {
+  const fake = await FakeSlack.start();
+  const secret = 'bench-signing-secret';
+  const port = await freePort();
+  const url = `http://${HOST}:${port}/slack/events`;
+  const surface = await startSlack({
+    app,
+    config,
+    env: {
+      SLACK_BOT_TOKEN: 'xoxb-bench-token',
+      SLACK_MODE: 'http',
+      SLACK_SIGNING_SECRET: secret,
+      SLACK_PORT: String(port),
+      SLACK_API_URL: fake.apiUrl,
+      SLACK_API_RETRIES: '0',
+    },
+    log: silentLogger(),
+  });
+  if (!surface) throw new Error('the Slack surface did not start');
+  const warmUp = async (): Promise<void> => {
+    const body = formBody(slashCommand(fake, { user: 'UBENCH', channel: 'CBENCH', text: 'sizes app' }));
+    const answer = await postSigned(url, { secret, body, contentType: 'application/x-www-form-urlencoded' });
+    if (answer.status !== 200) throw new Error(`Slack receiver answered ${answer.status}: ${answer.text}`);
+  };
+  // Each command ends with its result posted in the thread of the "ran …" message.
+  const results = (from: number) => fake.callsOf('chat.postMessage', from).filter((c) => c.body.thread_ts);
+  const load = {
+    url,
+    secret,
+    respondUrl: `${fake.url}/respond/`,
+    count: concurrency,
+    team: TEAM,
+    user: 'UBENCH',
+    channel: 'CBENCH',
+    text: 'sizes app',
+  };
+  try {
+    for (let i = 0; i < 5; i++) {
+      const from = fake.calls.length;
+      await warmUp();
+      await fake.until(() => results(from).length >= 1, 'a warm-up reply', 30_000);
+    }
+    // What the same burst costs against a bare node:http server that answers at once: this machine's floor.
+    const floor: number[] = [];
+    const bare = createHttpServer((req, res) => {
+      req.resume();
+      req.on('end', () => res.end());
+    });
+    await new Promise<void>((done) => bare.listen(0, HOST, done));
+    const barePort = (bare.address() as { port: number }).port;
+    try {
+      for (let round = 0; round < rounds; round++) {
+        const sent = await execa(
+          'node',
+          [LOAD_SCRIPT, JSON.stringify({ ...load, url: `http://${HOST}:${barePort}/slack/events` })],
+          { reject: false },
+        );
+        if (sent.exitCode !== 0) throw new Error(`the load generator failed: ${sent.stderr}`);
+        floor.push(...(JSON.parse(sent.stdout) as { acks: number[] }).acks);
+      }
+    } finally {
+      bare.closeAllConnections();
+      await new Promise((done) => bare.close(done));
+    }
+    const burst = async () => {
+      const from = fake.calls.length;
+      // The sender runs in its own process: its work must not count as the bot's.
+      const sent = await execa('node', [LOAD_SCRIPT, JSON.stringify(load)], { reject: false });
+      if (sent.exitCode !== 0) throw new Error(`the Slack load generator failed: ${sent.stderr}`);
+      const report = JSON.parse(sent.stdout) as { startedAt: number; acks: number[] };
+      await fake.until(() => results(from).length >= concurrency, `${concurrency} replies`, 120_000);
+      return { acks: report.acks, perSecond: concurrency / ((Date.now() - report.startedAt) / 1000) };
+    };
+    // The first burst also opens the pools up to pool_max and warms the concurrent paths: reported apart.
+    const cold = await burst();
+    const acks: number[] = [];
+    const throughput: number[] = [];
+    for (let round = 0; round < rounds; round++) {
+      const warm = await burst();
+      acks.push(...warm.acks);
+      throughput.push(warm.perSecond);
+    }
+    return {
+      measured: true as const,
+      rounds,
+      concurrency,
+      ack: stats(acks),
+      firstBurstAck: stats(cold.acks),
+      firstBurstCommandsPerSecond: round(cold.perSecond, 1),
+      bareServerAck: stats(floor),
+      commandsPerSecond: round(stats(throughput).medianMs, 1),
+    };
+  } finally {
+    await surface.stop();
+    await fake.close();
+  }
+}
+
+function table(rows: string[][]): string {
+  const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length))) ?? [];
+  const line = (r: string[]) => r.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ');
+  const [head, ...body] = rows;
+  return [line(head ?? []), widths.map((w) => '-'.repeat(w)).join('  '), ...body.map(line)].join('\n');
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({ options: { runs: { type: 'string', default: '100' } } });
+  const runs = Number(values.runs);
+  if (!Number.isInteger(runs) || runs < 10) throw new Error('--runs: expected a whole number of at least 10');
+  if (!existsSync(PSQL)) throw new Error(`${PSQL} not found: install postgresql-client`);
+
+  progress('starting an embedded PostgreSQL 15');
+  const server = await startPostgres();
+  try {
+    await sql(server.url('postgres'), 'CREATE DATABASE app');
+    await sql(server.url('postgres'), 'CREATE DATABASE dbops_state');
+    progress('loading the target: 30 application tables and a 1,000,000-row table');
+    await sql(server.url('app'), APP_SCHEMA_SQL);
+    await sql(server.url('app'), BIG_TABLE_SQL);
+    const env = { BENCH_STATE_URL: server.url('dbops_state'), BENCH_TARGET_URL: server.url('app') };
+
+    const config = loadConfigText(configYaml(1), 'bench.yaml', env);
+    const app = await createApp({ config, log: silentLogger() });
+    let sizes: Awaited<ReturnType<typeof sizesSideBySide>>;
+    let mem: Awaited<ReturnType<typeof memoryOnBigReads>>;
+    let slack: Awaited<ReturnType<typeof slackHttp>>;
+    try {
+      progress(`/db sizes app: ${runs} runs through dbops and ${runs} through psql, interleaved`);
+      sizes = await sizesSideBySide(app, server, runs);
+      progress('memory: reads of the 1,000,000-row table');
+      mem = await memoryOnBigReads(app, server);
+      progress(`Slack HTTP mode: ${SLACK_ROUNDS} rounds of ${SLACK_CONCURRENCY} concurrent signed /db sizes`);
+      slack = await slackHttp(app, config, SLACK_ROUNDS, SLACK_CONCURRENCY);
+    } finally {
+      await app.close();
+    }
+    progress('start-up with 1 and with 200 allowlisted targets');
+    const start = await startup(env, server, 10);
+
+    const ms = (n: number) => `${n.toFixed(1)} ms`;
+    const yes = (ok: boolean) => (ok ? 'yes' : 'NO');
+    const rows = [
+      ['measurement', 'dbops', 'baseline', 'ratio', 'target', 'met'],
+      [
+        '/db sizes end to end, median',
+        ms(sizes.dbops.medianMs),
+        `psql ${ms(sizes.psql.medianMs)}`,
+        sizes.ratioMedian.toFixed(3),
+        '<= 0.2 of psql',
+        yes(sizes.ratioMedian <= 0.2),
+      ],
+      [
+        '/db sizes end to end, p99',
+        ms(sizes.dbops.p99Ms),
+        `psql ${ms(sizes.psql.p99Ms)}`,
+        sizes.ratioP99.toFixed(3),
+        '<= 0.2 of psql',
+        yes(sizes.ratioP99 <= 0.2),
+      ],
+      [
+        `RSS after 1M-row reads (${mem.tableMb} MB table)`,
+        `${mem.after.rssMb} MB`,
+        `idle ${mem.idle.rssMb} MB`,
+        `${mem.rssGrowthMb >= 0 ? '+' : ''}${mem.rssGrowthMb} MB`,
+        '< 50 MB growth',
+        yes(mem.rssGrowthMb < 50),
+      ],
+      [
+        'start-up, 200 targets, median',
+        ms(start.many.medianMs),
+        `1 target ${ms(start.one.medianMs)}`,
+        (start.many.medianMs / start.one.medianMs).toFixed(2),
+        'pools lazy',
+        yes(start.many.poolConnectionsOpened === 0 && start.targetConnectionsAfter === 0),
+      ],
+      [
+        `Slack HTTP ack, ${SLACK_CONCURRENCY} concurrent, median`,
+        ms(slack.ack.medianMs),
+        `bare node:http ${ms(slack.bareServerAck.medianMs)}`,
+        '-',
+        '-',
+        '-',
+      ],
+      [
+        `Slack HTTP ack, ${SLACK_CONCURRENCY} concurrent, p99`,
+        ms(slack.ack.p99Ms),
+        `bare node:http ${ms(slack.bareServerAck.p99Ms)}`,
+        '-',
+        '< 50 ms',
+        yes(slack.ack.p99Ms < 50),
+      ],
+      [
+        'Slack HTTP ack, first burst after start, p99',
+        ms(slack.firstBurstAck.p99Ms),
+        '-',
+        '-',
+        '(cold pools)',
+        '-',
+      ],
+      [
+        'Slack HTTP throughput (ack to reply posted)',
+        `${slack.commandsPerSecond} commands/s`,
+        '-',
+        '-',
+        '-',
+        '-',
+      ],
+    ];
+    const results = {
+      at: new Date().toISOString(),
+      machine: {
+        node: process.version,
+        cpus: cpus().length,
+        cpu: cpus()[0]?.model ?? 'unknown',
+        loadavg: loadavg().map((n) => round(n)),
+      },
+      sizes: { ...sizes, targetRatio: 0.2 },
+      memory: { ...mem, targetGrowthMb: 50 },
+      startup: start,
+      slack,
+    };
+    await writeFile(RESULTS, `${JSON.stringify(results, null, 2)}\n`);
+    process.stdout.write(`\n${table(rows)}\n\n`);
+    process.stdout.write(
+      `psql: a fresh ${PSQL} process per run (connect, authenticate, query, exit), as the runbooks do;\n` +
+        'dbops: core.dispatch from invocation to reply (parse, policy, audit records, pooled query, render).\n' +
+        `Slack: ${SLACK_CONCURRENCY} signed slash commands at once to the HTTP receiver (sent by a separate process, Web\n` +
+        'API on a local fake); ack = time to the HTTP response; throughput = commands / time until every reply was\n' +
+        `posted. The first burst after start is reported apart, then ${SLACK_ROUNDS} warm bursts are pooled.\n` +
+        `Machine: ${results.machine.cpus} CPUs, load ${results.machine.loadavg.join(' ')}; shared and noisy, so ` +
+        `compare the columns of one run. Written to ${RESULTS}\n`,
+    );
+  } finally {
+    await server.stop();
+  }
+}
+
+main().then(
+  () => {
+    process.exitCode = 0;
+  },
+  (err: unknown) => {
+    process.stderr.write(`bench: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    process.exitCode = 1;
+  },
+);
