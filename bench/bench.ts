@@ -362,7 +362,7 @@ async function slackHttp(app: App, config: Config, rounds: number, concurrency: 
     app,
     config,
     env: {
-      SLACK_BOT_TOKEN: 'xoxb-bench-token',
+      SLACK_BOT_TOKEN: 'xoxb-bench',
       SLACK_MODE: 'http',
       SLACK_SIGNING_SECRET: secret,
       SLACK_PORT: String(port),

@@ -502,7 +502,7 @@ describe('dbops start (the built process)', () => {
         DBOPS_HTTP_HOST: '127.0.0.1',
         DBOPS_HTTP_PORT: String(httpPort),
         DBOPS_SHUTDOWN_TIMEOUT: '20s',
-        SLACK_BOT_TOKEN: 'xoxb-observability-test',
+        SLACK_BOT_TOKEN: 'xoxb-obs',
         SLACK_MODE: 'http',
         SLACK_SIGNING_SECRET: secret,
         SLACK_PORT: String(slackPort),

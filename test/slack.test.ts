@@ -230,7 +230,7 @@ describe('Slack in Socket Mode (the whole bot process)', () => {
   beforeAll(async () => {
     fake = await FakeSlack.start();
     bot = await startBot({
-      SLACK_BOT_TOKEN: 'xoxb-test-bot-token',
+      SLACK_BOT_TOKEN: 'xoxb-test',
       SLACK_APP_TOKEN: 'xapp-1-test-app-token',
       SLACK_API_URL: fake.apiUrl,
     });
@@ -269,7 +269,7 @@ describe('Slack in Socket Mode (the whole bot process)', () => {
     expect(ack.seq).toBeLessThan(parent.seq);
     expect(parent.body).toMatchObject({ channel: 'COPS', text: '<@UALICE> ran `/db sizes staging`' });
     expect(parent.body.thread_ts).toBeUndefined();
-    expect(parent.authorization).toBe('Bearer xoxb-test-bot-token');
+    expect(parent.authorization).toBe('Bearer xoxb-test');
     const parentTs = fake.calls.find((c) => c.method === 'chat.postMessage' && c.body.thread_ts)?.body
       .thread_ts;
     expect(result.body).toMatchObject({ channel: 'COPS', thread_ts: parentTs });
@@ -654,7 +654,7 @@ describe('Slack in Socket Mode (the whole bot process)', () => {
     expect(await bot.stop()).toBe(0);
     const sockets = fake.sockets.length;
     bot = await startBot({
-      SLACK_BOT_TOKEN: 'xoxb-test-bot-token',
+      SLACK_BOT_TOKEN: 'xoxb-test',
       SLACK_APP_TOKEN: 'xapp-1-test-app-token',
       SLACK_API_URL: fake.apiUrl,
     });
@@ -695,7 +695,7 @@ describe('Slack in HTTP mode (signed requests)', () => {
     const port = await freePort();
     url = `http://127.0.0.1:${port}/slack/events`;
     bot = await startBot({
-      SLACK_BOT_TOKEN: 'xoxb-test-bot-token',
+      SLACK_BOT_TOKEN: 'xoxb-test',
       SLACK_SIGNING_SECRET: SECRET,
       SLACK_PORT: String(port),
       SLACK_API_URL: fake.apiUrl,
@@ -822,7 +822,7 @@ describe('progress of a long operation', () => {
     const config = loadConfigText(CONFIG, 'slack.yaml', { STATE_URL: stateDb.url, STAGING_URL: staging.url });
     const app = await createApp({ config, log: silentLogger() });
     try {
-      const client = new webApi.WebClient('xoxb-test-bot-token', {
+      const client = new webApi.WebClient('xoxb-test', {
         slackApiUrl: fake.apiUrl,
         retryConfig: { retries: 0 },
       });
