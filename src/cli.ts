@@ -219,6 +219,12 @@ async function start(argv: string[]): Promise<number> {
   const config = loadConfigOrExit(configPath(values.config));
   const log = createLogger({ level: env.DBOPS_LOG_LEVEL ?? 'info' });
   const settings = serviceSettings(env);
+  // How often this replica looks for overdue approval requests (each request expires once whichever looks).
+  const sweepText = env.DBOPS_SWEEP_INTERVAL?.trim();
+  const sweepSeconds = sweepText ? Number(sweepText.replace(/s$/, '')) : 30;
+  if (!(sweepSeconds > 0) || (sweepText && !/^\d+(\.\d+)?s?$/.test(sweepText))) {
+    throw new ConfigError([`DBOPS_SWEEP_INTERVAL: expected seconds like 30 or 30s, got "${sweepText}"`]);
+  }
   const metrics = new Metrics();
   metrics.collectProcessMetrics();
   const probe = stateProbe(config.state.url, { log });
@@ -300,7 +306,7 @@ async function start(argv: string[]): Promise<number> {
       }
     }
   }
-  app.startSweeper();
+  app.startSweeper(sweepSeconds);
   try {
     surfaces = await startSurfaces({ app, config, env, log });
   } catch (err) {

@@ -11,6 +11,37 @@ import { createTransport } from './transport.js';
 /** How long stop() waits for answers still being posted. */
 const DRAIN_MS = 10_000;
 
+/**
+ * How many deliveries are worked on at once (the rest wait their turn, in order). The connection pools are
+ * small anyway (pool_max defaults to 4), so more would mostly wait on them while their continuations took
+ * event-loop turns from the requests still being parsed and acked.
+ */
+const MAX_RUNNING = 8;
+
+/** Runs at most `limit` jobs at once, the others in arrival order. */
+class WorkQueue {
+  readonly #limit: number;
+  #running = 0;
+  readonly #waiting: (() => void)[] = [];
+
+  constructor(limit: number) {
+    this.#limit = limit;
+  }
+
+  async run(job: () => Promise<void>): Promise<void> {
+    if (this.#running < this.#limit) this.#running += 1;
+    // A finishing job hands its place to the first waiting one.
+    else await new Promise<void>((turn) => this.#waiting.push(turn));
+    try {
+      await job();
+    } finally {
+      const next = this.#waiting.shift();
+      if (next) next();
+      else this.#running -= 1;
+    }
+  }
+}
+
 /** Starts the Slack surface, or returns undefined when SLACK_BOT_TOKEN is not set. */
 export async function startSlack(options: SurfaceOptions): Promise<RunningSurface | undefined> {
   const settings = readSlackSettings(options.env);
@@ -25,6 +56,7 @@ export async function startSlack(options: SurfaceOptions): Promise<RunningSurfac
   });
   const conversations = new WeakMap<Invocation, Conversation>();
   const inFlight = new Set<Promise<void>>();
+  const queue = new WorkQueue(MAX_RUNNING);
   registerHandlers({
     bolt: transport.bolt,
     app: options.app,
@@ -32,7 +64,10 @@ export async function startSlack(options: SurfaceOptions): Promise<RunningSurfac
     log,
     conversations,
     track(work) {
-      const tracked = work
+      // setImmediate: the ack's bytes are written and the sockets already readable are parsed (and acked)
+      // before any of this work starts; the queue bounds how much work competes with the next requests.
+      const tracked = new Promise<void>((started) => setImmediate(started))
+        .then(() => queue.run(work))
         .catch((err: unknown) => log.error({ err }, 'slack: handling a delivery failed'))
         .finally(() => inFlight.delete(tracked));
       inFlight.add(tracked);
