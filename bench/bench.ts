@@ -1,6 +1,7 @@
 // `npm run bench`: measures dbops against the targets of issue 7, side by side in one run on this machine.
 // It starts its own embedded PostgreSQL 15, prints a table and writes bench/results.json. Not a test: the
 // numbers are reported, never asserted. Options: --runs N (default 100) side-by-side runs of /db sizes.
+
 import { existsSync } from 'node:fs';
 import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer as createHttpServer } from 'node:http';
@@ -11,6 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { execa } from 'execa';
 import pg from 'pg';
+import { DATABASE_SIZE_SQL, RELATION_SIZES_SQL } from '../commands/sizes.js';
 import { type App, createApp } from '../src/app.js';
 import { loadConfigText } from '../src/config/load.js';
 import type { Config } from '../src/config/schema.js';
@@ -28,55 +30,9 @@ const LOAD_SCRIPT = fileURLToPath(new URL('./slack-load.js', import.meta.url));
 
 /*
  * What `/db sizes <target>` runs (commands/sizes.ts: DATABASE_SIZE_SQL, then RELATION_SIZES_SQL with
- * $1 = --limit 10), as one psql -c, the way the runbooks paste SQL today. Keep it in step with sizes.ts.
+ * $1 = --limit 10), as one psql -c, the way the runbooks paste SQL today. The same constants, so both sides always run the same SQL.
  */
-const SIZES_SQL = `SELECT current_database() AS database, pg_database_size(current_database()) AS bytes;
-WITH ddl_locked AS (
-  SELECT l.relation
-  FROM pg_locks l
-  WHERE l.locktype = 'relation'
-    AND l.mode = 'AccessExclusiveLock'
-    AND l.database = (SELECT d.oid FROM pg_database d WHERE d.datname = current_database())
-),
-relations AS (
-  SELECT c.oid, c.relkind, c.reltoastrelid, c.reltuples,
-         format('%I.%I', n.nspname, c.relname) AS relation,
-         (c.oid IN (SELECT relation FROM ddl_locked)
-          OR c.reltoastrelid IN (SELECT relation FROM ddl_locked)
-          OR EXISTS (SELECT 1 FROM pg_index i
-                     WHERE i.indrelid = c.oid AND i.indexrelid IN (SELECT relation FROM ddl_locked))) AS locked
-  FROM pg_class c
-  JOIN pg_namespace n ON n.oid = c.relnamespace
-  WHERE c.relkind IN ('r', 'm')
-    AND n.nspname NOT LIKE 'pg\\_%'
-    AND n.nspname <> 'information_schema'
-),
-sized AS (
-  SELECT r.relation, r.relkind, r.reltuples,
-         pg_table_size(r.oid) AS table_size,
-         pg_indexes_size(r.oid) AS index_bytes,
-         CASE WHEN r.reltoastrelid = 0 THEN 0 ELSE pg_total_relation_size(r.reltoastrelid) END AS toast_bytes
-  FROM relations r
-  WHERE NOT r.locked
-)
-(SELECT s.relation,
-        CASE s.relkind WHEN 'm' THEN 'materialized view' ELSE 'table' END AS kind,
-        s.table_size + s.index_bytes AS total_bytes,
-        s.table_size - s.toast_bytes AS table_bytes,
-        s.index_bytes,
-        s.toast_bytes,
-        CASE WHEN s.reltuples < 0 THEN NULL ELSE s.reltuples::bigint END AS rows,
-        false AS locked,
-        count(*) OVER () AS matching
- FROM sized s
- ORDER BY total_bytes DESC, s.relation
- LIMIT 10)
-UNION ALL
-(SELECT r.relation, NULL, NULL, NULL, NULL, NULL, NULL, true, count(*) OVER ()
- FROM relations r
- WHERE r.locked
- ORDER BY r.relation
- LIMIT 20);`;
+const SIZES_SQL = `${DATABASE_SIZE_SQL};\n${RELATION_SIZES_SQL.replace(/\$1\b/g, '10')};`;
 
 /** A target shaped like a small application: a few dozen tables with rows, indexes and TOAST. */
 const APP_SCHEMA_SQL = `

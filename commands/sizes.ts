@@ -5,7 +5,7 @@ import { defineOperation } from '../src/core/operation.js';
 import { formatBytes } from '../src/core/render.js';
 import type { Column, Row } from '../src/core/types.js';
 
-const DATABASE_SIZE_SQL =
+export const DATABASE_SIZE_SQL =
   'SELECT current_database() AS database, pg_database_size(current_database()) AS bytes';
 
 /** Relations whose name is listed when they are skipped for a DDL lock. */
@@ -17,7 +17,7 @@ const LOCKED_LISTED = 20;
  * are skipped and listed instead. lock_timeout still bounds a lock taken between the check and the call.
  * total = pg_table_size (heap + TOAST, all forks) + pg_indexes_size, so the split always adds up.
  */
-const RELATION_SIZES_SQL = `
+export const RELATION_SIZES_SQL = `
 WITH ddl_locked AS (
   SELECT l.relation
   FROM pg_locks l

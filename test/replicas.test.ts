@@ -71,7 +71,7 @@ function spawn(configPath: string, httpPort: number, slackPort: number) {
       DBOPS_HTTP_PORT: String(httpPort),
       // Both replicas look for overdue requests every second: they race for every expiry.
       DBOPS_SWEEP_INTERVAL: '1',
-      SLACK_BOT_TOKEN: 'xoxb-replicas-bot-token',
+      SLACK_BOT_TOKEN: 'xoxb-replica',
       SLACK_MODE: 'http',
       SLACK_SIGNING_SECRET: SECRET,
       SLACK_PORT: String(slackPort),
