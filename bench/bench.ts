@@ -20,13 +20,14 @@ import { silentLogger } from '../src/core/log.js';
 import type { Invocation } from '../src/core/types.js';
 import { loadEmbeddedPostgres } from '../src/demo/embedded.js';
 import { startSlack } from '../src/surfaces/slack/index.js';
-import { FakeSlack, formBody, postSigned, slashCommand, TEAM } from '../test/fakes/slack.js';
+import { TEAM } from '../test/fakes/slack.js';
 
 const PSQL = '/usr/bin/psql';
 const HOST = '127.0.0.1';
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const RESULTS = join(ROOT, 'bench', 'results.json');
 const LOAD_SCRIPT = fileURLToPath(new URL('./slack-load.js', import.meta.url));
+const FAKE_SLACK_SCRIPT = fileURLToPath(new URL('./fake-slack-process.js', import.meta.url));
 
 /*
  * What `/db sizes <target>` runs (commands/sizes.ts: DATABASE_SIZE_SQL, then RELATION_SIZES_SQL with
@@ -310,7 +311,28 @@ async function startup(env: Record<string, string>, server: Server, runs: number
 
 /** (d) The Slack HTTP receiver: signed slash commands, `concurrency` at once, against a local fake Slack API. */
 async function slackHttp(app: App, config: Config, rounds: number, concurrency: number) {
-  const fake = await FakeSlack.start();
+  // The fake Slack Web API runs in its own process, as Slack does: answering the bot's chat.postMessage
+  // calls must not share the event loop of the bot whose acknowledgements are measured.
+  const fakeProcess = execa('node', [FAKE_SLACK_SCRIPT], { reject: false, buffer: false, stdout: 'pipe' });
+  const fake = await new Promise<{ apiUrl: string; url: string; control: string }>((resolve, reject) => {
+    let text = '';
+    fakeProcess.stdout?.on('data', (chunk: Buffer) => {
+      text += chunk.toString();
+      const line = text.split('\n')[0];
+      if (text.includes('\n') && line)
+        resolve(JSON.parse(line) as { apiUrl: string; url: string; control: string });
+    });
+    fakeProcess.catch(reject);
+  });
+  const counts = async (from: number): Promise<{ total: number; replies: number }> =>
+    (await (await fetch(`${fake.control}/?from=${from}`)).json()) as { total: number; replies: number };
+  const waitForReplies = async (from: number, want: number, what: string, timeoutMs: number) => {
+    const deadline = Date.now() + timeoutMs;
+    while ((await counts(from)).replies < want) {
+      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  };
   const secret = 'bench-signing-secret';
   const port = await freePort();
   const url = `http://${HOST}:${port}/slack/events`;
@@ -328,13 +350,6 @@ async function slackHttp(app: App, config: Config, rounds: number, concurrency: 
     log: silentLogger(),
   });
   if (!surface) throw new Error('the Slack surface did not start');
-  const warmUp = async (): Promise<void> => {
-    const body = formBody(slashCommand(fake, { user: 'UBENCH', channel: 'CBENCH', text: 'sizes app' }));
-    const answer = await postSigned(url, { secret, body, contentType: 'application/x-www-form-urlencoded' });
-    if (answer.status !== 200) throw new Error(`Slack receiver answered ${answer.status}: ${answer.text}`);
-  };
-  // Each command ends with its result posted in the thread of the "ran …" message.
-  const results = (from: number) => fake.callsOf('chat.postMessage', from).filter((c) => c.body.thread_ts);
   const load = {
     url,
     secret,
@@ -345,11 +360,17 @@ async function slackHttp(app: App, config: Config, rounds: number, concurrency: 
     channel: 'CBENCH',
     text: 'sizes app',
   };
+  const send = async (target: typeof load) => {
+    // The sender runs in its own process too: its work must not count as the bot's.
+    const sent = await execa('node', [LOAD_SCRIPT, JSON.stringify(target)], { reject: false });
+    if (sent.exitCode !== 0) throw new Error(`the Slack load generator failed: ${sent.stderr}`);
+    return JSON.parse(sent.stdout) as { startedAt: number; acks: number[] };
+  };
   try {
     for (let i = 0; i < 5; i++) {
-      const from = fake.calls.length;
-      await warmUp();
-      await fake.until(() => results(from).length >= 1, 'a warm-up reply', 30_000);
+      const from = (await counts(0)).total;
+      await send({ ...load, count: 1 });
+      await waitForReplies(from, 1, 'a warm-up reply', 30_000);
     }
     // What the same burst costs against a bare node:http server that answers at once: this machine's floor.
     const floor: number[] = [];
@@ -361,25 +382,21 @@ async function slackHttp(app: App, config: Config, rounds: number, concurrency: 
     const barePort = (bare.address() as { port: number }).port;
     try {
       for (let round = 0; round < rounds; round++) {
-        const sent = await execa(
-          'node',
-          [LOAD_SCRIPT, JSON.stringify({ ...load, url: `http://${HOST}:${barePort}/slack/events` })],
-          { reject: false },
-        );
-        if (sent.exitCode !== 0) throw new Error(`the load generator failed: ${sent.stderr}`);
-        floor.push(...(JSON.parse(sent.stdout) as { acks: number[] }).acks);
+        floor.push(...(await send({ ...load, url: `http://${HOST}:${barePort}/slack/events` })).acks);
       }
     } finally {
       bare.closeAllConnections();
       await new Promise((done) => bare.close(done));
     }
     const burst = async () => {
-      const from = fake.calls.length;
-      // The sender runs in its own process: its work must not count as the bot's.
-      const sent = await execa('node', [LOAD_SCRIPT, JSON.stringify(load)], { reject: false });
-      if (sent.exitCode !== 0) throw new Error(`the Slack load generator failed: ${sent.stderr}`);
-      const report = JSON.parse(sent.stdout) as { startedAt: number; acks: number[] };
-      await fake.until(() => results(from).length >= concurrency, `${concurrency} replies`, 120_000);
+      // Each burst starts on an idle bot: the previous burst's last commands (audit, card, final posts)
+      // have finished, so every burst measures 100 concurrent commands, not 100 plus a tail.
+      const idleBy = Date.now() + 30_000;
+      while (app.core.inFlight > 0 && Date.now() < idleBy) await new Promise((r) => setTimeout(r, 10));
+      await new Promise((r) => setTimeout(r, 200));
+      const from = (await counts(0)).total;
+      const report = await send(load);
+      await waitForReplies(from, concurrency, `${concurrency} replies`, 120_000);
       return { acks: report.acks, perSecond: concurrency / ((Date.now() - report.startedAt) / 1000) };
     };
     // The first burst also opens the pools up to pool_max and warms the concurrent paths: reported apart.
@@ -403,7 +420,8 @@ async function slackHttp(app: App, config: Config, rounds: number, concurrency: 
     };
   } finally {
     await surface.stop();
-    await fake.close();
+    fakeProcess.kill('SIGTERM');
+    await fakeProcess;
   }
 }
 
@@ -535,8 +553,8 @@ async function main(): Promise<void> {
     process.stdout.write(
       `psql: a fresh ${PSQL} process per run (connect, authenticate, query, exit), as the runbooks do;\n` +
         'dbops: core.dispatch from invocation to reply (parse, policy, audit records, pooled query, render).\n' +
-        `Slack: ${SLACK_CONCURRENCY} signed slash commands at once to the HTTP receiver (sent by a separate process, Web\n` +
-        'API on a local fake); ack = time to the HTTP response; throughput = commands / time until every reply was\n' +
+        `Slack: ${SLACK_CONCURRENCY} signed slash commands at once to the HTTP receiver (sent by a separate process; the fake Web\n` +
+        'API in its own process too); ack = time to the HTTP response; throughput = commands / time until every reply was\n' +
         `posted. The first burst after start is reported apart, then ${SLACK_ROUNDS} warm bursts are pooled.\n` +
         `Machine: ${results.machine.cpus} CPUs, load ${results.machine.loadavg.join(' ')}; shared and noisy, so ` +
         `compare the columns of one run. Written to ${RESULTS}\n`,

@@ -1,10 +1,12 @@
 // HTTP mode's receiver: verify the signature, answer Slack's 200 at once, then hand the body to Bolt.
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { App, Receiver } from '@slack/bolt';
+import type { App, Receiver, ReceiverEvent } from '@slack/bolt';
 
 /** Slack refuses nothing older; neither do we (replays of captured requests). */
 const MAX_AGE_SECONDS = 5 * 60;
+/** The longest acknowledged work waits for other requests to be acknowledged first. */
+const MAX_ACK_FIRST_WAIT_MS = 100;
 /** Slack's payloads are small; anything larger is not Slack. */
 const MAX_BODY_BYTES = 1024 * 1024;
 
@@ -51,6 +53,10 @@ export class FastAckReceiver implements Receiver {
   #app: App | undefined;
   #server: Server | undefined;
   readonly #options: FastAckReceiverOptions;
+  /** Requests whose body is still arriving: while any is, acknowledged work waits (acks go first). */
+  #reading = 0;
+  readonly #queue: ReceiverEvent[] = [];
+  #draining = false;
 
   constructor(options: FastAckReceiverOptions) {
     this.#options = options;
@@ -96,6 +102,15 @@ export class FastAckReceiver implements Receiver {
     }
     const chunks: Buffer[] = [];
     let size = 0;
+    this.#reading += 1;
+    let counted = true;
+    const done = () => {
+      if (counted) {
+        counted = false;
+        this.#reading -= 1;
+      }
+    };
+    req.on('close', done);
     req.on('data', (chunk: Buffer) => {
       size += chunk.length;
       if (size > MAX_BODY_BYTES) {
@@ -106,6 +121,7 @@ export class FastAckReceiver implements Receiver {
       chunks.push(chunk);
     });
     req.on('end', () => {
+      done();
       if (res.writableEnded) return;
       const raw = Buffer.concat(chunks).toString('utf8');
       const nowSeconds = Math.floor((this.#options.now?.() ?? Date.now()) / 1000);
@@ -137,19 +153,41 @@ export class FastAckReceiver implements Receiver {
       if (body.ssl_check === '1') return;
       const retry = header(req, 'x-slack-retry-num');
       const reason = header(req, 'x-slack-retry-reason');
-      const app = this.#app;
-      if (!app) return;
-      setImmediate(() => {
-        app
-          .processEvent({
-            body,
-            ack: async () => {},
-            ...(retry !== undefined && /^\d+$/.test(retry) ? { retryNum: Number(retry) } : {}),
-            ...(reason !== undefined ? { retryReason: reason } : {}),
-          })
-          .catch((err: unknown) => this.#options.onError(err));
+      this.#queue.push({
+        body,
+        ack: async () => {},
+        ...(retry !== undefined && /^\d+$/.test(retry) ? { retryNum: Number(retry) } : {}),
+        ...(reason !== undefined ? { retryReason: reason } : {}),
       });
+      this.#drain();
     });
+  }
+
+  /**
+   * Hands acknowledged events to Bolt, but only while no other request is being read: under a burst every
+   * request is acknowledged before the work of the first ones competes with them for the event loop.
+   */
+  #drain(): void {
+    if (this.#draining) return;
+    this.#draining = true;
+    let waitingSince = Date.now();
+    const next = () => {
+      const app = this.#app;
+      if (this.#queue.length === 0 || !app) {
+        this.#draining = false;
+        return;
+      }
+      // A slow (or hostile) client trickling its body never holds the work back for long.
+      if (this.#reading > 0 && Date.now() - waitingSince < MAX_ACK_FIRST_WAIT_MS) {
+        setTimeout(next, 1);
+        return;
+      }
+      waitingSince = Date.now();
+      const event = this.#queue.shift();
+      if (event) app.processEvent(event).catch((err: unknown) => this.#options.onError(err));
+      setImmediate(next);
+    };
+    setImmediate(next);
   }
 }
 
