@@ -8,6 +8,7 @@ import { createServer as createHttpServer } from 'node:http';
 import { createServer } from 'node:net';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { monitorEventLoopDelay, PerformanceObserver } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { execa } from 'execa';
@@ -400,6 +401,15 @@ async function slackHttp(app: App, config: Config, rounds: number, concurrency: 
       return { acks: report.acks, perSecond: concurrency / ((Date.now() - report.startedAt) / 1000) };
     };
     // The first burst also opens the pools up to pool_max and warms the concurrent paths: reported apart.
+    // The bot's event-loop delay and GC pauses are recorded across the bursts, to tell the bot's own
+    // stalls from time spent elsewhere (the other processes on this machine's cores).
+    const loop = monitorEventLoopDelay({ resolution: 5 });
+    const gcs: number[] = [];
+    const gcObserver = new PerformanceObserver((list) => {
+      for (const e of list.getEntries()) gcs.push(e.duration);
+    });
+    gcObserver.observe({ entryTypes: ['gc'] });
+    loop.enable();
     const cold = await burst();
     const acks: number[] = [];
     const throughput: number[] = [];
@@ -408,8 +418,13 @@ async function slackHttp(app: App, config: Config, rounds: number, concurrency: 
       acks.push(...warm.acks);
       throughput.push(warm.perSecond);
     }
+    loop.disable();
+    gcObserver.disconnect();
     return {
       measured: true as const,
+      // Where an ack could wait inside the bot: its event loop and garbage collection during the bursts.
+      botEventLoopDelay: { maxMs: round(loop.max / 1e6, 1), p99Ms: round(loop.percentile(99) / 1e6, 1) },
+      botGc: { count: gcs.length, maxMs: round(Math.max(0, ...gcs), 1) },
       rounds,
       concurrency,
       ack: stats(acks),
@@ -530,6 +545,22 @@ async function main(): Promise<void> {
         'Slack HTTP throughput (ack to reply posted)',
         `${slack.commandsPerSecond} commands/s`,
         '-',
+        '-',
+        '-',
+        '-',
+      ],
+      [
+        'bot event-loop delay during bursts, max',
+        ms(slack.botEventLoopDelay.maxMs),
+        `p99 ${ms(slack.botEventLoopDelay.p99Ms)}`,
+        '-',
+        '-',
+        '-',
+      ],
+      [
+        'bot GC pauses during bursts, max',
+        ms(slack.botGc.maxMs),
+        `${slack.botGc.count} pauses`,
         '-',
         '-',
         '-',
