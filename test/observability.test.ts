@@ -535,9 +535,12 @@ describe('dbops start (the built process)', () => {
       expect(sample((await get(`${base}/metrics`)).body, 'dbops_commands_in_flight')).toBe(1);
 
       proc.kill('SIGTERM');
+      // Readiness turns 503 because dbops is shutting down (under load another check may flap first).
       const draining = await until('draining', async () => {
         const r = await get(`${base}/readyz`);
-        return r.status === 503 ? r : undefined;
+        if (r.status !== 503) return undefined;
+        const body = JSON.parse(r.body) as { checks?: { dbops?: { ok?: boolean } } };
+        return body.checks?.dbops?.ok === false ? r : undefined;
       });
       expect(JSON.parse(draining.body)).toMatchObject({
         checks: { dbops: { ok: false, error: 'shutting down' } },
