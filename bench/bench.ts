@@ -34,7 +34,7 @@ const FAKE_SLACK_SCRIPT = fileURLToPath(new URL('./fake-slack-process.js', impor
  * What `/db sizes <target>` runs (commands/sizes.ts: DATABASE_SIZE_SQL, then RELATION_SIZES_SQL with
  * $1 = --limit 10), as one psql -c, the way the runbooks paste SQL today. The same constants, so both sides always run the same SQL.
  */
-const SIZES_SQL = `${DATABASE_SIZE_SQL};\n${RELATION_SIZES_SQL.replace(/\$1\b/g, '10')};`;
+const SIZES_SQL = `${DATABASE_SIZE_SQL};\n${RELATION_SIZES_SQL.replace(/\$1\b/g, '10').replace(/\$2::text/g, 'NULL::text')};`;
 
 /** A target shaped like a small application: a few dozen tables with rows, indexes and TOAST. */
 const APP_SCHEMA_SQL = `

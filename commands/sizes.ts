@@ -3,96 +3,18 @@ import { z } from 'zod';
 import { intArg } from '../src/core/args.js';
 import { defineOperation } from '../src/core/operation.js';
 import { formatBytes } from '../src/core/render.js';
-import type { Column, Row } from '../src/core/types.js';
+import type { Row } from '../src/core/types.js';
+import { skippedNote } from './lib/relation-sizes.js';
+import { type SizeRow, TABLE_SIZE_COLUMNS, TABLE_SIZES_SQL } from './table-sizes.js';
 
 export const DATABASE_SIZE_SQL =
   'SELECT current_database() AS database, pg_database_size(current_database()) AS bytes';
 
-/** Relations whose name is listed when they are skipped for a DDL lock. */
-const LOCKED_LISTED = 20;
-
-/*
- * Size functions take AccessShareLock on the table and its indexes, so they would queue behind DDL:
- * relations with an AccessExclusiveLock held or awaited (on the table, its TOAST table or an index)
- * are skipped and listed instead. lock_timeout still bounds a lock taken between the check and the call.
- * total = pg_table_size (heap + TOAST, all forks) + pg_indexes_size, so the split always adds up.
+/**
+ * The relations part is table-sizes' statement (one look at pg_locks: relations locked by DDL are skipped
+ * and named, never waited for), across every user schema: $1 = how many, $2 = no schema filter.
  */
-export const RELATION_SIZES_SQL = `
-WITH ddl_locked AS (
-  SELECT l.relation
-  FROM pg_locks l
-  WHERE l.locktype = 'relation'
-    AND l.mode = 'AccessExclusiveLock'
-    AND l.database = (SELECT d.oid FROM pg_database d WHERE d.datname = current_database())
-),
-relations AS (
-  SELECT c.oid, c.relkind, c.reltoastrelid, c.reltuples,
-         format('%I.%I', n.nspname, c.relname) AS relation,
-         (c.oid IN (SELECT relation FROM ddl_locked)
-          OR c.reltoastrelid IN (SELECT relation FROM ddl_locked)
-          OR EXISTS (SELECT 1 FROM pg_index i
-                     WHERE i.indrelid = c.oid AND i.indexrelid IN (SELECT relation FROM ddl_locked))) AS locked
-  FROM pg_class c
-  JOIN pg_namespace n ON n.oid = c.relnamespace
-  WHERE c.relkind IN ('r', 'm')
-    AND n.nspname NOT LIKE 'pg\\_%'
-    AND n.nspname <> 'information_schema'
-),
-sized AS (
-  SELECT r.relation, r.relkind, r.reltuples,
-         pg_table_size(r.oid) AS table_size,
-         pg_indexes_size(r.oid) AS index_bytes,
-         CASE WHEN r.reltoastrelid = 0 THEN 0 ELSE pg_total_relation_size(r.reltoastrelid) END AS toast_bytes
-  FROM relations r
-  WHERE NOT r.locked
-)
-(SELECT s.relation,
-        CASE s.relkind WHEN 'm' THEN 'materialized view' ELSE 'table' END AS kind,
-        s.table_size + s.index_bytes AS total_bytes,
-        s.table_size - s.toast_bytes AS table_bytes,
-        s.index_bytes,
-        s.toast_bytes,
-        CASE WHEN s.reltuples < 0 THEN NULL ELSE s.reltuples::bigint END AS rows,
-        false AS locked,
-        count(*) OVER () AS matching
- FROM sized s
- ORDER BY total_bytes DESC, s.relation
- LIMIT $1)
-UNION ALL
-(SELECT r.relation, NULL, NULL, NULL, NULL, NULL, NULL, true, count(*) OVER ()
- FROM relations r
- WHERE r.locked
- ORDER BY r.relation
- LIMIT ${LOCKED_LISTED})
-`;
-
-interface RelationRow {
-  relation: string;
-  kind: string | null;
-  total_bytes: number | null;
-  table_bytes: number | null;
-  index_bytes: number | null;
-  toast_bytes: number | null;
-  rows: number | null;
-  locked: boolean;
-  matching: number;
-}
-
-const COLUMNS: Column[] = [
-  { key: 'relation', label: 'relation', kind: 'text' },
-  { key: 'kind', label: 'kind', kind: 'text' },
-  { key: 'total_bytes', label: 'total', kind: 'bytes' },
-  { key: 'table_bytes', label: 'table', kind: 'bytes' },
-  { key: 'index_bytes', label: 'indexes', kind: 'bytes' },
-  { key: 'toast_bytes', label: 'toast', kind: 'bytes' },
-  { key: 'rows', label: 'rows (est.)', kind: 'count' },
-];
-
-function skippedNote(names: readonly string[], count: number): string {
-  const more = count > names.length ? ` and ${count - names.length} more` : '';
-  const noun = count === 1 ? 'relation' : 'relations';
-  return `skipped ${count} ${noun} locked by DDL: ${names.join(', ')}${more}`;
-}
+export const RELATION_SIZES_SQL = TABLE_SIZES_SQL;
 
 export default defineOperation({
   name: 'sizes',
@@ -108,7 +30,7 @@ export default defineOperation({
     return await ctx.db.read(async (session) => {
       const [db] = await session.query<{ database: string; bytes: number }>(DATABASE_SIZE_SQL);
       if (!db) throw new Error('pg_database_size returned no row');
-      const found = await session.query<RelationRow>(RELATION_SIZES_SQL, [ctx.args.limit]);
+      const found = await session.query<SizeRow>(RELATION_SIZES_SQL, [ctx.args.limit, null]);
       const sized = found.filter((r) => !r.locked);
       const locked = found.filter((r) => r.locked);
 
@@ -137,13 +59,14 @@ export default defineOperation({
           skippedNote(
             locked.map((r) => r.relation),
             lockedCount,
+            ['relation', 'relations'],
           ),
         );
       }
 
       return {
         headline: `Database ${db.database}: ${formatBytes(db.bytes)}`,
-        columns: COLUMNS,
+        columns: TABLE_SIZE_COLUMNS,
         rows,
         truncated: false,
         notes,

@@ -22,7 +22,7 @@ const MAX_LIMIT = 1000;
  * One statement, so the sized rows and the skipped ones come from the same look at pg_locks. $1 = how
  * many to size, $2 = a schema name or null. `matching` counts every sized (or every skipped) relation.
  */
-const TABLE_SIZES_SQL = `
+export const TABLE_SIZES_SQL = `
 WITH ${DDL_LOCKED_CTE},
 relations AS (
   SELECT c.oid, c.relkind, c.reltoastrelid, c.reltuples,
@@ -62,7 +62,7 @@ const SCHEMAS_SQL = `
 SELECT n.nspname AS name FROM pg_namespace n WHERE ${userSchema('n')} ORDER BY 1 LIMIT 5000
 `;
 
-interface SizeRow {
+export interface SizeRow {
   relation: string;
   kind: string | null;
   total_bytes: number | null;
@@ -75,7 +75,7 @@ interface SizeRow {
   all_bytes: number | null;
 }
 
-const COLUMNS: Column[] = [
+export const TABLE_SIZE_COLUMNS: Column[] = [
   { key: 'relation', label: 'relation', kind: 'text' },
   { key: 'kind', label: 'kind', kind: 'text' },
   { key: 'total_bytes', label: 'total', kind: 'bytes' },
@@ -161,7 +161,7 @@ export default defineOperation({
               (lockedCount > 0 ? ' that are not locked by DDL' : '')
             : `${matching === 1 ? '1 table or materialized view' : `${matching} tables and materialized views`}` +
               `${where}: ${formatBytes(Number(sized[0]?.all_bytes ?? 0))} in all`,
-        columns: COLUMNS,
+        columns: TABLE_SIZE_COLUMNS,
         rows,
         // The row cap, not --limit, cut the list short.
         truncated: shown < ctx.args.limit && matching > shown,
