@@ -1,6 +1,7 @@
 // `npm run bench`: measures dbops against the targets of issue 7, side by side in one run on this machine.
 // It starts its own embedded PostgreSQL 15, prints a table and writes bench/results.json. Not a test: the
-// numbers are reported, never asserted. Options: --runs N (default 100) side-by-side runs of /db sizes.
+// numbers are reported, never asserted. Options: --runs N (default 100) side-by-side runs of /db sizes;
+// --only sizes,memory,slack,startup runs just those parts (the table then shows only what was measured).
 
 import { existsSync } from 'node:fs';
 import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -428,6 +429,10 @@ async function slackHttp(app: App, config: Config, rounds: number, concurrency: 
       rounds,
       concurrency,
       ack: stats(acks),
+      ackSlowestMs: [...acks]
+        .sort((a, b) => b - a)
+        .slice(0, 8)
+        .map((a) => round(a, 1)),
       firstBurstAck: stats(cold.acks),
       firstBurstCommandsPerSecond: round(cold.perSecond, 1),
       bareServerAck: stats(floor),
@@ -440,6 +445,58 @@ async function slackHttp(app: App, config: Config, rounds: number, concurrency: 
   }
 }
 
+const PARTS = ['sizes', 'memory', 'slack', 'startup'] as const;
+
+function slackRows(
+  slack: Awaited<ReturnType<typeof slackHttp>>,
+  ms: (n: number) => string,
+  yes: (ok: boolean) => string,
+): string[][] {
+  return [
+    [
+      `Slack HTTP ack, ${SLACK_CONCURRENCY} concurrent, median`,
+      ms(slack.ack.medianMs),
+      `bare node:http ${ms(slack.bareServerAck.medianMs)}`,
+      '-',
+      '-',
+      '-',
+    ],
+    [
+      `Slack HTTP ack, ${SLACK_CONCURRENCY} concurrent, p99`,
+      ms(slack.ack.p99Ms),
+      `bare node:http ${ms(slack.bareServerAck.p99Ms)}`,
+      '-',
+      '< 50 ms',
+      yes(slack.ack.p99Ms < 50),
+    ],
+    [
+      'Slack HTTP ack, first burst after start, p99',
+      ms(slack.firstBurstAck.p99Ms),
+      '-',
+      '-',
+      '(cold pools)',
+      '-',
+    ],
+    [
+      'Slack HTTP throughput (ack to reply posted)',
+      `${slack.commandsPerSecond} commands/s`,
+      '-',
+      '-',
+      '-',
+      '-',
+    ],
+    [
+      'bot event-loop delay during bursts, max',
+      ms(slack.botEventLoopDelay.maxMs),
+      `p99 ${ms(slack.botEventLoopDelay.p99Ms)}`,
+      '-',
+      '-',
+      '-',
+    ],
+    ['bot GC pauses during bursts, max', ms(slack.botGc.maxMs), `${slack.botGc.count} pauses`, '-', '-', '-'],
+  ];
+}
+
 function table(rows: string[][]): string {
   const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length))) ?? [];
   const line = (r: string[]) => r.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ');
@@ -448,9 +505,16 @@ function table(rows: string[][]): string {
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { runs: { type: 'string', default: '100' } } });
+  const { values } = parseArgs({
+    options: { runs: { type: 'string', default: '100' }, only: { type: 'string', default: PARTS.join(',') } },
+  });
   const runs = Number(values.runs);
   if (!Number.isInteger(runs) || runs < 10) throw new Error('--runs: expected a whole number of at least 10');
+  const only = new Set(values.only.split(',').map((p) => p.trim()));
+  for (const part of only) {
+    if (!(PARTS as readonly string[]).includes(part))
+      throw new Error(`--only: unknown part ${part}; expected some of ${PARTS.join(', ')}`);
+  }
   if (!existsSync(PSQL)) throw new Error(`${PSQL} not found: install postgresql-client`);
 
   progress('starting an embedded PostgreSQL 15');
@@ -465,107 +529,77 @@ async function main(): Promise<void> {
 
     const config = loadConfigText(configYaml(1), 'bench.yaml', env);
     const app = await createApp({ config, log: silentLogger() });
-    let sizes: Awaited<ReturnType<typeof sizesSideBySide>>;
-    let mem: Awaited<ReturnType<typeof memoryOnBigReads>>;
-    let slack: Awaited<ReturnType<typeof slackHttp>>;
+    let sizes: Awaited<ReturnType<typeof sizesSideBySide>> | undefined;
+    let mem: Awaited<ReturnType<typeof memoryOnBigReads>> | undefined;
+    let slack: Awaited<ReturnType<typeof slackHttp>> | undefined;
+    let start: Awaited<ReturnType<typeof startup>> | undefined;
     try {
-      progress(`/db sizes app: ${runs} runs through dbops and ${runs} through psql, interleaved`);
-      sizes = await sizesSideBySide(app, server, runs);
-      progress('memory: reads of the 1,000,000-row table');
-      mem = await memoryOnBigReads(app, server);
-      progress(`Slack HTTP mode: ${SLACK_ROUNDS} rounds of ${SLACK_CONCURRENCY} concurrent signed /db sizes`);
-      slack = await slackHttp(app, config, SLACK_ROUNDS, SLACK_CONCURRENCY);
+      if (only.has('sizes')) {
+        progress(`/db sizes app: ${runs} runs through dbops and ${runs} through psql, interleaved`);
+        sizes = await sizesSideBySide(app, server, runs);
+      }
+      if (only.has('memory')) {
+        progress('memory: reads of the 1,000,000-row table');
+        mem = await memoryOnBigReads(app, server);
+      }
+      if (only.has('slack')) {
+        progress(
+          `Slack HTTP mode: ${SLACK_ROUNDS} rounds of ${SLACK_CONCURRENCY} concurrent signed /db sizes`,
+        );
+        slack = await slackHttp(app, config, SLACK_ROUNDS, SLACK_CONCURRENCY);
+      }
     } finally {
       await app.close();
     }
-    progress('start-up with 1 and with 200 allowlisted targets');
-    const start = await startup(env, server, 10);
+    if (only.has('startup')) {
+      progress('start-up with 1 and with 200 allowlisted targets');
+      start = await startup(env, server, 10);
+    }
 
     const ms = (n: number) => `${n.toFixed(1)} ms`;
     const yes = (ok: boolean) => (ok ? 'yes' : 'NO');
-    const rows = [
-      ['measurement', 'dbops', 'baseline', 'ratio', 'target', 'met'],
-      [
-        '/db sizes end to end, median',
-        ms(sizes.dbops.medianMs),
-        `psql ${ms(sizes.psql.medianMs)}`,
-        sizes.ratioMedian.toFixed(3),
-        '<= 0.2 of psql',
-        yes(sizes.ratioMedian <= 0.2),
-      ],
-      [
-        '/db sizes end to end, p99',
-        ms(sizes.dbops.p99Ms),
-        `psql ${ms(sizes.psql.p99Ms)}`,
-        sizes.ratioP99.toFixed(3),
-        '<= 0.2 of psql',
-        yes(sizes.ratioP99 <= 0.2),
-      ],
-      [
+    const rows = [['measurement', 'dbops', 'baseline', 'ratio', 'target', 'met']];
+    if (sizes) {
+      rows.push(
+        [
+          '/db sizes end to end, median',
+          ms(sizes.dbops.medianMs),
+          `psql ${ms(sizes.psql.medianMs)}`,
+          sizes.ratioMedian.toFixed(3),
+          '<= 0.2 of psql',
+          yes(sizes.ratioMedian <= 0.2),
+        ],
+        [
+          '/db sizes end to end, p99',
+          ms(sizes.dbops.p99Ms),
+          `psql ${ms(sizes.psql.p99Ms)}`,
+          sizes.ratioP99.toFixed(3),
+          '<= 0.2 of psql',
+          yes(sizes.ratioP99 <= 0.2),
+        ],
+      );
+    }
+    if (mem) {
+      rows.push([
         `RSS after 1M-row reads (${mem.tableMb} MB table)`,
         `${mem.after.rssMb} MB`,
         `idle ${mem.idle.rssMb} MB`,
         `${mem.rssGrowthMb >= 0 ? '+' : ''}${mem.rssGrowthMb} MB`,
         '< 50 MB growth',
         yes(mem.rssGrowthMb < 50),
-      ],
-      [
+      ]);
+    }
+    if (start) {
+      rows.push([
         'start-up, 200 targets, median',
         ms(start.many.medianMs),
         `1 target ${ms(start.one.medianMs)}`,
         (start.many.medianMs / start.one.medianMs).toFixed(2),
         'pools lazy',
         yes(start.many.poolConnectionsOpened === 0 && start.targetConnectionsAfter === 0),
-      ],
-      [
-        `Slack HTTP ack, ${SLACK_CONCURRENCY} concurrent, median`,
-        ms(slack.ack.medianMs),
-        `bare node:http ${ms(slack.bareServerAck.medianMs)}`,
-        '-',
-        '-',
-        '-',
-      ],
-      [
-        `Slack HTTP ack, ${SLACK_CONCURRENCY} concurrent, p99`,
-        ms(slack.ack.p99Ms),
-        `bare node:http ${ms(slack.bareServerAck.p99Ms)}`,
-        '-',
-        '< 50 ms',
-        yes(slack.ack.p99Ms < 50),
-      ],
-      [
-        'Slack HTTP ack, first burst after start, p99',
-        ms(slack.firstBurstAck.p99Ms),
-        '-',
-        '-',
-        '(cold pools)',
-        '-',
-      ],
-      [
-        'Slack HTTP throughput (ack to reply posted)',
-        `${slack.commandsPerSecond} commands/s`,
-        '-',
-        '-',
-        '-',
-        '-',
-      ],
-      [
-        'bot event-loop delay during bursts, max',
-        ms(slack.botEventLoopDelay.maxMs),
-        `p99 ${ms(slack.botEventLoopDelay.p99Ms)}`,
-        '-',
-        '-',
-        '-',
-      ],
-      [
-        'bot GC pauses during bursts, max',
-        ms(slack.botGc.maxMs),
-        `${slack.botGc.count} pauses`,
-        '-',
-        '-',
-        '-',
-      ],
-    ];
+      ]);
+    }
+    if (slack) rows.push(...slackRows(slack, ms, yes));
     const results = {
       at: new Date().toISOString(),
       machine: {
@@ -574,10 +608,10 @@ async function main(): Promise<void> {
         cpu: cpus()[0]?.model ?? 'unknown',
         loadavg: loadavg().map((n) => round(n)),
       },
-      sizes: { ...sizes, targetRatio: 0.2 },
-      memory: { ...mem, targetGrowthMb: 50 },
-      startup: start,
-      slack,
+      ...(sizes ? { sizes: { ...sizes, targetRatio: 0.2 } } : {}),
+      ...(mem ? { memory: { ...mem, targetGrowthMb: 50 } } : {}),
+      ...(start ? { startup: start } : {}),
+      ...(slack ? { slack } : {}),
     };
     await writeFile(RESULTS, `${JSON.stringify(results, null, 2)}\n`);
     process.stdout.write(`\n${table(rows)}\n\n`);

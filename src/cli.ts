@@ -308,7 +308,7 @@ async function start(argv: string[]): Promise<number> {
   }
   app.startSweeper(sweepSeconds);
   try {
-    surfaces = await startSurfaces({ app, config, env, log });
+    surfaces = await startSurfaces({ app, config, env, log, metrics });
   } catch (err) {
     phase = 'stopping';
     await app.close();

@@ -1,6 +1,6 @@
 import { createHmac } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { verifySignature } from '../src/surfaces/slack/fast-receiver.js';
+import { verifySignature } from '../src/surfaces/slack/signed-requests.js';
 
 const secret = 'signing-secret-for-tests';
 const sign = (timestamp: string, body: string) =>

@@ -709,6 +709,7 @@ describe('Slack in HTTP mode (signed requests)', () => {
 
   it('answers a correctly signed command; refuses a forged signature and a stale timestamp (401, nothing runs)', async () => {
     const from = fake.calls.length;
+    const metricsBefore = await (await fetch(`${bot.healthUrl}/metrics`)).text();
     const forged = await postSigned(url, {
       secret: 'not-the-secret',
       body: formBody(slashCommand(fake, { user: 'UALICE', channel: 'COPS', text: 'kill-idle staging' })),
@@ -725,6 +726,25 @@ describe('Slack in HTTP mode (signed requests)', () => {
       signature: sign(SECRET, stale, body),
     });
     expect(old.status).toBe(401);
+    // Refusals are counted, and logged with the reason and the address, never the body (at most one line
+    // per reason every 10 s: the first of this bot's refusals may have come from an earlier test).
+    const forgedLine = await bot.logged('does not match the signing secret');
+    expect(JSON.parse(forgedLine)).toMatchObject({
+      level: 'warn',
+      reason: 'bad_signature',
+      remote: expect.stringContaining('127.0.0.1'),
+    });
+    expect(forgedLine).not.toContain('kill-idle');
+    await bot.logged('timestamp over 5 minutes off');
+    const metrics = await (await fetch(`${bot.healthUrl}/metrics`)).text();
+    const refused = (text: string, reason: string) =>
+      Number(
+        text.match(
+          new RegExp(`^dbops_slack_requests_refused_total\\{reason="${reason}"\\} (\\d+)`, 'm'),
+        )?.[1] ?? 0,
+      );
+    expect(refused(metrics, 'bad_signature') - refused(metricsBefore, 'bad_signature')).toBe(1);
+    expect(refused(metrics, 'stale_timestamp') - refused(metricsBefore, 'stale_timestamp')).toBe(1);
 
     const good = await postSigned(url, {
       secret: SECRET,
@@ -743,6 +763,47 @@ describe('Slack in HTTP mode (signed requests)', () => {
       stateDb.name,
     );
     expect(audited).toEqual([{ n: '0' }]);
+  });
+
+  it("answers Slack's URL check, refuses oversized and unparseable bodies, serves its health path, times acks", async () => {
+    const challenge = await postSigned(url, {
+      secret: SECRET,
+      body: JSON.stringify({ token: 'unused', challenge: 'c-123', type: 'url_verification' }),
+      contentType: 'application/json',
+    });
+    expect(challenge).toEqual({ status: 200, text: JSON.stringify({ challenge: 'c-123' }) });
+    const huge = await postSigned(url, {
+      secret: SECRET,
+      body: `text=${'x'.repeat(1024 * 1024 + 10)}`,
+      contentType: 'application/x-www-form-urlencoded',
+    }).catch((err: unknown) => ({ status: 0, text: String(err) }));
+    // The receiver answers 413 and closes; a client still sending may see the connection end instead.
+    expect([413, 0]).toContain(huge.status);
+    const garbled = await postSigned(url, {
+      secret: SECRET,
+      body: '{"type": ',
+      contentType: 'application/json',
+    });
+    expect(garbled.status).toBe(400);
+    const health = await fetch(url.replace('/slack/events', '/slack/healthz'));
+    expect([health.status, await health.json()]).toEqual([200, { ok: true }]);
+    expect((await fetch(url.replace('/slack/events', '/elsewhere'), { method: 'POST' })).status).toBe(404);
+
+    const from = fake.calls.length;
+    const command = await postSigned(url, {
+      secret: SECRET,
+      body: formBody(slashCommand(fake, { user: 'UBOB', channel: 'COPS', text: 'help' })),
+      contentType: 'application/x-www-form-urlencoded',
+    });
+    expect(command.status).toBe(200);
+    await fake.call('chat.postEphemeral', from);
+
+    const metrics = await (await fetch(`${bot.healthUrl}/metrics`)).text();
+    expect(metrics).toMatch(/^dbops_slack_requests_refused_total\{reason="too_large"\} 1$/m);
+    expect(metrics).toMatch(/^dbops_slack_requests_refused_total\{reason="unparseable"\} 1$/m);
+    // Every accepted command's acknowledgement is timed.
+    const acked = Number(metrics.match(/^dbops_slack_ack_seconds_count (\d+)$/m)?.[1]);
+    expect(acked).toBeGreaterThanOrEqual(1);
   });
 
   it('runs a retried event once (same event_id, x-slack-retry-num)', async () => {

@@ -24,6 +24,8 @@ export const UNKNOWN_OPERATION = 'unknown';
 
 // From a quick read (5 ms) to a long maintenance step (10 min).
 const DURATION_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 180, 600];
+// Acknowledgements take well under a millisecond when nothing waits; Slack gives up after 3 s.
+const ACK_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 3];
 // People take seconds to minutes to approve; requests expire after 15 minutes by default.
 const APPROVAL_BUCKETS = [5, 15, 30, 60, 120, 300, 600, 900, 1800, 3600];
 
@@ -73,6 +75,20 @@ export class Metrics {
     name: 'dbops_audit_write_failures_total',
     help: 'Audit records that could not be written to the state database (the operation then does not run), by event',
     labelNames: ['event'] as const,
+    registers: [this.registry],
+  });
+
+  readonly #slackRefused = new Counter({
+    name: 'dbops_slack_requests_refused_total',
+    help: 'Slack HTTP requests refused before anything read them, by reason (bad_signature, stale_timestamp, too_large, unparseable)',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+
+  readonly #slackAck = new Histogram({
+    name: 'dbops_slack_ack_seconds',
+    help: "Slack HTTP mode: time from a request's headers being read to its 200 being written (Slack allows 3 s)",
+    buckets: ACK_BUCKETS,
     registers: [this.registry],
   });
 
@@ -187,6 +203,14 @@ export class Metrics {
     );
     const seconds = Math.max(0, (approvedAt - request.createdAt.getTime()) / 1000);
     this.#approvalLatency.observe({ environment: request.environment }, seconds);
+  }
+
+  slackRequestRefused(reason: string): void {
+    this.#slackRefused.inc({ reason });
+  }
+
+  slackAcked(ms: number): void {
+    this.#slackAck.observe(ms / 1000);
   }
 
   auditWriteFailed(event: string): void {

@@ -2,6 +2,7 @@
 import type { App } from '../app.js';
 import type { Config } from '../config/schema.js';
 import type { Logger } from '../core/log.js';
+import type { Metrics } from '../observability/metrics.js';
 import { startDiscord } from './discord/index.js';
 import { startSlack } from './slack/index.js';
 import type { RunningSurface } from './types.js';
@@ -12,6 +13,8 @@ export interface SurfaceOptions {
   /** The process environment, read only by cli.ts and handed down. */
   env: Readonly<Record<string, string | undefined>>;
   log: Logger;
+  /** Where a surface counts what only it sees (Slack: refused requests, acknowledgement time). */
+  metrics?: Metrics;
 }
 
 /** Each surface returns undefined when it is not configured; one that is configured but fails throws. */

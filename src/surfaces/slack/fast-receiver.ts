@@ -1,62 +1,49 @@
-// HTTP mode's receiver: verify the signature, answer Slack's 200 at once, then hand the body to Bolt.
-import { createHmac, timingSafeEqual } from 'node:crypto';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { App, Receiver, ReceiverEvent } from '@slack/bolt';
+// HTTP mode's receiver: a thread of its own verifies each request's signature and answers Slack's 200 at
+// once (ack-thread.ts); the bodies come back here and Bolt processes them with an ack that has nothing left
+// to do.
+import { Worker } from 'node:worker_threads';
+import type { App, Receiver } from '@slack/bolt';
+import type { AckThreadCommand, AckThreadData, AckThreadMessage } from './ack-thread.js';
+import type { RefusalReason } from './signed-requests.js';
 
-/** Slack refuses nothing older; neither do we (replays of captured requests). */
-const MAX_AGE_SECONDS = 5 * 60;
-/** The longest acknowledged work waits for other requests to be acknowledged first. */
-const MAX_ACK_FIRST_WAIT_MS = 100;
-/** Slack's payloads are small; anything larger is not Slack. */
-const MAX_BODY_BYTES = 1024 * 1024;
+/** Compiled next to this module (dist/src/surfaces/slack/ack-thread.js). */
+const ACK_THREAD = new URL('./ack-thread.js', import.meta.url);
+/** How long stop() waits for the thread to close its connections before ending it. */
+const CLOSE_TIMEOUT_MS = 5_000;
+/** A thread that died is started again after this long, doubling up to the maximum. */
+const RESTART_MIN_MS = 500;
+const RESTART_MAX_MS = 30_000;
 
 export interface FastAckReceiverOptions {
   signingSecret: string;
   path: string;
   healthPath: string;
-  healthy: () => boolean;
-  /** Called with what Bolt could not process after the ack (logged by the transport). */
+  /** What Bolt could not process after the ack (logged by the transport). */
   onError: (err: unknown) => void;
-  now?: () => number;
-}
-
-/** `v0=` + hex HMAC-SHA256 of `v0:{timestamp}:{raw body}`, compared in constant time. */
-export function verifySignature(
-  secret: string,
-  timestamp: string | undefined,
-  signature: string | undefined,
-  body: string,
-  nowSeconds: number,
-): boolean {
-  if (!timestamp || !signature || !/^\d{1,12}$/.test(timestamp)) return false;
-  if (Math.abs(nowSeconds - Number(timestamp)) > MAX_AGE_SECONDS) return false;
-  const expected = `v0=${createHmac('sha256', secret).update(`v0:${timestamp}:${body}`).digest('hex')}`;
-  const given = Buffer.from(signature);
-  const wanted = Buffer.from(expected);
-  return given.length === wanted.length && timingSafeEqual(given, wanted);
-}
-
-/** The body as Bolt expects it: form fields, an interaction's `payload` JSON, or an Events API JSON. */
-function parseBody(raw: string, contentType: string | undefined): Record<string, unknown> {
-  if (contentType?.includes('application/json')) return JSON.parse(raw) as Record<string, unknown>;
-  const form = Object.fromEntries(new URLSearchParams(raw));
-  return typeof form.payload === 'string' ? (JSON.parse(form.payload) as Record<string, unknown>) : form;
+  /** A request refused before anything read it: forged, stale, too large or unparseable (answered 4xx). */
+  onRefused?: (reason: RefusalReason, remote: string | undefined) => void;
+  /** How long an accepted request took from its headers to its 200, in milliseconds. */
+  onAcked?: (ms: number) => void;
+  /** The acknowledging thread ended without being asked to; it is started again. */
+  onThreadLost?: (why: string) => void;
 }
 
 /**
- * Bolt's HTTPReceiver parses, verifies and runs the middleware chain before a listener can ack; under a
- * burst those steps queue on the one event loop and the acks with them. Here the 200 is written as soon as
- * the signature checks out (Slack needs nothing in it: the bot answers with its own messages), and Bolt
- * processes the event on the next turn with an ack that has nothing left to do.
+ * Bolt's HTTPReceiver parses, verifies and runs the middleware chain before a listener can ack, on the one
+ * event loop that also runs every command's work: under a burst the acks queue behind that work, and a
+ * busy loop accepts one new connection per turn. Here the socket, the signature check and the 200 live on
+ * a thread whose loop does nothing else.
  */
 export class FastAckReceiver implements Receiver {
   #app: App | undefined;
-  #server: Server | undefined;
+  #worker: Worker | undefined;
+  #port = 0;
+  #stopping = false;
+  #restartDelay = RESTART_MIN_MS;
+  #restartTimer: NodeJS.Timeout | undefined;
+  /** Shared with the thread: 1 while this receiver takes work, read by its health path. */
+  readonly #health = new Int32Array(new SharedArrayBuffer(Int32Array.BYTES_PER_ELEMENT));
   readonly #options: FastAckReceiverOptions;
-  /** Requests whose body is still arriving: while any is, acknowledged work waits (acks go first). */
-  #reading = 0;
-  readonly #queue: ReceiverEvent[] = [];
-  #draining = false;
 
   constructor(options: FastAckReceiverOptions) {
     this.#options = options;
@@ -66,132 +53,120 @@ export class FastAckReceiver implements Receiver {
     this.#app = app;
   }
 
-  async start(port: number): Promise<Server> {
-    const server = createServer((req, res) => this.#handle(req, res));
-    this.#server = server;
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(port, () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
-    return server;
+  /** True while the acknowledging thread listens. */
+  get listening(): boolean {
+    return Atomics.load(this.#health, 0) === 1;
+  }
+
+  /** Listens on `port` (0: any free port); resolves with the port once the thread accepts requests. */
+  async start(port: number): Promise<number> {
+    this.#stopping = false;
+    this.#port = await this.#spawn(port);
+    return this.#port;
   }
 
   async stop(): Promise<void> {
-    const server = this.#server;
-    this.#server = undefined;
-    if (!server) return;
-    await new Promise<void>((resolve) => {
-      server.close(() => resolve());
-      server.closeAllConnections();
-    });
-  }
-
-  #handle(req: IncomingMessage, res: ServerResponse): void {
-    const url = req.url?.split('?')[0];
-    if (req.method === 'GET' && url === this.#options.healthPath) {
-      const ok = this.#options.healthy();
-      res.writeHead(ok ? 200 : 503, { 'content-type': 'application/json' }).end(JSON.stringify({ ok }));
-      return;
-    }
-    if (req.method !== 'POST' || url !== this.#options.path) {
-      res.writeHead(404).end();
-      return;
-    }
-    const chunks: Buffer[] = [];
-    let size = 0;
-    this.#reading += 1;
-    let counted = true;
-    const done = () => {
-      if (counted) {
-        counted = false;
-        this.#reading -= 1;
-      }
-    };
-    req.on('close', done);
-    req.on('data', (chunk: Buffer) => {
-      size += chunk.length;
-      if (size > MAX_BODY_BYTES) {
-        res.writeHead(413).end();
-        req.destroy();
-        return;
-      }
-      chunks.push(chunk);
-    });
-    req.on('end', () => {
-      done();
-      if (res.writableEnded) return;
-      const raw = Buffer.concat(chunks).toString('utf8');
-      const nowSeconds = Math.floor((this.#options.now?.() ?? Date.now()) / 1000);
-      const valid = verifySignature(
-        this.#options.signingSecret,
-        header(req, 'x-slack-request-timestamp'),
-        header(req, 'x-slack-signature'),
-        raw,
-        nowSeconds,
-      );
-      if (!valid) {
-        res.writeHead(401).end();
-        return;
-      }
-      let body: Record<string, unknown>;
-      try {
-        body = parseBody(raw, header(req, 'content-type'));
-      } catch {
-        res.writeHead(400).end();
-        return;
-      }
-      if (body.type === 'url_verification') {
-        res
-          .writeHead(200, { 'content-type': 'application/json' })
-          .end(JSON.stringify({ challenge: body.challenge }));
-        return;
-      }
-      res.writeHead(200).end();
-      if (body.ssl_check === '1') return;
-      const retry = header(req, 'x-slack-retry-num');
-      const reason = header(req, 'x-slack-retry-reason');
-      this.#queue.push({
-        body,
-        ack: async () => {},
-        ...(retry !== undefined && /^\d+$/.test(retry) ? { retryNum: Number(retry) } : {}),
-        ...(reason !== undefined ? { retryReason: reason } : {}),
+    this.#stopping = true;
+    clearTimeout(this.#restartTimer);
+    Atomics.store(this.#health, 0, 0);
+    const worker = this.#worker;
+    this.#worker = undefined;
+    if (!worker) return;
+    const exited = new Promise<void>((done) => worker.once('exit', () => done()));
+    const closed = new Promise<void>((done) => {
+      worker.on('message', (m: AckThreadMessage) => {
+        if (m.type === 'closed') done();
       });
-      this.#drain();
+    });
+    worker.postMessage({ type: 'close' } satisfies AckThreadCommand);
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([closed, exited, new Promise((done) => (timer = setTimeout(done, CLOSE_TIMEOUT_MS)))]);
+    clearTimeout(timer);
+    await worker.terminate();
+    await exited;
+  }
+
+  #spawn(port: number): Promise<number> {
+    const data: AckThreadData = {
+      signingSecret: this.#options.signingSecret,
+      port,
+      path: this.#options.path,
+      healthPath: this.#options.healthPath,
+      health: this.#health,
+    };
+    let worker: Worker;
+    try {
+      worker = new Worker(ACK_THREAD, { workerData: data, name: 'dbops slack ack' });
+    } catch (err) {
+      const why = err instanceof Error ? err.message : String(err);
+      return Promise.reject(
+        new Error(`cannot start the Slack acknowledging thread (${ACK_THREAD.pathname}): ${why}`),
+      );
+    }
+    this.#worker = worker;
+    return new Promise<number>((resolve, reject) => {
+      let started = false;
+      worker.on('message', (m: AckThreadMessage) => {
+        if (m.type === 'listening') {
+          started = true;
+          this.#restartDelay = RESTART_MIN_MS;
+          Atomics.store(this.#health, 0, 1);
+          resolve(m.port);
+        } else if (m.type === 'failed' && !started) {
+          reject(new Error(`cannot listen for Slack requests on port ${port}: ${m.message}`));
+          void worker.terminate();
+        } else this.#receive(m);
+      });
+      worker.on('error', (err) => {
+        if (!started) reject(err);
+        else this.#options.onError(err);
+      });
+      worker.on('exit', (code) => {
+        if (!started) {
+          reject(new Error(`the Slack acknowledging thread exited (code ${code}) before listening`));
+          return;
+        }
+        if (this.#stopping || this.#worker !== worker) return;
+        Atomics.store(this.#health, 0, 0);
+        this.#worker = undefined;
+        this.#options.onThreadLost?.(`the acknowledging thread exited with code ${code}`);
+        this.#restart();
+      });
     });
   }
 
-  /**
-   * Hands acknowledged events to Bolt, but only while no other request is being read: under a burst every
-   * request is acknowledged before the work of the first ones competes with them for the event loop.
-   */
-  #drain(): void {
-    if (this.#draining) return;
-    this.#draining = true;
-    let waitingSince = Date.now();
-    const next = () => {
-      const app = this.#app;
-      if (this.#queue.length === 0 || !app) {
-        this.#draining = false;
-        return;
-      }
-      // A slow (or hostile) client trickling its body never holds the work back for long.
-      if (this.#reading > 0 && Date.now() - waitingSince < MAX_ACK_FIRST_WAIT_MS) {
-        setTimeout(next, 1);
-        return;
-      }
-      waitingSince = Date.now();
-      const event = this.#queue.shift();
-      if (event) app.processEvent(event).catch((err: unknown) => this.#options.onError(err));
-      setImmediate(next);
-    };
-    setImmediate(next);
+  /** Starts a lost thread again on the same port, backing off while that fails. */
+  #restart(): void {
+    const delay = this.#restartDelay;
+    this.#restartDelay = Math.min(delay * 2, RESTART_MAX_MS);
+    this.#restartTimer = setTimeout(() => {
+      if (this.#stopping) return;
+      this.#spawn(this.#port).catch((err: unknown) => {
+        this.#options.onThreadLost?.(err instanceof Error ? err.message : String(err));
+        if (!this.#stopping) this.#restart();
+      });
+    }, delay);
   }
-}
 
-function header(req: IncomingMessage, name: string): string | undefined {
-  const value = req.headers[name];
-  return Array.isArray(value) ? value[0] : value;
+  #receive(m: AckThreadMessage): void {
+    if (m.type === 'refused') {
+      this.#options.onRefused?.(m.reason, m.remote);
+      return;
+    }
+    if (m.type !== 'event') return;
+    this.#options.onAcked?.(m.ackMs);
+    const app = this.#app;
+    if (!app) {
+      this.#options.onError(new Error('a Slack request arrived before Bolt was initialised'));
+      return;
+    }
+    app
+      .processEvent({
+        body: m.body,
+        ack: async () => {},
+        ...(m.retryNum !== undefined ? { retryNum: m.retryNum } : {}),
+        ...(m.retryReason !== undefined ? { retryReason: m.retryReason } : {}),
+      })
+      .catch((err: unknown) => this.#options.onError(err));
+  }
 }

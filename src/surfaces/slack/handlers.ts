@@ -26,8 +26,8 @@ export interface HandlerDeps {
   threads: SlackThreads;
   log: Logger;
   /**
-   * Runs `work` after the ack has gone out, in a bounded queue so that a burst of deliveries can not starve
-   * the parsing and acking of the next ones; keeps track of it (awaited on stop).
+   * Runs `work` after the ack has gone out, in a bounded queue so that a burst of deliveries does not hold
+   * more connections and memory than the pools can use; keeps track of it (awaited on stop).
    */
   track(work: () => Promise<void>): void;
   /** Which conversation an invocation belongs to, for its progress lines. */

@@ -13,8 +13,9 @@ const DRAIN_MS = 10_000;
 
 /**
  * How many deliveries are worked on at once (the rest wait their turn, in order). The connection pools are
- * small anyway (pool_max defaults to 4), so more would mostly wait on them while their continuations took
- * event-loop turns from the requests still being parsed and acked.
+ * small anyway (pool_max defaults to 4), so more would mostly wait on them, holding memory and state-database
+ * connections. (Acknowledgements do not wait on this: in HTTP mode they come from their own thread, in
+ * Socket Mode from the SDK before the handler runs.)
  */
 const MAX_RUNNING = 8;
 
@@ -47,7 +48,7 @@ export async function startSlack(options: SurfaceOptions): Promise<RunningSurfac
   const settings = readSlackSettings(options.env);
   if (!settings) return undefined;
   const log = options.log.child({ surface: 'slack' });
-  const transport = createTransport(settings, log);
+  const transport = createTransport(settings, log, options.metrics);
   const threads = new SlackThreads({
     client: transport.bolt.client,
     app: options.app,
@@ -64,10 +65,8 @@ export async function startSlack(options: SurfaceOptions): Promise<RunningSurfac
     log,
     conversations,
     track(work) {
-      // setImmediate: the ack's bytes are written and the sockets already readable are parsed (and acked)
-      // before any of this work starts; the queue bounds how much work competes with the next requests.
-      const tracked = new Promise<void>((started) => setImmediate(started))
-        .then(() => queue.run(work))
+      const tracked = queue
+        .run(work)
         .catch((err: unknown) => log.error({ err }, 'slack: handling a delivery failed'))
         .finally(() => inFlight.delete(tracked));
       inFlight.add(tracked);

@@ -2,8 +2,10 @@
 import { App, LogLevel, type Logger as SdkLogger, SocketModeReceiver } from '@slack/bolt';
 import type { Logger } from '../../core/log.js';
 import { redactSecrets } from '../../core/log.js';
+import type { Metrics } from '../../observability/metrics.js';
 import { FastAckReceiver } from './fast-receiver.js';
 import type { SlackSettings } from './settings.js';
+import type { RefusalReason } from './signed-requests.js';
 
 /** The path Slack posts commands, interactions and events to in HTTP mode. */
 export const HTTP_EVENTS_PATH = '/slack/events';
@@ -74,7 +76,7 @@ async function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Pr
   }
 }
 
-export function createTransport(settings: SlackSettings, log: Logger): SlackTransport {
+export function createTransport(settings: SlackSettings, log: Logger, metrics?: Metrics): SlackTransport {
   const logger = sdkLogger(log.child({ component: 'slack-sdk' }));
   const retryConfig = {
     retries: settings.apiRetries,
@@ -89,7 +91,7 @@ export function createTransport(settings: SlackSettings, log: Logger): SlackTran
     return socketTransport(settings, settings.appToken, clientOptions, logger, log);
   }
   if (!settings.signingSecret) throw new Error('HTTP mode needs SLACK_SIGNING_SECRET');
-  return httpTransport(settings, settings.signingSecret, clientOptions, logger, log);
+  return httpTransport(settings, settings.signingSecret, clientOptions, logger, log, metrics);
 }
 
 type ClientOptions = { slackApiUrl: string; retryConfig: Record<string, unknown>; timeout: number };
@@ -219,21 +221,60 @@ function socketTransport(
   };
 }
 
+/** Refused requests are logged at most this often per reason (the rest are counted into the next line). */
+const REFUSAL_LOG_INTERVAL_MS = 10_000;
+
+const REFUSAL_TEXT: Record<RefusalReason, string> = {
+  bad_signature: 'slack: refused a request whose signature does not match the signing secret (401)',
+  stale_timestamp:
+    'slack: refused a request with a timestamp over 5 minutes off, a replay or a wrong clock (401)',
+  too_large: 'slack: refused a request body over 1 MiB (413)',
+  unparseable: 'slack: refused a signed request whose body could not be parsed (400)',
+};
+
+/**
+ * A warning per refused request, but a flood of forged ones (anyone can post to the endpoint) becomes one
+ * line per reason and interval with the count of the others, so it cannot drown the log. Every refusal is
+ * also counted in the metrics.
+ */
+function refusalLogger(log: Logger): (reason: RefusalReason, remote: string | undefined) => void {
+  const last = new Map<RefusalReason, { at: number; unlogged: number }>();
+  return (reason, remote) => {
+    const now = Date.now();
+    const seen = last.get(reason);
+    if (seen && now - seen.at < REFUSAL_LOG_INTERVAL_MS) {
+      seen.unlogged += 1;
+      return;
+    }
+    const alsoRefused = seen?.unlogged ?? 0;
+    last.set(reason, { at: now, unlogged: 0 });
+    log.warn({ reason, remote, ...(alsoRefused > 0 ? { alsoRefused } : {}) }, REFUSAL_TEXT[reason]);
+  };
+}
+
 function httpTransport(
   settings: SlackSettings,
   signingSecret: string,
   clientOptions: ClientOptions,
   logger: SdkLogger,
   log: Logger,
+  metrics: Metrics | undefined,
 ): SlackTransport {
-  let listening = false;
-  // Our receiver answers Slack's 200 as soon as the signature checks out, then hands the body to Bolt.
+  let started = false;
+  const logRefusal = refusalLogger(log);
+  // Our receiver answers Slack's 200 from a thread of its own as soon as the signature checks out, then
+  // hands the body to Bolt here.
   const receiver = new FastAckReceiver({
     signingSecret,
     path: HTTP_EVENTS_PATH,
     healthPath: HTTP_HEALTH_PATH,
-    healthy: () => listening,
     onError: (err) => log.error({ err: message(err) }, 'slack: an acknowledged request failed'),
+    onRefused: (reason, remote) => {
+      metrics?.slackRequestRefused(reason);
+      logRefusal(reason, remote);
+    },
+    onAcked: (ms) => metrics?.slackAcked(ms),
+    onThreadLost: (why) => log.error({ why }, 'slack: the HTTP receiver stopped; starting it again'),
   });
   const bolt = new App({
     token: settings.botToken,
@@ -242,22 +283,28 @@ function httpTransport(
     clientOptions: { ...clientOptions },
     deferInitialization: true,
   });
+  const listening = () => started && receiver.listening;
   return {
     bolt,
     async start() {
       await bolt.init();
       await bolt.start(settings.port);
-      listening = true;
+      started = true;
       log.info({ port: settings.port, path: HTTP_EVENTS_PATH }, 'slack: listening for signed requests');
     },
     async stop() {
-      if (!listening) return;
-      listening = false;
+      if (!started) return;
+      started = false;
       await withTimeout(bolt.stop(), STOP_TIMEOUT_MS, 'closing the Slack HTTP server').catch((err: unknown) =>
         log.warn({ err: message(err) }, 'slack: HTTP server did not close cleanly'),
       );
     },
-    healthy: () => listening,
-    problem: () => (listening ? undefined : 'not listening'),
+    healthy: listening,
+    problem: () =>
+      listening()
+        ? undefined
+        : started
+          ? 'the HTTP receiver stopped and is being started again'
+          : 'not listening',
   };
 }

@@ -1,0 +1,132 @@
+// The thread that answers Slack in HTTP mode: it owns the listening socket, checks each request's
+// signature and writes Slack's 200 at once, then passes the parsed body to the main thread, where Bolt and
+// the core do the work. Its event loop does nothing else, so a burst of commands is accepted and
+// acknowledged while the main thread is busy with the work of the first ones (Node accepts one pending
+// connection per event-loop turn, so a busy loop would take a turn per connection).
+import { createServer, type IncomingMessage } from 'node:http';
+import { parentPort, workerData } from 'node:worker_threads';
+import {
+  MAX_BODY_BYTES,
+  parseBody,
+  type RefusalReason,
+  refusalOf,
+  verifySignature,
+} from './signed-requests.js';
+
+export interface AckThreadData {
+  signingSecret: string;
+  port: number;
+  path: string;
+  healthPath: string;
+  /** Set by the main thread: 1 while it takes work (the health path answers 200), 0 otherwise. */
+  health: Int32Array;
+}
+
+/** What the thread tells the main thread. */
+export type AckThreadMessage =
+  | { type: 'listening'; port: number }
+  | { type: 'failed'; message: string }
+  | {
+      type: 'event';
+      body: Record<string, unknown>;
+      retryNum?: number;
+      retryReason?: string;
+      /** From the request's headers being read to the 200 being written. */
+      ackMs: number;
+    }
+  | { type: 'refused'; reason: RefusalReason; remote: string | undefined }
+  | { type: 'closed' };
+
+/** What the main thread tells the thread. */
+export type AckThreadCommand = { type: 'close' };
+
+function header(req: IncomingMessage, name: string): string | undefined {
+  const value = req.headers[name];
+  return Array.isArray(value) ? value[0] : value;
+}
+
+function run(port: NonNullable<typeof parentPort>, data: AckThreadData): void {
+  const tell = (message: AckThreadMessage) => port.postMessage(message);
+  const server = createServer((req, res) => {
+    const url = req.url?.split('?')[0];
+    if (req.method === 'GET' && url === data.healthPath) {
+      const ok = Atomics.load(data.health, 0) === 1;
+      res.writeHead(ok ? 200 : 503, { 'content-type': 'application/json' }).end(JSON.stringify({ ok }));
+      return;
+    }
+    if (req.method !== 'POST' || url !== data.path) {
+      res.writeHead(404).end();
+      return;
+    }
+    const startedAt = performance.now();
+    const remote = req.socket.remoteAddress;
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > MAX_BODY_BYTES) {
+        if (!res.headersSent) {
+          res.writeHead(413, { connection: 'close' }).end();
+          tell({ type: 'refused', reason: 'too_large', remote });
+        }
+        req.destroy();
+        return;
+      }
+      chunks.push(chunk);
+    });
+    req.on('end', () => {
+      if (res.headersSent) return;
+      const raw = Buffer.concat(chunks).toString('utf8');
+      const timestamp = header(req, 'x-slack-request-timestamp');
+      const nowSeconds = Math.floor(Date.now() / 1000);
+      if (
+        !verifySignature(data.signingSecret, timestamp, header(req, 'x-slack-signature'), raw, nowSeconds)
+      ) {
+        res.writeHead(401).end();
+        tell({ type: 'refused', reason: refusalOf(timestamp, nowSeconds), remote });
+        return;
+      }
+      let body: Record<string, unknown>;
+      try {
+        body = parseBody(raw, header(req, 'content-type'));
+      } catch {
+        res.writeHead(400).end();
+        tell({ type: 'refused', reason: 'unparseable', remote });
+        return;
+      }
+      if (body.type === 'url_verification') {
+        res
+          .writeHead(200, { 'content-type': 'application/json' })
+          .end(JSON.stringify({ challenge: body.challenge }));
+        return;
+      }
+      // Slack needs nothing in the 200: the bot answers with its own messages.
+      res.writeHead(200).end();
+      if (body.ssl_check === '1') return;
+      const retry = header(req, 'x-slack-retry-num');
+      const reason = header(req, 'x-slack-retry-reason');
+      tell({
+        type: 'event',
+        body,
+        ackMs: performance.now() - startedAt,
+        ...(retry !== undefined && /^\d+$/.test(retry) ? { retryNum: Number(retry) } : {}),
+        ...(reason !== undefined ? { retryReason: reason } : {}),
+      });
+    });
+  });
+  server.once('error', (err) => tell({ type: 'failed', message: err.message }));
+  server.listen(data.port, () => {
+    const address = server.address();
+    tell({ type: 'listening', port: typeof address === 'object' && address ? address.port : data.port });
+  });
+  port.on('message', (command: AckThreadCommand) => {
+    if (command.type !== 'close') return;
+    server.close(() => {
+      tell({ type: 'closed' });
+      port.close();
+    });
+    server.closeAllConnections();
+  });
+}
+
+if (parentPort) run(parentPort, workerData as AckThreadData);
