@@ -1,8 +1,13 @@
 // The thread that answers Slack in HTTP mode: it owns the listening socket, checks each request's
-// signature and writes Slack's 200 at once, then passes the parsed body to the main thread, where Bolt and
-// the core do the work. Its event loop does nothing else, so a burst of commands is accepted and
+// signature and writes Slack's 200 at once, then passes the parsed bodies to the main thread, where Bolt
+// and the core do the work. Its event loop does nothing else, so a burst of commands is accepted and
 // acknowledged while the main thread is busy with the work of the first ones (Node accepts one pending
 // connection per event-loop turn, so a busy loop would take a turn per connection).
+//
+// Acknowledgements also go first for the CPU: while requests are being read or answered (or one came or
+// went in the last QUIET_MS), the bodies already acknowledged are held and then passed on together, but
+// none is held longer than MAX_HOLD_MS, so a steady stream never starves the work. On a machine with few
+// cores the queries and API calls of a burst's first commands would otherwise slow the acks of the rest.
 import { createServer, type IncomingMessage } from 'node:http';
 import { parentPort, workerData } from 'node:worker_threads';
 import {
@@ -12,6 +17,18 @@ import {
   refusalOf,
   verifySignature,
 } from './signed-requests.js';
+
+const QUIET_MS = 2;
+const MAX_HOLD_MS = 100;
+
+/** A request acknowledged, for Bolt. */
+export interface AckedEvent {
+  body: Record<string, unknown>;
+  retryNum?: number;
+  retryReason?: string;
+  /** From the request's headers being read to the 200 being written. */
+  ackMs: number;
+}
 
 export interface AckThreadData {
   signingSecret: string;
@@ -26,14 +43,7 @@ export interface AckThreadData {
 export type AckThreadMessage =
   | { type: 'listening'; port: number }
   | { type: 'failed'; message: string }
-  | {
-      type: 'event';
-      body: Record<string, unknown>;
-      retryNum?: number;
-      retryReason?: string;
-      /** From the request's headers being read to the 200 being written. */
-      ackMs: number;
-    }
+  | { type: 'events'; events: AckedEvent[] }
   | { type: 'refused'; reason: RefusalReason; remote: string | undefined }
   | { type: 'closed' };
 
@@ -47,7 +57,34 @@ function header(req: IncomingMessage, name: string): string | undefined {
 
 function run(port: NonNullable<typeof parentPort>, data: AckThreadData): void {
   const tell = (message: AckThreadMessage) => port.postMessage(message);
+  /** Requests being read or answered, and when one last came or went. */
+  let inProgress = 0;
+  let lastActivity = 0;
+  const held: AckedEvent[] = [];
+  let heldSince = 0;
+  let timer: NodeJS.Timeout | undefined;
+  let closing = false;
+  const pass = () => {
+    timer = undefined;
+    if (held.length === 0) return;
+    const now = performance.now();
+    const busy = inProgress > 0 || now - lastActivity < QUIET_MS;
+    if (busy && now - heldSince < MAX_HOLD_MS && !closing) timer = setTimeout(pass, 1);
+    else tell({ type: 'events', events: held.splice(0) });
+  };
+  const hold = (event: AckedEvent) => {
+    if (held.length === 0) heldSince = performance.now();
+    held.push(event);
+    if (closing) pass();
+    else timer ??= setTimeout(pass, 1);
+  };
   const server = createServer((req, res) => {
+    inProgress += 1;
+    lastActivity = performance.now();
+    res.once('close', () => {
+      inProgress -= 1;
+      lastActivity = performance.now();
+    });
     const url = req.url?.split('?')[0];
     if (req.method === 'GET' && url === data.healthPath) {
       const ok = Atomics.load(data.health, 0) === 1;
@@ -105,14 +142,16 @@ function run(port: NonNullable<typeof parentPort>, data: AckThreadData): void {
       if (body.ssl_check === '1') return;
       const retry = header(req, 'x-slack-retry-num');
       const reason = header(req, 'x-slack-retry-reason');
-      tell({
-        type: 'event',
+      hold({
         body,
         ackMs: performance.now() - startedAt,
         ...(retry !== undefined && /^\d+$/.test(retry) ? { retryNum: Number(retry) } : {}),
         ...(reason !== undefined ? { retryReason: reason } : {}),
       });
     });
+  });
+  server.on('connection', () => {
+    lastActivity = performance.now();
   });
   server.once('error', (err) => tell({ type: 'failed', message: err.message }));
   server.listen(data.port, () => {
@@ -121,7 +160,11 @@ function run(port: NonNullable<typeof parentPort>, data: AckThreadData): void {
   });
   port.on('message', (command: AckThreadCommand) => {
     if (command.type !== 'close') return;
+    closing = true;
+    clearTimeout(timer);
+    pass();
     server.close(() => {
+      pass();
       tell({ type: 'closed' });
       port.close();
     });

@@ -153,20 +153,22 @@ export class FastAckReceiver implements Receiver {
       this.#options.onRefused?.(m.reason, m.remote);
       return;
     }
-    if (m.type !== 'event') return;
-    this.#options.onAcked?.(m.ackMs);
+    if (m.type !== 'events') return;
     const app = this.#app;
-    if (!app) {
-      this.#options.onError(new Error('a Slack request arrived before Bolt was initialised'));
-      return;
+    for (const event of m.events) {
+      this.#options.onAcked?.(event.ackMs);
+      if (!app) {
+        this.#options.onError(new Error('a Slack request arrived before Bolt was initialised'));
+        continue;
+      }
+      app
+        .processEvent({
+          body: event.body,
+          ack: async () => {},
+          ...(event.retryNum !== undefined ? { retryNum: event.retryNum } : {}),
+          ...(event.retryReason !== undefined ? { retryReason: event.retryReason } : {}),
+        })
+        .catch((err: unknown) => this.#options.onError(err));
     }
-    app
-      .processEvent({
-        body: m.body,
-        ack: async () => {},
-        ...(m.retryNum !== undefined ? { retryNum: m.retryNum } : {}),
-        ...(m.retryReason !== undefined ? { retryReason: m.retryReason } : {}),
-      })
-      .catch((err: unknown) => this.#options.onError(err));
   }
 }
