@@ -22,7 +22,10 @@ export interface App {
   events: AppEvents;
   pools: TargetPools;
   state: PgStateStore;
-  /** Starts the periodic expiry sweep (every `seconds`); returns a stop function. */
+  /**
+   * Starts the periodic sweep (every `seconds`): pending requests past their expiry, and runs left behind
+   * by a replica that died (lease ran out); returns a stop function.
+   */
   startSweeper(seconds?: number): () => void;
   close(): Promise<void>;
 }
@@ -35,6 +38,8 @@ export interface AppOptions {
   onProgress?: CoreDeps['onProgress'];
   /** Where commands, operation times, approvals, pool usage and audit failures are counted (`dbops start`). */
   metrics?: Metrics;
+  /** The lease of an approved run (CoreDeps.runLeaseMs); tests shorten it. */
+  runLeaseMs?: number;
 }
 
 export async function createApp(options: AppOptions): Promise<App> {
@@ -61,6 +66,7 @@ export async function createApp(options: AppOptions): Promise<App> {
     state: metrics ? countingAuditFailures(state, metrics) : state,
     log: options.log,
     ...(options.clock ? { clock: options.clock } : {}),
+    ...(options.runLeaseMs !== undefined ? { runLeaseMs: options.runLeaseMs } : {}),
     ...(metrics
       ? {
           onDispatched: (inv, reply, ms) => metrics.commandDispatched(inv, reply, ms),

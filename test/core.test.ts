@@ -292,6 +292,92 @@ describe('approvals', () => {
     }
   });
 
+  it('reports a run left behind by a replica that died as interrupted, once, and frees its target', async () => {
+    let now = new Date();
+    const a = await startApp(fx.config, () => now);
+    const b = await startApp(fx.config, () => now);
+    const changes: string[] = [];
+    a.events.onRequestChange((r, change) => changes.push(`a:${r.id}:${change}`));
+    b.events.onRequestChange((r, change) => changes.push(`b:${r.id}:${change}`));
+    try {
+      const pids = await idleSessions(fx.staging.url, 1);
+      await sleep(1100);
+      now = new Date();
+      const request = await as(a, 'alice')('/db kill-idle staging --older-than 1s');
+      const id = request.requestId ?? -1;
+      // A replica approved it and started running it, then died: the row stays running under its lease.
+      const voter = { person: 'bob', identity: 'cli:bob', surface: 'cli' as const };
+      expect((await a.state.approve(id, voter, now)).ok).toBe(true);
+      const lease = { runner: 'dead-host:1:0000', until: new Date(now.getTime() + 60_000) };
+      expect((await a.state.startRun(id, now, lease)).ok).toBe(true);
+      const blocked = await as(a, 'alice')('/db kill-idle staging --older-than 1s');
+      const blockedId = blocked.requestId ?? -1;
+      expect(blocked.status).toBe('pending');
+      expect(await as(b, 'bob')(`/db approve ${blockedId}`)).toMatchObject({
+        status: 'refused',
+        code: 'target_busy',
+      });
+
+      now = new Date(now.getTime() + 61_000);
+      changes.length = 0;
+      await Promise.all([a.core.sweepExpired(), b.core.sweepExpired()]);
+      const left = await a.state.getRequest(id);
+      expect(left?.status).toBe('failed');
+      expect(left?.error).toContain('interrupted: the dbops replica running it (dead-host:1:0000)');
+      expect((await auditEvents(id)).filter((e) => e.startsWith('interrupted'))).toEqual([
+        'interrupted:unknown',
+      ]);
+      expect(changes.filter((c) => c.endsWith(`:${id}:failed`))).toHaveLength(1);
+      const status = await as(a, 'alice')(`/db status ${id}`);
+      expect(status.text).toContain('interrupted');
+
+      // The target takes destructive operations again: the request that was refused runs now.
+      const ran = await as(b, 'bob')(`/db approve ${blockedId}`);
+      expect(ran.status).toBe('ok');
+      await sleep(100);
+      expect(await alive(pids)).toEqual([]);
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  });
+
+  it('keeps renewing the lease of a run that lasts longer than the lease', async () => {
+    const lessee = await startApp(fx.config, undefined, { runLeaseMs: 300 });
+    const sweeper = await startApp(fx.config, undefined, { runLeaseMs: 300 });
+    const locker = await openClient(fx.staging.url, 'lease-locker');
+    held.push(locker);
+    try {
+      // VACUUM FULL waits for the lock (lock_timeout 1 s in the fixture) while another session holds it.
+      await locker.query('BEGIN; LOCK TABLE exams IN ACCESS SHARE MODE');
+      const request = await as(lessee, 'alice')('/db vacuum staging exams --full');
+      expect(request.status).toBe('pending');
+      const id = request.requestId ?? -1;
+      const run = as(lessee, 'bob')(`/db approve ${id}`);
+      let sweeps = 0;
+      const sweeping = (async () => {
+        while ((await sweeper.state.getRequest(id))?.status !== 'failed') {
+          await sweeper.core.sweepExpired();
+          sweeps += 1;
+          await sleep(50);
+        }
+      })();
+      const reply = await run;
+      await sweeping;
+      expect(sweeps).toBeGreaterThan(5);
+      // It failed on the lock after a second of waiting, three leases long, and was never interrupted.
+      expect(reply.status).toBe('failed');
+      const done = await lessee.state.getRequest(id);
+      expect(done?.error).not.toContain('interrupted');
+      expect(done?.runner).toBe(lessee.core.runner);
+      expect((await auditEvents(id)).some((e) => e.startsWith('interrupted'))).toBe(false);
+    } finally {
+      await locker.query('ROLLBACK').catch(() => {});
+      await lessee.close();
+      await sweeper.close();
+    }
+  });
+
   it('runs nothing when the audit log cannot be written', async () => {
     const pids = await idleSessions(fx.staging.url, 1);
     await sleep(1100);

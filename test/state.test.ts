@@ -517,6 +517,54 @@ describe('replicas racing', () => {
   });
 });
 
+describe('leases on running requests', () => {
+  it('a run whose replica stopped renewing is interrupted exactly once, and its target is free again', async () => {
+    const left = await createPending(storeA, { target: 'lease' });
+    const next = await createPending(storeA, { target: 'lease' });
+    for (const r of [left, next]) accepted(await storeA.approve(r.id, bob, minutes(T0, 1)));
+    const lease = { runner: 'host-a:41:dead', until: minutes(T0, 3) };
+    const running = accepted(await storeA.startRun(left.id, minutes(T0, 2), lease));
+    expect(running).toMatchObject({
+      status: 'running',
+      runner: 'host-a:41:dead',
+      leaseUntil: minutes(T0, 3),
+    });
+
+    // Renewed by its runner only, and never shortened.
+    expect(await storeB.renewLease(left.id, { runner: 'host-b:7:other', until: minutes(T0, 9) })).toBe(false);
+    expect(await storeA.renewLease(left.id, { runner: lease.runner, until: minutes(T0, 4) })).toBe(true);
+    expect(await storeA.renewLease(left.id, { runner: lease.runner, until: minutes(T0, 3) })).toBe(true);
+    expect((await storeA.getRequest(left.id))?.leaseUntil).toEqual(minutes(T0, 4));
+
+    // Before the lease runs out nothing is interrupted.
+    expect((await storeA.interruptAbandoned(minutes(T0, 4))).map((r) => r.id)).not.toContain(left.id);
+    expect(refusal(await storeB.startRun(next.id, minutes(T0, 4)))).toEqual({
+      code: 'target_busy',
+      status: 'approved',
+    });
+
+    // Two replicas sweep at the same moment: one reports it.
+    const [a, b] = await Promise.all([
+      storeA.interruptAbandoned(minutes(T0, 5)),
+      storeB.interruptAbandoned(minutes(T0, 5)),
+    ]);
+    const changed = [...a, ...b].filter((r) => r.id === left.id);
+    expect(changed).toHaveLength(1);
+    expect(changed[0]).toMatchObject({ status: 'failed', runner: 'host-a:41:dead' });
+    expect(changed[0]?.error).toMatch(
+      /^interrupted: the dbops replica running it \(host-a:41:dead\) stopped answering/,
+    );
+    expect(changed[0]?.error).toContain('whether the operation took effect is unknown');
+    // Its runner coming back can neither renew nor finish it; the target takes the next request.
+    expect(await storeA.renewLease(left.id, { runner: lease.runner, until: minutes(T0, 9) })).toBe(false);
+    expect(refusal(await storeA.finishRun(left.id, { status: 'succeeded' }, minutes(T0, 6)))).toEqual({
+      code: 'not_pending',
+      status: 'failed',
+    });
+    expect(accepted(await storeB.startRun(next.id, minutes(T0, 6))).status).toBe('running');
+  });
+});
+
 describe('persistence and queries', () => {
   it('a pending request survives a restart and can be approved afterwards', async () => {
     const before = await PgStateStore.open(url);

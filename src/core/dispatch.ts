@@ -1,9 +1,11 @@
 // The one entry point of the core: an Invocation in, a Reply out — parsing, policy, approvals, audit.
 
+import { randomUUID } from 'node:crypto';
+import { hostname } from 'node:os';
 import { resolvePerson } from '../config/load.js';
 import type { Config, ResolvedPerson, ResolvedTarget } from '../config/schema.js';
 import type { TargetDb } from '../engine/types.js';
-import type { Actor, ApprovalRequest, AuditEvent, StateStore } from '../state/types.js';
+import type { Actor, ApprovalRequest, AuditEvent, RunLease, StateStore } from '../state/types.js';
 import { formatCommand, normalizeArgs } from './args.js';
 import { builtinHandlers } from './builtins.js';
 import { BUILTINS, type Builtin, type Catalog, isBuiltin } from './catalog.js';
@@ -47,7 +49,16 @@ export interface CoreDeps {
   onDispatched?: (invocation: Invocation, reply: Reply, durationMs: number) => void;
   /** Called after each step an operation ran against its target (metrics). */
   onOperationRun?: (run: OperationRun) => void;
+  /**
+   * How long an approved run is leased to this replica before it must renew (renewed every third of it);
+   * a run whose lease ran out is reported interrupted by whichever replica sweeps next. Default 60 s.
+   */
+  runLeaseMs?: number;
+  /** This replica's name on the runs it leases (default: host, pid and a random part). */
+  runner?: string;
 }
+
+const DEFAULT_RUN_LEASE_MS = 60_000;
 
 /** One step of an operation against its target: a direct run, an approval preview, or an approved execution. */
 export interface OperationRun {
@@ -101,11 +112,50 @@ export class Core {
   #draining = false;
   readonly #whenIdle = new Set<() => void>();
 
+  readonly #runner: string;
+  readonly #runLeaseMs: number;
+
   constructor(deps: CoreDeps) {
     this.#deps = deps;
     this.config = deps.config;
     this.catalog = deps.catalog;
     this.#clock = deps.clock ?? (() => new Date());
+    this.#runner = deps.runner ?? `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
+    this.#runLeaseMs = deps.runLeaseMs ?? DEFAULT_RUN_LEASE_MS;
+  }
+
+  /** This replica's name on the runs it leases. */
+  get runner(): string {
+    return this.#runner;
+  }
+
+  #lease(): RunLease {
+    return { runner: this.#runner, until: new Date(this.#clock().getTime() + this.#runLeaseMs) };
+  }
+
+  /**
+   * Renews the lease of a running request every third of its length until the returned stop is called;
+   * a renewal that fails (state database away, or the run was reported interrupted) is logged.
+   */
+  #keepLease(id: number, log: Logger): () => void {
+    const timer = setInterval(
+      () => {
+        this.state.renewLease(id, this.#lease()).then(
+          (held) => {
+            if (!held)
+              log.warn(
+                { requestId: id },
+                'this run is no longer leased to this replica; finishing it anyway',
+              );
+          },
+          (err: unknown) =>
+            log.warn({ err, requestId: id }, 'could not renew the lease of a running request'),
+        );
+      },
+      Math.max(1, Math.floor(this.#runLeaseMs / 3)),
+    );
+    timer.unref();
+    return () => clearInterval(timer);
   }
 
   get state(): StateStore {
@@ -476,7 +526,7 @@ export class Core {
         `request #${approved.id} names ${spec ? `target ${approved.target}` : `operation ${approved.operation}`}, which this dbops no longer has`,
       );
     }
-    const started = await this.state.startRun(approved.id, this.#clock());
+    const started = await this.state.startRun(approved.id, this.#clock(), this.#lease());
     if (!started.ok) {
       if (started.code === 'target_busy') {
         return await this.refuse(
@@ -495,6 +545,23 @@ export class Core {
       );
     }
     this.changed(started.request, 'running');
+    const stopLease = this.#keepLease(approved.id, ctx.log);
+    try {
+      return await this.#execute(ctx, approved, started.request, spec, target, about);
+    } finally {
+      stopLease();
+    }
+  }
+
+  /** The running part of runApproved: the request is `running` and leased to this replica. */
+  async #execute(
+    ctx: InvocationContext,
+    approved: ApprovalRequest,
+    running: ApprovalRequest,
+    spec: AnyOperation,
+    target: ResolvedTarget,
+    about: About & { approvers: string[] },
+  ): Promise<Reply> {
     const args = spec.args.safeParse(approved.args);
     if (!args.success) {
       const done = await this.state.finishRun(
@@ -527,7 +594,9 @@ export class Core {
         ...about,
         requestId: approved.id,
       }).catch((err: unknown) => ctx.log.error({ err }, 'audit write failed after the operation ran'));
-      const finished = done.ok ? done.request : started.request;
+      if (!done.ok)
+        ctx.log.warn({ requestId: approved.id }, 'the run finished after it was reported interrupted');
+      const finished = done.ok ? done.request : running;
       if (done.ok) this.changed(done.request, 'succeeded');
       return reply({
         status: 'ok',
@@ -711,6 +780,7 @@ export class Core {
 
   async #sweepExpired(): Promise<ApprovalRequest[]> {
     const now = this.#clock();
+    await this.#interruptAbandoned(now);
     const expired = await this.state.expireDue(now);
     for (const request of expired) {
       await this.state
@@ -733,6 +803,41 @@ export class Core {
       this.changed(request, 'expired');
     }
     return expired;
+  }
+
+  /**
+   * Runs whose replica died (its lease ran out) become failed with "interrupted", exactly once across
+   * replicas, so the target takes destructive operations again; each is audited and its card updated.
+   */
+  async #interruptAbandoned(now: Date): Promise<void> {
+    const interrupted = await this.state.interruptAbandoned(now);
+    for (const request of interrupted) {
+      this.#deps.log.warn(
+        { requestId: request.id, runner: request.runner, target: request.target },
+        'a running request was left behind by a replica that stopped; reported interrupted',
+      );
+      await this.state
+        .audit(
+          {
+            requestId: request.id,
+            event: 'interrupted',
+            person: null,
+            identity: 'dbops',
+            surface: request.requester.surface,
+            operation: request.operation,
+            target: request.target,
+            args: request.args,
+            risk: request.risk,
+            approvers: request.votes.filter((v) => v.vote === 'approve').map((v) => v.person),
+            outcome: 'unknown',
+            ...(request.error ? { error: request.error } : {}),
+            ...(request.runner ? { detail: { runner: request.runner } } : {}),
+          },
+          now,
+        )
+        .catch((err: unknown) => this.#deps.log.error({ err }, 'audit write failed for an interrupted run'));
+      this.changed(request, 'failed');
+    }
   }
 }
 

@@ -109,6 +109,18 @@ CREATE TABLE dbops_deliveries (
 CREATE INDEX dbops_deliveries_seen_at ON dbops_deliveries (seen_at);
 `,
   },
+  {
+    version: 4,
+    name: 'leases on running requests',
+    sql: `
+-- The replica running a request renews its lease; a request whose lease ran out was left behind by a
+-- replica that died, and is reported interrupted instead of blocking its target forever.
+ALTER TABLE dbops_requests ADD COLUMN runner text, ADD COLUMN lease_until timestamptz;
+-- Runs started by a dbops from before leases get ten minutes to finish.
+UPDATE dbops_requests SET lease_until = now() + interval '10 minutes' WHERE status = 'running';
+CREATE INDEX dbops_requests_running_lease ON dbops_requests (lease_until) WHERE status = 'running';
+`,
+  },
 ];
 
 /** Any fixed bigint; every dbops replica uses the same one so their migrations serialize. */

@@ -19,6 +19,7 @@ import {
   type AuditRecord,
   type ChannelBinding,
   type NewRequest,
+  type RunLease,
   type StateStore,
   type Transition,
   type TransitionRefusal,
@@ -36,6 +37,8 @@ export interface PgStateStoreOptions {
 const DEFAULT_LIST_LIMIT = 20;
 const MAX_LIST_LIMIT = 1000;
 const ONE_RUNNING_PER_TARGET = 'dbops_requests_one_running_per_target';
+/** The lease of a run started without one (ten minutes). */
+const DEFAULT_LEASE_MS = 10 * 60 * 1000;
 const UNIQUE_VIOLATION = '23505';
 
 /** The part of pg.Pool and pg.PoolClient this file uses, so helpers run inside or outside a transaction. */
@@ -66,6 +69,8 @@ interface RequestRow {
   error: string | null;
   reason: string | null;
   refs: Record<string, unknown>;
+  runner: string | null;
+  lease_until: Date | null;
 }
 
 interface VoteRow {
@@ -246,13 +251,17 @@ export class PgStateStore implements StateStore {
     });
   }
 
-  async startRun(id: number, now: Date): Promise<Transition> {
+  async startRun(id: number, now: Date, lease?: RunLease): Promise<Transition> {
+    const { runner, until } = lease ?? {
+      runner: 'unnamed',
+      until: new Date(now.getTime() + DEFAULT_LEASE_MS),
+    };
     let rows: RequestRow[];
     try {
       ({ rows } = await this.pool.query<RequestRow>(
-        `UPDATE dbops_requests SET status = 'running', updated_at = $2
+        `UPDATE dbops_requests SET status = 'running', updated_at = $2, runner = $3, lease_until = $4
          WHERE id = $1 AND status = 'approved' RETURNING *`,
-        [id, now],
+        [id, now, runner, until],
       ));
     } catch (err) {
       if (isUniqueViolation(err, ONE_RUNNING_PER_TARGET)) {
@@ -283,6 +292,28 @@ export class PgStateStore implements StateStore {
       ],
     );
     return await this.afterCompareAndSet(id, rows);
+  }
+
+  async renewLease(id: number, lease: RunLease): Promise<boolean> {
+    const { rowCount } = await this.pool.query(
+      `UPDATE dbops_requests SET lease_until = greatest(lease_until, $3)
+       WHERE id = $1 AND status = 'running' AND runner = $2`,
+      [id, lease.runner, lease.until],
+    );
+    return rowCount === 1;
+  }
+
+  async interruptAbandoned(now: Date): Promise<ApprovalRequest[]> {
+    // One statement, like expireDue: a row another replica changes at the same moment is re-checked after
+    // its commit and skipped, because it is no longer running (or its lease was renewed).
+    const { rows } = await this.pool.query<RequestRow>(
+      `UPDATE dbops_requests SET status = 'failed', updated_at = $1,
+         error = 'interrupted: the dbops replica running it (' || coalesce(runner, 'unknown') ||
+           ') stopped answering before it finished; whether the operation took effect is unknown, so check the target before trying again'
+       WHERE status = 'running' AND lease_until < $1 RETURNING *`,
+      [now],
+    );
+    return await withVotes(this.pool, rows);
   }
 
   async expireDue(now: Date): Promise<ApprovalRequest[]> {
@@ -564,6 +595,8 @@ function toRequest(row: RequestRow, votes: Vote[]): ApprovalRequest {
     ...(row.result !== null ? { result: row.result } : {}),
     ...(row.error !== null ? { error: row.error } : {}),
     ...(row.reason !== null ? { reason: row.reason } : {}),
+    ...(row.runner !== null ? { runner: row.runner } : {}),
+    ...(row.lease_until !== null ? { leaseUntil: row.lease_until } : {}),
     refs: row.refs,
   };
 }

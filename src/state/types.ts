@@ -35,6 +35,9 @@ export interface ApprovalRequest {
   createdAt: Date;
   expiresAt: Date;
   updatedAt: Date;
+  /** While running: which replica runs it, and until when it has to renew its lease. */
+  runner?: string;
+  leaseUntil?: Date;
   /** Set when it ran. */
   result?: OperationResult;
   error?: string;
@@ -85,6 +88,7 @@ export const AUDIT_EVENTS = [
   'expired',
   'executed', // ran and succeeded
   'failed', // ran and failed
+  'interrupted', // the replica running it stopped before it finished: outcome unknown
   'builtin', // help, targets, pending, status, audit
 ] as const;
 export type AuditEventKind = (typeof AUDIT_EVENTS)[number];
@@ -120,6 +124,12 @@ export interface ChannelBinding {
   boundAt: Date;
 }
 
+export interface RunLease {
+  /** The replica running the request (host, pid and a random part). */
+  runner: string;
+  until: Date;
+}
+
 export interface StateStore {
   /** Applies pending schema migrations (versioned, under an advisory lock so replicas can race). */
   migrate(): Promise<void>;
@@ -143,8 +153,18 @@ export interface StateStore {
   deny(id: number, voter: Actor, reason: string | undefined, now: Date): Promise<Transition>;
   /** pending → cancelled, only by the requester (same person). */
   cancel(id: number, actor: Actor, now: Date): Promise<Transition>;
-  /** Compare-and-set approved → running; refuses with target_busy while another request runs on the target. */
-  startRun(id: number, now: Date): Promise<Transition>;
+  /**
+   * Compare-and-set approved → running; refuses with target_busy while another request runs on the target.
+   * The run is leased to `lease.runner` until `lease.until` (default: ten minutes, runner "unnamed").
+   */
+  startRun(id: number, now: Date, lease?: RunLease): Promise<Transition>;
+  /** Extends a running request's lease; false when it is no longer running under this runner. */
+  renewLease(id: number, lease: RunLease): Promise<boolean>;
+  /**
+   * running → failed for every run whose lease ran out before `now` (its replica died or lost the state
+   * database), with an error saying the outcome is unknown; returns those this call changed (exactly once).
+   */
+  interruptAbandoned(now: Date): Promise<ApprovalRequest[]>;
   /** running → succeeded | failed, storing the result or error. */
   finishRun(
     id: number,

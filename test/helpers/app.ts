@@ -91,8 +91,12 @@ export async function makeFixture(): Promise<Fixture> {
   };
 }
 
-export async function startApp(config: Config, clock?: () => Date): Promise<App> {
-  return await createApp({ config, log: silentLogger(), ...(clock ? { clock } : {}) });
+export async function startApp(
+  config: Config,
+  clock?: () => Date,
+  options: { runLeaseMs?: number } = {},
+): Promise<App> {
+  return await createApp({ config, log: silentLogger(), ...(clock ? { clock } : {}), ...options });
 }
 
 /** Sends one command as a person through the whole core. */
