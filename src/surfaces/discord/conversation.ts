@@ -31,6 +31,26 @@ export interface Place {
 }
 
 /** A `/db` command: deferred publicly, answered by editing the deferred reply. */
+/** Where a request's conversation goes on: the thread it was asked in, or one started from its answer. */
+class RequestThread {
+  readonly #api: DiscordApi;
+  readonly #place: Place;
+  #id: string | undefined;
+
+  constructor(api: DiscordApi, place: Place) {
+    this.#api = api;
+    this.#place = place;
+  }
+
+  async open(answer: PostedMessage | undefined, name: string): Promise<string | undefined> {
+    if (this.#place.inThread) return this.#place.channelId;
+    if (this.#id) return this.#id;
+    if (!answer || !this.#place.canStartThread) return undefined;
+    this.#id = await this.#api.startThread(answer.channelId, answer.id, name);
+    return this.#id;
+  }
+}
+
 export class CommandConversation implements Conversation {
   readonly privateOnly = false;
   readonly #api: DiscordApi;
@@ -39,13 +59,14 @@ export class CommandConversation implements Conversation {
   readonly #place: Place;
   readonly #receivedAt: number;
   #posted: PostedMessage | undefined;
-  #thread: string | undefined;
+  readonly #thread: RequestThread;
 
   constructor(api: DiscordApi, interaction: { applicationId: string; token: string }, place: Place) {
     this.#api = api;
     this.#applicationId = interaction.applicationId;
     this.#token = interaction.token;
     this.#place = place;
+    this.#thread = new RequestThread(api, place);
     this.#receivedAt = Date.now();
   }
 
@@ -86,11 +107,7 @@ export class CommandConversation implements Conversation {
   }
 
   async thread(name: string): Promise<string | undefined> {
-    if (this.#place.inThread) return this.#place.channelId;
-    if (this.#thread) return this.#thread;
-    if (!this.#posted || !this.#place.canStartThread) return undefined;
-    this.#thread = await this.#api.startThread(this.#posted.channelId, this.#posted.id, name);
-    return this.#thread;
+    return await this.#thread.open(this.#posted, name);
   }
 }
 
@@ -102,11 +119,12 @@ export class MentionConversation implements Conversation {
   readonly #messageId: string;
   readonly #authorId: string;
   #posted: PostedMessage | undefined;
-  #thread: string | undefined;
+  readonly #thread: RequestThread;
 
   constructor(api: DiscordApi, message: { id: string; authorId: string }, place: Place) {
     this.#api = api;
     this.#place = place;
+    this.#thread = new RequestThread(api, place);
     this.#messageId = message.id;
     this.#authorId = message.authorId;
   }
@@ -136,11 +154,7 @@ export class MentionConversation implements Conversation {
   }
 
   async thread(name: string): Promise<string | undefined> {
-    if (this.#place.inThread) return this.#place.channelId;
-    if (this.#thread) return this.#thread;
-    if (!this.#posted || !this.#place.canStartThread) return undefined;
-    this.#thread = await this.#api.startThread(this.#posted.channelId, this.#posted.id, name);
-    return this.#thread;
+    return await this.#thread.open(this.#posted, name);
   }
 }
 
