@@ -1,6 +1,7 @@
 // The Slack surface: the built bot process (`dbops start`) against a local fake Slack and real PostgreSQL,
 // in Socket Mode and in HTTP mode with requests signed for real; and the Block Kit renderer's limits.
 import { readFileSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { webApi } from '@slack/bolt';
@@ -804,6 +805,33 @@ describe('Slack in HTTP mode (signed requests)', () => {
     // Every accepted command's acknowledgement is timed.
     const acked = Number(metrics.match(/^dbops_slack_ack_seconds_count (\d+)$/m)?.[1]);
     expect(acked).toBeGreaterThanOrEqual(1);
+  });
+
+  it('does not start when its Slack port is taken, and says which port', async () => {
+    const squatter = createServer();
+    await new Promise<void>((done) => squatter.listen(0, done));
+    const taken = (squatter.address() as { port: number }).port;
+    try {
+      const child = launch(
+        {
+          SLACK_BOT_TOKEN: 'xoxb-test',
+          SLACK_SIGNING_SECRET: SECRET,
+          SLACK_PORT: String(taken),
+          SLACK_API_URL: fake.apiUrl,
+        },
+        await freePort(),
+      );
+      let stderr = '';
+      child.stderr?.on('data', (chunk: Buffer) => {
+        stderr += chunk.toString();
+      });
+      const result = await child;
+      expect(result.exitCode).not.toBe(0);
+      expect(stderr).toContain(`cannot listen for Slack requests on port ${taken}`);
+      expect(stderr).toContain('EADDRINUSE');
+    } finally {
+      await new Promise((done) => squatter.close(done));
+    }
   });
 
   it('runs a retried event once (same event_id, x-slack-retry-num)', async () => {
