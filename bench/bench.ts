@@ -51,7 +51,7 @@ ANALYZE;`;
 
 const BIG_ROWS = 1_000_000;
 const SLACK_CONCURRENCY = 100;
-const SLACK_ROUNDS = 3;
+const SLACK_ROUNDS = 5;
 const BIG_TABLE_SQL = `
 CREATE TABLE big AS
   SELECT g::bigint AS id, md5(g::text) AS payload, now() - g * interval '1 second' AS created_at
