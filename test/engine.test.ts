@@ -136,6 +136,20 @@ describe('transactions', () => {
       { statementTimeoutMs: 1234 },
     );
     expect(settings).toEqual([{ st: '1234ms', lt: '1s', ro: 'on' }]);
+    // Durations in seconds times 1000 are not always whole (0.9 s can come out as 899.9999999999999 ms): rounded.
+    const written = await db.write(
+      (s) =>
+        s.query<{ st: string; lt: string }>(
+          "SELECT current_setting('statement_timeout') AS st, current_setting('lock_timeout') AS lt",
+        ),
+      { statementTimeoutMs: 899.9999999999999, lockTimeoutMs: 70.4 },
+    );
+    expect(written).toEqual([{ st: '900ms', lt: '70ms' }]);
+    const direct = await db.direct(
+      (s) => s.query<{ st: string }>("SELECT current_setting('statement_timeout') AS st"),
+      { statementTimeoutMs: 899.9999999999999 },
+    );
+    expect(direct).toEqual([{ st: '900ms' }]);
   });
 
   it('write() commits when fn resolves and rolls back when it throws, passing non-pg errors through', async () => {

@@ -66,8 +66,21 @@ const TYPES: pg.CustomTypesConfig = {
   },
 };
 
-const SET_LOCAL_TIMEOUTS =
-  "SELECT set_config('statement_timeout', $1, true), set_config('lock_timeout', $2, true)";
+/** Whole milliseconds for a timeout setting (durations in seconds times 1000 can come out as 290.00000000000006). */
+function wholeMs(ms: number): number {
+  if (!Number.isFinite(ms) || ms < 0) throw new Error(`not a timeout in milliseconds: ${ms}`);
+  return Math.round(ms);
+}
+
+/**
+ * BEGIN and the transaction's timeouts in one round trip: a simple-protocol statement list cannot take
+ * bind parameters, so the two values — numbers computed by dbops, never text from a person — are written
+ * in as whole milliseconds.
+ */
+function beginWithTimeouts(mode: 'read' | 'write', limits: QueryLimits): string {
+  const begin = mode === 'read' ? 'BEGIN READ ONLY' : 'BEGIN';
+  return `${begin}; SET LOCAL statement_timeout = ${wholeMs(limits.statementTimeoutMs)}; SET LOCAL lock_timeout = ${wholeMs(limits.lockTimeoutMs)}`;
+}
 const SET_SESSION_TIMEOUTS =
   "SELECT set_config('statement_timeout', $1, false), set_config('lock_timeout', $2, false)";
 const RESET_TIMEOUTS = 'RESET statement_timeout; RESET lock_timeout';
@@ -329,12 +342,11 @@ class PooledTargetDb implements TargetDb {
     fn: (session: Session) => Promise<R>,
     limits: QueryLimits,
   ): Promise<R> {
-    const timeouts = [String(limits.statementTimeoutMs), String(limits.lockTimeoutMs)];
     if (mode === 'direct') {
+      const timeouts = [String(wholeMs(limits.statementTimeoutMs)), String(wholeMs(limits.lockTimeoutMs))];
       await client.query(SET_SESSION_TIMEOUTS, timeouts);
     } else {
-      await client.query(mode === 'read' ? 'BEGIN READ ONLY' : 'BEGIN');
-      await client.query(SET_LOCAL_TIMEOUTS, timeouts);
+      await client.query(beginWithTimeouts(mode, limits));
     }
     const pid = this.host.registry.pidOf(this.serverKey, client) ?? (await this.#backendPid(client));
     const result = await fn(new PoolSession(client, pid, limits.rowCap));
