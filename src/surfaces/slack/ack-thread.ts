@@ -18,7 +18,7 @@ import {
   verifySignature,
 } from './signed-requests.js';
 
-const QUIET_MS = 2;
+const QUIET_MS = 5;
 const MAX_HOLD_MS = 100;
 
 /** A request acknowledged, for Bolt. */
