@@ -289,7 +289,7 @@ async function start(argv: string[]): Promise<number> {
   let app: App | undefined;
   for (let delay = 500; !app; delay = Math.min(delay * 2, 10_000)) {
     try {
-      app = await createApp({ config, log, metrics });
+      app = await createApp({ config, log, metrics, runLeaseMs: settings.runLeaseMs });
     } catch (err) {
       if (err instanceof ConfigError) {
         await closeEndpoints();

@@ -12,7 +12,13 @@ import { loadConfigText } from '../src/config/load.js';
 import { SHUTTING_DOWN_MESSAGE } from '../src/core/dispatch.js';
 import { silentLogger } from '../src/core/log.js';
 import { Metrics } from '../src/observability/metrics.js';
-import { type HealthServer, startHealthServer, stateProbe } from '../src/observability/server.js';
+import {
+  type HealthServer,
+  SERVICE_DEFAULTS,
+  serviceSettings,
+  startHealthServer,
+  stateProbe,
+} from '../src/observability/server.js';
 import { FakeSlack, formBody, postSigned, slashCommand } from './fakes/slack.js';
 import { as, FIXTURE_YAML, type Fixture, makeFixture } from './helpers/app.js';
 import { adminQuery, openClient } from './helpers/db.js';
@@ -389,6 +395,26 @@ async function until<T>(what: string, probe: () => Promise<T | undefined>, ms = 
     await new Promise((r) => setTimeout(r, 100));
   }
 }
+
+describe('service settings from the environment', () => {
+  it('reads ports, the shutdown deadline and the run lease, and names every bad value at once', () => {
+    expect(serviceSettings({})).toEqual(SERVICE_DEFAULTS);
+    expect(
+      serviceSettings({ DBOPS_HTTP_PORT: '9090', DBOPS_SHUTDOWN_TIMEOUT: '1m', DBOPS_RUN_LEASE: '90' }),
+    ).toEqual({ ...SERVICE_DEFAULTS, port: 9090, shutdownTimeoutMs: 60_000, runLeaseMs: 90_000 });
+    expect(serviceSettings({ DBOPS_RUN_LEASE: '2m' }).runLeaseMs).toBe(120_000);
+    let problems: string[] = [];
+    try {
+      serviceSettings({ DBOPS_HTTP_PORT: 'http', DBOPS_RUN_LEASE: '500ms' });
+    } catch (err) {
+      problems = (err as { problems: string[] }).problems;
+    }
+    expect(problems).toHaveLength(2);
+    expect(problems[1]).toBe(
+      'DBOPS_RUN_LEASE: expected a duration of at least 1s like 60s or 2m, got "500ms"',
+    );
+  });
+});
 
 describe('dbops start (the built process)', () => {
   it('serves health and metrics, waits for its state database, and stops on SIGTERM with exit 0', async () => {

@@ -37,6 +37,10 @@ targets:
   scratch:
     url: \${STAGING_URL}
     environment: scratch
+  slowlock:
+    url: \${STAGING_URL}
+    environment: staging
+    limits: { lock_timeout: 60s, statement_timeout: 90s }
 people:
   alice: { slack: T1/UALICE, roles: [dba] }
   bob:   { slack: T1/UBOB, roles: [oncall] }
@@ -55,12 +59,13 @@ interface Replica {
 let staging: { name: string; url: string };
 let stateDb: { name: string; url: string };
 let fake: FakeSlack;
+let configPath: string;
 const replicas: Replica[] = [];
 const held: pg.Client[] = [];
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-function spawn(configPath: string, httpPort: number, slackPort: number) {
+function spawn(configPath: string, httpPort: number, slackPort: number, extraEnv: Record<string, string>) {
   return execa('node', [CLI, 'start', '--config', configPath], {
     env: {
       PATH: process.env.PATH ?? '',
@@ -77,6 +82,7 @@ function spawn(configPath: string, httpPort: number, slackPort: number) {
       SLACK_PORT: String(slackPort),
       SLACK_API_URL: fake.apiUrl,
       SLACK_API_RETRIES: '0',
+      ...extraEnv,
     },
     extendEnv: false,
     reject: false,
@@ -84,9 +90,13 @@ function spawn(configPath: string, httpPort: number, slackPort: number) {
   });
 }
 
-async function launch(name: string, configPath: string): Promise<Replica> {
+async function launch(
+  name: string,
+  configPath: string,
+  extraEnv: Record<string, string> = {},
+): Promise<Replica> {
   const [httpPort, slackPort] = [await freePort(), await freePort()];
-  const child = spawn(configPath, httpPort, slackPort);
+  const child = spawn(configPath, httpPort, slackPort, extraEnv);
   const logs: string[] = [];
   child.stderr?.on('data', (chunk: Buffer) => logs.push(...chunk.toString().split('\n').filter(Boolean)));
   const replica = { name, events: `http://127.0.0.1:${slackPort}/slack/events`, logs, child };
@@ -213,7 +223,7 @@ beforeAll(async () => {
     createDatabase('replicas_staging'),
     createDatabase('replicas_state'),
   ]);
-  const configPath = join(tmpdir(), `dbops-replicas-${stateDb.name}.yaml`);
+  configPath = join(tmpdir(), `dbops-replicas-${stateDb.name}.yaml`);
   writeFileSync(configPath, CONFIG);
   fake = await FakeSlack.start();
   // One at a time: both migrate the same state database, and the second must find it ready.
@@ -318,6 +328,50 @@ describe('two dbops replicas sharing one state database (Slack HTTP mode)', () =
     expect(buttons(updates[0] as ApiCall)).toEqual([]);
     expect(await audits(id, 'executed')).toBe(0);
     expect(await alive(pids)).toBe(1);
+  });
+
+  it('a replica killed in the middle of a run: another reports the run interrupted, once, on its card', async () => {
+    const c = await launch('C', configPath, { DBOPS_RUN_LEASE: '2s' });
+    await adminQuery('CREATE TABLE lease_victim (id int)', [], staging.name);
+    // VACUUM FULL waits for this lock (lock_timeout 60 s on slowlock): the run stays under way.
+    const locker = await openClient(staging.url, 'replica-locker');
+    held.push(locker);
+    await locker.query('BEGIN; LOCK TABLE lease_victim IN ACCESS SHARE MODE');
+    try {
+      const { id, ref } = await request(c, 'vacuum slowlock lease_victim --full');
+      const click = await postSigned(c.events, {
+        secret: SECRET,
+        body: approveClick(id, ref),
+        contentType: FORM,
+      });
+      expect(click.status).toBe(200);
+      for (let waited = 0; (await status(id)) !== 'running'; waited += 50) {
+        if (waited > 15_000) throw new Error(`request #${id} did not start`);
+        await sleep(50);
+      }
+      const from = fake.calls.length;
+      c.child.kill('SIGKILL');
+      await c.child;
+      // C's lease (2 s) runs out; A and B sweep every second: exactly one of them reports it.
+      expect(await settled(id)).toBe('failed');
+      const [row] = await adminQuery<{ error: string; runner: string }>(
+        'SELECT error, runner FROM dbops_requests WHERE id = $1',
+        [id],
+        stateDb.name,
+      );
+      expect(row?.error).toContain(`interrupted: the dbops replica running it (${row?.runner})`);
+      expect(row?.error).toContain('whether the operation took effect is unknown');
+      await sleep(2500);
+      expect(await audits(id, 'interrupted')).toBe(1);
+      expect(await audits(id, 'executed')).toBe(0);
+      const updates = fake.callsOf('chat.update', from).filter((u) => u.body.ts === ref.ts);
+      expect(updates).toHaveLength(1);
+      expect(textOf(updates[0] as ApiCall)).toContain('interrupted');
+      expect(buttons(updates[0] as ApiCall)).toEqual([]);
+    } finally {
+      await locker.query('ROLLBACK');
+      replicas.splice(replicas.indexOf(c), 1);
+    }
   });
 
   it('logged no errors in either replica', () => {

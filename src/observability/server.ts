@@ -14,11 +14,18 @@ export interface ServiceSettings {
   port: number;
   /** How long SIGTERM waits for running commands before giving up on them. */
   shutdownTimeoutMs: number;
+  /** How long an approved run is leased to this replica (renewed while it runs); see CoreDeps.runLeaseMs. */
+  runLeaseMs: number;
 }
 
-export const SERVICE_DEFAULTS = { host: '0.0.0.0', port: 8080, shutdownTimeoutMs: 25_000 } as const;
+export const SERVICE_DEFAULTS = {
+  host: '0.0.0.0',
+  port: 8080,
+  shutdownTimeoutMs: 25_000,
+  runLeaseMs: 60_000,
+} as const;
 
-/** Reads DBOPS_HTTP_HOST, DBOPS_HTTP_PORT and DBOPS_SHUTDOWN_TIMEOUT ("25s", "1m", or seconds). */
+/** Reads DBOPS_HTTP_HOST, DBOPS_HTTP_PORT, DBOPS_SHUTDOWN_TIMEOUT and DBOPS_RUN_LEASE ("25s", "1m", or seconds). */
 export function serviceSettings(env: Readonly<Record<string, string | undefined>>): ServiceSettings {
   const problems: string[] = [];
   const host = env.DBOPS_HTTP_HOST?.trim() || SERVICE_DEFAULTS.host;
@@ -40,8 +47,18 @@ export function serviceSettings(env: Readonly<Record<string, string | undefined>
       shutdownTimeoutMs = Math.round(seconds * 1000);
     }
   }
+  let runLeaseMs: number = SERVICE_DEFAULTS.runLeaseMs;
+  const leaseText = env.DBOPS_RUN_LEASE?.trim();
+  if (leaseText) {
+    const seconds = /^\d+(\.\d+)?$/.test(leaseText) ? Number(leaseText) : parseDuration(leaseText);
+    if (seconds === undefined || seconds < 1) {
+      problems.push(`DBOPS_RUN_LEASE: expected a duration of at least 1s like 60s or 2m, got "${leaseText}"`);
+    } else {
+      runLeaseMs = Math.round(seconds * 1000);
+    }
+  }
   if (problems.length > 0) throw new ConfigError(problems);
-  return { host, port, shutdownTimeoutMs };
+  return { host, port, shutdownTimeoutMs, runLeaseMs };
 }
 
 /** Whether the state database answers; its own one-connection pool, so a busy app pool can not mask it. */
