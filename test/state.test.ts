@@ -555,13 +555,32 @@ describe('leases on running requests', () => {
       /^interrupted: the dbops replica running it \(host-a:41:dead\) stopped answering/,
     );
     expect(changed[0]?.error).toContain('whether the operation took effect is unknown');
-    // Its runner coming back can neither renew nor finish it; the target takes the next request.
-    expect(await storeA.renewLease(left.id, { runner: lease.runner, until: minutes(T0, 9) })).toBe(false);
-    expect(refusal(await storeA.finishRun(left.id, { status: 'succeeded' }, minutes(T0, 6)))).toEqual({
-      code: 'not_pending',
-      status: 'failed',
-    });
+    // The target takes the next request; the lease cannot be renewed any more.
     expect(accepted(await storeB.startRun(next.id, minutes(T0, 6))).status).toBe('running');
+    expect(await storeA.renewLease(left.id, { runner: lease.runner, until: minutes(T0, 9) })).toBe(false);
+    // Only its own runner, still going after all, can correct it to the real outcome (once).
+    const result = { headline: 'vacuumed', columns: [], rows: [], truncated: false };
+    expect(refusal(await storeA.finishRun(left.id, { status: 'succeeded', result }, minutes(T0, 7)))).toEqual(
+      {
+        code: 'not_pending',
+        status: 'failed',
+      },
+    );
+    expect(
+      refusal(
+        await storeB.finishRun(left.id, { status: 'succeeded', result }, minutes(T0, 7), 'host-b:7:other'),
+      ),
+    ).toEqual({ code: 'not_pending', status: 'failed' });
+    const corrected = accepted(
+      await storeA.finishRun(left.id, { status: 'succeeded', result }, minutes(T0, 7), lease.runner),
+    );
+    expect(corrected).toMatchObject({ status: 'succeeded', result });
+    expect(corrected).not.toHaveProperty('error');
+    expect(
+      refusal(
+        await storeA.finishRun(left.id, { status: 'failed', error: 'x' }, minutes(T0, 8), lease.runner),
+      ),
+    ).toEqual({ code: 'not_pending', status: 'succeeded' });
   });
 });
 

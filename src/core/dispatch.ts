@@ -568,6 +568,7 @@ export class Core {
         approved.id,
         { status: 'failed', error: 'stored arguments no longer validate' },
         this.#clock(),
+        this.#runner,
       );
       if (done.ok) this.changed(done.request, 'failed');
       throw new UserError(
@@ -586,7 +587,12 @@ export class Core {
         'execute',
       );
       const durationMs = Date.now() - t0;
-      const done = await this.state.finishRun(approved.id, { status: 'succeeded', result }, this.#clock());
+      const done = await this.state.finishRun(
+        approved.id,
+        { status: 'succeeded', result },
+        this.#clock(),
+        this.#runner,
+      );
       await this.audit(ctx, {
         event: 'executed',
         outcome: 'ok',
@@ -595,7 +601,7 @@ export class Core {
         requestId: approved.id,
       }).catch((err: unknown) => ctx.log.error({ err }, 'audit write failed after the operation ran'));
       if (!done.ok)
-        ctx.log.warn({ requestId: approved.id }, 'the run finished after it was reported interrupted');
+        ctx.log.warn({ requestId: approved.id }, 'the run finished but its request could not be updated');
       const finished = done.ok ? done.request : running;
       if (done.ok) this.changed(done.request, 'succeeded');
       return reply({
@@ -616,6 +622,7 @@ export class Core {
         approved.id,
         { status: 'failed', error: message },
         this.#clock(),
+        this.#runner,
       );
       if (done.ok) this.changed(done.request, 'failed');
       return await this.fail(ctx, err, { ...about, durationMs, requestId: approved.id });

@@ -279,16 +279,19 @@ export class PgStateStore implements StateStore {
     id: number,
     outcome: { status: 'succeeded' | 'failed'; result?: OperationResult; error?: string },
     now: Date,
+    runner?: string,
   ): Promise<Transition> {
     const { rows } = await this.pool.query<RequestRow>(
       `UPDATE dbops_requests SET status = $2, result = $3, error = $4, updated_at = $5
-       WHERE id = $1 AND status = 'running' RETURNING *`,
+       WHERE id = $1 AND (status = 'running'
+         OR (status = 'failed' AND runner = $6 AND error LIKE 'interrupted:%')) RETURNING *`,
       [
         id,
         outcome.status,
         outcome.result === undefined ? null : json(outcome.result),
         outcome.error ?? null,
         now,
+        runner ?? null,
       ],
     );
     return await this.afterCompareAndSet(id, rows);

@@ -165,11 +165,16 @@ export interface StateStore {
    * database), with an error saying the outcome is unknown; returns those this call changed (exactly once).
    */
   interruptAbandoned(now: Date): Promise<ApprovalRequest[]>;
-  /** running → succeeded | failed, storing the result or error. */
+  /**
+   * running → succeeded | failed, storing the result or error. Given its `runner`, a run that was reported
+   * interrupted while it was in fact still going (its replica lost the state database longer than the
+   * lease) is corrected to its real outcome by that runner.
+   */
   finishRun(
     id: number,
     outcome: { status: 'succeeded' | 'failed'; result?: OperationResult; error?: string },
     now: Date,
+    runner?: string,
   ): Promise<Transition>;
   /** Marks every pending request past its expiry as expired; returns those this call changed (exactly once). */
   expireDue(now: Date): Promise<ApprovalRequest[]>;
