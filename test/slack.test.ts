@@ -1,7 +1,9 @@
 // The Slack surface: the built bot process (`dbops start`) against a local fake Slack and real PostgreSQL,
 // in Socket Mode and in HTTP mode with requests signed for real; and the Block Kit renderer's limits.
+import { once } from 'node:events';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { webApi } from '@slack/bolt';
@@ -806,6 +808,25 @@ describe('Slack in HTTP mode (signed requests)', () => {
     const acked = Number(metrics.match(/^dbops_slack_ack_seconds_count (\d+)$/m)?.[1]);
     expect(acked).toBeGreaterThanOrEqual(1);
   });
+
+  it('cuts off a client that never finishes its headers (408), and keeps serving others', async () => {
+    const port = Number(new URL(url).port);
+    const started = Date.now();
+    const socket = connect(port, '127.0.0.1', () =>
+      socket.write('POST /slack/events HTTP/1.1\r\nHost: x\r\n'),
+    );
+    let answer = '';
+    socket.on('data', (chunk: Buffer) => {
+      answer += chunk.toString();
+    });
+    // Meanwhile a whole request is answered at once.
+    const health = await fetch(url.replace('/slack/events', '/slack/healthz'));
+    expect(health.status).toBe(200);
+    await once(socket, 'close');
+    expect(answer.split('\r\n')[0]).toBe('HTTP/1.1 408 Request Timeout');
+    // Node's 60 s headers timeout would still be waiting.
+    expect(Date.now() - started).toBeLessThan(30_000);
+  }, 40_000);
 
   it('does not start when its Slack port is taken, and says which port', async () => {
     const squatter = createServer();

@@ -19,6 +19,8 @@ import {
 } from './signed-requests.js';
 
 const QUIET_MS = 5;
+const HEADERS_TIMEOUT_MS = 10_000;
+const REQUEST_TIMEOUT_MS = 15_000;
 const MAX_HOLD_MS = 100;
 
 /** A request acknowledged, for Bolt. */
@@ -78,7 +80,8 @@ function run(port: NonNullable<typeof parentPort>, data: AckThreadData): void {
     if (closing) pass();
     else timer ??= setTimeout(pass, 1);
   };
-  const server = createServer((req, res) => {
+  // The request timeouts below are enforced on this interval (Node's default: every 30 s).
+  const server = createServer({ connectionsCheckingInterval: 2_000 }, (req, res) => {
     inProgress += 1;
     lastActivity = performance.now();
     res.once('close', () => {
@@ -150,6 +153,10 @@ function run(port: NonNullable<typeof parentPort>, data: AckThreadData): void {
       });
     });
   });
+  // Slack sends a whole request at once: a client that trickles its headers or body is cut off instead of
+  // holding a connection for Node's defaults (60 s for headers, 300 s for the request).
+  server.headersTimeout = HEADERS_TIMEOUT_MS;
+  server.requestTimeout = REQUEST_TIMEOUT_MS;
   server.on('connection', () => {
     lastActivity = performance.now();
   });
