@@ -26,6 +26,8 @@ export interface FastAckReceiverOptions {
   onAcked?: (ms: number) => void;
   /** The acknowledging thread ended without being asked to; it is started again. */
   onThreadLost?: (why: string) => void;
+  /** The module the thread runs (default: ack-thread.js beside this one); tests wrap it. */
+  threadModule?: URL;
 }
 
 /**
@@ -96,12 +98,14 @@ export class FastAckReceiver implements Receiver {
     };
     let worker: Worker;
     try {
-      worker = new Worker(ACK_THREAD, { workerData: data, name: 'dbops slack ack' });
+      worker = new Worker(this.#options.threadModule ?? ACK_THREAD, {
+        workerData: data,
+        name: 'dbops slack ack',
+      });
     } catch (err) {
       const why = err instanceof Error ? err.message : String(err);
-      return Promise.reject(
-        new Error(`cannot start the Slack acknowledging thread (${ACK_THREAD.pathname}): ${why}`),
-      );
+      const module = (this.#options.threadModule ?? ACK_THREAD).pathname;
+      return Promise.reject(new Error(`cannot start the Slack acknowledging thread (${module}): ${why}`));
     }
     this.#worker = worker;
     return new Promise<number>((resolve, reject) => {
