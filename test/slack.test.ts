@@ -206,6 +206,29 @@ function textOf(call: ApiCall): string {
   return JSON.stringify(call.body);
 }
 
+/** A click on the approval card's Approve button, delivered over the Socket Mode connection. */
+async function clickApproveOverSocket(
+  fake: FakeSlack,
+  user: string,
+  id: number,
+  cardTs: string,
+  threadTs: string,
+): Promise<void> {
+  await fake.deliver(
+    envelope(
+      'interactive',
+      blockAction(fake, {
+        user,
+        channel: 'COPS',
+        messageTs: cardTs,
+        threadTs,
+        actionId: 'dbops_approve',
+        value: String(id),
+      }),
+    ),
+  );
+}
+
 /** The Approve/Deny buttons of a card message, if it has any. */
 function buttons(call: ApiCall): { action_id: string; value: string }[] {
   return blocksOf(call).flatMap((b) =>
@@ -521,19 +544,7 @@ describe('Slack in Socket Mode (the whole bot process)', () => {
     expect(exec.exitCode).toBe(0);
     expect(fake.calls.slice(from)).toEqual([]);
     from = fake.calls.length;
-    await fake.deliver(
-      envelope(
-        'interactive',
-        blockAction(fake, {
-          user: 'UCAROL',
-          channel: 'COPS',
-          messageTs: ref.ts,
-          threadTs: parentTs,
-          actionId: 'dbops_approve',
-          value: String(id),
-        }),
-      ),
-    );
+    await clickApproveOverSocket(fake, 'UCAROL', id, ref.ts, parentTs);
     const refusal = await fake.call('chat.postEphemeral', from);
     expect(refusal.body).toMatchObject({ user: 'UCAROL', thread_ts: parentTs });
     const update = await fake.call('chat.update', from);
@@ -550,19 +561,7 @@ describe('Slack in Socket Mode (the whole bot process)', () => {
     // Counted from here: the periodic expiry sweep may expire it (and update the card) before the click.
     const from = fake.calls.length;
     await new Promise((r) => setTimeout(r, 1200));
-    await fake.deliver(
-      envelope(
-        'interactive',
-        blockAction(fake, {
-          user: 'UBOB',
-          channel: 'COPS',
-          messageTs: ref.ts,
-          threadTs: parentTs,
-          actionId: 'dbops_approve',
-          value: String(id),
-        }),
-      ),
-    );
+    await clickApproveOverSocket(fake, 'UBOB', id, ref.ts, parentTs);
     const update = await fake.call('chat.update', from);
     expect(update.body).toMatchObject({ channel: 'COPS', ts: ref.ts });
     expect(buttons(update)).toEqual([]);
@@ -663,19 +662,7 @@ describe('Slack in Socket Mode (the whole bot process)', () => {
     });
     await fake.connected(sockets + 1);
     const from = fake.calls.length;
-    await fake.deliver(
-      envelope(
-        'interactive',
-        blockAction(fake, {
-          user: 'UBOB',
-          channel: 'COPS',
-          messageTs: ref.ts,
-          threadTs: parentTs,
-          actionId: 'dbops_approve',
-          value: String(id),
-        }),
-      ),
-    );
+    await clickApproveOverSocket(fake, 'UBOB', id, ref.ts, parentTs);
     const update = await fake.call('chat.update', from);
     expect(update.body).toMatchObject({ channel: 'COPS', ts: ref.ts });
     expect(textOf(update)).toContain('approved by <@UBOB>');

@@ -787,64 +787,58 @@ export class Core {
 
   async #sweepExpired(): Promise<ApprovalRequest[]> {
     const now = this.#clock();
-    await this.#interruptAbandoned(now);
+    for (const request of await this.state.interruptAbandoned(now)) {
+      this.#deps.log.warn(
+        { requestId: request.id, runner: request.runner, target: request.target },
+        'a running request was left behind by a replica that stopped; reported interrupted',
+      );
+      await this.#auditSwept(request, now, {
+        event: 'interrupted',
+        outcome: 'unknown',
+        approvers: request.votes.filter((v) => v.vote === 'approve').map((v) => v.person),
+        ...(request.error ? { error: request.error } : {}),
+        ...(request.runner ? { detail: { runner: request.runner } } : {}),
+      });
+      this.changed(request, 'failed');
+    }
     const expired = await this.state.expireDue(now);
     for (const request of expired) {
-      await this.state
-        .audit(
-          {
-            requestId: request.id,
-            event: 'expired',
-            person: null,
-            identity: 'dbops',
-            surface: request.requester.surface,
-            operation: request.operation,
-            target: request.target,
-            args: request.args,
-            risk: request.risk,
-            outcome: 'expired',
-          },
-          now,
-        )
-        .catch((err: unknown) => this.#deps.log.error({ err }, 'audit write failed for an expiry'));
+      await this.#auditSwept(request, now, { event: 'expired', outcome: 'expired' });
       this.changed(request, 'expired');
     }
     return expired;
   }
 
   /**
-   * Runs whose replica died (its lease ran out) become failed with "interrupted", exactly once across
-   * replicas, so the target takes destructive operations again; each is audited and its card updated.
+   * The audit record of a request the sweep changed (expired, or interrupted because its replica died:
+   * its lease ran out), written by dbops itself; a failed write is logged, the change stands.
    */
-  async #interruptAbandoned(now: Date): Promise<void> {
-    const interrupted = await this.state.interruptAbandoned(now);
-    for (const request of interrupted) {
-      this.#deps.log.warn(
-        { requestId: request.id, runner: request.runner, target: request.target },
-        'a running request was left behind by a replica that stopped; reported interrupted',
+  async #auditSwept(
+    request: ApprovalRequest,
+    now: Date,
+    what: Pick<AuditEvent, 'event' | 'outcome' | 'approvers' | 'error' | 'detail'>,
+  ): Promise<void> {
+    await this.state
+      .audit(
+        {
+          requestId: request.id,
+          person: null,
+          identity: 'dbops',
+          surface: request.requester.surface,
+          operation: request.operation,
+          target: request.target,
+          args: request.args,
+          risk: request.risk,
+          ...what,
+        },
+        now,
+      )
+      .catch((err: unknown) =>
+        this.#deps.log.error(
+          { err, requestId: request.id },
+          `audit write failed for a swept request (${what.event})`,
+        ),
       );
-      await this.state
-        .audit(
-          {
-            requestId: request.id,
-            event: 'interrupted',
-            person: null,
-            identity: 'dbops',
-            surface: request.requester.surface,
-            operation: request.operation,
-            target: request.target,
-            args: request.args,
-            risk: request.risk,
-            approvers: request.votes.filter((v) => v.vote === 'approve').map((v) => v.person),
-            outcome: 'unknown',
-            ...(request.error ? { error: request.error } : {}),
-            ...(request.runner ? { detail: { runner: request.runner } } : {}),
-          },
-          now,
-        )
-        .catch((err: unknown) => this.#deps.log.error({ err }, 'audit write failed for an interrupted run'));
-      this.changed(request, 'failed');
-    }
   }
 }
 

@@ -37,6 +37,8 @@ export interface PgStateStoreOptions {
 const DEFAULT_LIST_LIMIT = 20;
 const MAX_LIST_LIMIT = 1000;
 const ONE_RUNNING_PER_TARGET = 'dbops_requests_one_running_per_target';
+/** How the error of a run reported interrupted begins; its own runner may still correct it (finishRun). */
+const INTERRUPTED = 'interrupted:';
 /** The lease of a run started without one (ten minutes). */
 const DEFAULT_LEASE_MS = 10 * 60 * 1000;
 const UNIQUE_VIOLATION = '23505';
@@ -284,7 +286,7 @@ export class PgStateStore implements StateStore {
     const { rows } = await this.pool.query<RequestRow>(
       `UPDATE dbops_requests SET status = $2, result = $3, error = $4, updated_at = $5
        WHERE id = $1 AND (status = 'running'
-         OR (status = 'failed' AND runner = $6 AND error LIKE 'interrupted:%')) RETURNING *`,
+         OR (status = 'failed' AND runner = $6 AND starts_with(error, $7))) RETURNING *`,
       [
         id,
         outcome.status,
@@ -292,6 +294,7 @@ export class PgStateStore implements StateStore {
         outcome.error ?? null,
         now,
         runner ?? null,
+        INTERRUPTED,
       ],
     );
     return await this.afterCompareAndSet(id, rows);
@@ -311,10 +314,10 @@ export class PgStateStore implements StateStore {
     // its commit and skipped, because it is no longer running (or its lease was renewed).
     const { rows } = await this.pool.query<RequestRow>(
       `UPDATE dbops_requests SET status = 'failed', updated_at = $1,
-         error = 'interrupted: the dbops replica running it (' || coalesce(runner, 'unknown') ||
+         error = $2 || ' the dbops replica running it (' || coalesce(runner, 'unknown') ||
            ') stopped answering before it finished; whether the operation took effect is unknown, so check the target before trying again'
        WHERE status = 'running' AND lease_until < $1 RETURNING *`,
-      [now],
+      [now, INTERRUPTED],
     );
     return await withVotes(this.pool, rows);
   }

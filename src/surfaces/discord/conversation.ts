@@ -30,7 +30,6 @@ export interface Place {
   canStartThread: boolean;
 }
 
-/** A `/db` command: deferred publicly, answered by editing the deferred reply. */
 /** Where a request's conversation goes on: the thread it was asked in, or one started from its answer. */
 class RequestThread {
   readonly #api: DiscordApi;
@@ -51,6 +50,7 @@ class RequestThread {
   }
 }
 
+/** A `/db` command: deferred publicly, answered by editing the deferred reply. */
 export class CommandConversation implements Conversation {
   readonly privateOnly = false;
   readonly #api: DiscordApi;

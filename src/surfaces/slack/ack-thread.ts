@@ -10,13 +10,7 @@
 // cores the queries and API calls of a burst's first commands would otherwise slow the acks of the rest.
 import { createServer, type IncomingMessage } from 'node:http';
 import { parentPort, workerData } from 'node:worker_threads';
-import {
-  MAX_BODY_BYTES,
-  parseBody,
-  type RefusalReason,
-  refusalOf,
-  verifySignature,
-} from './signed-requests.js';
+import { MAX_BODY_BYTES, parseBody, type RefusalReason, signatureProblem } from './signed-requests.js';
 
 const QUIET_MS = 5;
 const HEADERS_TIMEOUT_MS = 10_000;
@@ -117,13 +111,16 @@ function run(port: NonNullable<typeof parentPort>, data: AckThreadData): void {
     req.on('end', () => {
       if (res.headersSent) return;
       const raw = Buffer.concat(chunks).toString('utf8');
-      const timestamp = header(req, 'x-slack-request-timestamp');
-      const nowSeconds = Math.floor(Date.now() / 1000);
-      if (
-        !verifySignature(data.signingSecret, timestamp, header(req, 'x-slack-signature'), raw, nowSeconds)
-      ) {
+      const problem = signatureProblem(
+        data.signingSecret,
+        header(req, 'x-slack-request-timestamp'),
+        header(req, 'x-slack-signature'),
+        raw,
+        Math.floor(Date.now() / 1000),
+      );
+      if (problem) {
         res.writeHead(401).end();
-        tell({ type: 'refused', reason: refusalOf(timestamp, nowSeconds), remote });
+        tell({ type: 'refused', reason: problem, remote });
         return;
       }
       let body: Record<string, unknown>;

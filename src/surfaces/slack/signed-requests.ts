@@ -7,7 +7,28 @@ export const MAX_AGE_SECONDS = 5 * 60;
 /** Slack's payloads are small; anything larger is not Slack. */
 export const MAX_BODY_BYTES = 1024 * 1024;
 
-/** `v0=` + hex HMAC-SHA256 of `v0:{timestamp}:{raw body}`, compared in constant time. */
+/** Why a request was refused: for the log line and the metric's label (never the body itself). */
+export type RefusalReason = 'bad_signature' | 'stale_timestamp' | 'too_large' | 'unparseable';
+
+/**
+ * Checks `v0=` + hex HMAC-SHA256 of `v0:{timestamp}:{raw body}` (compared in constant time) and the
+ * timestamp's age; undefined when the request is Slack's, else why not (both are answered 401).
+ */
+export function signatureProblem(
+  secret: string,
+  timestamp: string | undefined,
+  signature: string | undefined,
+  body: string,
+  nowSeconds: number,
+): 'bad_signature' | 'stale_timestamp' | undefined {
+  if (!timestamp || !signature || !/^\d{1,12}$/.test(timestamp)) return 'bad_signature';
+  if (Math.abs(nowSeconds - Number(timestamp)) > MAX_AGE_SECONDS) return 'stale_timestamp';
+  const expected = `v0=${createHmac('sha256', secret).update(`v0:${timestamp}:${body}`).digest('hex')}`;
+  const given = Buffer.from(signature);
+  const wanted = Buffer.from(expected);
+  return given.length === wanted.length && timingSafeEqual(given, wanted) ? undefined : 'bad_signature';
+}
+
 export function verifySignature(
   secret: string,
   timestamp: string | undefined,
@@ -15,22 +36,7 @@ export function verifySignature(
   body: string,
   nowSeconds: number,
 ): boolean {
-  if (!timestamp || !signature || !/^\d{1,12}$/.test(timestamp)) return false;
-  if (Math.abs(nowSeconds - Number(timestamp)) > MAX_AGE_SECONDS) return false;
-  const expected = `v0=${createHmac('sha256', secret).update(`v0:${timestamp}:${body}`).digest('hex')}`;
-  const given = Buffer.from(signature);
-  const wanted = Buffer.from(expected);
-  return given.length === wanted.length && timingSafeEqual(given, wanted);
-}
-
-/** Why a request was refused: for the log line and the metric's label (never the body itself). */
-export type RefusalReason = 'bad_signature' | 'stale_timestamp' | 'too_large' | 'unparseable';
-
-/** Tells a stale timestamp from a wrong signature, for the log; the answer (401) is the same. */
-export function refusalOf(timestamp: string | undefined, nowSeconds: number): RefusalReason {
-  if (timestamp && /^\d{1,12}$/.test(timestamp) && Math.abs(nowSeconds - Number(timestamp)) > MAX_AGE_SECONDS)
-    return 'stale_timestamp';
-  return 'bad_signature';
+  return signatureProblem(secret, timestamp, signature, body, nowSeconds) === undefined;
 }
 
 /** The body as Bolt expects it: form fields, an interaction's `payload` JSON, or an Events API JSON. */
