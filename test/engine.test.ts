@@ -136,7 +136,8 @@ describe('transactions', () => {
       { statementTimeoutMs: 1234 },
     );
     expect(settings).toEqual([{ st: '1234ms', lt: '1s', ro: 'on' }]);
-    // Durations in seconds times 1000 are not always whole (0.9 s can come out as 899.9999999999999 ms): rounded.
+    // Durations in seconds times 1000 are not always whole (0.9 s can come out as 899.9999999999999 ms):
+    // they still set a valid timeout, on both paths (PostgreSQL would round them too).
     const written = await db.write(
       (s) =>
         s.query<{ st: string; lt: string }>(

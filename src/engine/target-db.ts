@@ -66,7 +66,10 @@ const TYPES: pg.CustomTypesConfig = {
   },
 };
 
-/** Whole milliseconds for a timeout setting (durations in seconds times 1000 can come out as 290.00000000000006). */
+/**
+ * A timeout as it goes into SQL text: a finite, non-negative number of whole milliseconds (PostgreSQL would
+ * round 899.9999999999999 itself; rounding here keeps the statement text plain).
+ */
 function wholeMs(ms: number): number {
   if (!Number.isFinite(ms) || ms < 0) throw new Error(`not a timeout in milliseconds: ${ms}`);
   return Math.round(ms);
