@@ -16,6 +16,9 @@ const NULLS_NOT_DISTINCT_SINCE = 150000;
  *     b enforces whatever uniqueness a enforces (NULLS NOT DISTINCT counts as stricter); or
  *   - prefix (b-tree only, no expressions): a is not unique, has no INCLUDE columns, and its key columns,
  *     operator classes, collations and options are the leading ones of b's keys.
+ * A b-tree is scanned both ways, so only the relative order of its columns matters: (x DESC) serves every
+ * query (x) does, and (x DESC, y) every one of (x, y DESC). For b-trees, options also match when every
+ * column's DESC and NULLS FIRST bits (indoption 1 and 2) are both flipped: the exact reverse order.
  * Exact duplicates cover each other: of those, the better ranked is kept — primary key, then an index
  * backing a constraint, the replica identity, unique, NULLS NOT DISTINCT, valid, most scanned, oldest.
  * Each redundant index names one index to keep: one that is not redundant itself, an exact twin before a
@@ -41,6 +44,10 @@ idx AS (
          string_to_array(i.indclass::text, ' ')::oid[] AS opclasses,
          string_to_array(i.indcollation::text, ' ')::oid[] AS collations,
          string_to_array(i.indoption::text, ' ')::int2[] AS options,
+         ARRAY(SELECT (o.bits # 3)::int2
+                 FROM unnest(string_to_array(i.indoption::text, ' ')::int2[]) WITH ORDINALITY AS o(bits, n)
+                ORDER BY o.n) AS reversed_options,
+         ci.relam = (SELECT am.oid FROM pg_am am WHERE am.amname = 'btree') AS btree,
          pg_get_expr(i.indexprs, i.indrelid) AS exprs,
          pg_get_expr(i.indpred, i.indrelid) AS pred,
          (SELECT k.conname FROM pg_constraint k
@@ -78,7 +85,7 @@ ranked AS (
 pairs AS (
   SELECT a.indexrelid AS a_oid, b.indexrelid AS b_oid,
          (a.attrs = b.attrs AND a.opclasses = b.opclasses AND a.collations = b.collations
-          AND a.options = b.options) AS exact
+          AND (a.options = b.options OR (a.btree AND a.options = b.reversed_options))) AS exact
   FROM ranked a
   JOIN ranked b ON b.indrelid = a.indrelid AND b.indexrelid <> a.indexrelid
   WHERE b.indisvalid
@@ -88,9 +95,9 @@ pairs AS (
     AND NOT a.indisprimary
     AND NOT a.indisexclusion
     AND ((a.attrs = b.attrs AND a.opclasses = b.opclasses AND a.collations = b.collations
-          AND a.options = b.options
+          AND (a.options = b.options OR (a.btree AND a.options = b.reversed_options))
           AND (NOT a.indisunique OR (b.indisunique AND (b.nulls_not_distinct OR NOT a.nulls_not_distinct))))
-      OR (a.relam = (SELECT am.oid FROM pg_am am WHERE am.amname = 'btree')
+      OR (a.btree
           AND a.exprs IS NULL
           AND NOT a.indisunique
           AND a.natts = a.nkeys
@@ -98,7 +105,7 @@ pairs AS (
           AND b.attrs[1:a.nkeys] = a.attrs
           AND b.opclasses[1:a.nkeys] = a.opclasses
           AND b.collations[1:a.nkeys] = a.collations
-          AND b.options[1:a.nkeys] = a.options))
+          AND (b.options[1:a.nkeys] = a.options OR b.reversed_options[1:a.nkeys] = a.options)))
 ),
 redundant AS (
   SELECT p.*
@@ -202,7 +209,8 @@ export default defineOperation({
   description:
     'Finds, per table, exact duplicates (same columns, operator classes, collations, order options, ' +
     'expressions and predicate) and b-tree indexes whose columns are the leading columns of another ' +
-    'b-tree index with the same predicate. Each redundant index names the one to keep (a primary key or ' +
+    'b-tree index with the same predicate. A b-tree reads both ways, so (x DESC) duplicates (x) and ' +
+    '(x DESC, y) duplicates (x, y DESC); (x, y) and (x DESC, y) differ. Each redundant index names the one to keep (a primary key or ' +
     'a constraint’s index over a plain one, unique over non-unique) and the bytes dropping it would free. ' +
     'A unique index is never called redundant to a non-unique one.',
   args: z.object({}),

@@ -8,10 +8,18 @@ import { replicaNote, statsWindow, statsWindowNote } from './lib/stats-window.js
 /** Below this share of index scans, a table with at least LOW_USAGE_ROWS live rows probably misses an index. */
 const LOW_USAGE_PERCENT = 95;
 const LOW_USAGE_ROWS = 10_000;
+/**
+ * Below this many scans (sequential + index) since the counters started, a table is not judged: three
+ * sequential scans of a fresh table say nothing about its indexes. PgHero waits for use in the same way
+ * before it calls an index unused (max_scans 50); a hundred scans leave room for a few startup reads.
+ */
+const MIN_SCANS = 100;
 
 /*
  * idx_scan is NULL for a table without any index: it counts as 0 index scans. A table with no scan at all
- * has no ratio. Tables flagged as low usage come first, each group by live rows, biggest first.
+ * has no ratio. The share is rounded down to a tenth (99.98% is 99.9%, never 100%), as cache-hit does.
+ * Only tables scanned at least $3 times are judged. Tables flagged as low usage come first, each group by
+ * live rows, biggest first.
  */
 const INDEX_USAGE_SQL = `
 WITH usage AS (
@@ -21,19 +29,21 @@ WITH usage AS (
          t.idx_scan IS NOT NULL AS has_index,
          t.n_live_tup AS live_rows,
          CASE WHEN t.seq_scan + COALESCE(t.idx_scan, 0) > 0
-              THEN round(100.0 * COALESCE(t.idx_scan, 0) / (t.seq_scan + COALESCE(t.idx_scan, 0)), 1)
-         END AS index_percent
+              THEN floor(1000.0 * COALESCE(t.idx_scan, 0) / (t.seq_scan + COALESCE(t.idx_scan, 0))) / 10
+         END AS index_percent,
+         t.seq_scan + COALESCE(t.idx_scan, 0) >= $3 AS judged
   FROM pg_stat_user_tables t
   JOIN pg_class c ON c.oid = t.relid
   -- a partitioned table is never scanned itself: its partitions are
   WHERE c.relkind <> 'p'
 )
 SELECT u.*,
-       (u.index_percent < $1 AND u.live_rows >= $2) AS low,
-       count(*) FILTER (WHERE u.index_percent < $1 AND u.live_rows >= $2) OVER () AS low_count,
+       (u.judged AND u.index_percent < $1 AND u.live_rows >= $2) AS low,
+       count(*) FILTER (WHERE u.judged AND u.index_percent < $1 AND u.live_rows >= $2) OVER () AS low_count,
+       count(*) FILTER (WHERE NOT u.judged) OVER () AS unjudged_count,
        count(*) OVER () AS matching
 FROM usage u
-ORDER BY (u.index_percent < $1 AND u.live_rows >= $2) DESC, u.live_rows DESC, u."table"
+ORDER BY (u.judged AND u.index_percent < $1 AND u.live_rows >= $2) DESC, u.live_rows DESC, u."table"
 `;
 
 interface UsageRow {
@@ -43,8 +53,10 @@ interface UsageRow {
   has_index: boolean;
   live_rows: number;
   index_percent: number | null;
+  judged: boolean;
   low: boolean | null;
   low_count: number;
+  unjudged_count: number;
   matching: number;
 }
 
@@ -58,7 +70,7 @@ const COLUMNS: Column[] = [
 ];
 
 function verdictOf(r: UsageRow): string | null {
-  if (r.index_percent === null) return 'insufficient data';
+  if (!r.judged) return `insufficient data (${formatCount(r.seq_scan + r.idx_scan)} scans)`;
   if (r.low === true) return r.has_index ? 'low index usage' : 'low index usage (no index)';
   return null;
 }
@@ -69,7 +81,7 @@ export default defineOperation({
   usage: 'index-usage <target>',
   description:
     'For every user table: the share of scans that used an index (idx_scan / (seq_scan + idx_scan)), ' +
-    'the scan counts and live rows. "insufficient data" when the table was not scanned yet; tables of ' +
+    `the scan counts and live rows, the share rounded down. "insufficient data" below ${MIN_SCANS} scans; tables of ` +
     `at least ${formatCount(LOW_USAGE_ROWS)} live rows using an index for less than ${LOW_USAGE_PERCENT}% of ` +
     'their scans are flagged and listed first: they are the likely missing indexes.',
   args: z.object({}),
@@ -80,10 +92,12 @@ export default defineOperation({
       const { rows: found, truncated } = await session.cursor<UsageRow>(INDEX_USAGE_SQL, [
         LOW_USAGE_PERCENT,
         LOW_USAGE_ROWS,
+        MIN_SCANS,
       ]);
       const low = found.filter((r) => r.low === true).map((r) => r.table);
       const lowCount = found[0]?.low_count ?? 0;
       const matching = found[0]?.matching ?? 0;
+      const unjudged = found[0]?.unjudged_count ?? 0;
 
       const rows: Row[] = found.map((r) => ({
         table: r.table,
@@ -96,6 +110,7 @@ export default defineOperation({
 
       const notes = [
         `flagged: at least ${formatCount(LOW_USAGE_ROWS)} live rows and under ${LOW_USAGE_PERCENT}% of scans using an index`,
+        `not judged: tables scanned fewer than ${MIN_SCANS} times since the counters started`,
         statsWindowNote(window),
         replicaNote(window),
       ];
@@ -103,6 +118,8 @@ export default defineOperation({
 
       let headline: string;
       if (matching === 0) headline = 'no user tables';
+      else if (lowCount === 0 && unjudged === matching)
+        headline = `insufficient data: no table was scanned ${MIN_SCANS} times yet`;
       else if (lowCount === 0) headline = `no table of ${matching} has low index usage`;
       else {
         const names = low.slice(0, 5).join(', ') + (lowCount > 5 ? ` and ${lowCount - 5} more` : '');
@@ -121,6 +138,8 @@ export default defineOperation({
           lowUsageCount: lowCount,
           lowUsagePercent: LOW_USAGE_PERCENT,
           lowUsageRows: LOW_USAGE_ROWS,
+          minScans: MIN_SCANS,
+          insufficientData: unjudged,
           statsReset: window.statsReset,
           inRecovery: window.inRecovery,
         },

@@ -1,13 +1,14 @@
-// `/db unused-indexes <target> [--min-size 1MB]`: indexes never scanned that no constraint needs.
+// `/db unused-indexes <target> [--min-size 1MB] [--max-scans N]`: indexes (almost) never scanned that no constraint needs.
 import { z } from 'zod';
+import { intArg } from '../src/core/args.js';
 import { defineOperation } from '../src/core/operation.js';
-import { formatBytes } from '../src/core/render.js';
+import { formatBytes, formatCount } from '../src/core/render.js';
 import type { Column, Row } from '../src/core/types.js';
 import { DDL_LOCKED_CTE, ddlLocked, userSchema } from './lib/relation-sizes.js';
 import { replicaNote, statsWindow, statsWindowNote } from './lib/stats-window.js';
 
 /*
- * Never scanned (idx_scan = 0) since the counters started, and droppable on their own: not unique
+ * Scanned at most $2 times (0: never) since the counters started, and droppable on their own: not unique
  * (so not primary), not an exclusion index, backing no constraint. The size is not measured for an
  * index that it or its table is locked by DDL: it is listed with no size, last. $1 = minimum bytes.
  * writes = rows inserted, updated and deleted in the table, each of which also had to update the index.
@@ -15,7 +16,7 @@ import { replicaNote, statsWindow, statsWindowNote } from './lib/stats-window.js
 const UNUSED_INDEXES_SQL = `
 WITH ${DDL_LOCKED_CTE},
 unused AS (
-  SELECT i.indexrelid, i.indisvalid,
+  SELECT i.indexrelid, i.indisvalid, s.idx_scan AS scans,
          format('%I.%I', n.nspname, ci.relname) AS index,
          format('%I.%I', tn.nspname, ct.relname) AS "table",
          t.n_tup_ins + t.n_tup_upd + t.n_tup_del AS table_writes,
@@ -35,7 +36,7 @@ unused AS (
   LEFT JOIN pg_stat_all_tables t ON t.relid = i.indrelid
   WHERE ci.relkind = 'i'
     AND ${userSchema('tn')}
-    AND s.idx_scan = 0
+    AND s.idx_scan <= $2
     AND NOT i.indisunique
     AND NOT i.indisprimary
     AND NOT i.indisexclusion
@@ -45,7 +46,7 @@ sized AS (
   SELECT u.*, CASE WHEN u.locked THEN NULL ELSE pg_total_relation_size(u.indexrelid) END AS bytes
   FROM unused u
 )
-SELECT s.index, s."table", s.bytes, s.table_writes, s.indisvalid AS valid, s.parent_index, s.locked,
+SELECT s.index, s."table", s.bytes, s.scans, s.table_writes, s.indisvalid AS valid, s.parent_index, s.locked,
        count(*) OVER () AS matching,
        COALESCE(sum(s.bytes) OVER (), 0) AS all_bytes
 FROM sized s
@@ -57,6 +58,7 @@ interface UnusedRow {
   index: string;
   table: string;
   bytes: number | null;
+  scans: number;
   table_writes: number | null;
   valid: boolean;
   parent_index: string | null;
@@ -72,6 +74,16 @@ const COLUMNS: Column[] = [
   { key: 'table_writes', label: 'table writes', kind: 'count' },
   { key: 'note', label: 'note', kind: 'text' },
 ];
+
+/** With --max-scans, how often each was scanned tells "never" from "almost never". */
+const COLUMNS_WITH_SCANS: Column[] = [
+  ...COLUMNS.slice(0, 3),
+  { key: 'scans', label: 'scans', kind: 'count' },
+  ...COLUMNS.slice(3),
+];
+
+/** The largest --max-scans: beyond it an index is in use by any measure (PgHero's default is 50). */
+const MAX_SCANS_LIMIT = 1_000_000;
 
 const SIZE_UNITS: Record<string, number> = {
   '': 1,
@@ -117,19 +129,22 @@ function noteOf(r: UnusedRow): string | null {
 export default defineOperation({
   name: 'unused-indexes',
   summary: 'Indexes never scanned since statistics started, that no constraint needs, with their size',
-  usage: 'unused-indexes <target> [--min-size 1MB]',
+  usage: 'unused-indexes <target> [--min-size 1MB] [--max-scans 0]',
   description:
     'Lists indexes of user schemas with idx_scan = 0 that are not unique, primary or exclusion indexes ' +
     'and back no constraint, largest first, with the writes their table took (each also updated the ' +
     'index). Says since when the counters count: after a stats reset, a crash or a restore every index ' +
-    'starts unused, and an index unused here may be used on a replica. --min-size hides smaller ones.',
-  args: z.object({ min_size: sizeArg }),
+    'starts unused, and an index unused here may be used on a replica. --min-size hides smaller ones. ' +
+    '--max-scans N also lists "almost unused" indexes, scanned at most N times (PgHero uses 50), with ' +
+    'their scan counts.',
+  args: z.object({ min_size: sizeArg, max_scans: intArg({ min: 0, max: MAX_SCANS_LIMIT, default: 0 }) }),
   risk: 'read',
   async run(ctx) {
     return await ctx.db.read(async (session) => {
       const window = await statsWindow(session);
       const { rows: found, truncated } = await session.cursor<UnusedRow>(UNUSED_INDEXES_SQL, [
         ctx.args.min_size,
+        ctx.args.max_scans,
       ]);
       const matching = found[0]?.matching ?? 0;
       const allBytes = Number(found[0]?.all_bytes ?? 0);
@@ -138,13 +153,17 @@ export default defineOperation({
         index: r.index,
         table: r.table,
         bytes: r.bytes,
+        ...(ctx.args.max_scans > 0 ? { scans: r.scans } : {}),
         table_writes: r.table_writes,
         note: noteOf(r),
       }));
 
+      const maxScans = ctx.args.max_scans;
       const larger = ctx.args.min_size > 0 ? ` of at least ${formatBytes(ctx.args.min_size)}` : '';
+      const what = maxScans > 0 ? 'almost unused' : 'unused';
+      const scanned = maxScans > 0 ? ` (at most ${formatCount(maxScans)} scans)` : '';
       const notes: string[] = [];
-      if (truncated) notes.push(`showing ${found.length} of ${matching} unused indexes (row cap)`);
+      if (truncated) notes.push(`showing ${found.length} of ${matching} ${what} indexes (row cap)`);
       notes.push(statsWindowNote(window), replicaNote(window));
       if (matching > 0) {
         notes.push(
@@ -156,9 +175,9 @@ export default defineOperation({
       return {
         headline:
           matching === 0
-            ? `no unused indexes${larger}`
-            : `${matching === 1 ? '1 unused index' : `${matching} unused indexes`}${larger}: ${formatBytes(allBytes)} in all`,
-        columns: COLUMNS,
+            ? `no ${what} indexes${larger}${scanned}`
+            : `${matching === 1 ? `1 ${what} index` : `${matching} ${what} indexes`}${larger}${scanned}: ${formatBytes(allBytes)} in all`,
+        columns: maxScans > 0 ? COLUMNS_WITH_SCANS : COLUMNS,
         rows,
         truncated,
         notes,
@@ -166,6 +185,7 @@ export default defineOperation({
           unusedIndexes: matching,
           totalBytes: allBytes,
           minSizeBytes: ctx.args.min_size,
+          maxScans,
           statsReset: window.statsReset,
           serverStart: window.serverStart,
           inRecovery: window.inRecovery,
