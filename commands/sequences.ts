@@ -27,6 +27,8 @@ export const FAIL_PERCENT = 90;
  * there is an error). pg_sequence_last_value() is NULL for a sequence not called since it was created,
  * RESTARTed or setval(..., false): its position comes from the sequence itself ($2 / $3: oids and the last
  * value handed out, i.e. the next value minus the increment), else it counts as unused.
+ * Sequence values (start, increment, last value, remaining) are bigint quantities that pass 2^53: they come
+ * back as exact decimal text, for every sequence, so each of those columns has one type in --json.
  */
 const SEQUENCES_SQL = `
 WITH sequences AS (
@@ -113,10 +115,11 @@ judged AS (
 ),
 results AS (
   SELECT j.sequence, j.schema, j.name, j.sequence_type, j.columns, j.column_types,
-         j.start_value, j.increment, j.cycle, j.readable AND NOT j.unlogged_on_standby AS readable,
-         j.unlogged_on_standby, j.last_value, j.column_percent, j.sequence_percent,
+         j.start_value::text AS start_value, j.increment::text AS increment, j.cycle,
+         j.readable AND NOT j.unlogged_on_standby AS readable,
+         j.unlogged_on_standby, j.last_value::text AS last_value, j.column_percent, j.sequence_percent,
          greatest(COALESCE(j.column_percent, 0), j.sequence_percent) AS used_percent,
-         CASE WHEN j.readable AND NOT j.unlogged_on_standby THEN j.remaining END AS remaining
+         CASE WHEN j.readable AND NOT j.unlogged_on_standby THEN j.remaining::text END AS remaining
   FROM judged j
 )
 (SELECT r.*, count(*) OVER () AS matching
@@ -192,16 +195,16 @@ interface SequenceRow {
   sequence_type: string;
   columns: string | null;
   column_types: string | null;
-  start_value: number | string;
-  increment: number | string;
+  start_value: string;
+  increment: string;
   cycle: boolean;
   readable: boolean;
   unlogged_on_standby: boolean;
-  last_value: number | string | null;
+  last_value: string | null;
   column_percent: number | null;
   sequence_percent: number;
   used_percent: number;
-  remaining: number | string | null;
+  remaining: string | null;
   matching: number;
 }
 

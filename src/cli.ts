@@ -10,6 +10,7 @@ import { checkTargets, expectationProblems, formatCheckReport } from './config/c
 import { loadConfigFile } from './config/load.js';
 import type { Config } from './config/schema.js';
 import { ConfigError } from './core/errors.js';
+import { jsonRows } from './core/json-rows.js';
 import { createLogger, type Logger, redactSecrets } from './core/log.js';
 import type { Reply } from './core/reply.js';
 import { DEMO_TRY_FIRST, onExitCleanup, startDemoEnvironment } from './demo/environment.js';
@@ -110,7 +111,7 @@ async function exec(argv: string[]): Promise<number> {
         target: reply.target ?? null,
         risk: reply.risk ?? null,
         columns: reply.result?.columns.map((c) => c.key) ?? [],
-        rows: reply.result?.rows ?? [],
+        rows: jsonRows(reply.result?.rows ?? []),
         truncated: reply.result?.truncated ?? false,
         text: reply.text,
         message: reply.message,

@@ -17,6 +17,7 @@ import slowQueries, { statementColumns } from '../commands/slow-queries.js';
 import vacuumStats from '../commands/vacuum-stats.js';
 import wraparound, { ageLevel, WRAPAROUND_LIMIT } from '../commands/wraparound.js';
 import { Catalog } from '../src/core/catalog.js';
+import { jsonRows } from '../src/core/json-rows.js';
 import type { AnyOperation } from '../src/core/operation.js';
 import type { OperationResult, Row } from '../src/core/types.js';
 import { adminQuery, createDatabase, majors, openClient } from './helpers/db.js';
@@ -54,7 +55,9 @@ CREATE SEQUENCE wide_seq;
 CREATE TABLE narrow_t (id int DEFAULT nextval('wide_seq'));
 CREATE SEQUENCE restarted_seq AS smallint;
 CREATE SEQUENCE private_seq;
+CREATE SEQUENCE big_seq;
 SELECT setval('serial_t_id_seq', 2040109464), setval('ident_t_id_seq', 30000), setval('wide_seq', 2000000000);
+SELECT setval('big_seq', 9007199254740993);
 ALTER SEQUENCE restarted_seq RESTART WITH 32000;
 
 CREATE EXTENSION pg_stat_statements;
@@ -350,11 +353,15 @@ describe.each(majors())('PostgreSQL %i', (major) => {
       expect(serial).toMatchObject({
         columns: 'public.serial_t.id',
         column_type: 'integer',
-        last_value: 2040109464,
+        last_value: '2040109464',
       });
       expect(num(serial.column_percent)).toBeCloseTo(pct(2040109464, 2147483647), 2);
       expect(num(serial.sequence_percent)).toBeCloseTo(pct(2040109464, 2147483647), 2);
-      expect(serial).toMatchObject({ remaining: 2147483647 - 2040109464, level: 'fail', cycle: false });
+      expect(serial).toMatchObject({
+        remaining: String(2147483647 - 2040109464),
+        level: 'fail',
+        cycle: false,
+      });
 
       const ident = rowOf(result, 'public.ident_t_id_seq', 'sequence');
       expect(ident.column_type).toBe('smallint');
@@ -369,7 +376,25 @@ describe.each(majors())('PostgreSQL %i', (major) => {
       // RESTART WITH 32000: nothing handed out since, yet 31,999 values are behind it.
       const restarted = rowOf(result, 'public.restarted_seq', 'sequence');
       expect(num(restarted.sequence_percent)).toBeCloseTo(pct(31999, 32767), 2);
-      expect(restarted.remaining).toBe(32767 - 31999);
+      expect(restarted.remaining).toBe(String(32767 - 31999));
+
+      // 2^53 + 1 handed out: past what a JS number holds exactly; the digits stay exact.
+      const big = rowOf(result, 'public.big_seq', 'sequence');
+      expect(big).toMatchObject({
+        last_value: '9007199254740993',
+        remaining: (9223372036854775807n - 9007199254740993n).toString(),
+        start_value: '1',
+        increment: '1',
+      });
+      // One JSON type per column, whatever the sequence's type or size: text for the sequence values.
+      for (const key of ['last_value', 'remaining', 'start_value', 'increment']) {
+        const types = new Set(result.rows.map((r) => (r[key] === null ? 'null' : typeof r[key])));
+        expect(
+          [...types].filter((t) => t !== 'null'),
+          key,
+        ).toEqual(['string']);
+      }
+      expect(jsonRows(result.rows)).toEqual(result.rows);
 
       const unused = rowOf(result, 'public.private_seq', 'sequence');
       expect(unused).toMatchObject({ sequence_percent: 0, level: 'ok', columns: null });
@@ -386,7 +411,7 @@ describe.each(majors())('PostgreSQL %i', (major) => {
         sequence_percent: null,
       });
       const note = result.notes?.find((n) => n.includes('cannot read')) ?? '';
-      expect(note).toContain('GRANT SELECT ON SEQUENCE "public"."ident_t_id_seq"');
+      expect(note).toContain('GRANT SELECT ON SEQUENCE "public"."big_seq", "public"."ident_t_id_seq"');
       expect(note).toContain(`TO "${botRole}"`);
       expect(note).not.toContain('serial_t_id_seq');
     });

@@ -45,6 +45,9 @@ export function formatValue(value: Row[string] | undefined, kind: ColumnKind): s
     }
   }
   if (typeof value === 'boolean') return value ? 'yes' : 'no';
+  // bigint values beyond 2^53 arrive as exact decimal text: grouped like the numbers of the same column
+  if ((kind === 'count' || kind === 'number') && /^-?\d{1,40}$/.test(value))
+    return WHOLE.format(BigInt(value));
   if (kind === 'timestamp') {
     const date = new Date(value);
     if (!Number.isNaN(date.getTime())) return `${date.toISOString().slice(0, 19).replace('T', ' ')}Z`;
