@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { catalog } from '../commands/index.js';
 import { BUILTINS } from '../src/core/catalog.js';
+import { bindArguments, tokenize } from '../src/core/grammar.js';
 import { builtinPacksDir, loadPacks } from '../src/packs/load.js';
 
 const REPO = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -154,7 +155,7 @@ function mapProblems(runbooks: Map<string, string>, map: Map<string, MapRow[]>):
   return problems;
 }
 
-/** What is wrong with the /db commands the map names: unknown operations, targets, lookups or options. */
+/** What is wrong with the /db commands the map names: unknown operations, targets, lookups, options or values. */
 function commandProblems(map: Map<string, MapRow[]>): string[] {
   const packs = loadPacks([builtinPacksDir()]);
   const catalogOps = new Map<string, Set<string> | undefined>(
@@ -182,7 +183,8 @@ function commandProblems(map: Map<string, MapRow[]>): string[] {
           continue;
         }
         if ((BUILTINS as readonly string[]).includes(op)) continue;
-        if (catalogOps.has(op)) known = catalogOps.get(op);
+        const spec = catalog.find((o) => o.name === op);
+        if (spec) known = catalogOps.get(op);
         else if (ADDED_BY_ISSUE_12.has(op)) continue;
         else {
           const packOp = pack?.operations.find((o) => o.def.name === op);
@@ -192,9 +194,19 @@ function commandProblems(map: Map<string, MapRow[]>): string[] {
           }
           known = new Set((packOp.def.args ?? []).map((a) => a.name));
         }
-        for (const option of options) {
-          if (known && !known.has(option.replace(/-/g, '_')))
-            problems.push(`${where}: ${op} has no option --${option}`);
+        const unknown = options.filter((o) => known && !known.has(o.replace(/-/g, '_')));
+        for (const option of unknown) problems.push(`${where}: ${op} has no option --${option}`);
+        if (spec && unknown.length === 0) {
+          // the arguments as the chat grammar binds them, a <placeholder> standing for one word
+          const argText = words
+            .slice(2)
+            .join(' ')
+            .replace(/<[^>]+>/g, 'x1');
+          try {
+            bindArguments(spec, tokenize(argText));
+          } catch (err) {
+            problems.push(`${where}: ${err instanceof Error ? err.message.split('\n')[0] : String(err)}`);
+          }
         }
       }
     }
@@ -249,6 +261,10 @@ describe('docs/runbooks.md, the procedure map', () => {
     ]);
     const misspelt = text.replace('`/db managers kasm`', '`/db manager kasm`');
     expect(commandProblems(parseMap(misspelt))[0]).toMatch(/manager is neither a dbops operation/);
+    const badValue = text.replace('`/db table-sizes kasm --limit 10`', '`/db table-sizes kasm --limit ten`');
+    expect(commandProblems(parseMap(badValue))).toEqual([
+      expect.stringMatching(/`\/db table-sizes kasm --limit ten`: .*--limit/),
+    ]);
     const badOption = text.replace(
       '`/db kill-idle staging --older-than 5m`',
       '`/db kill-idle staging --older 5m`',
