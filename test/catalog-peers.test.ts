@@ -1,7 +1,8 @@
-// Catalog answers held against exact figures the peers only estimate: bloat against pgstattuple, on
-// tables bloated on purpose, on PostgreSQL 15 and 17.
+// Catalog answers held against exact figures the peers only estimate (bloat against pgstattuple, on
+// tables bloated on purpose) and against the peers' false alarms, on PostgreSQL 15 and 17.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import bloat from '../commands/bloat.js';
+import indexUsage from '../commands/index-usage.js';
 import type { OperationResult, Row } from '../src/core/types.js';
 import { adminQuery, createDatabase, majors } from './helpers/db.js';
 import { OpHarness, testTarget } from './helpers/ops.js';
@@ -119,5 +120,27 @@ describe.each(majors())('PostgreSQL %i', (major) => {
       expect(exactBloat / t.table_len, t.relname).toBeGreaterThan(0.2);
       expect(Math.abs(Number(row.bloat_bytes) - exactBloat), t.relname).toBeLessThanOrEqual(PAGE);
     }
+  });
+
+  it('index-usage does not call 30,000-row tables badly indexed after a couple of sequential scans', async () => {
+    if (!db || !h) throw new Error('no database');
+    const truth = await adminQuery<{ relname: string; scans: number; idx: number | null; live: number }>(
+      `SELECT relname, (seq_scan + COALESCE(idx_scan, 0))::float8 AS scans, idx_scan::float8 AS idx,
+              n_live_tup::float8 AS live
+       FROM pg_stat_user_tables WHERE relname = 'ints_t'`,
+      [],
+      db.name,
+      major,
+    );
+    // The UPDATEs scanned it sequentially, no query used its index: 0% index use on 30,000 rows, which a
+    // ratio alone calls "low index usage" (pg-extras prints 0, PgHero's share is 0 too).
+    expect(truth[0]).toMatchObject({ idx: 0, live: 30000 });
+    expect(truth[0]?.scans).toBeGreaterThan(0);
+    expect(truth[0]?.scans).toBeLessThan(100);
+    const result = await h.run(indexUsage, 't');
+    const ints = result.rows.find((r) => r.table === 'public.ints_t');
+    expect(ints).toMatchObject({ index_percent: 0, verdict: `insufficient data (${truth[0]?.scans} scans)` });
+    expect(result.headline).toBe('insufficient data: no table was scanned 100 times yet');
+    expect(result.data).toMatchObject({ lowUsage: [], lowUsageCount: 0 });
   });
 });
