@@ -10,8 +10,9 @@ const LOW_USAGE_PERCENT = 95;
 const LOW_USAGE_ROWS = 10_000;
 /**
  * Below this many scans (sequential + index) since the counters started, a table is not judged: three
- * sequential scans of a fresh table say nothing about its indexes. PgHero waits for use in the same way
- * before it calls an index unused (max_scans 50); a hundred scans leave room for a few startup reads.
+ * sequential scans of a fresh table (a migration, a count) say nothing about its indexes, yet make 0%.
+ * PgHero likewise allows an index 50 scans before it stops calling it unused; a hundred scans of a table
+ * leave room for such startup reads.
  */
 const MIN_SCANS = 100;
 
@@ -110,7 +111,9 @@ export default defineOperation({
 
       const notes = [
         `flagged: at least ${formatCount(LOW_USAGE_ROWS)} live rows and under ${LOW_USAGE_PERCENT}% of scans using an index`,
-        `not judged: tables scanned fewer than ${MIN_SCANS} times since the counters started`,
+        ...(unjudged > 0
+          ? [`insufficient data: scanned fewer than ${MIN_SCANS} times since the counters started`]
+          : []),
         statsWindowNote(window),
         replicaNote(window),
       ];
