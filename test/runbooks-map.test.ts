@@ -6,7 +6,9 @@ import { describe, expect, it } from 'vitest';
 import { catalog } from '../commands/index.js';
 import { BUILTINS } from '../src/core/catalog.js';
 import { bindArguments, tokenize } from '../src/core/grammar.js';
+import type { AnyOperation } from '../src/core/operation.js';
 import { builtinPacksDir, loadPacks } from '../src/packs/load.js';
+import { packCatalogEntries } from '../src/packs/registry.js';
 
 const REPO = join(dirname(fileURLToPath(import.meta.url)), '..');
 const RUNBOOKS = join(REPO, '..', 'shared', 'runbooks');
@@ -95,9 +97,43 @@ function parseMap(markdown: string): Map<string, MapRow[]> {
   return sections;
 }
 
-/** Every `/db …` command line written in a cell: in backticks, alone or quoted in a `dbops exec` line. */
+/** Every `/db …` command line written in a cell: a backticked `/db …`, or one quoted in a `dbops exec` line. */
 function commandsIn(cell: string): string[] {
-  return [...cell.matchAll(/`[^`]*?(\/db [^`"]+)[^`]*`/g)].map((m) => (m[1] ?? '').trim());
+  return [...cell.matchAll(/`([^`]+)`/g)].flatMap((m) => {
+    const span = m[1] ?? '';
+    if (span.startsWith('/db ')) return [span.trim()];
+    const quoted = /"(\/db [^"]+)"/.exec(span);
+    return quoted?.[1] ? [quoted[1].trim()] : [];
+  });
+}
+
+/** A value of each pack argument type, to stand for a `<placeholder>` of the map. */
+const SAMPLES: Readonly<Record<string, string>> = {
+  email: 'someone@example.com',
+  int: '1',
+  uuid: '064143f4-2301-4291-8cd9-8facf797bf96',
+  date: '2025-12-24',
+  timestamp: '2025-12-24T10:00:00Z',
+  hostname: 'kasm-01',
+  revision: 'head',
+};
+
+/** The words with each `<placeholder>` replaced by a value of the argument it stands for. */
+function withSamples(
+  words: readonly string[],
+  args: readonly { name: string; type: string; positional?: boolean }[],
+) {
+  const positionals = args.filter((a) => a.positional);
+  let next = 0;
+  return words.map((word, i) => {
+    const previous = words[i - 1];
+    const option = previous?.startsWith('--')
+      ? args.find((a) => a.name === previous.slice(2).replace(/-/g, '_'))
+      : undefined;
+    if (word.startsWith('--')) return word;
+    const arg = option ?? positionals[next++];
+    return /^<[^>]+>$/.test(word) ? (SAMPLES[arg?.type ?? ''] ?? 'x1') : word;
+  });
 }
 
 function optionNames(args: unknown): Set<string> | undefined {
@@ -158,6 +194,9 @@ function mapProblems(runbooks: Map<string, string>, map: Map<string, MapRow[]>):
 /** What is wrong with the /db commands the map names: unknown operations, targets, lookups, options or values. */
 function commandProblems(map: Map<string, MapRow[]>): string[] {
   const packs = loadPacks([builtinPacksDir()]);
+  const packSpecs = new Map(
+    packCatalogEntries(packs).map((p) => [p.pack, new Map(p.operations.map((o) => [o.spec.name, o.spec]))]),
+  );
   const catalogOps = new Map<string, Set<string> | undefined>(
     catalog.map((op) => [op.name, optionNames(op.args)]),
   );
@@ -183,8 +222,9 @@ function commandProblems(map: Map<string, MapRow[]>): string[] {
           continue;
         }
         if ((BUILTINS as readonly string[]).includes(op)) continue;
-        const spec = catalog.find((o) => o.name === op);
-        if (spec) known = catalogOps.get(op);
+        const spec: AnyOperation | undefined =
+          catalog.find((o) => o.name === op) ?? packSpecs.get(packName)?.get(op);
+        if (catalogOps.has(op)) known = catalogOps.get(op);
         else if (ADDED_BY_ISSUE_12.has(op)) continue;
         else {
           const packOp = pack?.operations.find((o) => o.def.name === op);
@@ -197,11 +237,9 @@ function commandProblems(map: Map<string, MapRow[]>): string[] {
         const unknown = options.filter((o) => known && !known.has(o.replace(/-/g, '_')));
         for (const option of unknown) problems.push(`${where}: ${op} has no option --${option}`);
         if (spec && unknown.length === 0) {
-          // the arguments as the chat grammar binds them, a <placeholder> standing for one word
-          const argText = words
-            .slice(2)
-            .join(' ')
-            .replace(/<[^>]+>/g, 'x1');
+          // the arguments as the chat grammar binds them, a <placeholder> standing for a value of its type
+          const packArgs = pack?.operations.find((o) => o.def.name === op)?.def.args ?? [];
+          const argText = withSamples(words.slice(2), packArgs).join(' ');
           try {
             bindArguments(spec, tokenize(argText));
           } catch (err) {
@@ -264,6 +302,17 @@ describe('docs/runbooks.md, the procedure map', () => {
     const badValue = text.replace('`/db table-sizes kasm --limit 10`', '`/db table-sizes kasm --limit ten`');
     expect(commandProblems(parseMap(badValue))).toEqual([
       expect.stringMatching(/`\/db table-sizes kasm --limit ten`: .*--limit/),
+    ]);
+    const badPackValue = text.replace(
+      '`/db invalidate-payment capsul <id>`',
+      '`/db invalidate-payment capsul first`',
+    );
+    expect(commandProblems(parseMap(badPackValue))).toEqual([
+      expect.stringMatching(/`\/db invalidate-payment capsul first`: /),
+    ]);
+    const missing = text.replace('`/db change-email capsul <old> <new>`', '`/db change-email capsul <old>`');
+    expect(commandProblems(parseMap(missing))).toEqual([
+      expect.stringMatching(/`\/db change-email capsul <old>`: .*new_email/),
     ]);
     const badOption = text.replace(
       '`/db kill-idle staging --older-than 5m`',
