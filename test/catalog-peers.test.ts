@@ -3,6 +3,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import bloat from '../commands/bloat.js';
 import indexUsage from '../commands/index-usage.js';
+import vacuumStats from '../commands/vacuum-stats.js';
 import type { OperationResult, Row } from '../src/core/types.js';
 import { adminQuery, createDatabase, majors } from './helpers/db.js';
 import { OpHarness, testTarget } from './helpers/ops.js';
@@ -36,6 +37,14 @@ INSERT INTO tiny_t SELECT NULL FROM generate_series(1, 30000) g;
 CREATE TABLE toasted_t (id int PRIMARY KEY, doc text) WITH (autovacuum_enabled = false);
 ALTER TABLE toasted_t ALTER COLUMN doc SET STORAGE EXTERNAL;
 INSERT INTO toasted_t SELECT g, repeat(md5(g::text), 100) FROM generate_series(1, 3000) g;
+
+CREATE TABLE tuned_t (id int PRIMARY KEY, n int) WITH (autovacuum_enabled = false,
+  autovacuum_analyze_threshold = 10, autovacuum_analyze_scale_factor = 0.5,
+  autovacuum_vacuum_insert_threshold = -1, autovacuum_vacuum_threshold = 7, autovacuum_vacuum_scale_factor = 0.25);
+INSERT INTO tuned_t SELECT g, 0 FROM generate_series(1, 100) g;
+CREATE TABLE calm_t (id int PRIMARY KEY, n int) WITH (autovacuum_enabled = false,
+  autovacuum_analyze_threshold = 10, autovacuum_analyze_scale_factor = 0.5);
+INSERT INTO calm_t SELECT g, 0 FROM generate_series(1, 100) g;
 
 UPDATE ints_t SET a = a + 1;
 UPDATE ints_t SET b = b + 1;
@@ -96,6 +105,7 @@ describe.each(majors())('PostgreSQL %i', (major) => {
                         WHERE o.option_name = 'fillfactor')::int, 100) AS fillfactor
        FROM pg_class c CROSS JOIN LATERAL pgstattuple(c.oid) s
        WHERE c.relnamespace = 'public'::regnamespace AND c.relkind = 'r'
+         AND c.relname NOT IN ('tuned_t', 'calm_t')
        ORDER BY 1`,
       [],
       db.name,
@@ -142,5 +152,70 @@ describe.each(majors())('PostgreSQL %i', (major) => {
     expect(ints).toMatchObject({ index_percent: 0, verdict: `insufficient data (${truth[0]?.scans} scans)` });
     expect(result.headline).toBe('insufficient data: no table was scanned 100 times yet');
     expect(result.data).toMatchObject({ lowUsage: [], lowUsageCount: 0 });
+  });
+
+  it('vacuum-stats applies each table’s own autovacuum settings as relation_needs_vacanalyze does', async () => {
+    if (!db || !h) throw new Error('no database');
+    const name = db.name;
+    // 70 of 100 rows changed: past tuned_t's analyze threshold (10 + 0.5 * 100 = 60); 50 of calm_t's are not.
+    await adminQuery('UPDATE tuned_t SET n = 1 WHERE id <= 70', [], name, major);
+    await adminQuery('UPDATE calm_t SET n = 1 WHERE id <= 50', [], name, major);
+    type Truth = {
+      relname: string;
+      reltuples: number;
+      modified: number;
+      dead: number;
+      options: string[] | null;
+    };
+    let truth: Truth[] = [];
+    for (let i = 0; i < 100; i++) {
+      truth = await adminQuery<Truth>(
+        `SELECT c.relname, c.reltuples::float8 AS reltuples, s.n_mod_since_analyze::float8 AS modified,
+                s.n_dead_tup::float8 AS dead, c.reloptions AS options
+         FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid
+         WHERE c.relname IN ('calm_t', 'tuned_t') ORDER BY 1`,
+        [],
+        name,
+        major,
+      );
+      if (truth.map((t) => t.modified).join() === '50,70') break;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    expect(truth.map((t) => [t.relname, t.reltuples, t.modified])).toEqual([
+      ['calm_t', 100, 50],
+      ['tuned_t', 100, 70],
+    ]);
+    const [server] = await adminQuery<{ ins_base: number; ins_scale: number }>(
+      `SELECT current_setting('autovacuum_vacuum_insert_threshold')::float8 AS ins_base,
+              current_setting('autovacuum_vacuum_insert_scale_factor')::float8 AS ins_scale`,
+      [],
+      name,
+      major,
+    );
+    const option = (t: Truth | undefined, key: string) =>
+      Number(t?.options?.find((o) => o.startsWith(`${key}=`))?.split('=')[1]);
+    const tuned = truth.find((t) => t.relname === 'tuned_t');
+    const calm = truth.find((t) => t.relname === 'calm_t');
+
+    const result = await h.run(vacuumStats, 't', '--limit 100');
+    const row = (relation: string) => result.rows.find((r) => r.relation === relation);
+    const tunedVacuum =
+      option(tuned, 'autovacuum_vacuum_threshold') + option(tuned, 'autovacuum_vacuum_scale_factor') * 100;
+    expect(row('public.tuned_t')).toMatchObject({
+      analyze_threshold:
+        option(tuned, 'autovacuum_analyze_threshold') +
+        option(tuned, 'autovacuum_analyze_scale_factor') * 100,
+      analyze_due: true,
+      // -1 turns insert-driven vacuum off for the table
+      insert_threshold: null,
+      vacuum_threshold: Math.floor(tunedVacuum),
+      vacuum_due: (tuned?.dead ?? 0) > tunedVacuum,
+    });
+    expect(row('public.calm_t')).toMatchObject({
+      analyze_threshold: 60,
+      analyze_due: false,
+      insert_threshold: Math.floor((server?.ins_base ?? 0) + (server?.ins_scale ?? 0) * 100),
+    });
+    expect(option(calm, 'autovacuum_analyze_threshold')).toBe(10);
   });
 });
