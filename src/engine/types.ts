@@ -47,4 +47,6 @@ export interface TargetDb {
    * error. Caches of what the target holds (its schema) read again when it changes.
    */
   generation?(): number;
+  /** The pool's own handle when this one wraps it (e.g. with an operation's limits); caches key on it. */
+  readonly base?: TargetDb;
 }

@@ -74,9 +74,11 @@ interface CacheEntry {
   schema: Promise<TargetSchema>;
 }
 
+/** Per pool: a wrapper of a pool's handle (TargetDb.base) shares its entry. */
 const cache = new WeakMap<TargetDb, CacheEntry>();
 
 function load(db: TargetDb): Promise<TargetSchema> {
+  const key = db.base ?? db;
   const entry: CacheEntry = { generation: undefined, schema: Promise.resolve(new TargetSchema([])) };
   entry.schema = db
     .read(async (session) => new TargetSchema(await session.query<CatalogRow>(CATALOG_SQL)))
@@ -87,11 +89,11 @@ function load(db: TargetDb): Promise<TargetSchema> {
         return schema;
       },
       (err: unknown) => {
-        if (cache.get(db) === entry) cache.delete(db);
+        if (cache.get(key) === entry) cache.delete(key);
         throw err;
       },
     );
-  cache.set(db, entry);
+  cache.set(key, entry);
   return entry.schema;
 }
 
@@ -100,7 +102,7 @@ function load(db: TargetDb): Promise<TargetSchema> {
  * having no connection, or after losing one to an error). A failed read is not cached.
  */
 export function targetSchemaOf(db: TargetDb): Promise<TargetSchema> {
-  const entry = cache.get(db);
+  const entry = cache.get(db.base ?? db);
   if (entry && (entry.generation === undefined || entry.generation === (db.generation?.() ?? 0))) {
     return entry.schema;
   }
