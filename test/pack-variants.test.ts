@@ -34,7 +34,7 @@ async function statements(database: string): Promise<{ query: string; calls: num
 }
 
 beforeAll(async () => {
-  const [p, g, state] = await Promise.all([
+  const [p, g, state, migrated, fresh] = await Promise.all([
     // Kasm as the runbook has it, but without sessions (nor kasms) and without session_tokens.
     createDatabase(
       'kasmpartial',
@@ -44,6 +44,12 @@ beforeAll(async () => {
     ),
     createDatabase('kasmgrowing', `${KASM_RUNBOOK_SCHEMA} CREATE EXTENSION pg_stat_statements;`),
     createDatabase('variantsstate'),
+    // The exam platform's runbook: alembic_version (version_num), and a database never migrated.
+    createDatabase(
+      'migrated',
+      "CREATE TABLE alembic_version (version_num varchar(32) PRIMARY KEY); INSERT INTO alembic_version VALUES ('3f2a1b')",
+    ),
+    createDatabase('fresh'),
   ]);
   partial = p;
   growing = g;
@@ -60,13 +66,21 @@ state: { url: "\${STATE_URL}" }
 targets:
   partial: { url: "\${PARTIAL_URL}", environment: production, packs: [kasm] }
   growing: { url: "\${GROWING_URL}", environment: production, packs: [kasm] }
+  migrated: { url: "\${MIGRATED_URL}", environment: production, packs: [alembic] }
+  fresh: { url: "\${FRESH_URL}", environment: production, packs: [alembic] }
 people:
   alice: { cli: alice, roles: [dba] }
   bob: { cli: bob, roles: [dba] }
 policy:
   production: { read: [dba], write: [dba], request: [dba], approve: [dba] }
 `;
-  env = { STATE_URL: state.url, PARTIAL_URL: partial.url, GROWING_URL: growing.url };
+  env = {
+    STATE_URL: state.url,
+    PARTIAL_URL: partial.url,
+    GROWING_URL: growing.url,
+    MIGRATED_URL: migrated.url,
+    FRESH_URL: fresh.url,
+  };
   app = await startApp(loadConfigText(configYaml, 'variants.yaml', env));
 });
 
@@ -187,7 +201,13 @@ describe('an operation the schema cannot serve', () => {
     const report = formatCheckReport(checks);
     expect(report).toContain(`unavailable: kasm kasm-sessions: ${MISSING_SESSIONS}`);
     expect(report).toContain('unavailable: kasm logout-all: missing table session_tokens');
-    expect(report).toContain('5 pack operations unavailable');
+    expect(byName.fresh?.packs?.[0]?.unavailable?.map((u) => `${u.shown}: ${u.reason}`)).toEqual([
+      'migrate-down: missing table alembic_version',
+      'migrate-up: missing table alembic_version',
+      'migrations: missing table alembic_version',
+    ]);
+    expect(byName.migrated?.packs?.[0]?.unavailable).toEqual([]);
+    expect(report).toContain('8 pack operations unavailable');
   });
 });
 
@@ -225,5 +245,20 @@ describe('the schema cache', () => {
     expect(await columns()).not.toContain('image');
     // Read twice more in all: after the reconnect and when refreshed; every other call used the cache.
     expect(await catalogReads()).toBe(before + 2);
+  });
+});
+
+describe('the alembic pack and alembic_version', () => {
+  it('reads the revision where the table is, and says a database never migrated has none', async () => {
+    const migrations = await bob('/db migrations migrated');
+    expect(migrations.status).toBe('ok');
+    expect(migrations.result?.rows).toEqual([{ version_num: '3f2a1b' }]);
+    const none = await bob('/db migrations fresh');
+    expect(none).toMatchObject({ status: 'refused', code: 'unavailable' });
+    expect(none.text).toContain('migrations is not available on fresh: missing table alembic_version');
+    // The upgrade reads the current revision first: refused before any command runs or request is made.
+    const up = await as(app, 'alice')('/db migrate-up fresh');
+    expect(up).toMatchObject({ status: 'refused', code: 'unavailable' });
+    expect(up.text).toContain('missing table alembic_version');
   });
 });
