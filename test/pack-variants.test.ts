@@ -262,3 +262,28 @@ describe('the alembic pack and alembic_version', () => {
     expect(up.text).toContain('missing table alembic_version');
   });
 });
+
+describe('a preview and a schema that changes before the approval', () => {
+  it('runs nothing when the variant that previewed no longer fits, and says to ask again', async () => {
+    const request = await as(
+      app,
+      'alice',
+    )('/db fix-manager-hostname growing kasm-web-09 --from ip-10-20-4-17');
+    expect(request.status).toBe('pending');
+    expect(request.result?.columns.map((c) => c.key)).toContain('zone_id');
+    await adminQuery('CREATE TABLE zones (zone_id uuid PRIMARY KEY, zone_name text)', [], growing.name);
+    try {
+      await refreshTargetSchema(app.pools.get('growing'));
+      const approved = await bob(`/db approve ${request.requestId}`);
+      expect(approved).toMatchObject({ code: 'stale_preview' });
+      expect(approved.text).toContain('the schema of growing changed since the preview');
+      expect(await adminQuery('SELECT manager_hostname FROM managers ORDER BY 1', [], growing.name)).toEqual([
+        { manager_hostname: 'ip-10-20-4-17' },
+        { manager_hostname: 'kasm-web-01' },
+      ]);
+    } finally {
+      await adminQuery('DROP TABLE zones', [], growing.name);
+      await refreshTargetSchema(app.pools.get('growing'));
+    }
+  });
+});
