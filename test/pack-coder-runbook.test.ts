@@ -98,6 +98,8 @@ describe("coder pack on the runbook's schema", () => {
     );
     expect(want.length).toBeGreaterThan(0);
     expect(workspaces.result?.rows).toEqual(want);
+    // The same person found as lookup user finds them: by email too, ignoring case.
+    expect((await bob('/db workspaces coder --owner dev3@EXAMPLE.com')).result?.rows).toEqual(want);
     const per = await bob('/db workspaces-per-template coder');
     expect(per.result?.rows).toEqual(
       await truth(
