@@ -118,7 +118,7 @@ describe("activity pack on the runbook's schema", () => {
   });
 
   it('delete-test-users deletes the test accounts and their activities, sparing --keep', async () => {
-    const request = await alice('/db delete-test-users bot --keep test_user20');
+    const request = await alice('/db delete-test-users bot --keep TEST_User20');
     expect(request.status).toBe('pending');
     const doomed = await truth<{ id: number }>(
       "SELECT id FROM users WHERE starts_with(username, 'test') AND username <> 'test_user20' ORDER BY id",
