@@ -68,6 +68,7 @@ targets:
   growing: { url: "\${GROWING_URL}", environment: production, packs: [kasm] }
   migrated: { url: "\${MIGRATED_URL}", environment: production, packs: [alembic] }
   fresh: { url: "\${FRESH_URL}", environment: production, packs: [alembic] }
+  down: { url: "postgres://postgres@127.0.0.1:1/nothing", environment: production, packs: [kasm] }
 people:
   alice: { cli: alice, roles: [dba] }
   bob: { cli: bob, roles: [dba] }
@@ -177,6 +178,11 @@ describe('an operation the schema cannot serve', () => {
     for (const line of unavailable.split('\n')) expect(line.length).toBeLessThanOrEqual(80);
     const full = await bob('/db help growing');
     expect(full.text).not.toContain('Unavailable here');
+    // A target that cannot be asked: help still answers, and says what it cannot know.
+    const down = await bob('/db help down');
+    expect(down.status).toBe('ok');
+    expect(down.text).toContain('Which operations its schema can serve is unknown:');
+    expect(down.text).toContain('kasm-sessions');
   });
 
   it('check-config lists, per target, each unavailable operation and what is missing', async () => {

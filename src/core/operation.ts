@@ -68,7 +68,7 @@ export type AnyOperation = OperationSpec<z.ZodObject>;
 
 /**
  * The operations that cannot run on a target, each with the reason (`/db help <target>`). When the
- * target cannot be asked, one entry says so instead of listing every operation as unavailable.
+ * target cannot be asked, one entry without a name says why, instead of listing every operation.
  */
 export async function unavailableOn(
   specs: readonly AnyOperation[],
@@ -81,12 +81,8 @@ export async function unavailableOn(
       const reason = await spec.unavailable(db);
       if (reason !== undefined) out.push({ name: spec.name, reason });
     } catch (err) {
-      return [
-        {
-          name: '(schema)',
-          reason: `could not read the target's schema: ${err instanceof Error ? err.message : String(err)}`,
-        },
-      ];
+      // The target cannot be asked (down, timeout): say so once rather than guess per operation.
+      return [{ name: '', reason: err instanceof Error ? err.message : String(err) }];
     }
   }
   return out;
@@ -115,6 +111,10 @@ export function unavailableLines(
   lookupNames: ReadonlyMap<string, string> = new Map(),
 ): string[] {
   if (unavailable.length === 0) return [];
+  const [first] = unavailable;
+  if (first && first.name === '') {
+    return wrapWords(`Which operations its schema can serve is unknown: ${first.reason}`, 80, '');
+  }
   return [
     'Unavailable here (the schema lacks what they need):',
     ...unavailable.flatMap((u) => {
