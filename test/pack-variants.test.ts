@@ -221,6 +221,7 @@ describe('the schema cache', () => {
   it('is read once per pool, again after a reconnect and when refreshed, and the variant follows', async () => {
     const columns = async () => {
       const r = await bob('/db workspaces growing');
+      expect(r.status).toBe('ok');
       return r.result?.columns.map((c) => c.key);
     };
     const catalogReads = async () =>
@@ -245,12 +246,27 @@ describe('the schema cache', () => {
     const rows = (await bob('/db workspaces growing')).result?.rows ?? [];
     expect(rows.length).toBeGreaterThan(0);
     expect(rows.every((r) => r.image === 'kasmweb/x:1')).toBe(true);
-    // Back to the runbook's columns: an explicit refresh (as check-config reads afresh) picks the other variant.
+    // The column goes away behind the cache's back: the one call that still names it fails with
+    // PostgreSQL's words, and the schema is forgotten, so the next call fits again.
+    await adminQuery('ALTER TABLE images DROP COLUMN name', [], growing.name);
+    const stale = await bob('/db workspaces growing');
+    expect(stale).toMatchObject({ status: 'failed', code: 'query_failed' });
+    expect(stale.text).toContain('column "name" does not exist');
+    expect(await columns()).not.toContain('image');
+    // And an explicit refresh (as check-config reads afresh) picks the richer variant again.
+    await adminQuery(
+      "ALTER TABLE images ADD COLUMN name text NOT NULL DEFAULT 'kasmweb/y:2'",
+      [],
+      growing.name,
+    );
+    await refreshTargetSchema(app.pools.get('growing'));
+    expect(await columns()).toContain('image');
     await adminQuery('ALTER TABLE images DROP COLUMN name', [], growing.name);
     await refreshTargetSchema(app.pools.get('growing'));
     expect(await columns()).not.toContain('image');
-    // Read twice more in all: after the reconnect and when refreshed; every other call used the cache.
-    expect(await catalogReads()).toBe(before + 2);
+    // Read four more times in all: after the reconnect, after the error and at the two refreshes;
+    // every other call used the cache.
+    expect(await catalogReads()).toBe(before + 4);
   });
 });
 

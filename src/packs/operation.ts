@@ -2,15 +2,15 @@
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import type { ResolvedTarget } from '../config/schema.js';
-import { UserError } from '../core/errors.js';
+import { isUserError, UserError } from '../core/errors.js';
 import type { AnyOperation, OperationContext, Preview } from '../core/operation.js';
 import type { Column, ColumnKind, OperationResult, Row } from '../core/types.js';
-import type { Session } from '../engine/types.js';
+import type { Session, TargetDb } from '../engine/types.js';
 import { argSchema, usageOf } from './args.js';
 import type { LoadedPack, LoadedPackOperation, LoadedVariant } from './load.js';
 import type { CompiledSql } from './named-params.js';
 import type { PackSetting } from './schema.js';
-import { targetSchemaOf } from './target-schema.js';
+import { forgetTargetSchema, targetSchemaOf } from './target-schema.js';
 import { chooseVariant } from './variants.js';
 
 /** Runs a pack's external command (e.g. alembic); supplied by the engine's tool runner. */
@@ -287,7 +287,7 @@ export function packOperationSpec(
         truncated: false,
       };
     };
-    return spec;
+    return forgettingSchemaOnError(spec);
   }
 
   spec.preview = async (ctx): Promise<Preview> => {
@@ -423,5 +423,26 @@ export function packOperationSpec(
       notes,
     };
   };
+  return forgettingSchemaOnError(spec);
+}
+
+/**
+ * PostgreSQL saying a table or column does not exist means the schema changed since it was read: the
+ * cached schema is forgotten, so the next call reads it again and picks the variant that fits now.
+ */
+function forgettingSchemaOnError(spec: AnyOperation): AnyOperation {
+  const forget = async <R>(db: TargetDb, work: () => Promise<R>): Promise<R> => {
+    try {
+      return await work();
+    } catch (err) {
+      const state = isUserError(err) ? err.detail?.sqlstate : undefined;
+      if (state === '42P01' || state === '42703') forgetTargetSchema(db);
+      throw err;
+    }
+  };
+  const { run, preview, execute } = spec;
+  if (run) spec.run = (ctx) => forget(ctx.db, () => run(ctx));
+  if (preview) spec.preview = (ctx) => forget(ctx.db, () => preview(ctx));
+  if (execute) spec.execute = (ctx, state) => forget(ctx.db, () => execute(ctx, state));
   return spec;
 }

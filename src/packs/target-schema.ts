@@ -113,3 +113,11 @@ export function targetSchemaOf(db: TargetDb): Promise<TargetSchema> {
 export function refreshTargetSchema(db: TargetDb): Promise<TargetSchema> {
   return load(db);
 }
+
+/**
+ * Forgets what was read of the target's schema, so the next operation reads it again: after PostgreSQL
+ * said a table or column does not exist (a migration dropped it since the catalog was read).
+ */
+export function forgetTargetSchema(db: TargetDb): void {
+  cache.delete(db.base ?? db);
+}
