@@ -199,9 +199,10 @@ describe('checkTargets with packs', () => {
     expect(blocks[1]).toMatch(/^\[ok\] good \(production\)/);
     expect(blocks[1]?.split('\n').at(-1)).toBe('  pack:    portal: every expected table and column found');
     expect(blocks[2]).toMatch(/^\[MISMATCH\] notable \(production\)/);
-    expect(blocks[2]?.split('\n').slice(-2)).toEqual([
+    expect(blocks[2]?.split('\n').slice(-3)).toEqual([
       '  schema:  target notable: pack portal expects table session_tokens, not found',
-      '  unavailable: portal sessions: missing table session_tokens',
+      '  unavailable: portal sessions:',
+      '    missing table session_tokens',
     ]);
     expect(blocks[3]?.split('\n').at(-1)).toBe(
       '  schema:  target nocolumn: pack portal expects column expiration in table session_tokens, not found',
@@ -244,7 +245,7 @@ describe('dbops check-config', () => {
     expect(run.stdout).toContain(
       'target nocolumn: pack portal expects column expiration in table session_tokens, not found',
     );
-    expect(run.stdout).toContain('  unavailable: portal sessions: missing table session_tokens');
+    expect(run.stdout).toContain('  unavailable: portal sessions:\n    missing table session_tokens\n');
     expect(run.stdout).toContain(
       '5 of 5 reachable; 2 pack schema expectations not met; 1 pack operation unavailable',
     );

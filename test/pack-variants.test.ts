@@ -205,8 +205,14 @@ describe('an operation the schema cannot serve', () => {
     expect(partialKasm?.problems).toEqual(['pack kasm expects table session_tokens, not found']);
     expect(byName.growing?.packs?.[0]?.unavailable).toEqual([]);
     const report = formatCheckReport(checks);
-    expect(report).toContain(`unavailable: kasm kasm-sessions: ${MISSING_SESSIONS}`);
-    expect(report).toContain('unavailable: kasm logout-all: missing table session_tokens');
+    expect(report).toContain(
+      "  unavailable: kasm kasm-sessions:\n    missing table kasms (Kasm's kasms table) or table sessions (the runbook's\n    sessions table)\n",
+    );
+    expect(report).toContain('  unavailable: kasm logout-all:\n    missing table session_tokens\n');
+    const unavailableLines = report
+      .split('\n')
+      .filter((l) => l.startsWith('  unavailable:') || l.startsWith('    '));
+    for (const line of unavailableLines) expect(line.length).toBeLessThanOrEqual(80);
     expect(byName.fresh?.packs?.[0]?.unavailable?.map((u) => `${u.shown}: ${u.reason}`)).toEqual([
       'migrate-down: missing table alembic_version',
       'migrate-up: missing table alembic_version',

@@ -1,6 +1,7 @@
 // `dbops check-config`: tries the state database and every target, and reports what the bot's role can do there.
 import pg from 'pg';
 import { redactSecrets } from '../core/log.js';
+import { wrapWords } from '../core/operation.js';
 import { checkPackExpectations, type PackExpectations } from '../packs/expectations.js';
 import type { LoadedPack } from '../packs/load.js';
 import { readTargetSchema, type TargetSchema } from '../packs/target-schema.js';
@@ -358,8 +359,9 @@ export function formatCheckReport(checks: readonly TargetCheck[]): string {
     }
     for (const problem of unmet) lines.push(`  schema:  ${problem}`);
     for (const pack of check.packs ?? []) {
+      // Within 80 columns: the operation, then the reason (names are never cut).
       for (const u of pack.unavailable ?? []) {
-        lines.push(`  unavailable: ${pack.pack} ${u.shown}: ${u.reason}`);
+        lines.push(`  unavailable: ${pack.pack} ${u.shown}:`, ...wrapWords(u.reason, 80, '    '));
       }
     }
     return lines.join('\n');

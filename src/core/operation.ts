@@ -89,7 +89,7 @@ export async function unavailableOn(
 }
 
 /** Words laid out in lines of at most `width` characters (a longer word stands alone, never cut). */
-function wrapWords(text: string, width: number, indent: string): string[] {
+export function wrapWords(text: string, width: number, indent: string): string[] {
   const lines: string[] = [];
   let line = '';
   for (const word of text.split(/\s+/).filter((w) => w !== '')) {

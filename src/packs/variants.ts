@@ -14,13 +14,17 @@ export function chooseVariant(
   op: Pick<LoadedPackOperation, 'variants'>,
   schema: TargetSchema,
 ): VariantChoice {
-  const lacks: string[] = [];
+  const lacks: { missing: string; label: string | undefined }[] = [];
   for (const [index, variant] of op.variants.entries()) {
     const missing = variant.requires ? schema.missing(variant.requires) : [];
     if (missing.length === 0) return { ok: true, variant, index };
-    lacks.push(`${missing.join(', ')}${variant.label ? ` (${variant.label})` : ''}`);
+    lacks.push({ missing: missing.join(', '), label: variant.label });
   }
-  return { ok: false, reason: `missing ${lacks.join(' or ')}` };
+  // Every form lacks the same thing: say it once.
+  const distinct = [...new Set(lacks.map((l) => l.missing))];
+  if (distinct.length === 1) return { ok: false, reason: `missing ${distinct[0]}` };
+  const reasons = lacks.map((l) => `${l.missing}${l.label ? ` (${l.label})` : ''}`);
+  return { ok: false, reason: `missing ${reasons.join(' or ')}` };
 }
 
 export interface UnavailableOperation {
