@@ -11,9 +11,9 @@ import { TargetPools } from '../src/engine/target-db.js';
 import type { Session, TargetDb } from '../src/engine/types.js';
 import { builtinPacksDir, loadPackDir, loadPacks } from '../src/packs/load.js';
 import { packOperationSpec } from '../src/packs/operation.js';
-import { CATALOG_SQL, refreshTargetSchema } from '../src/packs/target-schema.js';
+import { CATALOG_SQL, readTargetSchema, refreshTargetSchema } from '../src/packs/target-schema.js';
 import { as, startApp } from './helpers/app.js';
-import { adminQuery, createDatabase } from './helpers/db.js';
+import { adminQuery, createDatabase, openClient } from './helpers/db.js';
 import { KASM_RUNBOOK_SCHEMA } from './helpers/runbook-shapes.js';
 
 let app: App;
@@ -312,6 +312,32 @@ describe('a preview and a schema that changes before the approval', () => {
     } finally {
       await adminQuery('DROP TABLE zones', [], growing.name);
       await refreshTargetSchema(app.pools.get('growing'));
+    }
+  });
+});
+
+describe('reading the catalog', () => {
+  it('finds unqualified names through the search_path, schema.table anywhere, never dropped columns', async () => {
+    const { url } = await createDatabase(
+      'catalog',
+      `CREATE SCHEMA side; CREATE TABLE side.t (a int, gone int); ALTER TABLE side.t DROP COLUMN gone;
+       CREATE TABLE public.t (b int); CREATE SCHEMA app; CREATE VIEW app.v AS SELECT 1 AS one;`,
+    );
+    const client = await openClient(url);
+    try {
+      const onPath = await readTargetSchema(client);
+      expect(onPath.missing({ t: ['b'], 'side.t': ['a'] })).toEqual([]);
+      expect(onPath.missing({ t: ['a'], 'side.t': ['gone'], v: ['one'] })).toEqual([
+        'column t.a',
+        'column side.t.gone',
+        'table v',
+      ]);
+      await client.query('SET search_path = side, app');
+      const other = await readTargetSchema(client);
+      expect(other.missing({ t: ['a'], v: ['one'], 'public.t': ['b'] })).toEqual([]);
+      expect(other.missing({ t: ['b'] })).toEqual(['column t.b']);
+    } finally {
+      await client.end();
     }
   });
 });
