@@ -210,7 +210,7 @@ describe('checkTargets with packs', () => {
     expect(blocks[4]).not.toMatch(/pack|schema:/);
     expect(blocks[5]).toMatch(/^\[FAILED\] down/);
     expect(blocks[6]).toBe(
-      '5 of 6 reachable; 2 pack schema expectations not met; 1 pack operation unavailable',
+      "5 of 6 reachable; 2 pack schema expectations not met\n1 pack operation unavailable on their target's schema",
     );
   });
 
@@ -247,7 +247,7 @@ describe('dbops check-config', () => {
     );
     expect(run.stdout).toContain('  unavailable: portal sessions:\n    missing table session_tokens\n');
     expect(run.stdout).toContain(
-      '5 of 5 reachable; 2 pack schema expectations not met; 1 pack operation unavailable',
+      "5 of 5 reachable; 2 pack schema expectations not met\n1 pack operation unavailable on their target's schema",
     );
     expect(run.exitCode).toBe(1);
   });

@@ -219,7 +219,7 @@ describe('an operation the schema cannot serve', () => {
       'migrations: missing table alembic_version',
     ]);
     expect(byName.migrated?.packs?.[0]?.unavailable).toEqual([]);
-    expect(report).toContain('8 pack operations unavailable');
+    expect(report).toContain("\n8 pack operations unavailable on their target's schema");
   });
 });
 

@@ -378,8 +378,11 @@ export function formatCheckReport(checks: readonly TargetCheck[]): string {
     (n, c) => n + (c.packs ?? []).reduce((m, p) => m + (p.unavailable?.length ?? 0), 0),
     0,
   );
+  // On a line of its own, so the summary stays within 80 columns.
   const ops =
-    unavailable === 0 ? '' : `; ${unavailable} pack operation${unavailable === 1 ? '' : 's'} unavailable`;
+    unavailable === 0
+      ? ''
+      : `\n${unavailable} pack operation${unavailable === 1 ? '' : 's'} unavailable on their target's schema`;
   blocks.push(`${ok} of ${checks.length} reachable${expectations}${ops}`);
   // Last line of defence: nothing in the report may carry a credential.
   return redactSecrets(blocks.join('\n\n'));
