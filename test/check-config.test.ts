@@ -157,6 +157,49 @@ describe('formatCheckReport', () => {
     expect(blocks[4]).toContain('  error:   database does not exist');
     expect(blocks[5]).toBe('2 of 5 reachable');
   });
+
+  it('lists the pack operations a target cannot serve, within 80 columns, and counts them', () => {
+    const text = formatCheckReport([
+      {
+        name: 'kasm',
+        kind: 'target',
+        environment: 'production',
+        endpoint: 'bot@db:5432/kasm',
+        reachable: true,
+        hints: [],
+        elapsedMs: 3,
+        packs: [
+          {
+            pack: 'kasm',
+            problems: [],
+            unavailable: [
+              {
+                operation: 'kasm-sessions',
+                shown: 'kasm-sessions',
+                reason:
+                  "missing table kasms (Kasm's kasms table) or table sessions (the runbook's sessions table)",
+              },
+              { operation: 'kasm-user', shown: 'lookup user', reason: 'missing column users.last_session' },
+            ],
+          },
+        ],
+      },
+    ]);
+    expect(text.split('\n').slice(1)).toEqual([
+      '  server:  PostgreSQL ? (?)',
+      '  user:    ? (not superuser)',
+      '  pack:    kasm: every expected table and column found',
+      '  unavailable: kasm kasm-sessions:',
+      "    missing table kasms (Kasm's kasms table) or table sessions (the runbook's",
+      '    sessions table)',
+      '  unavailable: kasm lookup user:',
+      '    missing column users.last_session',
+      '',
+      "1 of 1 reachable; every pack's schema expectations met",
+      "2 pack operations unavailable on their target's schema",
+    ]);
+    for (const line of text.split('\n').slice(1)) expect(line.length).toBeLessThanOrEqual(80);
+  });
 });
 
 describe('unreachable hosts', () => {

@@ -178,12 +178,39 @@ describe('the capsul pack', () => {
     expect(all.result?.rows).toHaveLength(count?.n ?? -1);
 
     const payments = await as(app, 'bob')(`/db payments capsul ${email}`);
-    const truth = await q<{ id: number; created: Date; dollars: number; invalidated: boolean }>(
-      `SELECT id, created, dollars::float8 AS dollars, invalidated FROM payments
+    const truth = await q<{
+      id: number;
+      created: Date;
+      email: string;
+      dollars: number;
+      invalidated: boolean;
+    }>(
+      `SELECT id, created, email, dollars::float8 AS dollars, invalidated FROM payments
         WHERE email = $1 ORDER BY created DESC, id DESC`,
       [email],
     );
+    expect(truth.length).toBeGreaterThan(0);
     expect(payments.result?.rows).toEqual(truth.map((p) => ({ ...p, created: p.created.toISOString() })));
+  });
+
+  it('finds the same person everywhere: vms, payments and the lookup match the address ignoring case', async () => {
+    const email = await busyAccount([JAMIE]);
+    const shouted = email.toUpperCase();
+    const mixed = [...email].map((c, i) => (i % 2 === 0 ? c.toUpperCase() : c.toLowerCase())).join('');
+    expect(shouted).not.toBe(email);
+    for (const key of [shouted, mixed]) {
+      const account = await as(app, 'bob')(`/db lookup capsul account ${key}`);
+      expect(account.result?.rows.map((r) => r.email)).toEqual([email]);
+      const exact = await as(app, 'bob')(`/db payments capsul ${email}`);
+      const payments = await as(app, 'bob')(`/db payments capsul ${key}`);
+      expect(payments.result?.rows.length).toBeGreaterThan(0);
+      expect(payments.result?.rows).toEqual(exact.result?.rows);
+      expect(account.result?.rows[0]?.payments).toBe(payments.result?.rows.length);
+      const vms = await as(app, 'bob')(`/db vms capsul ${key} --deleted`);
+      const [n] = await q<{ n: number }>('SELECT count(*)::int AS n FROM vms WHERE email = $1', [email]);
+      expect(vms.result?.rows).toHaveLength(n?.n ?? -1);
+      expect(n?.n).toBeGreaterThan(0);
+    }
   });
 
   it('invalidates a payment after approval; an invalidated one is nothing to do', async () => {

@@ -29,6 +29,7 @@ expects:
 name: sessions
 summary: Session tokens per user
 risk: read
+requires: { session_tokens: [user_id] }
 sql: SELECT user_id, count(*) AS tokens FROM session_tokens GROUP BY user_id
 `,
 };
@@ -160,11 +161,20 @@ describe('checkTargets with packs', () => {
     const checks = await checkTargets(config, { packs: [pack] });
     expect(checks.map((c) => [c.name, c.reachable, c.packs])).toEqual([
       ['state', true, undefined],
-      ['good', true, [{ pack: 'portal', problems: [] }]],
+      ['good', true, [{ pack: 'portal', problems: [], unavailable: [] }]],
       [
         'notable',
         true,
-        [{ pack: 'portal', problems: ['pack portal expects table session_tokens, not found'] }],
+        [
+          {
+            pack: 'portal',
+            problems: ['pack portal expects table session_tokens, not found'],
+            // Only a schema off the search_path has it: the operation reading it is unavailable.
+            unavailable: [
+              { operation: 'sessions', shown: 'sessions', reason: 'missing table session_tokens' },
+            ],
+          },
+        ],
       ],
       [
         'nocolumn',
@@ -173,6 +183,7 @@ describe('checkTargets with packs', () => {
           {
             pack: 'portal',
             problems: ['pack portal expects column expiration in table session_tokens, not found'],
+            unavailable: [],
           },
         ],
       ],
@@ -188,15 +199,19 @@ describe('checkTargets with packs', () => {
     expect(blocks[1]).toMatch(/^\[ok\] good \(production\)/);
     expect(blocks[1]?.split('\n').at(-1)).toBe('  pack:    portal: every expected table and column found');
     expect(blocks[2]).toMatch(/^\[MISMATCH\] notable \(production\)/);
-    expect(blocks[2]?.split('\n').at(-1)).toBe(
+    expect(blocks[2]?.split('\n').slice(-3)).toEqual([
       '  schema:  target notable: pack portal expects table session_tokens, not found',
-    );
+      '  unavailable: portal sessions:',
+      '    missing table session_tokens',
+    ]);
     expect(blocks[3]?.split('\n').at(-1)).toBe(
       '  schema:  target nocolumn: pack portal expects column expiration in table session_tokens, not found',
     );
     expect(blocks[4]).not.toMatch(/pack|schema:/);
     expect(blocks[5]).toMatch(/^\[FAILED\] down/);
-    expect(blocks[6]).toBe('5 of 6 reachable; 2 pack schema expectations not met');
+    expect(blocks[6]).toBe(
+      "5 of 6 reachable; 2 pack schema expectations not met\n1 pack operation unavailable on their target's schema",
+    );
   });
 
   it('says when a listed pack is not loaded, and changes nothing without packs', async () => {
@@ -230,7 +245,10 @@ describe('dbops check-config', () => {
     expect(run.stdout).toContain(
       'target nocolumn: pack portal expects column expiration in table session_tokens, not found',
     );
-    expect(run.stdout).toContain('5 of 5 reachable; 2 pack schema expectations not met');
+    expect(run.stdout).toContain('  unavailable: portal sessions:\n    missing table session_tokens\n');
+    expect(run.stdout).toContain(
+      "5 of 5 reachable; 2 pack schema expectations not met\n1 pack operation unavailable on their target's schema",
+    );
     expect(run.exitCode).toBe(1);
   });
 

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { App } from '../src/app.js';
 import { loadConfigText } from '../src/config/load.js';
 import { ConfigError } from '../src/core/errors.js';
-import { loadPacks } from '../src/packs/load.js';
+import { builtinPacksDir, loadPacks } from '../src/packs/load.js';
 import { as, startApp } from './helpers/app.js';
 import { adminQuery, createDatabase } from './helpers/db.js';
 
@@ -277,6 +277,54 @@ describe('pack validation', () => {
     expect(problems).toMatch(/no-preview\.yaml:\d+: preview: a destructive operation needs preview\.sql/);
     expect(problems).toMatch(/typo\.yaml:1: .*Unrecognized key.*sqll/);
     expect(problems).toMatch(/syntax\.yaml:\d+: YAML syntax error/);
+  });
+
+  it('checks variants: each a complete body with its own preview, none mixed with the top level', () => {
+    const root = mkdtempSync(join(tmpdir(), 'dbops-badvariants-'));
+    writePack(root, 'shapes', {
+      'pack.yaml': 'name: shapes\ndescription: variants gone wrong\n',
+      'mixed.yaml':
+        'name: mixed\nsummary: x\nrisk: read\nsql: SELECT 1\nvariants:\n  - { requires: { t: [a] }, sql: SELECT a FROM t }\n',
+      'empty.yaml': 'name: empty\nsummary: x\nrisk: read\nvariants:\n  - { requires: { t: [a] } }\n',
+      'nopreview.yaml':
+        'name: nopreview\nsummary: x\nrisk: destructive\nvariants:\n  - requires: { t: [a] }\n    steps: [{ label: t, sql: DELETE FROM t }]\n',
+      'badcolumn.yaml':
+        'name: badcolumn\nsummary: x\nrisk: read\nvariants:\n  - { requires: { t: ["a; DROP"] }, sql: SELECT 1 }\n',
+      'write-in-read.yaml':
+        'name: writes\nsummary: x\nrisk: read\nvariants:\n  - { requires: { t: [a] }, sql: UPDATE t SET a = 1 }\n',
+    });
+    let error: unknown;
+    try {
+      loadPacks([root]);
+    } catch (err) {
+      error = err;
+    }
+    expect(error).toBeInstanceOf(ConfigError);
+    const problems = (error as ConfigError).problems.join('\n');
+    expect(problems).toMatch(
+      /mixed\.yaml:1: \(top level\): with variants, give sql in each variant instead of at the top level/,
+    );
+    expect(problems).toMatch(
+      /empty\.yaml:\d+: variants\[0\]: give exactly one of sql, steps or batch \(found none\)/,
+    );
+    expect(problems).toMatch(
+      /nopreview\.yaml:\d+: variants\[0\]\.preview: a destructive operation needs preview\.sql/,
+    );
+    expect(problems).toMatch(/badcolumn\.yaml:\d+: variants\[0\]\.requires\.t\[0\]: a column name/);
+    expect(problems).toMatch(
+      /write-in-read\.yaml:\d+: variants\[0\]\.sql: a read operation must be a SELECT/,
+    );
+  });
+
+  it('every shipped operation that sends SQL says what it needs of the schema', () => {
+    const undeclared = loadPacks([builtinPacksDir()]).flatMap((pack) =>
+      pack.operations
+        .filter(
+          (op) => op.variants.some((v) => !v.requires) && (op.def.command?.state_sql || !op.def.command),
+        )
+        .map((op) => `${pack.name}/${op.def.name}`),
+    );
+    expect(undeclared).toEqual([]);
   });
 
   it('refuses a target with an unknown pack or a missing setting', async () => {

@@ -1,7 +1,11 @@
 // `dbops check-config`: tries the state database and every target, and reports what the bot's role can do there.
 import pg from 'pg';
 import { redactSecrets } from '../core/log.js';
+import { wrapWords } from '../core/operation.js';
 import { checkPackExpectations, type PackExpectations } from '../packs/expectations.js';
+import type { LoadedPack } from '../packs/load.js';
+import { readTargetSchema, type TargetSchema } from '../packs/target-schema.js';
+import { type UnavailableOperation, unavailableOperations } from '../packs/variants.js';
 import type { Config } from './schema.js';
 
 export interface RoleMemberships {
@@ -42,6 +46,11 @@ export interface PackCheck {
   pack: string;
   /** Unmet expectations ("pack kasm expects table session_tokens, not found"); empty when all are met. */
   problems: string[];
+  /**
+   * The pack's operations that cannot run there, with what the schema lacks (when the pack's operations
+   * were given); they are refused with the same reason when called.
+   */
+  unavailable?: UnavailableOperation[];
 }
 
 export interface CheckOptions {
@@ -53,8 +62,11 @@ export interface CheckOptions {
   stateConnectTimeoutSeconds?: number;
   /** statement_timeout for the check query (default 5 s). */
   statementTimeoutSeconds?: number;
-  /** The loaded packs: each target's packs have their `expects` checked against its schema. */
-  packs?: readonly PackExpectations[];
+  /**
+   * The loaded packs: each target's packs have their `expects` checked against its schema, and, for a
+   * loaded pack with its operations, which operations its schema cannot serve.
+   */
+  packs?: readonly (PackExpectations | LoadedPack)[];
 }
 
 const PROBE_SQL = `
@@ -168,7 +180,7 @@ interface Probe {
   url: string;
   connectTimeoutSeconds: number;
   /** Packs whose expectations to check there; undefined when not asked for. */
-  packs?: readonly (PackExpectations | string)[];
+  packs?: readonly (PackExpectations | LoadedPack | string)[];
 }
 
 async function closeQuietly(client: pg.Client): Promise<void> {
@@ -182,16 +194,22 @@ async function closeQuietly(client: pg.Client): Promise<void> {
 /** The target's packs in the order it lists them; a pack that is not loaded is named as a problem. */
 async function checkPacks(
   client: pg.Client,
-  packs: readonly (PackExpectations | string)[],
+  packs: readonly (PackExpectations | LoadedPack | string)[],
 ): Promise<PackCheck[]> {
   const checks: PackCheck[] = [];
+  // The catalog as the bot reads it, freshly (one query), for every pack given with its operations.
+  let schema: TargetSchema | undefined;
   for (const pack of packs) {
     if (typeof pack === 'string') {
       checks.push({ pack, problems: [`pack ${pack} is not loaded, so its expectations were not checked`] });
       continue;
     }
     try {
-      checks.push({ pack: pack.name, problems: await checkPackExpectations(client, pack) });
+      const problems = await checkPackExpectations(client, pack);
+      if ('operations' in pack) {
+        schema ??= await readTargetSchema(client);
+        checks.push({ pack: pack.name, problems, unavailable: unavailableOperations(pack, schema) });
+      } else checks.push({ pack: pack.name, problems });
     } catch (err) {
       const { reason } = explainConnectError(err);
       checks.push({
@@ -340,6 +358,12 @@ export function formatCheckReport(checks: readonly TargetCheck[]): string {
         lines.push(`  pack:    ${pack.pack}: every expected table and column found`);
     }
     for (const problem of unmet) lines.push(`  schema:  ${problem}`);
+    for (const pack of check.packs ?? []) {
+      // Within 80 columns: the operation, then the reason (names are never cut).
+      for (const u of pack.unavailable ?? []) {
+        lines.push(`  unavailable: ${pack.pack} ${u.shown}:`, ...wrapWords(u.reason, 80, '    '));
+      }
+    }
     return lines.join('\n');
   });
   const ok = checks.filter((c) => c.reachable).length;
@@ -350,7 +374,16 @@ export function formatCheckReport(checks: readonly TargetCheck[]): string {
     : unmet === 0
       ? "; every pack's schema expectations met"
       : `; ${unmet} pack schema expectation${unmet === 1 ? '' : 's'} not met`;
-  blocks.push(`${ok} of ${checks.length} reachable${expectations}`);
+  const unavailable = checks.reduce(
+    (n, c) => n + (c.packs ?? []).reduce((m, p) => m + (p.unavailable?.length ?? 0), 0),
+    0,
+  );
+  // On a line of its own, so the summary stays within 80 columns.
+  const ops =
+    unavailable === 0
+      ? ''
+      : `\n${unavailable} pack operation${unavailable === 1 ? '' : 's'} unavailable on their target's schema`;
+  blocks.push(`${ok} of ${checks.length} reachable${expectations}${ops}`);
   // Last line of defence: nothing in the report may carry a credential.
   return redactSecrets(blocks.join('\n\n'));
 }

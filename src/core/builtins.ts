@@ -6,6 +6,7 @@ import type { Core, InvocationContext } from './dispatch.js';
 import { clipInput, reply } from './dispatch.js';
 import { UserError } from './errors.js';
 import type { Token } from './grammar.js';
+import { unavailableLines, unavailableOn } from './operation.js';
 import { actionForRisk, allowedActions, decide } from './policy.js';
 import { renderTable } from './render.js';
 import type { Reply } from './reply.js';
@@ -127,6 +128,12 @@ const help: Handler = async (core, ctx, tokens) => {
       // `/db help kasm`: the target's own runbook.
       const ops = core.catalog.forTarget(asTarget);
       const lookups = core.catalog.lookupsFor(asTarget);
+      // Pack operations its schema cannot serve, with what is missing (read from its catalog, cached).
+      const lookupNames = new Map(lookups.map((l) => [core.catalog.lookup(asTarget, l)?.name ?? l, l]));
+      const unavailable = unavailableLines(
+        await unavailableOn(ops, core.targetDb(asTarget.name)),
+        lookupNames,
+      );
       const table = renderTable(
         [
           { key: 'name', label: 'operation', kind: 'text' },
@@ -144,6 +151,7 @@ const help: Handler = async (core, ctx, tokens) => {
         ...(lookups.length > 0
           ? [`Lookups: ${lookups.map((l) => `/db lookup ${asTarget.name} ${l} <key>`).join(', ')}`]
           : []),
+        ...unavailable,
         'Every PostgreSQL operation of `/db help` works here too.',
       ];
       return ok(ctx, `help ${asTarget.name}`, lines.join('\n'));

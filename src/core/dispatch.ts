@@ -162,6 +162,11 @@ export class Core {
     return this.#deps.state;
   }
 
+  /** The database handle of a configured target (nothing is opened until it is used). */
+  targetDb(name: string): TargetDb {
+    return this.#deps.targets.get(name);
+  }
+
   now(): Date {
     return this.#clock();
   }

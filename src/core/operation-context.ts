@@ -42,5 +42,7 @@ function withLimits(db: TargetDb, defaults: QueryLimits): TargetDb {
     direct: (fn, limits) => db.direct(fn, { ...defaults, ...limits }),
     ownPids: () => db.ownPids(),
     serverVersion: () => db.serverVersion(),
+    ...(db.generation ? { generation: () => db.generation?.() ?? 0 } : {}),
+    base: db.base ?? db,
   };
 }

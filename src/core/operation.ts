@@ -52,6 +52,11 @@ export interface OperationSpec<S extends z.ZodObject = z.ZodObject> {
   preview?(ctx: OperationContext<z.output<S>>): Promise<Preview>;
   /** Destructive operations, after approval: re-check the preview's facts, act, and say what changed. */
   execute?(ctx: OperationContext<z.output<S>>, previewState: unknown): Promise<OperationResult>;
+  /**
+   * Why it cannot run on this target (e.g. a pack operation whose tables the schema lacks), or undefined
+   * when it can; operations that run everywhere leave it out.
+   */
+  unavailable?(db: TargetDb): Promise<string | undefined>;
 }
 
 /** Identity helper that keeps the spec's argument types flowing into run/preview/execute. */
@@ -60,3 +65,61 @@ export function defineOperation<S extends z.ZodObject>(spec: OperationSpec<S>): 
 }
 
 export type AnyOperation = OperationSpec<z.ZodObject>;
+
+/**
+ * The operations that cannot run on a target, each with the reason (`/db help <target>`). When the
+ * target cannot be asked, one entry without a name says why, instead of listing every operation.
+ */
+export async function unavailableOn(
+  specs: readonly AnyOperation[],
+  db: TargetDb,
+): Promise<{ name: string; reason: string }[]> {
+  const out: { name: string; reason: string }[] = [];
+  for (const spec of specs) {
+    if (!spec.unavailable) continue;
+    try {
+      const reason = await spec.unavailable(db);
+      if (reason !== undefined) out.push({ name: spec.name, reason });
+    } catch (err) {
+      // The target cannot be asked (down, timeout): say so once rather than guess per operation.
+      return [{ name: '', reason: err instanceof Error ? err.message : String(err) }];
+    }
+  }
+  return out;
+}
+
+/** Words laid out in lines of at most `width` characters (a longer word stands alone, never cut). */
+export function wrapWords(text: string, width: number, indent: string): string[] {
+  const lines: string[] = [];
+  let line = '';
+  for (const word of text.split(/\s+/).filter((w) => w !== '')) {
+    if (line !== '' && indent.length + line.length + 1 + word.length > width) {
+      lines.push(indent + line);
+      line = word;
+    } else line = line === '' ? word : `${line} ${word}`;
+  }
+  if (line !== '') lines.push(indent + line);
+  return lines;
+}
+
+/**
+ * The unavailable operations as help shows them, within 80 columns: a heading, then each operation
+ * (a lookup under the name people type) and its reason; nothing when every operation is available.
+ */
+export function unavailableLines(
+  unavailable: readonly { name: string; reason: string }[],
+  lookupNames: ReadonlyMap<string, string> = new Map(),
+): string[] {
+  if (unavailable.length === 0) return [];
+  const [first] = unavailable;
+  if (first && first.name === '') {
+    return wrapWords(`Which operations its schema can serve is unknown: ${first.reason}`, 80, '');
+  }
+  return [
+    'Unavailable here (the schema lacks what they need):',
+    ...unavailable.flatMap((u) => {
+      const lookup = lookupNames.get(u.name);
+      return [`  ${lookup !== undefined ? `lookup ${lookup}` : u.name}:`, ...wrapWords(u.reason, 80, '    ')];
+    }),
+  ];
+}

@@ -47,6 +47,7 @@ export function statusOfCode(code: UserErrorCode): ReplyStatus {
     case 'not_requester':
     case 'target_busy':
     case 'stale_preview':
+    case 'unavailable':
       return 'refused';
     default:
       return 'failed';

@@ -195,6 +195,7 @@ class PooledTargetDb implements TargetDb {
   #pool: pg.Pool | undefined;
   #serverKey: string | undefined;
   #version: Promise<number> | undefined;
+  #generation = 0;
 
   constructor(
     private readonly target: ResolvedTarget,
@@ -235,6 +236,10 @@ class PooledTargetDb implements TargetDb {
 
   ownPids(): number[] {
     return this.host.registry.pids(this.serverKey);
+  }
+
+  generation(): number {
+    return this.#generation;
   }
 
   serverVersion(): Promise<number> {
@@ -292,13 +297,19 @@ class PooledTargetDb implements TargetDb {
         const pid: unknown = rows[0]?.pid;
         if (typeof pid !== 'number') throw new Error('pg_backend_pid() did not return a number');
         registry.add(server, client, pid);
+        // The first connection after having none: whatever was learnt of the target may be out of date.
+        if ((this.#pool?.totalCount ?? 0) <= 1) this.#generation++;
       },
     });
     // A connection dropped by the server while idle must never crash the process.
     pool.on('error', (err) => {
+      this.#generation++;
       log.warn({ target: this.name, err: redactSecrets(err.message) }, 'idle connection to target failed');
     });
-    pool.on('remove', (client) => registry.remove(server, client));
+    pool.on('remove', (client) => {
+      registry.remove(server, client);
+      if (pool.totalCount === 0) this.#generation++;
+    });
     this.#pool = pool;
     return pool;
   }
@@ -335,6 +346,7 @@ class PooledTargetDb implements TargetDb {
         discard = new Error('connection left inside a transaction');
       }
       // With an error the pool destroys the connection instead of handing it out dirty.
+      if (discard) this.#generation++;
       client.release(discard);
     }
   }

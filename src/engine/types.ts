@@ -42,4 +42,11 @@ export interface TargetDb {
   ownPids(): number[];
   /** `server_version_num` of the target (cached after the first call). */
   serverVersion(): Promise<number>;
+  /**
+   * Grows each time the pool reconnects: it opens a connection after having none, or loses one to an
+   * error. Caches of what the target holds (its schema) read again when it changes.
+   */
+  generation?(): number;
+  /** The pool's own handle when this one wraps it (e.g. with an operation's limits); caches key on it. */
+  readonly base?: TargetDb;
 }

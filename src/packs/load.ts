@@ -10,18 +10,30 @@ import { type CompiledSql, compileNamedParams } from './named-params.js';
 import {
   type PackManifest,
   type PackOperationDef,
+  type PackRequires,
+  type PackVariantDef,
   packManifestSchema,
   packOperationSchema,
 } from './schema.js';
+
+/** One form of an operation's SQL, compiled, with what it needs of the target's schema. */
+export interface LoadedVariant {
+  label?: string;
+  /** Undefined: the pack does not say, so nothing is checked before the SQL is sent. */
+  requires?: PackRequires;
+  sql?: CompiledSql;
+  preview?: CompiledSql;
+  previewHeadline?: string;
+  steps?: { label: string; sql: CompiledSql }[];
+  batch?: { label: string; sql: CompiledSql; maxBatches: number };
+}
 
 export interface LoadedPackOperation {
   def: PackOperationDef;
   /** Where it was defined, for messages. */
   file: string;
-  sql?: CompiledSql;
-  preview?: CompiledSql;
-  steps?: { label: string; sql: CompiledSql }[];
-  batch?: { label: string; sql: CompiledSql; maxBatches: number };
+  /** The forms of its SQL in the order they are tried (the top-level SQL is the one variant of most). */
+  variants: LoadedVariant[];
   /** command.state_sql, and the placeholder names its columns provide. */
   state?: CompiledSql;
 }
@@ -105,31 +117,74 @@ function compile(
   }
 }
 
-/** Checks the combinations zod cannot express: which body a risk needs, previews, lookups, defaults. */
-function checkShape(def: PackOperationDef, shown: string, locator: Locator, problems: string[]): void {
-  const at = (path: Path, what: string) =>
-    problems.push(`${shown}:${locator.line(path)}: ${dotted(path)}: ${what}`);
-  const bodies = (['sql', 'steps', 'batch', 'command'] as const).filter((k) => def[k] !== undefined);
-  if (bodies.length !== 1) {
-    at(
-      [],
-      `give exactly one of sql, steps, batch or command (found ${bodies.length > 0 ? bodies.join(', ') : 'none'})`,
-    );
+type Body = Pick<PackVariantDef, 'sql' | 'steps' | 'batch' | 'preview'>;
+
+/** The rules one body (the top level, or a variant) follows for the operation's risk. */
+function checkBody(
+  def: PackOperationDef,
+  body: Body,
+  path: Path,
+  at: (path: Path, what: string) => void,
+): void {
+  if (path.length > 0) {
+    const bodies = (['sql', 'steps', 'batch'] as const).filter((k) => body[k] !== undefined);
+    if (bodies.length !== 1) {
+      at(
+        path,
+        `give exactly one of sql, steps or batch (found ${bodies.length > 0 ? bodies.join(', ') : 'none'})`,
+      );
+    }
+    if (def.risk === 'destructive' && !body.preview?.sql) {
+      at(
+        [...path, 'preview'],
+        'a destructive operation needs preview.sql showing exactly what it would change',
+      );
+    }
   }
   if (def.risk === 'read') {
-    if (def.steps || def.batch) at(['risk'], 'a read operation runs one SELECT: use sql, not steps or batch');
-    if (def.sql && !READ_SQL.test(def.sql)) {
+    if (body.steps || body.batch)
+      at([...path, 'sql'], 'a read operation runs one SELECT: use sql, not steps or batch');
+    if (body.sql && !READ_SQL.test(body.sql)) {
       at(
-        ['sql'],
+        [...path, 'sql'],
         'a read operation must be a SELECT (or WITH/VALUES/SHOW); it runs in a read-only transaction',
       );
     }
   }
-  if (def.risk === 'destructive' && !def.command && !def.preview) {
-    at(['preview'], 'a destructive operation needs preview.sql showing exactly what it would change');
+  if (def.risk !== 'destructive' && body.batch)
+    at([...path, 'batch'], 'batches are for destructive operations');
+  if (body.preview?.sql !== undefined && !READ_SQL.test(body.preview.sql))
+    at([...path, 'preview', 'sql'], 'the preview must be a SELECT');
+}
+
+/** Checks the combinations zod cannot express: which body a risk needs, previews, lookups, defaults. */
+function checkShape(def: PackOperationDef, shown: string, locator: Locator, problems: string[]): void {
+  const at = (path: Path, what: string) =>
+    problems.push(`${shown}:${locator.line(path)}: ${dotted(path)}: ${what}`);
+  if (def.variants) {
+    const top = (['sql', 'steps', 'batch', 'command', 'requires'] as const).filter(
+      (k) => def[k] !== undefined,
+    );
+    if (top.length > 0)
+      at([], `with variants, give ${top.join(', ')} in each variant instead of at the top level`);
+    if (def.preview?.sql !== undefined)
+      at(['preview', 'sql'], 'with variants, give preview.sql in each variant');
+    def.variants.forEach((variant, i) => {
+      checkBody(def, variant, ['variants', i], at);
+    });
+  } else {
+    const bodies = (['sql', 'steps', 'batch', 'command'] as const).filter((k) => def[k] !== undefined);
+    if (bodies.length !== 1) {
+      at(
+        [],
+        `give exactly one of sql, steps, batch or command (found ${bodies.length > 0 ? bodies.join(', ') : 'none'})`,
+      );
+    }
+    checkBody(def, def, [], at);
+    if (def.risk === 'destructive' && !def.command && !def.preview?.sql) {
+      at(['preview'], 'a destructive operation needs preview.sql showing exactly what it would change');
+    }
   }
-  if (def.risk !== 'destructive' && def.batch) at(['batch'], 'batches are for destructive operations');
-  if (def.preview && !READ_SQL.test(def.preview.sql)) at(['preview', 'sql'], 'the preview must be a SELECT');
   if (def.lookup) {
     if (def.risk !== 'read') at(['lookup'], 'only read operations can be lookups');
     if (!def.args.some((a) => a.positional))
@@ -164,26 +219,42 @@ function loadOperation(
   const { value: def, locator } = parsed;
   checkShape(def, shown, locator, problems);
   const known = new Set([...def.args.map((a) => a.name), ...settings]);
-  const op: LoadedPackOperation = { def, file };
-  if (def.sql) {
-    const sql = compile(def.sql, shown, locator, ['sql'], known, problems);
-    if (sql) op.sql = sql;
-  }
-  if (def.preview) {
-    const preview = compile(def.preview.sql, shown, locator, ['preview', 'sql'], known, problems);
-    if (preview) op.preview = preview;
-  }
-  if (def.steps) {
-    op.steps = [];
-    def.steps.forEach((step, i) => {
-      const sql = compile(step.sql, shown, locator, ['steps', i, 'sql'], known, problems);
-      if (sql) op.steps?.push({ label: step.label, sql });
-    });
-  }
-  if (def.batch) {
-    const sql = compile(def.batch.sql, shown, locator, ['batch', 'sql'], known, problems);
-    if (sql) op.batch = { label: def.batch.label, sql, maxBatches: def.batch.max_batches };
-  }
+  const compileBody = (body: Body, path: Path, requires: PackRequires | undefined, label?: string) => {
+    const variant: LoadedVariant = {
+      ...(label !== undefined ? { label } : {}),
+      ...(requires !== undefined ? { requires } : {}),
+    };
+    if (body.sql) {
+      const sql = compile(body.sql, shown, locator, [...path, 'sql'], known, problems);
+      if (sql) variant.sql = sql;
+    }
+    if (body.preview?.sql) {
+      const sql = compile(body.preview.sql, shown, locator, [...path, 'preview', 'sql'], known, problems);
+      if (sql) variant.preview = sql;
+    }
+    const headline = body.preview?.headline ?? def.preview?.headline;
+    if (headline !== undefined) variant.previewHeadline = headline;
+    if (body.steps) {
+      const steps: NonNullable<LoadedVariant['steps']> = [];
+      body.steps.forEach((step, i) => {
+        const sql = compile(step.sql, shown, locator, [...path, 'steps', i, 'sql'], known, problems);
+        if (sql) steps.push({ label: step.label, sql });
+      });
+      variant.steps = steps;
+    }
+    if (body.batch) {
+      const sql = compile(body.batch.sql, shown, locator, [...path, 'batch', 'sql'], known, problems);
+      if (sql) variant.batch = { label: body.batch.label, sql, maxBatches: body.batch.max_batches };
+    }
+    return variant;
+  };
+  const op: LoadedPackOperation = {
+    def,
+    file,
+    variants: def.variants
+      ? def.variants.map((v, i) => compileBody(v, ['variants', i], v.requires, v.label))
+      : [compileBody(def, [], def.requires)],
+  };
   if (def.command) {
     const stateColumns = new Set<string>();
     if (def.command.state_sql) {

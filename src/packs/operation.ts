@@ -2,14 +2,16 @@
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import type { ResolvedTarget } from '../config/schema.js';
-import { durationArg, enumArg, flagArg, identifierArg, intArg, textArg } from '../core/args.js';
-import { UserError } from '../core/errors.js';
+import { isUserError, UserError } from '../core/errors.js';
 import type { AnyOperation, OperationContext, Preview } from '../core/operation.js';
 import type { Column, ColumnKind, OperationResult, Row } from '../core/types.js';
-import type { Session } from '../engine/types.js';
-import type { LoadedPack, LoadedPackOperation } from './load.js';
+import type { Session, TargetDb } from '../engine/types.js';
+import { argSchema, usageOf } from './args.js';
+import type { LoadedPack, LoadedPackOperation, LoadedVariant } from './load.js';
 import type { CompiledSql } from './named-params.js';
-import type { PackArg, PackSetting } from './schema.js';
+import type { PackSetting } from './schema.js';
+import { forgetTargetSchema, targetSchemaOf } from './target-schema.js';
+import { chooseVariant } from './variants.js';
 
 /** Runs a pack's external command (e.g. alembic); supplied by the engine's tool runner. */
 export type CommandRunner = (input: {
@@ -21,119 +23,6 @@ export type CommandRunner = (input: {
   urlEnv?: string;
   onLine?: (line: string) => void;
 }) => Promise<{ stdout: string; stderr: string }>;
-
-/** A real calendar day: 2025-02-30 fails here with a clear message, not later in PostgreSQL. */
-function isCalendarDate(value: string): boolean {
-  const date = new Date(`${value}T00:00:00Z`);
-  return !Number.isNaN(date.getTime()) && date.toISOString().slice(0, 10) === value;
-}
-
-const SHAPES: Partial<
-  Record<
-    PackArg['type'],
-    { pattern: RegExp; hint: string; example: string; max: number; check?: (v: string) => boolean }
-  >
-> = {
-  email: {
-    pattern: /^[^\s@<>]+@[^\s@<>]+\.[^\s@<>]+$/,
-    hint: 'an email address',
-    example: 'alice@example.com',
-    max: 254,
-  },
-  uuid: {
-    pattern: /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/,
-    hint: 'a UUID',
-    example: '064143f4-2301-4291-8cd9-8facf797bf96',
-    max: 36,
-  },
-  date: {
-    pattern: /^\d{4}-\d{2}-\d{2}$/,
-    hint: 'a date like 2025-12-24',
-    example: '2025-12-24',
-    max: 10,
-    check: isCalendarDate,
-  },
-  timestamp: {
-    pattern: /^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:?\d{2})?)?$/,
-    hint: 'a timestamp like 2025-12-24T10:00:00Z',
-    example: '2025-12-24T10:00:00Z',
-    max: 40,
-  },
-  hostname: {
-    pattern:
-      /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/,
-    hint: 'a host name like kasm-01.example.com',
-    example: 'kasm-01',
-    max: 253,
-  },
-  revision: {
-    pattern: /^(head|heads|base|[+-]\d{1,4}|[0-9a-fA-F]{4,40}|[A-Za-z0-9_]{1,64})$/,
-    hint: 'an Alembic revision (head, base, -1, +2 or a revision id)',
-    example: 'head',
-    max: 64,
-  },
-};
-
-function argSchema(arg: PackArg): z.ZodType {
-  let schema: z.ZodType;
-  switch (arg.type) {
-    case 'int':
-      schema = intArg({
-        ...(arg.min !== undefined ? { min: arg.min } : {}),
-        ...(arg.max !== undefined ? { max: arg.max } : {}),
-      });
-      break;
-    case 'duration':
-      schema = durationArg();
-      break;
-    case 'bool':
-      return flagArg();
-    case 'identifier':
-      schema = identifierArg();
-      break;
-    case 'enum': {
-      const [first, ...rest] = arg.values ?? [];
-      schema = enumArg([first ?? '', ...rest]);
-      break;
-    }
-    case 'text':
-      schema = textArg({ maxLength: arg.max_length ?? 200 });
-      break;
-    default: {
-      const shape = SHAPES[arg.type];
-      schema = shape
-        ? textArg({
-            pattern: shape.pattern,
-            hint: shape.hint,
-            example: shape.example,
-            maxLength: shape.max,
-            ...(shape.check ? { check: shape.check } : {}),
-          })
-        : textArg();
-    }
-  }
-  if (arg.default !== undefined) {
-    const parsed = schema.safeParse(arg.default);
-    if (!parsed.success)
-      throw new Error(`default of ${arg.name} does not validate: ${parsed.error.issues[0]?.message}`);
-    return schema.default(parsed.data as never);
-  }
-  return arg.required ? schema : schema.optional();
-}
-
-function usageOf(name: string, args: readonly PackArg[]): string {
-  const parts = [name, '<target>'];
-  for (const arg of args.filter((a) => a.positional)) {
-    parts.push(arg.required ? `<${arg.name}>` : `[<${arg.name}>]`);
-  }
-  for (const arg of args.filter((a) => !a.positional)) {
-    const flag = `--${arg.name.replace(/_/g, '-')}`;
-    if (arg.type === 'bool') parts.push(`[${flag}]`);
-    else if (arg.required) parts.push(`${flag} <${arg.type}>`);
-    else parts.push(`[${flag} ${arg.default ?? `<${arg.type}>`}]`);
-  }
-  return parts.join(' ');
-}
 
 /** The value of each named parameter: arguments first, then the target's settings for the pack. */
 function bind(
@@ -169,7 +58,11 @@ function tabulate(
   raw: readonly Record<string, unknown>[],
   declared: LoadedPackOperation['def']['columns'],
 ): { columns: Column[]; rows: Row[] } {
-  const keys = declared?.map((c) => c.key) ?? Object.keys(raw[0] ?? {});
+  // An optional column is shown when the variant that ran returns it.
+  const first = raw[0];
+  const keys =
+    declared?.filter((c) => !c.optional || (first !== undefined && c.key in first)).map((c) => c.key) ??
+    Object.keys(first ?? {});
   const columns: Column[] = keys.map((key) => {
     const d = declared?.find((c) => c.key === key);
     return { key, label: d?.label ?? key, kind: d?.kind ?? kindOf(raw.map((r) => r[key])) };
@@ -183,6 +76,8 @@ function digest(rows: readonly Row[]): string {
 }
 
 interface PackPreviewState {
+  /** Which variant previewed: the same one must act. */
+  variant?: number;
   count: number;
   truncated: boolean;
   digest: string;
@@ -254,6 +149,25 @@ export function packOperationSpec(
     return { ...defaults, ...given };
   };
   const display = def.display ?? (def.lookup ? 'card' : 'table');
+
+  /**
+   * The variant that fits the target's schema as last read; a refusal naming what is missing when none
+   * does, so no SQL naming a missing table or column is ever sent.
+   */
+  const variantFor = async (
+    ctx: OperationContext<Record<string, unknown>>,
+  ): Promise<{ variant: LoadedVariant; index: number }> => {
+    const only = op.variants[0];
+    if (op.variants.length === 1 && only && !only.requires) return { variant: only, index: 0 };
+    const choice = chooseVariant(op, await targetSchemaOf(ctx.db));
+    if (!choice.ok) {
+      throw new UserError(
+        'unavailable',
+        `${def.lookup ? `lookup ${def.lookup}` : def.name} is not available on ${ctx.target.name}: ${choice.reason}; nothing was run`,
+      );
+    }
+    return choice;
+  };
 
   const readRows = async (
     session: Session,
@@ -337,16 +251,24 @@ export function packOperationSpec(
       : {}),
   };
 
+  spec.unavailable = async (db) => {
+    const only = op.variants[0];
+    if (op.variants.length === 1 && only && !only.requires) return undefined;
+    const choice = chooseVariant(op, await targetSchemaOf(db));
+    return choice.ok ? undefined : choice.reason;
+  };
+
   if (def.risk !== 'destructive') {
     spec.run = async (ctx) => {
+      const { variant } = await variantFor(ctx);
       if (def.command) return await runCommand(ctx, def.command.argv, await readState(ctx));
-      if (def.risk === 'read' && op.sql) {
-        const sql = op.sql;
+      if (def.risk === 'read' && variant.sql) {
+        const sql = variant.sql;
         const table = await ctx.db.read((s) => readRows(s, sql, ctx));
         return { ...table, display };
       }
       // write: statements in one transaction, with their affected row counts.
-      const steps = op.steps ?? (op.sql ? [{ label: def.name, sql: op.sql }] : []);
+      const steps = variant.steps ?? (variant.sql ? [{ label: def.name, sql: variant.sql }] : []);
       const counts = await ctx.db.write(async (s) => {
         const out: Row[] = [];
         for (const step of steps) {
@@ -365,10 +287,11 @@ export function packOperationSpec(
         truncated: false,
       };
     };
-    return spec;
+    return forgettingSchemaOnError(spec);
   }
 
   spec.preview = async (ctx): Promise<Preview> => {
+    const { variant, index } = await variantFor(ctx);
     if (def.command) {
       const command = def.command;
       const state = await readState(ctx);
@@ -392,16 +315,17 @@ export function packOperationSpec(
         state: { command: true, values: state },
       };
     }
-    const preview = op.preview;
+    const preview = variant.preview;
     if (!preview) throw new Error(`${def.name}: destructive pack operation without preview`);
     const table = await ctx.db.read((s) => readRows(s, preview, ctx));
     const state: PackPreviewState = {
+      variant: index,
       count: table.rows.length,
       truncated: table.truncated,
       digest: digest(table.rows),
     };
     const count = `${table.rows.length}${table.truncated ? '+' : ''}`;
-    const what = def.preview?.headline ?? 'rows concerned';
+    const what = variant.previewHeadline ?? 'rows concerned';
     // A headline with {count} is written whole by the pack ("{count} manager(s) would be renamed").
     // A one-card preview is a summary row: "1 summary of …" means nothing to the reader.
     const headline = what.includes('{count}')
@@ -422,6 +346,7 @@ export function packOperationSpec(
   };
 
   spec.execute = async (ctx, previewState): Promise<OperationResult> => {
+    const { variant, index } = await variantFor(ctx);
     if (def.command) {
       const now = await readState(ctx);
       const then =
@@ -436,8 +361,14 @@ export function packOperationSpec(
       }
       return await runCommand(ctx, def.command.argv, now);
     }
-    const preview = op.preview;
+    const preview = variant.preview;
     if (!preview || !isPreviewState(previewState)) throw new Error(`${def.name}: preview state is missing`);
+    if ((previewState.variant ?? 0) !== index) {
+      throw new UserError(
+        'stale_preview',
+        `the schema of ${ctx.target.name} changed since the preview, so nothing was run; ask again to see a fresh preview`,
+      );
+    }
     const notes: string[] = [];
     const compare = (now: { rows: Row[]; truncated: boolean }) => {
       if (digest(now.rows) !== previewState.digest) {
@@ -450,8 +381,8 @@ export function packOperationSpec(
       }
     };
     const counts: Row[] = [];
-    if (op.batch) {
-      const batch = op.batch;
+    if (variant.batch) {
+      const batch = variant.batch;
       const now = await ctx.db.read((s) => readRows(s, preview, ctx));
       compare(now);
       let total = 0;
@@ -468,7 +399,7 @@ export function packOperationSpec(
         notes.push(`Stopped after ${batches} batches (max_batches); run it again for the rest.`);
       counts.push({ step: batch.label, rows: total, batches });
     } else {
-      const steps = op.steps ?? (op.sql ? [{ label: def.name, sql: op.sql }] : []);
+      const steps = variant.steps ?? (variant.sql ? [{ label: def.name, sql: variant.sql }] : []);
       await ctx.db.write(async (s) => {
         // Re-check inside the same transaction that acts.
         const { rows, truncated } = await s.cursor(preview.text, bind(preview, ctx.args, settingsOf(ctx)));
@@ -485,12 +416,33 @@ export function packOperationSpec(
       columns: [
         { key: 'step', label: 'step', kind: 'text' },
         { key: 'rows', label: 'rows changed', kind: 'count' },
-        ...(op.batch ? [{ key: 'batches', label: 'batches', kind: 'count' as const }] : []),
+        ...(variant.batch ? [{ key: 'batches', label: 'batches', kind: 'count' as const }] : []),
       ],
       rows: counts,
       truncated: false,
       notes,
     };
   };
+  return forgettingSchemaOnError(spec);
+}
+
+/**
+ * PostgreSQL saying a table or column does not exist means the schema changed since it was read: the
+ * cached schema is forgotten, so the next call reads it again and picks the variant that fits now.
+ */
+function forgettingSchemaOnError(spec: AnyOperation): AnyOperation {
+  const forget = async <R>(db: TargetDb, work: () => Promise<R>): Promise<R> => {
+    try {
+      return await work();
+    } catch (err) {
+      const state = isUserError(err) ? err.detail?.sqlstate : undefined;
+      if (state === '42P01' || state === '42703') forgetTargetSchema(db);
+      throw err;
+    }
+  };
+  const { run, preview, execute } = spec;
+  if (run) spec.run = (ctx) => forget(ctx.db, () => run(ctx));
+  if (preview) spec.preview = (ctx) => forget(ctx.db, () => preview(ctx));
+  if (execute) spec.execute = (ctx, state) => forget(ctx.db, () => execute(ctx, state));
   return spec;
 }

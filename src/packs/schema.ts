@@ -47,8 +47,25 @@ export const packColumnSchema = z
     key: z.string().min(1),
     label: z.string().optional(),
     kind: z.enum(COLUMN_KINDS).default('text'),
+    /**
+     * Shown only when the chosen variant's SQL returns it (e.g. images.name, which only some versions
+     * of an application have); a result without rows shows only the columns that are not optional.
+     */
+    optional: z.boolean().default(false),
   })
   .strict();
+
+const COLUMN_NAME = /^[A-Za-z_][A-Za-z0-9_$]{0,62}$/;
+
+/**
+ * What SQL needs of the target's schema: table (or `schema.table`) → the columns it reads. dbops reads the
+ * target's catalog and never sends SQL whose requirements are not met.
+ */
+export const packRequiresSchema = z.record(
+  z.string().regex(/^([A-Za-z_][A-Za-z0-9_$]{0,62}\.)?[A-Za-z_][A-Za-z0-9_$]{0,62}$/, 'a table name'),
+  z.array(z.string().regex(COLUMN_NAME, 'a column name')),
+);
+export type PackRequires = z.infer<typeof packRequiresSchema>;
 
 const sqlText = z.string().min(1, 'the SQL is empty');
 
@@ -80,6 +97,42 @@ export const packCommandSchema = z
     timeout: durationSchema.default(300),
   })
   .strict();
+
+const packPreviewSchema = z
+  .object({
+    /** Read-only SQL showing exactly what would change (given here or in each variant). */
+    sql: sqlText.optional(),
+    /**
+     * Words after the row count ("expired session tokens that would be deleted"), or a whole sentence with
+     * a `{count}` placeholder ("{count} manager(s) would be renamed").
+     */
+    headline: z.string().optional(),
+  })
+  .strict();
+
+/**
+ * One form of an operation's SQL for one shape of the application's schema. dbops picks the first variant
+ * whose `requires` the target meets; when none does, the operation is unavailable there, with the reason.
+ */
+export const packVariantSchema = z
+  .object({
+    /** Shown in the reason an operation is unavailable ("Kasm 1.12+", "the runbook's schema"). */
+    label: z.string().min(1).optional(),
+    requires: packRequiresSchema,
+    sql: sqlText.optional(),
+    steps: z.array(packStepSchema).min(1).optional(),
+    batch: z
+      .object({
+        label: z.string().min(1),
+        sql: sqlText,
+        max_batches: z.number().int().min(1).max(100_000).default(1000),
+      })
+      .strict()
+      .optional(),
+    preview: packPreviewSchema.optional(),
+  })
+  .strict();
+export type PackVariantDef = z.infer<typeof packVariantSchema>;
 
 export const packOperationSchema = z
   .object({
@@ -120,17 +173,14 @@ export const packOperationSchema = z
     /** An external program instead of SQL (e.g. alembic). */
     command: packCommandSchema.optional(),
     /** destructive: read-only SQL showing exactly what would change; re-run at execution to compare. */
-    preview: z
-      .object({
-        sql: sqlText,
-        /**
-         * Words after the row count ("expired session tokens that would be deleted"), or a whole sentence with
-         * a `{count}` placeholder ("{count} manager(s) would be renamed").
-         */
-        headline: z.string().optional(),
-      })
-      .strict()
-      .optional(),
+    preview: packPreviewSchema.optional(),
+    /** What the SQL above needs of the target's schema (tables and columns); see `variants` for several forms. */
+    requires: packRequiresSchema.optional(),
+    /**
+     * Alternative forms of sql / steps / batch / preview, each with what it requires, tried in order;
+     * instead of the top-level ones (a top-level preview may still give the headline).
+     */
+    variants: z.array(packVariantSchema).min(1).optional(),
     /** An extra warning printed with the preview (e.g. "logs out every user"). */
     warning: z.string().optional(),
   })
@@ -155,7 +205,10 @@ export const packManifestSchema = z
     runbook: z.string().optional(),
     /** Per-target settings, given in the config as `targets.<name>.settings.<pack>.<setting>`. */
     settings: z.record(z.string().regex(SNAKE), packSettingSchema).default({}),
-    /** What the pack expects of the target's schema; `dbops check-config` verifies it. */
+    /**
+     * The least the pack needs of the target's schema (the runbook's own tables and columns);
+     * `dbops check-config` verifies it. Richer columns belong in the operations' variants.
+     */
     expects: z
       .object({
         tables: z.record(z.string(), z.array(z.string())).default({}),
