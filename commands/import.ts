@@ -16,6 +16,7 @@ import {
   DEFAULT_IMPORT_MAX_ROWS,
   readCsv,
   visible,
+  wrapLine,
 } from './lib/csv-file.js';
 import {
   advanceSequences,
@@ -141,7 +142,7 @@ async function runDry(
 }
 
 function rejectionLine(r: Rejection): string {
-  return `line ${formatCount(r.line)}${r.column ? ` (${r.column})` : ''}: ${r.problem}`;
+  return wrapLine(`line ${formatCount(r.line)}${r.column ? ` (${r.column})` : ''}: ${r.problem}`);
 }
 
 function rejectionReport(csv: CsvFile, outcome: DryRunOutcome, label: string): UserError {
@@ -152,7 +153,7 @@ function rejectionReport(csv: CsvFile, outcome: DryRunOutcome, label: string): U
   return new UserError(
     'invalid_argument',
     `dry run: ${count} of ${formatCount(csv.records.length)} rows would be rejected by ${label}, ` +
-      'so nothing can be imported (the load is all or nothing). Fix these lines and send the CSV again:\n' +
+      'so nothing can be imported (the load is all or nothing).\nFix these lines and send the CSV again:\n' +
       [...listed, ...more].join('\n'),
     { rejected: outcome.rejections.slice(0, MAX_REJECTIONS) },
   );
@@ -254,16 +255,16 @@ export default defineOperation({
 
     const notes = [
       `dry run (rolled back): all ${formatCount(csv.records.length)} rows pass the table's types and constraints`,
-      'after approval the same file (sha256 ' +
-        `${sha256.slice(0, 16)}…) is loaded with COPY in one transaction: all rows or none`,
+      `on approval: COPY of this exact file (sha256 ${sha256.slice(0, 12)}…), all rows or none`,
     ];
     for (const check of outcome.sequences.filter((s) => s.behind)) {
       notes.push(
         ctx.args.advance_sequences
-          ? `sequence ${check.sequence} will be set to ${check.max} (the largest ${check.column})`
-          : `${check.column} values go up to ${check.max} but ${check.sequence} would hand out ` +
-              `${check.next} next: new rows would collide. Add --advance-sequences, or run after the import: ` +
-              setvalSql(table, check),
+          ? wrapLine(`sequence ${check.sequence} will be set to ${check.max} (the largest ${check.column})`)
+          : `${wrapLine(
+              `${check.column} goes up to ${check.max}, but ${check.sequence} hands out ${check.next} next: ` +
+                'new rows would collide. Add --advance-sequences, or after the import run:',
+            )}\n${setvalSql(table, check)}`,
       );
     }
     const state: ImportState = {
@@ -357,7 +358,8 @@ export default defineOperation({
       ];
       const notes = outcome.behind.map(
         (c) =>
-          `${c.sequence} is behind ${c.column} (largest ${c.max}, next ${c.next}); run: ${setvalSql(table, c)}`,
+          `${wrapLine(`${c.sequence} is behind ${c.column} (largest ${c.max}, next ${c.next}); run:`)}\n` +
+          setvalSql(table, c),
       );
       return {
         headline: `imported ${formatCount(outcome.loaded)} rows into ${label} on ${ctx.target.name} (one transaction)`,

@@ -140,10 +140,12 @@ describe('import: a good CSV', () => {
     const p = await preview('activities', csv);
     const notes = p.result.notes?.join('\n') ?? '';
     expect(notes).toContain(
-      `id values go up to 9 but public.activities_id_seq would hand out 1 next: new rows would collide. ` +
-        `Add --advance-sequences, or run after the import: SELECT setval('public.activities_id_seq', ` +
-        `(SELECT max("id") FROM "public"."activities"))`,
+      'id goes up to 9, but public.activities_id_seq hands out 1 next: new rows would\n' +
+        '    collide. Add --advance-sequences, or after the import run:\n' +
+        "SELECT setval('public.activities_id_seq',\n" +
+        '  (SELECT max("id") FROM "public"."activities"));',
     );
+    for (const line of notes.split('\n')) expect(line.length).toBeLessThanOrEqual(80);
     expect(p.result.rows.find((r) => r.column === 'points')?.note).toBe('default 0');
     const result = await execute('activities', p.state);
     expect(result.notes?.join('\n')).toMatch(/activities_id_seq is behind id \(largest 9, next 1\)/);
@@ -243,7 +245,8 @@ describe('import: the dry run', () => {
     const err = await refusal(preview('activities', csv));
     expect(err.message.split('\n')).toEqual([
       'dry run: 7 of 10 rows would be rejected by public.activities, so nothing can be imported (the load is ' +
-        'all or nothing). Fix these lines and send the CSV again:',
+        'all or nothing).',
+      'Fix these lines and send the CSV again:',
       'line 3 (duration): invalid input syntax for type integer: "ten"',
       'line 4: foreign key: Key (user_id)=(99) is not present in table "users"',
       'line 5 (activity_type): no value, but the column is NOT NULL',
@@ -265,7 +268,7 @@ describe('import: the dry run', () => {
     lines[12_345] = '77,run,1';
     lines[19_999] = '1,run,x';
     const err = await refusal(preview('activities', `${lines.join('\n')}\n`));
-    expect(err.message.split('\n').slice(1)).toEqual([
+    expect(err.message.split('\n').slice(2)).toEqual([
       'line 5,002: check constraint activities_points_check fails',
       'line 12,346: foreign key: Key (user_id)=(77) is not present in table "users"',
       'line 20,000 (points): invalid input syntax for type integer: "x"',

@@ -1,10 +1,11 @@
 // Reads an uploaded CSV strictly, the way COPY … CSV HEADER will: every record with the line it starts on.
 import { parse } from 'csv-parse/sync';
+import { IMPORT_DEFAULTS } from '../../src/config/schema.js';
 import { UserError } from '../../src/core/errors.js';
 import { formatBytes, formatCount } from '../../src/core/render.js';
 
-export const DEFAULT_IMPORT_MAX_BYTES = 10 * 1024 * 1024;
-export const DEFAULT_IMPORT_MAX_ROWS = 100_000;
+export const DEFAULT_IMPORT_MAX_BYTES = IMPORT_DEFAULTS.maxBytes;
+export const DEFAULT_IMPORT_MAX_ROWS = IMPORT_DEFAULTS.maxRows;
 
 export interface CsvCaps {
   maxBytes: number;
@@ -37,6 +38,22 @@ export function visible(text: string, max = 60): string {
   let plain = '';
   for (const ch of text) plain += invisible(ch.codePointAt(0) ?? 0) ? '?' : ch;
   return plain.length > max ? `${plain.slice(0, max - 1)}…` : plain;
+}
+
+/** Breaks a long line at spaces so it fits `width` columns; continuation lines are indented. Nothing is cut. */
+export function wrapLine(text: string, width = 80, indent = '    '): string {
+  const out: string[] = [];
+  let line = '';
+  for (const word of text.split(' ')) {
+    const candidate = line === '' ? word : `${line} ${word}`;
+    if (candidate.length <= width || line.trim() === '') line = candidate;
+    else {
+      out.push(line);
+      line = `${indent}${word}`;
+    }
+  }
+  out.push(line);
+  return out.join('\n');
 }
 
 function malformed(line: number, what: string): UserError {

@@ -238,7 +238,7 @@ export async function advanceSequences(
 /** The SQL that advances a sequence by hand, as the preview suggests it. */
 export function setvalSql(table: ImportTable, check: SequenceCheck): string {
   return (
-    `SELECT setval('${check.sequence.replace(/'/g, "''")}', ` +
-    `(SELECT max(${quoteIdent(check.column)}) FROM ${table.relation.qualified}))`
+    `SELECT setval('${check.sequence.replace(/'/g, "''")}',\n` +
+    `  (SELECT max(${quoteIdent(check.column)}) FROM ${table.relation.qualified}));`
   );
 }

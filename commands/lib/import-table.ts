@@ -117,7 +117,10 @@ export async function requireImportPrivileges(session: Session, table: ImportTab
 export function unmappedNote(column: TableColumn): string {
   if (column.generated) return 'generated';
   if (column.identity) return 'identity: next value';
-  if (column.defaultExpr !== null) return `default ${column.defaultExpr}`;
+  if (column.defaultExpr !== null) {
+    const expr = column.defaultExpr;
+    return `default ${expr.length > 40 ? `${expr.slice(0, 39)}…` : expr}`;
+  }
   return column.notNull ? 'NOT NULL, no default: every row fails' : 'NULL';
 }
 

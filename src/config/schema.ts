@@ -15,6 +15,9 @@ export const durationSchema = z.union([z.string(), z.number()]).transform((value
 const NAME = /^[a-z][a-z0-9_-]{0,62}$/;
 const nameMessage = 'use lower-case letters, digits, "-" and "_", starting with a letter';
 
+/** What `import` accepts when limits.import_max_bytes / import_max_rows are not set. */
+export const IMPORT_DEFAULTS = { maxBytes: 10 * 1024 * 1024, maxRows: 100_000 } as const;
+
 /** Limits applied to every query; targets and operations may override. */
 export const limitsSchema = z
   .object({
