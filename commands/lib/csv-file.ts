@@ -3,6 +3,9 @@ import { parse } from 'csv-parse/sync';
 import { IMPORT_DEFAULTS } from '../../src/config/schema.js';
 import { UserError } from '../../src/core/errors.js';
 import { formatBytes, formatCount } from '../../src/core/render.js';
+import { visible } from '../../src/core/visible.js';
+
+export { visible };
 
 export const DEFAULT_IMPORT_MAX_BYTES = IMPORT_DEFAULTS.maxBytes;
 export const DEFAULT_IMPORT_MAX_ROWS = IMPORT_DEFAULTS.maxRows;
@@ -19,25 +22,6 @@ export interface CsvFile {
   records: string[][];
   /** `lines[i]`: the line of the file where data record i starts. */
   lines: number[];
-}
-
-/** Control, bidi and other invisible characters: C0, DEL, C1, zero-width, bidi marks and isolates, BOM. */
-function invisible(code: number): boolean {
-  return (
-    code <= 0x1f ||
-    (code >= 0x7f && code <= 0x9f) ||
-    (code >= 0x200b && code <= 0x200f) ||
-    (code >= 0x2028 && code <= 0x202e) ||
-    (code >= 0x2060 && code <= 0x206f) ||
-    code === 0xfeff
-  );
-}
-
-/** Invisible characters shown as `?`, so an echoed value cannot disguise itself; long text clipped. */
-export function visible(text: string, max = 60): string {
-  let plain = '';
-  for (const ch of text) plain += invisible(ch.codePointAt(0) ?? 0) ? '?' : ch;
-  return plain.length > max ? `${plain.slice(0, max - 1)}…` : plain;
 }
 
 /** Breaks a long line at spaces so it fits `width` columns; continuation lines are indented. Nothing is cut. */

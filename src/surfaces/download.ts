@@ -1,6 +1,7 @@
 // Downloads a file attached in chat (Discord CDN, Slack url_private) with a size cap, a deadline and an origin check.
 import { UserError } from '../core/errors.js';
 import type { InvocationFile } from '../core/types.js';
+import { visible } from '../core/visible.js';
 import { tooLarge } from './files.js';
 
 export interface RemoteFile {
@@ -26,7 +27,7 @@ const DEFAULT_TIMEOUT_MS = 30_000;
 function failed(name: string, why: string): UserError {
   return new UserError(
     'invalid_argument',
-    `could not download the attached file ${name.slice(0, 80)}: ${why}`,
+    `could not download the attached file ${visible(name, 80)}: ${why}`,
   );
 }
 

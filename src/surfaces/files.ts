@@ -6,6 +6,7 @@ import { IMPORT_DEFAULTS } from '../config/schema.js';
 import { UserError } from '../core/errors.js';
 import { formatBytes } from '../core/render.js';
 import type { InvocationFile } from '../core/types.js';
+import { visible } from '../core/visible.js';
 
 /**
  * The most bytes any target accepts for an import: surfaces refuse (or stop downloading) a larger file
@@ -21,7 +22,7 @@ export function fileByteCap(config: Pick<Config, 'targets'>): number {
 export function tooLarge(name: string, size: number, cap: number): UserError {
   return new UserError(
     'invalid_argument',
-    `the attached file ${name.slice(0, 80)} is ${formatBytes(size)}; files over ${formatBytes(cap)} are not accepted`,
+    `the attached file ${visible(name, 80)} is ${formatBytes(size)}; files over ${formatBytes(cap)} are not accepted`,
   );
 }
 
