@@ -7,7 +7,7 @@ import importCsv from '../commands/import.js';
 import { UserError } from '../src/core/errors.js';
 import type { Preview } from '../src/core/operation.js';
 import type { InvocationFile } from '../src/core/types.js';
-import { adminQuery, createDatabase } from './helpers/db.js';
+import { adminQuery, createDatabase, majors } from './helpers/db.js';
 import { OpHarness, testTarget } from './helpers/ops.js';
 
 const SCHEMA = `
@@ -315,5 +315,82 @@ describe('import: the approved run re-checks', () => {
     expect(await adminQuery('SELECT id, activity_type FROM activities', [], db.name)).toEqual([
       { id: 3, activity_type: 'meanwhile' },
     ]);
+  });
+});
+
+describe('import: on every PostgreSQL major, odd names and rich types', () => {
+  for (const major of majors()) {
+    it(`PostgreSQL ${major}: quoted column names, jsonb, arrays, identity ALWAYS, and a bad jsonb line`, async () => {
+      const odd = await createDatabase(
+        `import_odd_${major}`,
+        `CREATE TABLE things (
+           id int GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+           "Weird Col" text,
+           "na""me" text NOT NULL,
+           doc jsonb,
+           tags int[],
+           total numeric(6,2) GENERATED ALWAYS AS (1) STORED
+         );`,
+        major,
+      );
+      const harness = new OpHarness([testTarget('t', odd.url)], { backupsDir });
+      try {
+        if (!importCsv.preview || !importCsv.execute) throw new Error('import is destructive');
+        const generated = await refusal(
+          importCsv.preview(ctx(harness, 'things', [file('"na""me",total\na,1\n')]) as never),
+        );
+        expect(generated.message).toMatch(/total is a generated column/);
+        const bad = 'id,Weird Col,"na""me",doc,tags\n1,x,a,"{""k"": 1}","{1,2}"\n2,y,b,{nope,"{3}"\n';
+        const rejected = await refusal(importCsv.preview(ctx(harness, 'things', [file(bad)]) as never));
+        expect(rejected.message.split('\n').slice(2)).toEqual([
+          'line 3 (doc): invalid input syntax for type json',
+        ]);
+        const good = 'id,Weird Col,"na""me",doc,tags\n1,x,a,"{""k"": 1}","{1,2}"\n5,,b,,{}\n';
+        const p = await importCsv.preview(ctx(harness, 'things --advance-sequences', [file(good)]) as never);
+        await importCsv.execute(ctx(harness, 'things --advance-sequences', []) as never, p.state);
+        const rows = await adminQuery(
+          'SELECT id, "Weird Col" AS w, "na""me" AS n, doc, tags FROM things ORDER BY id',
+          [],
+          odd.name,
+          major,
+        );
+        expect(rows).toEqual([
+          { id: 1, w: 'x', n: 'a', doc: { k: 1 }, tags: [1, 2] },
+          { id: 5, w: null, n: 'b', doc: null, tags: [] },
+        ]);
+        const [next] = await adminQuery<{ id: number }>(
+          'INSERT INTO things ("na""me") VALUES ($1) RETURNING id',
+          ['c'],
+          odd.name,
+          major,
+        );
+        expect(next?.id).toBe(6);
+      } finally {
+        await harness.close();
+      }
+    });
+  }
+});
+
+describe('import: a bot role without the privileges', () => {
+  it('says which GRANT is missing before staging anything', async () => {
+    const role = `import_bot_${Math.random().toString(36).slice(2, 10)}`;
+    await adminQuery(`CREATE ROLE ${role} LOGIN PASSWORD 'pw'`, [], db.name);
+    await adminQuery(`GRANT SELECT ON activities TO ${role}`, [], db.name);
+    const url = new URL(db.url);
+    url.username = role;
+    url.password = 'pw';
+    const weak = new OpHarness([testTarget('t', url.toString())], { backupsDir });
+    try {
+      const err = await refusal(preview('activities', 'user_id,activity_type\n1,run\n', weak));
+      expect(err.code).toBe('permission');
+      expect(err.message).toBe(
+        `dbops' role ${role} may not INSERT into public.activities; an admin can run ` +
+          `GRANT INSERT ON "public"."activities" TO "${role}"`,
+      );
+    } finally {
+      await weak.close();
+      await adminQuery(`DROP OWNED BY ${role}; DROP ROLE ${role}`, [], db.name);
+    }
   });
 });
