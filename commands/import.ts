@@ -211,7 +211,7 @@ function sameColumns(a: readonly string[], b: readonly string[]): boolean {
 export default defineOperation({
   name: 'import',
   summary: 'Load a CSV into a table (dry run first, then one COPY transaction)',
-  usage: 'import <target> <table> [--advance-sequences]  (CSV attached, or --file PATH)',
+  usage: 'import <target> <table> [--advance-sequences]  (attach the CSV)',
   description:
     'The CSV must start with a header naming table columns. The preview maps the header to the columns ' +
     "(with types; left-out columns get their defaults), counts the rows, and does a dry run in a transaction that is rolled back: every row the table's types, NOT NULL, unique, check and foreign-key " +

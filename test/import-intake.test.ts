@@ -157,8 +157,13 @@ describe('--file in the console', () => {
     });
     input.write(`/db import staging scores --file ${join(dir, 'absent.csv')}\n`);
     input.write(`/db import staging scores --file "${csv}"\n`);
+    input.write('/db help import\n');
     input.end();
     await done;
+    const preview = printed.slice(printed.indexOf('import 2 rows'), printed.indexOf('Needs 1 more approval'));
+    expect(preview).toContain('dry run (rolled back): all 2 rows pass');
+    for (const line of preview.split('\n')) expect(line.length, line).toBeLessThanOrEqual(80);
+    expect(printed).toContain('/db import <target> <table> [--advance-sequences]  (attach the CSV)');
     expect(printed).toMatch(/absent\.csv: no such file/);
     expect(printed).toMatch(/import 2 rows from console\.csv/);
     const id = /#(\d+) import staging scores · pending/.exec(printed)?.[1];
