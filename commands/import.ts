@@ -22,6 +22,7 @@ import {
   advanceSequences,
   checkSequences,
   copyCsv,
+  copyErrorLine,
   type DryRunOutcome,
   dryRun,
   type Rejection,
@@ -184,17 +185,11 @@ async function sweepStored(dir: string, now: Date): Promise<void> {
   }
 }
 
-/**
- * COPY's error context names the physical line it was reading (a record's last line when a quoted value
- * spans several); the person needs the line where that record starts.
- */
+/** A row COPY refused at execution: nothing was loaded, and the person is told which CSV line. */
 function copyFailure(err: unknown, csv: CsvFile): UserError | undefined {
   const e = serverError(err);
   if (!e) return undefined;
-  const where = err instanceof Error && 'where' in err && typeof err.where === 'string' ? err.where : '';
-  const record = /COPY [^,]+, line (\d+)/.exec(where)?.[1];
-  const physical = Number(record ?? 0);
-  const line = physical > 1 ? csv.lines.findLast((start) => start <= physical) : undefined;
+  const line = copyErrorLine(err, csv);
   const detail = e.detail ? ` (${visible(e.detail, 160)})` : '';
   return new UserError(
     'query_failed',

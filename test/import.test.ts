@@ -191,6 +191,9 @@ describe('import: refusals before anything runs', () => {
     expect(err.message).toBe(
       'the CSV is malformed at line 3: a quoted field opened in this record is never closed',
     );
+    // Line endings that change within the file: PostgreSQL's reading names the line.
+    const mixed = await refusal(preview('activities', 'user_id,activity_type\n1,a\n2,b\r\n3,c\n'));
+    expect(mixed.message).toMatch(/^the CSV is malformed at line 3: .*carriage return/);
     const header = await refusal(preview('activities', '1,1,run\n2,1,walk\n'));
     expect(header.message).toMatch(/header \(line 1\) does not fit public\.activities/);
     expect(header.message).toMatch(/Line 1 looks like data/);

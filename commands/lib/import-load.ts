@@ -1,5 +1,7 @@
 // The dry run of an `import` (every rejected row with its CSV line) and the real load through COPY.
 
+import { UserError } from '../../src/core/errors.js';
+import { formatCount } from '../../src/core/render.js';
 import { serverError } from '../../src/engine/pg-errors.js';
 import { quoteIdent } from '../../src/engine/relations.js';
 import type { Session } from '../../src/engine/types.js';
@@ -58,6 +60,16 @@ export async function copyCsv(
   bytes: Uint8Array,
 ): Promise<number> {
   return (await session.copyFrom(copySql(table, mapping), chunks(bytes))).rowCount;
+}
+
+/**
+ * The CSV line a COPY error is about. COPY's error context names the physical line it was reading (a
+ * record's last line when a quoted value spans several); the person needs the line where it starts.
+ */
+export function copyErrorLine(err: unknown, csv: CsvFile): number | undefined {
+  const where = err instanceof Error && 'where' in err && typeof err.where === 'string' ? err.where : '';
+  const physical = Number(/COPY [^,]+, line (\d+)/.exec(where)?.[1] ?? 0);
+  return physical > 1 ? csv.lines.findLast((start) => start <= physical) : undefined;
 }
 
 function isRowError(err: unknown): boolean {
@@ -148,10 +160,23 @@ export async function dryRun(
     `CREATE TEMPORARY TABLE dbops_import_stage (row_number int8 GENERATED ALWAYS AS IDENTITY, ${stageColumns}) ON COMMIT DROP`,
   );
   const stageList = mapping.map((_, i) => `c${i + 1}`).join(', ');
-  const staged = await session.copyFrom(
-    `COPY ${STAGE} (${stageList}) FROM STDIN WITH (FORMAT csv, HEADER true, ENCODING 'UTF8')`,
-    chunks(bytes),
-  );
+  let staged: { rowCount: number };
+  try {
+    staged = await session.copyFrom(
+      `COPY ${STAGE} (${stageList}) FROM STDIN WITH (FORMAT csv, HEADER true, ENCODING 'UTF8')`,
+      chunks(bytes),
+    );
+  } catch (err) {
+    // Text columns accept any value: what fails here is the file's shape as PostgreSQL reads it
+    // (e.g. line endings that change within the file).
+    const e = serverError(err);
+    if (!e) throw err;
+    const line = copyErrorLine(err, csv);
+    throw new UserError(
+      'invalid_argument',
+      `the CSV is malformed${line ? ` at line ${formatCount(line)}` : ''}: ${visible(e.message, 160)}`,
+    );
+  }
   if (staged.rowCount !== csv.records.length) {
     throw new Error(`COPY read ${staged.rowCount} rows where the CSV parser read ${csv.records.length}`);
   }
