@@ -79,6 +79,10 @@ function storedName(requestId: string, sha256: string): string {
   return `${requestId.replace(/[^A-Za-z0-9_-]/g, '_').slice(0, 40)}-${sha256.slice(0, 16)}.csv`;
 }
 
+function rowsText(n: number): string {
+  return `${formatCount(n)} ${n === 1 ? 'row' : 'rows'}`;
+}
+
 function sha256Of(bytes: Uint8Array): string {
   return createHash('sha256').update(bytes).digest('hex');
 }
@@ -249,7 +253,9 @@ export default defineOperation({
     await writeFile(join(dir, stored), file.bytes, { mode: 0o600 });
 
     const notes = [
-      `dry run (rolled back): all ${formatCount(csv.records.length)} rows pass the table's types and constraints`,
+      csv.records.length === 1
+        ? "dry run (rolled back): the row passes the table's types and constraints"
+        : `dry run (rolled back): all ${formatCount(csv.records.length)} rows pass the table's types and constraints`,
       `on approval: COPY of this exact file (sha256 ${sha256.slice(0, 12)}…), all rows or none`,
     ];
     for (const check of outcome.sequences.filter((s) => s.behind)) {
@@ -273,7 +279,7 @@ export default defineOperation({
     };
     const result: OperationResult = {
       headline:
-        `import ${formatCount(csv.records.length)} rows from ${shownName} (${formatBytes(file.bytes.length)}) ` +
+        `import ${rowsText(csv.records.length)} from ${shownName} (${formatBytes(file.bytes.length)}) ` +
         `into ${label} on ${ctx.target.name}`,
       columns: MAPPING_COLUMNS,
       rows: mappingRows(table, mapping),
@@ -357,7 +363,7 @@ export default defineOperation({
           setvalSql(table, c),
       );
       return {
-        headline: `imported ${formatCount(outcome.loaded)} rows into ${label} on ${ctx.target.name} (one transaction)`,
+        headline: `imported ${rowsText(outcome.loaded)} into ${label} on ${ctx.target.name} (one transaction)`,
         columns: RESULT_COLUMNS,
         rows,
         truncated: false,

@@ -106,6 +106,28 @@ describe('import from a Discord attachment', () => {
     ]);
   });
 
+  it('takes the file attached to an @dbops mention too', async () => {
+    await adminQuery('TRUNCATE scores', [], staging.name);
+    const file = fake.hostFile('mention.csv', Buffer.from('who\ncid\n'));
+    const from = fake.calls.length;
+    fake.say(ALICE, `<@${fake.bot.id}> import staging scores`, fake.channel, [file]);
+    const card = await fake.waitForCall(
+      (c: Call) =>
+        fake.calls.indexOf(c) >= from &&
+        c.method === 'POST' &&
+        /import 1 row from mention\.csv/.test(JSON.stringify(c.body)),
+    );
+    const id = /dbops:approve:(\d+)/.exec(JSON.stringify(card.body))?.[1];
+    expect(id).toBeDefined();
+    const approved = await app.core.dispatch({
+      surface: 'discord',
+      identity: DAVE.id,
+      text: `approve ${id}`,
+    });
+    expect(approved.text).toMatch(/imported 1 row into public\.scores/);
+    expect(await adminQuery('SELECT who FROM scores', [], staging.name)).toEqual([{ who: 'cid' }]);
+  });
+
   // Each refusal is awaited by its text: said() fails the test when no such answer comes.
   it('refuses a file over the cap (announced or actual) and a file not on the CDN, fetching nothing it should not', async () => {
     const announced = fake.hostFile('big.csv', Buffer.from('who\na\n'), { size: 20_000_000 });
@@ -152,6 +174,6 @@ describe('import from a Discord attachment', () => {
     expect(await said(d, /over this target's import limit of 2\.0 [kK]i?B/)).toMatch(
       /over this target's import limit of 2\.0 [kK]i?B/,
     );
-    expect(await adminQuery('SELECT count(*)::int AS n FROM scores', [], staging.name)).toEqual([{ n: 2 }]);
+    expect(await adminQuery('SELECT count(*)::int AS n FROM scores', [], staging.name)).toEqual([{ n: 1 }]);
   });
 });

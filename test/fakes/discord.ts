@@ -586,8 +586,22 @@ export class FakeDiscord {
   }
 
   /** A message typed by `user` in a channel or thread (MESSAGE_CREATE). */
-  say(user: FakeUser, content: string, channel: FakeChannel = this.channel): FakeMessage {
+  say(
+    user: FakeUser,
+    content: string,
+    channel: FakeChannel = this.channel,
+    attachments: ReturnType<FakeDiscord['hostFile']>[] = [],
+  ): FakeMessage {
     const message = this.#store({ channel_id: channel.id, author: user, content });
+    if (attachments.length > 0) {
+      message.attachments = attachments.map((a) => ({
+        id: a.id,
+        filename: a.filename,
+        size: a.size,
+        content_type: a.content_type,
+        url: a.url,
+      }));
+    }
     const mentionsBot = content.includes(`<@${this.bot.id}>`);
     this.dispatch('MESSAGE_CREATE', {
       ...this.#messageJson(message),
