@@ -1,4 +1,5 @@
 // `import <table>` against real PostgreSQL: mapping, dry run with CSV lines, one-transaction COPY, re-checks.
+import { randomBytes } from 'node:crypto';
 import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -22,6 +23,7 @@ CREATE TABLE activities (
   activity_date date NOT NULL DEFAULT current_date,
   note text
 );
+CREATE INDEX activities_note ON activities (note);
 CREATE TABLE deferred_child (
   id int PRIMARY KEY,
   user_id int REFERENCES users (id) DEFERRABLE INITIALLY DEFERRED
@@ -259,6 +261,16 @@ describe('import: the dry run', () => {
       'line 11: value too long for type character varying(20)',
     ]);
     expect(await count()).toBe(0);
+  });
+
+  it('rejects a value too large for an index by its line, not the whole file', async () => {
+    const noise = Array.from({ length: 400 }, () => randomBytes(16).toString('hex')).join('');
+    const err = await refusal(
+      preview('activities', `user_id,activity_type,note\n1,a,ok\n2,b,${noise}\n3,c,ok\n`),
+    );
+    expect(err.message.split('\n').slice(2)).toEqual([
+      expect.stringMatching(/^line 3: index row (size \d+ )?(requires|exceeds) /),
+    ]);
   });
 
   it('catches deferred foreign keys, and finds three bad rows among 20,000', async () => {

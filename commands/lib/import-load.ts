@@ -36,8 +36,11 @@ export interface DryRunOutcome {
 
 /** Rows inserted per statement in the dry run; a failing batch is halved until the bad rows are found. */
 const BATCH = 5000;
-/** Failures that belong to a row's values (data exceptions, constraints, trigger RAISE), not to the session. */
-const ROW_ERROR_CLASSES = ['22', '23', '44', 'P0'];
+/**
+ * Failures that belong to a row's values, not to the session: data exceptions, constraints, WITH CHECK
+ * OPTION, a value too large for an index (54000), a trigger's RAISE.
+ */
+const ROW_ERROR_CLASSES = ['22', '23', '44', '54', 'P0'];
 const STAGE = 'pg_temp.dbops_import_stage';
 
 /** `COPY "s"."t" ("a", "b") FROM STDIN …`: the header row is skipped by COPY, columns in the CSV's order. */
