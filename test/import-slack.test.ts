@@ -143,6 +143,11 @@ describe('import from a file attached to a Slack mention', () => {
       /x\.csv: it is not hosted by the chat platform \(https:\/\/evil\.example\)/,
     );
     expect(fake.downloads.length).toBe(before);
+
+    const connect = { id: 'F9', name: 'shared.csv', size: 10, file_access: 'check_file_info' };
+    const from3 = await mention('UALICE', 'import staging scores', [connect]);
+    const refusal3 = await fake.call('chat.postEphemeral', from3);
+    expect(String(refusal3.body.text)).toMatch(/shared\.csv: the platform did not send its address/);
     expect(await adminQuery('SELECT count(*)::int AS n FROM scores', [], staging.name)).toEqual([{ n: 2 }]);
   });
 

@@ -33,6 +33,7 @@ function failed(name: string, why: string): UserError {
 
 export async function downloadFile(file: RemoteFile, options: DownloadOptions): Promise<InvocationFile> {
   if (file.size > options.cap) throw tooLarge(file.name, file.size, options.cap);
+  if (file.url === '') throw failed(file.name, 'the platform did not send its address; upload it here again');
   let url: URL;
   try {
     url = new URL(file.url);

@@ -52,12 +52,12 @@ function remoteFiles(event: object): RemoteFile[] {
       url_private?: unknown;
     };
     const url = typeof file.url_private_download === 'string' ? file.url_private_download : file.url_private;
-    if (typeof url !== 'string') return [];
+    // Without an address (Slack Connect files come as `file_access: check_file_info`) the download says so.
     return [
       {
         name: typeof file.name === 'string' ? file.name : 'file',
         size: typeof file.size === 'number' ? file.size : 0,
-        url,
+        url: typeof url === 'string' ? url : '',
       },
     ];
   });
