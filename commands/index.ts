@@ -14,6 +14,7 @@ import exportTable from './export.js';
 import extensions from './extensions.js';
 import health from './health.js';
 import idle from './idle.js';
+import importCsv from './import.js';
 import indexSizes from './index-sizes.js';
 import indexUsage from './index-usage.js';
 import killIdle from './kill-idle.js';
@@ -75,4 +76,5 @@ export const catalog = [
   verifyBackup,
   restore,
   exportTable,
+  importCsv,
 ] as const;

@@ -9,10 +9,12 @@ import { type App, createApp } from './app.js';
 import { checkTargets, expectationProblems, formatCheckReport } from './config/check.js';
 import { loadConfigFile } from './config/load.js';
 import type { Config } from './config/schema.js';
-import { ConfigError } from './core/errors.js';
+import { ConfigError, isUserError } from './core/errors.js';
+import { withInvocationFiles } from './core/invocation-files.js';
 import { jsonRows } from './core/json-rows.js';
 import { createLogger, type Logger, redactSecrets } from './core/log.js';
 import type { Reply } from './core/reply.js';
+import type { Invocation, InvocationFile } from './core/types.js';
 import { DEMO_TRY_FIRST, onExitCleanup, startDemoEnvironment } from './demo/environment.js';
 import { Metrics } from './observability/metrics.js';
 import { serviceSettings, startHealthServer, stateProbe } from './observability/server.js';
@@ -21,12 +23,13 @@ import { loadConfiguredPacks } from './packs/registry.js';
 import { defaultExportDir, describeSaved, saveAttachments } from './surfaces/attachments.js';
 import { runConsole } from './surfaces/console.js';
 import { registerDiscordCommands } from './surfaces/discord/register.js';
+import { fileByteCap, localInvocationFiles } from './surfaces/files.js';
 import { startSurfaces } from './surfaces/start.js';
 
 const USAGE = `dbops — chat-ops for PostgreSQL
 
 Usage:
-  dbops exec [--config FILE] --as PERSON [--channel ID] [--json] [--out DIR] -- "/db sizes kasm"
+  dbops exec [--config FILE] --as PERSON [--channel ID] [--json] [--out DIR] [--file CSV] -- "/db sizes kasm"
   dbops console [--config FILE] --as PERSON [--channel ID]
   dbops demo
   dbops check-config [--config FILE]
@@ -36,6 +39,8 @@ Usage:
 The config file defaults to $DBOPS_CONFIG, then ./dbops.yaml. Secrets come from the environment
 (\${VAR} references in the file). Logs: $DBOPS_LOG_FILE (JSON lines), level $DBOPS_LOG_LEVEL.
 Attachments (CSV exports) are saved to --out DIR, else $DBOPS_EXPORT_DIR, else <tmp>/dbops-exports.
+--file CSV (or --file in the command text, also in the console) sends a file with the command, for
+"/db import <target> <table>".
 
 exec exits 0 when the command was accepted (done, or pending approval), 2 when it was refused or
 invalid, 1 when it failed.`;
@@ -85,6 +90,7 @@ async function exec(argv: string[]): Promise<number> {
       channel: { type: 'string' },
       json: { type: 'boolean', default: false },
       out: { type: 'string' },
+      file: { type: 'string' },
     },
     allowPositionals: true,
   });
@@ -96,12 +102,31 @@ async function exec(argv: string[]): Promise<number> {
   const log = quietLogger();
   const app = await createApp({ config, log });
   try {
-    const reply = await app.core.dispatch({
+    let intake: { text: string; attachments: InvocationFile[] };
+    try {
+      intake = await localInvocationFiles(positionals.join(' '), fileByteCap(config), values.file);
+    } catch (err) {
+      if (!isUserError(err)) throw err;
+      if (values.json) {
+        const body = {
+          status: 'invalid',
+          request: null,
+          code: err.code,
+          message: err.message,
+          text: err.message,
+        };
+        process.stdout.write(`${JSON.stringify(body)}\n`);
+      } else process.stderr.write(`dbops: ${err.message}\n`);
+      return 2;
+    }
+    const inv: Invocation = {
       surface: 'cli',
       identity: values.as,
-      text: positionals.join(' '),
+      text: intake.text,
+      ...(intake.attachments.length > 0 ? { attachments: intake.attachments } : {}),
       ...(values.channel !== undefined ? { channel: values.channel } : {}),
-    });
+    };
+    const reply = await withInvocationFiles(inv, () => app.core.dispatch(inv));
     const saved = await saveAttachments(reply.result?.attachments ?? [], values.out ?? defaultExportDir(env));
     if (values.json) {
       const body = {

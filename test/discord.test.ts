@@ -673,6 +673,7 @@ describe('startDiscord in-process', () => {
         { name: 'operation', type: 3, required: true, autocomplete: true },
         { name: 'target', type: 3, required: false, autocomplete: true },
         { name: 'args', type: 3, required: false },
+        { name: 'file', type: 11, required: false },
       ],
     });
     expect(guildCall.body[0]).not.toHaveProperty('default_member_permissions');

@@ -961,7 +961,14 @@ describe('the Slack app manifest', () => {
       expect.objectContaining({ command: '/db', should_escape: false }),
     ]);
     expect(manifest.oauth_config.scopes.bot.sort()).toEqual(
-      ['app_mentions:read', 'chat:write', 'chat:write.public', 'commands', 'files:write'].sort(),
+      [
+        'app_mentions:read',
+        'chat:write',
+        'chat:write.public',
+        'commands',
+        'files:read',
+        'files:write',
+      ].sort(),
     );
     expect(manifest.settings.event_subscriptions.bot_events).toEqual(['app_mention']);
     expect(manifest.settings.interactivity.is_enabled).toBe(true);

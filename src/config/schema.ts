@@ -15,6 +15,9 @@ export const durationSchema = z.union([z.string(), z.number()]).transform((value
 const NAME = /^[a-z][a-z0-9_-]{0,62}$/;
 const nameMessage = 'use lower-case letters, digits, "-" and "_", starting with a letter';
 
+/** What `import` accepts when limits.import_max_bytes / import_max_rows are not set. */
+export const IMPORT_DEFAULTS = { maxBytes: 10 * 1024 * 1024, maxRows: 100_000 } as const;
+
 /** Limits applied to every query; targets and operations may override. */
 export const limitsSchema = z
   .object({
@@ -24,6 +27,14 @@ export const limitsSchema = z
     pool_max: z.number().int().min(1).max(100).default(4),
     pool_idle: durationSchema.default(30),
     connect_timeout: durationSchema.default(5),
+    /** `import`: the largest CSV accepted, in bytes (default 10 MB), and the most data rows (default 100,000). */
+    import_max_bytes: z
+      .number()
+      .int()
+      .min(1)
+      .max(1024 ** 3)
+      .optional(),
+    import_max_rows: z.number().int().min(1).max(10_000_000).optional(),
   })
   .strict();
 export type Limits = z.infer<typeof limitsSchema>;
@@ -36,6 +47,13 @@ const limitOverridesSchema = z
     pool_max: z.number().int().min(1).max(100).optional(),
     pool_idle: durationSchema.optional(),
     connect_timeout: durationSchema.optional(),
+    import_max_bytes: z
+      .number()
+      .int()
+      .min(1)
+      .max(1024 ** 3)
+      .optional(),
+    import_max_rows: z.number().int().min(1).max(10_000_000).optional(),
   })
   .strict();
 

@@ -1,7 +1,9 @@
 // Builds the context an operation step runs with: its target connection with the operation's limits.
 import type { ResolvedTarget } from '../config/schema.js';
 import type { QueryLimits, TargetDb } from '../engine/types.js';
+import { invocationFiles } from './invocation-files.js';
 import type { AnyOperation, OperationContext } from './operation.js';
+import type { InvocationFile } from './types.js';
 
 export interface ContextInput {
   spec: AnyOperation;
@@ -12,6 +14,8 @@ export interface ContextInput {
   requestId: string;
   backupsDir: string;
   progress?: (line: string) => void;
+  /** Files sent with the command; by default those of the invocation being dispatched. */
+  files?: readonly InvocationFile[];
 }
 
 export function operationContext(input: ContextInput): OperationContext<Record<string, unknown>> {
@@ -30,6 +34,7 @@ export function operationContext(input: ContextInput): OperationContext<Record<s
     requestId: input.requestId,
     backupsDir: input.backupsDir,
     progress: input.progress ?? (() => {}),
+    files: input.files ?? invocationFiles(),
   };
 }
 

@@ -2,7 +2,7 @@
 import type { z } from 'zod';
 import type { Limits, ResolvedTarget } from '../config/schema.js';
 import type { TargetDb } from '../engine/types.js';
-import type { OperationResult, Risk } from './types.js';
+import type { InvocationFile, OperationResult, Risk } from './types.js';
 
 export interface OperationContext<A> {
   /** Validated, normalized arguments. */
@@ -17,6 +17,8 @@ export interface OperationContext<A> {
   backupsDir: string;
   /** Posts a progress line to the request's thread (long operations). */
   progress(line: string): void;
+  /** Files sent with the command (a preview or a direct run; an approved execution has none). */
+  files?: readonly InvocationFile[];
 }
 
 /** What a destructive operation shows before approval, and the facts it re-checks at execution. */

@@ -28,6 +28,15 @@ export interface Invocation {
   thread?: string;
   /** The command text, with or without the leading `/db`. */
   text: string;
+  /** Files that came with the command (a CSV for `import`): read by the surface, already size-capped. */
+  attachments?: readonly InvocationFile[];
+}
+
+/** One file sent with a command: its name as the sender gave it, and its exact bytes. */
+export interface InvocationFile {
+  name: string;
+  size: number;
+  bytes: Uint8Array;
 }
 
 /** A configured person, with every identity that counts as them. */

@@ -1,5 +1,8 @@
 // One lazily opened, bounded connection pool per target, and the read / write / direct sessions on it.
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import pg from 'pg';
+import { from as copyFromStdin } from 'pg-copy-streams';
 import Cursor from 'pg-cursor';
 import type { ResolvedTarget } from '../config/schema.js';
 import { UserError } from '../core/errors.js';
@@ -123,6 +126,14 @@ class PoolSession implements Session {
     };
     const result = await this.client.query(config);
     return { rowCount: result.rowCount ?? 0 };
+  }
+
+  async copyFrom(sql: string, data: Iterable<Uint8Array>): Promise<{ rowCount: number }> {
+    if (!/^\s*COPY\s[\s\S]*\sFROM\s+STDIN\b/i.test(sql))
+      throw new Error('copyFrom takes a COPY … FROM STDIN statement');
+    const stream = this.client.query(copyFromStdin(sql));
+    await pipeline(Readable.from(data, { objectMode: false }), stream);
+    return { rowCount: stream.rowCount };
   }
 
   async cursor<T extends object = Record<string, unknown>>(

@@ -23,6 +23,11 @@ export interface Session {
   ): Promise<{ rows: T[]; truncated: boolean }>;
   /** A data-changing statement (UPDATE, DELETE, …) whose affected row count matters. Bind parameters only. */
   execute(sql: string, params?: readonly unknown[]): Promise<{ rowCount: number }>;
+  /**
+   * `COPY … FROM STDIN` fed with `data` (the exact bytes, in chunks); resolves with the rows copied. The
+   * statement text must come from the catalog (quoted identifiers), never from what a person typed.
+   */
+  copyFrom(sql: string, data: Iterable<Uint8Array>): Promise<{ rowCount: number }>;
   /** The backend pid of this session. */
   readonly backendPid: number;
 }

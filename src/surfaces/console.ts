@@ -3,7 +3,11 @@ import { createInterface } from 'node:readline';
 import type { Readable, Writable } from 'node:stream';
 import type { Config } from '../config/schema.js';
 import type { Core } from '../core/dispatch.js';
+import { isUserError } from '../core/errors.js';
+import { withInvocationFiles } from '../core/invocation-files.js';
+import type { Invocation } from '../core/types.js';
 import { describeSaved, saveAttachments } from './attachments.js';
+import { fileByteCap, localInvocationFiles } from './files.js';
 
 export interface ConsoleOptions {
   core: Core;
@@ -68,15 +72,26 @@ export async function runConsole(options: ConsoleOptions): Promise<void> {
             write(`No person has the cli identity "${who}". People: ${cliPeople(config).join(', ')}.`);
           }
         } else {
-          const reply = await core.dispatch({
-            surface: 'console',
-            identity: as,
-            text,
-            ...(options.channel !== undefined ? { channel: options.channel } : {}),
+          // `--file PATH` in the line is read here, as a chat surface would take an attached file.
+          const intake = await localInvocationFiles(text, fileByteCap(config)).catch((err: unknown) => {
+            if (isUserError(err)) return err;
+            throw err;
           });
-          write(reply.text);
-          const saved = await saveAttachments(reply.result?.attachments ?? [], options.exportDir);
-          if (saved.length > 0) write(describeSaved(saved));
+          if (isUserError(intake)) {
+            write(intake.message);
+          } else {
+            const inv: Invocation = {
+              surface: 'console',
+              identity: as,
+              text: intake.text,
+              ...(intake.attachments.length > 0 ? { attachments: intake.attachments } : {}),
+              ...(options.channel !== undefined ? { channel: options.channel } : {}),
+            };
+            const reply = await withInvocationFiles(inv, () => core.dispatch(inv));
+            write(reply.text);
+            const saved = await saveAttachments(reply.result?.attachments ?? [], options.exportDir);
+            if (saved.length > 0) write(describeSaved(saved));
+          }
         }
         if (!closed) prompt();
       });

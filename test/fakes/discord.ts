@@ -153,6 +153,8 @@ export class FakeDiscord {
   #port = 0;
   /** While true, every gateway connection is closed (4000) before HELLO: an outage. */
   dropConnections = false;
+  /** Files served as Discord's CDN serves attachments (GET /attachments/<id>/<name>). */
+  readonly hosted = new Map<string, { content: Buffer; contentType: string }>();
 
   private constructor(options: FakeDiscordOptions) {
     this.token = options.token ?? `fake.${randomBytes(12).toString('hex')}`;
@@ -462,11 +464,33 @@ export class FakeDiscord {
     };
   }
 
-  /** `/db operation:… target:… args:…` typed by `user` (INTERACTION_CREATE, type 2). */
+  /** Serves `content` as an attachment would be; `size` is what Discord announces (the real size by default). */
+  hostFile(
+    filename: string,
+    content: Buffer,
+    options: { contentType?: string; size?: number; url?: string } = {},
+  ): { id: string; filename: string; size: number; url: string; proxy_url: string; content_type: string } {
+    const id = snowflake();
+    const path = `/attachments/${id}/${encodeURIComponent(filename)}`;
+    const contentType = options.contentType ?? 'text/csv';
+    this.hosted.set(path, { content, contentType });
+    const url = options.url ?? `http://127.0.0.1:${this.#port}${path}`;
+    return {
+      id,
+      filename,
+      size: options.size ?? content.length,
+      url,
+      proxy_url: url,
+      content_type: contentType,
+    };
+  }
+
+  /** `/db operation:… target:… args:… [file:…]` typed by `user` (INTERACTION_CREATE, type 2). */
   command(
     user: FakeUser,
     options: { operation: string; target?: string; args?: string },
     channel: FakeChannel = this.channel,
+    file?: ReturnType<FakeDiscord['hostFile']>,
   ): { id: string; token: string; payload: JsonBody } {
     const base = this.#interactionBase(user, 2, channel);
     const payload = {
@@ -476,9 +500,13 @@ export class FakeDiscord {
         name: 'db',
         type: 1,
         guild_id: this.guildId,
-        options: Object.entries(options)
-          .filter(([, v]) => v !== undefined)
-          .map(([name, value]) => ({ name, type: 3, value })),
+        options: [
+          ...Object.entries(options)
+            .filter(([, v]) => v !== undefined)
+            .map(([name, value]) => ({ name, type: 3, value })),
+          ...(file ? [{ name: 'file', type: 11, value: file.id }] : []),
+        ],
+        ...(file ? { resolved: { attachments: { [file.id]: file } } } : {}),
       },
     };
     this.dispatch('INTERACTION_CREATE', payload);
@@ -558,8 +586,22 @@ export class FakeDiscord {
   }
 
   /** A message typed by `user` in a channel or thread (MESSAGE_CREATE). */
-  say(user: FakeUser, content: string, channel: FakeChannel = this.channel): FakeMessage {
+  say(
+    user: FakeUser,
+    content: string,
+    channel: FakeChannel = this.channel,
+    attachments: ReturnType<FakeDiscord['hostFile']>[] = [],
+  ): FakeMessage {
     const message = this.#store({ channel_id: channel.id, author: user, content });
+    if (attachments.length > 0) {
+      message.attachments = attachments.map((a) => ({
+        id: a.id,
+        filename: a.filename,
+        size: a.size,
+        content_type: a.content_type,
+        url: a.url,
+      }));
+    }
     const mentionsBot = content.includes(`<@${this.bot.id}>`);
     this.dispatch('MESSAGE_CREATE', {
       ...this.#messageJson(message),
@@ -589,6 +631,11 @@ export class FakeDiscord {
     }
     this.calls.push(call);
     this.events.emit('call', call);
+    const hosted = call.method === 'GET' ? this.hosted.get(url.pathname) : undefined;
+    if (hosted) {
+      res.writeHead(200, { 'content-type': hosted.contentType }).end(hosted.content);
+      return;
+    }
     try {
       const { status, body } = this.#route(call);
       if (body === undefined) {

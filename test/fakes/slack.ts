@@ -108,6 +108,28 @@ export class FakeSlack {
     return `http://127.0.0.1:${(this.#server.address() as AddressInfo).port}`;
   }
 
+  /** Files shared in the workspace, served at url_private_download to the bot token only. */
+  readonly hosted = new Map<string, Buffer>();
+  /** Authorization headers of file downloads, in order. */
+  readonly downloads: (string | undefined)[] = [];
+
+  /** A Slack file object for `content`, as an event carries it; `size` is what Slack announces. */
+  hostFile(name: string, content: Buffer, options: { size?: number } = {}): Record<string, unknown> {
+    const id = `F${this.#next()}`;
+    const path = `/files-pri/${TEAM}-${id}/download/${encodeURIComponent(name)}`;
+    this.hosted.set(path, content);
+    return {
+      id,
+      name,
+      title: name,
+      mimetype: 'text/csv',
+      filetype: 'csv',
+      size: options.size ?? content.length,
+      url_private: `${this.url}/files-pri/${TEAM}-${id}/${encodeURIComponent(name)}`,
+      url_private_download: `${this.url}${path}`,
+    };
+  }
+
   /** What SLACK_API_URL points at. */
   get apiUrl(): string {
     return `${this.url}/api/`;
@@ -149,6 +171,19 @@ export class FakeSlack {
       this.#changed();
       res.writeHead(200);
       res.end('OK');
+      return;
+    }
+    const hosted = this.hosted.get(path);
+    if (hosted) {
+      this.downloads.push(req.headers.authorization);
+      // Without the bot token Slack answers its sign-in page, not the file.
+      if (!req.headers.authorization?.startsWith('Bearer xoxb-')) {
+        res.writeHead(200, { 'content-type': 'text/html' });
+        res.end('<html>sign in</html>');
+        return;
+      }
+      res.writeHead(200, { 'content-type': 'text/csv' });
+      res.end(hosted);
       return;
     }
     if (path.startsWith('/respond/')) {
@@ -363,6 +398,8 @@ export function appMention(options: {
   ts: string;
   threadTs?: string;
   eventId?: string;
+  /** File objects shared with the mention (see FakeSlack.hostFile). */
+  files?: Record<string, unknown>[];
 }): Record<string, unknown> {
   return {
     token: 'verification-token-unused',
@@ -383,6 +420,7 @@ export function appMention(options: {
       event_ts: options.ts,
       team: TEAM,
       ...(options.threadTs ? { thread_ts: options.threadTs } : {}),
+      ...(options.files ? { files: options.files, upload: false } : {}),
     },
   };
 }

@@ -9,7 +9,7 @@ import {
 
 export const COMMAND_NAME = 'db';
 
-export const OPTION = { operation: 'operation', target: 'target', args: 'args' } as const;
+export const OPTION = { operation: 'operation', target: 'target', args: 'args', file: 'file' } as const;
 
 /**
  * No default_member_permissions: Discord's command permissions are never the check; dbops' policy is, on
@@ -44,6 +44,12 @@ export const DB_COMMAND = {
       description: 'Arguments and options, e.g. --older-than 10m',
       required: false,
       max_length: 1000,
+    },
+    {
+      type: ApplicationCommandOptionType.Attachment,
+      name: OPTION.file,
+      description: 'A file the operation reads: the CSV for import',
+      required: false,
     },
   ],
 } as const satisfies RESTPostAPIChatInputApplicationCommandsJSONBody;

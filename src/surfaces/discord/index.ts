@@ -9,7 +9,7 @@ import { RequestCards } from './cards.js';
 import { connectGateway, createGatewayClient, GatewayHealth } from './gateway.js';
 import { DiscordHandlers } from './interactions.js';
 import { ProgressRelay } from './progress.js';
-import { type DiscordSettings, readDiscordSettings } from './settings.js';
+import { attachmentOrigins, type DiscordSettings, readDiscordSettings } from './settings.js';
 
 export { registerDiscordCommands } from './register.js';
 
@@ -67,7 +67,16 @@ export async function startDiscordSurface(
   const health = new GatewayHealth(client, { graceMs: tuning.reconnectGraceMs ?? 60_000 });
   const cards = new RequestCards({ api, config, log });
   const progress = new ProgressRelay();
-  const handlers = new DiscordHandlers({ app, config, api, log, client, progress, cards });
+  const handlers = new DiscordHandlers({
+    app,
+    config,
+    api,
+    log,
+    client,
+    progress,
+    cards,
+    fileOrigins: attachmentOrigins(settings),
+  });
   const inFlight = new InFlight(log);
 
   const onInteraction = (interaction: Parameters<DiscordHandlers['interaction']>[0]) =>

@@ -12,8 +12,13 @@ import {
   MessageFlags,
   type ModalSubmitInteraction,
 } from 'discord.js';
+import { reply as replyOf } from '../../core/dispatch.js';
+import { isUserError } from '../../core/errors.js';
+import { withInvocationFiles } from '../../core/invocation-files.js';
 import type { Reply } from '../../core/reply.js';
-import type { Invocation } from '../../core/types.js';
+import type { Invocation, InvocationFile } from '../../core/types.js';
+import { downloadFile, type RemoteFile } from '../download.js';
+import { fileByteCap } from '../files.js';
 import { type AnswerDeps, deliverReply } from './answers.js';
 import { type DiscordApi, safeError } from './api.js';
 import { autocompleteChoices } from './autocomplete.js';
@@ -35,6 +40,8 @@ export interface HandlerDeps extends AnswerDeps {
   client: Client;
   progress: ProgressRelay;
   cards: RequestCards;
+  /** Origins attachments may be downloaded from (Discord's CDN). */
+  fileOrigins?: readonly string[];
 }
 
 type Channelish = Interaction['channel'] | Message['channel'];
@@ -124,8 +131,41 @@ export class DiscordHandlers {
     });
     const where = locate(interaction.channel, interaction.channelId ?? '');
     const conversation = new CommandConversation(this.#api, interaction, where.place);
-    const inv = invocation(identityOf(interaction.user), text, where);
+    const attached = interaction.options.getAttachment(OPTION.file);
+    const files = await this.#download(attached ? [attached] : [], conversation);
+    if (!files) return;
+    const inv = { ...invocation(identityOf(interaction.user), text, where), ...files };
     await this.#run(inv, conversation, this.#threadFor(conversation, text));
+  }
+
+  /**
+   * Downloads the files sent with a command (size-capped, from Discord's CDN only) as `{ attachments }`;
+   * undefined, with the reason answered, when one cannot be had.
+   */
+  async #download(
+    remote: readonly RemoteFile[],
+    conversation: Conversation,
+  ): Promise<{ attachments?: InvocationFile[] } | undefined> {
+    if (remote.length === 0) return {};
+    try {
+      const attachments: InvocationFile[] = [];
+      for (const file of remote) {
+        attachments.push(
+          await downloadFile(
+            { name: file.name, size: file.size, url: file.url },
+            { cap: fileByteCap(this.#deps.config), origins: this.#deps.fileOrigins ?? [] },
+          ),
+        );
+      }
+      return { attachments };
+    } catch (err) {
+      if (!isUserError(err)) throw err;
+      const answer = replyOf({ status: 'invalid', requestId: null, code: err.code, message: err.message });
+      await deliverReply(this.#deps, conversation, answer).catch((deliverErr: unknown) =>
+        this.#deps.log.error({ err: safeError(deliverErr) }, 'could not deliver the answer to discord'),
+      );
+      return undefined;
+    }
   }
 
   async #button(interaction: ButtonInteraction): Promise<void> {
@@ -176,7 +216,9 @@ export class DiscordHandlers {
       { id: message.id, authorId: message.author.id },
       where.place,
     );
-    const inv = invocation(identityOf(message.author), text || 'help', where);
+    const files = await this.#download([...message.attachments.values()], conversation);
+    if (!files) return;
+    const inv = { ...invocation(identityOf(message.author), text || 'help', where), ...files };
     await this.#run(inv, conversation, this.#threadFor(conversation, text));
   }
 
@@ -200,7 +242,7 @@ export class DiscordHandlers {
     progress: ProgressSink | undefined,
   ): Promise<Reply> {
     this.#deps.progress.register(inv, progress);
-    const reply = await this.#deps.app.core.dispatch(inv);
+    const reply = await withInvocationFiles(inv, () => this.#deps.app.core.dispatch(inv));
     await this.#deps.progress.settle(inv);
     try {
       await deliverReply(this.#deps, conversation, reply);

@@ -46,3 +46,10 @@ export function restOptions(settings: DiscordSettings): Partial<RESTOptions> {
     ...(settings.restRetries !== undefined ? { retries: settings.restRetries } : {}),
   };
 }
+
+/** Where attachments may be downloaded from: Discord's CDN, and the API's own host when it is a proxy or fake. */
+export function attachmentOrigins(settings: DiscordSettings): string[] {
+  const origins = ['https://cdn.discordapp.com', 'https://media.discordapp.net'];
+  if (settings.apiUrl !== undefined) origins.push(new URL(settings.apiUrl).origin);
+  return origins;
+}

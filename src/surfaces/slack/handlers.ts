@@ -2,10 +2,14 @@
 // dispatch(); the answer goes to threads.ts. No authorization is decided here: the core decides every click.
 import type { BlockAction, App as BoltApp, ButtonAction, RespondFn } from '@slack/bolt';
 import type { App } from '../../app.js';
+import { isUserError } from '../../core/errors.js';
+import { withInvocationFiles } from '../../core/invocation-files.js';
 import type { Logger } from '../../core/log.js';
 import { redactSecrets } from '../../core/log.js';
 import type { Reply } from '../../core/reply.js';
-import type { Invocation } from '../../core/types.js';
+import type { Invocation, InvocationFile } from '../../core/types.js';
+import { downloadFile, type RemoteFile } from '../download.js';
+import { fileByteCap } from '../files.js';
 import {
   ACTION_APPROVE,
   ACTION_DENY,
@@ -32,6 +36,31 @@ export interface HandlerDeps {
   track(work: () => Promise<void>): void;
   /** Which conversation an invocation belongs to, for its progress lines. */
   conversations: WeakMap<Invocation, Conversation>;
+  /** How files attached to a mention are fetched: the bot token (files:read) and the hosts they may come from. */
+  files?: { token: string; origins: readonly string[] };
+}
+
+/** The files of a mention (Slack file objects), as far as a download needs them. */
+function remoteFiles(event: object): RemoteFile[] {
+  const files = 'files' in event && Array.isArray(event.files) ? (event.files as unknown[]) : [];
+  return files.flatMap((f) => {
+    if (typeof f !== 'object' || f === null) return [];
+    const file = f as {
+      name?: unknown;
+      size?: unknown;
+      url_private_download?: unknown;
+      url_private?: unknown;
+    };
+    const url = typeof file.url_private_download === 'string' ? file.url_private_download : file.url_private;
+    // Without an address (Slack Connect files come as `file_access: check_file_info`) the download says so.
+    return [
+      {
+        name: typeof file.name === 'string' ? file.name : 'file',
+        size: typeof file.size === 'number' ? file.size : 0,
+        url: typeof url === 'string' ? url : '',
+      },
+    ];
+  });
 }
 
 const UNKNOWN_USER =
@@ -72,7 +101,7 @@ export function registerHandlers(deps: HandlerDeps): void {
 
   async function run(inv: Invocation, conversation: Conversation): Promise<Reply> {
     deps.conversations.set(inv, conversation);
-    const reply = await app.core.dispatch(inv);
+    const reply = await withInvocationFiles(inv, () => app.core.dispatch(inv));
     try {
       await threads.deliver(reply, conversation);
     } catch (err) {
@@ -84,6 +113,32 @@ export function registerHandlers(deps: HandlerDeps): void {
       await conversation.ephemeral({ text, blocks: [section(text)] }).catch(() => {});
     }
     return reply;
+  }
+
+  /** Downloads a mention's files with the bot token; undefined (and the reason said privately) on failure. */
+  async function download(
+    remote: readonly RemoteFile[],
+    conversation: Conversation,
+  ): Promise<{ attachments?: InvocationFile[] } | undefined> {
+    if (remote.length === 0) return {};
+    try {
+      if (!deps.files) throw new Error('slack: file downloads are not set up');
+      const attachments: InvocationFile[] = [];
+      for (const file of remote) {
+        attachments.push(
+          await downloadFile(file, {
+            cap: fileByteCap(app.core.config),
+            origins: deps.files.origins,
+            headers: { authorization: `Bearer ${deps.files.token}` },
+          }),
+        );
+      }
+      return { attachments };
+    } catch (err) {
+      if (!isUserError(err)) throw err;
+      await conversation.ephemeral({ text: err.message, blocks: [section(err.message)] }).catch(() => {});
+      return undefined;
+    }
   }
 
   async function unidentified(conversation: Conversation): Promise<void> {
@@ -119,7 +174,10 @@ export function registerHandlers(deps: HandlerDeps): void {
       const identity = slackIdentity(event.user_team ?? event.team ?? body.team_id, event.user);
       if (!identity) return await unidentified(conversation);
       const text = commandText(event.text, context.botUserId) || 'help';
-      await run({ surface: 'slack', identity, channel: event.channel, thread, text }, conversation);
+      // A file attached to the mention (the CSV for `import`) goes with the command.
+      const files = await download(remoteFiles(event), conversation);
+      if (!files) return;
+      await run({ surface: 'slack', identity, channel: event.channel, thread, text, ...files }, conversation);
     });
   });
 

@@ -3,7 +3,7 @@ import type { Invocation } from '../../core/types.js';
 import type { SurfaceOptions } from '../start.js';
 import type { RunningSurface } from '../types.js';
 import { registerHandlers } from './handlers.js';
-import { readSlackSettings } from './settings.js';
+import { fileOrigins, readSlackSettings } from './settings.js';
 import type { Conversation } from './threads.js';
 import { SlackThreads } from './threads.js';
 import { createTransport } from './transport.js';
@@ -64,6 +64,7 @@ export async function startSlack(options: SurfaceOptions): Promise<RunningSurfac
     threads,
     log,
     conversations,
+    files: { token: settings.botToken, origins: fileOrigins(settings.apiUrl) },
     track(work) {
       const tracked = queue
         .run(work)

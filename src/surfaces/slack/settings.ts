@@ -95,3 +95,11 @@ export function readSlackSettings(env: Env): SlackSettings | undefined {
     apiRetries: integer(env, 'SLACK_API_RETRIES', DEFAULT_RETRIES, 0, 10),
   };
 }
+
+/** Where files shared in Slack are downloaded from (url_private_download), and the API's own host for a proxy or fake. */
+export function fileOrigins(apiUrl: string): string[] {
+  const origins = ['https://files.slack.com'];
+  const own = new URL(apiUrl).origin;
+  if (own !== 'https://slack.com') origins.push(own);
+  return origins;
+}
