@@ -46,17 +46,39 @@ function configPath(flag: string | undefined): string {
   return resolve(flag ?? env.DBOPS_CONFIG ?? 'dbops.yaml');
 }
 
-function loadConfigOrExit(path: string): Config {
-  if (!existsSync(path)) {
-    process.stderr.write(`dbops: config file ${path} not found (use --config FILE or set DBOPS_CONFIG)\n`);
-    process.exit(2);
+/** Why a command could not get as far as the core: its exit code and a message without secrets. */
+class CliFailure extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+    readonly exitCode: number,
+  ) {
+    super(message);
   }
+}
+
+function loadConfigChecked(path: string): Config {
+  if (!existsSync(path))
+    throw new CliFailure(
+      'config_not_found',
+      `config file ${path} not found (use --config FILE or set DBOPS_CONFIG)`,
+      2,
+    );
   try {
     return loadConfigFile(path, env);
   } catch (err) {
-    if (err instanceof ConfigError) {
+    if (err instanceof ConfigError) throw new CliFailure('config_invalid', err.message, 2);
+    throw err;
+  }
+}
+
+function loadConfigOrExit(path: string): Config {
+  try {
+    return loadConfigChecked(path);
+  } catch (err) {
+    if (err instanceof CliFailure) {
       process.stderr.write(`dbops: ${err.message}\n`);
-      process.exit(2);
+      process.exit(err.exitCode);
     }
     throw err;
   }
@@ -75,8 +97,126 @@ function quietLogger(): Logger {
 
 const EXIT: Record<Reply['status'], number> = { ok: 0, pending: 0, refused: 2, invalid: 2, failed: 1 };
 
+/** What `exec --json` prints when no reply came from the core: the same keys, status failed, the reason. */
+function failureJson(code: string, message: string): Record<string, unknown> {
+  const clean = redactSecrets(message);
+  return {
+    status: 'failed',
+    request: null,
+    operation: null,
+    target: null,
+    risk: null,
+    columns: [],
+    rows: [],
+    truncated: false,
+    text: clean,
+    message: clean,
+    code,
+  };
+}
+
+function replyJson(
+  reply: Reply,
+  saved: Awaited<ReturnType<typeof saveAttachments>>,
+): Record<string, unknown> {
+  return {
+    status: reply.status,
+    request: reply.requestId,
+    operation: reply.operation ?? null,
+    target: reply.target ?? null,
+    risk: reply.risk ?? null,
+    columns: reply.result?.columns.map((c) => c.key) ?? [],
+    rows: reply.result?.rows ?? [],
+    truncated: reply.result?.truncated ?? false,
+    text: reply.text,
+    message: reply.message,
+    ...(reply.code ? { code: reply.code } : {}),
+    ...(reply.result?.data ? { data: reply.result.data } : {}),
+    ...(reply.request ? { approval: { id: reply.request.id, status: reply.request.status } } : {}),
+    ...(saved.length > 0 ? { attachments: saved } : {}),
+  };
+}
+
+/**
+ * `exec`: with --json, stdout always gets exactly one JSON object, whatever fails on the way (arguments,
+ * config, state database, target, saving attachments, closing): scripts parse it instead of guessing.
+ */
 async function exec(argv: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({
+  const json = argv.slice(0, argv.includes('--') ? argv.indexOf('--') : argv.length).includes('--json');
+  try {
+    return await execOnce(argv, json);
+  } catch (err) {
+    const failure =
+      err instanceof CliFailure
+        ? err
+        : new CliFailure(
+            'internal',
+            `dbops exec failed: ${err instanceof Error ? err.message : String(err)}`,
+            1,
+          );
+    if (json) process.stdout.write(`${JSON.stringify(failureJson(failure.code, failure.message))}\n`);
+    else process.stderr.write(`dbops: ${redactSecrets(failure.message)}\n`);
+    return failure.exitCode;
+  }
+}
+
+async function execOnce(argv: string[], json: boolean): Promise<number> {
+  let parsed: ReturnType<typeof parseExecArgs>;
+  try {
+    parsed = parseExecArgs(argv);
+  } catch (err) {
+    throw new CliFailure('usage', `${err instanceof Error ? err.message : String(err)}\n\n${USAGE}`, 2);
+  }
+  const { values, positionals } = parsed;
+  if (!values.as || positionals.length === 0) {
+    if (json) throw new CliFailure('usage', `exec needs --as PERSON and a command\n\n${USAGE}`, 2);
+    process.stderr.write(`${USAGE}\n`);
+    return 2;
+  }
+  const config = loadConfigChecked(configPath(values.config));
+  const log = quietLogger();
+  let app: App;
+  try {
+    app = await createApp({ config, log });
+  } catch (err) {
+    const why = err instanceof Error ? err.message : String(err);
+    throw new CliFailure('state_unavailable', `cannot open the state database: ${why}`, 1);
+  }
+  let printed = false;
+  try {
+    const reply = await app.core.dispatch({
+      surface: 'cli',
+      identity: values.as,
+      text: positionals.join(' '),
+      ...(values.channel !== undefined ? { channel: values.channel } : {}),
+    });
+    let saved: Awaited<ReturnType<typeof saveAttachments>>;
+    try {
+      saved = await saveAttachments(reply.result?.attachments ?? [], values.out ?? defaultExportDir(env));
+    } catch (err) {
+      const why = err instanceof Error ? err.message : String(err);
+      throw new CliFailure('attachment_failed', `${reply.text}\ncannot save the attachments: ${why}`, 1);
+    }
+    if (json) process.stdout.write(`${JSON.stringify(replyJson(reply, saved))}\n`);
+    else {
+      (reply.status === 'ok' || reply.status === 'pending' ? process.stdout : process.stderr).write(
+        `${reply.text}\n`,
+      );
+      if (saved.length > 0) process.stdout.write(`${describeSaved(saved)}\n`);
+    }
+    printed = true;
+    return EXIT[reply.status];
+  } finally {
+    // The answer is out: a failure to close must not print a second object or change the exit code.
+    await app.close().catch((err: unknown) => {
+      if (!printed) throw err;
+      log.warn({ err }, 'closing after exec failed');
+    });
+  }
+}
+
+function parseExecArgs(argv: string[]) {
+  return parseArgs({
     args: argv,
     options: {
       config: { type: 'string' },
@@ -87,49 +227,6 @@ async function exec(argv: string[]): Promise<number> {
     },
     allowPositionals: true,
   });
-  if (!values.as || positionals.length === 0) {
-    process.stderr.write(`${USAGE}\n`);
-    return 2;
-  }
-  const config = loadConfigOrExit(configPath(values.config));
-  const log = quietLogger();
-  const app = await createApp({ config, log });
-  try {
-    const reply = await app.core.dispatch({
-      surface: 'cli',
-      identity: values.as,
-      text: positionals.join(' '),
-      ...(values.channel !== undefined ? { channel: values.channel } : {}),
-    });
-    const saved = await saveAttachments(reply.result?.attachments ?? [], values.out ?? defaultExportDir(env));
-    if (values.json) {
-      const body = {
-        status: reply.status,
-        request: reply.requestId,
-        operation: reply.operation ?? null,
-        target: reply.target ?? null,
-        risk: reply.risk ?? null,
-        columns: reply.result?.columns.map((c) => c.key) ?? [],
-        rows: reply.result?.rows ?? [],
-        truncated: reply.result?.truncated ?? false,
-        text: reply.text,
-        message: reply.message,
-        ...(reply.code ? { code: reply.code } : {}),
-        ...(reply.result?.data ? { data: reply.result.data } : {}),
-        ...(reply.request ? { approval: { id: reply.request.id, status: reply.request.status } } : {}),
-        ...(saved.length > 0 ? { attachments: saved } : {}),
-      };
-      process.stdout.write(`${JSON.stringify(body)}\n`);
-    } else {
-      (reply.status === 'ok' || reply.status === 'pending' ? process.stdout : process.stderr).write(
-        `${reply.text}\n`,
-      );
-      if (saved.length > 0) process.stdout.write(`${describeSaved(saved)}\n`);
-    }
-    return EXIT[reply.status];
-  } finally {
-    await app.close();
-  }
 }
 
 async function consoleCommand(argv: string[]): Promise<number> {
