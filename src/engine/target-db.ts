@@ -11,6 +11,24 @@ export interface TargetPoolsOptions {
   /** Sent as application_name on every connection (default "dbops"). */
   applicationName?: string;
   log?: Logger;
+  /** The pids other dbops replicas hold (src/state/backends.ts); without it only this process's count. */
+  sharedPids?: SharedOwnPids;
+}
+
+/** dbops' own backends across replicas: recognised by pid, never by a name a client can choose. */
+export interface SharedOwnPids {
+  /** Pids other replicas hold on `server` (host:port), as last read. */
+  others(server: string): readonly number[];
+  /** This process opened or closed a connection: publish soon. */
+  changed(): void;
+  /** Brings `others` up to date before a transaction starts; cheap when recent, never throws. */
+  refresh(): Promise<void>;
+}
+
+/** One backend this process holds: the server (host:port) and its pid. */
+export interface OwnBackend {
+  server: string;
+  pid: number;
 }
 
 export interface PoolStats {
@@ -175,16 +193,23 @@ class BackendRegistry {
   pids(server: string): number[] {
     return [...(this.#byServer.get(server)?.values() ?? [])];
   }
+
+  all(): OwnBackend[] {
+    return [...this.#byServer].flatMap(([server, clients]) =>
+      [...clients.values()].map((pid) => ({ server, pid })),
+    );
+  }
 }
 
 /** host:port exactly as node-postgres resolves the URL (environment defaults, socket directories). */
-function serverKeyOf(url: string): string {
+export function serverKeyOf(url: string): string {
   const resolved = new pg.Client({ connectionString: url });
   return `${resolved.host}:${resolved.port}`;
 }
 
 interface PoolHost {
   readonly registry: BackendRegistry;
+  readonly shared: SharedOwnPids | undefined;
   readonly applicationName: string;
   readonly log: Logger;
   readonly closed: boolean;
@@ -234,7 +259,9 @@ class PooledTargetDb implements TargetDb {
   }
 
   ownPids(): number[] {
-    return this.host.registry.pids(this.serverKey);
+    const mine = this.host.registry.pids(this.serverKey);
+    const others = this.host.shared?.others(this.serverKey) ?? [];
+    return others.length === 0 ? mine : [...new Set([...mine, ...others])];
   }
 
   serverVersion(): Promise<number> {
@@ -292,13 +319,17 @@ class PooledTargetDb implements TargetDb {
         const pid: unknown = rows[0]?.pid;
         if (typeof pid !== 'number') throw new Error('pg_backend_pid() did not return a number');
         registry.add(server, client, pid);
+        this.host.shared?.changed();
       },
     });
     // A connection dropped by the server while idle must never crash the process.
     pool.on('error', (err) => {
       log.warn({ target: this.name, err: redactSecrets(err.message) }, 'idle connection to target failed');
     });
-    pool.on('remove', (client) => registry.remove(server, client));
+    pool.on('remove', (client) => {
+      registry.remove(server, client);
+      this.host.shared?.changed();
+    });
     this.#pool = pool;
     return pool;
   }
@@ -309,6 +340,7 @@ class PooledTargetDb implements TargetDb {
     overrides?: Partial<QueryLimits>,
   ): Promise<R> {
     const limits = this.#limits(overrides);
+    await this.host.shared?.refresh();
     let client: pg.PoolClient;
     try {
       client = await this.#poolNow().connect();
@@ -382,12 +414,19 @@ class PooledTargetDb implements TargetDb {
 export class TargetPools {
   readonly #targets: Readonly<Record<string, ResolvedTarget>>;
   readonly #dbs = new Map<string, PooledTargetDb>();
-  readonly #host: { registry: BackendRegistry; applicationName: string; log: Logger; closed: boolean };
+  readonly #host: {
+    registry: BackendRegistry;
+    shared: SharedOwnPids | undefined;
+    applicationName: string;
+    log: Logger;
+    closed: boolean;
+  };
 
   constructor(targets: Readonly<Record<string, ResolvedTarget>>, opts: TargetPoolsOptions = {}) {
     this.#targets = targets;
     this.#host = {
       registry: new BackendRegistry(),
+      shared: opts.sharedPids,
       applicationName: opts.applicationName ?? 'dbops',
       log: opts.log ?? silentLogger(),
       closed: false,
@@ -403,6 +442,11 @@ export class TargetPools {
     const db = new PooledTargetDb(target, this.#host);
     this.#dbs.set(name, db);
     return db;
+  }
+
+  /** Every backend this process holds, on every server (published for the other replicas). */
+  ownBackends(): OwnBackend[] {
+    return this.#host.registry.all();
   }
 
   /** Per target: open, idle and waiting counts (zeros for a target never used). */
