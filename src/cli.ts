@@ -12,6 +12,7 @@ import type { Config } from './config/schema.js';
 import { ConfigError } from './core/errors.js';
 import { createLogger, type Logger, redactSecrets } from './core/log.js';
 import type { Reply } from './core/reply.js';
+import { showInvisible, terminalSafeJson } from './core/visible.js';
 import { DEMO_TRY_FIRST, onExitCleanup, startDemoEnvironment } from './demo/environment.js';
 import { Metrics } from './observability/metrics.js';
 import { serviceSettings, startHealthServer, stateProbe } from './observability/server.js';
@@ -154,8 +155,11 @@ async function exec(argv: string[]): Promise<number> {
             `dbops exec failed: ${err instanceof Error ? err.message : String(err)}`,
             1,
           );
-    if (json) process.stdout.write(`${JSON.stringify(failureJson(failure.code, failure.message))}\n`);
-    else process.stderr.write(`dbops: ${redactSecrets(failure.message)}\n`);
+    if (json)
+      process.stdout.write(
+        `${terminalSafeJson(JSON.stringify(failureJson(failure.code, failure.message)))}\n`,
+      );
+    else process.stderr.write(`dbops: ${showInvisible(redactSecrets(failure.message))}\n`);
     return failure.exitCode;
   }
 }
@@ -197,12 +201,13 @@ async function execOnce(argv: string[], json: boolean): Promise<number> {
       const why = err instanceof Error ? err.message : String(err);
       throw new CliFailure('attachment_failed', `${reply.text}\ncannot save the attachments: ${why}`, 1);
     }
-    if (json) process.stdout.write(`${JSON.stringify(replyJson(reply, saved))}\n`);
+    // Values cannot drive the terminal: escapes shown, invisible characters marked (JSON: \u-escaped).
+    if (json) process.stdout.write(`${terminalSafeJson(JSON.stringify(replyJson(reply, saved)))}\n`);
     else {
       (reply.status === 'ok' || reply.status === 'pending' ? process.stdout : process.stderr).write(
-        `${reply.text}\n`,
+        `${showInvisible(reply.text)}\n`,
       );
-      if (saved.length > 0) process.stdout.write(`${describeSaved(saved)}\n`);
+      if (saved.length > 0) process.stdout.write(`${showInvisible(describeSaved(saved))}\n`);
     }
     printed = true;
     return EXIT[reply.status];

@@ -163,6 +163,50 @@ describe('dbops exec', () => {
 });
 
 describe('dbops console', () => {
+  it('never lets a database value drive the terminal (exec, exec --json, console)', async () => {
+    const evil = 'row\u001b]0;pwned\u0007\u001b[2J\rfake line \u202Egnp.exe';
+    await adminQuery('CREATE TABLE hostile (id int primary key, v text)', [], fx.staging.name);
+    await adminQuery('INSERT INTO hostile VALUES (1, $1)', [evil], fx.staging.name);
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: the test looks for them.
+    const raw = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u202a-\u202e]/;
+    const out = await dbops([
+      'exec',
+      '--config',
+      configPath,
+      '--as',
+      'carol',
+      '--out',
+      tmpdir(),
+      '--',
+      '/db export staging hostile',
+    ]);
+    expect(out.exitCode).toBe(0);
+    expect(out.stdout).not.toMatch(raw);
+    expect(out.stdout).toContain('row\\x1b]0;pwned\\x07');
+    expect(out.stdout).toContain('<U+202E>gnp.exe');
+    const json = await dbops([
+      'exec',
+      '--config',
+      configPath,
+      '--as',
+      'carol',
+      '--json',
+      '--out',
+      tmpdir(),
+      '--',
+      '/db export staging hostile',
+    ]);
+    expect(json.stdout).not.toMatch(raw);
+    const body = JSON.parse(json.stdout) as { rows: Record<string, unknown>[] };
+    expect(Object.values(body.rows[0] ?? {})).toContain(evil);
+    const chat = await dbops(
+      ['console', '--config', configPath, '--as', 'carol'],
+      ['/db export staging hostile', '/quit', ''].join('\n'),
+    );
+    expect(chat.stdout).not.toMatch(raw);
+    expect(chat.stdout).toContain('<U+202E>gnp.exe');
+  });
+
   it('chats in the terminal and switches person with /as', async () => {
     const run = await dbops(
       ['console', '--config', configPath, '--as', 'carol'],

@@ -113,6 +113,10 @@ describe('the acknowledging thread', () => {
       const openedAt = performance.now();
       const closed = new Promise<number>((done) => socket.once('close', () => done(performance.now())));
       socket.on('error', () => {});
+      let answer = '';
+      socket.on('data', (chunk: Buffer) => {
+        answer += chunk.toString();
+      });
       await new Promise<void>((done) => socket.once('connect', () => done()));
       // Generous: the deadline is 300 ms; Node's own header clock never starts for a silent socket.
       const closedAt = await Promise.race([
@@ -121,6 +125,7 @@ describe('the acknowledging thread', () => {
       ]);
       expect(closedAt).toBeGreaterThan(0);
       expect(closedAt - openedAt).toBeGreaterThanOrEqual(250);
+      expect(answer.split('\r\n')[0]).toBe('HTTP/1.1 408 Request Timeout');
       socket.destroy();
       // A client that sends its request in time is still answered.
       const health = await fetch(`http://127.0.0.1:${port}/slack/healthz`);

@@ -3,6 +3,7 @@ import { createInterface } from 'node:readline';
 import type { Readable, Writable } from 'node:stream';
 import type { Config } from '../config/schema.js';
 import type { Core } from '../core/dispatch.js';
+import { showInvisible } from '../core/visible.js';
 import { describeSaved, saveAttachments } from './attachments.js';
 
 export interface ConsoleOptions {
@@ -32,7 +33,8 @@ export async function runConsole(options: ConsoleOptions): Promise<void> {
     output,
     terminal: 'isTTY' in output && output.isTTY === true,
   });
-  const write = (text: string) => output.write(`${text}\n`);
+  // Everything reaches the terminal through here: no value can send it an escape sequence.
+  const write = (text: string) => output.write(`${showInvisible(text)}\n`);
   const prompt = () => {
     rl.setPrompt(`${as}> `);
     rl.prompt();

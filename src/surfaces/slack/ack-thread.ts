@@ -172,7 +172,9 @@ function run(port: NonNullable<typeof parentPort>, data: AckThreadData): void {
     lastActivity = performance.now();
     const timer = setTimeout(() => {
       silent.delete(socket);
-      socket.destroy();
+      // As Node answers a request whose headers came too slowly; then the socket goes whatever happens.
+      if (socket.writable) socket.end('HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n\r\n');
+      setTimeout(() => socket.destroy(), 1_000).unref();
     }, headersTimeoutMs);
     timer.unref();
     silent.set(socket, timer);
