@@ -4,6 +4,7 @@ import Cursor from 'pg-cursor';
 import type { ResolvedTarget } from '../config/schema.js';
 import { UserError } from '../core/errors.js';
 import { type Logger, redactSecrets, silentLogger } from '../core/log.js';
+import { FREE_ROWS, reserveRows } from '../core/result-budget.js';
 import { type ErrorLimits, toUserError } from './pg-errors.js';
 import type { QueryLimits, Session, TargetDb } from './types.js';
 
@@ -153,13 +154,25 @@ class PoolSession implements Session {
     const cursor = this.client.query(new Cursor<T>(sql, [...(params ?? [])]));
     const rows: T[] = [];
     const batch = Math.min(cap + 1, CURSOR_BATCH);
-    // One row past the cap tells whether more existed, without reading them.
-    while (rows.length <= cap) {
-      const want = Math.min(batch, cap + 1 - rows.length);
-      // A failed read leaves the cursor already closed by the server; the error propagates as is.
-      const got = await cursor.read(want);
-      rows.push(...got);
-      if (got.length < want) break;
+    // Past FREE_ROWS a result asks the process-wide budget once for the rest of its cap (src/core/result-budget.ts).
+    let reserved = cap + 1 <= FREE_ROWS;
+    let release: (() => void) | undefined;
+    try {
+      // One row past the cap tells whether more existed, without reading them.
+      while (rows.length <= cap) {
+        if (!reserved && rows.length >= FREE_ROWS) {
+          release = await reserveRows(cap + 1 - rows.length);
+          reserved = true;
+        }
+        const want = Math.min(batch, cap + 1 - rows.length, reserved ? cap + 1 : FREE_ROWS - rows.length);
+        // A failed read leaves the cursor already closed by the server; the error propagates as is.
+        const got = await cursor.read(want);
+        rows.push(...got);
+        if (got.length < want) break;
+      }
+    } finally {
+      // Outside a command's scope the rows are the caller's once returned: the reservation ends here.
+      release?.();
     }
     await cursor.close();
     const truncated = rows.length > cap;

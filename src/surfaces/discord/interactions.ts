@@ -13,6 +13,7 @@ import {
   type ModalSubmitInteraction,
 } from 'discord.js';
 import type { Reply } from '../../core/reply.js';
+import { withResultScope } from '../../core/result-budget.js';
 import type { Invocation } from '../../core/types.js';
 import { type AnswerDeps, deliverReply } from './answers.js';
 import { type DiscordApi, safeError } from './api.js';
@@ -199,18 +200,21 @@ export class DiscordHandlers {
     conversation: Conversation,
     progress: ProgressSink | undefined,
   ): Promise<Reply> {
-    this.#deps.progress.register(inv, progress);
-    const reply = await this.#deps.app.core.dispatch(inv);
-    await this.#deps.progress.settle(inv);
-    try {
-      await deliverReply(this.#deps, conversation, reply);
-    } catch (err) {
-      this.#deps.log.error(
-        { err: safeError(err), requestId: reply.requestId },
-        'could not deliver the answer to discord',
-      );
-    }
-    return reply;
+    // The rows of a large result count against the process's budget until the answer is delivered.
+    return await withResultScope(async () => {
+      this.#deps.progress.register(inv, progress);
+      const reply = await this.#deps.app.core.dispatch(inv);
+      await this.#deps.progress.settle(inv);
+      try {
+        await deliverReply(this.#deps, conversation, reply);
+      } catch (err) {
+        this.#deps.log.error(
+          { err: safeError(err), requestId: reply.requestId },
+          'could not deliver the answer to discord',
+        );
+      }
+      return reply;
+    });
   }
 
   /** Progress of a command goes in a thread started from its answer ("running…" until it is done). */

@@ -5,6 +5,7 @@ import type { App } from '../../app.js';
 import type { Logger } from '../../core/log.js';
 import { redactSecrets } from '../../core/log.js';
 import type { Reply } from '../../core/reply.js';
+import { withResultScope } from '../../core/result-budget.js';
 import type { Invocation } from '../../core/types.js';
 import {
   ACTION_APPROVE,
@@ -70,21 +71,23 @@ export function registerHandlers(deps: HandlerDeps): void {
     }
   }
 
-  async function run(inv: Invocation, conversation: Conversation): Promise<Reply> {
-    deps.conversations.set(inv, conversation);
-    const reply = await app.core.dispatch(inv);
-    try {
-      await threads.deliver(reply, conversation);
-    } catch (err) {
-      log.error(
-        { err: errText(err), requestId: reply.requestId, status: reply.status },
-        'slack: reply not delivered',
-      );
-      const text = `dbops could not post its answer here (ref ${reply.requestId ?? 'none'}): ${reply.message}`;
-      await conversation.ephemeral({ text, blocks: [section(text)] }).catch(() => {});
-    }
-    return reply;
-  }
+  // The rows of a large result count against the process's budget until the answer is delivered.
+  const run = (inv: Invocation, conversation: Conversation): Promise<Reply> =>
+    withResultScope(async () => {
+      deps.conversations.set(inv, conversation);
+      const reply = await app.core.dispatch(inv);
+      try {
+        await threads.deliver(reply, conversation);
+      } catch (err) {
+        log.error(
+          { err: errText(err), requestId: reply.requestId, status: reply.status },
+          'slack: reply not delivered',
+        );
+        const text = `dbops could not post its answer here (ref ${reply.requestId ?? 'none'}): ${reply.message}`;
+        await conversation.ephemeral({ text, blocks: [section(text)] }).catch(() => {});
+      }
+      return reply;
+    });
 
   async function unidentified(conversation: Conversation): Promise<void> {
     await conversation.ephemeral({ text: UNKNOWN_USER, blocks: [section(UNKNOWN_USER)] }).catch(() => {});
