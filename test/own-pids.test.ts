@@ -4,8 +4,11 @@
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { App } from '../src/app.js';
+import type { Logger } from '../src/core/log.js';
+import { ReplicaPids } from '../src/state/backends.js';
 import { as, type Fixture, makeFixture, startApp } from './helpers/app.js';
 import { adminQuery, openClient } from './helpers/db.js';
+import { freePort } from './setup/postgres.js';
 
 let fx: Fixture;
 let replicaA: App;
@@ -110,5 +113,28 @@ describe("dbops' own connections, by pid", () => {
       (rows) => rows.length === 0,
     );
     expect(await waiting).toMatchObject({ rows: [{ count: '2000' }] });
+  });
+
+  it('keeps working on what it knows when the state database is unreachable, without retrying each time', async () => {
+    const warnings: string[] = [];
+    const log = { warn: (_: unknown, message: string) => warnings.push(message) } as unknown as Logger;
+    const registry = new ReplicaPids({
+      url: `postgres://nobody:secret@127.0.0.1:${await freePort()}/none`,
+      local: () => [{ server: 'x:1', pid: 1 }],
+      log,
+      timeoutMs: 500,
+    });
+    try {
+      await registry.refresh();
+      expect(registry.others('x:1')).toEqual([]);
+      expect(warnings).toEqual(["could not read other replicas' pids; the last ones read stay in use"]);
+      // The failed read is not tried again for every transaction.
+      await registry.refresh();
+      await registry.refresh();
+      expect(warnings).toHaveLength(1);
+      expect(JSON.stringify(warnings)).not.toContain('secret');
+    } finally {
+      await registry.close();
+    }
   });
 });

@@ -21,6 +21,9 @@ CREATE INDEX dbops_backends_server ON dbops_backends (server, expires_at);
 `,
 };
 
+/** After a failed read, others' pids are read again this much later than usual. */
+const FAILURE_PAUSE_MS = 5_000;
+
 /** Replaces what this replica published: its rows now, with a fresh expiry; long-expired rows go. */
 const PUBLISH_SQL = `
 WITH gone AS (
@@ -166,6 +169,8 @@ export class ReplicaPids implements SharedOwnPids {
         this.#others = new Map(rows.map((r) => [r.server, r.pids]));
         this.#readAt = performance.now();
       } catch (err) {
+        // Tried again only after a pause: a state database that hangs must not cost every transaction.
+        this.#readAt = performance.now() + FAILURE_PAUSE_MS;
         this.#options.log.warn(
           { error: redactSecrets(err instanceof Error ? err.message : String(err)) },
           "could not read other replicas' pids; the last ones read stay in use",
