@@ -6,6 +6,7 @@ import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { pino } from 'pino';
 import { type App, createApp } from './app.js';
+import { CliFailure, failureJson, replyJson } from './cli-json.js';
 import { checkTargets, expectationProblems, formatCheckReport } from './config/check.js';
 import { loadConfigFile } from './config/load.js';
 import type { Config } from './config/schema.js';
@@ -47,17 +48,6 @@ function configPath(flag: string | undefined): string {
   return resolve(flag ?? env.DBOPS_CONFIG ?? 'dbops.yaml');
 }
 
-/** Why a command could not get as far as the core: its exit code and a message without secrets. */
-class CliFailure extends Error {
-  constructor(
-    readonly code: string,
-    message: string,
-    readonly exitCode: number,
-  ) {
-    super(message);
-  }
-}
-
 function loadConfigChecked(path: string): Config {
   if (!existsSync(path))
     throw new CliFailure(
@@ -97,46 +87,6 @@ function quietLogger(): Logger {
 }
 
 const EXIT: Record<Reply['status'], number> = { ok: 0, pending: 0, refused: 2, invalid: 2, failed: 1 };
-
-/** What `exec --json` prints when no reply came from the core: the same keys, status failed, the reason. */
-function failureJson(code: string, message: string): Record<string, unknown> {
-  const clean = redactSecrets(message);
-  return {
-    status: 'failed',
-    request: null,
-    operation: null,
-    target: null,
-    risk: null,
-    columns: [],
-    rows: [],
-    truncated: false,
-    text: clean,
-    message: clean,
-    code,
-  };
-}
-
-function replyJson(
-  reply: Reply,
-  saved: Awaited<ReturnType<typeof saveAttachments>>,
-): Record<string, unknown> {
-  return {
-    status: reply.status,
-    request: reply.requestId,
-    operation: reply.operation ?? null,
-    target: reply.target ?? null,
-    risk: reply.risk ?? null,
-    columns: reply.result?.columns.map((c) => c.key) ?? [],
-    rows: reply.result?.rows ?? [],
-    truncated: reply.result?.truncated ?? false,
-    text: reply.text,
-    message: reply.message,
-    ...(reply.code ? { code: reply.code } : {}),
-    ...(reply.result?.data ? { data: reply.result.data } : {}),
-    ...(reply.request ? { approval: { id: reply.request.id, status: reply.request.status } } : {}),
-    ...(saved.length > 0 ? { attachments: saved } : {}),
-  };
-}
 
 /**
  * `exec`: with --json, stdout always gets exactly one JSON object, whatever fails on the way (arguments,
