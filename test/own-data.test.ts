@@ -2,6 +2,7 @@
 // a development target on the same server as production cannot read production through catalog views.
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import blocking from '../commands/blocking.js';
 import exportOp from '../commands/export.js';
 import { redactConninfo, redactSettingValue } from '../commands/lib/secret-settings.js';
 import settings from '../commands/settings.js';
@@ -119,6 +120,37 @@ describe('export stays within the target database', () => {
     );
     expect(live[0]?.n).toBe(1);
     expect(seen.join('\n')).not.toContain(MARKER);
+  });
+});
+
+describe('blocking stays within the target database', () => {
+  it("names a blocker in another database without showing that database's query", async () => {
+    // pg_shdescription is shared by every database and read by nobody at connect time.
+    const holder = await openClient(prod.url, 'prod-holder');
+    const waiter = await openClient(dev.url, 'dev-waiter');
+    try {
+      await holder.query('BEGIN');
+      await holder.query(`LOCK TABLE pg_catalog.pg_shdescription IN ACCESS EXCLUSIVE MODE /* ${MARKER} */`);
+      const holderPid = (await holder.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]?.pid;
+      const waiting = waiter
+        .query('BEGIN; LOCK TABLE pg_catalog.pg_shdescription IN ACCESS SHARE MODE')
+        .catch((err: unknown) => err);
+      let result = await h.run(blocking, 'dev');
+      for (let i = 0; i < 100 && result.rows.length === 0; i++) {
+        await new Promise((r) => setTimeout(r, 100));
+        result = await h.run(blocking, 'dev');
+      }
+      expect(result.rows).toEqual([
+        expect.objectContaining({ blocking_pid: holderPid, blocking_query: null }),
+      ]);
+      expect(result.notes?.join('\n')).toContain(`is connected to database ${prod.name}, not to this one`);
+      expect(JSON.stringify(result)).not.toContain(MARKER);
+      await holder.query('ROLLBACK');
+      await waiting;
+    } finally {
+      await holder.end().catch(() => {});
+      await waiter.end().catch(() => {});
+    }
   });
 });
 
