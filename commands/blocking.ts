@@ -183,7 +183,8 @@ export default defineOperation({
           blocking_user: r.blocking_user,
           blocking_state: r.blocking_state,
           blocking_xact_seconds: r.blocking_xact_seconds,
-          blocking_query: r.blocking_hidden ? null : r.blocking_query,
+          // Another database's query is not this target's to show (its pid and database are named).
+          blocking_query: r.blocking_hidden || r.blocking_elsewhere ? null : r.blocking_query,
           root: r.root,
         }),
       ),

@@ -15,13 +15,14 @@ import {
 /*
  * Server-wide, like max_connections: one row per (database, user, application, client) with counts by
  * state. Sessions the bot may not inspect keep their database, user and application but no state or
- * address; they count in `total` only.
+ * address; they count in `total` only. Other databases are counted by database only: who connects to
+ * them, from where and with what application is theirs to show, not this target's.
  */
 const GROUPS_SQL = `
 SELECT a.datname AS database,
-       a.usename AS "user",
-       a.application_name AS application,
-       ${CLIENT_ADDRESS} AS client_address,
+       CASE WHEN a.datname = current_database() THEN a.usename END AS "user",
+       CASE WHEN a.datname = current_database() THEN a.application_name END AS application,
+       CASE WHEN a.datname = current_database() THEN ${CLIENT_ADDRESS} END AS client_address,
        count(*)::int AS total,
        count(*) FILTER (WHERE a.state = 'active')::int AS active,
        count(*) FILTER (WHERE a.state = 'idle')::int AS idle,
@@ -67,8 +68,9 @@ export default defineOperation({
     'Counts client backends on the whole server (max_connections is server-wide; background workers, ' +
     'autovacuum and walsenders have slots of their own and are not counted) against the slots an ordinary ' +
     'role may use: max_connections minus superuser_reserved_connections (and reserved_connections on ' +
-    'PostgreSQL 16+). Then one row per database, user, application and client address with counts by ' +
-    "state. dbops' own connections count in the headroom but are not listed.",
+    'PostgreSQL 16+). Then one row per user, application and client address of the target database, and ' +
+    "one per other database (its users and clients are not shown), with counts by state. dbops' own " +
+    'connections count in the headroom but are not listed.',
   args: z.object({}),
   risk: 'read',
   async run(ctx) {

@@ -9,6 +9,7 @@ import { closest } from '../src/core/suggest.js';
 import type { Column, Row } from '../src/core/types.js';
 import { quoteIdent, type Relation, resolveRelation } from '../src/engine/relations.js';
 import type { Session } from '../src/engine/types.js';
+import { requireOwnData } from './lib/own-data.js';
 
 /** Rows exported without --limit, and the most --limit allows. */
 const DEFAULT_ROWS = 1000;
@@ -184,6 +185,7 @@ async function prepare(
   },
 ): Promise<Prepared> {
   const relation = await resolveRelation(session, input.table, ['r', 'p', 'v', 'm'], '<table>');
+  await requireOwnData(session, relation);
   const display = `${relation.schema}.${relation.name}`;
   const [security] = await session.query<{ filtered: boolean; role: string }>(ROW_SECURITY_SQL, [
     relation.oid,
@@ -263,7 +265,9 @@ export default defineOperation({
     '-col (descending); by default the primary key. CSV per RFC 4180 with a header row, CRLF line ends, ' +
     'NULL as an empty field and an empty string as "". To guard against formula injection in spreadsheets, ' +
     "a value starting with =, +, -, @, tab or CR gets a leading ' (plain numbers like -42 are left alone). " +
-    'Columns the bot role may not read are left out and named.',
+    "Columns the bot role may not read are left out and named. Only the target database's own data is " +
+    'exported: system catalogs, views shared by the server (pg_stat_activity, pg_settings, ' +
+    'pg_stat_statements…), foreign tables and views that reach them or call opaque functions are refused.',
   positionals: ['table'],
   args,
   risk: 'read',

@@ -25,9 +25,8 @@ WHERE a.backend_type = 'client backend'
   AND a.state IN ${IDLE_STATES}
   AND a.state_change < now() - make_interval(secs => $1)
   AND a.pid <> pg_backend_pid()
+  -- dbops' own pids, of this process and of every other replica (never by application_name)
   AND a.pid <> ALL ($2::int[])
-  -- other dbops replicas and the state store connect as dbops / dbops-state: never theirs either
-  AND a.application_name NOT LIKE 'dbops%'
 ORDER BY a.state_change, a.pid
 `;
 
@@ -44,7 +43,7 @@ WITH checked AS (
          CASE
            WHEN a.pid IS NULL THEN 'gone'
            WHEN a.backend_start IS DISTINCT FROM p.backend_start::timestamptz THEN 'reconnected'
-           WHEN a.pid = pg_backend_pid() OR a.pid = ANY ($4::int[]) OR a.application_name LIKE 'dbops%' THEN 'ours'
+           WHEN a.pid = pg_backend_pid() OR a.pid = ANY ($4::int[]) THEN 'ours'
            WHEN a.datname IS DISTINCT FROM current_database()
              OR a.backend_type IS DISTINCT FROM 'client backend' THEN 'elsewhere'
            WHEN a.state IS NULL THEN 'invisible'
@@ -168,8 +167,8 @@ export default defineOperation({
     'Lists client backends of the target database whose state is idle, idle in transaction or idle in ' +
     'transaction (aborted) since longer than --older-than, and after approval terminates those of them ' +
     'that are still the same sessions and still idle. Never touches other databases, replication, ' +
-    "background workers or dbops' own connections (any application_name starting with dbops, so other " +
-    'replicas too). The bot role needs pg_signal_backend.',
+    "background workers or dbops' own connections (known by pid, those of other replicas too). The bot " +
+    'role needs pg_signal_backend.',
   args: z.object({ older_than: durationArg('5m') }),
   risk: 'destructive',
 

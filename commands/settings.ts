@@ -2,6 +2,7 @@
 import { z } from 'zod';
 import { defineOperation } from '../src/core/operation.js';
 import type { Column, Row } from '../src/core/types.js';
+import { redactSettingValue } from './lib/secret-settings.js';
 
 /** The handful that matter, in reading order; `since` for settings newer than PostgreSQL 10. */
 export const SETTINGS: readonly { name: string; since?: number }[] = [
@@ -26,6 +27,8 @@ export const SETTINGS: readonly { name: string; since?: number }[] = [
   { name: 'effective_io_concurrency' },
   { name: 'log_min_duration_statement' },
   { name: 'shared_preload_libraries' },
+  // Shown with its password masked (lib/secret-settings.ts): where a standby streams from.
+  { name: 'primary_conninfo', since: 120_000 },
 ];
 
 /*
@@ -148,7 +151,7 @@ export default defineOperation({
     'autovacuum and its scale factors, checkpoints and WAL sizes, planner costs, slow-query logging and ' +
     'preloaded libraries — as SHOW prints them, with where each value comes from and whether a changed ' +
     'value waits for a restart; machine values in bytes or seconds. Timeouts are shown as a new session ' +
-    "gets them, not dbops' own.",
+    "gets them, not dbops' own. Credentials in primary_conninfo are masked.",
   args: z.object({}),
   risk: 'read',
   async run(ctx) {
@@ -182,8 +185,11 @@ export default defineOperation({
           : (r.session_start_source ?? (r.reset_val === r.boot_val ? 'default' : 'configuration file'));
         return {
           name,
-          value: ownValue ? showValue(r.reset_val, r.unit, r.vartype) : (r.shown ?? r.setting),
-          setting: raw,
+          value: redactSettingValue(
+            name,
+            ownValue ? showValue(r.reset_val, r.unit, r.vartype) : (r.shown ?? r.setting),
+          ),
+          setting: redactSettingValue(name, raw),
           unit: r.unit,
           ...machineValues(raw, r.unit),
           source,

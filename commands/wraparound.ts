@@ -81,7 +81,6 @@ SELECT 'session' AS holder,
 FROM pg_stat_activity a
 WHERE (a.backend_xmin IS NOT NULL OR a.backend_xid IS NOT NULL)
   AND a.pid <> pg_backend_pid()
-  AND a.application_name NOT LIKE 'dbops%'
 UNION ALL
 SELECT 'prepared transaction', format('%s (%s, %s)', p.gid, p.database, p.owner), age(p.transaction)
 FROM pg_prepared_xacts p

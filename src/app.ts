@@ -4,10 +4,11 @@ import type { Config } from './config/schema.js';
 import { BUILTINS, Catalog } from './core/catalog.js';
 import { Core, type CoreDeps } from './core/dispatch.js';
 import type { Logger } from './core/log.js';
-import { TargetPools } from './engine/target-db.js';
+import { type OwnBackend, TargetPools } from './engine/target-db.js';
 import type { Metrics } from './observability/metrics.js';
 import { runPackCommand } from './packs/command.js';
 import { loadConfiguredPacks, packCatalogEntries } from './packs/registry.js';
+import { ReplicaPids } from './state/backends.js';
 import { PgStateStore } from './state/pg-store.js';
 import type { StateStore } from './state/types.js';
 
@@ -52,7 +53,13 @@ export async function createApp(options: AppOptions): Promise<App> {
     await state.close();
     throw err;
   }
-  const pools = new TargetPools(options.config.targets, { log: options.log });
+  // dbops' own connections are known by pid across replicas (published in the state database).
+  const sharedPids: ReplicaPids = new ReplicaPids({
+    url: options.config.state.url,
+    local: (): OwnBackend[] => pools.ownBackends(),
+    log: options.log,
+  }).start();
+  const pools: TargetPools = new TargetPools(options.config.targets, { log: options.log, sharedPids });
   const changeListeners = new Set<NonNullable<CoreDeps['onRequestChange']>>();
   const progressListeners = new Set<NonNullable<CoreDeps['onProgress']>>();
   if (options.onRequestChange) changeListeners.add(options.onRequestChange);
@@ -128,6 +135,7 @@ export async function createApp(options: AppOptions): Promise<App> {
     async close() {
       for (const timer of timers) clearInterval(timer);
       await pools.closeAll();
+      await sharedPids.close();
       await state.close();
     },
   };

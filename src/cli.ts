@@ -6,6 +6,7 @@ import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { pino } from 'pino';
 import { type App, createApp } from './app.js';
+import { CliFailure, failureJson, replyJson } from './cli-json.js';
 import { checkTargets, expectationProblems, formatCheckReport } from './config/check.js';
 import { loadConfigFile } from './config/load.js';
 import type { Config } from './config/schema.js';
@@ -15,6 +16,7 @@ import { jsonRows } from './core/json-rows.js';
 import { createLogger, type Logger, redactSecrets } from './core/log.js';
 import type { Reply } from './core/reply.js';
 import type { Invocation, InvocationFile } from './core/types.js';
+import { showInvisible, terminalSafeJson } from './core/visible.js';
 import { DEMO_TRY_FIRST, onExitCleanup, startDemoEnvironment } from './demo/environment.js';
 import { Metrics } from './observability/metrics.js';
 import { serviceSettings, startHealthServer, stateProbe } from './observability/server.js';
@@ -52,17 +54,28 @@ function configPath(flag: string | undefined): string {
   return resolve(flag ?? env.DBOPS_CONFIG ?? 'dbops.yaml');
 }
 
-function loadConfigOrExit(path: string): Config {
-  if (!existsSync(path)) {
-    process.stderr.write(`dbops: config file ${path} not found (use --config FILE or set DBOPS_CONFIG)\n`);
-    process.exit(2);
-  }
+function loadConfigChecked(path: string): Config {
+  if (!existsSync(path))
+    throw new CliFailure(
+      'config_not_found',
+      `config file ${path} not found (use --config FILE or set DBOPS_CONFIG)`,
+      2,
+    );
   try {
     return loadConfigFile(path, env);
   } catch (err) {
-    if (err instanceof ConfigError) {
+    if (err instanceof ConfigError) throw new CliFailure('config_invalid', err.message, 2);
+    throw err;
+  }
+}
+
+function loadConfigOrExit(path: string): Config {
+  try {
+    return loadConfigChecked(path);
+  } catch (err) {
+    if (err instanceof CliFailure) {
       process.stderr.write(`dbops: ${err.message}\n`);
-      process.exit(2);
+      process.exit(err.exitCode);
     }
     throw err;
   }
@@ -81,8 +94,104 @@ function quietLogger(): Logger {
 
 const EXIT: Record<Reply['status'], number> = { ok: 0, pending: 0, refused: 2, invalid: 2, failed: 1 };
 
+/**
+ * `exec`: with --json, stdout always gets exactly one JSON object, whatever fails on the way (arguments,
+ * config, state database, target, saving attachments, closing): scripts parse it instead of guessing.
+ */
 async function exec(argv: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({
+  const json = argv.slice(0, argv.includes('--') ? argv.indexOf('--') : argv.length).includes('--json');
+  try {
+    return await execOnce(argv, json);
+  } catch (err) {
+    const failure =
+      err instanceof CliFailure
+        ? err
+        : new CliFailure(
+            'internal',
+            `dbops exec failed: ${err instanceof Error ? err.message : String(err)}`,
+            1,
+          );
+    if (json)
+      process.stdout.write(
+        `${terminalSafeJson(JSON.stringify(failureJson(failure.code, failure.message)))}\n`,
+      );
+    else process.stderr.write(`dbops: ${showInvisible(redactSecrets(failure.message))}\n`);
+    return failure.exitCode;
+  }
+}
+
+async function execOnce(argv: string[], json: boolean): Promise<number> {
+  let parsed: ReturnType<typeof parseExecArgs>;
+  try {
+    parsed = parseExecArgs(argv);
+  } catch (err) {
+    throw new CliFailure('usage', `${err instanceof Error ? err.message : String(err)}\n\n${USAGE}`, 2);
+  }
+  const { values, positionals } = parsed;
+  if (!values.as || positionals.length === 0) {
+    if (json) throw new CliFailure('usage', `exec needs --as PERSON and a command\n\n${USAGE}`, 2);
+    process.stderr.write(`${USAGE}\n`);
+    return 2;
+  }
+  const config = loadConfigChecked(configPath(values.config));
+  const log = quietLogger();
+  let app: App;
+  try {
+    app = await createApp({ config, log });
+  } catch (err) {
+    const why = err instanceof Error ? err.message : String(err);
+    throw new CliFailure('state_unavailable', `cannot open the state database: ${why}`, 1);
+  }
+  let printed = false;
+  try {
+    let intake: { text: string; attachments: InvocationFile[] };
+    try {
+      intake = await localInvocationFiles(positionals.join(' '), fileByteCap(config), values.file);
+    } catch (err) {
+      if (!isUserError(err)) throw err;
+      if (json) {
+        const body = { ...failureJson(err.code, err.message), status: 'invalid' };
+        process.stdout.write(`${terminalSafeJson(JSON.stringify(body))}\n`);
+      } else process.stderr.write(`dbops: ${showInvisible(err.message)}\n`);
+      printed = true;
+      return 2;
+    }
+    const inv: Invocation = {
+      surface: 'cli',
+      identity: values.as,
+      text: intake.text,
+      ...(intake.attachments.length > 0 ? { attachments: intake.attachments } : {}),
+      ...(values.channel !== undefined ? { channel: values.channel } : {}),
+    };
+    const reply = await withInvocationFiles(inv, () => app.core.dispatch(inv));
+    let saved: Awaited<ReturnType<typeof saveAttachments>>;
+    try {
+      saved = await saveAttachments(reply.result?.attachments ?? [], values.out ?? defaultExportDir(env));
+    } catch (err) {
+      const why = err instanceof Error ? err.message : String(err);
+      throw new CliFailure('attachment_failed', `${reply.text}\ncannot save the attachments: ${why}`, 1);
+    }
+    // Values cannot drive the terminal: escapes shown, invisible characters marked (JSON: \u-escaped).
+    if (json) process.stdout.write(`${terminalSafeJson(JSON.stringify(replyJson(reply, saved)))}\n`);
+    else {
+      (reply.status === 'ok' || reply.status === 'pending' ? process.stdout : process.stderr).write(
+        `${showInvisible(reply.text)}\n`,
+      );
+      if (saved.length > 0) process.stdout.write(`${showInvisible(describeSaved(saved))}\n`);
+    }
+    printed = true;
+    return EXIT[reply.status];
+  } finally {
+    // The answer is out: a failure to close must not print a second object or change the exit code.
+    await app.close().catch((err: unknown) => {
+      if (!printed) throw err;
+      log.warn({ err }, 'closing after exec failed');
+    });
+  }
+}
+
+function parseExecArgs(argv: string[]) {
+  return parseArgs({
     args: argv,
     options: {
       config: { type: 'string' },
@@ -94,68 +203,6 @@ async function exec(argv: string[]): Promise<number> {
     },
     allowPositionals: true,
   });
-  if (!values.as || positionals.length === 0) {
-    process.stderr.write(`${USAGE}\n`);
-    return 2;
-  }
-  const config = loadConfigOrExit(configPath(values.config));
-  const log = quietLogger();
-  const app = await createApp({ config, log });
-  try {
-    let intake: { text: string; attachments: InvocationFile[] };
-    try {
-      intake = await localInvocationFiles(positionals.join(' '), fileByteCap(config), values.file);
-    } catch (err) {
-      if (!isUserError(err)) throw err;
-      if (values.json) {
-        const body = {
-          status: 'invalid',
-          request: null,
-          code: err.code,
-          message: err.message,
-          text: err.message,
-        };
-        process.stdout.write(`${JSON.stringify(body)}\n`);
-      } else process.stderr.write(`dbops: ${err.message}\n`);
-      return 2;
-    }
-    const inv: Invocation = {
-      surface: 'cli',
-      identity: values.as,
-      text: intake.text,
-      ...(intake.attachments.length > 0 ? { attachments: intake.attachments } : {}),
-      ...(values.channel !== undefined ? { channel: values.channel } : {}),
-    };
-    const reply = await withInvocationFiles(inv, () => app.core.dispatch(inv));
-    const saved = await saveAttachments(reply.result?.attachments ?? [], values.out ?? defaultExportDir(env));
-    if (values.json) {
-      const body = {
-        status: reply.status,
-        request: reply.requestId,
-        operation: reply.operation ?? null,
-        target: reply.target ?? null,
-        risk: reply.risk ?? null,
-        columns: reply.result?.columns.map((c) => c.key) ?? [],
-        rows: jsonRows(reply.result?.rows ?? []),
-        truncated: reply.result?.truncated ?? false,
-        text: reply.text,
-        message: reply.message,
-        ...(reply.code ? { code: reply.code } : {}),
-        ...(reply.result?.data ? { data: reply.result.data } : {}),
-        ...(reply.request ? { approval: { id: reply.request.id, status: reply.request.status } } : {}),
-        ...(saved.length > 0 ? { attachments: saved } : {}),
-      };
-      process.stdout.write(`${JSON.stringify(body)}\n`);
-    } else {
-      (reply.status === 'ok' || reply.status === 'pending' ? process.stdout : process.stderr).write(
-        `${reply.text}\n`,
-      );
-      if (saved.length > 0) process.stdout.write(`${describeSaved(saved)}\n`);
-    }
-    return EXIT[reply.status];
-  } finally {
-    await app.close();
-  }
 }
 
 async function consoleCommand(argv: string[]): Promise<number> {

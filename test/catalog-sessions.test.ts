@@ -170,14 +170,24 @@ describe.each(majors())('PostgreSQL %i', (major: Major) => {
     // One check of health must fail for this role on the quiet database; the others must still answer.
     await adminQuery('REVOKE SELECT ON pg_catalog.pg_database FROM PUBLIC', [], quiet.name, major);
 
-    h = new OpHarness([
-      testTarget('t', db.url),
-      testTarget('quiet', quiet.url),
-      testTarget('nopriv', urlAs(db.url, nopriv)),
-      testTarget('stats', urlAs(db.url, stats)),
-      testTarget('quiet-nopriv', urlAs(quiet.url, nopriv)),
-      testTarget('down', 'postgres://nobody:nothing@127.0.0.1:1/none'),
-    ]);
+    h = new OpHarness(
+      [
+        testTarget('t', db.url),
+        testTarget('quiet', quiet.url),
+        testTarget('nopriv', urlAs(db.url, nopriv)),
+        testTarget('stats', urlAs(db.url, stats)),
+        testTarget('quiet-nopriv', urlAs(quiet.url, nopriv)),
+        testTarget('down', 'postgres://nobody:nothing@127.0.0.1:1/none'),
+      ],
+      {
+        // Another dbops replica's connection, known by its pid (as published in the state database).
+        sharedPids: {
+          others: () => (scene.replica ? [scene.replica.pid] : []),
+          changed: () => {},
+          refresh: async () => {},
+        },
+      },
+    );
 
     scene.sleeper = await hold(db.url, 'sleeper');
     send(scene.sleeper, 'SELECT pg_sleep(60)');
@@ -206,8 +216,8 @@ describe.each(majors())('PostgreSQL %i', (major: Major) => {
     send(scene.queued, 'LOCK TABLE t IN SHARE MODE');
     scene.elsewhere = await hold(other.url, 'elsewhere');
     send(scene.elsewhere, 'SELECT pg_sleep(60)');
-    // Another dbops replica (application_name dbops-…): never listed, never signalled.
-    scene.replica = await hold(db.url, 'dbops-replica');
+    // Another dbops replica (known by pid, whatever its application_name): never listed, never signalled.
+    scene.replica = await hold(db.url, 'other-replica');
     await scene.replica.client.query('BEGIN');
     await scene.replica.client.query('SELECT 1');
     await waitFor(
@@ -243,8 +253,9 @@ describe.each(majors())('PostgreSQL %i', (major: Major) => {
     return await admin<T>(
       `SELECT ${columns} FROM pg_stat_activity
        WHERE backend_type = 'client backend' AND datname = current_database()
-         AND pid <> pg_backend_pid() AND application_name NOT LIKE 'dbops%' AND ${where}
+         AND pid <> pg_backend_pid() AND pid <> ALL ($1::int[]) AND ${where}
        ORDER BY pid`,
+      [h.pools.get('t').ownPids()],
     );
   }
 
@@ -436,8 +447,9 @@ describe.each(majors())('PostgreSQL %i', (major: Major) => {
                   count(*) FILTER (WHERE state LIKE 'idle in transaction%') AS iit
            FROM pg_stat_activity
            WHERE backend_type = 'client backend' AND datname = current_database()
-             AND pid <> pg_backend_pid() AND application_name NOT LIKE 'dbops%'
+             AND pid <> pg_backend_pid() AND pid <> ALL ($1::int[])
            GROUP BY 1, 2`,
+          [h.pools.get('t').ownPids()],
         );
         const mine = result.rows
           .filter((r) => r.database === db.name)
@@ -462,9 +474,11 @@ describe.each(majors())('PostgreSQL %i', (major: Major) => {
           active: 1,
         });
         expect(result.rows.some((r) => String(r.application).startsWith('dbops'))).toBe(false);
-        expect(result.rows.some((r) => r.application === 'elsewhere' && r.database === other.name)).toBe(
-          true,
-        );
+        // Another database is counted, but its users, applications and clients are not this target's to show.
+        expect(result.rows.filter((r) => r.database === other.name)).toEqual([
+          expect.objectContaining({ user: null, application: null, client_address: null }),
+        ]);
+        expect(result.rows.some((r) => r.application === 'elsewhere')).toBe(false);
         expect(Number(result.data?.dbopsConnections)).toBeGreaterThanOrEqual(2);
       }
       expect(compared).toBe(true);

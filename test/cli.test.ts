@@ -1,5 +1,7 @@
 // The dbops command as users run it (the built dist), in separate processes.
-import { resolve } from 'node:path';
+import { writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
 import { execa } from 'execa';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -20,9 +22,9 @@ afterAll(async () => {
   await Promise.all(held.map((c) => c.end().catch(() => {})));
 });
 
-function dbops(args: string[], input?: string) {
+function dbops(args: string[], input?: string, envOverride: Record<string, string> = {}) {
   return execa('node', [CLI, ...args], {
-    env: { ...fx.env, PATH: process.env.PATH ?? '' },
+    env: { ...fx.env, PATH: process.env.PATH ?? '', ...envOverride },
     extendEnv: false,
     reject: false,
     timeout: 30_000,
@@ -76,6 +78,47 @@ describe('dbops exec', () => {
     expect(JSON.stringify(down.body)).not.toContain('secret');
   });
 
+  it('prints exactly one JSON object with status failed whatever stops it before the core', async () => {
+    const badConfig = join(tmpdir(), `dbops-bad-${process.pid}.yaml`);
+    writeFileSync(badConfig, 'state: [unclosed\n');
+    const cases: { args: string[]; env?: Record<string, string>; code: string; exit: number }[] = [
+      {
+        args: ['--config', configPath],
+        env: { STATE_URL: fx.env.DOWN_URL ?? '' },
+        code: 'state_unavailable',
+        exit: 1,
+      },
+      { args: ['--config', '/nonexistent/dbops.yaml'], code: 'config_not_found', exit: 2 },
+      { args: ['--config', badConfig], code: 'config_invalid', exit: 2 },
+      { args: ['--config', configPath, '--bogus'], code: 'usage', exit: 2 },
+    ];
+    for (const c of cases) {
+      const run = await dbops(
+        ['exec', ...c.args, '--as', 'carol', '--json', '--', '/db sizes staging'],
+        undefined,
+        c.env,
+      );
+      const lines = run.stdout.split('\n').filter((l) => l.trim() !== '');
+      expect(lines, `${c.code}: ${run.stderr}`).toHaveLength(1);
+      const body = JSON.parse(lines[0] ?? '') as Record<string, unknown>;
+      expect(body).toMatchObject({ status: 'failed', code: c.code, rows: [], request: null });
+      expect(String(body.message).length).toBeGreaterThan(0);
+      expect(run.stdout).not.toContain('secret');
+      expect(run.exitCode).toBe(c.exit);
+    }
+    // Without --json the reason still goes to stderr, and stdout stays empty.
+    const plain = await dbops(
+      ['exec', '--config', configPath, '--as', 'carol', '--', '/db sizes staging'],
+      undefined,
+      {
+        STATE_URL: fx.env.DOWN_URL ?? '',
+      },
+    );
+    expect(plain.stdout).toBe('');
+    expect(plain.stderr).toContain('cannot open the state database');
+    expect(plain.stderr).not.toContain('secret');
+  });
+
   it('explains a bad config file with the path and line', async () => {
     const run = await dbops([
       'exec',
@@ -120,6 +163,50 @@ describe('dbops exec', () => {
 });
 
 describe('dbops console', () => {
+  it('never lets a database value drive the terminal (exec, exec --json, console)', async () => {
+    const evil = 'row\u001b]0;pwned\u0007\u001b[2J\rfake line \u202Egnp.exe';
+    await adminQuery('CREATE TABLE hostile (id int primary key, v text)', [], fx.staging.name);
+    await adminQuery('INSERT INTO hostile VALUES (1, $1)', [evil], fx.staging.name);
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: the test looks for them.
+    const raw = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u202a-\u202e]/;
+    const out = await dbops([
+      'exec',
+      '--config',
+      configPath,
+      '--as',
+      'carol',
+      '--out',
+      tmpdir(),
+      '--',
+      '/db export staging hostile',
+    ]);
+    expect(out.exitCode).toBe(0);
+    expect(out.stdout).not.toMatch(raw);
+    expect(out.stdout).toContain('row\\x1b]0;pwned\\x07');
+    expect(out.stdout).toContain('<U+202E>gnp.exe');
+    const json = await dbops([
+      'exec',
+      '--config',
+      configPath,
+      '--as',
+      'carol',
+      '--json',
+      '--out',
+      tmpdir(),
+      '--',
+      '/db export staging hostile',
+    ]);
+    expect(json.stdout).not.toMatch(raw);
+    const body = JSON.parse(json.stdout) as { rows: Record<string, unknown>[] };
+    expect(Object.values(body.rows[0] ?? {})).toContain(evil);
+    const chat = await dbops(
+      ['console', '--config', configPath, '--as', 'carol'],
+      ['/db export staging hostile', '/quit', ''].join('\n'),
+    );
+    expect(chat.stdout).not.toMatch(raw);
+    expect(chat.stdout).toContain('<U+202E>gnp.exe');
+  });
+
   it('chats in the terminal and switches person with /as', async () => {
     const run = await dbops(
       ['console', '--config', configPath, '--as', 'carol'],

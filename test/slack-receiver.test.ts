@@ -1,6 +1,7 @@
 // Slack HTTP mode's receiver and its acknowledging thread (the compiled ack-thread.js, a real worker
 // thread): a thread that dies is reported and started again on the same port, and requests go on.
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -94,5 +95,43 @@ describe('the acknowledging thread', () => {
     await expect(fetch(url, { method: 'POST' })).rejects.toThrow();
     expect(lost).toHaveLength(1);
     expect(errors).toEqual([]);
+  });
+
+  it('closes a connection that never sends a byte, counting from connect', async () => {
+    const receiver = new FastAckReceiver({
+      signingSecret: SECRET,
+      path: '/slack/events',
+      healthPath: '/slack/healthz',
+      onError: () => {},
+      threadModule: ACK_THREAD,
+      headersTimeoutMs: 300,
+    });
+    receiver.init({ processEvent: async () => {} } as unknown as App);
+    const port = await receiver.start(0);
+    try {
+      const socket = connect(port, '127.0.0.1');
+      const openedAt = performance.now();
+      const closed = new Promise<number>((done) => socket.once('close', () => done(performance.now())));
+      socket.on('error', () => {});
+      let answer = '';
+      socket.on('data', (chunk: Buffer) => {
+        answer += chunk.toString();
+      });
+      await new Promise<void>((done) => socket.once('connect', () => done()));
+      // Generous: the deadline is 300 ms; Node's own header clock never starts for a silent socket.
+      const closedAt = await Promise.race([
+        closed,
+        new Promise<number>((r) => setTimeout(() => r(-1), 10_000)),
+      ]);
+      expect(closedAt).toBeGreaterThan(0);
+      expect(closedAt - openedAt).toBeGreaterThanOrEqual(250);
+      expect(answer.split('\r\n')[0]).toBe('HTTP/1.1 408 Request Timeout');
+      socket.destroy();
+      // A client that sends its request in time is still answered.
+      const health = await fetch(`http://127.0.0.1:${port}/slack/healthz`);
+      expect(health.status).toBe(200);
+    } finally {
+      await receiver.stop();
+    }
   });
 });

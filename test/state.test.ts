@@ -128,6 +128,7 @@ describe('migrations', () => {
       expect(tables.map((t) => t.relname)).toEqual([
         'dbops_audit',
         'dbops_audit_id_seq',
+        'dbops_backends',
         'dbops_channel_bindings',
         'dbops_deliveries',
         'dbops_request_id_seq',

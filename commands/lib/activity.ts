@@ -23,20 +23,19 @@ export const SIGNAL_FIX = 'the bot role needs pg_signal_backend (GRANT pg_signal
  */
 
 /**
- * Not dbops itself: this very connection, the pids of dbops' pools (bound as `param`, an int[]) and any
- * other dbops replica or the state store (application_name dbops / dbops-state).
+ * Not dbops itself: this very connection and the pids dbops holds (bound as `param`, an int[]): those of
+ * this process's pools and of every other replica (published in the state database, see
+ * src/state/backends.ts). Never by application_name: any client can call itself "dbops".
  */
 export function notDbops(param: string, alias = 'a'): string {
   return `${alias}.pid <> pg_backend_pid()
-  AND ${alias}.pid <> ALL (${param}::int[])
-  AND COALESCE(${alias}.application_name, '') NOT LIKE 'dbops%'`;
+  AND ${alias}.pid <> ALL (${param}::int[])`;
 }
 
 /** The same test as a boolean column: true for dbops' own sessions. */
 export function isDbops(param: string, alias = 'a'): string {
   return `(${alias}.pid = pg_backend_pid()
-   OR ${alias}.pid = ANY (${param}::int[])
-   OR COALESCE(${alias}.application_name, '') LIKE 'dbops%')`;
+   OR ${alias}.pid = ANY (${param}::int[]))`;
 }
 
 /**

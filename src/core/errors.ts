@@ -26,6 +26,7 @@ export const USER_ERROR_CODES = [
   'state_unavailable', // the state database cannot be reached: nothing runs
   'config_invalid',
   'shutting_down', // this replica is stopping: nothing ran, send it again (another replica takes it)
+  'busy', // too many large results held by this process at once: nothing was read, retry shortly
 ] as const;
 export type UserErrorCode = (typeof USER_ERROR_CODES)[number];
 

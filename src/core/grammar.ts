@@ -4,6 +4,7 @@ import { argInfo, isFlagArg, quoteInput } from './args.js';
 import { UserError } from './errors.js';
 import type { AnyOperation } from './operation.js';
 import { closest, orList } from './suggest.js';
+import { hiddenCharacters, showInvisible } from './visible.js';
 
 export type Token = { kind: 'word'; text: string } | { kind: 'option'; name: string; value?: string };
 
@@ -192,7 +193,34 @@ function parseFlag(spec: AnyOperation, key: string, value: string | undefined): 
  * Binds the tokens after the operation (and target) to the spec's arguments: words fill the positionals
  * in order, `--kebab-case` options fill the snake_case keys, then the zod schema validates everything.
  */
+/**
+ * What an approver reads must be what runs: an argument of a request that can change something may hold
+ * no control, bidirectional or zero-width character (each could make the card read differently from the
+ * value). Which one, where, is said; reads take them and show them escaped.
+ */
+function refuseHidden(spec: AnyOperation, tokens: readonly Token[]): void {
+  if (spec.risk === 'read' && spec.riskFor === undefined) return;
+  for (const token of tokens) {
+    const values = token.kind === 'word' ? [token.text] : [token.name, token.value ?? ''];
+    for (const value of values) {
+      const [first, ...more] = hiddenCharacters(value);
+      if (!first) continue;
+      const also = more.length > 0 ? ` (and ${more.length} more)` : '';
+      throw invalid(
+        spec,
+        [
+          `argument ${showInvisible(value, { newlines: false }).slice(0, 80)} holds ${first.code} ${first.name} ` +
+            `at position ${first.position}${also}: invisible and direction-changing characters are refused in ` +
+            'requests that change something, because the approver would not read what runs; type the value without it',
+        ],
+        { argument: first.code },
+      );
+    }
+  }
+}
+
 export function bindArguments(spec: AnyOperation, tokens: readonly Token[]): Record<string, unknown> {
+  refuseHidden(spec, tokens);
   const shape: Readonly<Record<string, z.core.$ZodType>> = spec.args.shape;
   const positionals = spec.positionals ?? [];
   const optionKeys = Object.keys(shape).filter((key) => !positionals.includes(key));

@@ -24,7 +24,8 @@ export function redactSecrets(text: string): string {
       .replace(/\bxapp-[0-9A-Za-z-]+/g, 'xapp-***')
       // Discord bot tokens: base64 id, timestamp and HMAC separated by dots.
       .replace(/\b[MNO][A-Za-z\d_-]{23,27}\.[A-Za-z\d_-]{6}\.[A-Za-z\d_-]{27,40}\b/g, '***discord-token***')
-      .replace(/(password\s*=\s*)\S+/gi, '$1***')
+      // libpq keywords, quoted ('p@ss word') or not; PGPASSWORD=… in commands.
+      .replace(/\b((?:ssl)?password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)/gi, '$1***')
   );
 }
 

@@ -1,6 +1,7 @@
 // Turns machine results into text people read: human units, aligned tables that fit a width.
 import { formatDuration } from './duration.js';
 import type { Column, ColumnKind, OperationResult, Row } from './types.js';
+import { showInvisible } from './visible.js';
 
 const BYTE_UNITS = ['bytes', 'kB', 'MB', 'GB', 'TB', 'PB'];
 
@@ -52,7 +53,9 @@ export function formatValue(value: Row[string] | undefined, kind: ColumnKind): s
     const date = new Date(value);
     if (!Number.isNaN(date.getTime())) return `${date.toISOString().slice(0, 19).replace('T', ' ')}Z`;
   }
-  return value.replace(/\s+/g, ' ').trim();
+  // Controls and invisible characters are shown escaped before whitespace collapses: a value can neither
+  // drive a terminal nor hide a character from the person reading it.
+  return showInvisible(value).replace(/\s+/g, ' ').trim();
 }
 
 const RIGHT_ALIGNED: ReadonlySet<ColumnKind> = new Set([
@@ -106,7 +109,7 @@ export function renderTable(
       })
       .join(' '.repeat(separator))
       .trimEnd();
-  const header = line(columns.map((c) => c.label));
+  const header = line(columns.map((c) => showInvisible(c.label, { newlines: false })));
   const rule = widths.map((w) => '-'.repeat(w)).join(' '.repeat(separator));
   return [header, rule, ...cells.map(line)].join('\n');
 }
@@ -117,7 +120,9 @@ export function renderCard(columns: readonly Column[], rows: readonly Row[]): st
   return rows
     .map((row) =>
       columns
-        .map((col) => `${`${col.label}:`.padEnd(width + 1)} ${formatValue(row[col.key], col.kind)}`.trimEnd())
+        .map((col) =>
+          `${`${showInvisible(col.label, { newlines: false })}:`.padEnd(width + 1)} ${formatValue(row[col.key], col.kind)}`.trimEnd(),
+        )
         .join('\n'),
     )
     .join('\n\n');
@@ -136,12 +141,12 @@ function tooWide(result: OperationResult, options: TableOptions): boolean {
 /** A whole result: headline, table (or "no rows"), row count, truncation and notes. */
 export function renderResult(result: OperationResult, options: TableOptions = {}): string {
   const parts: string[] = [];
-  if (result.headline) parts.push(result.headline);
+  if (result.headline) parts.push(showInvisible(result.headline));
   if (result.columns.length > 0) {
     if (result.rows.length === 0) parts.push('(no rows)');
     else if (result.display === 'text') {
       const key = result.columns[0]?.key ?? '';
-      parts.push(result.rows.map((row) => String(row[key] ?? '')).join('\n'));
+      parts.push(result.rows.map((row) => showInvisible(String(row[key] ?? ''))).join('\n'));
       if (result.truncated) parts.push('… more lines (capped)');
     } else if (result.display === 'card') {
       parts.push(renderCard(result.columns, result.rows));
@@ -160,6 +165,6 @@ export function renderResult(result: OperationResult, options: TableOptions = {}
       );
     }
   }
-  for (const note of result.notes ?? []) parts.push(note);
+  for (const note of result.notes ?? []) parts.push(showInvisible(note));
   return parts.join('\n');
 }

@@ -7,6 +7,7 @@ import Cursor from 'pg-cursor';
 import type { ResolvedTarget } from '../config/schema.js';
 import { UserError } from '../core/errors.js';
 import { type Logger, redactSecrets, silentLogger } from '../core/log.js';
+import { FREE_ROWS, reserveRows } from '../core/result-budget.js';
 import { type ErrorLimits, toUserError } from './pg-errors.js';
 import type { QueryLimits, Session, TargetDb } from './types.js';
 
@@ -14,6 +15,24 @@ export interface TargetPoolsOptions {
   /** Sent as application_name on every connection (default "dbops"). */
   applicationName?: string;
   log?: Logger;
+  /** The pids other dbops replicas hold (src/state/backends.ts); without it only this process's count. */
+  sharedPids?: SharedOwnPids;
+}
+
+/** dbops' own backends across replicas: recognised by pid, never by a name a client can choose. */
+export interface SharedOwnPids {
+  /** Pids other replicas hold on `server` (host:port), as last read. */
+  others(server: string): readonly number[];
+  /** This process opened or closed a connection: publish soon. */
+  changed(): void;
+  /** Brings `others` up to date before a transaction starts; cheap when recent, never throws. */
+  refresh(): Promise<void>;
+}
+
+/** One backend this process holds: the server (host:port) and its pid. */
+export interface OwnBackend {
+  server: string;
+  pid: number;
 }
 
 export interface PoolStats {
@@ -146,13 +165,25 @@ class PoolSession implements Session {
     const cursor = this.client.query(new Cursor<T>(sql, [...(params ?? [])]));
     const rows: T[] = [];
     const batch = Math.min(cap + 1, CURSOR_BATCH);
-    // One row past the cap tells whether more existed, without reading them.
-    while (rows.length <= cap) {
-      const want = Math.min(batch, cap + 1 - rows.length);
-      // A failed read leaves the cursor already closed by the server; the error propagates as is.
-      const got = await cursor.read(want);
-      rows.push(...got);
-      if (got.length < want) break;
+    // Past FREE_ROWS a result asks the process-wide budget once for the rest of its cap (src/core/result-budget.ts).
+    let reserved = cap + 1 <= FREE_ROWS;
+    let release: (() => void) | undefined;
+    try {
+      // One row past the cap tells whether more existed, without reading them.
+      while (rows.length <= cap) {
+        if (!reserved && rows.length >= FREE_ROWS) {
+          release = await reserveRows(cap + 1 - rows.length);
+          reserved = true;
+        }
+        const want = Math.min(batch, cap + 1 - rows.length, reserved ? cap + 1 : FREE_ROWS - rows.length);
+        // A failed read leaves the cursor already closed by the server; the error propagates as is.
+        const got = await cursor.read(want);
+        rows.push(...got);
+        if (got.length < want) break;
+      }
+    } finally {
+      // Outside a command's scope the rows are the caller's once returned: the reservation ends here.
+      release?.();
     }
     await cursor.close();
     const truncated = rows.length > cap;
@@ -186,16 +217,23 @@ class BackendRegistry {
   pids(server: string): number[] {
     return [...(this.#byServer.get(server)?.values() ?? [])];
   }
+
+  all(): OwnBackend[] {
+    return [...this.#byServer].flatMap(([server, clients]) =>
+      [...clients.values()].map((pid) => ({ server, pid })),
+    );
+  }
 }
 
 /** host:port exactly as node-postgres resolves the URL (environment defaults, socket directories). */
-function serverKeyOf(url: string): string {
+export function serverKeyOf(url: string): string {
   const resolved = new pg.Client({ connectionString: url });
   return `${resolved.host}:${resolved.port}`;
 }
 
 interface PoolHost {
   readonly registry: BackendRegistry;
+  readonly shared: SharedOwnPids | undefined;
   readonly applicationName: string;
   readonly log: Logger;
   readonly closed: boolean;
@@ -246,7 +284,9 @@ class PooledTargetDb implements TargetDb {
   }
 
   ownPids(): number[] {
-    return this.host.registry.pids(this.serverKey);
+    const mine = this.host.registry.pids(this.serverKey);
+    const others = this.host.shared?.others(this.serverKey) ?? [];
+    return others.length === 0 ? mine : [...new Set([...mine, ...others])];
   }
 
   generation(): number {
@@ -310,6 +350,7 @@ class PooledTargetDb implements TargetDb {
         registry.add(server, client, pid);
         // The first connection after having none: whatever was learnt of the target may be out of date.
         if ((this.#pool?.totalCount ?? 0) <= 1) this.#generation++;
+        this.host.shared?.changed();
       },
     });
     // A connection dropped by the server while idle must never crash the process.
@@ -320,6 +361,7 @@ class PooledTargetDb implements TargetDb {
     pool.on('remove', (client) => {
       registry.remove(server, client);
       if (pool.totalCount === 0) this.#generation++;
+      this.host.shared?.changed();
     });
     this.#pool = pool;
     return pool;
@@ -331,6 +373,7 @@ class PooledTargetDb implements TargetDb {
     overrides?: Partial<QueryLimits>,
   ): Promise<R> {
     const limits = this.#limits(overrides);
+    await this.host.shared?.refresh();
     let client: pg.PoolClient;
     try {
       client = await this.#poolNow().connect();
@@ -405,12 +448,19 @@ class PooledTargetDb implements TargetDb {
 export class TargetPools {
   readonly #targets: Readonly<Record<string, ResolvedTarget>>;
   readonly #dbs = new Map<string, PooledTargetDb>();
-  readonly #host: { registry: BackendRegistry; applicationName: string; log: Logger; closed: boolean };
+  readonly #host: {
+    registry: BackendRegistry;
+    shared: SharedOwnPids | undefined;
+    applicationName: string;
+    log: Logger;
+    closed: boolean;
+  };
 
   constructor(targets: Readonly<Record<string, ResolvedTarget>>, opts: TargetPoolsOptions = {}) {
     this.#targets = targets;
     this.#host = {
       registry: new BackendRegistry(),
+      shared: opts.sharedPids,
       applicationName: opts.applicationName ?? 'dbops',
       log: opts.log ?? silentLogger(),
       closed: false,
@@ -426,6 +476,11 @@ export class TargetPools {
     const db = new PooledTargetDb(target, this.#host);
     this.#dbs.set(name, db);
     return db;
+  }
+
+  /** Every backend this process holds, on every server (published for the other replicas). */
+  ownBackends(): OwnBackend[] {
+    return this.#host.registry.all();
   }
 
   /** Per target: open, idle and waiting counts (zeros for a target never used). */

@@ -1,5 +1,6 @@
 // The state database's schema as an ordered list of versioned migrations, applied once under an advisory lock.
 import type pg from 'pg';
+import { BACKENDS_MIGRATION } from './backends.js';
 
 export interface Migration {
   version: number;
@@ -121,6 +122,8 @@ UPDATE dbops_requests SET lease_until = now() + interval '10 minutes' WHERE stat
 CREATE INDEX dbops_requests_running_lease ON dbops_requests (lease_until) WHERE status = 'running';
 `,
   },
+  // Version 5 is the journal's; versions are applied by number whatever order they land in.
+  BACKENDS_MIGRATION,
 ];
 
 /** Any fixed bigint; every dbops replica uses the same one so their migrations serialize. */

@@ -6,6 +6,7 @@ import type { Core } from '../core/dispatch.js';
 import { isUserError } from '../core/errors.js';
 import { withInvocationFiles } from '../core/invocation-files.js';
 import type { Invocation } from '../core/types.js';
+import { showInvisible } from '../core/visible.js';
 import { describeSaved, saveAttachments } from './attachments.js';
 import { fileByteCap, localInvocationFiles } from './files.js';
 
@@ -36,7 +37,8 @@ export async function runConsole(options: ConsoleOptions): Promise<void> {
     output,
     terminal: 'isTTY' in output && output.isTTY === true,
   });
-  const write = (text: string) => output.write(`${text}\n`);
+  // Everything reaches the terminal through here: no value can send it an escape sequence.
+  const write = (text: string) => output.write(`${showInvisible(text)}\n`);
   const prompt = () => {
     rl.setPrompt(`${as}> `);
     rl.prompt();

@@ -4,7 +4,7 @@ import { bindArguments, tokenize } from '../../src/core/grammar.js';
 import type { AnyOperation, OperationContext, Preview } from '../../src/core/operation.js';
 import { operationContext } from '../../src/core/operation-context.js';
 import type { OperationResult } from '../../src/core/types.js';
-import { TargetPools } from '../../src/engine/target-db.js';
+import { type SharedOwnPids, TargetPools } from '../../src/engine/target-db.js';
 
 export const TEST_LIMITS: Limits = {
   statement_timeout: 5,
@@ -36,9 +36,12 @@ export class OpHarness {
   readonly #targets: Record<string, ResolvedTarget>;
   readonly #backupsDir: string;
 
-  constructor(targets: readonly ResolvedTarget[], options: { backupsDir?: string } = {}) {
+  constructor(
+    targets: readonly ResolvedTarget[],
+    options: { backupsDir?: string; sharedPids?: SharedOwnPids } = {},
+  ) {
     this.#targets = Object.fromEntries(targets.map((t) => [t.name, t]));
-    this.pools = new TargetPools(this.#targets);
+    this.pools = new TargetPools(this.#targets, options.sharedPids ? { sharedPids: options.sharedPids } : {});
     this.#backupsDir = options.backupsDir ?? '/tmp/dbops-test-backups';
   }
 

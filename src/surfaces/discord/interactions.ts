@@ -16,6 +16,7 @@ import { reply as replyOf } from '../../core/dispatch.js';
 import { isUserError } from '../../core/errors.js';
 import { withInvocationFiles } from '../../core/invocation-files.js';
 import type { Reply } from '../../core/reply.js';
+import { withResultScope } from '../../core/result-budget.js';
 import type { Invocation, InvocationFile } from '../../core/types.js';
 import { downloadFile, type RemoteFile } from '../download.js';
 import { fileByteCap } from '../files.js';
@@ -241,18 +242,21 @@ export class DiscordHandlers {
     conversation: Conversation,
     progress: ProgressSink | undefined,
   ): Promise<Reply> {
-    this.#deps.progress.register(inv, progress);
-    const reply = await withInvocationFiles(inv, () => this.#deps.app.core.dispatch(inv));
-    await this.#deps.progress.settle(inv);
-    try {
-      await deliverReply(this.#deps, conversation, reply);
-    } catch (err) {
-      this.#deps.log.error(
-        { err: safeError(err), requestId: reply.requestId },
-        'could not deliver the answer to discord',
-      );
-    }
-    return reply;
+    // The rows of a large result count against the process's budget until the answer is delivered.
+    return await withResultScope(async () => {
+      this.#deps.progress.register(inv, progress);
+      const reply = await withInvocationFiles(inv, () => this.#deps.app.core.dispatch(inv));
+      await this.#deps.progress.settle(inv);
+      try {
+        await deliverReply(this.#deps, conversation, reply);
+      } catch (err) {
+        this.#deps.log.error(
+          { err: safeError(err), requestId: reply.requestId },
+          'could not deliver the answer to discord',
+        );
+      }
+      return reply;
+    });
   }
 
   /** Progress of a command goes in a thread started from its answer ("running…" until it is done). */

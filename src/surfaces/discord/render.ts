@@ -7,6 +7,7 @@ import type { RequestChange } from '../../core/dispatch.js';
 import { formatValue, renderCard, renderTable } from '../../core/render.js';
 import type { Reply } from '../../core/reply.js';
 import type { OperationResult, Row } from '../../core/types.js';
+import { showInvisible } from '../../core/visible.js';
 import type { ApprovalRequest } from '../../state/types.js';
 import type { OutgoingFile, OutgoingMessage } from './api.js';
 import { approvalButtons } from './components.js';
@@ -34,12 +35,18 @@ const FENCE = '```';
 
 /** Text that renders literally: markdown, headings, lists and masked links escaped. */
 export function escapeText(text: string): string {
-  return escapeMarkdown(text, { heading: true, bulletedList: true, numberedList: true, maskedLink: true });
+  return escapeMarkdown(showInvisible(text), {
+    heading: true,
+    bulletedList: true,
+    numberedList: true,
+    maskedLink: true,
+  });
 }
 
 /** Breaks runs of backticks so a value can never close the code block it is shown in. */
 function neutralizeFences(text: string): string {
-  return text.replace(/`(?=`)/g, '`\u200b');
+  // Values first get their own invisible characters escaped; the zero-width space below is ours.
+  return showInvisible(text).replace(/`(?=`)/g, '`\u200b');
 }
 
 export function codeBlock(text: string): string {
@@ -199,7 +206,7 @@ export function renderResultReply(reply: Reply): OutgoingMessage {
  * is, several lines in code blocks (the core aligns tables with spaces), split at line boundaries.
  */
 export function renderText(text: string, maxMessages: number = LIMITS.privateMessages): OutgoingMessage[] {
-  const trimmed = text.trim();
+  const trimmed = showInvisible(text).trim();
   if (!trimmed.includes('\n') && trimmed.length <= LIMITS.content) return [{ content: trimmed }];
   const room = LIMITS.content - (FENCE.length * 2 + 4);
   const chunks: string[] = [];
@@ -281,7 +288,11 @@ function embedLength(embed: APIEmbed): number {
 }
 
 function field(name: string, value: string, inline = false): APIEmbedField {
-  return { name: clip(name, LIMITS.fieldName), value: clip(value || '—', LIMITS.fieldValue), inline };
+  return {
+    name: clip(showInvisible(name), LIMITS.fieldName),
+    value: clip(showInvisible(value) || '—', LIMITS.fieldValue),
+    inline,
+  };
 }
 
 export interface CardContext {

@@ -9,6 +9,7 @@
 // none is held longer than MAX_HOLD_MS, so a steady stream never starves the work. On a machine with few
 // cores the queries and API calls of a burst's first commands would otherwise slow the acks of the rest.
 import { createServer, type IncomingMessage } from 'node:http';
+import type { Socket } from 'node:net';
 import { parentPort, workerData } from 'node:worker_threads';
 import { MAX_BODY_BYTES, parseBody, type RefusalReason, signatureProblem } from './signed-requests.js';
 
@@ -33,6 +34,8 @@ export interface AckThreadData {
   healthPath: string;
   /** Set by the main thread: 1 while it takes work (the health path answers 200), 0 otherwise. */
   health: Int32Array;
+  /** From connect to a request's complete headers (default HEADERS_TIMEOUT_MS); tests shorten it. */
+  headersTimeoutMs?: number;
 }
 
 /** What the thread tells the main thread. */
@@ -74,8 +77,16 @@ function run(port: NonNullable<typeof parentPort>, data: AckThreadData): void {
     if (closing) pass();
     else timer ??= setTimeout(pass, 1);
   };
+  const headersTimeoutMs = data.headersTimeoutMs ?? HEADERS_TIMEOUT_MS;
+  /** Sockets accepted whose first request has not sent its headers yet, with their deadline. */
+  const silent = new Map<Socket, NodeJS.Timeout>();
   // The request timeouts below are enforced on this interval (Node's default: every 30 s).
   const server = createServer({ connectionsCheckingInterval: 2_000 }, (req, res) => {
+    const deadline = silent.get(req.socket);
+    if (deadline) {
+      clearTimeout(deadline);
+      silent.delete(req.socket);
+    }
     inProgress += 1;
     lastActivity = performance.now();
     res.once('close', () => {
@@ -152,10 +163,25 @@ function run(port: NonNullable<typeof parentPort>, data: AckThreadData): void {
   });
   // Slack sends a whole request at once: a client that trickles its headers or body is cut off instead of
   // holding a connection for Node's defaults (60 s for headers, 300 s for the request).
-  server.headersTimeout = HEADERS_TIMEOUT_MS;
-  server.requestTimeout = REQUEST_TIMEOUT_MS;
-  server.on('connection', () => {
+  server.headersTimeout = headersTimeoutMs;
+  server.requestTimeout = Math.max(REQUEST_TIMEOUT_MS, headersTimeoutMs);
+  // Node starts its header clock at a request's first byte: a connection that never sends one would be
+  // held for ever. The deadline here starts at connect and ends when the first request's headers are in
+  // (later requests on a kept-alive socket are covered by Node's keep-alive and header timeouts).
+  server.on('connection', (socket: Socket) => {
     lastActivity = performance.now();
+    const timer = setTimeout(() => {
+      silent.delete(socket);
+      // As Node answers a request whose headers came too slowly; then the socket goes whatever happens.
+      if (socket.writable) socket.end('HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n\r\n');
+      setTimeout(() => socket.destroy(), 1_000).unref();
+    }, headersTimeoutMs);
+    timer.unref();
+    silent.set(socket, timer);
+    socket.once('close', () => {
+      clearTimeout(silent.get(socket));
+      silent.delete(socket);
+    });
   });
   server.once('error', (err) => tell({ type: 'failed', message: err.message }));
   server.listen(data.port, () => {

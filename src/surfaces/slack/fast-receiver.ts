@@ -28,6 +28,8 @@ export interface FastAckReceiverOptions {
   onThreadLost?: (why: string) => void;
   /** The module the thread runs (default: ack-thread.js beside this one); tests wrap it. */
   threadModule?: URL;
+  /** From connect to a request's complete headers (default 10 s); tests shorten it. */
+  headersTimeoutMs?: number;
 }
 
 /**
@@ -95,6 +97,9 @@ export class FastAckReceiver implements Receiver {
       path: this.#options.path,
       healthPath: this.#options.healthPath,
       health: this.#health,
+      ...(this.#options.headersTimeoutMs !== undefined
+        ? { headersTimeoutMs: this.#options.headersTimeoutMs }
+        : {}),
     };
     let worker: Worker;
     try {

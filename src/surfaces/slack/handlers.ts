@@ -7,6 +7,7 @@ import { withInvocationFiles } from '../../core/invocation-files.js';
 import type { Logger } from '../../core/log.js';
 import { redactSecrets } from '../../core/log.js';
 import type { Reply } from '../../core/reply.js';
+import { withResultScope } from '../../core/result-budget.js';
 import type { Invocation, InvocationFile } from '../../core/types.js';
 import { downloadFile, type RemoteFile } from '../download.js';
 import { fileByteCap } from '../files.js';
@@ -99,21 +100,23 @@ export function registerHandlers(deps: HandlerDeps): void {
     }
   }
 
-  async function run(inv: Invocation, conversation: Conversation): Promise<Reply> {
-    deps.conversations.set(inv, conversation);
-    const reply = await withInvocationFiles(inv, () => app.core.dispatch(inv));
-    try {
-      await threads.deliver(reply, conversation);
-    } catch (err) {
-      log.error(
-        { err: errText(err), requestId: reply.requestId, status: reply.status },
-        'slack: reply not delivered',
-      );
-      const text = `dbops could not post its answer here (ref ${reply.requestId ?? 'none'}): ${reply.message}`;
-      await conversation.ephemeral({ text, blocks: [section(text)] }).catch(() => {});
-    }
-    return reply;
-  }
+  // The rows of a large result count against the process's budget until the answer is delivered.
+  const run = (inv: Invocation, conversation: Conversation): Promise<Reply> =>
+    withResultScope(async () => {
+      deps.conversations.set(inv, conversation);
+      const reply = await withInvocationFiles(inv, () => app.core.dispatch(inv));
+      try {
+        await threads.deliver(reply, conversation);
+      } catch (err) {
+        log.error(
+          { err: errText(err), requestId: reply.requestId, status: reply.status },
+          'slack: reply not delivered',
+        );
+        const text = `dbops could not post its answer here (ref ${reply.requestId ?? 'none'}): ${reply.message}`;
+        await conversation.ephemeral({ text, blocks: [section(text)] }).catch(() => {});
+      }
+      return reply;
+    });
 
   /** Downloads a mention's files with the bot token; undefined (and the reason said privately) on failure. */
   async function download(

@@ -4,6 +4,7 @@ import { resultToCsv } from '../../core/csv.js';
 import { formatCount, formatValue, renderCard, renderTable, type TableOptions } from '../../core/render.js';
 import type { Reply } from '../../core/reply.js';
 import type { Column, OperationResult, Row } from '../../core/types.js';
+import { showInvisible } from '../../core/visible.js';
 
 export type Block = types.KnownBlock;
 
@@ -37,7 +38,7 @@ export interface RenderedMessage {
 
 /** Escapes the three characters Slack reads as markup, so text can neither ping, link nor break a block. */
 export function escapeText(text: string): string {
-  return text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+  return showInvisible(text).replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 }
 
 /** Cuts text to a length, marking the cut. */
@@ -57,7 +58,7 @@ export function codeBlock(text: string): string {
 
 /** mrkdwn that Slack shows as given: no automatic links, channel names or @here parsing (verbatim). */
 export function mrkdwn(text: string): types.MrkdwnElement {
-  return { type: 'mrkdwn', text: clip(text, SLACK_LIMITS.text), verbatim: true };
+  return { type: 'mrkdwn', text: clip(showInvisible(text), SLACK_LIMITS.text), verbatim: true };
 }
 
 export function section(text: string): types.SectionBlock {
