@@ -9,6 +9,7 @@ import blocking from './blocking.js';
 import cacheHit from './cache-hit.js';
 import cancelQuery from './cancel-query.js';
 import connections from './connections.js';
+import describe from './describe.js';
 import duplicateIndexes from './duplicate-indexes.js';
 import exportTable from './export.js';
 import extensions from './extensions.js';
@@ -28,6 +29,7 @@ import settings from './settings.js';
 import sizes from './sizes.js';
 import slowQueries from './slow-queries.js';
 import tableSizes from './table-sizes.js';
+import tables from './tables.js';
 import terminate from './terminate.js';
 import unusedIndexes from './unused-indexes.js';
 import vacuum from './vacuum.js';
@@ -38,6 +40,9 @@ import wraparound from './wraparound.js';
 export const catalog = [
   // the incident checklist first
   health,
+  // schema
+  tables,
+  describe,
   // sizes and indexes
   sizes,
   tableSizes,
