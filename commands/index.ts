@@ -8,6 +8,7 @@ import bloat from './bloat.js';
 import blocking from './blocking.js';
 import cacheHit from './cache-hit.js';
 import cancelQuery from './cancel-query.js';
+import checkIndexes from './check-indexes.js';
 import connections from './connections.js';
 import describe from './describe.js';
 import duplicateIndexes from './duplicate-indexes.js';
@@ -65,6 +66,7 @@ export const catalog = [
   // maintenance and data health
   vacuumStats,
   bloat,
+  checkIndexes,
   wraparound,
   sequences,
   slowQueries,
