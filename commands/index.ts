@@ -21,6 +21,7 @@ import indexUsage from './index-usage.js';
 import killIdle from './kill-idle.js';
 import locks from './locks.js';
 import longRunning from './long-running.js';
+import privileges from './privileges.js';
 import reindex from './reindex.js';
 import replication from './replication.js';
 import restore from './restore.js';
@@ -73,6 +74,7 @@ export const catalog = [
   replication,
   settings,
   extensions,
+  privileges,
   vacuum,
   analyze,
   reindex,
