@@ -5,177 +5,27 @@ import { defineOperation } from '../src/core/operation.js';
 import { formatBytes, formatCount } from '../src/core/render.js';
 import type { Relation } from '../src/engine/relations.js';
 import type { Session } from '../src/engine/types.js';
-import { DDL_LOCKED_CTE, tableDdlLocked, tableSizeColumns } from './lib/relation-sizes.js';
+import {
+  CONSTRAINTS_SQL,
+  type ColumnRow,
+  type ConstraintRow,
+  columnsSql,
+  FOREIGN_KEYS_SQL,
+  type ForeignKeyRow,
+  INDEXES_SQL,
+  INHERITANCE_SQL,
+  type IndexRow,
+  type InheritanceRow,
+  RELATION_SQL,
+  type RelationRow,
+  TRIGGERS_SQL,
+  type TriggerRow,
+} from './lib/describe-catalog.js';
 import { resolveTable } from './lib/table-name.js';
 import { columns, nameList, textResult, wrap } from './lib/text-lines.js';
 
-/** The relation itself: owner, persistence, partitioning, comment and sizes (none while DDL holds it). */
-export const RELATION_SQL = `
-WITH ${DDL_LOCKED_CTE},
-rel AS (SELECT c.*, ${tableDdlLocked('c')} AS locked FROM pg_class c WHERE c.oid = $1::oid)
-SELECT format('%I.%I', n.nspname, c.relname) AS qualified,
-       pg_get_userbyid(c.relowner) AS owner,
-       c.relpersistence::text AS persistence,
-       c.relrowsecurity AS rls, c.relforcerowsecurity AS rls_forced,
-       CASE WHEN c.reltuples < 0 THEN NULL ELSE c.reltuples::bigint END AS rows,
-       am.amname AS access_method,
-       array_to_string(c.reloptions, ', ') AS options,
-       obj_description(c.oid, 'pg_class') AS comment,
-       CASE WHEN c.relkind = 'p' THEN pg_get_partkeydef(c.oid) END AS partition_key,
-       CASE WHEN c.relispartition THEN pg_get_expr(c.relpartbound, c.oid) END AS partition_bound,
-       CASE WHEN c.relkind IN ('v', 'm') THEN pg_get_viewdef(c.oid, true) END AS view_definition,
-       c.locked,
-       s.total_bytes, s.table_bytes, s.index_bytes, s.toast_bytes
-FROM rel c
-JOIN pg_namespace n ON n.oid = c.relnamespace
-LEFT JOIN pg_am am ON am.oid = c.relam
-LEFT JOIN LATERAL (SELECT ${tableSizeColumns('c')} WHERE NOT c.locked AND c.relkind <> 'v') s ON true`;
-
-/** Columns in order; `$2` says whether pg_attribute has attcompression (PostgreSQL 14+). */
-function columnsSql(hasCompression: boolean): string {
-  return `
-SELECT a.attname AS name,
-       format_type(a.atttypid, a.atttypmod) AS type,
-       a.attnotnull AS not_null,
-       pg_get_expr(d.adbin, d.adrelid) AS default_expr,
-       a.attidentity::text AS identity,
-       a.attgenerated::text AS generated,
-       CASE WHEN a.attcollation <> 0 AND a.attcollation <> t.typcollation
-            THEN (SELECT CASE WHEN cn.nspname = 'pg_catalog' THEN quote_ident(co.collname)
-                              ELSE format('%I.%I', cn.nspname, co.collname) END
-                  FROM pg_collation co JOIN pg_namespace cn ON cn.oid = co.collnamespace
-                  WHERE co.oid = a.attcollation) END AS collation,
-       CASE WHEN a.attstorage <> t.typstorage THEN a.attstorage::text END AS storage,
-       ${hasCompression ? `NULLIF(a.attcompression::text, '')` : 'NULL::text'} AS compression,
-       col_description(a.attrelid, a.attnum) AS comment
-FROM pg_attribute a
-JOIN pg_type t ON t.oid = a.atttypid
-LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
-WHERE a.attrelid = $1::oid AND a.attnum > 0 AND NOT a.attisdropped
-ORDER BY a.attnum`;
-}
-
-/** Indexes with the constraint each backs; `prefix_*` are the two ways pg_get_indexdef starts. */
-export const INDEXES_SQL = `
-SELECT quote_ident(ic.relname) AS name, am.amname AS method,
-       i.indisprimary AS is_primary, i.indisunique AS is_unique, i.indisvalid AS is_valid,
-       i.indisclustered AS is_clustered, i.indisreplident AS is_replica_identity,
-       con.contype::text AS constraint_type,
-       pg_get_indexdef(i.indexrelid) AS definition,
-       format('%I.%I', tn.nspname, tc.relname) AS table_name
-FROM pg_index i
-JOIN pg_class ic ON ic.oid = i.indexrelid
-JOIN pg_am am ON am.oid = ic.relam
-JOIN pg_class tc ON tc.oid = i.indrelid
-JOIN pg_namespace tn ON tn.oid = tc.relnamespace
-LEFT JOIN pg_constraint con
-  ON con.conindid = i.indexrelid AND con.conrelid = i.indrelid AND con.contype IN ('p', 'u', 'x')
-WHERE i.indrelid = $1::oid
-ORDER BY i.indisprimary DESC, i.indisunique DESC, ic.relname`;
-
-/** Primary key, unique, exclusion and check constraints (NOT NULL is shown on its column). */
-export const CONSTRAINTS_SQL = `
-SELECT quote_ident(con.conname) AS name, con.contype::text AS type,
-       pg_get_constraintdef(con.oid, true) AS definition, con.convalidated AS validated
-FROM pg_constraint con
-WHERE con.conrelid = $1::oid AND con.contype IN ('p', 'u', 'x', 'c')
-ORDER BY array_position(ARRAY['p', 'u', 'x', 'c']::"char"[], con.contype), con.conname`;
-
-/** Foreign keys of this table (`out`) and of other tables that point at it (`in`), each once. */
-export const FOREIGN_KEYS_SQL = `
-SELECT CASE WHEN con.conrelid = $1::oid THEN 'out' ELSE 'in' END AS direction,
-       quote_ident(con.conname) AS name,
-       format('%I.%I', n.nspname, c.relname) AS table_name,
-       pg_get_constraintdef(con.oid, true) AS definition, con.convalidated AS validated
-FROM pg_constraint con
-JOIN pg_class c ON c.oid = con.conrelid
-JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE con.contype = 'f'
-  AND (con.conrelid = $1::oid OR (con.confrelid = $1::oid AND con.conparentid = 0))
-ORDER BY 1 DESC, 3, 2`;
-
-export const TRIGGERS_SQL = `
-SELECT quote_ident(t.tgname) AS name, t.tgenabled::text AS enabled, pg_get_triggerdef(t.oid, true) AS definition
-FROM pg_trigger t
-WHERE t.tgrelid = $1::oid AND NOT t.tgisinternal
-ORDER BY t.tgname`;
-
-/** Parents (inheritance or the partitioned table) and children (partitions with their bounds). */
-export const INHERITANCE_SQL = `
-SELECT CASE WHEN i.inhrelid = $1::oid THEN 'parent' ELSE 'child' END AS role,
-       format('%I.%I', n.nspname, c.relname) AS table_name,
-       c.relispartition AS is_partition,
-       CASE WHEN i.inhparent = $1::oid AND c.relispartition THEN pg_get_expr(c.relpartbound, c.oid) END AS bound
-FROM pg_inherits i
-JOIN pg_class c ON c.oid = CASE WHEN i.inhrelid = $1::oid THEN i.inhparent ELSE i.inhrelid END
-JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE i.inhrelid = $1::oid OR i.inhparent = $1::oid
-ORDER BY 1 DESC, 2`;
-
-interface RelationRow {
-  qualified: string;
-  owner: string;
-  persistence: string;
-  rls: boolean;
-  rls_forced: boolean;
-  rows: number | null;
-  access_method: string | null;
-  options: string | null;
-  comment: string | null;
-  partition_key: string | null;
-  partition_bound: string | null;
-  view_definition: string | null;
-  locked: boolean;
-  total_bytes: number | null;
-  table_bytes: number | null;
-  index_bytes: number | null;
-  toast_bytes: number | null;
-}
-interface ColumnRow {
-  name: string;
-  type: string;
-  not_null: boolean;
-  default_expr: string | null;
-  identity: string;
-  generated: string;
-  collation: string | null;
-  storage: string | null;
-  compression: string | null;
-  comment: string | null;
-}
-interface IndexRow {
-  name: string;
-  method: string;
-  is_primary: boolean;
-  is_unique: boolean;
-  is_valid: boolean;
-  is_clustered: boolean;
-  is_replica_identity: boolean;
-  constraint_type: string | null;
-  definition: string;
-  table_name: string;
-}
-interface ConstraintRow {
-  name: string;
-  type: string;
-  definition: string;
-  validated: boolean;
-}
-interface ForeignKeyRow extends ConstraintRow {
-  direction: 'in' | 'out';
-  table_name: string;
-}
-interface TriggerRow {
-  name: string;
-  enabled: string;
-  definition: string;
-}
-interface InheritanceRow {
-  role: 'parent' | 'child';
-  table_name: string;
-  is_partition: boolean;
-  bound: string | null;
-}
+/** In place of a definition that would have waited for the DDL lock on the table. */
+const NOT_READ = '(not read: DDL lock)';
 
 const STORAGE = { p: 'plain', e: 'external', m: 'main', x: 'extended' } as const;
 const TRIGGER_STATE: Record<string, string> = {
@@ -196,6 +46,7 @@ const CHILDREN_LISTED = 30;
 
 /** The index's method and columns (`btree (id) WHERE …`): pg_get_indexdef without its CREATE … USING head. */
 export function indexBody(index: IndexRow): string {
+  if (index.definition === null) return `${index.method}, definition not read: a DDL lock is held or awaited`;
   for (const unique of ['UNIQUE ', '']) {
     for (const only of ['ONLY ', '']) {
       const head = `CREATE ${unique}INDEX ${index.name} ON ${only}${index.table_name} USING `;
@@ -225,8 +76,8 @@ function columnDetails(c: ColumnRow): string {
   if (c.not_null) parts.push('not null');
   if (c.identity === 'a') parts.push('generated always as identity');
   else if (c.identity === 'd') parts.push('generated by default as identity');
-  else if (c.generated === 's') parts.push(`generated always as (${c.default_expr ?? ''}) stored`);
-  else if (c.default_expr !== null) parts.push(`default ${c.default_expr}`);
+  else if (c.generated === 's') parts.push(`generated always as (${c.default_expr ?? NOT_READ}) stored`);
+  else if (c.has_default) parts.push(`default ${c.default_expr ?? NOT_READ}`);
   if (c.collation !== null) parts.push(`collate ${c.collation}`);
   if (c.storage !== null) parts.push(`storage ${STORAGE[c.storage as keyof typeof STORAGE] ?? c.storage}`);
   if (c.compression !== null) parts.push(`compression ${c.compression}`);
@@ -254,11 +105,12 @@ async function describeLines(session: Session, relation: Relation, version: numb
   const oid = [relation.oid];
   const [rel] = await session.query<RelationRow>(RELATION_SQL, oid);
   if (!rel) throw new Error(`relation ${relation.oid} vanished while it was described`);
-  const cols = await session.query<ColumnRow>(columnsSql(version >= 140000), oid);
+  const guarded = [relation.oid, rel.locked];
+  const cols = await session.query<ColumnRow>(columnsSql(version >= 140000), guarded);
   const indexes = await session.query<IndexRow>(INDEXES_SQL, oid);
-  const constraints = await session.query<ConstraintRow>(CONSTRAINTS_SQL, oid);
+  const constraints = await session.query<ConstraintRow>(CONSTRAINTS_SQL, guarded);
   const keys = await session.query<ForeignKeyRow>(FOREIGN_KEYS_SQL, oid);
-  const triggers = await session.query<TriggerRow>(TRIGGERS_SQL, oid);
+  const triggers = await session.query<TriggerRow>(TRIGGERS_SQL, guarded);
   const family = await session.query<InheritanceRow>(INHERITANCE_SQL, oid);
   const kind = KIND_WORDS[relation.relkind] ?? relation.relkind;
 
@@ -291,11 +143,12 @@ async function describeLines(session: Session, relation: Relation, version: numb
       indexes.flatMap((i) => wrap(`  ${i.name}: ${indexFlags(i)}`, 6)),
     ),
   );
-  const notValid = (c: ConstraintRow) => (c.validated ? '' : ' (NOT VALID: existing rows unchecked)');
+  const notValid = (c: { validated: boolean }) =>
+    c.validated ? '' : ' (NOT VALID: existing rows unchecked)';
   lines.push(
     ...section(
       'Constraints',
-      constraints.flatMap((c) => wrap(`  ${c.name}: ${c.definition}${notValid(c)}`, 6)),
+      constraints.flatMap((c) => wrap(`  ${c.name}: ${c.definition ?? NOT_READ}${notValid(c)}`, 6)),
     ),
   );
   const out = keys.filter((k) => k.direction === 'out');
@@ -316,7 +169,7 @@ async function describeLines(session: Session, relation: Relation, version: numb
     ...section(
       'Triggers',
       triggers.flatMap((t) => {
-        const body = t.definition.replace(/^CREATE (CONSTRAINT )?TRIGGER /, '');
+        const body = t.definition?.replace(/^CREATE (CONSTRAINT )?TRIGGER /, '') ?? `${t.name} ${NOT_READ}`;
         const state = TRIGGER_STATE[t.enabled] ?? t.enabled;
         return wrap(`  [${state}] ${body}`, 6);
       }),
@@ -429,6 +282,12 @@ export default defineOperation({
       const notes: string[] = [];
       if (lines.length > cap)
         notes.push(`first ${cap} of ${lines.length} lines (row cap); --json has it all`);
+      if (rel.locked) {
+        notes.push(
+          'a DDL lock is held or awaited on this table (a migration?): sizes, defaults and definitions ' +
+            `that would wait for it are left out; /db blocking ${ctx.target.name} shows who holds it`,
+        );
+      }
       const invalid = indexes.filter((i) => !i.is_valid);
       if (invalid.length > 0) {
         notes.push(

@@ -8,7 +8,7 @@ import tables, { searchPattern } from '../commands/tables.js';
 import { UserError } from '../src/core/errors.js';
 import { renderResult } from '../src/core/render.js';
 import type { OperationResult } from '../src/core/types.js';
-import { adminQuery, createDatabase, majors } from './helpers/db.js';
+import { adminQuery, createDatabase, majors, openClient } from './helpers/db.js';
 import { OpHarness, testTarget } from './helpers/ops.js';
 
 const LONG_DEFAULT = `'${'a long default value that will not fit on one line of chat '.repeat(3)}'::text`;
@@ -308,6 +308,36 @@ describe.each(majors())('PostgreSQL %i', (major) => {
     expect(hostile.message).toMatch(/^no table matching x\); DROP TABLE orders; --/);
     const [{ n } = { n: '0' }] = await sql<{ n: string }>(`SELECT count(*) AS n FROM orders`);
     expect(Number(n)).toBe(2000);
+  });
+
+  it('a table locked by a migration is described and listed without waiting, its size marked', async () => {
+    const holder = await openClient(url, 'migration');
+    try {
+      await holder.query('BEGIN');
+      await holder.query('LOCK TABLE orders IN ACCESS EXCLUSIVE MODE');
+      const started = Date.now();
+      const described = await harness.run(describeOp, 't', 'orders');
+      expect(described.data?.sizes).toBeNull();
+      expect(lines(described)).toContain(
+        '2,000 rows (est.); size not read: a DDL lock is held or awaited on it',
+      );
+      expect(field<unknown[]>(described, 'columns').length).toBe(4);
+      const text = flat(described);
+      expect(text).toMatch(/ id +bigint +not null, default \(not read: DDL lock\)/);
+      expect(text).toContain('orders_pkey: PRIMARY KEY, btree, definition not read');
+      expect(text).toContain('orders_total_positive: (not read: DDL lock)');
+      expect(text).toContain('orders_customer_id_fkey: FOREIGN KEY (customer_id) REFERENCES customers(id)');
+      expect(described.notes?.[0]).toMatch(/^a DDL lock is held or awaited on this table/);
+      const listed = await harness.run(tables, 't', '--search orders');
+      expect(
+        field<{ name: string; lockedByDdl: boolean; totalBytes: number | null }[]>(listed, 'tables'),
+      ).toEqual([expect.objectContaining({ name: 'orders', lockedByDdl: true, totalBytes: null })]);
+      expect(lines(listed).some((l) => /^public\.orders\s.*\slocked$/.test(l))).toBe(true);
+      // Far below the lock_timeout a size function would have waited for, times two reads.
+      expect(Date.now() - started).toBeLessThan(30_000);
+    } finally {
+      await holder.end();
+    }
   });
 
   it('a role without rights on the table still gets the description (catalog reads only)', async () => {
