@@ -189,8 +189,9 @@ export default defineOperation({
     'partitions and TOAST), each in its own read-only transaction so one failure hides none of the ' +
     'others and no lock outlives its check. --heapallindexed also verifies that every table row has its ' +
     'index entry (reads the whole table). --parent uses bt_index_parent_check, which checks parent/child ' +
-    'page links too but holds a ShareLock that blocks writes to the table while it runs: it counts as a ' +
-    'write and cannot run on a standby. Temporary, invalid and (on a standby) unlogged indexes are ' +
+    'page links too but holds a ShareLock that blocks writes to the table while each of its indexes is ' +
+    'checked (at most the statement timeout; lock_timeout keeps it from queueing in front of writers), and ' +
+    'cannot run on a standby: use it in a quiet hour. Temporary, invalid and (on a standby) unlogged indexes are ' +
     'skipped with the reason. A corrupt index gets the command that rebuilds it (REINDEX INDEX ' +
     'CONCURRENTLY). Without amcheck or without EXECUTE on it, the answer is the exact statement to run. ' +
     '--timeout is the statement timeout of each check (default: the target’s); --system includes ' +
@@ -203,8 +204,9 @@ export default defineOperation({
     timeout: durationArg().optional(),
     system: flagArg(),
   }),
+  // --parent stays a read: it changes nothing, lock_timeout keeps its ShareLock from queueing in front of
+  // writers, and the answer says how long writes to each table may have waited (one check at most).
   risk: 'read',
-  riskFor: (args) => (args.parent ? 'write' : 'read'),
   async run(ctx) {
     const { heapallindexed, parent } = ctx.args;
     const setup = await ctx.db.read(async (session) => {
@@ -301,6 +303,13 @@ export default defineOperation({
           'unique index", find and fix the duplicate rows first',
         'corruption often means failing storage or a crash without fsync: check the server logs and the ' +
           'disk, and that the latest backup verifies (verify-backup)',
+      );
+    }
+    if (parent && checked > 0) {
+      const limit = ctx.args.timeout ?? ctx.limits.statement_timeout;
+      notes.push(
+        'bt_index_parent_check held a ShareLock on each table while its indexes were checked: writes ' +
+          `to it waited meanwhile (at most ${limit}s per index)`,
       );
     }
     const others = (['locked', 'timeout', 'gone', 'error'] as const).filter((s) => count(s) > 0);

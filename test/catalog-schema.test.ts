@@ -4,7 +4,9 @@ import { randomBytes } from 'node:crypto';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import describeOp from '../commands/describe.js';
+import { catalog } from '../commands/index.js';
 import tables, { searchPattern } from '../commands/tables.js';
+import { Catalog } from '../src/core/catalog.js';
 import { UserError } from '../src/core/errors.js';
 import { renderResult } from '../src/core/render.js';
 import type { OperationResult } from '../src/core/types.js';
@@ -81,6 +83,17 @@ async function failure(promise: Promise<unknown>): Promise<UserError> {
   }
   throw new Error('expected a UserError');
 }
+
+describe('the catalog', () => {
+  it('holds tables, describe, check-indexes and privileges as valid read operations', () => {
+    const built = new Catalog([...catalog]);
+    for (const name of ['tables', 'describe', 'check-indexes', 'privileges']) {
+      const spec = built.get(name);
+      expect(spec?.risk).toBe('read');
+      expect(spec?.usage.startsWith(`${name} <target>`)).toBe(true);
+    }
+  });
+});
 
 describe('searchPattern', () => {
   it('matches anywhere without wildcards, and LIKE characters match themselves', () => {
