@@ -314,6 +314,10 @@ describe.each(majors())('PostgreSQL %i', (major) => {
     expect(typo.message).toBe('no table matching custmers — did you mean `customers`?');
     const odd = await failure(harness.run(describeOp, 't', `'"unclosed'`));
     expect(odd.message).toMatch(/^no table matching "unclosed/);
+    for (const name of ['other_db.public.orders', 'w.x.y.z', 'public.']) {
+      const bad = await failure(harness.run(describeOp, 't', name));
+      expect(bad.message).toMatch(/^no table matching /);
+    }
     const index = await failure(harness.run(describeOp, 't', 'orders_pkey'));
     expect(index.message).toBe('"public"."orders_pkey" is an index, not a table');
     // A hostile name is data, never SQL.

@@ -51,11 +51,14 @@ async function byRegclass(session: Session, typed: string): Promise<Found | unde
     await session.query('RELEASE SAVEPOINT dbops_table_name');
     return row;
   } catch (err) {
-    // 42602 invalid_name, 42P01 / 3F000 (missing schema on old versions): not a name SQL can read.
+    // Not a name SQL can read: invalid name (42602), improper qualification (42601), cross-database
+    // reference `a.b.c` (0A000), missing schema (3F000) — the literal lookup gets its turn.
     await session.query('ROLLBACK TO SAVEPOINT dbops_table_name');
     await session.query('RELEASE SAVEPOINT dbops_table_name');
     const code = (err as { code?: unknown }).code;
-    if (code === '42602' || code === '3F000' || code === '42P01') return undefined;
+    if (typeof code === 'string' && (code.startsWith('42') || code === '0A000' || code === '3F000')) {
+      return undefined;
+    }
     throw err;
   }
 }
