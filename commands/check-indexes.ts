@@ -256,7 +256,9 @@ export default defineOperation({
     }
 
     const fn = `${quoteIdent(amcheck.schema)}.${parent ? 'bt_index_parent_check' : 'bt_index_check'}`;
-    const limits = ctx.args.timeout === undefined ? {} : { statementTimeoutMs: ctx.args.timeout * 1000 };
+    // statement_timeout 0 would mean no limit at all: a check always has one.
+    const limits =
+      ctx.args.timeout === undefined ? {} : { statementTimeoutMs: Math.max(1, ctx.args.timeout) * 1000 };
     const outcomes: Outcome[] = [];
     for (const [n, index] of indexes.entries()) {
       const base = { index: index.name, table: index.table_name, bytes: Number(index.bytes) };

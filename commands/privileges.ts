@@ -43,6 +43,9 @@ FROM pg_namespace n
 WHERE ${userSchema('n')}
 ORDER BY n.nspname`;
 
+/** Relations whose rights are read; beyond, the answer says it looked at the first ones only. */
+const RELATIONS_READ = 20_000;
+
 export const TABLE_PRIVILEGES = [
   'SELECT',
   'INSERT',
@@ -71,7 +74,7 @@ SELECT n.nspname AS schema, c.relname AS name, format('%I.%I', n.nspname, c.reln
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S') AND NOT c.relispartition AND ${userSchema('n')}
 ORDER BY n.nspname, c.relname
-LIMIT 20000`;
+LIMIT ${RELATIONS_READ}`;
 
 /** Default privileges that give the role (or PUBLIC) rights on objects created later. $1 = role oid. */
 export const DEFAULTS_SQL = `
@@ -252,13 +255,18 @@ export default defineOperation({
       );
 
       const warnings = findings.filter((f) => f.status === 'warn').length;
-      const notes =
-        app === null
+      const capped = [app, bot].some((r) => r !== null && r.relations.length >= RELATIONS_READ);
+      const notes = capped
+        ? [`only the first ${RELATIONS_READ} tables, views and sequences (by schema and name) were read`]
+        : [];
+      notes.push(
+        ...(app === null
           ? [
               'no application role given: name one (privileges <target> <role>) or set ' +
                 'settings.dbops.app_role for this target in the config',
             ]
-          : [];
+          : []),
+      );
       const reportData = (r: RoleReport) => ({
         name: r.role.name,
         attributes: attributes(r.role).split(' '),
