@@ -206,14 +206,15 @@ async function describeLines(session: Session, relation: Relation, version: numb
     kind,
     owner: rel.owner,
     rows: rel.rows === null ? null : Number(rel.rows),
-    sizes: rel.locked
-      ? null
-      : {
-          totalBytes: Number(rel.total_bytes ?? 0),
-          tableBytes: Number(rel.table_bytes ?? 0),
-          indexBytes: Number(rel.index_bytes ?? 0),
-          toastBytes: Number(rel.toast_bytes ?? 0),
-        },
+    sizes:
+      rel.locked || kind === 'view'
+        ? null
+        : {
+            totalBytes: Number(rel.total_bytes ?? 0),
+            tableBytes: Number(rel.table_bytes ?? 0),
+            indexBytes: Number(rel.index_bytes ?? 0),
+            toastBytes: Number(rel.toast_bytes ?? 0),
+          },
     comment: rel.comment,
     columns: cols.map((c) => ({
       name: c.name,

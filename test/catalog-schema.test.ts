@@ -46,6 +46,7 @@ CREATE TABLE "Odd Schema"."My ""Quoted"" Table ü" (
   id int PRIMARY KEY, "Mixed Col" text, order_ref bigint REFERENCES orders (id)
 );
 CREATE TABLE "MixedCase" (x int);
+CREATE VIEW big_orders AS SELECT id, total FROM orders WHERE total > 100;
 CREATE TABLE ${LONG_NAME} (x int);
 CREATE TABLE measurements (id int, at date) PARTITION BY RANGE (at);
 CREATE TABLE measurements_2024 PARTITION OF measurements FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');
@@ -296,6 +297,16 @@ describe.each(majors())('PostgreSQL %i', (major) => {
     expect(flat(child)).toContain(
       "partition of public.measurements FOR VALUES FROM ('2025-01-01') TO ('2026-01-01')",
     );
+  });
+
+  it('describe shows a view with its columns and definition, and no size', async () => {
+    const view = await harness.run(describeOp, 't', 'big_orders');
+    expect(view.headline).toBe('public.big_orders: 2 columns, 0 indexes');
+    const text = lines(view);
+    expect(text[1]).toBe('public.big_orders: view, owner postgres');
+    expect(text).toContain('Definition');
+    expect(flat(view)).toMatch(/FROM orders WHERE \(?(orders\.)?total > 100::numeric\)?;/);
+    expect(view.data?.sizes).toBeNull();
   });
 
   it('describe finds quoted, spaced, unicode and mixed-case names, and suggests close ones', async () => {
