@@ -71,6 +71,11 @@ function indexFlags(index: IndexRow): string {
   return flags.join(', ') + (marks.length > 0 ? ` ${marks.join(' ')}` : '');
 }
 
+/** attcompression holds one letter; the SQL name is what ALTER … SET COMPRESSION takes. */
+function compressionName(code: string): string {
+  return code === 'p' ? 'pglz' : code === 'l' ? 'lz4' : code;
+}
+
 function columnDetails(c: ColumnRow): string {
   const parts: string[] = [];
   if (c.not_null) parts.push('not null');
@@ -80,7 +85,7 @@ function columnDetails(c: ColumnRow): string {
   else if (c.has_default) parts.push(`default ${c.default_expr ?? NOT_READ}`);
   if (c.collation !== null) parts.push(`collate ${c.collation}`);
   if (c.storage !== null) parts.push(`storage ${STORAGE[c.storage as keyof typeof STORAGE] ?? c.storage}`);
-  if (c.compression !== null) parts.push(`compression ${c.compression}`);
+  if (c.compression !== null) parts.push(`compression ${compressionName(c.compression)}`);
   if (c.comment !== null) parts.push(`comment: ${c.comment}`);
   return parts.join(', ');
 }
@@ -225,7 +230,7 @@ async function describeLines(session: Session, relation: Relation, version: numb
       generated: c.generated === 's' ? c.default_expr : null,
       collation: c.collation,
       storage: c.storage === null ? null : (STORAGE[c.storage as keyof typeof STORAGE] ?? c.storage),
-      compression: c.compression,
+      compression: c.compression === null ? null : compressionName(c.compression),
       comment: c.comment,
     })),
     indexes: indexes.map((i) => ({

@@ -27,6 +27,9 @@ CREATE TABLE customers (
   name_upper text GENERATED ALWAYS AS (upper(name)) STORED
 );
 ALTER TABLE customers ALTER COLUMN doc SET STORAGE EXTERNAL;
+ALTER TABLE customers ALTER COLUMN note SET COMPRESSION pglz;
+CREATE TABLE base (a int);
+CREATE TABLE derived (b int) INHERITS (base);
 COMMENT ON TABLE customers IS 'people who pay';
 COMMENT ON COLUMN customers.email IS 'the login';
 CREATE TABLE orders (
@@ -235,6 +238,8 @@ describe.each(majors())('PostgreSQL %i', (major) => {
     expect(byName.get('name')?.collation).toBe('"C"');
     expect(byName.get('doc')?.storage).toBe('external');
     expect(byName.get('email')?.collation).toBeNull();
+    expect(byName.get('note')).toMatchObject({ compression: 'pglz', storage: null });
+    expect(byName.get('doc')).toMatchObject({ compression: null });
     expect(byName.get('email')?.comment).toBe('the login');
     expect(byName.get('name_upper')?.generated).toBe('upper(name)');
 
@@ -307,6 +312,13 @@ describe.each(majors())('PostgreSQL %i', (major) => {
     expect(text).toContain('Definition');
     expect(flat(view)).toMatch(/FROM orders WHERE \(?(orders\.)?total > 100::numeric\)?;/);
     expect(view.data?.sizes).toBeNull();
+  });
+
+  it('describe shows plain inheritance both ways', async () => {
+    expect(flat(await harness.run(describeOp, 't', 'derived'))).toContain('inherits from public.base');
+    const base = await harness.run(describeOp, 't', 'base');
+    expect(flat(base)).toContain('child tables: 1 public.derived');
+    expect(base.data?.children).toEqual([{ table: 'public.derived', bound: null }]);
   });
 
   it('describe finds quoted, spaced, unicode and mixed-case names, and suggests close ones', async () => {
