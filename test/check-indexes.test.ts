@@ -21,6 +21,11 @@ INSERT INTO "Odd ""Name"" ü" SELECT generate_series(1, 100);
 CREATE TABLE broken (x int);
 INSERT INTO broken VALUES (0);
 CREATE TABLE busy (id int PRIMARY KEY);
+CREATE TABLE parted (id int) PARTITION BY RANGE (id);
+CREATE TABLE parted_low PARTITION OF parted FOR VALUES FROM (0) TO (100);
+CREATE TABLE parted_high PARTITION OF parted FOR VALUES FROM (100) TO (200);
+CREATE INDEX parted_id ON parted (id);
+INSERT INTO parted SELECT generate_series(0, 199);
 CREATE TABLE gist_only (r int4range);
 CREATE INDEX gist_only_r ON gist_only USING gist (r);
 `;
@@ -198,6 +203,14 @@ describe.each(majors())('PostgreSQL %i', (major) => {
     const allowed = await harness.run(checkIndexes, 'plain', 't');
     expect(outcomes(allowed).get('public.t_asc')?.status).toBe('corrupt');
     expect(outcomes(allowed).get('public.t_healthy')?.status).toBe('ok');
+  });
+
+  it('a partitioned table is checked through the indexes of its partitions', async () => {
+    const result = await harness.run(checkIndexes, 't', 'parted');
+    expect([...outcomes(result).entries()].map(([name, o]) => [name, o.status])).toEqual([
+      ['public.parted_high_id_idx', 'ok'],
+      ['public.parted_low_id_idx', 'ok'],
+    ]);
   });
 
   it('names a table that does not exist with a did-you-mean', async () => {
