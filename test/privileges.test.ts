@@ -191,6 +191,28 @@ describe.each(majors())('PostgreSQL %i', (major) => {
     });
   });
 
+  it('a role with quotes, spaces and unicode in its name is found as typed and quoted in every statement', async () => {
+    const odd = `Odd "Role" ü ${suffix}`;
+    const quoted = `"Odd ""Role"" ü ${suffix}"`;
+    await adminQuery(`CREATE ROLE ${quoted}`, [], 'postgres', major);
+    try {
+      await sql(`GRANT USAGE ON SCHEMA public TO ${quoted}; GRANT SELECT ON users TO ${quoted}`);
+      const result = await harness.run(privileges, 't', `'${odd}'`);
+      expect(roleData(result, 'appRole').name).toBe(odd);
+      expect(warnings(result, odd)[0]).toBe(
+        `4 of 4 tables in "public" lack some of SELECT, INSERT, UPDATE, DELETE (public."Odd ""T"" ü", public.activities, public.feedback, public.users): GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA "public" TO ${quoted}; (or table by table, if on purpose)`,
+      );
+      expect(findings(result)).toContainEqual({
+        status: 'info',
+        role: odd,
+        text: `${quoted} cannot log in (NOLOGIN): it is a group role; check the role the application logs in as`,
+      });
+    } finally {
+      await sql(`DROP OWNED BY ${quoted}`);
+      await adminQuery(`DROP ROLE ${quoted}`, [], 'postgres', major);
+    }
+  });
+
   it('an unknown role gets a did-you-mean', async () => {
     await expect(harness.run(privileges, 't', `${app}x`)).rejects.toThrow(
       `no role matching ${app}x — did you mean \`${app}\``,
