@@ -31,9 +31,18 @@ listed AS (
   ORDER BY n.nspname, c.relname
   LIMIT $3 OFFSET $4
 ),
-page AS (SELECT l.*, ${tableDdlLocked('l')} AS locked FROM listed l)
+-- A partitioned table is the sum of its partitions: locked when any of them is.
+page AS (
+  SELECT l.*,
+         EXISTS (SELECT 1 FROM pg_partition_tree(l.oid) t JOIN pg_class pc ON pc.oid = t.relid
+                 WHERE ${tableDdlLocked('pc')}) OR ${tableDdlLocked('l')} AS locked
+  FROM listed l
+)
 SELECT p.schema, p.name, p.qualified, p.kind, p.owner, p.rows, p.is_partition, p.matching, p.locked,
-       CASE WHEN p.locked OR p.kind = 'foreign' THEN NULL ELSE pg_total_relation_size(p.oid) END AS total_bytes
+       CASE WHEN p.locked OR p.kind = 'foreign' THEN NULL
+            WHEN p.kind = 'partitioned' THEN (SELECT COALESCE(sum(pg_total_relation_size(t.relid)), 0)::bigint
+                                              FROM pg_partition_tree(p.oid) t WHERE t.isleaf)
+            ELSE pg_total_relation_size(p.oid) END AS total_bytes
 FROM page p
 ORDER BY p.schema, p.name`;
 
@@ -111,7 +120,8 @@ export default defineOperation({
   usage: 'tables <target> [schema] [--search pattern] [--page 1]',
   description:
     'Lists tables, partitioned and foreign tables ordered by schema and name, with their owner, the ' +
-    'planner’s row estimate and their size on disk (pg_total_relation_size: table, indexes and TOAST; a ' +
+    'planner’s row estimate and their size on disk (pg_total_relation_size: table, indexes and TOAST; for a ' +
+    'partitioned table, the sum of its partitions; a ' +
     'table locked by DDL is marked instead of sized, so the listing never waits behind a migration). System schemas are left out ' +
     'unless named (`tables staging pg_catalog`). --search matches table names case-insensitively: a word ' +
     'matches anywhere, `*` and `?` are wildcards. Lists longer than the row cap come in pages (--page 2 …). ' +

@@ -56,6 +56,7 @@ CREATE TABLE measurements_2024 PARTITION OF measurements FOR VALUES FROM ('2024-
 CREATE TABLE measurements_2025 PARTITION OF measurements FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');
 INSERT INTO customers (email, name, doc) SELECT 'c' || g || '@x.org', 'n' || g, repeat('d', 3000)
   FROM generate_series(1, 500) g;
+INSERT INTO measurements SELECT g, date '2024-06-01' + g FROM generate_series(1, 400) g;
 INSERT INTO orders (customer_id, total) SELECT 1 + g % 500, g FROM generate_series(1, 2000) g;
 ANALYZE;
 `;
@@ -139,7 +140,10 @@ describe.each(majors())('PostgreSQL %i', (major) => {
   it('tables lists every user table with owner, estimate and size, as the catalog has them', async () => {
     const truth = await sql<{ q: string; raw: string; owner: string; rows: string; bytes: string }>(
       `SELECT format('%I.%I', n.nspname, c.relname) AS q, n.nspname || '.' || c.relname AS raw, pg_get_userbyid(c.relowner) AS owner,
-              c.reltuples::bigint AS rows, pg_total_relation_size(c.oid) AS bytes
+              c.reltuples::bigint AS rows,
+              CASE WHEN c.relkind = 'p'
+                   THEN (SELECT sum(pg_total_relation_size(t.relid)) FROM pg_partition_tree(c.oid) t WHERE t.isleaf)
+                   ELSE pg_total_relation_size(c.oid) END AS bytes
        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
        WHERE c.relkind IN ('r', 'p', 'f') AND n.nspname NOT LIKE 'pg\\_%' AND n.nspname <> 'information_schema'
        ORDER BY n.nspname, c.relname`,
@@ -157,6 +161,8 @@ describe.each(majors())('PostgreSQL %i', (major) => {
       truth.map((t) => [t.owner, Math.max(-1, Number(t.rows)) < 0 ? null : Number(t.rows), Number(t.bytes)]),
     );
     expect(result.headline).toBe(`${truth.length} tables outside the system schemas`);
+    // A partitioned table weighs what its partitions weigh.
+    expect(got.find((t) => t.name === 'measurements')?.totalBytes).toBeGreaterThan(0);
     const text = lines(result);
     for (const t of truth) expect(text.some((l) => l.includes(t.q))).toBe(true);
     for (const l of text) expect(l.length).toBeLessThanOrEqual(80);
