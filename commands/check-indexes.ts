@@ -292,6 +292,11 @@ export default defineOperation({
       notes.push(`${formatCount(count('ok'))} healthy indexes not listed (row cap); --json lists every one`);
     }
     for (const o of corrupt) {
+      if (o.index.startsWith('pg_catalog.') || o.table.startsWith('TOAST of pg_catalog.')) {
+        // System catalogs cannot be reindexed concurrently; a superuser rebuilds them under a lock.
+        notes.push(`next: REINDEX INDEX ${o.index}; (a system catalog: as a superuser, in a quiet moment)`);
+        continue;
+      }
       // `reindex` takes plain names only; a name that needs SQL quotes gets the SQL alone.
       const chat = PLAIN_NAME.test(o.index)
         ? `or: /db reindex ${quoteWord(ctx.target.name)} ${o.index} --concurrently`
