@@ -48,6 +48,7 @@ SELECT i.indexrelid::int8 AS oid,
             ELSE format('TOAST of %I.%I', o.nspname, o.relname) END AS table_name,
        ic.relpersistence::text AS persistence,
        i.indisvalid AND i.indisready AS valid,
+       i.indisunique AS is_unique,
        ic.relpages::int8 * current_setting('block_size')::int8 AS bytes
 FROM pg_index i
 JOIN pg_class ic ON ic.oid = i.indexrelid
@@ -92,6 +93,7 @@ interface IndexRow {
   table_name: string;
   persistence: string;
   valid: boolean;
+  is_unique: boolean;
   bytes: string | number;
 }
 
@@ -99,6 +101,7 @@ type Status = 'ok' | 'corrupt' | 'skipped' | 'timeout' | 'locked' | 'gone' | 'er
 
 interface Outcome {
   index: string;
+  unique: boolean;
   table: string;
   bytes: number;
   status: Status;
@@ -261,7 +264,12 @@ export default defineOperation({
       ctx.args.timeout === undefined ? {} : { statementTimeoutMs: Math.max(1, ctx.args.timeout) * 1000 };
     const outcomes: Outcome[] = [];
     for (const [n, index] of indexes.entries()) {
-      const base = { index: index.name, table: index.table_name, bytes: Number(index.bytes) };
+      const base = {
+        index: index.name,
+        unique: index.is_unique,
+        table: index.table_name,
+        bytes: Number(index.bytes),
+      };
       const reason = skipReason(index, amcheck.in_recovery);
       if (reason !== null) {
         outcomes.push({ ...base, status: 'skipped', detail: reason });
@@ -304,10 +312,14 @@ export default defineOperation({
       notes.push(`next: REINDEX INDEX CONCURRENTLY ${o.index};`);
       if (chat !== '') notes.push(chat);
     }
-    if (corrupt.length > 0) {
+    if (corrupt.some((o) => o.unique)) {
       notes.push(
         'a corrupt UNIQUE index may have let duplicates in: if the rebuild fails with "could not create ' +
           'unique index", find and fix the duplicate rows first',
+      );
+    }
+    if (corrupt.length > 0) {
+      notes.push(
         'corruption often means failing storage or a crash without fsync: check the server logs and the ' +
           'disk, and that the latest backup verifies (verify-backup)',
       );

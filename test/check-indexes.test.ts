@@ -16,6 +16,11 @@ INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 3000) g;
 CREATE INDEX t_asc ON t (x);
 CREATE INDEX t_desc ON t (x DESC);
 CREATE INDEX t_healthy ON t (s);
+CREATE SCHEMA uniq;
+CREATE TABLE uniq.u (x int);
+INSERT INTO uniq.u SELECT generate_series(1, 3000);
+CREATE UNIQUE INDEX u_asc ON uniq.u (x);
+CREATE UNIQUE INDEX u_desc ON uniq.u (x DESC);
 CREATE TABLE "Odd ""Name"" ü" (id int PRIMARY KEY);
 INSERT INTO "Odd ""Name"" ü" SELECT generate_series(1, 100);
 CREATE TABLE broken (x int);
@@ -34,11 +39,13 @@ CREATE INDEX gist_only_r ON gist_only USING gist (r);
  * The corruption: t_asc's file now holds keys in descending order and t_desc's in ascending order, so
  * amcheck's "item order invariant" fails on both, exactly as when a page of an index is scrambled.
  */
-const SWAP_FILES = `
+function swapFiles(a: string, b: string): string {
+  return `
 UPDATE pg_class SET relfilenode = CASE relname
-  WHEN 't_asc' THEN (SELECT relfilenode FROM pg_class WHERE relname = 't_desc')
-  ELSE (SELECT relfilenode FROM pg_class WHERE relname = 't_asc') END
-WHERE relname IN ('t_asc', 't_desc') AND relnamespace = 'public'::regnamespace`;
+  WHEN '${a}' THEN (SELECT relfilenode FROM pg_class WHERE relname = '${b}')
+  ELSE (SELECT relfilenode FROM pg_class WHERE relname = '${a}') END
+WHERE relname IN ('${a}', '${b}')`;
+}
 
 interface Outcome {
   index: string;
@@ -71,7 +78,8 @@ describe.each(majors())('PostgreSQL %i', (major) => {
       'CREATE TABLE a (id int PRIMARY KEY)',
       major,
     ));
-    await sql(SWAP_FILES);
+    await sql(swapFiles('t_asc', 't_desc'));
+    await sql(swapFiles('u_asc', 'u_desc'));
     const setup = await openClient(url);
     try {
       await expect(
@@ -128,10 +136,11 @@ describe.each(majors())('PostgreSQL %i', (major) => {
     expect(temp).toMatchObject({ status: 'skipped', detail: expect.stringMatching(/^temporary index/) });
     expect(got.has('public.gist_only_r')).toBe(false);
     expect(result.headline).toBe(
-      `2 of ${[...got.values()].filter((o) => o.status === 'ok' || o.status === 'corrupt').length} B-tree indexes CORRUPT in database ${db} (bt_index_check)`,
+      `4 of ${[...got.values()].filter((o) => o.status === 'ok' || o.status === 'corrupt').length} B-tree indexes CORRUPT in database ${db} (bt_index_check)`,
     );
     expect(result.notes).toContain('next: REINDEX INDEX CONCURRENTLY public.t_asc;');
     expect(result.notes).toContain('or: /db reindex t public.t_asc --concurrently');
+    expect(got.get('uniq.u_asc')?.status).toBe('corrupt');
     const text = renderResult(result).split('\n');
     for (const line of text) expect(line.length).toBeLessThanOrEqual(80);
     expect(text.some((l) => l.startsWith('CORRUPT  public.t_asc (public.t, '))).toBe(true);
@@ -149,6 +158,8 @@ describe.each(majors())('PostgreSQL %i', (major) => {
     );
     expect(healthy.notes?.join(' ')).toContain('bt_index_parent_check held a ShareLock on each table');
     const table = await harness.run(checkIndexes, 't', 't --parent');
+    // Neither corrupt index of t is unique: no word about duplicates.
+    expect(table.notes?.join(' ')).not.toContain('duplicates');
     // The table's TOAST index is checked with it.
     const toast = [...outcomes(table).values()].filter((o) => o.index.startsWith('pg_toast.'));
     expect(toast.map((o) => o.status)).toEqual(['ok']);
@@ -203,6 +214,15 @@ describe.each(majors())('PostgreSQL %i', (major) => {
     const allowed = await harness.run(checkIndexes, 'plain', 't');
     expect(outcomes(allowed).get('public.t_asc')?.status).toBe('corrupt');
     expect(outcomes(allowed).get('public.t_healthy')?.status).toBe('ok');
+  });
+
+  it('a corrupt unique index gets the warning about duplicates it may have let in', async () => {
+    const result = await harness.run(checkIndexes, 't', 'uniq.u');
+    expect([...outcomes(result).values()].map((o) => [o.index, o.status])).toEqual([
+      ['uniq.u_asc', 'corrupt'],
+      ['uniq.u_desc', 'corrupt'],
+    ]);
+    expect(result.notes?.join(' ')).toContain('a corrupt UNIQUE index may have let duplicates in');
   });
 
   it('a partitioned table is checked through the indexes of its partitions', async () => {
