@@ -8,7 +8,9 @@ import bloat from './bloat.js';
 import blocking from './blocking.js';
 import cacheHit from './cache-hit.js';
 import cancelQuery from './cancel-query.js';
+import checkIndexes from './check-indexes.js';
 import connections from './connections.js';
+import describe from './describe.js';
 import duplicateIndexes from './duplicate-indexes.js';
 import exportTable from './export.js';
 import extensions from './extensions.js';
@@ -20,6 +22,7 @@ import indexUsage from './index-usage.js';
 import killIdle from './kill-idle.js';
 import locks from './locks.js';
 import longRunning from './long-running.js';
+import privileges from './privileges.js';
 import reindex from './reindex.js';
 import replication from './replication.js';
 import restore from './restore.js';
@@ -29,6 +32,7 @@ import settings from './settings.js';
 import sizes from './sizes.js';
 import slowQueries from './slow-queries.js';
 import tableSizes from './table-sizes.js';
+import tables from './tables.js';
 import terminate from './terminate.js';
 import unusedIndexes from './unused-indexes.js';
 import vacuum from './vacuum.js';
@@ -39,6 +43,9 @@ import wraparound from './wraparound.js';
 export const catalog = [
   // the incident checklist first
   health,
+  // schema
+  tables,
+  describe,
   // sizes and indexes
   sizes,
   tableSizes,
@@ -61,12 +68,14 @@ export const catalog = [
   // maintenance and data health
   vacuumStats,
   bloat,
+  checkIndexes,
   wraparound,
   sequences,
   slowQueries,
   replication,
   settings,
   extensions,
+  privileges,
   vacuum,
   analyze,
   reindex,
