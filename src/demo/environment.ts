@@ -81,7 +81,9 @@ Try first:
   /db approve <id>                         bob approves; the sessions are ended, exactly once
   /db audit staging                        who asked, who approved, what happened
 Also: /db help, /db targets, /db clean-expired-tokens kasm, /db change-email capsul <old> <new>,
-/db slow-queries kasm, /db backup kasm, /db export activity users --limit 100.
+/db slow-queries kasm, /db backup kasm, /db export activity users --limit 100,
+Alembic on staging: /db migrations staging, /db migrate-history staging, /db migrate-up staging.
+When you leave, the server stops and your backups, exports and the log are kept in a folder it names.
 `;
 
 /** Starts everything; on any failure it cleans up what it started and rethrows. */
