@@ -6,7 +6,7 @@ import { access, readdir, rm } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { afterAll, describe, expect, it } from 'vitest';
-import { pathWithout } from './setup/external-tools.js';
+import { pathWithout, toolPresent } from './setup/external-tools.js';
 
 const CLI = fileURLToPath(new URL('../dist/src/cli.js', import.meta.url));
 const STARTED = 120_000;
@@ -123,16 +123,24 @@ describe('dbops demo, ended every way', () => {
   );
 
   it(
-    'Ctrl-D after a backup: the backup is kept with the log',
+    'Ctrl-D after an export (and a backup where pg_dump is installed): they are kept with the log',
     async () => {
+      const withBackup = await toolPresent('pg_dump');
       const demo = await startDemo();
-      demo.child.stdin?.write('/db backup staging --table users\n');
-      await waitFor('the backup', () => demo.output().includes('backed up table public.users'), 60_000);
+      demo.child.stdin?.write('/db export activity users --limit 5\n');
+      await waitFor('the export', () => /exported 5 rows/.test(demo.output()), 60_000);
+      if (withBackup) {
+        demo.child.stdin?.write('/db backup staging --table users\n');
+        await waitFor('the backup', () => demo.output().includes('backed up table public.users'), 60_000);
+      }
       demo.child.stdin?.end();
       expect(await demo.exited).toEqual({ code: 0, signal: null });
       const kept = await expectCleanEnd(demo);
-      const backups = await readdir(`${kept}/backups/staging`);
-      expect(backups.some((f) => /^staging-.*-public\.users\.dump$/.test(f))).toBe(true);
+      expect((await readdir(`${kept}/exports`)).some((f) => f.endsWith('.csv'))).toBe(true);
+      if (withBackup) {
+        const backups = await readdir(`${kept}/backups/staging`);
+        expect(backups.some((f) => /^staging-.*-public\.users\.dump$/.test(f))).toBe(true);
+      }
       await rm(kept, { recursive: true, force: true });
     },
     STARTED + 120_000,
