@@ -11,10 +11,10 @@ import { quoteIdent } from '../src/engine/relations.js';
 import { TargetPools } from '../src/engine/target-db.js';
 import { conninfoDatabase, findPgTool, lastLines, type PgTool, runTool } from '../src/engine/tools.js';
 import type { TargetDb } from '../src/engine/types.js';
+import { DUMP_TIMEOUT_MS, targetToolEnv, throttledProgress } from './backup.js';
 import {
   type BackupFile,
   countRows,
-  DUMP_TIMEOUT_MS,
   type Manifest,
   requireManifest,
   resolveBackup,
@@ -22,11 +22,9 @@ import {
   type TableCount,
   tableLabel,
   targetBackupDir,
-  targetToolEnv,
-  throttledProgress,
   type Verification,
   writeManifest,
-} from './backup.js';
+} from './lib/backup-store.js';
 import {
   type ExtensionRights,
   emptyLeftOut,
