@@ -26,6 +26,7 @@ import {
   writeManifest,
 } from './lib/backup-store.js';
 import {
+  dropScratchDatabase,
   type ExtensionRights,
   emptyLeftOut,
   extensionRights,
@@ -51,8 +52,6 @@ const CREATE_DATABASE_DDL_SQL = `
 SELECT format('CREATE DATABASE %I TEMPLATE template0 ENCODING %L LC_COLLATE %L LC_CTYPE %L',
               $1::text, pg_encoding_to_char(d.encoding), d.datcollate, d.datctype) AS ddl
 FROM pg_database d WHERE d.datname = current_database()`;
-
-const DROP_DATABASE_DDL_SQL = "SELECT format('DROP DATABASE IF EXISTS %I WITH (FORCE)', $1::text) AS ddl";
 
 /** What a dump's first lines must say for a plain backup to be taken for one. */
 const PLAIN_HEADER = '-- PostgreSQL database dump';
@@ -341,13 +340,7 @@ async function verify(
     outcome = await restoreAndCompare(ctx, file, manifest, tempDatabase, tool, toc, rights, notes);
   } finally {
     try {
-      await ctx.db.direct(
-        async (session) => {
-          const [ddl] = await session.query<{ ddl: string }>(DROP_DATABASE_DDL_SQL, [tempDatabase]);
-          if (ddl) await session.query(ddl.ddl);
-        },
-        { statementTimeoutMs: DDL_TIMEOUT_MS },
-      );
+      await dropScratchDatabase(ctx, tempDatabase, DDL_TIMEOUT_MS);
     } catch (err) {
       notes.push(
         `the temporary database ${tempDatabase} could not be dropped (${

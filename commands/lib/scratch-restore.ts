@@ -1,9 +1,14 @@
-// What verify-backup's restore into a scratch database leaves out, and why: extensions the bot role cannot create (and what needs them), ownership, privileges, a single-table backup's foreign keys.
+// verify-backup's scratch database: what a restore into it leaves out, and why (extensions the bot role
+// cannot create and what needs them, ownership, privileges, a single-table backup's foreign keys), and
+// dropping it as a role without superuser.
 
 import { once } from 'node:events';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { finished } from 'node:stream/promises';
+import { UserError } from '../../src/core/errors.js';
+import type { OperationContext } from '../../src/core/operation.js';
+import { sqlState } from '../../src/engine/pg-errors.js';
 import type { Session } from '../../src/engine/types.js';
 
 /*
@@ -280,4 +285,51 @@ export async function filterPlainScript(
     await finished(out);
   }
   return leftOut;
+}
+
+const DROP_DATABASE_DDL_SQL = `
+SELECT format('DROP DATABASE IF EXISTS %I WITH (FORCE)', $1::text) AS force,
+       format('DROP DATABASE IF EXISTS %I', $1::text) AS plain`;
+/** insufficient_privilege; object_in_use. */
+const NOT_ALLOWED = '42501';
+const IN_USE = '55006';
+const PLAIN_DROP_ATTEMPTS = 6;
+
+function errorState(err: unknown): string | undefined {
+  const detail = err instanceof UserError ? (err.detail as { sqlstate?: unknown } | undefined) : undefined;
+  return sqlState(err) ?? (typeof detail?.sqlstate === 'string' ? detail.sqlstate : undefined);
+}
+
+/*
+ * WITH (FORCE) ends the sessions still in the database, but a role without superuser may not end a
+ * superuser's, and autovacuum's workers count as such: right after a restore they often analyze the new
+ * tables. A plain DROP asks autovacuum to leave (and waits up to 5 s for it), so it gets a few tries.
+ */
+export async function dropScratchDatabase(
+  ctx: OperationContext<unknown>,
+  name: string,
+  ddlTimeoutMs: number,
+): Promise<void> {
+  await ctx.db.direct(
+    async (session) => {
+      const [ddl] = await session.query<{ force: string; plain: string }>(DROP_DATABASE_DDL_SQL, [name]);
+      if (!ddl) return;
+      try {
+        await session.query(ddl.force);
+        return;
+      } catch (err) {
+        if (errorState(err) !== NOT_ALLOWED) throw err;
+      }
+      for (let attempt = 1; ; attempt += 1) {
+        try {
+          await session.query(ddl.plain);
+          return;
+        } catch (err) {
+          if (errorState(err) !== IN_USE || attempt >= PLAIN_DROP_ATTEMPTS) throw err;
+          await new Promise((done) => setTimeout(done, 1000));
+        }
+      }
+    },
+    { statementTimeoutMs: ddlTimeoutMs },
+  );
 }
