@@ -10,8 +10,8 @@ WORKDIR /app
 
 # Dependencies first, so editing the source does not invalidate this layer.
 COPY package.json package-lock.json ./
-# npm ci rejects the lockfile (it lacks other platforms' optional packages); npm install keeps its versions.
-RUN npm install --no-audit --no-fund
+# Exactly the committed lockfile.
+RUN npm ci --no-audit --no-fund
 
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
@@ -42,6 +42,8 @@ COPY config/dbops.example.yaml ./config/dbops.example.yaml
 COPY commands/packs ./commands/packs
 # The demo's sample databases (read by dist/src/demo/environment.js), so `dbops demo` works here too.
 COPY src/demo/fixtures ./src/demo/fixtures
+# Staging's Alembic project (read by dist/src/demo/alembic.js; running it needs alembic, not in this image).
+COPY src/demo/alembic ./src/demo/alembic
 
 USER dbops
 

@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { defineOperation } from '../src/core/operation.js';
 import { formatBytes } from '../src/core/render.js';
 import type { Column, Row } from '../src/core/types.js';
-import { listBackupFiles, readManifest, tableLabel, targetBackupDir, totalRows } from './backup.js';
+import { listBackupFiles, readManifest, tableLabel, targetBackupDir, totalRows } from './lib/backup-store.js';
 
 const COLUMNS: Column[] = [
   { key: 'name', label: 'name', kind: 'text' },

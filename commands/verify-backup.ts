@@ -11,10 +11,10 @@ import { quoteIdent } from '../src/engine/relations.js';
 import { TargetPools } from '../src/engine/target-db.js';
 import { conninfoDatabase, findPgTool, lastLines, type PgTool, runTool } from '../src/engine/tools.js';
 import type { TargetDb } from '../src/engine/types.js';
+import { DUMP_TIMEOUT_MS, targetToolEnv, throttledProgress } from './backup.js';
 import {
   type BackupFile,
   countRows,
-  DUMP_TIMEOUT_MS,
   type Manifest,
   requireManifest,
   resolveBackup,
@@ -22,11 +22,19 @@ import {
   type TableCount,
   tableLabel,
   targetBackupDir,
-  targetToolEnv,
-  throttledProgress,
   type Verification,
   writeManifest,
-} from './backup.js';
+} from './lib/backup-store.js';
+import {
+  dropScratchDatabase,
+  type ExtensionRights,
+  emptyLeftOut,
+  extensionRights,
+  filterPlainScript,
+  type LeftOut,
+  leftOutNotes,
+  planArchive,
+} from './lib/scratch-restore.js';
 
 const LIST_TIMEOUT_MS = 10 * 60 * 1000;
 /** CREATE / DROP DATABASE may wait for a checkpoint or for connections to go. */
@@ -44,8 +52,6 @@ const CREATE_DATABASE_DDL_SQL = `
 SELECT format('CREATE DATABASE %I TEMPLATE template0 ENCODING %L LC_COLLATE %L LC_CTYPE %L',
               $1::text, pg_encoding_to_char(d.encoding), d.datcollate, d.datctype) AS ddl
 FROM pg_database d WHERE d.datname = current_database()`;
-
-const DROP_DATABASE_DDL_SQL = "SELECT format('DROP DATABASE IF EXISTS %I WITH (FORCE)', $1::text) AS ddl";
 
 /** What a dump's first lines must say for a plain backup to be taken for one. */
 const PLAIN_HEADER = '-- PostgreSQL database dump';
@@ -155,41 +161,9 @@ async function prepareDatabase(
   );
 }
 
-/** A psql error and the statement that caused it (psql --echo-errors). */
-interface ScriptError {
-  error: string;
-  statement: string;
-}
-
-const PSQL_REPORT = /^psql:.*?:\d+: (ERROR|STATEMENT):\s+(.*)$/;
-/** Most script errors remembered; the first ones explain the failure. */
-const SCRIPT_ERRORS_KEPT = 200;
-
-/**
- * Statements a single-table dump cannot satisfy on its own: its foreign keys point at tables outside the
- * backup, which the temporary database does not have.
- */
-const FOREIGN_KEY_STATEMENT = /^ALTER TABLE\b[\s\S]*\bFOREIGN KEY\b/;
-
-function scriptErrorCollector(): { onLine: (line: string) => void; errors: ScriptError[] } {
-  const errors: ScriptError[] = [];
-  let current: ScriptError | undefined;
-  let inStatement = false;
-  return {
-    errors,
-    onLine(line) {
-      const report = PSQL_REPORT.exec(line);
-      if (report) {
-        inStatement = report[1] === 'STATEMENT';
-        if (report[1] === 'ERROR') {
-          current = { error: report[2] ?? '', statement: '' };
-          if (errors.length < SCRIPT_ERRORS_KEPT) errors.push(current);
-        } else if (current) current.statement = report[2] ?? '';
-      } else if (inStatement && current && !line.startsWith('psql:')) {
-        current.statement += `\n${line}`;
-      } else inStatement = false;
-    },
-  };
+/** A temporary file beside the backups (never in argv with secrets; removed after use). */
+function scratchFile(ctx: OperationContext<unknown>, ext: string): string {
+  return join(targetBackupDir(ctx.backupsDir, ctx.target.name), `.${randomBytes(8).toString('hex')}.${ext}`);
 }
 
 async function restoreInto(
@@ -199,34 +173,24 @@ async function restoreInto(
   database: string,
   tool: PgTool,
   toc: string | undefined,
-  notes: string[],
-): Promise<void> {
+  rights: ExtensionRights,
+): Promise<LeftOut> {
   const env = targetToolEnv(ctx, database);
   const dbname = `--dbname=${conninfoDatabase(database)}`;
+  const singleTable = manifest.table !== undefined;
   if (manifest.format === 'custom') {
     const args = ['--no-password', '--verbose', '--exit-on-error', '--no-owner', '--no-privileges', dbname];
+    const plan =
+      toc === undefined
+        ? { list: undefined, leftOut: emptyLeftOut() }
+        : planArchive(toc, rights, singleTable);
     let listFile: string | undefined;
-    if (manifest.table && toc !== undefined) {
-      const foreignKeys = toc.split('\n').filter((l) => /^\d+;.* FK CONSTRAINT /.test(l));
-      if (foreignKeys.length > 0) {
-        listFile = join(
-          targetBackupDir(ctx.backupsDir, ctx.target.name),
-          `.${randomBytes(8).toString('hex')}.toc`,
-        );
-        const kept = toc
-          .split('\n')
-          .filter((l) => !foreignKeys.includes(l))
-          .join('\n');
-        await writeFile(listFile, kept, { mode: 0o600, flag: 'wx' });
-        args.push(`--use-list=${listFile}`);
-        notes.push(
-          foreignKeys.length === 1
-            ? '1 foreign key of this single-table backup points at a table outside it and was left out of the temporary database'
-            : `${foreignKeys.length} foreign keys of this single-table backup point at tables outside it and were left out of the temporary database`,
-        );
-      }
-    }
     try {
+      if (plan.list !== undefined) {
+        listFile = scratchFile(ctx, 'toc');
+        await writeFile(listFile, plan.list, { mode: 0o600, flag: 'wx' });
+        args.push(`--use-list=${listFile}`);
+      }
       await runTool(
         { name: 'pg_restore', file: tool.path, args: [...args, file.path], env },
         {
@@ -242,43 +206,46 @@ async function restoreInto(
     } finally {
       if (listFile) await rm(listFile, { force: true });
     }
-    return;
+    return plan.leftOut;
   }
-  const base = ['--no-psqlrc', '--no-password', '--quiet', dbname, `--file=${file.path}`];
-  if (!manifest.table) {
-    await runTool(
-      { name: 'psql', file: tool.path, args: [...base, '--set=ON_ERROR_STOP=1'], env },
-      { timeoutMs: DUMP_TIMEOUT_MS, stdoutMaxBytes: 64 * 1024 },
-    );
-    return;
-  }
-  // A single-table SQL script: every statement must succeed except its foreign keys to other tables.
-  const collector = scriptErrorCollector();
-  await runTool(
-    { name: 'psql', file: tool.path, args: [...base, '--echo-errors'], env },
-    { timeoutMs: DUMP_TIMEOUT_MS, stdoutMaxBytes: 64 * 1024, onStderrLine: collector.onLine },
-  );
-  const skipped = collector.errors.filter((e) => FOREIGN_KEY_STATEMENT.test(e.statement));
-  const failed = collector.errors.filter((e) => !FOREIGN_KEY_STATEMENT.test(e.statement));
-  if (failed.length > 0) {
-    throw new UserError(
-      'tool_failed',
-      `psql: ${failed.length} ${failed.length === 1 ? 'statement' : 'statements'} failed: ` +
-        failed
-          .slice(0, 3)
-          .map(
-            (e) =>
-              `${lastLines(e.error, 1).join('')} (${lastLines(e.statement.replace(/\s+/g, ' '), 1).join('')})`,
-          )
-          .join(' | '),
-    );
-  }
-  if (skipped.length > 0) {
-    notes.push(
-      skipped.length === 1
-        ? '1 foreign key of this single-table backup points at a table outside it and could not be added in the temporary database'
-        : `${skipped.length} foreign keys of this single-table backup point at tables outside it and could not be added in the temporary database`,
-    );
+  /*
+   * A plain script runs with ON_ERROR_STOP, always: after a failed COPY, psql would run the rows that
+   * follow as SQL. So what this role cannot restore is filtered out of a copy first.
+   */
+  const script = scratchFile(ctx, 'sql');
+  try {
+    const leftOut = await filterPlainScript(file.path, script, rights, singleTable);
+    try {
+      await runTool(
+        {
+          name: 'psql',
+          file: tool.path,
+          args: [
+            '--no-psqlrc',
+            '--no-password',
+            '--quiet',
+            dbname,
+            `--file=${script}`,
+            '--set=ON_ERROR_STOP=1',
+          ],
+          env,
+        },
+        { timeoutMs: DUMP_TIMEOUT_MS, stdoutMaxBytes: 64 * 1024 },
+      );
+    } catch (err) {
+      if (err instanceof UserError && err.code === 'tool_failed' && leftOut.extensions.length > 0) {
+        const names = leftOut.extensions.map((e) => e.name).join(', ');
+        throw new UserError(
+          'tool_failed',
+          `${err.message} (extension ${names} was left out; a plain dump does not say what needs it, a ` +
+            'custom-format backup lets verify-backup leave that out too)',
+        );
+      }
+      throw err;
+    }
+    return leftOut;
+  } finally {
+    await rm(script, { force: true });
   }
 }
 
@@ -288,6 +255,7 @@ interface Outcome {
   comparison?: Comparison;
   notes: string[];
   tempDatabase?: string;
+  leftOut?: LeftOut;
 }
 
 async function verify(
@@ -324,7 +292,7 @@ async function verify(
   if (manifest.format === 'custom') {
     try {
       const listed = await runTool(
-        { name: 'pg_restore', file: tool.path, args: ['--list', file.path], env },
+        { name: 'pg_restore', file: tool.path, args: ['--list', '--verbose', file.path], env },
         { timeoutMs: LIST_TIMEOUT_MS, stdoutMaxBytes: 16 * 1024 * 1024 },
       );
       // A cut-off listing cannot serve as a restore list (single-table backups use one).
@@ -343,9 +311,10 @@ async function verify(
     if (problem) return { ok: false, summary: `not a complete plain dump: ${problem}`, notes };
   }
 
-  const [role] = await ctx.db.read((session) =>
-    session.query<{ role: string; ok: boolean }>(CAN_CREATE_DB_SQL),
-  );
+  const [[role], rights] = await ctx.db.read(async (session) => [
+    await session.query<{ role: string; ok: boolean }>(CAN_CREATE_DB_SQL),
+    await extensionRights(session),
+  ]);
   if (!role?.ok) {
     throw new UserError(
       'permission',
@@ -368,16 +337,10 @@ async function verify(
   ctx.progress(`restoring ${file.name} into temporary database ${tempDatabase}`);
   let outcome: Outcome;
   try {
-    outcome = await restoreAndCompare(ctx, file, manifest, tempDatabase, tool, toc, notes);
+    outcome = await restoreAndCompare(ctx, file, manifest, tempDatabase, tool, toc, rights, notes);
   } finally {
     try {
-      await ctx.db.direct(
-        async (session) => {
-          const [ddl] = await session.query<{ ddl: string }>(DROP_DATABASE_DDL_SQL, [tempDatabase]);
-          if (ddl) await session.query(ddl.ddl);
-        },
-        { statementTimeoutMs: DDL_TIMEOUT_MS },
-      );
+      await dropScratchDatabase(ctx, tempDatabase, DDL_TIMEOUT_MS);
     } catch (err) {
       notes.push(
         `the temporary database ${tempDatabase} could not be dropped (${
@@ -396,26 +359,37 @@ async function restoreAndCompare(
   tempDatabase: string,
   tool: PgTool,
   toc: string | undefined,
+  rights: ExtensionRights,
   notes: string[],
 ): Promise<Outcome> {
+  let leftOut: LeftOut;
   try {
     await prepareDatabase(ctx, tempDatabase, manifest);
-    await restoreInto(ctx, file, manifest, tempDatabase, tool, toc, notes);
+    leftOut = await restoreInto(ctx, file, manifest, tempDatabase, tool, toc, rights);
   } catch (err) {
     if (!(err instanceof UserError) || err.code !== 'tool_failed') throw err;
     return { ok: false, summary: `restoring into a temporary database failed: ${err.message}`, notes };
   }
+  notes.push(...leftOutNotes(leftOut));
+  const skipped = new Set(leftOut.tables.map((t) => tableLabel(t)));
+  const expected = manifest.tables.filter((t) => !skipped.has(tableLabel(t)));
   const restored = await countInDatabase(ctx, tempDatabase);
-  const comparison = compareCounts(manifest.tables, restored);
+  const comparison = compareCounts(expected, restored);
   const ok = comparison.differences.length === 0;
-  const n = manifest.tables.length;
+  const n = expected.length;
+  const except =
+    skipped.size === 0
+      ? ''
+      : ` (${formatCount(skipped.size)} ${skipped.size === 1 ? 'table' : 'tables'} not restored: ` +
+        `${skipped.size === 1 ? 'it needs' : 'they need'} a left-out extension, see below)`;
   return {
     ok,
     comparison,
     notes,
+    leftOut,
     summary: ok
       ? `restored into a temporary database: all ${formatCount(n)} ${n === 1 ? 'table' : 'tables'} present with ` +
-        'exactly the row counts of the manifest'
+        `exactly the row counts of the manifest${except}`
       : `restored, but ${comparison.differences.length} ${
           comparison.differences.length === 1 ? 'table differs' : 'tables differ'
         } from the manifest: ${comparison.differences.slice(0, 5).join('; ')}${
@@ -432,7 +406,9 @@ export default defineOperation({
   description:
     "Checks the dump's sha256 against its manifest, reads the archive with pg_restore --list (plain dumps: " +
     'their pg_dump banners), then creates a temporary database dbops_verify_<random> on the same server, ' +
-    'restores the dump into it (pg_restore --no-owner --no-privileges, or psql with ON_ERROR_STOP), compares ' +
+    'restores the dump into it (pg_restore --no-owner --no-privileges, or psql with ON_ERROR_STOP on a copy ' +
+    'without ownership and privileges), leaving out extensions the bot role cannot create and what needs ' +
+    'them (said in the answer), compares ' +
     'every table and its exact row count with the manifest, and drops the temporary database whatever ' +
     'happened. The result is recorded in the manifest (shown by `backups`). Needs CREATEDB for the bot role.',
   positionals: ['name'],
@@ -449,7 +425,7 @@ export default defineOperation({
       ok: outcome.ok,
       at: ctx.now.toISOString(),
       summary: outcome.summary,
-      tablesChecked: manifest.tables.length,
+      tablesChecked: manifest.tables.length - (outcome.leftOut?.tables.length ?? 0),
       tablesMatched: comparison?.matched ?? 0,
       differences: comparison?.differences ?? [],
       durationSeconds,
@@ -483,6 +459,7 @@ export default defineOperation({
         differences: verification.differences,
         durationSeconds,
         temporaryDatabase: outcome.tempDatabase ?? null,
+        leftOut: outcome.leftOut ?? null,
       },
     };
   },

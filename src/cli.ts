@@ -17,7 +17,7 @@ import { createLogger, type Logger, redactSecrets } from './core/log.js';
 import type { Reply } from './core/reply.js';
 import type { Invocation, InvocationFile } from './core/types.js';
 import { showInvisible, terminalSafeJson } from './core/visible.js';
-import { DEMO_TRY_FIRST, onExitCleanup, startDemoEnvironment } from './demo/environment.js';
+import { DEMO_TRY_FIRST, startDemoEnvironment } from './demo/environment.js';
 import { Metrics } from './observability/metrics.js';
 import { serviceSettings, startHealthServer, stateProbe } from './observability/server.js';
 import type { LoadedPack } from './packs/load.js';
@@ -238,8 +238,14 @@ async function demo(): Promise<number> {
   process.stdout.write(
     'Starting an embedded PostgreSQL with sample databases (kasm, staging, coder, capsul, activity)…\n',
   );
-  const environment = await startDemoEnvironment({ dir, log: (line) => process.stdout.write(`  ${line}\n`) });
-  onExitCleanup(environment);
+  const keptMessage = (kept: string | undefined): string =>
+    kept ? `The files the demo produced (log, backups, exports) are kept in ${kept}\n` : '';
+  const environment = await startDemoEnvironment({
+    dir,
+    log: (line) => process.stdout.write(`  ${line}\n`),
+    // SIGHUP (terminal closed), SIGINT, SIGTERM and uncaught errors stop the demo too.
+    onProcessEnd: (kept) => process.stdout.write(`\nDemo stopped and cleaned up.\n${keptMessage(kept)}`),
+  });
   const merged = { ...env, ...environment.env };
   const config = loadConfigFile(environment.configPath, merged);
   const logFile = join(dir, 'dbops.log');
@@ -254,12 +260,14 @@ async function demo(): Promise<number> {
       input: process.stdin,
       output: process.stdout,
       exportDir: join(dir, 'exports'),
-      banner: `${DEMO_TRY_FIRST}\n(config: ${environment.configPath}; log: ${logFile})\n`,
+      banner:
+        `${DEMO_TRY_FIRST}\n(config: ${environment.configPath}; log: ${logFile})\n` +
+        environment.notes.map((note) => `\nNote: ${note}\n`).join(''),
     });
   } finally {
     await app.close();
-    await environment.stop();
-    process.stdout.write('Demo stopped and cleaned up.\n');
+    const kept = await environment.stop();
+    process.stdout.write(`Demo stopped and cleaned up.\n${keptMessage(kept)}`);
   }
   return 0;
 }

@@ -1,6 +1,6 @@
 // The demo environment: its own embedded server, sample databases, the bot's role, live sessions, config.
 import { randomBytes } from 'node:crypto';
-import { access, readFile } from 'node:fs/promises';
+import { access, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,6 +13,7 @@ import { configSchema } from '../src/config/schema.js';
 import { Catalog, isBuiltin } from '../src/core/catalog.js';
 import { DEMO_TRY_FIRST, type DemoEnvironment, startDemoEnvironment } from '../src/demo/environment.js';
 import { loadConfiguredPacks, packCatalogEntries } from '../src/packs/registry.js';
+import { toolPresent } from './setup/external-tools.js';
 import { freePort } from './setup/postgres.js';
 
 /** The table each sample database is mostly about, and a floor for its row count. */
@@ -257,6 +258,14 @@ describe('demo environment', () => {
     expect(Object.keys(config.policy).sort()).toEqual(['development', 'production', 'staging']);
     expect(config.policy.production?.approve).toEqual(['dba']);
     expect(config.backupsDir.startsWith(dir)).toBe(true);
+    // staging runs the Alembic project the demo copied into its directory, the URL in EXAM_DATABASE_URL.
+    expect(config.targets.staging?.settings?.alembic).toEqual({
+      command: ['alembic', '-c', 'alembic.ini'],
+      cwd: join(dir, 'alembic'),
+      url_env: 'EXAM_DATABASE_URL',
+    });
+    for (const file of ['alembic.ini', 'env.py', 'versions'])
+      expect(await exists(join(dir, 'alembic', file))).toBe(true);
 
     for (const line of logLines) {
       for (const secret of secrets) expect(line).not.toContain(secret);
@@ -350,12 +359,31 @@ describe('demo environment', () => {
     for (const line of DEMO_TRY_FIRST.split('\n')) expect(line.length).toBeLessThanOrEqual(110);
   });
 
-  it('stops: the port refuses connections, the directory is gone, and stopping again is harmless', async () => {
+  it('says how to install alembic when it is missing, and nothing when it is there', async () => {
+    const present = await toolPresent('alembic');
+    if (present) expect(demo.notes).toEqual([]);
+    else expect(demo.notes.join(' ')).toContain('apt-get install alembic python3-psycopg2');
+  });
+
+  it('stops: the port refuses connections, the files it produced are kept, the rest is gone', async () => {
     expect(await portAcceptsConnections(port)).toBe(true);
     expect(await exists(dir)).toBe(true);
-    await demo.stop();
+    // What people made during the demo: a backup, an export and the log.
+    await mkdir(join(dir, 'backups', 'kasm'), { recursive: true });
+    await writeFile(join(dir, 'backups', 'kasm', 'kasm-1.dump'), 'dump');
+    await mkdir(join(dir, 'exports'));
+    await writeFile(join(dir, 'exports', 'users.csv'), 'id\n1\n');
+    await writeFile(join(dir, 'dbops.log'), '{"msg":"ran"}\n');
+
+    const kept = await demo.stop();
+    expect(kept).toBe(`${dir}-files`);
     expect(await portAcceptsConnections(port)).toBe(false);
     expect(await exists(dir)).toBe(false);
-    await demo.stop();
+    expect((await readdir(kept ?? '')).sort()).toEqual(['backups', 'dbops.log', 'exports']);
+    expect(await readFile(join(kept ?? '', 'backups', 'kasm', 'kasm-1.dump'), 'utf8')).toBe('dump');
+    expect(await readFile(join(kept ?? '', 'exports', 'users.csv'), 'utf8')).toBe('id\n1\n');
+    // Stopping again is harmless and names the same folder.
+    expect(await demo.stop()).toBe(kept);
+    await rm(kept ?? '', { recursive: true, force: true });
   }, 60_000);
 });

