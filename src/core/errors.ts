@@ -25,6 +25,8 @@ export const USER_ERROR_CODES = [
   'state_unavailable', // the state database cannot be reached: nothing runs
   'config_invalid',
   'shutting_down', // this replica is stopping: nothing ran, send it again (another replica takes it)
+  'cancelled', // the caller's AbortSignal stopped a running query or tool
+  'target_unresponsive', // the target stopped answering: a client-side deadline passed
 ] as const;
 export type UserErrorCode = (typeof USER_ERROR_CODES)[number];
 
