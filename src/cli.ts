@@ -93,7 +93,12 @@ async function exec(argv: string[]): Promise<number> {
   }
   const config = loadConfigOrExit(configPath(values.config));
   const log = quietLogger();
-  const app = await createApp({ config, log });
+  // Long operations say what they are doing (lock waits, tool progress) on stderr; stdout stays the answer.
+  const app = await createApp({
+    config,
+    log,
+    onProgress: (_id, _inv, line) => progressTo(process.stderr, line),
+  });
   try {
     const reply = await app.core.dispatch({
       surface: 'cli',
@@ -132,6 +137,12 @@ async function exec(argv: string[]): Promise<number> {
   }
 }
 
+/** A progress line of a long operation in a terminal: one line, control characters shown as `?`. */
+function progressTo(stream: NodeJS.WriteStream, line: string): void {
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: neutralising control characters is the point
+  stream.write(`… ${line.replace(/[\u0000-\u001f\u007f-\u009f]/g, '?')}\n`);
+}
+
 async function consoleCommand(argv: string[]): Promise<number> {
   const { values } = parseArgs({
     args: argv,
@@ -142,7 +153,11 @@ async function consoleCommand(argv: string[]): Promise<number> {
     return 2;
   }
   const config = loadConfigOrExit(configPath(values.config));
-  const app = await createApp({ config, log: quietLogger() });
+  const app = await createApp({
+    config,
+    log: quietLogger(),
+    onProgress: (_id, _inv, line) => progressTo(process.stdout, line),
+  });
   app.startSweeper();
   try {
     await runConsole({
@@ -171,7 +186,11 @@ async function demo(): Promise<number> {
   const config = loadConfigFile(environment.configPath, merged);
   const logFile = join(dir, 'dbops.log');
   const log = createLogger({ level: 'info', destination: pino.destination({ dest: logFile, sync: true }) });
-  const app = await createApp({ config, log });
+  const app = await createApp({
+    config,
+    log,
+    onProgress: (_id, _inv, line) => progressTo(process.stdout, line),
+  });
   app.startSweeper(5);
   try {
     await runConsole({

@@ -177,6 +177,11 @@ describe('a SIGKILLed dbops leaves nothing behind', () => {
       join(dir, 'packs', 'napping', 'nap.yaml'),
       'name: nap\nsummary: sleeps a long time\nrisk: read\ncommand:\n  argv: [sleep, "313"]\n  timeout: 10m\n',
     );
+    writeFileSync(
+      join(dir, 'packs', 'napping', 'talk.yaml'),
+      'name: talk\nsummary: talks on stderr\nrisk: read\ncommand:\n' +
+        '  argv: [sh, -c, "echo connecting as $PGUSER with $PGPASSWORD >&2; echo done"]\n  timeout: 1m\n',
+    );
     configPath = join(dir, 'dbops.yaml');
     writeFileSync(
       configPath,
@@ -227,6 +232,14 @@ describe('a SIGKILLed dbops leaves nothing behind', () => {
       left = left.filter((s) => alive.has(s.pid));
     }
     expect(left).toEqual([]);
+  }, 60_000);
+
+  it("exec shows a tool's progress on stderr, redacted", async () => {
+    const run = await dbops(['exec', '--config', configPath, '--as', 'alice', '--', '/db talk app']);
+    expect(run.exitCode).toBe(0);
+    const password = new URL(env.APP_URL ?? '').password;
+    expect(run.stderr).toContain('… connecting as postgres with ***');
+    expect(run.stderr + run.stdout).not.toContain(password);
   }, 60_000);
 
   it('a restart removes partial files nobody holds open, never a finished backup', async () => {
