@@ -82,10 +82,7 @@ describe('reindex --concurrently waiting for an older transaction', () => {
     harness.progressLines.length = 0;
     const run = harness.execute(reindex, 't', 'orders --concurrently', preview.state);
     run.catch(() => {});
-    const line = await waitFor(
-      () => harness.progressLines.find((l) => l.startsWith('waiting for')),
-      30_000,
-    );
+    const line = await waitFor(() => harness.progressLines.find((l) => l.startsWith('waiting for')), 30_000);
     expect(line).toMatch(
       new RegExp(
         `^waiting for (older transactions to end|a lock on orders) held by pid ${pid} ` +
