@@ -5,6 +5,7 @@ import { loadConfigText } from '../src/config/load.js';
 import { isUserError } from '../src/core/errors.js';
 import { isCancelled } from '../src/engine/cancel.js';
 import { TargetPools } from '../src/engine/target-db.js';
+import { PgStateStore } from '../src/state/pg-store.js';
 import { adminQuery, createDatabase } from './helpers/db.js';
 import { HalfOpenProxy } from './helpers/proxy.js';
 
@@ -136,4 +137,27 @@ describe('an AbortSignal cancels running work', () => {
     const err = await failure(pools.get('well').write(async () => {}, undefined, AbortSignal.abort()));
     expect(isCancelled(err)).toBe(true);
   });
+});
+
+describe('the state database behind a half-open proxy', () => {
+  it('a call fails within a generous bound instead of hanging, and works again after healing', async () => {
+    const stateDb = await createDatabase('faults_state');
+    const stateProxy = await HalfOpenProxy.start(stateDb.url);
+    const store = await PgStateStore.open(stateProxy.url());
+    try {
+      await store.migrate();
+      expect(await store.getRequest(1)).toBeUndefined();
+      stateProxy.freeze();
+      const started = Date.now();
+      const err = await failure(store.getRequest(1));
+      expect(err).toBeInstanceOf(Error);
+      expect(Date.now() - started).toBeLessThan(30_000);
+      stateProxy.heal();
+      expect(await store.getRequest(1)).toBeUndefined();
+    } finally {
+      stateProxy.heal();
+      await store.close();
+      await stateProxy.close();
+    }
+  }, 60_000);
 });
