@@ -105,7 +105,7 @@ describe('tool lifetime', () => {
     const controller = new AbortController();
     const run = runTool(
       { name: 'sleep', file: 'sleep', args: ['60'], env: toolEnvironment(process.env) },
-      { timeoutMs: 60_000, cancelSignal: controller.signal },
+      { timeoutMs: 60_000, signal: controller.signal },
     );
     setTimeout(() => controller.abort(), 200);
     const err = await run.catch((e: unknown) => e);

@@ -25,6 +25,8 @@ export interface RunToolOptions {
    * an OperationCancelledError (code `cancelled`).
    */
   cancelSignal?: AbortSignal;
+  /** The same as `cancelSignal`, under the name TargetDb uses (either may be given; the first set wins). */
+  signal?: AbortSignal;
   /** Called for every complete stderr line (e.g. pg_dump --verbose progress), secrets already redacted. */
   onStderrLine?: (line: string) => void;
   /** Called for every complete stdout line, secrets already redacted. */
@@ -162,7 +164,8 @@ function formatLimit(ms: number): string {
  */
 export async function runTool(invocation: ToolInvocation, options: RunToolOptions): Promise<ToolOutput> {
   const redactor = toolRedactor(invocation.env);
-  if (options.cancelSignal?.aborted) throw new OperationCancelledError(invocation.name);
+  const cancelSignal = options.cancelSignal ?? options.signal;
+  if (cancelSignal?.aborted) throw new OperationCancelledError(invocation.name);
   const path = resolveExecutable(invocation.file, invocation.env.PATH);
   if (!path) {
     throw new UserError('tool_failed', `${invocation.name} was not found (${invocation.file})`, {
@@ -200,7 +203,7 @@ export async function runTool(invocation: ToolInvocation, options: RunToolOption
     timeout: options.timeoutMs,
     forceKillAfterDelay: KILL_GRACE_MS,
     windowsHide: true,
-    ...(options.cancelSignal ? { cancelSignal: options.cancelSignal } : {}),
+    ...(cancelSignal ? { cancelSignal } : {}),
     ...(options.cwd ? { cwd: options.cwd } : {}),
   });
   subprocess.stdout?.setEncoding('utf8');
