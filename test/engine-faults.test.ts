@@ -69,17 +69,28 @@ describe('a target that stops answering after login', () => {
     expect(pools.stats().sick).toMatchObject({ total: 0, inFlight: 0 });
   }, 60_000);
 
-  it('a cursor read mid-stream and a new connection are bounded too, and the healthy target is untouched', async () => {
+  it('a cursor read and a new connection on the frozen target are bounded too; the healthy target is untouched', async () => {
     const sick = pools.get('sick');
+    proxy.heal();
     const started = Date.now();
+    const cursorErr = await failure(
+      sick.read(async (s) => {
+        await s.query('SELECT 1');
+        proxy.freeze(); // the server goes silent between two statements of one unit of work
+        return await s.cursor('SELECT i FROM t ORDER BY i', [], 2000);
+      }),
+    );
+    expect(isUserError(cursorErr) && cursorErr.code).toBe('target_unresponsive');
+    expect((cursorErr as Error).message).toContain('no reply to a cursor read');
     // New connection: login hangs (the proxy accepts, then silence).
     const connectErr = await failure(sick.read((s) => s.query('SELECT 1')));
     expect(isUserError(connectErr)).toBe(true);
-    expect(Date.now() - started).toBeLessThan(30_000);
+    expect((connectErr as Error).message).toMatch(/sick did not give dbops a connection/);
+    expect(Date.now() - started).toBeLessThan(60_000);
     const well = pools.get('well');
     const rows = await well.read((s) => s.cursor<{ i: number }>('SELECT i FROM t ORDER BY i', [], 10));
     expect(rows.rows).toHaveLength(10);
-  }, 60_000);
+  }, 90_000);
 
   it('eight reads on the frozen target all end, and report themselves in flight while they wait', async () => {
     const sick = pools.get('sick');
