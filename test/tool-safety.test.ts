@@ -120,12 +120,28 @@ describe('tool lifetime', () => {
     expect((err as Error).message).toBe('nosuch was not found (nosuch-tool-xyz)');
   });
 
-  it('tools are started under setpriv --pdeathsig KILL (present on Debian: util-linux)', () => {
-    expect(supervised('/usr/bin/pg_dump', ['-v'])).toEqual({
-      file: '/usr/bin/setpriv',
-      args: ['--pdeathsig', 'KILL', '--', '/usr/bin/pg_dump', '-v'],
-    });
+  it('tools are started under setpriv --pdeathsig (util-linux) and a setsid supervisor', () => {
+    const { file, args } = supervised('/usr/bin/pg_dump', ['-v']);
+    expect(file).toBe('/usr/bin/setpriv');
+    expect(args.slice(0, 5)).toEqual(['--pdeathsig', 'HUP', '--', '/bin/sh', '-c']);
+    expect(args.slice(-3)).toEqual(['/usr/bin/setsid', '/usr/bin/pg_dump', '-v']);
   });
+
+  it('a timed-out tool is stopped with everything it started', async () => {
+    const env = toolEnvironment(process.env);
+    const err = await runTool(
+      { name: 'sh', file: 'sh', args: ['-c', "trap '' TERM; sleep 322 & sleep 322; wait"], env },
+      { timeoutMs: 300 },
+    ).catch((e: unknown) => e);
+    expect((err as Error).message).toMatch(/^sh ran past its time limit/);
+    let left = 1;
+    for (let i = 0; i < 100 && left > 0; i++) {
+      const ps = await execa('ps', ['-eo', 'args=']);
+      left = ps.stdout.split('\n').filter((l) => /(^|\/)sleep 322$/.test(l.trim())).length;
+      if (left > 0) await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(left).toBe(0);
+  }, 30_000);
 });
 
 describe('tools honour lock_timeout through PGOPTIONS', () => {
@@ -175,7 +191,8 @@ describe('a SIGKILLed dbops leaves nothing behind', () => {
     );
     writeFileSync(
       join(dir, 'packs', 'napping', 'nap.yaml'),
-      'name: nap\nsummary: sleeps a long time\nrisk: read\ncommand:\n  argv: [sleep, "313"]\n  timeout: 10m\n',
+      'name: nap\nsummary: sleeps a long time\nrisk: read\ncommand:\n' +
+        '  argv: [sh, -c, "sleep 313 & sleep 313; wait"]\n  timeout: 10m\n',
     );
     writeFileSync(
       join(dir, 'packs', 'napping', 'talk.yaml'),
@@ -214,15 +231,16 @@ describe('a SIGKILLed dbops leaves nothing behind', () => {
       .map((cols) => ({ pid: Number(cols[0]), ppid: Number(cols[1]) }));
   }
 
-  it('the pack command is killed with dbops (no orphan in ps)', async () => {
+  it('the pack command and what it started are killed with dbops (no orphan in ps)', async () => {
     const run = dbops(['exec', '--config', configPath, '--as', 'alice', '--', '/db nap app']);
     run.catch(() => {});
     let mine: { pid: number; ppid: number }[] = [];
-    for (let i = 0; i < 300 && mine.length === 0; i++) {
-      mine = (await sleepers()).filter((s) => s.ppid === run.pid);
-      if (mine.length === 0) await new Promise((r) => setTimeout(r, 100));
+    for (let i = 0; i < 300 && mine.length < 2; i++) {
+      mine = await sleepers();
+      if (mine.length < 2) await new Promise((r) => setTimeout(r, 100));
     }
-    expect(mine).toHaveLength(1);
+    // The command's shell started both sleeps: a child and a grandchild of the tool dbops ran.
+    expect(mine).toHaveLength(2);
     run.kill('SIGKILL');
     await run;
     let left = mine;
