@@ -120,6 +120,7 @@ export function targetToolEnv(ctx: OperationContext<unknown>, database?: string)
     hostEnvironment(),
     libpqEnvironment(ctx.target.url, {
       connectTimeoutSeconds: ctx.limits.connect_timeout,
+      lockTimeoutMs: ctx.limits.lock_timeout * 1000,
       ...(database !== undefined ? { database } : {}),
     }),
   );

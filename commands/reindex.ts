@@ -7,6 +7,7 @@ import { isUserError, UserError } from '../src/core/errors.js';
 import { defineOperation, type OperationContext } from '../src/core/operation.js';
 import { formatBytes } from '../src/core/render.js';
 import type { Column, OperationResult, Row } from '../src/core/types.js';
+import { watchLockWaits } from '../src/engine/lock-watch.js';
 import { type Relation, resolveRelation } from '../src/engine/relations.js';
 import type { Session } from '../src/engine/types.js';
 import {
@@ -379,7 +380,15 @@ export default defineOperation({
     if (concurrently) limits.lockTimeoutMs = limits.statementTimeoutMs;
     const t0 = performance.now();
     try {
-      await ctx.db.direct((session) => session.query(statement), limits);
+      await ctx.db.direct(async (session) => {
+        // Lock waits (on the table, or CONCURRENTLY's wait for older transactions) are shown with who blocks.
+        const watch = watchLockWaits(ctx.db, session.backendPid, ctx.progress);
+        try {
+          await session.query(statement);
+        } finally {
+          watch.stop();
+        }
+      }, limits);
     } catch (err) {
       const invalid = await ctx.db.read((session) => invalidIndexes(session, plan.table.oid));
       const base = isUserError(err) ? err : undefined;

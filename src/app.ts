@@ -4,6 +4,8 @@ import type { Config } from './config/schema.js';
 import { BUILTINS, Catalog } from './core/catalog.js';
 import { Core, type CoreDeps } from './core/dispatch.js';
 import type { Logger } from './core/log.js';
+import { removeAbandonedPartials } from './engine/partial-files.js';
+import { registerUrlSecrets } from './engine/redact.js';
 import { type OwnBackend, TargetPools } from './engine/target-db.js';
 import type { Metrics } from './observability/metrics.js';
 import { runPackCommand } from './packs/command.js';
@@ -53,6 +55,11 @@ export async function createApp(options: AppOptions): Promise<App> {
     await state.close();
     throw err;
   }
+  // Tool output is redacted of every configured password, not only the one its target's env holds.
+  registerUrlSecrets(options.config.state.url);
+  for (const target of Object.values(options.config.targets)) registerUrlSecrets(target.url);
+  // What a run of an earlier (killed) process left behind: partial dumps, restore scripts.
+  await removeAbandonedPartials(options.config.backupsDir, { log: options.log });
   // dbops' own connections are known by pid across replicas (published in the state database).
   const sharedPids: ReplicaPids = new ReplicaPids({
     url: options.config.state.url,

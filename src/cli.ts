@@ -137,7 +137,8 @@ async function execOnce(argv: string[], json: boolean): Promise<number> {
   const log = quietLogger();
   let app: App;
   try {
-    app = await createApp({ config, log });
+    // Long operations say what they are doing (lock waits, tool progress) on stderr; stdout stays the answer.
+    app = await createApp({ config, log, onProgress: (_id, _inv, line) => progressTo(process.stderr, line) });
   } catch (err) {
     const why = err instanceof Error ? err.message : String(err);
     throw new CliFailure('state_unavailable', `cannot open the state database: ${why}`, 1);
@@ -205,6 +206,12 @@ function parseExecArgs(argv: string[]) {
   });
 }
 
+/** A progress line of a long operation in a terminal: one line, control characters shown as `?`. */
+function progressTo(stream: NodeJS.WriteStream, line: string): void {
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: neutralising control characters is the point
+  stream.write(`… ${line.replace(/[\u0000-\u001f\u007f-\u009f]/g, '?')}\n`);
+}
+
 async function consoleCommand(argv: string[]): Promise<number> {
   const { values } = parseArgs({
     args: argv,
@@ -215,7 +222,11 @@ async function consoleCommand(argv: string[]): Promise<number> {
     return 2;
   }
   const config = loadConfigOrExit(configPath(values.config));
-  const app = await createApp({ config, log: quietLogger() });
+  const app = await createApp({
+    config,
+    log: quietLogger(),
+    onProgress: (_id, _inv, line) => progressTo(process.stdout, line),
+  });
   app.startSweeper();
   try {
     await runConsole({
@@ -250,7 +261,11 @@ async function demo(): Promise<number> {
   const config = loadConfigFile(environment.configPath, merged);
   const logFile = join(dir, 'dbops.log');
   const log = createLogger({ level: 'info', destination: pino.destination({ dest: logFile, sync: true }) });
-  const app = await createApp({ config, log });
+  const app = await createApp({
+    config,
+    log,
+    onProgress: (_id, _inv, line) => progressTo(process.stdout, line),
+  });
   app.startSweeper(5);
   try {
     await runConsole({

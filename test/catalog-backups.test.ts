@@ -221,7 +221,8 @@ describe('external tool runner (pure parts)', () => {
     expect(failed.message).toContain('postgres://bot:***@db/x');
     expect(failed.message).not.toContain('hunter2');
     expect(failed.detail).toMatchObject({ exitCode: 3, timedOut: false });
-    expect(lines).toEqual(['progress one', 'cannot reach postgres://bot:hunter2@db/x']);
+    // Progress lines are redacted too (issue 13): they go to chat threads and logs.
+    expect(lines).toEqual(['progress one', 'cannot reach postgres://bot:***@db/x']);
 
     const slow = await rejection(
       runTool({ name: 'sleep', file: 'sleep', args: ['10'], env }, { timeoutMs: 200 }),

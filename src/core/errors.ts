@@ -27,6 +27,8 @@ export const USER_ERROR_CODES = [
   'config_invalid',
   'shutting_down', // this replica is stopping: nothing ran, send it again (another replica takes it)
   'busy', // too many large results held by this process at once: nothing was read, retry shortly
+  'cancelled', // the caller's AbortSignal stopped a running query or tool
+  'target_unresponsive', // the target stopped answering: a client-side deadline passed
 ] as const;
 export type UserErrorCode = (typeof USER_ERROR_CODES)[number];
 

@@ -2,14 +2,18 @@
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import pg from 'pg';
-import { from as copyFromStdin } from 'pg-copy-streams';
-import Cursor from 'pg-cursor';
 import type { ResolvedTarget } from '../config/schema.js';
+import { formatDuration } from '../core/duration.js';
 import { UserError } from '../core/errors.js';
 import { type Logger, redactSecrets, silentLogger } from '../core/log.js';
-import { FREE_ROWS, reserveRows } from '../core/result-budget.js';
+import { OperationCancelledError } from './cancel.js';
+import { ClientGuard, clientDeadlineMs, destroyConnection, GuardedSession } from './guard.js';
 import { type ErrorLimits, toUserError } from './pg-errors.js';
+import { TYPES } from './pg-types.js';
 import type { QueryLimits, Session, TargetDb } from './types.js';
+
+/** TCP keepalive on every target connection: a peer that vanished is noticed even between statements. */
+const KEEPALIVE_DELAY_MS = 10_000;
 
 export interface TargetPoolsOptions {
   /** Sent as application_name on every connection (default "dbops"). */
@@ -41,52 +45,13 @@ export interface PoolStats {
   idle: number;
   /** Callers waiting for a connection because the pool is at pool_max. */
   waiting: number;
+  /** Units of work (read / write / direct) started and not finished, waiting for a connection included. */
+  inFlight: number;
+  /** How long the oldest of them has been running, in ms (0 when none). */
+  oldestMs: number;
 }
 
-type TypeFormat = Parameters<typeof pg.types.getTypeParser>[1];
-type TextParser = (text: string) => unknown;
-
-const INT8 = 20;
-const NUMERIC = 1700;
-const INT8_ARRAY = 1016;
-const NUMERIC_ARRAY = 1231;
-
-/** bigint as a JS number when it is exact, else the digits as text. */
-function parseInt8(text: string): number | string {
-  const n = Number(text);
-  return Number.isSafeInteger(n) ? n : text;
-}
-
-/** numeric as a JS number when finite (and exact, for whole numbers), else the text (NaN, Infinity, huge). */
-function parseNumeric(text: string): number | string {
-  const n = Number(text);
-  if (!Number.isFinite(n)) return text;
-  if (/^-?\d+$/.test(text) && !Number.isSafeInteger(n)) return text;
-  return n;
-}
-
-function mapArray(value: unknown, parse: TextParser): unknown {
-  if (Array.isArray(value)) return value.map((item) => mapArray(item, parse));
-  return typeof value === 'string' ? parse(value) : value;
-}
-
-function arrayOf(oid: number, parse: TextParser): TextParser {
-  const parseArray: TextParser = pg.types.getTypeParser(oid, 'text');
-  return (text) => mapArray(parseArray(text), parse);
-}
-
-/** Per-pool type parsers: pg's global parsers stay untouched for every other user of `pg` in the process. */
-const TYPES: pg.CustomTypesConfig = {
-  getTypeParser: (oid: number, format?: TypeFormat) => {
-    if (format !== 'binary') {
-      if (oid === INT8) return parseInt8;
-      if (oid === NUMERIC) return parseNumeric;
-      if (oid === INT8_ARRAY) return arrayOf(INT8_ARRAY, parseInt8);
-      if (oid === NUMERIC_ARRAY) return arrayOf(NUMERIC_ARRAY, parseNumeric);
-    }
-    return pg.types.getTypeParser(oid, format);
-  },
-};
+const NO_STATS: PoolStats = { total: 0, idle: 0, waiting: 0, inFlight: 0, oldestMs: 0 };
 
 /**
  * A timeout as it goes into SQL text: a finite, non-negative number of whole milliseconds (PostgreSQL would
@@ -110,86 +75,7 @@ const SET_SESSION_TIMEOUTS =
   "SELECT set_config('statement_timeout', $1, false), set_config('lock_timeout', $2, false)";
 const RESET_TIMEOUTS = 'RESET statement_timeout; RESET lock_timeout';
 
-/** Rows read per round trip by `cursor()`. */
-const CURSOR_BATCH = 500;
-
 type Mode = 'read' | 'write' | 'direct';
-
-/** A checked-out connection as an operation sees it: bind parameters only, one statement per query. */
-class PoolSession implements Session {
-  constructor(
-    private readonly client: pg.PoolClient,
-    readonly backendPid: number,
-    private readonly rowCap: number,
-  ) {}
-
-  async query<T extends object = Record<string, unknown>>(
-    sql: string,
-    params?: readonly unknown[],
-  ): Promise<T[]> {
-    // The extended protocol refuses a second statement even when there are no parameters.
-    const config: pg.QueryConfig & { queryMode: 'extended' } = {
-      text: sql,
-      values: [...(params ?? [])],
-      queryMode: 'extended',
-    };
-    const result = await this.client.query(config);
-    return result.rows;
-  }
-
-  async execute(sql: string, params?: readonly unknown[]): Promise<{ rowCount: number }> {
-    const config: pg.QueryConfig & { queryMode: 'extended' } = {
-      text: sql,
-      values: [...(params ?? [])],
-      queryMode: 'extended',
-    };
-    const result = await this.client.query(config);
-    return { rowCount: result.rowCount ?? 0 };
-  }
-
-  async copyFrom(sql: string, data: Iterable<Uint8Array>): Promise<{ rowCount: number }> {
-    if (!/^\s*COPY\s[\s\S]*\sFROM\s+STDIN\b/i.test(sql))
-      throw new Error('copyFrom takes a COPY … FROM STDIN statement');
-    const stream = this.client.query(copyFromStdin(sql));
-    await pipeline(Readable.from(data, { objectMode: false }), stream);
-    return { rowCount: stream.rowCount };
-  }
-
-  async cursor<T extends object = Record<string, unknown>>(
-    sql: string,
-    params?: readonly unknown[],
-    cap: number = this.rowCap,
-  ): Promise<{ rows: T[]; truncated: boolean }> {
-    if (!Number.isSafeInteger(cap) || cap < 0)
-      throw new RangeError(`cursor cap must be a whole number, got ${cap}`);
-    const cursor = this.client.query(new Cursor<T>(sql, [...(params ?? [])]));
-    const rows: T[] = [];
-    const batch = Math.min(cap + 1, CURSOR_BATCH);
-    // Past FREE_ROWS a result asks the process-wide budget once for the rest of its cap (src/core/result-budget.ts).
-    let reserved = cap + 1 <= FREE_ROWS;
-    let release: (() => void) | undefined;
-    try {
-      // One row past the cap tells whether more existed, without reading them.
-      while (rows.length <= cap) {
-        if (!reserved && rows.length >= FREE_ROWS) {
-          release = await reserveRows(cap + 1 - rows.length);
-          reserved = true;
-        }
-        const want = Math.min(batch, cap + 1 - rows.length, reserved ? cap + 1 : FREE_ROWS - rows.length);
-        // A failed read leaves the cursor already closed by the server; the error propagates as is.
-        const got = await cursor.read(want);
-        rows.push(...got);
-        if (got.length < want) break;
-      }
-    } finally {
-      // Outside a command's scope the rows are the caller's once returned: the reservation ends here.
-      release?.();
-    }
-    await cursor.close();
-    const truncated = rows.length > cap;
-    return { rows: truncated ? rows.slice(0, cap) : rows, truncated };
-  }
-}
 
 /** Pids dbops holds, per server (host:port), so no operation ever signals the bot's own connections. */
 class BackendRegistry {
@@ -245,6 +131,8 @@ class PooledTargetDb implements TargetDb {
   #serverKey: string | undefined;
   #version: Promise<number> | undefined;
   #generation = 0;
+  /** Start times (performance.now()) of the units of work under way. */
+  readonly #running = new Set<number>();
 
   constructor(
     private readonly target: ResolvedTarget,
@@ -260,9 +148,14 @@ class PooledTargetDb implements TargetDb {
 
   stats(): PoolStats {
     const pool = this.#pool;
-    return pool
-      ? { total: pool.totalCount, idle: pool.idleCount, waiting: pool.waitingCount }
-      : { total: 0, idle: 0, waiting: 0 };
+    const started = Math.min(...this.#running);
+    return {
+      ...(pool
+        ? { total: pool.totalCount, idle: pool.idleCount, waiting: pool.waitingCount }
+        : { total: 0, idle: 0, waiting: 0 }),
+      inFlight: this.#running.size,
+      oldestMs: this.#running.size > 0 ? Math.max(0, Math.round(performance.now() - started)) : 0,
+    };
   }
 
   async close(): Promise<void> {
@@ -271,16 +164,40 @@ class PooledTargetDb implements TargetDb {
     if (pool && !pool.ending) await pool.end();
   }
 
-  read<R>(fn: (session: Session) => Promise<R>, limits?: Partial<QueryLimits>): Promise<R> {
-    return this.#run('read', fn, limits);
+  read<R>(
+    fn: (session: Session) => Promise<R>,
+    limits?: Partial<QueryLimits>,
+    signal?: AbortSignal,
+  ): Promise<R> {
+    return this.#tracked(() => this.#run('read', fn, limits, signal));
   }
 
-  write<R>(fn: (session: Session) => Promise<R>, limits?: Partial<QueryLimits>): Promise<R> {
-    return this.#run('write', fn, limits);
+  write<R>(
+    fn: (session: Session) => Promise<R>,
+    limits?: Partial<QueryLimits>,
+    signal?: AbortSignal,
+  ): Promise<R> {
+    return this.#tracked(() => this.#run('write', fn, limits, signal));
   }
 
-  direct<R>(fn: (session: Session) => Promise<R>, limits?: Partial<QueryLimits>): Promise<R> {
-    return this.#run('direct', fn, limits);
+  direct<R>(
+    fn: (session: Session) => Promise<R>,
+    limits?: Partial<QueryLimits>,
+    signal?: AbortSignal,
+  ): Promise<R> {
+    return this.#tracked(() => this.#run('direct', fn, limits, signal));
+  }
+
+  async #tracked<R>(work: () => Promise<R>): Promise<R> {
+    // A Set of numbers: two starts in the same microsecond are nudged apart so both are counted.
+    let started = performance.now();
+    while (this.#running.has(started)) started += 1e-6;
+    this.#running.add(started);
+    try {
+      return await work();
+    } finally {
+      this.#running.delete(started);
+    }
   }
 
   ownPids(): number[] {
@@ -343,14 +260,22 @@ class PooledTargetDb implements TargetDb {
       connectionTimeoutMillis: Math.round(limits.connect_timeout * 1000),
       application_name: this.host.applicationName,
       types: TYPES,
+      keepAlive: true,
+      keepAliveInitialDelayMillis: KEEPALIVE_DELAY_MS,
       onConnect: async (client) => {
-        const rows = (await client.query('SELECT pg_backend_pid() AS pid')).rows;
-        const pid: unknown = rows[0]?.pid;
-        if (typeof pid !== 'number') throw new Error('pg_backend_pid() did not return a number');
-        registry.add(server, client, pid);
-        // The first connection after having none: whatever was learnt of the target may be out of date.
-        if ((this.#pool?.totalCount ?? 0) <= 1) this.#generation++;
-        this.host.shared?.changed();
+        // pg-pool's connect timeout ends at login: a server that goes silent right after is caught here.
+        const timer = setTimeout(() => destroyConnection(client), this.#connectDeadlineMs());
+        try {
+          const rows = (await client.query('SELECT pg_backend_pid() AS pid')).rows;
+          const pid: unknown = rows[0]?.pid;
+          if (typeof pid !== 'number') throw new Error('pg_backend_pid() did not return a number');
+          registry.add(server, client, pid);
+          // The first connection after having none: whatever was learnt of the target may be out of date.
+          if ((this.#pool?.totalCount ?? 0) <= 1) this.#generation++;
+          this.host.shared?.changed();
+        } finally {
+          clearTimeout(timer);
+        }
       },
     });
     // A connection dropped by the server while idle must never crash the process.
@@ -367,16 +292,73 @@ class PooledTargetDb implements TargetDb {
     return pool;
   }
 
+  /** How long a connection (login and the first query) may take: connect_timeout plus a margin. */
+  #connectDeadlineMs(): number {
+    return clientDeadlineMs(this.target.limits.connect_timeout * 1000) ?? 30_000;
+  }
+
+  /** Cancels a backend from a one-off connection (the pool may be full of hung ones), bounded. */
+  async #cancelBackend(pid: number): Promise<void> {
+    const client = new pg.Client({
+      connectionString: this.target.url,
+      connectionTimeoutMillis: Math.round(this.target.limits.connect_timeout * 1000),
+      application_name: this.host.applicationName,
+      keepAlive: true,
+    });
+    client.on('error', () => {});
+    const timer = setTimeout(() => destroyConnection(client), this.#connectDeadlineMs());
+    try {
+      await client.connect();
+      await client.query('SELECT pg_cancel_backend($1)', [pid]);
+    } finally {
+      clearTimeout(timer);
+      await client.end().catch(() => {});
+    }
+  }
+
+  /** A pooled connection within the connect deadline; one that arrives later goes straight back. */
+  async #connect(signal: AbortSignal | undefined): Promise<pg.PoolClient> {
+    if (signal?.aborted) throw new OperationCancelledError(`the work on ${this.name}`);
+    const connecting = this.#poolNow().connect();
+    let timer: NodeJS.Timeout | undefined;
+    let onAbort: (() => void) | undefined;
+    const late = (client: pg.PoolClient) => client.release(new Error('arrived after its caller gave up'));
+    try {
+      return await new Promise<pg.PoolClient>((resolve, reject) => {
+        const giveUp = (err: Error) => {
+          reject(err);
+          connecting.then(late, () => {});
+        };
+        timer = setTimeout(() => {
+          giveUp(
+            new UserError(
+              'target_unresponsive',
+              `${this.name} did not give dbops a connection within ${formatDuration(this.#connectDeadlineMs() / 1000)}: ` +
+                'the server is not answering or every connection to it is busy; try again shortly.',
+            ),
+          );
+        }, this.#connectDeadlineMs());
+        onAbort = () => giveUp(new OperationCancelledError(`the work on ${this.name}`));
+        signal?.addEventListener('abort', onAbort, { once: true });
+        connecting.then(resolve, reject);
+      });
+    } finally {
+      clearTimeout(timer);
+      if (onAbort) signal?.removeEventListener('abort', onAbort);
+    }
+  }
+
   async #run<R>(
     mode: Mode,
     fn: (session: Session) => Promise<R>,
-    overrides?: Partial<QueryLimits>,
+    overrides: Partial<QueryLimits> | undefined,
+    signal: AbortSignal | undefined,
   ): Promise<R> {
     const limits = this.#limits(overrides);
     await this.host.shared?.refresh();
     let client: pg.PoolClient;
     try {
-      client = await this.#poolNow().connect();
+      client = await this.#connect(signal);
     } catch (err) {
       throw toUserError(err, this.name, this.#errorLimits(limits)) ?? err;
     }
@@ -388,14 +370,26 @@ class PooledTargetDb implements TargetDb {
       );
     };
     client.on('error', onError);
+    const guard = new ClientGuard(client, {
+      target: this.name,
+      signal,
+      cancelBackend: (pid) => this.#cancelBackend(pid),
+    });
     let discard: Error | undefined;
     try {
-      return await this.#transaction(client, mode, fn, limits);
+      return await this.#transaction(client, guard, mode, fn, limits);
     } catch (err) {
-      discard = await this.#restore(client, mode);
+      discard = guard.broken ?? (await this.#restore(guard, client, mode));
+      if (guard.broken) {
+        this.host.log.warn(
+          { target: this.name, err: redactSecrets(guard.broken.message) },
+          'target connection dropped',
+        );
+      }
       throw toUserError(err, this.name, this.#errorLimits(limits)) ?? err;
     } finally {
       client.removeListener('error', onError);
+      discard ??= guard.broken;
       if (!discard && client.getTransactionStatus() !== 'I') {
         discard = new Error('connection left inside a transaction');
       }
@@ -407,21 +401,30 @@ class PooledTargetDb implements TargetDb {
 
   async #transaction<R>(
     client: pg.PoolClient,
+    guard: ClientGuard,
     mode: Mode,
     fn: (session: Session) => Promise<R>,
     limits: QueryLimits,
   ): Promise<R> {
+    const deadline = clientDeadlineMs(limits.statementTimeoutMs);
+    const connectDeadline = this.#connectDeadlineMs();
+    guard.pid = this.host.registry.pidOf(this.serverKey, client);
     if (mode === 'direct') {
       const timeouts = [String(wholeMs(limits.statementTimeoutMs)), String(wholeMs(limits.lockTimeoutMs))];
-      await client.query(SET_SESSION_TIMEOUTS, timeouts);
+      await guard.step(() => client.query(SET_SESSION_TIMEOUTS, timeouts), connectDeadline, 'SET');
     } else {
-      await client.query(beginWithTimeouts(mode, limits));
+      await guard.step(() => client.query(beginWithTimeouts(mode, limits)), connectDeadline, 'BEGIN');
     }
-    const pid = this.host.registry.pidOf(this.serverKey, client) ?? (await this.#backendPid(client));
-    const result = await fn(new PoolSession(client, pid, limits.rowCap));
-    if (mode === 'read') await client.query('ROLLBACK');
-    else if (mode === 'write') await client.query('COMMIT');
-    else await client.query(RESET_TIMEOUTS);
+    guard.pid ??= await guard.step(() => this.#backendPid(client), connectDeadline, 'a pid query');
+    const result = await fn(new GuardedSession(client, guard, guard.pid, limits.rowCap, deadline));
+    if (mode === 'read') await guard.step(() => client.query('ROLLBACK'), connectDeadline, 'ROLLBACK');
+    else if (mode === 'write') {
+      await guard.step(
+        () => client.query('COMMIT'),
+        deadline ?? connectDeadline,
+        'COMMIT (whether it took effect is unknown)',
+      );
+    } else await guard.step(() => client.query(RESET_TIMEOUTS), connectDeadline, 'RESET');
     return result;
   }
 
@@ -433,10 +436,12 @@ class PooledTargetDb implements TargetDb {
   }
 
   /** After a failure: brings the connection back to a clean idle state, or returns why it must be destroyed. */
-  async #restore(client: pg.PoolClient, mode: Mode): Promise<Error | undefined> {
+  async #restore(guard: ClientGuard, client: pg.PoolClient, mode: Mode): Promise<Error | undefined> {
+    const deadline = this.#connectDeadlineMs();
     try {
-      if (mode !== 'direct' || client.getTransactionStatus() !== 'I') await client.query('ROLLBACK');
-      if (mode === 'direct') await client.query(RESET_TIMEOUTS);
+      if (mode !== 'direct' || client.getTransactionStatus() !== 'I')
+        await guard.step(() => client.query('ROLLBACK'), deadline, 'ROLLBACK');
+      if (mode === 'direct') await guard.step(() => client.query(RESET_TIMEOUTS), deadline, 'RESET');
       return client.getTransactionStatus() === 'I' ? undefined : new Error('transaction state unknown');
     } catch (err) {
       return err instanceof Error ? err : new Error('could not restore the connection');
@@ -487,7 +492,7 @@ export class TargetPools {
   stats(): Record<string, PoolStats> {
     const out: Record<string, PoolStats> = {};
     for (const name of Object.keys(this.#targets)) {
-      out[name] = this.#dbs.get(name)?.stats() ?? { total: 0, idle: 0, waiting: 0 };
+      out[name] = this.#dbs.get(name)?.stats() ?? NO_STATS;
     }
     return out;
   }

@@ -32,17 +32,40 @@ export interface Session {
   readonly backendPid: number;
 }
 
+/**
+ * Every unit of work has client-side deadlines as well as the server's: getting a connection (login and
+ * first query) within connect_timeout plus a margin, and each statement, cursor read and COMMIT within
+ * statement_timeout plus a margin (clientDeadlineMs in guard.ts). A connection that misses one is
+ * destroyed, never returned to the pool, and the call rejects with UserError `target_unresponsive`.
+ *
+ * `signal` (optional, e.g. from OperationContext): when it aborts, the running statement's backend is
+ * cancelled with pg_cancel_backend from another connection, the connection is dropped, and the call
+ * rejects at once with an OperationCancelledError (code `cancelled`, see cancel.ts; `isCancelled(err)`).
+ * An abort before a connection is checked out rejects the same way without touching the target.
+ */
 export interface TargetDb {
   readonly name: string;
   /** Runs `fn` inside `BEGIN READ ONLY` with `statement_timeout` and `lock_timeout` set locally; always rolls back. */
-  read<R>(fn: (session: Session) => Promise<R>, limits?: Partial<QueryLimits>): Promise<R>;
+  read<R>(
+    fn: (session: Session) => Promise<R>,
+    limits?: Partial<QueryLimits>,
+    signal?: AbortSignal,
+  ): Promise<R>;
   /** Runs `fn` inside a read-write transaction with the timeouts set locally; commits when `fn` resolves. */
-  write<R>(fn: (session: Session) => Promise<R>, limits?: Partial<QueryLimits>): Promise<R>;
+  write<R>(
+    fn: (session: Session) => Promise<R>,
+    limits?: Partial<QueryLimits>,
+    signal?: AbortSignal,
+  ): Promise<R>;
   /**
    * Runs `fn` outside any transaction block (VACUUM, REINDEX CONCURRENTLY) with session-level timeouts
    * that are reset before the connection returns to the pool.
    */
-  direct<R>(fn: (session: Session) => Promise<R>, limits?: Partial<QueryLimits>): Promise<R>;
+  direct<R>(
+    fn: (session: Session) => Promise<R>,
+    limits?: Partial<QueryLimits>,
+    signal?: AbortSignal,
+  ): Promise<R>;
   /** Backend pids of every connection dbops currently holds to this target's server. */
   ownPids(): number[];
   /** `server_version_num` of the target (cached after the first call). */

@@ -7,9 +7,10 @@ import type { Invocation } from '../core/types.js';
 import type { PoolStats } from '../engine/target-db.js';
 import type { ApprovalRequest } from '../state/types.js';
 import type { RunningSurface } from '../surfaces/types.js';
+import { describeStuck, STUCK_AFTER_MS } from './stuck.js';
 
 /** What the metrics need to know of a chat surface (a RunningSurface satisfies it). */
-export type SurfaceHealth = Pick<RunningSurface, 'name' | 'healthy'>;
+export type SurfaceHealth = Pick<RunningSurface, 'name' | 'healthy' | 'lanes'>;
 
 /** Sources read at scrape time, set by createApp (pools, core) and by `dbops start` (surfaces). */
 interface Sources {
@@ -125,6 +126,55 @@ export class Metrics {
       },
     });
     new Gauge({
+      name: 'dbops_target_operations_in_flight',
+      help: 'Units of work against each target under way (running, or waiting for a connection)',
+      labelNames: ['target'] as const,
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const [target, stats] of Object.entries(sources.pools())) this.set({ target }, stats.inFlight);
+      },
+    });
+    new Gauge({
+      name: 'dbops_target_oldest_operation_seconds',
+      help: 'Age of the oldest unit of work under way against each target (0 when none): a sick target shows here',
+      labelNames: ['target'] as const,
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const [target, stats] of Object.entries(sources.pools()))
+          this.set({ target }, stats.oldestMs / 1000);
+      },
+    });
+    new Gauge({
+      name: 'dbops_surface_queue_commands',
+      help: 'Chat deliveries being worked on or queued, by surface, lane (target:<name>, builtins, channel:…) and state',
+      labelNames: ['surface', 'lane', 'state'] as const,
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const surface of sources.surfaces()) {
+          for (const [lane, stats] of Object.entries(surface.lanes?.() ?? {})) {
+            this.set({ surface: surface.name, lane, state: 'running' }, stats.running);
+            this.set({ surface: surface.name, lane, state: 'queued' }, stats.waiting);
+          }
+        }
+      },
+    });
+    new Gauge({
+      name: 'dbops_surface_queue_oldest_seconds',
+      help: 'Age of the oldest chat delivery in each lane of a surface (running or queued)',
+      labelNames: ['surface', 'lane'] as const,
+      registers: [this.registry],
+      collect() {
+        this.reset();
+        for (const surface of sources.surfaces()) {
+          for (const [lane, stats] of Object.entries(surface.lanes?.() ?? {}))
+            this.set({ surface: surface.name, lane }, stats.oldestMs / 1000);
+        }
+      },
+    });
+    new Gauge({
       name: 'dbops_surface_up',
       help: 'Whether each enabled chat surface is connected and taking commands (1) or not (0)',
       labelNames: ['surface'] as const,
@@ -215,6 +265,14 @@ export class Metrics {
 
   auditWriteFailed(event: string): void {
     this.#auditFailures.inc({ event });
+  }
+
+  /** Per target, work under way for longer than `afterMs`, in words (for /readyz); empty when none. */
+  stuckWork(afterMs: number = STUCK_AFTER_MS): string[] {
+    const queues = this.#sources
+      .surfaces()
+      .map((surface) => ({ surface: surface.name, lanes: surface.lanes?.() ?? {} }));
+    return describeStuck(this.#sources.pools(), queues, afterMs);
   }
 
   get contentType(): string {

@@ -138,11 +138,15 @@ interface Check {
   ok: boolean;
   error?: string;
   ms?: number;
+  /** What is wrong without making the bot not ready (a sick target's stuck work). */
+  detail?: string[];
 }
 
 /** The /readyz verdict: every check by name, ready only when all pass. */
 export async function readiness(
-  options: Pick<HealthServerOptions, 'checkState' | 'surfaces' | 'notTakingCommands'>,
+  options: Pick<HealthServerOptions, 'checkState' | 'surfaces' | 'notTakingCommands'> & {
+    metrics?: Pick<Metrics, 'stuckWork'>;
+  },
 ): Promise<{ ready: boolean; checks: Record<string, Check> }> {
   const checks: Record<string, Check> = {};
   const why = options.notTakingCommands();
@@ -163,6 +167,9 @@ export async function readiness(
       ? { ok: true }
       : { ok: false, error: surface.problem() ?? `${surface.name} is not connected` };
   }
+  // A sick target is reported, but it does not make the bot not ready: other targets are served.
+  const stuck = options.metrics?.stuckWork() ?? [];
+  checks.targets = stuck.length > 0 ? { ok: true, detail: stuck } : { ok: true };
   return { ready: Object.values(checks).every((c) => c.ok), checks };
 }
 

@@ -11,7 +11,11 @@ export const runPackCommand: CommandRunner = async (input) => {
   const [file, ...args] = input.argv;
   if (!file) throw new Error('empty command');
   const env = toolEnvironment(hostEnvironment(), {
-    ...libpqEnvironment(input.target.url),
+    // Every statement the command sends honours the target's lock_timeout, and none outlives the command.
+    ...libpqEnvironment(input.target.url, {
+      lockTimeoutMs: input.target.limits.lock_timeout * 1000,
+      statementTimeoutMs: input.timeoutSeconds * 1000,
+    }),
     ...(input.urlEnv ? { [input.urlEnv]: input.target.url } : {}),
   });
   const out = await runTool(

@@ -117,6 +117,12 @@ export class PgStateStore implements StateStore {
       application_name: opts.applicationName ?? 'dbops-state',
       connectionTimeoutMillis: 5_000,
       statement_timeout: 10_000,
+      // Client-side too: a state server that goes silent after login (frozen, partitioned) fails the call
+      // after 15 s instead of hanging it, and the connection is destroyed (pool.query and transaction()
+      // release it with the error). Keepalive notices a vanished peer between calls.
+      query_timeout: 15_000,
+      keepAlive: true,
+      keepAliveInitialDelayMillis: 10_000,
       // A transaction left open (e.g. a process frozen mid-approval) must not hold a request row locked forever.
       idle_in_transaction_session_timeout: 60_000,
       idleTimeoutMillis: 30_000,

@@ -1,4 +1,5 @@
 // What `dbops start` runs besides the core: chat surfaces, each connected by its own SDK.
+import type { Lane, LaneStats } from './lanes.js';
 
 export interface RunningSurface {
   name: 'slack' | 'discord';
@@ -6,6 +7,8 @@ export interface RunningSurface {
   healthy(): boolean;
   /** Why it is not healthy, when it is not. */
   problem(): string | undefined;
+  /** Its work queues with work in them, per lane (`target:<name>`, `builtins`, …), for /metrics and /readyz. */
+  lanes?(): Record<Lane, LaneStats>;
   /** Stops taking commands and disconnects. */
   stop(): Promise<void>;
 }

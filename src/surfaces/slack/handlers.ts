@@ -32,9 +32,11 @@ export interface HandlerDeps {
   log: Logger;
   /**
    * Runs `work` after the ack has gone out, in a bounded queue so that a burst of deliveries does not hold
-   * more connections and memory than the pools can use; keeps track of it (awaited on stop).
+   * more connections and memory than the pools can use; keeps track of it (awaited on stop). `command`
+   * (the command text and channel) picks the work's lane: per target, so a sick target's commands never
+   * delay another target's (src/surfaces/lanes.ts); without it the work goes with the built-ins.
    */
-  track(work: () => Promise<void>): void;
+  track(work: () => Promise<void>, command?: { text: string; channel?: string | undefined }): void;
   /** Which conversation an invocation belongs to, for its progress lines. */
   conversations: WeakMap<Invocation, Conversation>;
   /** How files attached to a mention are fetched: the bot token (files:read) and the hosts they may come from. */
@@ -151,37 +153,46 @@ export function registerHandlers(deps: HandlerDeps): void {
   // `/db …` (whatever the command is called in the app's manifest: it is the app's only command).
   bolt.command(/^\/[\w-]+$/, async ({ command, ack, respond }) => {
     await ack();
-    deps.track(async () => {
-      const text = commandText(command.text ?? '');
-      const conversation = threads.conversation({
-        channel: command.channel_id,
-        user: command.user_id,
-        parentText: `${mentionUser(command.user_id)} ran ${inlineCode(`${command.command} ${text}`.trim())}`,
-        respond,
-      });
-      if (!(await firstDelivery(command.trigger_id && `slack:command:${command.trigger_id}`, conversation)))
-        return;
-      const identity = slackIdentity(command.team_id, command.user_id);
-      if (!identity) return await unidentified(conversation);
-      await run({ surface: 'slack', identity, channel: command.channel_id, text }, conversation);
-    });
+    deps.track(
+      async () => {
+        const text = commandText(command.text ?? '');
+        const conversation = threads.conversation({
+          channel: command.channel_id,
+          user: command.user_id,
+          parentText: `${mentionUser(command.user_id)} ran ${inlineCode(`${command.command} ${text}`.trim())}`,
+          respond,
+        });
+        if (!(await firstDelivery(command.trigger_id && `slack:command:${command.trigger_id}`, conversation)))
+          return;
+        const identity = slackIdentity(command.team_id, command.user_id);
+        if (!identity) return await unidentified(conversation);
+        await run({ surface: 'slack', identity, channel: command.channel_id, text }, conversation);
+      },
+      { text: commandText(command.text ?? ''), channel: command.channel_id },
+    );
   });
 
   // `@dbops blocking kasm` in a thread (or in a channel: the answer starts a thread under the mention).
   bolt.event('app_mention', async ({ event, body, context }) => {
-    deps.track(async () => {
-      if (!event.user) return;
-      const thread = event.thread_ts ?? event.ts;
-      const conversation = threads.conversation({ channel: event.channel, user: event.user, thread });
-      if (!(await firstDelivery(body.event_id && `slack:event:${body.event_id}`, conversation))) return;
-      const identity = slackIdentity(event.user_team ?? event.team ?? body.team_id, event.user);
-      if (!identity) return await unidentified(conversation);
-      const text = commandText(event.text, context.botUserId) || 'help';
-      // A file attached to the mention (the CSV for `import`) goes with the command.
-      const files = await download(remoteFiles(event), conversation);
-      if (!files) return;
-      await run({ surface: 'slack', identity, channel: event.channel, thread, text, ...files }, conversation);
-    });
+    deps.track(
+      async () => {
+        if (!event.user) return;
+        const thread = event.thread_ts ?? event.ts;
+        const conversation = threads.conversation({ channel: event.channel, user: event.user, thread });
+        if (!(await firstDelivery(body.event_id && `slack:event:${body.event_id}`, conversation))) return;
+        const identity = slackIdentity(event.user_team ?? event.team ?? body.team_id, event.user);
+        if (!identity) return await unidentified(conversation);
+        const text = commandText(event.text, context.botUserId) || 'help';
+        // A file attached to the mention (the CSV for `import`) goes with the command.
+        const files = await download(remoteFiles(event), conversation);
+        if (!files) return;
+        await run(
+          { surface: 'slack', identity, channel: event.channel, thread, text, ...files },
+          conversation,
+        );
+      },
+      { text: commandText(event.text, context.botUserId) || 'help', channel: event.channel },
+    );
   });
 
   /** Where a click on a card came from: the card message and its thread. */
@@ -204,30 +215,33 @@ export function registerHandlers(deps: HandlerDeps): void {
     { action_id: ACTION_APPROVE },
     async ({ ack, body, action, respond }) => {
       await ack();
-      deps.track(async () => {
-        const id = parseRequestId(action.value);
-        const conversation = clickConversation(body, respond);
-        if (id === undefined || !conversation) {
-          log.warn({ value: action.value }, 'slack: approve click without a request id or a message');
-          return;
-        }
-        if (!(await firstDelivery(`slack:action:${body.trigger_id}:${action.action_ts}`, conversation)))
-          return;
-        const identity = identityOfUser(body.user, body.team?.id);
-        if (!identity) return await unidentified(conversation);
-        const reply = await run(
-          {
-            surface: 'slack',
-            identity,
-            channel: conversation.origin.channel,
-            ...(conversation.origin.thread ? { thread: conversation.origin.thread } : {}),
-            text: `/db approve ${id}`,
-          },
-          conversation,
-        );
-        // A refused click may come from a card that is out of date (decided from the CLI, another surface).
-        if (reply.status === 'refused') await threads.refreshCard(id, conversation.origin.card);
-      });
+      deps.track(
+        async () => {
+          const id = parseRequestId(action.value);
+          const conversation = clickConversation(body, respond);
+          if (id === undefined || !conversation) {
+            log.warn({ value: action.value }, 'slack: approve click without a request id or a message');
+            return;
+          }
+          if (!(await firstDelivery(`slack:action:${body.trigger_id}:${action.action_ts}`, conversation)))
+            return;
+          const identity = identityOfUser(body.user, body.team?.id);
+          if (!identity) return await unidentified(conversation);
+          const reply = await run(
+            {
+              surface: 'slack',
+              identity,
+              channel: conversation.origin.channel,
+              ...(conversation.origin.thread ? { thread: conversation.origin.thread } : {}),
+              text: `/db approve ${id}`,
+            },
+            conversation,
+          );
+          // A refused click may come from a card that is out of date (decided from the CLI, another surface).
+          if (reply.status === 'refused') await threads.refreshCard(id, conversation.origin.card);
+        },
+        { text: `approve ${parseRequestId(action.value) ?? ''}` },
+      );
     },
   );
 

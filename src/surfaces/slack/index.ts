@@ -1,5 +1,6 @@
 // The Slack surface: `/db` commands, @mentions in threads and approval buttons, over Socket Mode or HTTP.
 import type { Invocation } from '../../core/types.js';
+import { LaneQueue, laneOf } from '../lanes.js';
 import type { SurfaceOptions } from '../start.js';
 import type { RunningSurface } from '../types.js';
 import { registerHandlers } from './handlers.js';
@@ -10,38 +11,6 @@ import { createTransport } from './transport.js';
 
 /** How long stop() waits for answers still being posted. */
 const DRAIN_MS = 10_000;
-
-/**
- * How many deliveries are worked on at once (the rest wait their turn, in order). The connection pools are
- * small anyway (pool_max defaults to 4), so more would mostly wait on them, holding memory and state-database
- * connections. (Acknowledgements do not wait on this: in HTTP mode they come from their own thread, in
- * Socket Mode from the SDK before the handler runs.)
- */
-const MAX_RUNNING = 8;
-
-/** Runs at most `limit` jobs at once, the others in arrival order. */
-class WorkQueue {
-  readonly #limit: number;
-  #running = 0;
-  readonly #waiting: (() => void)[] = [];
-
-  constructor(limit: number) {
-    this.#limit = limit;
-  }
-
-  async run(job: () => Promise<void>): Promise<void> {
-    if (this.#running < this.#limit) this.#running += 1;
-    // A finishing job hands its place to the first waiting one.
-    else await new Promise<void>((turn) => this.#waiting.push(turn));
-    try {
-      await job();
-    } finally {
-      const next = this.#waiting.shift();
-      if (next) next();
-      else this.#running -= 1;
-    }
-  }
-}
 
 /** Starts the Slack surface, or returns undefined when SLACK_BOT_TOKEN is not set. */
 export async function startSlack(options: SurfaceOptions): Promise<RunningSurface | undefined> {
@@ -57,7 +26,9 @@ export async function startSlack(options: SurfaceOptions): Promise<RunningSurfac
   });
   const conversations = new WeakMap<Invocation, Conversation>();
   const inFlight = new Set<Promise<void>>();
-  const queue = new WorkQueue(MAX_RUNNING);
+  // Per target: a sick target's commands wait behind each other, never in front of a healthy target's.
+  const queue = new LaneQueue();
+  const targets = Object.keys(options.config.targets);
   registerHandlers({
     bolt: transport.bolt,
     app: options.app,
@@ -65,9 +36,17 @@ export async function startSlack(options: SurfaceOptions): Promise<RunningSurfac
     log,
     conversations,
     files: { token: settings.botToken, origins: fileOrigins(settings.apiUrl) },
-    track(work) {
-      const tracked = queue
-        .run(work)
+    track(work, command) {
+      const lane = command
+        ? laneOf(options.app, targets, {
+            surface: 'slack',
+            channel: command.channel,
+            text: command.text,
+            boundTarget: command.channel && options.config.channels[`slack:${command.channel}`]?.target,
+          })
+        : Promise.resolve('builtins');
+      const tracked = lane
+        .then((name) => queue.run(name, work))
         .catch((err: unknown) => log.error({ err }, 'slack: handling a delivery failed'))
         .finally(() => inFlight.delete(tracked));
       inFlight.add(tracked);
@@ -89,6 +68,7 @@ export async function startSlack(options: SurfaceOptions): Promise<RunningSurfac
   return {
     name: 'slack',
     healthy: () => transport.healthy(),
+    lanes: () => queue.stats(),
     problem: () => transport.problem(),
     async stop() {
       await transport.stop();
