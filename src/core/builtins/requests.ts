@@ -1,0 +1,130 @@
+// Built-ins about approval requests: `pending`, `status`, `approve`, `deny`, `cancel`.
+import { UserError } from '../errors.js';
+import { decide } from '../policy.js';
+import { requestCard, requestLine } from '../reply-text.js';
+import { clipInput } from '../suggest.js';
+import { aboutRequest, type Handler, loadRequest, ok, refusalMessage, requestId, words } from './common.js';
+
+export const pending: Handler = async (core, ctx, tokens) => {
+  await core.sweepExpired();
+  const [targetName] = words(tokens);
+  if (targetName && !core.config.targets[targetName]) {
+    throw new UserError('unknown_target', `unknown target \`${clipInput(targetName)}\``);
+  }
+  const visible = new Set(core.visibleTargets(ctx.person).map((t) => t.name));
+  const requests = (
+    await core.state.listRequests({
+      statuses: ['pending', 'approved'],
+      ...(targetName ? { target: targetName } : {}),
+      limit: 50,
+    })
+  ).filter((r) => visible.has(r.target) || r.requester.person === ctx.person?.name);
+  const now = core.now();
+  const text =
+    requests.length === 0
+      ? 'No requests are waiting for approval.'
+      : requests.map((r) => requestLine(r, now)).join('\n');
+  return ok(ctx, `${requests.length} pending`, text, { requests });
+};
+
+export const status: Handler = async (core, ctx, tokens) => {
+  const id = requestId(tokens, 'status <id>');
+  const request = await loadRequest(core, ctx, id);
+  const roles = core.config.policy[request.environment]?.approve ?? [];
+  return ok(ctx, requestLine(request, core.now()), requestCard(request, core.now(), roles), { request });
+};
+
+export const approve: Handler = async (core, ctx, tokens) => {
+  const id = requestId(tokens, 'approve <id>');
+  const request = await loadRequest(core, ctx, id);
+  const about = aboutRequest(request);
+  const actor = core.actor(ctx);
+  // The requester never approves their own request, whatever their roles (checked again in the store).
+  if (request.requester.person === actor.person) {
+    return await core.refuse(
+      ctx,
+      'self_approval',
+      refusalMessage({ ok: false, code: 'self_approval', request }, id),
+      about,
+    );
+  }
+  const decision = decide({
+    person: ctx.person,
+    identity: ctx.identity,
+    action: 'approve',
+    environment: request.environment,
+    policy: core.config.policy,
+  });
+  if (!decision.allowed) return await core.refuse(ctx, 'denied', decision.reason, about);
+  // An approved request whose run could not start (target busy) may be started again by an approver.
+  if (request.status === 'approved') return await core.runApproved(ctx, request);
+
+  const vote = await core.state.approve(id, actor, core.now());
+  if (!vote.ok) {
+    if (vote.code === 'expired') core.changed(vote.request, 'expired');
+    return await core.refuse(ctx, vote.code, refusalMessage(vote, id), about);
+  }
+  await core.auditOrStop(ctx, { ...about, event: 'vote', outcome: 'approve' });
+  if (!vote.reached) {
+    core.changed(vote.request, 'voted');
+    const have = vote.request.votes.filter((v) => v.vote === 'approve').length;
+    return ok(
+      ctx,
+      `approval ${have} of ${vote.request.approvalsRequired} recorded for #${id}`,
+      `Approval ${have} of ${vote.request.approvalsRequired} recorded for #${id}; it needs another approver.`,
+      { request: vote.request, ephemeral: false },
+    );
+  }
+  core.changed(vote.request, 'approved');
+  const approvers = vote.request.votes.filter((v) => v.vote === 'approve').map((v) => v.person);
+  await core.auditOrStop(ctx, { ...about, event: 'approved', outcome: 'approved', approvers });
+  return await core.runApproved(ctx, vote.request);
+};
+
+export const deny: Handler = async (core, ctx, tokens) => {
+  const id = requestId(tokens, 'deny <id> [reason]');
+  const reason = words(tokens).slice(1).join(' ').slice(0, 500) || undefined;
+  const request = await loadRequest(core, ctx, id);
+  const about = aboutRequest(request);
+  const actor = core.actor(ctx);
+  if (request.requester.person === actor.person) {
+    return await core.refuse(
+      ctx,
+      'self_approval',
+      `you requested #${id}; use \`/db cancel ${id}\` to withdraw it`,
+      about,
+    );
+  }
+  const decision = decide({
+    person: ctx.person,
+    identity: ctx.identity,
+    action: 'approve',
+    environment: request.environment,
+    policy: core.config.policy,
+  });
+  if (!decision.allowed) return await core.refuse(ctx, 'denied', decision.reason, about);
+  const result = await core.state.deny(id, actor, reason, core.now());
+  if (!result.ok) return await core.refuse(ctx, result.code, refusalMessage(result, id), about);
+  await core.audit(ctx, {
+    ...about,
+    event: 'denied',
+    outcome: 'denied',
+    ...(reason ? { error: reason } : {}),
+  });
+  core.changed(result.request, 'denied');
+  return ok(ctx, `#${id} denied`, `Denied #${id}${reason ? `: ${reason}` : ''}.`, {
+    request: result.request,
+    ephemeral: false,
+  });
+};
+
+export const cancel: Handler = async (core, ctx, tokens) => {
+  const id = requestId(tokens, 'cancel <id>');
+  const request = await loadRequest(core, ctx, id);
+  const about = aboutRequest(request);
+  const result = await core.state.cancel(id, core.actor(ctx), core.now());
+  if (!result.ok) return await core.refuse(ctx, result.code, refusalMessage(result, id), about);
+  await core.audit(ctx, { ...about, event: 'cancelled', outcome: 'cancelled' });
+  core.changed(result.request, 'cancelled');
+  return ok(ctx, `#${id} cancelled`, `Cancelled #${id}.`, { request: result.request, ephemeral: false });
+};

@@ -1,0 +1,271 @@
+// Running operations against targets: direct runs, approved runs exactly once under a lease, step metrics.
+import type { Config, ResolvedTarget } from '../config/schema.js';
+import type { TargetDb } from '../engine/types.js';
+import type { ApprovalRequest, RunLease, StateStore } from '../state/types.js';
+import type { AuditTrail } from './audit.js';
+import type { Catalog } from './catalog.js';
+import type { About, InvocationContext, OperationRun, RequestChange } from './context.js';
+import { formatDuration } from './duration.js';
+import { isUserError, UserError } from './errors.js';
+import type { Logger } from './log.js';
+import type { AnyOperation, OperationContext } from './operation.js';
+import { operationContext } from './operation-context.js';
+import { renderResult } from './render.js';
+import { type Reply, reply } from './reply.js';
+import { requestLine } from './reply-text.js';
+import type { Invocation, OperationResult, Risk } from './types.js';
+
+export interface RunsDeps {
+  config: () => Config;
+  catalog: Catalog;
+  targets: { get(name: string): TargetDb };
+  state: StateStore;
+  clock: () => Date;
+  log: Logger;
+  audit: AuditTrail;
+  changed: (request: ApprovalRequest, change: RequestChange) => void;
+  onProgress?: ((requestId: number, invocation: Invocation, line: string) => void) | undefined;
+  onOperationRun?: ((run: OperationRun) => void) | undefined;
+  runner: string;
+  runLeaseMs: number;
+}
+
+type Step<R> = (spec: AnyOperation, context: OperationContext<Record<string, unknown>>) => Promise<R>;
+
+export class Runs {
+  readonly #deps: RunsDeps;
+
+  constructor(deps: RunsDeps) {
+    this.#deps = deps;
+  }
+
+  #lease(): RunLease {
+    return {
+      runner: this.#deps.runner,
+      until: new Date(this.#deps.clock().getTime() + this.#deps.runLeaseMs),
+    };
+  }
+
+  /**
+   * Renews the lease of a running request every third of its length until the returned stop is called;
+   * a renewal that fails (state database away, or the run was reported interrupted) is logged.
+   */
+  #keepLease(id: number, log: Logger): () => void {
+    const timer = setInterval(
+      () => {
+        this.#deps.state.renewLease(id, this.#lease()).then(
+          (held) => {
+            if (!held)
+              log.warn(
+                { requestId: id },
+                'this run is no longer leased to this replica; finishing it anyway',
+              );
+          },
+          (err: unknown) =>
+            log.warn({ err, requestId: id }, 'could not renew the lease of a running request'),
+        );
+      },
+      Math.max(1, Math.floor(this.#deps.runLeaseMs / 3)),
+    );
+    timer.unref();
+    return () => clearInterval(timer);
+  }
+
+  /** Runs a read or write operation at once, audited before and after. */
+  async runNow(
+    ctx: InvocationContext,
+    spec: AnyOperation,
+    target: ResolvedTarget,
+    args: Record<string, unknown>,
+    info: { command: string; risk: Risk; about: About },
+  ): Promise<Reply> {
+    const { audit } = this.#deps;
+    // Nothing runs unless its audit record is written first.
+    await audit.orStop(ctx, { event: 'requested', outcome: 'running', ...info.about });
+    const started = Date.now();
+    try {
+      const result = await this.step(ctx, spec, target, args, (op, c) => runStep(op, c));
+      const durationMs = Date.now() - started;
+      await audit
+        .record(ctx, { event: 'executed', outcome: 'ok', durationMs, ...info.about })
+        .catch((err: unknown) => ctx.log.error({ err }, 'audit write failed after the operation ran'));
+      return reply({
+        status: 'ok',
+        requestId: ctx.requestId,
+        operation: spec.name,
+        target: target.name,
+        risk: info.risk,
+        result,
+        message: `${info.command} — done in ${formatDuration(durationMs / 1000)}`,
+        text: `${renderResult(result)}\n(${info.command} · #${ctx.requestId} · ${formatDuration(durationMs / 1000)})`,
+      });
+    } catch (err) {
+      const durationMs = Date.now() - started;
+      return await audit.fail(ctx, err, { ...info.about, durationMs });
+    }
+  }
+
+  /**
+   * Runs an approved request exactly once: compare-and-set approved → running, execute with the stored
+   * arguments and preview facts, then running → succeeded | failed.
+   */
+  async runApproved(ctx: InvocationContext, approved: ApprovalRequest): Promise<Reply> {
+    const { audit, state } = this.#deps;
+    const about = {
+      operation: approved.operation,
+      target: approved.target,
+      args: approved.args,
+      risk: approved.risk,
+      approvers: approved.votes.filter((v) => v.vote === 'approve').map((v) => v.person),
+    };
+    const target = this.#deps.config().targets[approved.target];
+    const spec = this.#deps.catalog.resolve(approved.operation, target);
+    if (!spec || !target) {
+      throw new UserError(
+        'not_found',
+        `request #${approved.id} names ${spec ? `target ${approved.target}` : `operation ${approved.operation}`}, which this dbops no longer has`,
+      );
+    }
+    const started = await state.startRun(approved.id, this.#deps.clock(), this.#lease());
+    if (!started.ok) {
+      if (started.code === 'target_busy') {
+        return await audit.refuse(
+          ctx,
+          'target_busy',
+          `another destructive operation is running on ${approved.target}; request #${approved.id} stays approved — run \`/db approve ${approved.id}\` again when it has finished`,
+          about,
+        );
+      }
+      const current = 'request' in started ? started.request : undefined;
+      return await audit.refuse(
+        ctx,
+        'not_pending',
+        `request #${approved.id} is already ${current?.status ?? 'handled'}; it runs only once`,
+        about,
+      );
+    }
+    this.#deps.changed(started.request, 'running');
+    const stopLease = this.#keepLease(approved.id, ctx.log);
+    try {
+      return await this.#execute(ctx, approved, started.request, spec, target, about);
+    } finally {
+      stopLease();
+    }
+  }
+
+  /** The running part of runApproved: the request is `running` and leased to this replica. */
+  async #execute(
+    ctx: InvocationContext,
+    approved: ApprovalRequest,
+    running: ApprovalRequest,
+    spec: AnyOperation,
+    target: ResolvedTarget,
+    about: About & { approvers: string[] },
+  ): Promise<Reply> {
+    const { audit, state, clock, runner, changed } = this.#deps;
+    const args = spec.args.safeParse(approved.args);
+    if (!args.success) {
+      const done = await state.finishRun(
+        approved.id,
+        { status: 'failed', error: 'stored arguments no longer validate' },
+        clock(),
+        runner,
+      );
+      if (done.ok) changed(done.request, 'failed');
+      throw new UserError(
+        'invalid_argument',
+        `request #${approved.id}: its stored arguments no longer validate`,
+      );
+    }
+    const t0 = Date.now();
+    try {
+      const result = await this.step(
+        ctx,
+        spec,
+        target,
+        args.data,
+        async (op, c) => (op.execute ? await op.execute(c, approved.preview.state) : await runStep(op, c)),
+        'execute',
+      );
+      const durationMs = Date.now() - t0;
+      const done = await state.finishRun(approved.id, { status: 'succeeded', result }, clock(), runner);
+      await audit
+        .record(ctx, { event: 'executed', outcome: 'ok', durationMs, ...about, requestId: approved.id })
+        .catch((err: unknown) => ctx.log.error({ err }, 'audit write failed after the operation ran'));
+      if (!done.ok)
+        ctx.log.warn({ requestId: approved.id }, 'the run finished but its request could not be updated');
+      const finished = done.ok ? done.request : running;
+      if (done.ok) changed(done.request, 'succeeded');
+      return reply({
+        status: 'ok',
+        requestId: approved.id,
+        operation: approved.operation,
+        target: approved.target,
+        risk: approved.risk,
+        result,
+        request: finished,
+        message: `#${approved.id} ${approved.command} — approved by ${about.approvers.join(', ')}, done`,
+        text: `${requestLine(finished, clock())}\n\n${renderResult(result)}`,
+      });
+    } catch (err) {
+      const durationMs = Date.now() - t0;
+      const message = isUserError(err) ? err.message : `internal error, ref ${approved.id}`;
+      const done = await state.finishRun(approved.id, { status: 'failed', error: message }, clock(), runner);
+      if (done.ok) changed(done.request, 'failed');
+      return await audit.fail(ctx, err, { ...about, durationMs, requestId: approved.id });
+    }
+  }
+
+  /** Calls an operation step with its context: target connection with the operation's limits applied. */
+  async step<R>(
+    ctx: InvocationContext,
+    spec: AnyOperation,
+    target: ResolvedTarget,
+    args: Record<string, unknown>,
+    step: Step<R>,
+    phase: OperationRun['phase'] = 'run',
+  ): Promise<R> {
+    const context = operationContext({
+      spec,
+      target,
+      targets: this.#deps.targets,
+      args,
+      now: ctx.now,
+      requestId: String(ctx.requestId),
+      backupsDir: this.#deps.config().backupsDir,
+      progress: (line) => this.#deps.onProgress?.(ctx.requestId, ctx.inv, line),
+    });
+    const started = performance.now();
+    let ok = false;
+    try {
+      const result = await step(spec, context);
+      ok = true;
+      return result;
+    } finally {
+      this.#ranStep({
+        operation: spec.name,
+        target: target.name,
+        phase,
+        ok,
+        durationMs: performance.now() - started,
+      });
+    }
+  }
+
+  #ranStep(run: OperationRun): void {
+    if (!this.#deps.onOperationRun) return;
+    try {
+      this.#deps.onOperationRun(run);
+    } catch (err) {
+      this.#deps.log.error({ err }, 'operation run listener failed');
+    }
+  }
+}
+
+export async function runStep(
+  spec: AnyOperation,
+  context: OperationContext<Record<string, unknown>>,
+): Promise<OperationResult> {
+  if (!spec.run) throw new Error(`operation ${spec.name} has no run step`);
+  return await spec.run(context);
+}
