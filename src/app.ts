@@ -24,7 +24,8 @@ export interface App {
   state: PgStateStore;
   /**
    * Starts the periodic sweep (every `seconds`): pending requests past their expiry, and runs left behind
-   * by a replica that died (lease ran out); returns a stop function.
+   * by a replica that died (lease ran out), then starts approved requests whose target is free again;
+   * returns a stop function.
    */
   startSweeper(seconds?: number): () => void;
   close(): Promise<void>;
@@ -116,7 +117,10 @@ export async function createApp(options: AppOptions): Promise<App> {
     state,
     startSweeper(seconds = 30) {
       const timer = setInterval(() => {
-        core.sweepExpired().catch((err: unknown) => options.log.warn({ err }, 'expiry sweep failed'));
+        core
+          .sweepExpired()
+          .then(() => core.startWaitingRuns())
+          .catch((err: unknown) => options.log.warn({ err }, 'expiry sweep failed'));
       }, seconds * 1000);
       timer.unref();
       timers.add(timer);

@@ -5,6 +5,7 @@ import type { Actor, ApprovalRequest, AuditEvent, StateStore } from '../state/ty
 import type { Catalog } from './catalog.js';
 import type { UserError } from './errors.js';
 import type { Token } from './grammar.js';
+import type { Standing } from './judgement.js';
 import type { Logger } from './log.js';
 import type { AnyOperation } from './operation.js';
 import type { Reply } from './reply.js';
@@ -108,6 +109,11 @@ export interface CoreServices {
     target: ResolvedTarget | undefined,
     rest: readonly Token[],
   ): Promise<Reply>;
+  /**
+   * The request judged on the current config: which votes count now, or — when its target changed
+   * environment or is gone — the refusal reply, after dbops voided (cancelled and audited) the request.
+   */
+  standing(ctx: InvocationContext, request: ApprovalRequest): Promise<Standing | Reply>;
   /** Runs an approved request exactly once. */
   runApproved(ctx: InvocationContext, approved: ApprovalRequest): Promise<Reply>;
 }

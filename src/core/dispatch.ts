@@ -19,6 +19,7 @@ import type {
 import { isUserError, type UserError } from './errors.js';
 import type { Token } from './grammar.js';
 import { Intake, unknownPerson } from './intake.js';
+import type { Standing } from './judgement.js';
 import type { AnyOperation } from './operation.js';
 import { type Reply, reply } from './reply.js';
 import { Runs } from './runs.js';
@@ -80,6 +81,12 @@ export class Core implements CoreServices {
       onOperationRun: deps.onOperationRun,
       runner: this.#runner,
       runLeaseMs: deps.runLeaseMs ?? DEFAULT_RUN_LEASE_MS,
+      onTargetFree: (target) => {
+        if (this.#draining) return;
+        this.#tracked(() => this.#startWaiting(target)).catch((err: unknown) =>
+          deps.log.warn({ err, target }, 'could not start the next approved request'),
+        );
+      },
     });
     this.#approvals = new Approvals({
       config,
@@ -270,6 +277,10 @@ export class Core implements CoreServices {
     return this.#intake.visibleTargets(person);
   }
 
+  async standing(ctx: InvocationContext, request: ApprovalRequest): Promise<Standing | Reply> {
+    return await this.#runs.standing(ctx, request);
+  }
+
   /** Runs an approved request exactly once (see Runs.runApproved). */
   async runApproved(ctx: InvocationContext, approved: ApprovalRequest): Promise<Reply> {
     return await this.#runs.runApproved(ctx, approved);
@@ -315,6 +326,45 @@ export class Core implements CoreServices {
   /** Turns any error into a reply: user errors plainly, anything else as "internal error, ref <id>". */
   async fail(ctx: InvocationContext, err: unknown, about: About): Promise<Reply> {
     return await this.#audit.fail(ctx, err, about);
+  }
+
+  /**
+   * Starts approved requests whose run could not start because their target was busy, one per target,
+   * as dbops itself (the periodic sweep calls this; so does the end of every run this replica did).
+   */
+  async startWaitingRuns(): Promise<void> {
+    if (this.#draining) return;
+    await this.#tracked(async () => {
+      const waiting = await this.state.listRequests({ statuses: ['approved'], limit: 200 });
+      for (const target of new Set(waiting.map((r) => r.target))) await this.#startWaiting(target);
+    });
+  }
+
+  async #startWaiting(target: string): Promise<void> {
+    const waiting = (await this.state.listRequests({ statuses: ['approved'], target, limit: 50 })).reverse();
+    for (const request of waiting) {
+      const answer = await this.#runs.runApproved(this.#systemContext(request), request);
+      // Another run holds the target: its end starts the next one.
+      if (answer.code === 'target_busy' || answer.status === 'ok' || answer.status === 'failed') return;
+    }
+  }
+
+  /** The context of something dbops does by itself about a request (audited as identity `dbops`). */
+  #systemContext(request: ApprovalRequest): InvocationContext {
+    return {
+      inv: {
+        surface: request.requester.surface,
+        identity: 'dbops',
+        text: `approve ${request.id}`,
+        ...(request.channel !== undefined ? { channel: request.channel } : {}),
+        ...(request.thread !== undefined ? { thread: request.thread } : {}),
+      },
+      requestId: request.id,
+      now: this.#clock(),
+      person: undefined,
+      identity: 'dbops',
+      log: this.#deps.log.child({ requestId: request.id, identity: 'dbops' }),
+    };
   }
 
   /** Expires pending requests past their time, exactly once across replicas, and audits each. */

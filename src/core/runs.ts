@@ -7,6 +7,7 @@ import type { Catalog } from './catalog.js';
 import type { About, InvocationContext, OperationRun, RequestChange } from './context.js';
 import { formatDuration } from './duration.js';
 import { isUserError, UserError } from './errors.js';
+import { judge, type Standing } from './judgement.js';
 import type { Logger } from './log.js';
 import type { AnyOperation, OperationContext } from './operation.js';
 import { operationContext } from './operation-context.js';
@@ -28,6 +29,8 @@ export interface RunsDeps {
   onOperationRun?: ((run: OperationRun) => void) | undefined;
   runner: string;
   runLeaseMs: number;
+  /** Called when a run this replica started has ended, so the next approved request there may start. */
+  onTargetFree?: (target: string) => void;
 }
 
 type Step<R> = (spec: AnyOperation, context: OperationContext<Record<string, unknown>>) => Promise<R>;
@@ -118,6 +121,20 @@ export class Runs {
       risk: approved.risk,
       approvers: approved.votes.filter((v) => v.vote === 'approve').map((v) => v.person),
     };
+    // Judged again on the policy in force now: a changed environment voids it, stale votes no longer count.
+    const standing = await this.standing(ctx, approved);
+    if (!('valid' in standing)) return standing;
+    if (!standing.reached) {
+      const back = await state.reopen(approved.id, this.#deps.clock());
+      if (back.ok) this.#deps.changed(back.request, 'voted');
+      return await audit.refuse(
+        ctx,
+        'stale_preview',
+        `request #${approved.id} no longer has enough approvals under the current policy (${standing.discounted.map((d) => d.why).join('; ') || `it needs ${standing.required}`}); it waits for approval again`,
+        about,
+      );
+    }
+    about.approvers = standing.counted.map((v) => v.person);
     const target = this.#deps.config().targets[approved.target];
     const spec = this.#deps.catalog.resolve(approved.operation, target);
     if (!spec || !target) {
@@ -128,11 +145,20 @@ export class Runs {
     }
     const started = await state.startRun(approved.id, this.#deps.clock(), this.#lease());
     if (!started.ok) {
+      if (started.code === 'expired') {
+        this.#deps.changed(started.request, 'expired');
+        return await audit.refuse(
+          ctx,
+          'expired',
+          `request #${approved.id} expired before it could start; ask for it again if it is still needed`,
+          about,
+        );
+      }
       if (started.code === 'target_busy') {
         return await audit.refuse(
           ctx,
           'target_busy',
-          `another destructive operation is running on ${approved.target}; request #${approved.id} stays approved — run \`/db approve ${approved.id}\` again when it has finished`,
+          `another destructive operation is running on ${approved.target}; request #${approved.id} stays approved — dbops starts it when that has finished (or an approver runs \`/db approve ${approved.id}\` again)`,
           about,
         );
       }
@@ -150,7 +176,35 @@ export class Runs {
       return await this.#execute(ctx, approved, started.request, spec, target, about);
     } finally {
       stopLease();
+      this.#deps.onTargetFree?.(approved.target);
     }
+  }
+
+  /**
+   * The request judged on the current config. A void one (its target is gone or changed environment, or
+   * its environment lost its policy) is cancelled by dbops, audited, and answered with the reason.
+   */
+  async standing(ctx: InvocationContext, request: ApprovalRequest): Promise<Standing | Reply> {
+    const judgement = judge(this.#deps.config(), request);
+    if (judgement.valid) return judgement;
+    const about = {
+      requestId: request.id,
+      operation: request.operation,
+      target: request.target,
+      args: request.args,
+      risk: request.risk,
+    };
+    const now = this.#deps.clock();
+    const voided = await this.#deps.state.voidRequest(request.id, judgement.reason, now);
+    if (voided.ok) {
+      await this.#deps.audit.bySystem(voided.request, now, {
+        event: 'cancelled',
+        outcome: 'void',
+        error: judgement.reason,
+      });
+      this.#deps.changed(voided.request, 'cancelled');
+    }
+    return await this.#deps.audit.refuse(ctx, 'stale_preview', judgement.reason, about);
   }
 
   /** The running part of runApproved: the request is `running` and leased to this replica. */

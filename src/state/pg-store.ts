@@ -200,7 +200,12 @@ export class PgStateStore implements StateStore {
     return await withVotes(this.pool, rows);
   }
 
-  async approve(id: number, voter: Actor, now: Date): Promise<Transition & { reached?: boolean }> {
+  async approve(
+    id: number,
+    voter: Actor,
+    now: Date,
+    judge?: (request: ApprovalRequest) => boolean,
+  ): Promise<Transition & { reached?: boolean }> {
     return await this.transaction(async (c): Promise<Transition & { reached?: boolean }> => {
       const row = await lockRequest(c, id);
       if (row === undefined) return { ok: false, code: 'not_found' };
@@ -211,7 +216,9 @@ export class PgStateStore implements StateStore {
         "SELECT count(*)::int AS n FROM dbops_votes WHERE request_id = $1 AND vote = 'approve'",
         [id],
       );
-      const reached = (counted.rows[0]?.n ?? 0) >= row.approvals_required;
+      const reached = judge
+        ? judge(await mustLoad(c, id))
+        : (counted.rows[0]?.n ?? 0) >= row.approvals_required;
       await c.query('UPDATE dbops_requests SET status = $2, updated_at = $3 WHERE id = $1', [
         id,
         reached ? 'approved' : 'pending',
@@ -253,6 +260,24 @@ export class PgStateStore implements StateStore {
     });
   }
 
+  async voidRequest(id: number, reason: string, now: Date): Promise<Transition> {
+    const { rows } = await this.pool.query<RequestRow>(
+      `UPDATE dbops_requests SET status = 'cancelled', reason = $2, updated_at = $3
+       WHERE id = $1 AND status IN ('pending', 'approved') RETURNING *`,
+      [id, reason, now],
+    );
+    return await this.afterCompareAndSet(id, rows);
+  }
+
+  async reopen(id: number, now: Date): Promise<Transition> {
+    const { rows } = await this.pool.query<RequestRow>(
+      `UPDATE dbops_requests SET status = 'pending', updated_at = $2
+       WHERE id = $1 AND status = 'approved' RETURNING *`,
+      [id, now],
+    );
+    return await this.afterCompareAndSet(id, rows);
+  }
+
   async startRun(id: number, now: Date, lease?: RunLease): Promise<Transition> {
     const { runner, until } = lease ?? {
       runner: 'unnamed',
@@ -262,9 +287,19 @@ export class PgStateStore implements StateStore {
     try {
       ({ rows } = await this.pool.query<RequestRow>(
         `UPDATE dbops_requests SET status = 'running', updated_at = $2, runner = $3, lease_until = $4
-         WHERE id = $1 AND status = 'approved' RETURNING *`,
+         WHERE id = $1 AND status = 'approved' AND expires_at > $2 RETURNING *`,
         [id, now, runner, until],
       ));
+      if (rows.length === 0) {
+        const overdue = await this.pool.query<RequestRow>(
+          `UPDATE dbops_requests SET status = 'expired', updated_at = $2
+           WHERE id = $1 AND status = 'approved' AND expires_at <= $2 RETURNING *`,
+          [id, now],
+        );
+        const row = overdue.rows[0];
+        if (row !== undefined)
+          return { ok: false, code: 'expired', request: toRequest(row, await loadVotes(this.pool, id)) };
+      }
     } catch (err) {
       if (isUniqueViolation(err, ONE_RUNNING_PER_TARGET)) {
         const current = await loadRequest(this.pool, id);
@@ -327,7 +362,7 @@ export class PgStateStore implements StateStore {
     // and skipped, because its status is no longer pending.
     const { rows } = await this.pool.query<RequestRow>(
       `UPDATE dbops_requests SET status = 'expired', updated_at = $1
-       WHERE status = 'pending' AND expires_at <= $1 RETURNING *`,
+       WHERE status IN ('pending', 'approved') AND expires_at <= $1 RETURNING *`,
       [now],
     );
     return await withVotes(this.pool, rows);

@@ -145,16 +145,30 @@ export interface StateStore {
   /**
    * Records an approve vote in one transaction with the request row locked: refuses a missing request,
    * the requester (same person, any identity), a second vote by the same person, a request that is not
-   * pending, or one past its expiry (which it marks expired). When the votes reach approvalsRequired the
-   * status becomes `approved` in the same transaction.
+   * pending, or one past its expiry (which it marks expired). When the votes reach approvalsRequired (or,
+   * given `reached`, when it says so of the request with the new vote) the status becomes `approved` in the
+   * same transaction.
    */
-  approve(id: number, voter: Actor, now: Date): Promise<Transition & { reached?: boolean }>;
+  approve(
+    id: number,
+    voter: Actor,
+    now: Date,
+    reached?: (request: ApprovalRequest) => boolean,
+  ): Promise<Transition & { reached?: boolean }>;
+  /**
+   * pending | approved → cancelled by dbops, with the reason (e.g. its target changed environment): the
+   * request no longer stands under the policy in force.
+   */
+  voidRequest(id: number, reason: string, now: Date): Promise<Transition>;
+  /** approved → pending: the votes that approved it no longer count under the policy in force. */
+  reopen(id: number, now: Date): Promise<Transition>;
   /** pending → denied, with the reason; same refusals as approve (the requester cancels instead). */
   deny(id: number, voter: Actor, reason: string | undefined, now: Date): Promise<Transition>;
   /** pending → cancelled, only by the requester (same person). */
   cancel(id: number, actor: Actor, now: Date): Promise<Transition>;
   /**
-   * Compare-and-set approved → running; refuses with target_busy while another request runs on the target.
+   * Compare-and-set approved → running; refuses with target_busy while another request runs on the target,
+   * and with expired (marking it so) when it is past its expiry.
    * The run is leased to `lease.runner` until `lease.until` (default: ten minutes, runner "unnamed").
    */
   startRun(id: number, now: Date, lease?: RunLease): Promise<Transition>;
@@ -176,7 +190,10 @@ export interface StateStore {
     now: Date,
     runner?: string,
   ): Promise<Transition>;
-  /** Marks every pending request past its expiry as expired; returns those this call changed (exactly once). */
+  /**
+   * Marks every pending or approved-but-not-started request past its expiry as expired; returns those this
+   * call changed (exactly once).
+   */
   expireDue(now: Date): Promise<ApprovalRequest[]>;
   /** Merges surface references into the request (e.g. the Slack card's ts). */
   setRefs(id: number, refs: Record<string, unknown>): Promise<void>;

@@ -1,5 +1,6 @@
 // Built-ins about approval requests: `pending`, `status`, `approve`, `deny`, `cancel`.
 import { UserError } from '../errors.js';
+import { judge, samePerson } from '../judgement.js';
 import { decide } from '../policy.js';
 import { requestCard, requestLine } from '../reply-text.js';
 import { clipInput } from '../suggest.js';
@@ -39,8 +40,9 @@ export const approve: Handler = async (core, ctx, tokens) => {
   const request = await loadRequest(core, ctx, id);
   const about = aboutRequest(request);
   const actor = core.actor(ctx);
-  // The requester never approves their own request, whatever their roles (checked again in the store).
-  if (request.requester.person === actor.person) {
+  // The requester never approves their own request, whatever their roles or name now: any identity of the
+  // requester's counts as the requester (the store checks the name again).
+  if (samePerson(core.config, request.requester, actor)) {
     return await core.refuse(
       ctx,
       'self_approval',
@@ -48,6 +50,9 @@ export const approve: Handler = async (core, ctx, tokens) => {
       about,
     );
   }
+  // Judged on the policy in force now: a request whose target changed environment is void.
+  const standing = await core.standing(ctx, request);
+  if (!('valid' in standing)) return standing;
   const decision = decide({
     person: ctx.person,
     identity: ctx.identity,
@@ -56,10 +61,26 @@ export const approve: Handler = async (core, ctx, tokens) => {
     policy: core.config.policy,
   });
   if (!decision.allowed) return await core.refuse(ctx, 'denied', decision.reason, about);
-  // An approved request whose run could not start (target busy) may be started again by an approver.
-  if (request.status === 'approved') return await core.runApproved(ctx, request);
+  if (request.status === 'approved') {
+    // An approved request whose run could not start (target busy) is started by dbops when the target is
+    // free, or again by one of the approvers whose vote counts: never by a third party.
+    if (!standing.counted.some((v) => samePerson(core.config, v, actor))) {
+      const by = standing.counted.map((v) => v.person).join(', ');
+      return await core.refuse(
+        ctx,
+        'not_pending',
+        `request #${id} is already approved by ${by}; dbops starts it when ${request.target} is free, or one of its approvers can run \`/db approve ${id}\` again`,
+        about,
+      );
+    }
+    return await core.runApproved(ctx, request);
+  }
 
-  const vote = await core.state.approve(id, actor, core.now());
+  const config = core.config;
+  const vote = await core.state.approve(id, actor, core.now(), (r) => {
+    const now = judge(config, r);
+    return now.valid && now.reached;
+  });
   if (!vote.ok) {
     if (vote.code === 'expired') core.changed(vote.request, 'expired');
     return await core.refuse(ctx, vote.code, refusalMessage(vote, id), about);
@@ -67,11 +88,15 @@ export const approve: Handler = async (core, ctx, tokens) => {
   await core.auditOrStop(ctx, { ...about, event: 'vote', outcome: 'approve' });
   if (!vote.reached) {
     core.changed(vote.request, 'voted');
-    const have = vote.request.votes.filter((v) => v.vote === 'approve').length;
+    const now = judge(config, vote.request);
+    const have = now.valid ? now.counted.length : 0;
+    const need = now.valid ? now.required : vote.request.approvalsRequired;
+    const stale =
+      now.valid && now.discounted.length > 0 ? ` (${now.discounted.map((d) => d.why).join('; ')})` : '';
     return ok(
       ctx,
-      `approval ${have} of ${vote.request.approvalsRequired} recorded for #${id}`,
-      `Approval ${have} of ${vote.request.approvalsRequired} recorded for #${id}; it needs another approver.`,
+      `approval ${have} of ${need} recorded for #${id}`,
+      `Approval ${have} of ${need} recorded for #${id}${stale}; it needs another approver.`,
       { request: vote.request, ephemeral: false },
     );
   }
@@ -87,7 +112,7 @@ export const deny: Handler = async (core, ctx, tokens) => {
   const request = await loadRequest(core, ctx, id);
   const about = aboutRequest(request);
   const actor = core.actor(ctx);
-  if (request.requester.person === actor.person) {
+  if (samePerson(core.config, request.requester, actor)) {
     return await core.refuse(
       ctx,
       'self_approval',
@@ -95,6 +120,8 @@ export const deny: Handler = async (core, ctx, tokens) => {
       about,
     );
   }
+  const standing = await core.standing(ctx, request);
+  if (!('valid' in standing)) return standing;
   const decision = decide({
     person: ctx.person,
     identity: ctx.identity,
