@@ -3,6 +3,7 @@ import type { Config, ResolvedTarget } from '../config/schema.js';
 import type { Actor, ApprovalRequest, StateStore } from '../state/types.js';
 import type { AuditTrail } from './audit.js';
 import type { InvocationContext, RequestChange } from './context.js';
+import { isUserError } from './errors.js';
 import type { Logger } from './log.js';
 import type { AnyOperation, Preview } from './operation.js';
 import { renderResult } from './render.js';
@@ -50,7 +51,17 @@ export class Approvals {
         'preview',
       );
     } catch (err) {
-      return await audit.fail(ctx, err, about);
+      const missing = missingObject(err);
+      if (missing === undefined) return await audit.fail(ctx, err, about);
+      preview = { result: { columns: [], rows: [], truncated: false }, state: null, blocked: missing };
+    }
+    if (preview.blocked !== undefined) {
+      return await audit.refuse(
+        ctx,
+        'cannot_succeed',
+        `${info.command} cannot succeed on ${target.name} as it is, so no approval was requested: ${preview.blocked}`,
+        about,
+      );
     }
     if (preview.empty) {
       await audit.record(ctx, { event: 'executed', outcome: 'nothing to do', ...about }).catch(() => {});
@@ -125,6 +136,18 @@ export class Approvals {
     }
     return expired;
   }
+}
+
+/**
+ * A preview that failed because a table or column it reads does not exist on the target: the operation
+ * would fail the same way, so the request is refused with what is missing and the fix.
+ */
+function missingObject(err: unknown): string | undefined {
+  if (!isUserError(err)) return undefined;
+  const state = err.detail?.sqlstate;
+  if (state !== '42P01' && state !== '42703') return undefined;
+  const what = state === '42P01' ? 'a table or view' : 'a column';
+  return `${err.message} (${what} it needs is missing: create it in the application's schema, or check that the target runs the schema version this operation was written for, then ask again)`;
 }
 
 /** A write operation waiting for approval shows what will run. */

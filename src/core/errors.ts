@@ -16,6 +16,7 @@ export const USER_ERROR_CODES = [
   'not_requester', // cancel by someone else
   'target_busy', // another destructive operation runs on the target
   'stale_preview', // what the approval was for no longer holds: nothing ran
+  'cannot_succeed', // the preview shows the request would fail: no request was created
   'target_down', // connection refused / DNS / timeout connecting
   'auth_failed',
   'timeout', // statement or lock timeout

@@ -26,6 +26,11 @@ export interface Preview {
   state: unknown;
   /** True when there is nothing to do: no approval request is created. */
   empty?: boolean;
+  /**
+   * Set when the preview already knows the operation cannot succeed as things are: why, and the fix
+   * (e.g. "activities_archive is missing: CREATE TABLE …"). The request is refused, not queued.
+   */
+  blocked?: string;
 }
 
 export interface OperationSpec<S extends z.ZodObject = z.ZodObject> {

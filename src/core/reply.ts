@@ -47,6 +47,7 @@ export function statusOfCode(code: UserErrorCode): ReplyStatus {
     case 'not_requester':
     case 'target_busy':
     case 'stale_preview':
+    case 'cannot_succeed':
       return 'refused';
     default:
       return 'failed';

@@ -418,6 +418,8 @@ export function packOperationSpec(
       },
       state,
       empty: table.rows.length === 0,
+      // A preview row with a non-empty `blocked` column says the operation cannot succeed, and why.
+      ...blockedBy(table.rows),
     };
   };
 
@@ -493,4 +495,10 @@ export function packOperationSpec(
     };
   };
   return spec;
+}
+
+/** The first non-empty `blocked` value of a preview's rows, as Preview.blocked. */
+function blockedBy(rows: readonly Record<string, unknown>[]): { blocked?: string } {
+  const reason = rows.map((r) => r.blocked).find((v) => typeof v === 'string' && v.trim() !== '');
+  return typeof reason === 'string' ? { blocked: reason } : {};
 }
