@@ -114,6 +114,8 @@ export interface CoreServices {
    * environment or is gone — the refusal reply, after dbops voided (cancelled and audited) the request.
    */
   standing(ctx: InvocationContext, request: ApprovalRequest): Promise<Standing | Reply>;
+  /** Aborts a run of this replica that a person cancelled; false when it does not run here. */
+  stopRun(id: number, by: Actor): boolean;
   /** Runs an approved request exactly once. */
   runApproved(ctx: InvocationContext, approved: ApprovalRequest): Promise<Reply>;
 }

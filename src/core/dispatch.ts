@@ -281,6 +281,10 @@ export class Core implements CoreServices {
     return await this.#runs.standing(ctx, request);
   }
 
+  stopRun(id: number, by: Actor): boolean {
+    return this.#runs.stop(id, by);
+  }
+
   /** Runs an approved request exactly once (see Runs.runApproved). */
   async runApproved(ctx: InvocationContext, approved: ApprovalRequest): Promise<Reply> {
     return await this.#runs.runApproved(ctx, approved);

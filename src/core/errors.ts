@@ -17,6 +17,7 @@ export const USER_ERROR_CODES = [
   'target_busy', // another destructive operation runs on the target
   'stale_preview', // what the approval was for no longer holds: nothing ran
   'cannot_succeed', // the preview shows the request would fail: no request was created
+  'cancelled', // a person stopped the run while it was going
   'target_down', // connection refused / DNS / timeout connecting
   'auth_failed',
   'timeout', // statement or lock timeout

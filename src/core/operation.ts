@@ -17,6 +17,11 @@ export interface OperationContext<A> {
   backupsDir: string;
   /** Posts a progress line to the request's thread (long operations). */
   progress(line: string): void;
+  /**
+   * Aborted when a person cancels the run (`/db cancel <id>`): `db` calls carry it already; an operation
+   * running its own loop or tool checks it and stops.
+   */
+  signal?: AbortSignal;
 }
 
 /** What a destructive operation shows before approval, and the facts it re-checks at execution. */

@@ -1,8 +1,9 @@
 // Running operations against targets: direct runs, approved runs exactly once under a lease, step metrics.
 import type { Config, ResolvedTarget } from '../config/schema.js';
 import type { TargetDb } from '../engine/types.js';
-import type { ApprovalRequest, RunLease, StateStore } from '../state/types.js';
+import type { Actor, ApprovalRequest, RunLease, StateStore } from '../state/types.js';
 import type { AuditTrail } from './audit.js';
+import { type LiveRun, RunControl, stoppedOutcome } from './cancel.js';
 import type { Catalog } from './catalog.js';
 import type { About, InvocationContext, OperationRun, RequestChange } from './context.js';
 import { formatDuration } from './duration.js';
@@ -37,9 +38,20 @@ type Step<R> = (spec: AnyOperation, context: OperationContext<Record<string, unk
 
 export class Runs {
   readonly #deps: RunsDeps;
+  readonly #control: RunControl;
 
   constructor(deps: RunsDeps) {
     this.#deps = deps;
+    this.#control = new RunControl(
+      deps.state,
+      deps.log,
+      Math.max(1, Math.min(2000, Math.floor(deps.runLeaseMs / 3))),
+    );
+  }
+
+  /** Stops a run of this replica (a person cancelled it); false when it is not running here. */
+  stop(id: number, by: Actor): boolean {
+    return this.#control.stop(id, by);
   }
 
   #lease(): RunLease {
@@ -172,9 +184,11 @@ export class Runs {
     }
     this.#deps.changed(started.request, 'running');
     const stopLease = this.#keepLease(approved.id, ctx.log);
+    const live = this.#control.begin(approved.id);
     try {
-      return await this.#execute(ctx, approved, started.request, spec, target, about);
+      return await this.#execute(ctx, approved, started.request, spec, target, about, live.run);
     } finally {
+      live.end();
       stopLease();
       this.#deps.onTargetFree?.(approved.target);
     }
@@ -215,6 +229,7 @@ export class Runs {
     spec: AnyOperation,
     target: ResolvedTarget,
     about: About & { approvers: string[] },
+    live: LiveRun,
   ): Promise<Reply> {
     const { audit, state, clock, runner, changed } = this.#deps;
     const args = spec.args.safeParse(approved.args);
@@ -240,6 +255,7 @@ export class Runs {
         args.data,
         async (op, c) => (op.execute ? await op.execute(c, approved.preview.state) : await runStep(op, c)),
         'execute',
+        live,
       );
       const durationMs = Date.now() - t0;
       const done = await state.finishRun(approved.id, { status: 'succeeded', result }, clock(), runner);
@@ -263,11 +279,47 @@ export class Runs {
       });
     } catch (err) {
       const durationMs = Date.now() - t0;
+      if (live.controller.signal.aborted) return await this.#stopped(ctx, approved, about, live, durationMs);
       const message = isUserError(err) ? err.message : `internal error, ref ${approved.id}`;
       const done = await state.finishRun(approved.id, { status: 'failed', error: message }, clock(), runner);
       if (done.ok) changed(done.request, 'failed');
       return await audit.fail(ctx, err, { ...about, durationMs, requestId: approved.id });
     }
+  }
+
+  /** The end of a run a person stopped: recorded as cancelled with what was and was not done, audited. */
+  async #stopped(
+    ctx: InvocationContext,
+    approved: ApprovalRequest,
+    about: About,
+    live: LiveRun,
+    durationMs: number,
+  ): Promise<Reply> {
+    const { state, clock, runner, changed, audit } = this.#deps;
+    const outcome = stoppedOutcome(live, approved.target);
+    const done = await state.finishRun(approved.id, { status: 'cancelled', error: outcome }, clock(), runner);
+    if (done.ok) changed(done.request, 'cancelled');
+    await audit
+      .record(ctx, {
+        ...about,
+        requestId: approved.id,
+        event: 'cancelled',
+        outcome: 'stopped while running',
+        error: outcome,
+        durationMs,
+        detail: { committed: live.committed, ...(live.by ? { by: live.by.person } : {}) },
+      })
+      .catch((err: unknown) => ctx.log.error({ err }, 'audit write failed for a stopped run'));
+    return reply({
+      status: 'failed',
+      requestId: approved.id,
+      ...(done.ok ? { request: done.request } : {}),
+      operation: approved.operation,
+      target: approved.target,
+      risk: approved.risk,
+      code: 'cancelled',
+      message: `#${approved.id} ${outcome}`,
+    });
   }
 
   /** Calls an operation step with its context: target connection with the operation's limits applied. */
@@ -278,6 +330,7 @@ export class Runs {
     args: Record<string, unknown>,
     step: Step<R>,
     phase: OperationRun['phase'] = 'run',
+    live?: LiveRun,
   ): Promise<R> {
     const context = operationContext({
       spec,
@@ -287,7 +340,18 @@ export class Runs {
       now: ctx.now,
       requestId: String(ctx.requestId),
       backupsDir: this.#deps.config().backupsDir,
-      progress: (line) => this.#deps.onProgress?.(ctx.requestId, ctx.inv, line),
+      progress: (line) => {
+        if (live) live.lastProgress = line;
+        this.#deps.onProgress?.(ctx.requestId, ctx.inv, line);
+      },
+      ...(live
+        ? {
+            signal: live.controller.signal,
+            committed: () => {
+              live.committed += 1;
+            },
+          }
+        : {}),
     });
     const started = performance.now();
     let ok = false;

@@ -221,16 +221,28 @@ class PooledTargetDb implements TargetDb {
     if (pool && !pool.ending) await pool.end();
   }
 
-  read<R>(fn: (session: Session) => Promise<R>, limits?: Partial<QueryLimits>): Promise<R> {
-    return this.#run('read', fn, limits);
+  read<R>(
+    fn: (session: Session) => Promise<R>,
+    limits?: Partial<QueryLimits>,
+    signal?: AbortSignal,
+  ): Promise<R> {
+    return this.#run('read', fn, limits, signal);
   }
 
-  write<R>(fn: (session: Session) => Promise<R>, limits?: Partial<QueryLimits>): Promise<R> {
-    return this.#run('write', fn, limits);
+  write<R>(
+    fn: (session: Session) => Promise<R>,
+    limits?: Partial<QueryLimits>,
+    signal?: AbortSignal,
+  ): Promise<R> {
+    return this.#run('write', fn, limits, signal);
   }
 
-  direct<R>(fn: (session: Session) => Promise<R>, limits?: Partial<QueryLimits>): Promise<R> {
-    return this.#run('direct', fn, limits);
+  direct<R>(
+    fn: (session: Session) => Promise<R>,
+    limits?: Partial<QueryLimits>,
+    signal?: AbortSignal,
+  ): Promise<R> {
+    return this.#run('direct', fn, limits, signal);
   }
 
   ownPids(): number[] {
@@ -307,8 +319,10 @@ class PooledTargetDb implements TargetDb {
     mode: Mode,
     fn: (session: Session) => Promise<R>,
     overrides?: Partial<QueryLimits>,
+    signal?: AbortSignal,
   ): Promise<R> {
     const limits = this.#limits(overrides);
+    if (signal?.aborted) throw cancelledError(this.name);
     let client: pg.PoolClient;
     try {
       client = await this.#poolNow().connect();
@@ -324,12 +338,15 @@ class PooledTargetDb implements TargetDb {
     };
     client.on('error', onError);
     let discard: Error | undefined;
+    const stopCancel = signal ? this.#cancelOnAbort(client, signal) : () => {};
     try {
-      return await this.#transaction(client, mode, fn, limits);
+      return await this.#transaction(client, mode, fn, limits, signal);
     } catch (err) {
       discard = await this.#restore(client, mode);
+      if (signal?.aborted) throw cancelledError(this.name);
       throw toUserError(err, this.name, this.#errorLimits(limits)) ?? err;
     } finally {
+      stopCancel();
       client.removeListener('error', onError);
       if (!discard && client.getTransactionStatus() !== 'I') {
         discard = new Error('connection left inside a transaction');
@@ -344,6 +361,7 @@ class PooledTargetDb implements TargetDb {
     mode: Mode,
     fn: (session: Session) => Promise<R>,
     limits: QueryLimits,
+    signal?: AbortSignal,
   ): Promise<R> {
     if (mode === 'direct') {
       const timeouts = [String(wholeMs(limits.statementTimeoutMs)), String(wholeMs(limits.lockTimeoutMs))];
@@ -352,11 +370,42 @@ class PooledTargetDb implements TargetDb {
       await client.query(beginWithTimeouts(mode, limits));
     }
     const pid = this.host.registry.pidOf(this.serverKey, client) ?? (await this.#backendPid(client));
-    const result = await fn(new PoolSession(client, pid, limits.rowCap));
+    const session = new PoolSession(client, pid, limits.rowCap);
+    const result = await fn(signal ? stopsWhenAborted(session, signal, this.name) : session);
+    if (signal?.aborted) throw cancelledError(this.name);
     if (mode === 'read') await client.query('ROLLBACK');
     else if (mode === 'write') await client.query('COMMIT');
     else await client.query(RESET_TIMEOUTS);
     return result;
+  }
+
+  /**
+   * On abort, cancels the statement the session's backend is running, from a separate short-lived
+   * connection (the pool may be full). Returns a function that stops listening.
+   */
+  #cancelOnAbort(client: pg.PoolClient, signal: AbortSignal): () => void {
+    const cancel = () => {
+      const pid = this.host.registry.pidOf(this.serverKey, client);
+      if (pid === undefined) return;
+      const side = new pg.Client({
+        connectionString: this.target.url,
+        application_name: this.host.applicationName,
+        connectionTimeoutMillis: Math.round(this.target.limits.connect_timeout * 1000),
+      });
+      side.on('error', () => {});
+      side
+        .connect()
+        .then(() => side.query('SELECT pg_cancel_backend($1)', [pid]))
+        .catch((err: unknown) =>
+          this.host.log.warn(
+            { target: this.name, pid, err: redactSecrets(String(err)) },
+            'could not cancel the backend of a cancelled run',
+          ),
+        )
+        .finally(() => side.end().catch(() => {}));
+    };
+    signal.addEventListener('abort', cancel, { once: true });
+    return () => signal.removeEventListener('abort', cancel);
   }
 
   async #backendPid(client: pg.PoolClient): Promise<number> {
@@ -419,4 +468,33 @@ export class TargetPools {
     this.#host.closed = true;
     await Promise.all([...this.#dbs.values()].map((db) => db.close()));
   }
+}
+
+/** What a statement stopped by a person's cancel answers. */
+function cancelledError(target: string): UserError {
+  return new UserError('cancelled', `the run on ${target} was cancelled: nothing more was sent`, {
+    cancelled: true,
+  });
+}
+
+/** A session that sends nothing more once the run was cancelled. */
+function stopsWhenAborted(session: Session, signal: AbortSignal, target: string): Session {
+  const check = () => {
+    if (signal.aborted) throw cancelledError(target);
+  };
+  return {
+    backendPid: session.backendPid,
+    query: async (sql, params) => {
+      check();
+      return await session.query(sql, params);
+    },
+    execute: async (sql, params) => {
+      check();
+      return await session.execute(sql, params);
+    },
+    cursor: async (sql, params, cap) => {
+      check();
+      return await session.cursor(sql, params, cap);
+    },
+  };
 }

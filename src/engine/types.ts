@@ -29,15 +29,30 @@ export interface Session {
 
 export interface TargetDb {
   readonly name: string;
+  // `signal`, when given and aborted (a person cancelled the run): the statement under way is cancelled on
+  // the server (pg_cancel_backend of the session's backend), its transaction rolls back, and no further
+  // statement is sent.
   /** Runs `fn` inside `BEGIN READ ONLY` with `statement_timeout` and `lock_timeout` set locally; always rolls back. */
-  read<R>(fn: (session: Session) => Promise<R>, limits?: Partial<QueryLimits>): Promise<R>;
+  read<R>(
+    fn: (session: Session) => Promise<R>,
+    limits?: Partial<QueryLimits>,
+    signal?: AbortSignal,
+  ): Promise<R>;
   /** Runs `fn` inside a read-write transaction with the timeouts set locally; commits when `fn` resolves. */
-  write<R>(fn: (session: Session) => Promise<R>, limits?: Partial<QueryLimits>): Promise<R>;
+  write<R>(
+    fn: (session: Session) => Promise<R>,
+    limits?: Partial<QueryLimits>,
+    signal?: AbortSignal,
+  ): Promise<R>;
   /**
    * Runs `fn` outside any transaction block (VACUUM, REINDEX CONCURRENTLY) with session-level timeouts
    * that are reset before the connection returns to the pool.
    */
-  direct<R>(fn: (session: Session) => Promise<R>, limits?: Partial<QueryLimits>): Promise<R>;
+  direct<R>(
+    fn: (session: Session) => Promise<R>,
+    limits?: Partial<QueryLimits>,
+    signal?: AbortSignal,
+  ): Promise<R>;
   /** Backend pids of every connection dbops currently holds to this target's server. */
   ownPids(): number[];
   /** `server_version_num` of the target (cached after the first call). */

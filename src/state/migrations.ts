@@ -121,6 +121,16 @@ UPDATE dbops_requests SET lease_until = now() + interval '10 minutes' WHERE stat
 CREATE INDEX dbops_requests_running_lease ON dbops_requests (lease_until) WHERE status = 'running';
 `,
   },
+  {
+    version: 5,
+    name: 'cancelling running requests',
+    sql: `
+-- A person asks to stop a running request; the replica running it notices (it polls) and aborts the run.
+ALTER TABLE dbops_requests ADD COLUMN cancel_requested_by jsonb, ADD COLUMN cancel_requested_at timestamptz;
+-- Approved requests that could not start expire like pending ones.
+CREATE INDEX dbops_requests_approved_expiry ON dbops_requests (expires_at) WHERE status = 'approved';
+`,
+  },
 ];
 
 /** Any fixed bigint; every dbops replica uses the same one so their migrations serialize. */

@@ -73,6 +73,8 @@ interface RequestRow {
   refs: Record<string, unknown>;
   runner: string | null;
   lease_until: Date | null;
+  cancel_requested_by: Actor | null;
+  cancel_requested_at: Date | null;
 }
 
 interface VoteRow {
@@ -250,7 +252,8 @@ export class PgStateStore implements StateStore {
       if (row.requester_person !== actor.person) {
         return { ok: false, code: 'not_requester', request: await mustLoad(c, id) };
       }
-      if (row.status !== 'pending') return { ok: false, code: 'not_pending', request: await mustLoad(c, id) };
+      if (row.status !== 'pending' && row.status !== 'approved')
+        return { ok: false, code: 'not_pending', request: await mustLoad(c, id) };
       if (now.getTime() >= row.expires_at.getTime()) return await expireLocked(c, id, now);
       await c.query("UPDATE dbops_requests SET status = 'cancelled', updated_at = $2 WHERE id = $1", [
         id,
@@ -276,6 +279,24 @@ export class PgStateStore implements StateStore {
       [id, now],
     );
     return await this.afterCompareAndSet(id, rows);
+  }
+
+  async requestCancel(id: number, by: Actor, now: Date): Promise<Transition> {
+    const { rows } = await this.pool.query<RequestRow>(
+      `UPDATE dbops_requests SET cancel_requested_by = coalesce(cancel_requested_by, $2::jsonb),
+         cancel_requested_at = coalesce(cancel_requested_at, $3)
+       WHERE id = $1 AND status = 'running' RETURNING *`,
+      [id, json(by), now],
+    );
+    return await this.afterCompareAndSet(id, rows);
+  }
+
+  async cancelRequested(id: number): Promise<Actor | undefined> {
+    const { rows } = await this.pool.query<{ by: Actor | null }>(
+      "SELECT cancel_requested_by AS by FROM dbops_requests WHERE id = $1 AND status = 'running'",
+      [id],
+    );
+    return rows[0]?.by ?? undefined;
   }
 
   async startRun(id: number, now: Date, lease?: RunLease): Promise<Transition> {
@@ -314,7 +335,7 @@ export class PgStateStore implements StateStore {
 
   async finishRun(
     id: number,
-    outcome: { status: 'succeeded' | 'failed'; result?: OperationResult; error?: string },
+    outcome: { status: 'succeeded' | 'failed' | 'cancelled'; result?: OperationResult; error?: string },
     now: Date,
     runner?: string,
   ): Promise<Transition> {
@@ -638,6 +659,9 @@ function toRequest(row: RequestRow, votes: Vote[]): ApprovalRequest {
     ...(row.reason !== null ? { reason: row.reason } : {}),
     ...(row.runner !== null ? { runner: row.runner } : {}),
     ...(row.lease_until !== null ? { leaseUntil: row.lease_until } : {}),
+    ...(row.cancel_requested_by !== null && row.cancel_requested_at !== null
+      ? { cancelRequest: { by: row.cancel_requested_by, at: row.cancel_requested_at } }
+      : {}),
     refs: row.refs,
   };
 }

@@ -38,6 +38,8 @@ export interface ApprovalRequest {
   /** While running: which replica runs it, and until when it has to renew its lease. */
   runner?: string;
   leaseUntil?: Date;
+  /** Set while running when a person asked to stop it (the runner notices and aborts). */
+  cancelRequest?: { by: Actor; at: Date };
   /** Set when it ran. */
   result?: OperationResult;
   error?: string;
@@ -164,7 +166,7 @@ export interface StateStore {
   reopen(id: number, now: Date): Promise<Transition>;
   /** pending → denied, with the reason; same refusals as approve (the requester cancels instead). */
   deny(id: number, voter: Actor, reason: string | undefined, now: Date): Promise<Transition>;
-  /** pending → cancelled, only by the requester (same person). */
+  /** pending | approved (not started) → cancelled, only by the requester (same person). */
   cancel(id: number, actor: Actor, now: Date): Promise<Transition>;
   /**
    * Compare-and-set approved → running; refuses with target_busy while another request runs on the target,
@@ -172,6 +174,13 @@ export interface StateStore {
    * The run is leased to `lease.runner` until `lease.until` (default: ten minutes, runner "unnamed").
    */
   startRun(id: number, now: Date, lease?: RunLease): Promise<Transition>;
+  /**
+   * Records that `by` asked to stop a running request (the first ask is kept); refuses one that is not
+   * running. The replica running it notices through cancelRequested().
+   */
+  requestCancel(id: number, by: Actor, now: Date): Promise<Transition>;
+  /** Who asked to stop this running request, if anyone. */
+  cancelRequested(id: number): Promise<Actor | undefined>;
   /** Extends a running request's lease; false when it is no longer running under this runner. */
   renewLease(id: number, lease: RunLease): Promise<boolean>;
   /**
@@ -186,7 +195,7 @@ export interface StateStore {
    */
   finishRun(
     id: number,
-    outcome: { status: 'succeeded' | 'failed'; result?: OperationResult; error?: string },
+    outcome: { status: 'succeeded' | 'failed' | 'cancelled'; result?: OperationResult; error?: string },
     now: Date,
     runner?: string,
   ): Promise<Transition>;

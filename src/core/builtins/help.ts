@@ -14,7 +14,7 @@ export const BUILTIN_HELP: Record<Builtin, string> = {
   status: 'status <id> — one request: preview, votes, outcome',
   approve: 'approve <id> — approve someone else’s request (runs it when enough approvals are in)',
   deny: 'deny <id> [reason] — refuse a pending request',
-  cancel: 'cancel <id> — withdraw your own pending request',
+  cancel: 'cancel <id> — withdraw your own request, or stop a running one (requester or approver)',
   audit: 'audit [target] [--limit n] — recent audit records',
   lookup: 'lookup [target] <what> <key> — a pack lookup shown as a card (e.g. lookup kasm user alice)',
   bind: 'bind <target> — admins: bind this channel to a target, so commands here may leave it out',

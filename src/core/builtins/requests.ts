@@ -1,7 +1,11 @@
 // Built-ins about approval requests: `pending`, `status`, `approve`, `deny`, `cancel`.
+
+import type { ApprovalRequest } from '../../state/types.js';
+import type { CoreServices, InvocationContext } from '../context.js';
 import { UserError } from '../errors.js';
 import { judge, samePerson } from '../judgement.js';
 import { decide } from '../policy.js';
+import type { Reply } from '../reply.js';
 import { requestCard, requestLine } from '../reply-text.js';
 import { clipInput } from '../suggest.js';
 import { aboutRequest, type Handler, loadRequest, ok, refusalMessage, requestId, words } from './common.js';
@@ -149,9 +153,61 @@ export const cancel: Handler = async (core, ctx, tokens) => {
   const id = requestId(tokens, 'cancel <id>');
   const request = await loadRequest(core, ctx, id);
   const about = aboutRequest(request);
+  if (request.status === 'running') return await stopRunning(core, ctx, request);
   const result = await core.state.cancel(id, core.actor(ctx), core.now());
   if (!result.ok) return await core.refuse(ctx, result.code, refusalMessage(result, id), about);
   await core.audit(ctx, { ...about, event: 'cancelled', outcome: 'cancelled' });
   core.changed(result.request, 'cancelled');
   return ok(ctx, `#${id} cancelled`, `Cancelled #${id}.`, { request: result.request, ephemeral: false });
 };
+
+/** How long `/db cancel` of a running request waits to say what the stopped run did. */
+const STOP_WAIT_MS = 15_000;
+
+/**
+ * `/db cancel <id>` of a running request: the requester or an approver asks (recorded in the state
+ * database, so the replica running it notices); the run is aborted here when it runs here.
+ */
+async function stopRunning(
+  core: CoreServices,
+  ctx: InvocationContext,
+  request: ApprovalRequest,
+): Promise<Reply> {
+  const id = request.id;
+  const about = aboutRequest(request);
+  const actor = core.actor(ctx);
+  const mayApprove = decide({
+    person: ctx.person,
+    identity: ctx.identity,
+    action: 'approve',
+    environment: request.environment,
+    policy: core.config.policy,
+  }).allowed;
+  if (!samePerson(core.config, request.requester, actor) && !mayApprove) {
+    return await core.refuse(
+      ctx,
+      'not_requester',
+      `#${id} is running; only ${request.requester.person}, who requested it, or an approver on ${request.environment} can stop it`,
+      about,
+    );
+  }
+  const asked = await core.state.requestCancel(id, actor, core.now());
+  if (!asked.ok) return await core.refuse(ctx, asked.code, refusalMessage(asked, id), about);
+  await core.auditOrStop(ctx, { ...about, event: 'cancelled', outcome: 'stop requested' });
+  core.stopRun(id, actor);
+  const deadline = Date.now() + STOP_WAIT_MS;
+  let now: ApprovalRequest | undefined = asked.request;
+  while (now?.status === 'running' && Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    now = await core.state.getRequest(id);
+  }
+  if (!now || now.status === 'running') {
+    const text = `Asked to stop #${id}; the dbops running it stops it within seconds, and its card will say what was done.`;
+    return ok(ctx, `stop of #${id} requested`, text, { request: asked.request, ephemeral: false });
+  }
+  const outcome =
+    now.status === 'cancelled'
+      ? `Stopped #${id}: ${now.error ?? 'cancelled while running'}.`
+      : `#${id} had already ${now.status === 'succeeded' ? 'succeeded' : `ended (${now.status})`} when the stop arrived${now.error ? `: ${now.error}` : ''}.`;
+  return ok(ctx, `#${id} ${now.status}`, outcome, { request: now, ephemeral: false });
+}
