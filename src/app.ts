@@ -8,6 +8,7 @@ import { TargetPools } from './engine/target-db.js';
 import type { Metrics } from './observability/metrics.js';
 import { runPackCommand } from './packs/command.js';
 import { loadConfiguredPacks, packCatalogEntries } from './packs/registry.js';
+import { OutcomeJournal } from './state/journal.js';
 import { PgStateStore } from './state/pg-store.js';
 import type { StateStore } from './state/types.js';
 
@@ -41,6 +42,8 @@ export interface AppOptions {
   metrics?: Metrics;
   /** The lease of an approved run (CoreDeps.runLeaseMs); tests shorten it. */
   runLeaseMs?: number;
+  /** Waits between attempts to record a run's outcome before it is journaled (tests shorten them). */
+  outcomeRetryDelaysMs?: readonly number[];
 }
 
 export async function createApp(options: AppOptions): Promise<App> {
@@ -68,6 +71,9 @@ export async function createApp(options: AppOptions): Promise<App> {
     log: options.log,
     ...(options.clock ? { clock: options.clock } : {}),
     ...(options.runLeaseMs !== undefined ? { runLeaseMs: options.runLeaseMs } : {}),
+    // Outcomes the state database cannot take when a run ends wait here, fsynced, until it is back.
+    journal: new OutcomeJournal(options.config.backupsDir),
+    ...(options.outcomeRetryDelaysMs ? { outcomeRetryDelaysMs: options.outcomeRetryDelaysMs } : {}),
     ...(metrics
       ? {
           onDispatched: (inv, reply, ms) => metrics.commandDispatched(inv, reply, ms),
@@ -93,6 +99,8 @@ export async function createApp(options: AppOptions): Promise<App> {
       }
     },
   });
+  // What a previous run of this dbops journaled and could not record before it stopped.
+  core.replayJournal().catch(() => {});
   metrics?.attachApp({
     operationNames: [...catalog.allNames(), ...BUILTINS],
     pools: () => pools.stats(),
@@ -131,6 +139,7 @@ export async function createApp(options: AppOptions): Promise<App> {
     },
     async close() {
       for (const timer of timers) clearInterval(timer);
+      core.stopJournal();
       await pools.closeAll();
       await state.close();
     },

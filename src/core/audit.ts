@@ -18,6 +18,13 @@ export class AuditTrail {
 
   /** Writes the audit record (state database) and logs it as one line. Throws when the write fails. */
   async record(ctx: InvocationContext, event: AuditInput): Promise<void> {
+    const record = this.build(ctx, event);
+    await this.#state.audit(record, this.#clock());
+    ctx.log.info({ audit: record }, 'audit');
+  }
+
+  /** The audit record of an event of this invocation, as stored. */
+  build(ctx: InvocationContext, event: AuditInput): AuditEvent {
     // A record about an earlier request (a vote on #7) keeps this invocation's own id as its ref.
     const detail =
       event.requestId !== undefined && event.requestId !== ctx.requestId
@@ -35,8 +42,7 @@ export class AuditTrail {
       ...(ctx.inv.channel !== undefined ? { channel: ctx.inv.channel } : {}),
       ...(ctx.inv.thread !== undefined ? { thread: ctx.inv.thread } : {}),
     };
-    await this.#state.audit(record, this.#clock());
-    ctx.log.info({ audit: record }, 'audit');
+    return record;
   }
 
   /** Like record(), but a failed write becomes a user-facing error: nothing runs without its record. */

@@ -12,6 +12,8 @@ export interface LiveRun {
   lastProgress?: string;
   /** Who stopped it, once someone did. */
   by?: Actor;
+  /** True when its outcome went to the local journal (the state database could not take it). */
+  delayed?: boolean;
 }
 
 export class RunControl {

@@ -1,6 +1,7 @@
 // What the core's modules share: the invocation under way, audit inputs, and the services built-ins get.
 import type { Config, ResolvedPerson, ResolvedTarget } from '../config/schema.js';
 import type { TargetDb } from '../engine/types.js';
+import type { OutcomeJournal } from '../state/journal.js';
 import type { Actor, ApprovalRequest, AuditEvent, StateStore } from '../state/types.js';
 import type { Catalog } from './catalog.js';
 import type { UserError } from './errors.js';
@@ -45,6 +46,10 @@ export interface CoreDeps {
   runLeaseMs?: number;
   /** This replica's name on the runs it leases (default: host, pid and a random part). */
   runner?: string;
+  /** Where run outcomes the state database cannot take are kept until it is back (none: logged only). */
+  journal?: OutcomeJournal;
+  /** Waits between attempts to record a run's outcome before it is journaled (tests shorten them). */
+  outcomeRetryDelaysMs?: readonly number[];
 }
 
 /** One step of an operation against its target: a direct run, an approval preview, or an approved execution. */

@@ -21,6 +21,7 @@ import type { Token } from './grammar.js';
 import { Intake, unknownPerson } from './intake.js';
 import type { Standing } from './judgement.js';
 import type { AnyOperation } from './operation.js';
+import { DurableOutcomes } from './outcomes.js';
 import { type Reply, reply } from './reply.js';
 import { Runs } from './runs.js';
 import { IDENTITY_KIND_OF_SURFACE, type Invocation } from './types.js';
@@ -55,6 +56,7 @@ export class Core implements CoreServices {
 
   readonly #runner: string;
   readonly #audit: AuditTrail;
+  readonly #outcomes: DurableOutcomes;
   readonly #runs: Runs;
   readonly #approvals: Approvals;
   readonly #intake: Intake;
@@ -68,6 +70,13 @@ export class Core implements CoreServices {
     const config = () => this.config;
     const changed = (request: ApprovalRequest, change: RequestChange) => this.changed(request, change);
     this.#audit = new AuditTrail(deps.state, this.#clock, deps.log);
+    this.#outcomes = new DurableOutcomes({
+      state: deps.state,
+      journal: deps.journal,
+      log: deps.log,
+      changed,
+      ...(deps.outcomeRetryDelaysMs ? { retryDelaysMs: deps.outcomeRetryDelaysMs } : {}),
+    });
     this.#runs = new Runs({
       config,
       catalog: deps.catalog,
@@ -76,6 +85,7 @@ export class Core implements CoreServices {
       clock: this.#clock,
       log: deps.log,
       audit: this.#audit,
+      outcomes: this.#outcomes,
       changed,
       onProgress: deps.onProgress,
       onOperationRun: deps.onOperationRun,
@@ -375,6 +385,26 @@ export class Core implements CoreServices {
   async sweepExpired(): Promise<ApprovalRequest[]> {
     // While shutting down, expiry is left to the other replicas (or the next start): it is idempotent.
     if (this.#draining) return [];
-    return await this.#tracked(() => this.#approvals.sweep());
+    return await this.#tracked(async () => {
+      // Outcomes journaled here first: a run whose outcome waited locally is never reported interrupted.
+      await this.replayJournal();
+      return await this.#approvals.sweep();
+    });
+  }
+
+  /**
+   * Records the outcomes this dbops (or one that stopped before) journaled while the state database was
+   * unreachable; returns how many entries were applied. Failures are logged and retried later.
+   */
+  async replayJournal(): Promise<number> {
+    return await this.#outcomes.replay().catch((err: unknown) => {
+      this.#deps.log.warn({ err }, 'journal replay failed');
+      return 0;
+    });
+  }
+
+  /** Stops retrying journaled outcomes (shutdown); what is left is replayed by the next start. */
+  stopJournal(): void {
+    this.#outcomes.stop();
   }
 }

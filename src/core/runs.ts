@@ -5,15 +5,16 @@ import type { Actor, ApprovalRequest, RunLease, StateStore } from '../state/type
 import type { AuditTrail } from './audit.js';
 import { type LiveRun, RunControl, stoppedOutcome } from './cancel.js';
 import type { Catalog } from './catalog.js';
-import type { About, InvocationContext, OperationRun, RequestChange } from './context.js';
+import type { About, AuditInput, InvocationContext, OperationRun, RequestChange } from './context.js';
 import { formatDuration } from './duration.js';
 import { isUserError, UserError } from './errors.js';
 import { judge, type Standing } from './judgement.js';
 import type { Logger } from './log.js';
 import type { AnyOperation, OperationContext } from './operation.js';
 import { operationContext } from './operation-context.js';
+import type { DurableOutcomes, RunOutcome } from './outcomes.js';
 import { renderResult } from './render.js';
-import { type Reply, reply } from './reply.js';
+import { type Reply, reply, statusOfCode } from './reply.js';
 import { requestLine } from './reply-text.js';
 import type { Invocation, OperationResult, Risk } from './types.js';
 
@@ -25,6 +26,8 @@ export interface RunsDeps {
   clock: () => Date;
   log: Logger;
   audit: AuditTrail;
+  /** Where run outcomes are recorded durably (retries, then the local journal). */
+  outcomes: DurableOutcomes;
   changed: (request: ApprovalRequest, change: RequestChange) => void;
   onProgress?: ((requestId: number, invocation: Invocation, line: string) => void) | undefined;
   onOperationRun?: ((run: OperationRun) => void) | undefined;
@@ -33,6 +36,10 @@ export interface RunsDeps {
   /** Called when a run this replica started has ended, so the next approved request there may start. */
   onTargetFree?: (target: string) => void;
 }
+
+/** Said when a run's outcome waits in the local journal for the state database. */
+const DELAYED =
+  'recording it is delayed: the state database is unreachable, so the outcome is kept in a local journal and recorded when the database is back';
 
 type Step<R> = (spec: AnyOperation, context: OperationContext<Record<string, unknown>>) => Promise<R>;
 
@@ -189,7 +196,9 @@ export class Runs {
       return await this.#execute(ctx, approved, started.request, spec, target, about, live.run);
     } finally {
       live.end();
-      stopLease();
+      // An outcome waiting in the journal keeps its lease, so no sweep reports the run interrupted.
+      if (live.run.delayed) void this.#deps.outcomes.whenRecorded(approved.id).then(stopLease);
+      else stopLease();
       this.#deps.onTargetFree?.(approved.target);
     }
   }
@@ -231,7 +240,7 @@ export class Runs {
     about: About & { approvers: string[] },
     live: LiveRun,
   ): Promise<Reply> {
-    const { audit, state, clock, runner, changed } = this.#deps;
+    const { state, clock, runner, changed } = this.#deps;
     const args = spec.args.safeParse(approved.args);
     if (!args.success) {
       const done = await state.finishRun(
@@ -247,8 +256,9 @@ export class Runs {
       );
     }
     const t0 = Date.now();
+    let result: OperationResult;
     try {
-      const result = await this.step(
+      result = await this.step(
         ctx,
         spec,
         target,
@@ -257,34 +267,87 @@ export class Runs {
         'execute',
         live,
       );
-      const durationMs = Date.now() - t0;
-      const done = await state.finishRun(approved.id, { status: 'succeeded', result }, clock(), runner);
-      await audit
-        .record(ctx, { event: 'executed', outcome: 'ok', durationMs, ...about, requestId: approved.id })
-        .catch((err: unknown) => ctx.log.error({ err }, 'audit write failed after the operation ran'));
-      if (!done.ok)
-        ctx.log.warn({ requestId: approved.id }, 'the run finished but its request could not be updated');
-      const finished = done.ok ? done.request : running;
-      if (done.ok) changed(done.request, 'succeeded');
-      return reply({
-        status: 'ok',
-        requestId: approved.id,
-        operation: approved.operation,
-        target: approved.target,
-        risk: approved.risk,
-        result,
-        request: finished,
-        message: `#${approved.id} ${approved.command} — approved by ${about.approvers.join(', ')}, done`,
-        text: `${requestLine(finished, clock())}\n\n${renderResult(result)}`,
-      });
     } catch (err) {
       const durationMs = Date.now() - t0;
       if (live.controller.signal.aborted) return await this.#stopped(ctx, approved, about, live, durationMs);
       const message = isUserError(err) ? err.message : `internal error, ref ${approved.id}`;
-      const done = await state.finishRun(approved.id, { status: 'failed', error: message }, clock(), runner);
-      if (done.ok) changed(done.request, 'failed');
-      return await audit.fail(ctx, err, { ...about, durationMs, requestId: approved.id });
+      if (!isUserError(err)) ctx.log.error({ err }, 'internal error');
+      const event = isUserError(err)
+        ? { outcome: err.code, error: err.message }
+        : { outcome: 'internal', error: String(err) };
+      const recorded = await this.#record(
+        ctx,
+        live,
+        { status: 'failed', error: message },
+        {
+          ...about,
+          requestId: approved.id,
+          durationMs,
+          event: 'failed',
+          ...event,
+        },
+      );
+      return reply({
+        status: isUserError(err) ? statusOfCode(err.code) : 'failed',
+        requestId: approved.id,
+        ...(recorded.request ? { request: recorded.request } : {}),
+        operation: approved.operation,
+        target: approved.target,
+        risk: approved.risk,
+        code: isUserError(err) ? err.code : 'internal',
+        message: `${message}${recorded.delayed ? ` ${DELAYED}` : ''}`,
+      });
     }
+    const durationMs = Date.now() - t0;
+    const recorded = await this.#record(
+      ctx,
+      live,
+      { status: 'succeeded', result },
+      {
+        ...about,
+        requestId: approved.id,
+        event: 'executed',
+        outcome: 'ok',
+        durationMs,
+      },
+    );
+    const finished = recorded.request ?? { ...running, status: 'succeeded' as const, result };
+    return reply({
+      status: 'ok',
+      requestId: approved.id,
+      operation: approved.operation,
+      target: approved.target,
+      risk: approved.risk,
+      result,
+      request: finished,
+      message: `#${approved.id} ${approved.command} — approved by ${about.approvers.join(', ')}, done${recorded.delayed ? ` (${DELAYED})` : ''}`,
+      text: `${requestLine(finished, clock())}\n\n${renderResult(result)}${recorded.delayed ? `\n\nThe operation succeeded. ${DELAYED}` : ''}`,
+    });
+  }
+
+  /**
+   * Records how a run ended — the request's outcome, then its audit record — durably: retried, and
+   * journaled when the state database cannot take them (`delayed`).
+   */
+  async #record(
+    ctx: InvocationContext,
+    live: LiveRun,
+    outcome: RunOutcome,
+    event: AuditInput,
+  ): Promise<{ request?: ApprovalRequest; delayed: boolean }> {
+    const { outcomes, clock, runner, changed, audit } = this.#deps;
+    const id = event.requestId ?? ctx.requestId;
+    const finished = await outcomes.finish(id, outcome, clock(), runner);
+    const request = finished.transition?.ok ? finished.transition.request : undefined;
+    if (finished.transition && !finished.transition.ok)
+      ctx.log.warn({ requestId: id }, 'the run finished but its request could not be updated');
+    if (request) changed(request, outcome.status);
+    const record = audit.build(ctx, event);
+    const audited = await outcomes.audit(record, clock());
+    ctx.log.info({ audit: record }, 'audit');
+    const delayed = finished.delayed || audited.delayed;
+    if (delayed) live.delayed = true;
+    return { ...(request ? { request } : {}), delayed };
   }
 
   /** The end of a run a person stopped: recorded as cancelled with what was and was not done, audited. */
@@ -295,12 +358,12 @@ export class Runs {
     live: LiveRun,
     durationMs: number,
   ): Promise<Reply> {
-    const { state, clock, runner, changed, audit } = this.#deps;
     const outcome = stoppedOutcome(live, approved.target);
-    const done = await state.finishRun(approved.id, { status: 'cancelled', error: outcome }, clock(), runner);
-    if (done.ok) changed(done.request, 'cancelled');
-    await audit
-      .record(ctx, {
+    const recorded = await this.#record(
+      ctx,
+      live,
+      { status: 'cancelled', error: outcome },
+      {
         ...about,
         requestId: approved.id,
         event: 'cancelled',
@@ -308,17 +371,17 @@ export class Runs {
         error: outcome,
         durationMs,
         detail: { committed: live.committed, ...(live.by ? { by: live.by.person } : {}) },
-      })
-      .catch((err: unknown) => ctx.log.error({ err }, 'audit write failed for a stopped run'));
+      },
+    );
     return reply({
       status: 'failed',
       requestId: approved.id,
-      ...(done.ok ? { request: done.request } : {}),
+      ...(recorded.request ? { request: recorded.request } : {}),
       operation: approved.operation,
       target: approved.target,
       risk: approved.risk,
       code: 'cancelled',
-      message: `#${approved.id} ${outcome}`,
+      message: `#${approved.id} ${outcome}${recorded.delayed ? ` (${DELAYED})` : ''}`,
     });
   }
 
