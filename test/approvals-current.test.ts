@@ -170,6 +170,17 @@ describe('approved requests that could not start', () => {
       .poll(async () => (await app.state.getRequest(c))?.status, { timeout: 30_000 })
       .toBe('succeeded');
 
+    // The requester may still withdraw an approved request that waits for its target.
+    const withdrawn = await as(app, 'bob')('/db vacuum staging t1 --full');
+    const w = withdrawn.requestId ?? -1;
+    const busyAgain = (await as(app, 'bob')('/db vacuum staging t2 --full')).requestId ?? -1;
+    await app.state.approve(busyAgain, { person: 'alice', identity: 'cli:alice', surface: 'cli' }, now);
+    expect((await app.state.startRun(busyAgain, now)).ok).toBe(true);
+    expect((await as(app, 'alice')(`/db approve ${w}`)).code).toBe('target_busy');
+    expect((await as(app, 'bob')(`/db cancel ${w}`)).status).toBe('ok');
+    expect((await app.state.getRequest(w))?.status).toBe('cancelled');
+    await app.state.finishRun(busyAgain, { status: 'succeeded' }, now);
+
     // One more approved request that cannot start, then its time runs out: it expires like a pending one.
     const fourth = await as(app, 'bob')('/db vacuum staging t3 --full');
     const d = fourth.requestId ?? -1;

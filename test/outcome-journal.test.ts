@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type App, createApp } from '../src/app.js';
 import { loadConfigText } from '../src/config/load.js';
 import { silentLogger } from '../src/core/log.js';
+import { OutcomeJournal } from '../src/state/journal.js';
 import { as, type Fixture, makeFixture } from './helpers/app.js';
 import { adminQuery, openClient } from './helpers/db.js';
 import { type CuttableProxy, cuttableProxy } from './helpers/state-proxy.js';
@@ -122,5 +123,31 @@ describe('a state database that drops as an approved run finishes', () => {
     expect(journalFiles()).toEqual([]);
     const status = await as(app, 'alice')(`/db status ${id}`);
     expect(status.request?.status).toBe('succeeded');
+  });
+
+  it('records what a stopped dbops left in its journal when the next one starts', async () => {
+    // A run that ended while the state database was away, in a dbops that then stopped: its outcome is
+    // only in the journal it left behind.
+    const request = await as(app, 'bob')('/db vacuum staging exams --full');
+    const id = request.requestId ?? -1;
+    await app.state.approve(id, { person: 'alice', identity: 'cli:alice', surface: 'cli' }, new Date());
+    expect(
+      (await app.state.startRun(id, new Date(), { runner: 'gone', until: new Date(Date.now() + 60_000) })).ok,
+    ).toBe(true);
+    new OutcomeJournal(backups).append({
+      kind: 'finish',
+      id,
+      outcome: { status: 'succeeded', result: { columns: [], rows: [], truncated: false } },
+      at: new Date().toISOString(),
+      runner: 'gone',
+    });
+    expect(journalFiles()).toHaveLength(1);
+    const next = await createApp({ config: app.core.config, log: silentLogger() });
+    try {
+      await expect.poll(() => statusOf(id), { timeout: 30_000 }).toBe('succeeded');
+      await expect.poll(journalFiles, { timeout: 30_000 }).toEqual([]);
+    } finally {
+      await next.close();
+    }
   });
 });
