@@ -11,6 +11,7 @@ import type { Metrics } from './observability/metrics.js';
 import { runPackCommand } from './packs/command.js';
 import { loadConfiguredPacks, packCatalogEntries } from './packs/registry.js';
 import { ReplicaPids } from './state/backends.js';
+import { OutcomeJournal } from './state/journal.js';
 import { PgStateStore } from './state/pg-store.js';
 import type { StateStore } from './state/types.js';
 
@@ -27,7 +28,8 @@ export interface App {
   state: PgStateStore;
   /**
    * Starts the periodic sweep (every `seconds`): pending requests past their expiry, and runs left behind
-   * by a replica that died (lease ran out); returns a stop function.
+   * by a replica that died (lease ran out), then starts approved requests whose target is free again;
+   * returns a stop function.
    */
   startSweeper(seconds?: number): () => void;
   close(): Promise<void>;
@@ -43,6 +45,8 @@ export interface AppOptions {
   metrics?: Metrics;
   /** The lease of an approved run (CoreDeps.runLeaseMs); tests shorten it. */
   runLeaseMs?: number;
+  /** Waits between attempts to record a run's outcome before it is journaled (tests shorten them). */
+  outcomeRetryDelaysMs?: readonly number[];
 }
 
 export async function createApp(options: AppOptions): Promise<App> {
@@ -81,6 +85,9 @@ export async function createApp(options: AppOptions): Promise<App> {
     log: options.log,
     ...(options.clock ? { clock: options.clock } : {}),
     ...(options.runLeaseMs !== undefined ? { runLeaseMs: options.runLeaseMs } : {}),
+    // Outcomes the state database cannot take when a run ends wait here, fsynced, until it is back.
+    journal: new OutcomeJournal(options.config.backupsDir),
+    ...(options.outcomeRetryDelaysMs ? { outcomeRetryDelaysMs: options.outcomeRetryDelaysMs } : {}),
     ...(metrics
       ? {
           onDispatched: (inv, reply, ms) => metrics.commandDispatched(inv, reply, ms),
@@ -106,6 +113,8 @@ export async function createApp(options: AppOptions): Promise<App> {
       }
     },
   });
+  // What a previous run of this dbops journaled and could not record before it stopped.
+  core.replayJournal().catch(() => {});
   metrics?.attachApp({
     operationNames: [...catalog.allNames(), ...BUILTINS],
     pools: () => pools.stats(),
@@ -130,7 +139,10 @@ export async function createApp(options: AppOptions): Promise<App> {
     state,
     startSweeper(seconds = 30) {
       const timer = setInterval(() => {
-        core.sweepExpired().catch((err: unknown) => options.log.warn({ err }, 'expiry sweep failed'));
+        core
+          .sweepExpired()
+          .then(() => core.startWaitingRuns())
+          .catch((err: unknown) => options.log.warn({ err }, 'expiry sweep failed'));
       }, seconds * 1000);
       timer.unref();
       timers.add(timer);
@@ -141,6 +153,7 @@ export async function createApp(options: AppOptions): Promise<App> {
     },
     async close() {
       for (const timer of timers) clearInterval(timer);
+      core.stopJournal();
       await pools.closeAll();
       await sharedPids.close();
       await state.close();

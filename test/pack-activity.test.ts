@@ -302,35 +302,25 @@ describe('archive-activities', () => {
     expect(missing.message).toContain('before');
   });
 
-  it('says the archive table is missing, and moves nothing when approved anyway', async () => {
+  it('refuses the request, with the fix, while the archive table is missing', async () => {
     const n = await count(moving);
     const request = await alice(`/db archive-activities activity --before ${BEFORE}`);
-    expect(request.status).toBe('pending');
-    expect(request.result?.rows[0]?.activities).toBe(n);
-    expect(request.result?.rows[0]?.archive_table).toBe(
-      'MISSING: nothing can be archived until a DBA creates it: CREATE TABLE activities_archive (LIKE activities INCLUDING ALL)',
+    expect(request).toMatchObject({ status: 'refused', code: 'cannot_succeed' });
+    expect(request.message).toContain(
+      'activities_archive is missing; a DBA creates it once: CREATE TABLE activities_archive (LIKE activities INCLUDING ALL)',
     );
-    expect(request.text).toMatch(/archive table:\s+MISSING/);
-    const done = await bob(`/db approve ${request.requestId}`);
-    expect(done.status).toBe('failed');
-    expect(done.message).toContain('relation "activities_archive" does not exist');
+    expect(await alice('/db pending activity')).toMatchObject({ requests: [] });
     expect(await count(moving)).toBe(n);
   });
 
-  it('moves nothing into an archive whose columns differ from activities', async () => {
+  it('refuses the request while the archive columns differ from activities', async () => {
     // Same columns, another order: copying by position would put durations into user_id.
     await q(`CREATE TABLE activities_archive (id integer, duration integer, activity_type varchar(255),
       user_id integer, points numeric(10, 1), activity_date date, description text, created_at timestamp)`);
     const n = await count(moving);
     const request = await alice(`/db archive-activities activity --before ${BEFORE}`);
-    expect(String(request.result?.rows[0]?.archive_table)).toMatch(
-      /^DIFFERENT COLUMNS: nothing would move; activities has \(id integer, user_id integer, .*\), activities_archive has \(id integer, duration integer, /,
-    );
-    const done = await bob(`/db approve ${request.requestId}`);
-    expect(done.status).toBe('ok');
-    expect(done.result?.rows).toEqual([
-      { step: 'activities moved to activities_archive', rows: 0, batches: 0 },
-    ]);
+    expect(request).toMatchObject({ status: 'refused', code: 'cannot_succeed' });
+    expect(request.message).toContain('does not have the columns of activities');
     expect(await count(moving)).toBe(n);
     expect(await count('SELECT * FROM activities_archive')).toBe(0);
     await q('DROP TABLE activities_archive');

@@ -424,7 +424,8 @@ describe('replicas racing', () => {
         now: base,
         expiresAt: minutes(base, 1),
       });
-      accepted(await storeB.approve(decided.id, bob, base));
+      // Denied: decided for good. (An approved request that never started expires like a pending one.)
+      accepted(await storeB.deny(decided.id, bob, 'no', base));
 
       const sweepAt = minutes(base, 5);
       const [a, b] = await Promise.all([storeA.expireDue(sweepAt), storeB.expireDue(sweepAt)]);
@@ -436,7 +437,7 @@ describe('replicas racing', () => {
         expect(r.updatedAt).toEqual(sweepAt);
       }
       expect((await storeA.getRequest(notDue.id))?.status).toBe('pending');
-      expect((await storeA.getRequest(decided.id))?.status).toBe('approved');
+      expect((await storeA.getRequest(decided.id))?.status).toBe('denied');
       expect(await storeA.expireDue(sweepAt)).toEqual([]);
     }
   });

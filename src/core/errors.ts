@@ -17,6 +17,8 @@ export const USER_ERROR_CODES = [
   'target_busy', // another destructive operation runs on the target
   'stale_preview', // what the approval was for no longer holds: nothing ran
   'unavailable', // the target's schema lacks what the (pack) operation needs: nothing was sent
+  'cannot_succeed', // the preview shows the request would fail: no request was created
+  'cancelled', // a person stopped the run while it was going
   'target_down', // connection refused / DNS / timeout connecting
   'auth_failed',
   'timeout', // statement or lock timeout
@@ -27,7 +29,6 @@ export const USER_ERROR_CODES = [
   'config_invalid',
   'shutting_down', // this replica is stopping: nothing ran, send it again (another replica takes it)
   'busy', // too many large results held by this process at once: nothing was read, retry shortly
-  'cancelled', // the caller's AbortSignal stopped a running query or tool
   'target_unresponsive', // the target stopped answering: a client-side deadline passed
 ] as const;
 export type UserErrorCode = (typeof USER_ERROR_CODES)[number];

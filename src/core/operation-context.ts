@@ -16,15 +16,25 @@ export interface ContextInput {
   progress?: (line: string) => void;
   /** Files sent with the command; by default those of the invocation being dispatched. */
   files?: readonly InvocationFile[];
+  /** Aborted when a person cancels the run: every `ctx.db` call carries it. */
+  signal?: AbortSignal;
+  /** Called each time a write or direct unit of work of the operation has completed (committed). */
+  committed?: () => void;
 }
 
 export function operationContext(input: ContextInput): OperationContext<Record<string, unknown>> {
   const limits = { ...input.target.limits, ...input.spec.limits };
-  const db = withLimits(input.targets.get(input.target.name), {
-    statementTimeoutMs: limits.statement_timeout * 1000,
-    lockTimeoutMs: limits.lock_timeout * 1000,
-    rowCap: limits.row_cap,
-  });
+  const signal = input.signal ?? new AbortController().signal;
+  const db = withLimits(
+    input.targets.get(input.target.name),
+    {
+      statementTimeoutMs: limits.statement_timeout * 1000,
+      lockTimeoutMs: limits.lock_timeout * 1000,
+      rowCap: limits.row_cap,
+    },
+    signal,
+    input.committed ?? (() => {}),
+  );
   return {
     args: input.args,
     target: input.target,
@@ -35,16 +45,27 @@ export function operationContext(input: ContextInput): OperationContext<Record<s
     backupsDir: input.backupsDir,
     progress: input.progress ?? (() => {}),
     files: input.files ?? invocationFiles(),
+    signal,
   };
 }
 
-/** Applies an operation's limits as the defaults of every transaction it opens. */
-function withLimits(db: TargetDb, defaults: QueryLimits): TargetDb {
+/** Applies an operation's limits as the defaults of every transaction it opens, and the run's signal. */
+function withLimits(
+  db: TargetDb,
+  defaults: QueryLimits,
+  signal: AbortSignal,
+  committed: () => void,
+): TargetDb {
+  const counted = async <R>(work: Promise<R>): Promise<R> => {
+    const result = await work;
+    committed();
+    return result;
+  };
   return {
     name: db.name,
-    read: (fn, limits) => db.read(fn, { ...defaults, ...limits }),
-    write: (fn, limits) => db.write(fn, { ...defaults, ...limits }),
-    direct: (fn, limits) => db.direct(fn, { ...defaults, ...limits }),
+    read: (fn, limits, own) => db.read(fn, { ...defaults, ...limits }, own ?? signal),
+    write: (fn, limits, own) => counted(db.write(fn, { ...defaults, ...limits }, own ?? signal)),
+    direct: (fn, limits, own) => counted(db.direct(fn, { ...defaults, ...limits }, own ?? signal)),
     ownPids: () => db.ownPids(),
     serverVersion: () => db.serverVersion(),
     ...(db.generation ? { generation: () => db.generation?.() ?? 0 } : {}),

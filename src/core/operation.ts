@@ -19,6 +19,11 @@ export interface OperationContext<A> {
   progress(line: string): void;
   /** Files sent with the command (a preview or a direct run; an approved execution has none). */
   files?: readonly InvocationFile[];
+  /**
+   * Aborted when a person cancels the run (`/db cancel <id>`): `db` calls carry it already; an operation
+   * running its own loop or tool checks it and stops.
+   */
+  signal?: AbortSignal;
 }
 
 /** What a destructive operation shows before approval, and the facts it re-checks at execution. */
@@ -28,6 +33,11 @@ export interface Preview {
   state: unknown;
   /** True when there is nothing to do: no approval request is created. */
   empty?: boolean;
+  /**
+   * Set when the preview already knows the operation cannot succeed as things are: why, and the fix
+   * (e.g. "activities_archive is missing: CREATE TABLE …"). The request is refused, not queued.
+   */
+  blocked?: string;
 }
 
 export interface OperationSpec<S extends z.ZodObject = z.ZodObject> {

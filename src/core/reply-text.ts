@@ -16,10 +16,14 @@ export function requestLine(request: ApprovalRequest, now: Date): string {
   const parts = [`#${request.id} ${request.command}`, request.status, `by ${request.requester.person}`];
   const yes = approvers(request);
   if (yes.length > 0) parts.push(`approved by ${yes.join(', ')}`);
-  if (request.status === 'pending') {
+  if (request.status === 'pending' || request.status === 'approved') {
     const left = (request.expiresAt.getTime() - now.getTime()) / 1000;
+    if (request.status === 'approved') parts.push('waits for its target');
     parts.push(left > 0 ? `expires in ${formatDuration(left)}` : 'expiring');
   }
+  if (request.status === 'running' && request.cancelRequest)
+    parts.push(`stop asked by ${request.cancelRequest.by.person}`);
+  if (request.status === 'cancelled' && request.reason) parts.push('void');
   if (request.status === 'denied') {
     const deny = request.votes.find((v) => v.vote === 'deny');
     if (deny) parts.push(`denied by ${deny.person}${request.reason ? `: ${request.reason}` : ''}`);
@@ -45,6 +49,10 @@ export function requestCard(request: ApprovalRequest, now: Date, approverRoles: 
   if (request.result && (request.status === 'succeeded' || request.status === 'failed')) {
     lines.push('', 'Outcome:', renderResult(request.result));
   }
-  if (request.error) lines.push('', `Error: ${request.error}`);
+  if (request.status === 'cancelled' && request.reason) lines.push('', `Void: ${request.reason}`);
+  if (request.status === 'running')
+    lines.push('', `  stop it: /db cancel ${request.id} (the requester or an approver)`);
+  if (request.error)
+    lines.push('', `${request.status === 'cancelled' ? 'Stopped' : 'Error'}: ${request.error}`);
   return lines.join('\n');
 }

@@ -48,8 +48,24 @@ export function statusOfCode(code: UserErrorCode): ReplyStatus {
     case 'target_busy':
     case 'stale_preview':
     case 'unavailable':
+    case 'cannot_succeed':
       return 'refused';
     default:
       return 'failed';
   }
+}
+
+/** Builds a Reply; text defaults to a marked message for refusals and errors. */
+export function reply(r: Omit<Reply, 'text' | 'ephemeral'> & { text?: string; ephemeral?: boolean }): Reply {
+  const ephemeral = r.ephemeral ?? (r.status === 'refused' || r.status === 'invalid');
+  const mark: Record<ReplyStatus, string> = {
+    ok: '',
+    pending: '',
+    refused: 'Refused: ',
+    invalid: 'Invalid: ',
+    failed: 'Failed: ',
+  };
+  const suffix = r.requestId !== null && r.status !== 'ok' ? ` (#${r.requestId})` : '';
+  const text = r.text ?? `${mark[r.status]}${r.message}${suffix}`;
+  return { ...r, text, ephemeral };
 }

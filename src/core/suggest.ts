@@ -76,3 +76,8 @@ export function orList(items: readonly string[]): string {
   if (items.length <= 1) return items.join('');
   return `${items.slice(0, -1).join(', ')} or ${items[items.length - 1]}`;
 }
+
+/** Keeps echoed user input short. */
+export function clipInput(text: string): string {
+  return text.length > 40 ? `${text.slice(0, 39)}…` : text;
+}

@@ -376,6 +376,7 @@ class PooledTargetDb implements TargetDb {
       cancelBackend: (pid) => this.#cancelBackend(pid),
     });
     let discard: Error | undefined;
+    const stopCancel = signal ? this.#cancelOnAbort(client, signal) : () => {};
     try {
       return await this.#transaction(client, guard, mode, fn, limits);
     } catch (err) {
@@ -388,6 +389,7 @@ class PooledTargetDb implements TargetDb {
       }
       throw toUserError(err, this.name, this.#errorLimits(limits)) ?? err;
     } finally {
+      stopCancel();
       client.removeListener('error', onError);
       discard ??= guard.broken;
       if (!discard && client.getTransactionStatus() !== 'I') {
@@ -405,6 +407,7 @@ class PooledTargetDb implements TargetDb {
     mode: Mode,
     fn: (session: Session) => Promise<R>,
     limits: QueryLimits,
+    signal?: AbortSignal,
   ): Promise<R> {
     const deadline = clientDeadlineMs(limits.statementTimeoutMs);
     const connectDeadline = this.#connectDeadlineMs();
@@ -426,6 +429,35 @@ class PooledTargetDb implements TargetDb {
       );
     } else await guard.step(() => client.query(RESET_TIMEOUTS), connectDeadline, 'RESET');
     return result;
+  }
+
+  /**
+   * On abort, cancels the statement the session's backend is running, from a separate short-lived
+   * connection (the pool may be full). Returns a function that stops listening.
+   */
+  #cancelOnAbort(client: pg.PoolClient, signal: AbortSignal): () => void {
+    const cancel = () => {
+      const pid = this.host.registry.pidOf(this.serverKey, client);
+      if (pid === undefined) return;
+      const side = new pg.Client({
+        connectionString: this.target.url,
+        application_name: this.host.applicationName,
+        connectionTimeoutMillis: Math.round(this.target.limits.connect_timeout * 1000),
+      });
+      side.on('error', () => {});
+      side
+        .connect()
+        .then(() => side.query('SELECT pg_cancel_backend($1)', [pid]))
+        .catch((err: unknown) =>
+          this.host.log.warn(
+            { target: this.name, pid, err: redactSecrets(String(err)) },
+            'could not cancel the backend of a cancelled run',
+          ),
+        )
+        .finally(() => side.end().catch(() => {}));
+    };
+    signal.addEventListener('abort', cancel, { once: true });
+    return () => signal.removeEventListener('abort', cancel);
   }
 
   async #backendPid(client: pg.PoolClient): Promise<number> {

@@ -45,6 +45,9 @@ export interface Session {
  */
 export interface TargetDb {
   readonly name: string;
+  // `signal`, when given and aborted (a person cancelled the run): the statement under way is cancelled on
+  // the server (pg_cancel_backend of the session's backend), its transaction rolls back, and no further
+  // statement is sent.
   /** Runs `fn` inside `BEGIN READ ONLY` with `statement_timeout` and `lock_timeout` set locally; always rolls back. */
   read<R>(
     fn: (session: Session) => Promise<R>,

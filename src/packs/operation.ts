@@ -342,6 +342,8 @@ export function packOperationSpec(
       },
       state,
       empty: table.rows.length === 0,
+      // A preview row with a non-empty `blocked` column says the operation cannot succeed, and why.
+      ...blockedBy(table.rows),
     };
   };
 
@@ -445,4 +447,10 @@ function forgettingSchemaOnError(spec: AnyOperation): AnyOperation {
   if (preview) spec.preview = (ctx) => forget(ctx.db, () => preview(ctx));
   if (execute) spec.execute = (ctx, state) => forget(ctx.db, () => execute(ctx, state));
   return spec;
+}
+
+/** The first non-empty `blocked` value of a preview's rows, as Preview.blocked. */
+function blockedBy(rows: readonly Record<string, unknown>[]): { blocked?: string } {
+  const reason = rows.map((r) => r.blocked).find((v) => typeof v === 'string' && v.trim() !== '');
+  return typeof reason === 'string' ? { blocked: reason } : {};
 }

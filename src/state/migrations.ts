@@ -122,7 +122,16 @@ UPDATE dbops_requests SET lease_until = now() + interval '10 minutes' WHERE stat
 CREATE INDEX dbops_requests_running_lease ON dbops_requests (lease_until) WHERE status = 'running';
 `,
   },
-  // Version 5 is the journal's; versions are applied by number whatever order they land in.
+  {
+    version: 5,
+    name: 'cancelling running requests',
+    sql: `
+-- A person asks to stop a running request; the replica running it notices (it polls) and aborts the run.
+ALTER TABLE dbops_requests ADD COLUMN cancel_requested_by jsonb, ADD COLUMN cancel_requested_at timestamptz;
+-- Approved requests that could not start expire like pending ones.
+CREATE INDEX dbops_requests_approved_expiry ON dbops_requests (expires_at) WHERE status = 'approved';
+`,
+  },
   BACKENDS_MIGRATION,
 ];
 

@@ -2,28 +2,35 @@
 import pg from 'pg';
 import type { Logger } from '../core/log.js';
 import { redactSecrets } from '../core/log.js';
-import {
-  type OperationResult,
-  REQUEST_STATUSES,
-  type RequestStatus,
-  RISKS,
-  SURFACES,
-  type Surface,
-} from '../core/types.js';
+import type { OperationResult, RequestStatus } from '../core/types.js';
 import { migrate } from './migrations.js';
 import {
-  type Actor,
-  type ApprovalRequest,
-  AUDIT_EVENTS,
-  type AuditEvent,
-  type AuditRecord,
-  type ChannelBinding,
-  type NewRequest,
-  type RunLease,
-  type StateStore,
-  type Transition,
-  type TransitionRefusal,
-  type Vote,
+  type AuditRow,
+  isUniqueViolation,
+  json,
+  listLimit,
+  loadRequest,
+  loadVotes,
+  mustLoad,
+  type Queryable,
+  type RequestRow,
+  single,
+  toAuditRecord,
+  toId,
+  toRequest,
+  withVotes,
+} from './rows.js';
+import type {
+  Actor,
+  ApprovalRequest,
+  AuditEvent,
+  AuditRecord,
+  ChannelBinding,
+  NewRequest,
+  RunLease,
+  StateStore,
+  Transition,
+  TransitionRefusal,
 } from './types.js';
 
 export interface PgStateStoreOptions {
@@ -34,77 +41,11 @@ export interface PgStateStoreOptions {
   log?: Logger;
 }
 
-const DEFAULT_LIST_LIMIT = 20;
-const MAX_LIST_LIMIT = 1000;
 const ONE_RUNNING_PER_TARGET = 'dbops_requests_one_running_per_target';
 /** How the error of a run reported interrupted begins; its own runner may still correct it (finishRun). */
 const INTERRUPTED = 'interrupted:';
 /** The lease of a run started without one (ten minutes). */
 const DEFAULT_LEASE_MS = 10 * 60 * 1000;
-const UNIQUE_VIOLATION = '23505';
-
-/** The part of pg.Pool and pg.PoolClient this file uses, so helpers run inside or outside a transaction. */
-interface Queryable {
-  query<R extends pg.QueryResultRow>(text: string, values?: unknown[]): Promise<pg.QueryResult<R>>;
-}
-
-interface RequestRow {
-  id: string;
-  status: string;
-  operation: string;
-  target: string;
-  environment: string;
-  args: Record<string, unknown>;
-  command: string;
-  risk: string;
-  requester_person: string;
-  requester_identity: string;
-  requester_surface: string;
-  channel: string | null;
-  thread: string | null;
-  preview: ApprovalRequest['preview'];
-  approvals_required: number;
-  created_at: Date;
-  expires_at: Date;
-  updated_at: Date;
-  result: OperationResult | null;
-  error: string | null;
-  reason: string | null;
-  refs: Record<string, unknown>;
-  runner: string | null;
-  lease_until: Date | null;
-}
-
-interface VoteRow {
-  request_id: string;
-  person: string;
-  identity: string;
-  surface: string;
-  vote: string;
-  reason: string | null;
-  at: Date;
-}
-
-interface AuditRow {
-  id: string;
-  at: Date;
-  request_id: string | null;
-  event: string;
-  person: string | null;
-  identity: string;
-  surface: string;
-  channel: string | null;
-  thread: string | null;
-  operation: string | null;
-  target: string | null;
-  args: Record<string, unknown> | null;
-  risk: string | null;
-  approvers: string[] | null;
-  outcome: string;
-  duration_ms: number | null;
-  error: string | null;
-  detail: Record<string, unknown> | null;
-}
 
 export class PgStateStore implements StateStore {
   private constructor(private readonly pool: pg.Pool) {}
@@ -206,7 +147,12 @@ export class PgStateStore implements StateStore {
     return await withVotes(this.pool, rows);
   }
 
-  async approve(id: number, voter: Actor, now: Date): Promise<Transition & { reached?: boolean }> {
+  async approve(
+    id: number,
+    voter: Actor,
+    now: Date,
+    judge?: (request: ApprovalRequest) => boolean,
+  ): Promise<Transition & { reached?: boolean }> {
     return await this.transaction(async (c): Promise<Transition & { reached?: boolean }> => {
       const row = await lockRequest(c, id);
       if (row === undefined) return { ok: false, code: 'not_found' };
@@ -217,7 +163,9 @@ export class PgStateStore implements StateStore {
         "SELECT count(*)::int AS n FROM dbops_votes WHERE request_id = $1 AND vote = 'approve'",
         [id],
       );
-      const reached = (counted.rows[0]?.n ?? 0) >= row.approvals_required;
+      const reached = judge
+        ? judge(await mustLoad(c, id))
+        : (counted.rows[0]?.n ?? 0) >= row.approvals_required;
       await c.query('UPDATE dbops_requests SET status = $2, updated_at = $3 WHERE id = $1', [
         id,
         reached ? 'approved' : 'pending',
@@ -249,7 +197,8 @@ export class PgStateStore implements StateStore {
       if (row.requester_person !== actor.person) {
         return { ok: false, code: 'not_requester', request: await mustLoad(c, id) };
       }
-      if (row.status !== 'pending') return { ok: false, code: 'not_pending', request: await mustLoad(c, id) };
+      if (row.status !== 'pending' && row.status !== 'approved')
+        return { ok: false, code: 'not_pending', request: await mustLoad(c, id) };
       if (now.getTime() >= row.expires_at.getTime()) return await expireLocked(c, id, now);
       await c.query("UPDATE dbops_requests SET status = 'cancelled', updated_at = $2 WHERE id = $1", [
         id,
@@ -257,6 +206,42 @@ export class PgStateStore implements StateStore {
       ]);
       return { ok: true, request: await mustLoad(c, id) };
     });
+  }
+
+  async voidRequest(id: number, reason: string, now: Date): Promise<Transition> {
+    const { rows } = await this.pool.query<RequestRow>(
+      `UPDATE dbops_requests SET status = 'cancelled', reason = $2, updated_at = $3
+       WHERE id = $1 AND status IN ('pending', 'approved') RETURNING *`,
+      [id, reason, now],
+    );
+    return await this.afterCompareAndSet(id, rows);
+  }
+
+  async reopen(id: number, now: Date): Promise<Transition> {
+    const { rows } = await this.pool.query<RequestRow>(
+      `UPDATE dbops_requests SET status = 'pending', updated_at = $2
+       WHERE id = $1 AND status = 'approved' RETURNING *`,
+      [id, now],
+    );
+    return await this.afterCompareAndSet(id, rows);
+  }
+
+  async requestCancel(id: number, by: Actor, now: Date): Promise<Transition> {
+    const { rows } = await this.pool.query<RequestRow>(
+      `UPDATE dbops_requests SET cancel_requested_by = coalesce(cancel_requested_by, $2::jsonb),
+         cancel_requested_at = coalesce(cancel_requested_at, $3)
+       WHERE id = $1 AND status = 'running' RETURNING *`,
+      [id, json(by), now],
+    );
+    return await this.afterCompareAndSet(id, rows);
+  }
+
+  async cancelRequested(id: number): Promise<Actor | undefined> {
+    const { rows } = await this.pool.query<{ by: Actor | null }>(
+      "SELECT cancel_requested_by AS by FROM dbops_requests WHERE id = $1 AND status = 'running'",
+      [id],
+    );
+    return rows[0]?.by ?? undefined;
   }
 
   async startRun(id: number, now: Date, lease?: RunLease): Promise<Transition> {
@@ -268,9 +253,19 @@ export class PgStateStore implements StateStore {
     try {
       ({ rows } = await this.pool.query<RequestRow>(
         `UPDATE dbops_requests SET status = 'running', updated_at = $2, runner = $3, lease_until = $4
-         WHERE id = $1 AND status = 'approved' RETURNING *`,
+         WHERE id = $1 AND status = 'approved' AND expires_at > $2 RETURNING *`,
         [id, now, runner, until],
       ));
+      if (rows.length === 0) {
+        const overdue = await this.pool.query<RequestRow>(
+          `UPDATE dbops_requests SET status = 'expired', updated_at = $2
+           WHERE id = $1 AND status = 'approved' AND expires_at <= $2 RETURNING *`,
+          [id, now],
+        );
+        const row = overdue.rows[0];
+        if (row !== undefined)
+          return { ok: false, code: 'expired', request: toRequest(row, await loadVotes(this.pool, id)) };
+      }
     } catch (err) {
       if (isUniqueViolation(err, ONE_RUNNING_PER_TARGET)) {
         const current = await loadRequest(this.pool, id);
@@ -285,7 +280,7 @@ export class PgStateStore implements StateStore {
 
   async finishRun(
     id: number,
-    outcome: { status: 'succeeded' | 'failed'; result?: OperationResult; error?: string },
+    outcome: { status: 'succeeded' | 'failed' | 'cancelled'; result?: OperationResult; error?: string },
     now: Date,
     runner?: string,
   ): Promise<Transition> {
@@ -333,7 +328,7 @@ export class PgStateStore implements StateStore {
     // and skipped, because its status is no longer pending.
     const { rows } = await this.pool.query<RequestRow>(
       `UPDATE dbops_requests SET status = 'expired', updated_at = $1
-       WHERE status = 'pending' AND expires_at <= $1 RETURNING *`,
+       WHERE status IN ('pending', 'approved') AND expires_at <= $1 RETURNING *`,
       [now],
     );
     return await withVotes(this.pool, rows);
@@ -539,150 +534,4 @@ async function insertVote(
      VALUES ($1, $2, $3, $4, $5, $6, $7)`,
     [id, voter.person, voter.identity, voter.surface, vote, reason ?? null, now],
   );
-}
-
-// ---- reading ----
-
-async function loadRequest(c: Queryable, id: number): Promise<ApprovalRequest | undefined> {
-  const { rows } = await c.query<RequestRow>('SELECT * FROM dbops_requests WHERE id = $1', [id]);
-  const row = rows[0];
-  return row === undefined ? undefined : toRequest(row, await loadVotes(c, id));
-}
-
-/** For a request this transaction holds locked: it exists. */
-async function mustLoad(c: Queryable, id: number): Promise<ApprovalRequest> {
-  const request = await loadRequest(c, id);
-  if (request === undefined) throw new Error(`request ${id} vanished while locked`);
-  return request;
-}
-
-async function loadVotes(c: Queryable, id: number): Promise<Vote[]> {
-  const { rows } = await c.query<VoteRow>(
-    'SELECT * FROM dbops_votes WHERE request_id = $1 ORDER BY at, person',
-    [id],
-  );
-  return rows.map(toVote);
-}
-
-async function withVotes(c: Queryable, rows: RequestRow[]): Promise<ApprovalRequest[]> {
-  if (rows.length === 0) return [];
-  const votes = await c.query<VoteRow>(
-    'SELECT * FROM dbops_votes WHERE request_id = ANY($1::bigint[]) ORDER BY at, person',
-    [rows.map((r) => r.id)],
-  );
-  const byRequest = new Map<string, Vote[]>();
-  for (const v of votes.rows) {
-    const list = byRequest.get(v.request_id) ?? [];
-    list.push(toVote(v));
-    byRequest.set(v.request_id, list);
-  }
-  return rows.map((r) => toRequest(r, byRequest.get(r.id) ?? []));
-}
-
-// ---- row mapping (optional fields are omitted, never set to undefined) ----
-
-function toRequest(row: RequestRow, votes: Vote[]): ApprovalRequest {
-  return {
-    id: toId(row.id),
-    status: oneOf(REQUEST_STATUSES, row.status, 'request status'),
-    operation: row.operation,
-    target: row.target,
-    environment: row.environment,
-    args: row.args,
-    command: row.command,
-    risk: oneOf(RISKS, row.risk, 'risk'),
-    requester: {
-      person: row.requester_person,
-      identity: row.requester_identity,
-      surface: toSurface(row.requester_surface),
-    },
-    ...(row.channel !== null ? { channel: row.channel } : {}),
-    ...(row.thread !== null ? { thread: row.thread } : {}),
-    preview: row.preview,
-    approvalsRequired: row.approvals_required,
-    votes,
-    createdAt: row.created_at,
-    expiresAt: row.expires_at,
-    updatedAt: row.updated_at,
-    ...(row.result !== null ? { result: row.result } : {}),
-    ...(row.error !== null ? { error: row.error } : {}),
-    ...(row.reason !== null ? { reason: row.reason } : {}),
-    ...(row.runner !== null ? { runner: row.runner } : {}),
-    ...(row.lease_until !== null ? { leaseUntil: row.lease_until } : {}),
-    refs: row.refs,
-  };
-}
-
-function toVote(row: VoteRow): Vote {
-  return {
-    person: row.person,
-    identity: row.identity,
-    surface: toSurface(row.surface),
-    vote: oneOf(['approve', 'deny'] as const, row.vote, 'vote'),
-    ...(row.reason !== null ? { reason: row.reason } : {}),
-    at: row.at,
-  };
-}
-
-function toAuditRecord(row: AuditRow): AuditRecord {
-  return {
-    id: toId(row.id),
-    at: row.at,
-    requestId: row.request_id === null ? null : toId(row.request_id),
-    event: oneOf(AUDIT_EVENTS, row.event, 'audit event'),
-    person: row.person,
-    identity: row.identity,
-    surface: toSurface(row.surface),
-    ...(row.channel !== null ? { channel: row.channel } : {}),
-    ...(row.thread !== null ? { thread: row.thread } : {}),
-    ...(row.operation !== null ? { operation: row.operation } : {}),
-    ...(row.target !== null ? { target: row.target } : {}),
-    ...(row.args !== null ? { args: row.args } : {}),
-    ...(row.risk !== null ? { risk: oneOf(RISKS, row.risk, 'risk') } : {}),
-    ...(row.approvers !== null ? { approvers: row.approvers } : {}),
-    outcome: row.outcome,
-    ...(row.duration_ms !== null ? { durationMs: row.duration_ms } : {}),
-    ...(row.error !== null ? { error: row.error } : {}),
-    ...(row.detail !== null ? { detail: row.detail } : {}),
-  };
-}
-
-function toSurface(value: string): Surface {
-  return oneOf(SURFACES, value, 'surface');
-}
-
-/** Narrows a text column to its union; a value outside it means the database was written by something else. */
-function oneOf<T extends string>(allowed: readonly T[], value: string, what: string): T {
-  const found = allowed.find((a) => a === value);
-  if (found === undefined) {
-    throw new Error(`state database holds an unknown ${what}: ${JSON.stringify(value)}`);
-  }
-  return found;
-}
-
-/** bigint columns arrive as strings; request and audit ids stay far below 2^53. */
-function toId(value: string | undefined): number {
-  const n = Number(value);
-  if (!Number.isSafeInteger(n)) throw new Error(`state database returned an invalid id: ${String(value)}`);
-  return n;
-}
-
-function single<T>(rows: T[]): T {
-  const row = rows[0];
-  if (row === undefined) throw new Error('expected one row, got none');
-  return row;
-}
-
-/** jsonb parameters are passed as text: pg would turn a JS array into a PostgreSQL array literal. */
-function json(value: unknown): string {
-  return JSON.stringify(value);
-}
-
-function listLimit(limit: number | undefined): number {
-  if (limit === undefined || !Number.isFinite(limit)) return DEFAULT_LIST_LIMIT;
-  return Math.min(Math.max(1, Math.floor(limit)), MAX_LIST_LIMIT);
-}
-
-function isUniqueViolation(err: unknown, constraint: string): boolean {
-  return err instanceof pg.DatabaseError && err.code === UNIQUE_VIOLATION && err.constraint === constraint;
 }

@@ -38,6 +38,8 @@ export interface ApprovalRequest {
   /** While running: which replica runs it, and until when it has to renew its lease. */
   runner?: string;
   leaseUntil?: Date;
+  /** Set while running when a person asked to stop it (the runner notices and aborts). */
+  cancelRequest?: { by: Actor; at: Date };
   /** Set when it ran. */
   result?: OperationResult;
   error?: string;
@@ -145,19 +147,40 @@ export interface StateStore {
   /**
    * Records an approve vote in one transaction with the request row locked: refuses a missing request,
    * the requester (same person, any identity), a second vote by the same person, a request that is not
-   * pending, or one past its expiry (which it marks expired). When the votes reach approvalsRequired the
-   * status becomes `approved` in the same transaction.
+   * pending, or one past its expiry (which it marks expired). When the votes reach approvalsRequired (or,
+   * given `reached`, when it says so of the request with the new vote) the status becomes `approved` in the
+   * same transaction.
    */
-  approve(id: number, voter: Actor, now: Date): Promise<Transition & { reached?: boolean }>;
+  approve(
+    id: number,
+    voter: Actor,
+    now: Date,
+    reached?: (request: ApprovalRequest) => boolean,
+  ): Promise<Transition & { reached?: boolean }>;
+  /**
+   * pending | approved → cancelled by dbops, with the reason (e.g. its target changed environment): the
+   * request no longer stands under the policy in force.
+   */
+  voidRequest(id: number, reason: string, now: Date): Promise<Transition>;
+  /** approved → pending: the votes that approved it no longer count under the policy in force. */
+  reopen(id: number, now: Date): Promise<Transition>;
   /** pending → denied, with the reason; same refusals as approve (the requester cancels instead). */
   deny(id: number, voter: Actor, reason: string | undefined, now: Date): Promise<Transition>;
-  /** pending → cancelled, only by the requester (same person). */
+  /** pending | approved (not started) → cancelled, only by the requester (same person). */
   cancel(id: number, actor: Actor, now: Date): Promise<Transition>;
   /**
-   * Compare-and-set approved → running; refuses with target_busy while another request runs on the target.
+   * Compare-and-set approved → running; refuses with target_busy while another request runs on the target,
+   * and with expired (marking it so) when it is past its expiry.
    * The run is leased to `lease.runner` until `lease.until` (default: ten minutes, runner "unnamed").
    */
   startRun(id: number, now: Date, lease?: RunLease): Promise<Transition>;
+  /**
+   * Records that `by` asked to stop a running request (the first ask is kept); refuses one that is not
+   * running. The replica running it notices through cancelRequested().
+   */
+  requestCancel(id: number, by: Actor, now: Date): Promise<Transition>;
+  /** Who asked to stop this running request, if anyone. */
+  cancelRequested(id: number): Promise<Actor | undefined>;
   /** Extends a running request's lease; false when it is no longer running under this runner. */
   renewLease(id: number, lease: RunLease): Promise<boolean>;
   /**
@@ -172,11 +195,14 @@ export interface StateStore {
    */
   finishRun(
     id: number,
-    outcome: { status: 'succeeded' | 'failed'; result?: OperationResult; error?: string },
+    outcome: { status: 'succeeded' | 'failed' | 'cancelled'; result?: OperationResult; error?: string },
     now: Date,
     runner?: string,
   ): Promise<Transition>;
-  /** Marks every pending request past its expiry as expired; returns those this call changed (exactly once). */
+  /**
+   * Marks every pending or approved-but-not-started request past its expiry as expired; returns those this
+   * call changed (exactly once).
+   */
   expireDue(now: Date): Promise<ApprovalRequest[]>;
   /** Merges surface references into the request (e.g. the Slack card's ts). */
   setRefs(id: number, refs: Record<string, unknown>): Promise<void>;

@@ -1,0 +1,152 @@
+// The audit trail of the core: records of invocations and requests, refusals and failures as replies.
+import type { ApprovalRequest, AuditEvent, StateStore } from '../state/types.js';
+import type { About, AuditInput, InvocationContext } from './context.js';
+import { isUserError, UserError } from './errors.js';
+import type { Logger } from './log.js';
+import { type Reply, reply, statusOfCode } from './reply.js';
+
+export class AuditTrail {
+  readonly #state: StateStore;
+  readonly #clock: () => Date;
+  readonly #log: Logger;
+
+  constructor(state: StateStore, clock: () => Date, log: Logger) {
+    this.#state = state;
+    this.#clock = clock;
+    this.#log = log;
+  }
+
+  /** Writes the audit record (state database) and logs it as one line. Throws when the write fails. */
+  async record(ctx: InvocationContext, event: AuditInput): Promise<void> {
+    const record = this.build(ctx, event);
+    await this.#state.audit(record, this.#clock());
+    ctx.log.info({ audit: record }, 'audit');
+  }
+
+  /** The audit record of an event of this invocation, as stored. */
+  build(ctx: InvocationContext, event: AuditInput): AuditEvent {
+    // A record about an earlier request (a vote on #7) keeps this invocation's own id as its ref.
+    const detail =
+      event.requestId !== undefined && event.requestId !== ctx.requestId
+        ? { ...event.detail, invocation: ctx.requestId }
+        : event.detail;
+    const record: AuditEvent = {
+      ...(withoutUndefined({ ...event, detail }) as Omit<
+        AuditEvent,
+        'requestId' | 'person' | 'identity' | 'surface'
+      >),
+      requestId: event.requestId ?? ctx.requestId,
+      person: ctx.person?.name ?? null,
+      identity: ctx.identity,
+      surface: ctx.inv.surface,
+      ...(ctx.inv.channel !== undefined ? { channel: ctx.inv.channel } : {}),
+      ...(ctx.inv.thread !== undefined ? { thread: ctx.inv.thread } : {}),
+    };
+    return record;
+  }
+
+  /** Like record(), but a failed write becomes a user-facing error: nothing runs without its record. */
+  async orStop(ctx: InvocationContext, event: AuditInput): Promise<void> {
+    try {
+      await this.record(ctx, event);
+    } catch (err) {
+      ctx.log.error({ err }, 'audit write failed; refusing to run');
+      throw new UserError(
+        'state_unavailable',
+        'the audit log cannot be written right now, so nothing was run; try again shortly',
+      );
+    }
+  }
+
+  /** A refusal: audited, ephemeral, with the reason. */
+  async refuse(
+    ctx: InvocationContext,
+    code: UserError['code'],
+    message: string,
+    about: About = {},
+  ): Promise<Reply> {
+    await this.record(ctx, { ...about, event: 'refused', outcome: code, error: message }).catch(
+      (err: unknown) => ctx.log.error({ err }, 'audit write failed for a refusal'),
+    );
+    return reply({
+      status: statusOfCode(code),
+      requestId: ctx.requestId,
+      ...replyAbout(about),
+      code,
+      message,
+    });
+  }
+
+  /** Turns any error into a reply: user errors plainly, anything else as "internal error, ref <id>". */
+  async fail(ctx: InvocationContext, err: unknown, about: About): Promise<Reply> {
+    if (!isUserError(err)) {
+      ctx.log.error({ err }, 'internal error');
+      await this.record(ctx, { ...about, event: 'failed', outcome: 'internal', error: String(err) }).catch(
+        () => {},
+      );
+      return reply({
+        status: 'failed',
+        requestId: ctx.requestId,
+        ...replyAbout(about),
+        code: 'internal',
+        message: `internal error, ref ${ctx.requestId}`,
+      });
+    }
+    const status = statusOfCode(err.code);
+    const event = status === 'invalid' ? 'invalid' : status === 'refused' ? 'refused' : 'failed';
+    await this.record(ctx, { ...about, event, outcome: err.code, error: err.message }).catch(
+      (auditErr: unknown) => ctx.log.error({ err: auditErr }, 'audit write failed for an error'),
+    );
+    return reply({
+      status,
+      requestId: ctx.requestId,
+      ...replyAbout(about),
+      code: err.code,
+      message: err.message,
+    });
+  }
+
+  /**
+   * The audit record of a request dbops itself changed (expired, interrupted because its replica died,
+   * voided because the policy changed), written as identity `dbops`; a failed write is logged, the
+   * change stands.
+   */
+  async bySystem(
+    request: ApprovalRequest,
+    now: Date,
+    what: Pick<AuditEvent, 'event' | 'outcome' | 'approvers' | 'error' | 'detail'>,
+  ): Promise<void> {
+    await this.#state
+      .audit(
+        {
+          requestId: request.id,
+          person: null,
+          identity: 'dbops',
+          surface: request.requester.surface,
+          operation: request.operation,
+          target: request.target,
+          args: request.args,
+          risk: request.risk,
+          ...what,
+        },
+        now,
+      )
+      .catch((err: unknown) =>
+        this.#log.error(
+          { err, requestId: request.id },
+          `audit write failed for a request dbops changed (${what.event})`,
+        ),
+      );
+  }
+}
+
+export function withoutUndefined<T extends object>(value: T): T {
+  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as T;
+}
+
+export function replyAbout(about: About): Pick<Reply, 'operation' | 'target' | 'risk'> {
+  return withoutUndefined({ operation: about.operation, target: about.target, risk: about.risk }) as Pick<
+    Reply,
+    'operation' | 'target' | 'risk'
+  >;
+}

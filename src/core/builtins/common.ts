@@ -1,0 +1,107 @@
+// What the built-in commands share: their handler type, argument helpers, and loading a request.
+import type { ApprovalRequest, TransitionRefusal } from '../../state/types.js';
+import type { CoreServices, InvocationContext } from '../context.js';
+import { UserError } from '../errors.js';
+import type { Token } from '../grammar.js';
+import { decide } from '../policy.js';
+import { type Reply, reply } from '../reply.js';
+
+export type Handler = (
+  core: CoreServices,
+  ctx: InvocationContext,
+  tokens: readonly Token[],
+) => Promise<Reply>;
+
+export function words(tokens: readonly Token[]): string[] {
+  return tokens.flatMap((t) => (t.kind === 'word' ? [t.text] : []));
+}
+
+export function option(tokens: readonly Token[], name: string): string | undefined {
+  const at = tokens.findIndex((t) => t.kind === 'option' && t.name === name);
+  const token = tokens[at];
+  if (token?.kind !== 'option') return undefined;
+  if (token.value !== undefined) return token.value;
+  const next = tokens[at + 1];
+  return next?.kind === 'word' ? next.text : undefined;
+}
+
+export function requestId(tokens: readonly Token[], usage: string): number {
+  const [first] = words(tokens);
+  if (!first || !/^#?\d{1,15}$/.test(first)) {
+    throw new UserError('invalid_argument', `which request? usage: /db ${usage}`);
+  }
+  return Number(first.replace('#', ''));
+}
+
+export function ok(ctx: InvocationContext, message: string, text: string, extra: Partial<Reply> = {}): Reply {
+  return reply({ status: 'ok', requestId: ctx.requestId, message, text, ephemeral: true, ...extra });
+}
+
+export async function loadRequest(
+  core: CoreServices,
+  ctx: InvocationContext,
+  id: number,
+): Promise<ApprovalRequest> {
+  await core.sweepExpired();
+  const request = await core.state.getRequest(id);
+  if (!request)
+    throw new UserError('not_found', `there is no request #${id}; \`/db pending\` lists open ones`);
+  const target = core.config.targets[request.target];
+  const readable =
+    target &&
+    decide({
+      person: ctx.person,
+      identity: ctx.identity,
+      action: 'read',
+      environment: target.environment,
+      policy: core.config.policy,
+    }).allowed;
+  if (!readable && request.requester.person !== ctx.person?.name) {
+    // Same answer as a missing request: do not reveal what exists on targets the person cannot see.
+    throw new UserError('not_found', `there is no request #${id}; \`/db pending\` lists open ones`);
+  }
+  return request;
+}
+
+/** Why a transition was refused, in words. */
+export function refusalMessage(refusal: TransitionRefusal, id: number): string {
+  switch (refusal.code) {
+    case 'not_found':
+      return `there is no request #${id}`;
+    case 'self_approval':
+      return `you requested #${id}; a different person must approve it (no role bypasses this)`;
+    case 'already_voted':
+      return `you already voted on #${id}; it needs another person's approval`;
+    case 'expired':
+      return `request #${id} expired at ${refusal.request.expiresAt.toISOString().slice(11, 16)}Z; ask for it again if it is still needed`;
+    case 'not_requester':
+      return `only ${refusal.request.requester.person}, who requested #${id}, can cancel it; approvers can deny it`;
+    case 'target_busy':
+      return `another destructive operation is running on ${refusal.request.target}`;
+    case 'not_pending': {
+      const r = refusal.request;
+      const by = r.votes.filter((v) => v.vote === 'approve').map((v) => v.person);
+      const detail =
+        r.status === 'denied'
+          ? `denied${r.reason ? ` (${r.reason})` : ''}`
+          : by.length > 0 && ['approved', 'running', 'succeeded', 'failed'].includes(r.status)
+            ? `${r.status}, approved by ${by.join(', ')}`
+            : r.status;
+      return `request #${id} is already ${detail}; it can not be decided again`;
+    }
+  }
+}
+
+export function aboutRequest(request: ApprovalRequest) {
+  return {
+    requestId: request.id,
+    operation: request.operation,
+    target: request.target,
+    args: request.args,
+    risk: request.risk,
+  };
+}
+
+export function isAdmin(core: CoreServices, ctx: InvocationContext): boolean {
+  return ctx.person?.roles.some((role) => core.config.adminRoles.includes(role)) ?? false;
+}

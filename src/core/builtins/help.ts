@@ -1,0 +1,167 @@
+// Built-ins that explain: `help [operation|target]` and `targets`.
+import { BUILTINS, type Builtin } from '../catalog.js';
+import { UserError } from '../errors.js';
+import { unavailableLines, unavailableOn } from '../operation.js';
+import { actionForRisk, allowedActions, decide } from '../policy.js';
+import { renderTable } from '../render.js';
+import { clipInput, closest } from '../suggest.js';
+import type { Column, Row } from '../types.js';
+import { type Handler, ok, words } from './common.js';
+
+export const BUILTIN_HELP: Record<Builtin, string> = {
+  help: 'help [operation] — what you can run, or one operation in detail',
+  targets: 'targets — the databases you may use and what you may do there',
+  pending: 'pending [target] — requests waiting for approval',
+  status: 'status <id> — one request: preview, votes, outcome',
+  approve: 'approve <id> — approve someone else’s request (runs it when enough approvals are in)',
+  deny: 'deny <id> [reason] — refuse a pending request',
+  cancel: 'cancel <id> — withdraw your own request, or stop a running one (requester or approver)',
+  audit: 'audit [target] [--limit n] — recent audit records',
+  lookup: 'lookup [target] <what> <key> — a pack lookup shown as a card (e.g. lookup kasm user alice)',
+  bind: 'bind <target> — admins: bind this channel to a target, so commands here may leave it out',
+  unbind: 'unbind — admins: remove this channel’s binding',
+};
+
+export const help: Handler = async (core, ctx, tokens) => {
+  const [topic] = words(tokens);
+  if (topic) {
+    const name = topic.toLowerCase();
+    if ((BUILTINS as readonly string[]).includes(name)) {
+      return ok(ctx, `help ${name}`, `/db ${BUILTIN_HELP[name as Builtin]}`);
+    }
+    const asTarget = core.config.targets[name];
+    if (asTarget && core.visibleTargets(ctx.person).some((t) => t.name === asTarget.name)) {
+      // `/db help kasm`: the target's own runbook.
+      const ops = core.catalog.forTarget(asTarget);
+      const lookups = core.catalog.lookupsFor(asTarget);
+      // Pack operations its schema cannot serve, with what is missing (read from its catalog, cached).
+      const lookupNames = new Map(lookups.map((l) => [core.catalog.lookup(asTarget, l)?.name ?? l, l]));
+      const unavailable = unavailableLines(
+        await unavailableOn(ops, core.targetDb(asTarget.name)),
+        lookupNames,
+      );
+      const table = renderTable(
+        [
+          { key: 'name', label: 'operation', kind: 'text' },
+          { key: 'risk', label: 'risk', kind: 'text' },
+          { key: 'summary', label: 'what it does', kind: 'text' },
+        ],
+        ops.map((o) => ({ name: o.name, risk: o.risk, summary: o.summary })),
+        { maxColumnWidth: 80 },
+      );
+      const lines = [
+        `${asTarget.name} (${asTarget.environment})${asTarget.description ? ` — ${asTarget.description}` : ''}`,
+        ops.length > 0
+          ? `Its runbook (${asTarget.packs.join(', ')}):\n${table}`
+          : 'No runbook pack: the PostgreSQL operations of `/db help` apply.',
+        ...(lookups.length > 0
+          ? [`Lookups: ${lookups.map((l) => `/db lookup ${asTarget.name} ${l} <key>`).join(', ')}`]
+          : []),
+        ...unavailable,
+        'Every PostgreSQL operation of `/db help` works here too.',
+      ];
+      return ok(ctx, `help ${asTarget.name}`, lines.join('\n'));
+    }
+    const bound = await core.boundTarget(ctx.inv);
+    const spec = core.catalog.resolve(name, bound) ?? core.catalog.anyPackSpec(name);
+    const isGlobal = core.catalog.get(name) !== undefined;
+    if (!spec) {
+      const guesses = closest(name, [...core.catalog.allNames(), ...BUILTINS]);
+      throw new UserError(
+        'unknown_operation',
+        `unknown operation \`${clipInput(name)}\`${guesses.length > 0 ? ` — did you mean ${guesses.map((g) => `\`${g}\``).join(' or ')}?` : ''}`,
+      );
+    }
+    const lines = [`/db ${spec.usage}`, '', spec.summary];
+    if (spec.description) lines.push('', spec.description);
+    lines.push('', `risk: ${spec.risk}${spec.riskFor ? ' (some options raise it)' : ''}`);
+    const action = actionForRisk(spec.risk);
+    const packs = isGlobal ? [] : core.catalog.packsDefining(name);
+    const where = Object.values(core.config.targets)
+      .filter((t) => isGlobal || t.packs.some((p) => packs.includes(p)))
+      .filter(
+        (t) =>
+          decide({
+            person: ctx.person,
+            identity: ctx.identity,
+            action,
+            environment: t.environment,
+            policy: core.config.policy,
+          }).allowed,
+      )
+      .map((t) => t.name);
+    lines.push(
+      where.length > 0
+        ? `you may ${action === 'request' ? 'request it' : 'run it'} on: ${where.join(', ')}`
+        : 'you may not run it on any target',
+    );
+    if (spec.risk === 'destructive') lines.push('it runs only after another person approves it');
+    return ok(ctx, `help ${spec.name}`, lines.join('\n'));
+  }
+  const bound = await core.boundTarget(ctx.inv);
+  const columns: Column[] = [
+    { key: 'name', label: 'operation', kind: 'text' },
+    { key: 'risk', label: 'risk', kind: 'text' },
+    { key: 'summary', label: 'what it does', kind: 'text' },
+  ];
+  const toRow = (s: { name: string; risk: string; summary: string }): Row => ({
+    name: s.name,
+    risk: s.risk,
+    summary: s.summary,
+  });
+  const rows: Row[] = core.catalog.all().map(toRow);
+  // In a channel bound to a target, that target's own runbook comes first.
+  const packRows: Row[] = bound ? core.catalog.forTarget(bound).map(toRow) : [];
+  const lookups = bound ? core.catalog.lookupsFor(bound) : [];
+  const elsewhere = core
+    .visibleTargets(ctx.person)
+    .filter((t) => t.packs.length > 0 && t.name !== bound?.name)
+    .map((t) => `${t.name} (${t.packs.join(', ')})`);
+  const lines = [
+    'Usage: /db <operation> [target] [args] [--option value] [--flag]',
+    bound ? `This channel is bound to ${bound.name}: the target may be left out.` : '',
+    '',
+    ...(bound && packRows.length > 0
+      ? [
+          `${bound.name} runbook (${bound.packs.join(', ')}):`,
+          renderTable(columns, packRows, { maxColumnWidth: 80 }),
+          ...(lookups.length > 0 ? [`lookups: ${lookups.map((l) => `lookup ${l} <key>`).join(', ')}`] : []),
+          '',
+          'PostgreSQL operations:',
+        ]
+      : []),
+    renderTable(columns, rows, { maxColumnWidth: 80 }),
+    '',
+    ...(elsewhere.length > 0
+      ? [
+          `Runbook packs on: ${elsewhere.join(', ')} — \`/db help <target>\` lists a target's own operations.`,
+          '',
+        ]
+      : []),
+    'Built-ins:',
+    ...BUILTINS.map((b) => `  ${BUILTIN_HELP[b]}`),
+    '',
+    'Destructive operations wait for another person’s approval. `/db help <operation>` for details.',
+  ].filter((line, i, all) => line !== '' || all[i - 1] !== '');
+  return ok(ctx, 'help', lines.join('\n'));
+};
+
+export const targets: Handler = async (core, ctx) => {
+  const columns: Column[] = [
+    { key: 'target', label: 'target', kind: 'text' },
+    { key: 'environment', label: 'environment', kind: 'text' },
+    { key: 'may', label: 'you may', kind: 'text' },
+    { key: 'description', label: 'description', kind: 'text' },
+  ];
+  const rows: Row[] = core.visibleTargets(ctx.person).map((t) => ({
+    target: t.name,
+    environment: t.environment,
+    may: allowedActions(ctx.person, t.environment, core.config.policy).join(', '),
+    description: t.description ?? '',
+  }));
+  await core.audit(ctx, { event: 'builtin', outcome: 'targets' }).catch(() => {});
+  if (rows.length === 0) return ok(ctx, 'no targets', 'You may not use any target; ask an admin for a role.');
+  return ok(ctx, `${rows.length} targets`, renderTable(columns, rows), {
+    result: { columns, rows, truncated: false },
+  });
+};
