@@ -12,7 +12,6 @@ import { loadConfigFile } from './config/load.js';
 import type { Config } from './config/schema.js';
 import { ConfigError, isUserError } from './core/errors.js';
 import { withInvocationFiles } from './core/invocation-files.js';
-import { jsonRows } from './core/json-rows.js';
 import { createLogger, type Logger, redactSecrets } from './core/log.js';
 import type { Reply } from './core/reply.js';
 import type { Invocation, InvocationFile } from './core/types.js';

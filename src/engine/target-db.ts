@@ -1,6 +1,4 @@
 // One lazily opened, bounded connection pool per target, and the read / write / direct sessions on it.
-import { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import pg from 'pg';
 import type { ResolvedTarget } from '../config/schema.js';
 import { formatDuration } from '../core/duration.js';
@@ -407,7 +405,6 @@ class PooledTargetDb implements TargetDb {
     mode: Mode,
     fn: (session: Session) => Promise<R>,
     limits: QueryLimits,
-    signal?: AbortSignal,
   ): Promise<R> {
     const deadline = clientDeadlineMs(limits.statementTimeoutMs);
     const connectDeadline = this.#connectDeadlineMs();
