@@ -861,6 +861,11 @@ describe.each(majors())('PostgreSQL %i', (major: Major) => {
     const approved = await h.preview(cancelQuery, 't', String(busy.pid));
     await admin('SELECT pg_cancel_backend($1)', [busy.pid]);
     expect(await busy.pending).toMatchObject({ code: '57014' });
+    // The client hears the error before the backend reports itself idle: wait until it has.
+    await waitFor(
+      () => stateOf(busy.pid),
+      (state) => state !== 'active',
+    );
     const finished = await h.execute(cancelQuery, 't', String(busy.pid), approved.state);
     expect(finished.headline).toBe(
       `the query of pid ${busy.pid} (postgres, busy) had already finished; nothing was cancelled`,

@@ -61,8 +61,8 @@ describe('readCsv', () => {
     );
   });
 
-  it('shows control and bidi characters as ? when echoing a value', () => {
-    expect(visible('a\u202eb\u0000c\nd')).toBe('a?b?c?d');
+  it('shows control and bidi characters as visible escapes, on one line, when echoing a value', () => {
+    expect(visible('a\u202eb\u0000c\nd')).toBe('a<U+202E>b\\x00c\\nd');
     expect(visible('x'.repeat(100), 10)).toBe(`${'x'.repeat(9)}…`);
   });
 });
