@@ -262,6 +262,7 @@ export async function takeBackup(
           },
           {
             timeoutMs: DUMP_TIMEOUT_MS,
+            ...(ctx.signal ? { signal: ctx.signal } : {}),
             onStderrLine: throttledProgress(ctx.progress, 'pg_dump', DUMP_MILESTONE, tables.length),
           },
         );

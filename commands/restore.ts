@@ -246,7 +246,7 @@ async function runRestore(
         ],
         env,
       },
-      { timeoutMs: DUMP_TIMEOUT_MS, onStderrLine: progress },
+      { timeoutMs: DUMP_TIMEOUT_MS, ...(ctx.signal ? { signal: ctx.signal } : {}), onStderrLine: progress },
     );
     return;
   }
@@ -254,7 +254,11 @@ async function runRestore(
   if (scope.mode === 'script') {
     await runTool(
       { name: 'psql', file: tools.psql.path, args: [...PSQL_BASE, dbname, `--file=${file.path}`], env },
-      { timeoutMs: DUMP_TIMEOUT_MS, stdoutMaxBytes: 64 * 1024 },
+      {
+        timeoutMs: DUMP_TIMEOUT_MS,
+        ...(ctx.signal ? { signal: ctx.signal } : {}),
+        stdoutMaxBytes: 64 * 1024,
+      },
     );
     return;
   }
@@ -281,7 +285,7 @@ async function runRestore(
         ],
         env,
       },
-      { timeoutMs: DUMP_TIMEOUT_MS },
+      { timeoutMs: DUMP_TIMEOUT_MS, ...(ctx.signal ? { signal: ctx.signal } : {}) },
     );
     await runTool(
       {
@@ -290,7 +294,11 @@ async function runRestore(
         args: [...PSQL_BASE, dbname, `--command=TRUNCATE ONLY ${relation.qualified}`, `--file=${script}`],
         env,
       },
-      { timeoutMs: DUMP_TIMEOUT_MS, stdoutMaxBytes: 64 * 1024 },
+      {
+        timeoutMs: DUMP_TIMEOUT_MS,
+        ...(ctx.signal ? { signal: ctx.signal } : {}),
+        stdoutMaxBytes: 64 * 1024,
+      },
     );
   } finally {
     await rm(script, { force: true });

@@ -195,6 +195,7 @@ async function restoreInto(
         { name: 'pg_restore', file: tool.path, args: [...args, file.path], env },
         {
           timeoutMs: DUMP_TIMEOUT_MS,
+          ...(ctx.signal ? { signal: ctx.signal } : {}),
           onStderrLine: throttledProgress(
             ctx.progress,
             'pg_restore',
@@ -230,7 +231,11 @@ async function restoreInto(
           ],
           env,
         },
-        { timeoutMs: DUMP_TIMEOUT_MS, stdoutMaxBytes: 64 * 1024 },
+        {
+          timeoutMs: DUMP_TIMEOUT_MS,
+          ...(ctx.signal ? { signal: ctx.signal } : {}),
+          stdoutMaxBytes: 64 * 1024,
+        },
       );
     } catch (err) {
       if (err instanceof UserError && err.code === 'tool_failed' && leftOut.extensions.length > 0) {

@@ -1,4 +1,5 @@
 // Cancelling a running operation: the requester or an approver stops it, on this replica or another.
+import { execFileSync } from 'node:child_process';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { App } from '../src/app.js';
@@ -114,4 +115,42 @@ describe('/db cancel of a running request', () => {
     expect(await vacuumWaiting()).toBe(0);
     await release();
   });
+
+  it('stops an external tool: a restore whose psql waits for a lock is killed, nothing of it stays', async () => {
+    const backup = await as(app, 'bob')('/db backup staging --table exams --format plain');
+    expect(backup.status).toBe('ok');
+    const listed = await as(app, 'bob')('/db backups staging');
+    const name = String(
+      (listed.result?.rows ?? []).map((r) => r.name).find((n) => String(n).includes('exams')) ?? '',
+    );
+    expect(name).not.toBe('');
+    const release = await holdExams();
+    const request = await as(app, 'bob')(`/db restore staging ${name} --table exams`);
+    expect(request.status).toBe('pending');
+    const id = request.requestId ?? -1;
+    const approval = as(app, 'alice')(`/db approve ${id}`);
+    const toolWaiting = async () => {
+      const rows = await adminQuery<{ n: number }>(
+        `SELECT count(*)::int AS n FROM pg_stat_activity
+          WHERE datname = $1 AND application_name = 'dbops' AND wait_event_type = 'Lock'`,
+        [fx.staging.name],
+      );
+      return rows[0]?.n ?? -1;
+    };
+    await expect.poll(toolWaiting, { timeout: 60_000 }).toBe(1);
+
+    const tools = () =>
+      execFileSync('ps', ['-eo', 'args'], { encoding: 'utf8' })
+        .split('\n')
+        .filter((l) => /\b(psql|pg_restore)\b/.test(l) && l.includes(fx.staging.name));
+    expect(tools().length).toBeGreaterThan(0);
+    const stop = await as(app, 'bob')(`/db cancel ${id}`);
+    expect(stop.status).toBe('ok');
+    expect(await approval).toMatchObject({ status: 'failed', code: 'cancelled' });
+    expect((await app.state.getRequest(id))?.status).toBe('cancelled');
+    // The tool's process group was stopped: no process of it remains. (Its backend, waiting for the lock,
+    // notices the closed connection only when its lock_timeout ends: PostgreSQL does not poll the client.)
+    await expect.poll(tools, { timeout: 10_000 }).toEqual([]);
+    await release();
+  }, 120_000);
 });

@@ -24,6 +24,7 @@ export const runPackCommand: CommandRunner = async (input) => {
       timeoutMs: input.timeoutSeconds * 1000,
       ...(input.cwd ? { cwd: input.cwd } : {}),
       ...(input.onLine ? { onStderrLine: input.onLine } : {}),
+      ...(input.signal ? { signal: input.signal } : {}),
     },
   );
   return { stdout: out.stdout, stderr: out.stderrTail };

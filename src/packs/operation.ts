@@ -22,6 +22,8 @@ export type CommandRunner = (input: {
   /** An environment variable that receives the target's URL (pack setting `url_env`). */
   urlEnv?: string;
   onLine?: (line: string) => void;
+  /** A person cancelled the run: the command (and its process group) is stopped. */
+  signal?: AbortSignal;
 }) => Promise<{ stdout: string; stderr: string }>;
 
 /** The value of each named parameter: arguments first, then the target's settings for the pack. */
@@ -217,6 +219,7 @@ export function packOperationSpec(
       timeoutSeconds: command.timeout,
       target: ctx.target,
       onLine: (line) => ctx.progress(line),
+      ...(ctx.signal ? { signal: ctx.signal } : {}),
     });
     const lines = `${out.stdout}\n${out.stderr}`.split('\n').filter((l) => l.trim() !== '');
     const cap = ctx.limits.row_cap;
