@@ -10,6 +10,7 @@ import cacheHit from './cache-hit.js';
 import cancelQuery from './cancel-query.js';
 import connections from './connections.js';
 import duplicateIndexes from './duplicate-indexes.js';
+import explain from './explain.js';
 import exportTable from './export.js';
 import extensions from './extensions.js';
 import health from './health.js';
@@ -27,6 +28,7 @@ import sequences from './sequences.js';
 import settings from './settings.js';
 import sizes from './sizes.js';
 import slowQueries from './slow-queries.js';
+import sql from './sql.js';
 import tableSizes from './table-sizes.js';
 import terminate from './terminate.js';
 import unusedIndexes from './unused-indexes.js';
@@ -75,4 +77,7 @@ export const catalog = [
   verifyBackup,
   restore,
   exportTable,
+  // reviewed ad-hoc SQL
+  sql,
+  explain,
 ] as const;

@@ -66,6 +66,12 @@ export const environmentPolicySchema = z
     write: z.array(z.string()).default([]),
     request: z.array(z.string()).default([]),
     approve: z.array(z.string()).default([]),
+    /** Who may run ad-hoc SQL reads (`/db sql` with a SELECT, `/db explain`). Nobody unless listed. */
+    sql_read: z.array(z.string()).optional(),
+    /** Who may request ad-hoc SQL writes and DDL; they always wait for `approvals` approvers. */
+    sql_write: z.array(z.string()).optional(),
+    /** When true, ad-hoc SQL reads also wait for approval (the result goes to the thread once approved). */
+    approve_sql_reads: z.boolean().optional(),
     /** How many distinct approvers a destructive request needs. */
     approvals: z.number().int().min(1).max(5).default(1),
     /** When true, write operations also wait for approval on this environment. */

@@ -2,6 +2,7 @@
 import type { z } from 'zod';
 import type { Limits, ResolvedTarget } from '../config/schema.js';
 import type { TargetDb } from '../engine/types.js';
+import type { Action } from './policy.js';
 import type { OperationResult, Risk } from './types.js';
 
 export interface OperationContext<A> {
@@ -42,6 +43,11 @@ export interface OperationSpec<S extends z.ZodObject = z.ZodObject> {
   risk: Risk;
   /** Raises the risk for some arguments (e.g. `vacuum --full` is destructive). */
   riskFor?(args: z.output<S>): Risk;
+  /**
+   * The permission running it needs, when not the one its risk implies (ad-hoc SQL: `sql_read` or
+   * `sql_write`, so granting `read` never grants SQL). The core consults it before `actionForRisk`.
+   */
+  actionFor?(args: z.output<S>): Action;
   /** False for operations that need no target. */
   needsTarget?: boolean;
   /** Per-operation overrides of statement_timeout / lock_timeout (seconds) and row_cap. */
