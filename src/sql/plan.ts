@@ -13,6 +13,8 @@ const MISS_FACTOR = 10;
 /** One node of EXPLAIN (FORMAT JSON), the fields dbops reads. */
 export interface PlanNode {
   'Node Type': string;
+  /** ModifyTable nodes: Insert, Update, Delete, Merge. */
+  Operation?: string;
   'Relation Name'?: string;
   Schema?: string;
   Alias?: string;
@@ -67,7 +69,7 @@ function relationOf(node: PlanNode): string | undefined {
 }
 
 function label(node: PlanNode): string {
-  let text = node['Node Type'];
+  let text = node['Node Type'] === 'ModifyTable' && node.Operation ? node.Operation : node['Node Type'];
   if (node['Join Type'] && node['Join Type'] !== 'Inner') text = `${node['Join Type']} ${text}`;
   if (node['Index Name']) text += ` using ${node['Index Name']}`;
   const relation = relationOf(node);

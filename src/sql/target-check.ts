@@ -1,7 +1,7 @@
 // The checks of an ad-hoc statement that need the target: function volatility and what its relations reach.
 import type { Session } from '../engine/types.js';
 import { type Classified, refusedFunction } from './classify.js';
-import { SqlRefusal } from './parse.js';
+import { type ParsedStatement, parseStatement, type RelationRef, SqlRefusal } from './parse.js';
 
 /** Volatile functions a read may still call: they return values and change nothing. */
 const VOLATILE_READ_ALLOWLIST = new Set([
@@ -85,9 +85,9 @@ FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS r(schema, name, ord)
 /** Every relation the given ones reach through view definitions, with the view that reached it. */
 const REACHED_RELATIONS = `
 WITH RECURSIVE reached(oid, via) AS (
-  SELECT o, NULL::text FROM unnest($1::oid[]) AS o
+  SELECT o, $2::text COLLATE "default" FROM unnest($1::oid[]) AS o
   UNION
-  SELECT d.refobjid, COALESCE(r.via, format('%I.%I', vn.nspname, v.relname))
+  SELECT d.refobjid, COALESCE(r.via, format('%I.%I', vn.nspname, v.relname)) COLLATE "default"
   FROM reached r
   JOIN pg_class v ON v.oid = r.oid
   JOIN pg_namespace vn ON vn.oid = v.relnamespace
@@ -103,23 +103,22 @@ JOIN pg_namespace n ON n.oid = c.relnamespace
 ORDER BY c.oid, r.via NULLS FIRST
 `;
 
-/** Functions called by the views among the relations. */
-const VIEW_FUNCTIONS = `
-SELECT DISTINCT n.nspname AS schema, p.proname AS name, p.provolatile::text AS volatility,
-       format('%I.%I', vn.nspname, v.relname) AS via
+/**
+ * Definitions of the views among the relations: parsed like the statement itself, since calls of built-in
+ * functions are not recorded in pg_depend (they are pinned).
+ */
+const VIEW_DEFINITIONS = `
+SELECT format('%I.%I', n.nspname, c.relname) AS via, pg_get_viewdef(c.oid) AS definition
 FROM unnest($1::oid[]) AS o
-JOIN pg_class v ON v.oid = o
-JOIN pg_namespace vn ON vn.oid = v.relnamespace
-JOIN pg_rewrite w ON w.ev_class = o
-JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = w.oid AND d.refclassid = 'pg_proc'::regclass
-JOIN pg_proc p ON p.oid = d.refobjid
-JOIN pg_namespace n ON n.oid = p.pronamespace
+JOIN pg_class c ON c.oid = o
+JOIN pg_namespace n ON n.oid = c.relnamespace
 `;
 
 /** Every overload of the named functions visible to the statement (its schema, or the search path). */
 const NAMED_FUNCTIONS = `
-SELECT DISTINCT n.nspname AS schema, p.proname AS name, p.provolatile::text AS volatility, NULL::text AS via
-FROM unnest($1::text[], $2::text[]) AS f(schema, name)
+SELECT DISTINCT n.nspname AS schema, p.proname AS name, p.provolatile::text AS volatility,
+       NULLIF(f.via, '') AS via
+FROM unnest($1::text[], $2::text[], $3::text[]) AS f(schema, name, via)
 JOIN pg_proc p ON p.proname = f.name
 JOIN pg_namespace n ON n.oid = p.pronamespace
 WHERE CASE WHEN f.schema = '' THEN n.nspname = ANY (current_schemas(true)) ELSE n.nspname = f.schema END
@@ -128,7 +127,7 @@ SELECT DISTINCT n.nspname, p.proname, p.provolatile::text, 'operator ' || o.oprn
 FROM pg_operator o
 JOIN pg_namespace n ON n.oid = o.oprnamespace
 JOIN pg_proc p ON p.oid = o.oprcode
-WHERE o.oprname = ANY ($3::text[]) AND n.nspname = ANY (current_schemas(true))
+WHERE o.oprname = ANY ($4::text[]) AND n.nspname = ANY (current_schemas(true))
 `;
 
 function refuse(reason: string): never {
@@ -191,21 +190,63 @@ export function checkFunctions(kind: Classified['kind'], functions: readonly Res
  */
 export async function checkAgainstTarget(session: Session, classified: Classified): Promise<void> {
   const { parsed } = classified;
-  const named = parsed.relations.filter((r) => r.schema !== undefined || !parsed.cteNames.has(r.name));
-  const resolved = await session.query<{ ord: number; oid: number | null }>(RESOLVE_RELATIONS, [
-    named.map((r) => r.schema ?? ''),
-    named.map((r) => r.name),
+  const calls: { schema: string; name: string; via: string }[] = parsed.functions.map((f) => ({
+    schema: f.schema ?? '',
+    name: f.name,
+    via: '',
+  }));
+  const operators = new Set(parsed.operators.map((o) => o.split('.').at(-1) ?? o));
+  const seenViews = new Set<number>();
+  // Relations named by the statement, then by each view definition reached (names of built-in catalogs a
+  // view reads are not in pg_depend either, so definitions are parsed, to any depth).
+  let queue: { refs: RelationRef[]; via: string | null }[] = [
+    {
+      refs: parsed.relations.filter((r) => r.schema !== undefined || !parsed.cteNames.has(r.name)),
+      via: null,
+    },
+  ];
+  while (queue.length > 0) {
+    const next: typeof queue = [];
+    for (const { refs, via } of queue) {
+      const resolved = await session.query<{ ord: number; oid: number | null }>(RESOLVE_RELATIONS, [
+        refs.map((r) => r.schema ?? ''),
+        refs.map((r) => r.name),
+      ]);
+      const oids = resolved.flatMap((r) => (r.oid === null ? [] : [r.oid]));
+      const relations = await session.query<ResolvedRelation>(REACHED_RELATIONS, [oids, via]);
+      checkRelations(relations);
+      const views = relations
+        .filter((r) => (r.relkind === 'v' || r.relkind === 'm') && !seenViews.has(r.oid))
+        .map((r) => r.oid);
+      for (const oid of views) seenViews.add(oid);
+      for (const view of await session.query<{ via: string; definition: string }>(VIEW_DEFINITIONS, [
+        views,
+      ])) {
+        let inner: ParsedStatement;
+        try {
+          inner = parseStatement(view.definition);
+        } catch {
+          refuse(`the definition of view ${view.via} cannot be checked, so reading it is refused`);
+        }
+        for (const f of inner.functions) {
+          const why = refusedFunction(f.name);
+          if (why) refuse(`${f.name}() (reached through ${view.via}) is refused: it ${why}`);
+          calls.push({ schema: f.schema ?? '', name: f.name, via: view.via });
+        }
+        for (const o of inner.operators) operators.add(o.split('.').at(-1) ?? o);
+        next.push({
+          refs: inner.relations.filter((r) => r.schema !== undefined || !inner.cteNames.has(r.name)),
+          via: view.via,
+        });
+      }
+    }
+    queue = next;
+  }
+  const functions = await session.query<ResolvedFunction>(NAMED_FUNCTIONS, [
+    calls.map((c) => c.schema),
+    calls.map((c) => c.name),
+    calls.map((c) => c.via),
+    [...operators],
   ]);
-  const oids = resolved.flatMap((r) => (r.oid === null ? [] : [r.oid]));
-  const relations = await session.query<ResolvedRelation>(REACHED_RELATIONS, [oids]);
-  checkRelations(relations);
-  const views = relations.filter((r) => r.relkind === 'v' || r.relkind === 'm').map((r) => r.oid);
-  const operators = [...new Set(parsed.operators.map((o) => o.split('.').at(-1) ?? o))];
-  const direct = await session.query<ResolvedFunction>(NAMED_FUNCTIONS, [
-    parsed.functions.map((f) => f.schema ?? ''),
-    parsed.functions.map((f) => f.name),
-    operators,
-  ]);
-  const inViews = await session.query<ResolvedFunction>(VIEW_FUNCTIONS, [views]);
-  checkFunctions(classified.kind, [...direct, ...inViews]);
+  checkFunctions(classified.kind, functions);
 }
