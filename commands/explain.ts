@@ -8,7 +8,14 @@ import type { OperationResult } from '../src/core/types.js';
 import { quoteIdent } from '../src/engine/relations.js';
 import { classify } from '../src/sql/classify.js';
 import { MAX_STATEMENT_BYTES, parseStatement, SqlRefusal } from '../src/sql/parse.js';
-import { costliestNodes, estimateMisses, explainIn, renderPlanTree, seqScanAdvice } from '../src/sql/plan.js';
+import {
+  costliestNodes,
+  estimateMisses,
+  explainIn,
+  renderPlanTree,
+  seqScanAdvice,
+  wrapNotes,
+} from '../src/sql/plan.js';
 import { checkAgainstTarget } from '../src/sql/target-check.js';
 
 /** PostgreSQL 16 added EXPLAIN (GENERIC_PLAN), which plans a query with $1 placeholders and no values. */
@@ -104,21 +111,12 @@ export default defineOperation({
       );
     }
     const generic = parsed.hasParams;
-    if (generic && version < GENERIC_PLAN_SINCE) {
-      const major = Math.floor(version / 10000);
-      throw new UserError(
-        'invalid_argument',
-        `the query has $1-style placeholders, and PostgreSQL ${major} cannot plan it without values ` +
-          '(EXPLAIN GENERIC_PLAN needs PostgreSQL 16 or later): put literal values in place of $1, $2, … ' +
-          'and send the query in quotes',
-      );
-    }
     if (generic && analyze) {
       throw new SqlRefusal('--analyze needs values: put literal values in place of $1, $2, …');
     }
     const { plan, advice } = await ctx.db.read(async (session) => {
       await checkAgainstTarget(session, classified);
-      const out = await explainIn(session, parsed.text, { analyze, generic });
+      const out = await explainIn(session, parsed.text, { analyze, params: parsed.paramCount });
       return { plan: out, advice: await seqScanAdvice(session, out.Plan) };
     });
     const notes: string[] = [];
@@ -127,7 +125,14 @@ export default defineOperation({
     const misses = analyze ? estimateMisses(plan.Plan) : [];
     if (misses.length > 0) notes.push('estimates far off:', ...misses.map((m) => `  ${m}`));
     notes.push(...advice);
-    if (generic) notes.push('planned without values (GENERIC_PLAN): real values may get another plan');
+    if (generic) {
+      notes.push(
+        version >= GENERIC_PLAN_SINCE
+          ? 'planned without values (the generic plan EXPLAIN GENERIC_PLAN shows): real values may get another plan'
+          : `planned without values: PostgreSQL ${Math.floor(version / 10000)} has no EXPLAIN GENERIC_PLAN (16+), so ` +
+              'dbops prepared the query and forced a generic plan; real values may get another plan',
+      );
+    }
     const time =
       analyze && plan['Execution Time'] !== undefined
         ? `, ran in ${plan['Execution Time'].toFixed(1)} ms`
@@ -138,7 +143,7 @@ export default defineOperation({
       rows: renderPlanTree(plan.Plan).map((line) => ({ line })),
       truncated: false,
       display: 'text',
-      notes,
+      notes: wrapNotes(notes),
       data: { plan: plan.Plan, generic, analyze, seqScans: advice, misses },
     };
   },

@@ -12,7 +12,7 @@ import { type Classified, classify, type SqlKind } from '../src/sql/classify.js'
 import { columnsOf, dryRun, toCell } from '../src/sql/dry-run.js';
 import { lintStatement } from '../src/sql/lint.js';
 import { MAX_STATEMENT_BYTES, parseStatement, SqlRefusal } from '../src/sql/parse.js';
-import { costliestNodes, explainIn, renderPlanTree } from '../src/sql/plan.js';
+import { costliestNodes, explainIn, renderPlanTree, wrapNotes } from '../src/sql/plan.js';
 import { checkAgainstTarget } from '../src/sql/target-check.js';
 
 /** More rows than this are shown in part; the whole result (up to the row cap) goes as a CSV attachment. */
@@ -112,7 +112,7 @@ async function previewStatement(ctx: OperationContext<Args>): Promise<Preview> {
     const plan = await ctx.db.read(async (session) => {
       await checkAgainstTarget(session, classified);
       return classified.parsed.type === 'SelectStmt'
-        ? await explainIn(session, classified.parsed.text, { analyze: false, generic: false })
+        ? await explainIn(session, classified.parsed.text, { analyze: false })
         : undefined;
     });
     const lines = plan ? renderPlanTree(plan.Plan) : [];
@@ -135,7 +135,7 @@ async function previewStatement(ctx: OperationContext<Args>): Promise<Preview> {
     const lint = await lintStatement(session, classified, { allRows: ctx.args.all_rows });
     const plan =
       classified.kind === 'write'
-        ? await explainIn(session, classified.parsed.text, { analyze: false, generic: false })
+        ? await explainIn(session, classified.parsed.text, { analyze: false })
         : undefined;
     const run = await dryRun(session, classified);
     return { lint, plan, run };
@@ -159,7 +159,7 @@ async function previewStatement(ctx: OperationContext<Args>): Promise<Preview> {
       columns: run.columns,
       rows: run.sample,
       truncated: run.rows !== null && run.rows > run.sample.length,
-      notes,
+      notes: wrapNotes(notes),
       data: { kind: classified.kind, rows: run.rows, sha256 },
     },
     state,

@@ -47,6 +47,8 @@ export interface ParsedStatement {
   cteNames: Set<string>;
   /** `$1`-style placeholders used. */
   hasParams: boolean;
+  /** The highest placeholder number (`$3` → 3). */
+  paramCount: number;
   /** A column reference with four parts (`db.schema.table.column`). */
   crossDatabaseColumn?: string;
 }
@@ -135,6 +137,7 @@ export function parseStatement(text: string): ParsedStatement {
     relations: [],
     cteNames: new Set(),
     hasParams: false,
+    paramCount: 0,
   };
   walk(node, (kind, fields) => {
     if (kind.endsWith('Stmt')) parsed.statementTypes.push(kind);
@@ -160,6 +163,7 @@ export function parseStatement(text: string): ParsedStatement {
       if (typeof fields.ctename === 'string') parsed.cteNames.add(fields.ctename);
     } else if (kind === 'ParamRef') {
       parsed.hasParams = true;
+      if (typeof fields.number === 'number') parsed.paramCount = Math.max(parsed.paramCount, fields.number);
     } else if (kind === 'ColumnRef') {
       const parts = strings(fields.fields);
       if (parts.length > 3) parsed.crossDatabaseColumn ??= parts.join('.');

@@ -1,4 +1,5 @@
 // EXPLAIN (FORMAT JSON) as people read it: an indented tree within 80 columns, its costliest nodes and its misses.
+import { randomBytes } from 'node:crypto';
 import { formatCount } from '../core/render.js';
 import type { Session } from '../engine/types.js';
 import { columnsOfExpression } from './parse.js';
@@ -40,27 +41,58 @@ export interface ExplainOutput {
   'Execution Time'?: number;
 }
 
-/** The EXPLAIN option list for a statement: JSON, VERBOSE (schema names), ANALYZE, GENERIC_PLAN. */
-export function explainPrefix(options: { analyze: boolean; generic: boolean }): string {
+/** The EXPLAIN option list for a statement: JSON, VERBOSE (schema names), ANALYZE. */
+export function explainPrefix(options: { analyze: boolean }): string {
   const list = ['FORMAT JSON', 'VERBOSE'];
   if (options.analyze) list.push('ANALYZE', 'BUFFERS');
-  if (options.generic) list.push('GENERIC_PLAN');
   return `EXPLAIN (${list.join(', ')}) `;
 }
 
-/** Runs EXPLAIN of `statement` in `session` and returns its one plan. */
-export async function explainIn(
-  session: Session,
-  statement: string,
-  options: { analyze: boolean; generic: boolean },
-): Promise<ExplainOutput> {
-  // A newline before nothing else: a trailing line comment of the statement cannot swallow anything.
-  const rows = await session.query<{ 'QUERY PLAN': unknown }>(`${explainPrefix(options)}${statement}\n`);
+function firstPlan(rows: { 'QUERY PLAN': unknown }[]): ExplainOutput {
   const raw = rows[0]?.['QUERY PLAN'];
   const parsed: unknown = typeof raw === 'string' ? JSON.parse(raw) : raw;
   const first = Array.isArray(parsed) ? (parsed[0] as ExplainOutput | undefined) : undefined;
   if (!first?.Plan) throw new Error('EXPLAIN returned no plan');
   return first;
+}
+
+/**
+ * Runs EXPLAIN of `statement` in `session` and returns its one plan. With `params` (the number of `$n`
+ * placeholders) the plan is generic — the plan EXPLAIN (GENERIC_PLAN) shows on PostgreSQL 16+: that
+ * option cannot travel through the extended protocol dbops uses (its Bind would need values), so the
+ * statement is prepared and planned with plan_cache_mode = force_generic_plan, inside a savepoint so
+ * the prepared statement is always deallocated.
+ */
+export async function explainIn(
+  session: Session,
+  statement: string,
+  options: { analyze: boolean; params?: number },
+): Promise<ExplainOutput> {
+  const params = options.params ?? 0;
+  // A newline before anything dbops appends: a trailing line comment of the statement cannot swallow it.
+  if (params === 0) {
+    return firstPlan(
+      await session.query<{ 'QUERY PLAN': unknown }>(`${explainPrefix(options)}${statement}\n`),
+    );
+  }
+  const name = `dbops_generic_${randomBytes(6).toString('hex')}`;
+  await session.query('SAVEPOINT dbops_generic_plan');
+  try {
+    await session.query("SELECT set_config('plan_cache_mode', 'force_generic_plan', true)");
+    await session.query(`PREPARE ${name} AS ${statement}\n`);
+    const nulls = Array.from({ length: params }, () => 'NULL').join(', ');
+    const plan = firstPlan(
+      await session.query<{ 'QUERY PLAN': unknown }>(
+        `${explainPrefix({ analyze: false })}EXECUTE ${name}(${nulls})`,
+      ),
+    );
+    await session.query(`DEALLOCATE ${name}`);
+    return plan;
+  } catch (err) {
+    await session.query('ROLLBACK TO SAVEPOINT dbops_generic_plan');
+    await session.query(`DEALLOCATE ${name}`).catch(() => {});
+    throw err;
+  }
 }
 
 function relationOf(node: PlanNode): string | undefined {
@@ -92,19 +124,27 @@ function figures(node: PlanNode): string {
 
 /** Wraps `text` to the width, continuing lines under `indent` (words are never cut, long ones overflow). */
 export function wrap(text: string, indent: string, width = PLAN_WIDTH): string[] {
+  const lead = /^ */.exec(text)?.[0] ?? '';
   const lines: string[] = [];
-  let line = '';
-  for (const word of text.split(' ')) {
-    const lead = lines.length === 0 && line === '' ? '' : indent;
-    if (line === '') line = lead + word;
+  let line = lead;
+  for (const word of text.slice(lead.length).split(' ')) {
+    if (line.trim() === '') line += word;
     else if (line.length + 1 + word.length <= width) line += ` ${word}`;
     else {
       lines.push(line);
       line = indent + word;
     }
   }
-  if (line !== '') lines.push(line);
+  if (line.trim() !== '') lines.push(line);
   return lines;
+}
+
+/** Notes wrapped to the plan width (continuation lines indented), so nothing is cut or runs past 80 columns. */
+export function wrapNotes(notes: readonly string[]): string[] {
+  return notes.map((note) => {
+    const lead = /^ */.exec(note)?.[0] ?? '';
+    return wrap(note, `${lead}  `).join('\n');
+  });
 }
 
 /** The plan as an indented tree, one node per line (plus its conditions), within PLAN_WIDTH columns. */
