@@ -17,6 +17,8 @@ import { checkAgainstTarget } from '../src/sql/target-check.js';
 
 /** More rows than this are shown in part; the whole result (up to the row cap) goes as a CSV attachment. */
 const SHOWN_ROWS = 20;
+/** Most characters of the CSV attachment of a read. */
+const CSV_BUDGET = 8 * 1024 * 1024;
 
 const args = z.object({
   statement: textArg({
@@ -87,14 +89,26 @@ async function runRead(ctx: OperationContext<Args>, classified: Classified): Pro
     data: { kind: 'read', rows: rows.length },
   };
   if (all.length > SHOWN_ROWS) {
-    notes.push(`the first ${SHOWN_ROWS} rows are shown; the CSV has all ${formatCount(all.length)}`);
+    let attached = all;
+    let content = resultToCsv({ columns, rows: attached });
+    // Wide values can make even a capped result huge: the attachment stays within its budget.
+    while (content.length > CSV_BUDGET && attached.length > 1) {
+      attached = attached.slice(
+        0,
+        Math.max(1, Math.floor((attached.length * CSV_BUDGET) / content.length) - 1),
+      );
+      content = resultToCsv({ columns, rows: attached });
+    }
+    const cut =
+      attached.length < all.length
+        ? ` (the first ${formatCount(attached.length)}: ${formatBytes(CSV_BUDGET)} limit)`
+        : '';
+    notes.push(
+      `the first ${SHOWN_ROWS} rows are shown; the CSV has ${cut ? 'more' : `all ${formatCount(all.length)}`}${cut}`,
+    );
     const stamp = ctx.now.toISOString().slice(0, 19).replace(/[-:]/g, '');
     result.attachments = [
-      {
-        filename: `sql-${ctx.target.name}-${stamp}.csv`,
-        contentType: 'text/csv',
-        content: resultToCsv({ columns, rows: all }),
-      },
+      { filename: `sql-${ctx.target.name}-${stamp}.csv`, contentType: 'text/csv', content },
     ];
   }
   return result;

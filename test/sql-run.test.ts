@@ -113,6 +113,17 @@ for (const major of majors()) {
       expect(csv.trim().split('\r\n')).toHaveLength(26);
     });
 
+    it('reads SHOW, TABLE and VALUES, and keeps a CSV of wide values within its budget', async () => {
+      expect((await run('SHOW statement_timeout')).rows).toEqual([{ statement_timeout: '5s' }]);
+      expect((await run('TABLE nokey')).rows).toHaveLength(4);
+      expect((await run('VALUES (1, 2)')).rows).toEqual([{ column1: 1, column2: 2 }]);
+      const wide = await run("SELECT i, repeat('x', 1024 * 1024) AS blob FROM generate_series(1, 25) i");
+      const csv = wide.attachments?.[0]?.content ?? '';
+      expect(csv.length).toBeGreaterThan(1024 * 1024);
+      expect(csv.length).toBeLessThanOrEqual(8 * 1024 * 1024);
+      expect(wide.notes?.join('\n')).toMatch(/the CSV has more \(the first \d+: 8\.0 MB limit\)/);
+    });
+
     it('previews an UPDATE by dry run: the count and rows before/after match the truth, nothing changes', async () => {
       const statement = "UPDATE accounts SET balance = balance + 1 WHERE region = 'eu' AND id <= 12";
       const [truth] = await adminQuery<{ n: number }>(
