@@ -16,6 +16,7 @@ import {
   seqScanAdvice,
   wrapNotes,
 } from '../src/sql/plan.js';
+import { sensitivePlan } from '../src/sql/sensitive.js';
 import { checkAgainstTarget } from '../src/sql/target-check.js';
 
 /** PostgreSQL 16 added EXPLAIN (GENERIC_PLAN), which plans a query with $1 placeholders and no values. */
@@ -116,6 +117,8 @@ export default defineOperation({
     }
     const { plan, advice } = await ctx.db.read(async (session) => {
       await checkAgainstTarget(session, classified);
+      // Actual row counts answer questions about values: the same rules as showing them.
+      if (analyze) await sensitivePlan(session, ctx.target, ctx.person, parsed);
       const out = await explainIn(session, parsed.text, { analyze, params: parsed.paramCount });
       return { plan: out, advice: await seqScanAdvice(session, out.Plan) };
     });

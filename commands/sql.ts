@@ -13,6 +13,7 @@ import { columnsOf, dryRun, toCell } from '../src/sql/dry-run.js';
 import { lintStatement } from '../src/sql/lint.js';
 import { MAX_STATEMENT_BYTES, parseStatement, SqlRefusal } from '../src/sql/parse.js';
 import { costliestNodes, explainIn, renderPlanTree, wrapNotes } from '../src/sql/plan.js';
+import { maskRows, sensitivePlan } from '../src/sql/sensitive.js';
 import { checkAgainstTarget } from '../src/sql/target-check.js';
 
 /** More rows than this are shown in part; the whole result (up to the row cap) goes as a CSV attachment. */
@@ -71,13 +72,20 @@ function noun(n: number): string {
 
 /** Runs a classified read in `BEGIN READ ONLY` (the engine's read) with the row cap, after the target checks. */
 async function runRead(ctx: OperationContext<Args>, classified: Classified): Promise<OperationResult> {
-  const { rows, truncated } = await ctx.db.read(async (session) => {
+  const { rows, truncated, plan } = await ctx.db.read(async (session) => {
     await checkAgainstTarget(session, classified);
-    return await session.cursor<Record<string, unknown>>(classified.parsed.text);
+    const plan = await sensitivePlan(session, ctx.target, ctx.person, classified.parsed);
+    return { ...(await session.cursor<Record<string, unknown>>(classified.parsed.text)), plan };
   });
   const columns = columnsOf(rows);
-  const all = rows.map((r) => Object.fromEntries(columns.map((c) => [c.key, toCell(r[c.key])])));
+  // Masked before anything else sees the rows: the table, the CSV and --json all get the mask.
+  const all = maskRows(
+    rows.map((r) => Object.fromEntries(columns.map((c) => [c.key, toCell(r[c.key])]))),
+    plan,
+  );
   const notes: string[] = [];
+  const shownMasked = columns.filter((c) => plan.masked.has(c.key)).map((c) => c.key);
+  if (shownMasked.length > 0) notes.push(`masked (sensitive): ${shownMasked.join(', ')}`);
   if (truncated) notes.push(`stopped at the row cap of ${formatCount(ctx.limits.row_cap)}: more rows exist`);
   const shown = all.slice(0, SHOWN_ROWS);
   const result: OperationResult = {
@@ -151,11 +159,20 @@ async function previewStatement(ctx: OperationContext<Args>): Promise<Preview> {
       classified.kind === 'write'
         ? await explainIn(session, classified.parsed.text, { analyze: false })
         : undefined;
+    const sensitive = await sensitivePlan(session, ctx.target, ctx.person, classified.parsed);
     const run = await dryRun(session, classified);
-    return { lint, plan, run };
+    return { lint, plan, run, sensitive };
   });
-  const { lint, plan, run } = found;
+  const { lint, plan, run, sensitive } = found;
   const notes = [...lint.notes, ...run.notes];
+  if (sensitive.touches) {
+    // Values derived from sensitive columns could show under any name: no sample rows at all.
+    run.sample = [];
+    run.columns = [];
+    notes.push('sample rows are not shown: the statement uses sensitive columns');
+  } else {
+    run.sample = maskRows(run.sample, sensitive);
+  }
   if (plan) {
     notes.push('plan:', ...renderPlanTree(plan.Plan));
     const costly = costliestNodes(plan.Plan);

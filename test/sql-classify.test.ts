@@ -55,6 +55,8 @@ describe('classification', () => {
     ['EXPLAIN (ANALYZE, FORMAT JSON) UPDATE t SET a = 1', /EXPLAIN ANALYZE runs the statement/],
     ['SELECT * FROM otherdb.public.users', /refers to database "otherdb"/],
     ['SELECT otherdb.public.users.email FROM users', /refers to another database/],
+    ['DELETE FROM otherdb.public.users WHERE id = 1', /refers to database "otherdb"/],
+    ['UPDATE otherdb.public.users SET a = 1 WHERE id = 1', /refers to database "otherdb"/],
     // refused whatever the role
     ['BEGIN', /transaction control/],
     ['COMMIT', /transaction control/],

@@ -188,6 +188,15 @@ for (const major of majors()) {
       expect(still?.n).toBe(4);
     });
 
+    it('refuses writes to shared or server-wide catalogs', async () => {
+      await expect(
+        preview("UPDATE pg_database SET datallowconn = false WHERE datname = 'x'"),
+      ).rejects.toThrow(/pg_catalog\.pg_database shows other databases/);
+      await expect(preview("DELETE FROM pg_catalog.pg_authid WHERE rolname = 'x'")).rejects.toThrow(
+        /pg_catalog\.pg_authid shows/,
+      );
+    });
+
     it('refuses a volatile user function in a write: its effects outside the transaction cannot be undone', async () => {
       await expect(preview('UPDATE accounts SET balance = bump() WHERE id = 5')).rejects.toThrow(
         /public\.bump\(\) is a VOLATILE function/,

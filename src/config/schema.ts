@@ -48,6 +48,24 @@ export const targetSchema = z
     /** Settings of the target's packs: `settings.capsul.expected_schema_version: 21`. */
     settings: z.record(z.string(), z.record(z.string(), z.unknown())).default({}),
     limits: limitOverridesSchema.optional(),
+    /**
+     * Columns whose values ad-hoc SQL shows masked: `users.email`, `*.password_hash`, `public.users.ssn`
+     * (`*` for any table or schema), unless the person holds one of `visible_to`.
+     */
+    sensitive: z
+      .object({
+        columns: z.array(
+          z
+            .string()
+            .regex(
+              /^([A-Za-z_*][\w$*]*\.){1,2}[A-Za-z_][\w$]*$/,
+              'write columns as table.column, schema.table.column or *.column',
+            ),
+        ),
+        visible_to: z.array(z.string()).default([]),
+      })
+      .strict()
+      .optional(),
   })
   .strict();
 
@@ -146,6 +164,8 @@ export interface ResolvedTarget {
   /** Per-pack settings for this target (absent: none). */
   settings?: Readonly<Record<string, Readonly<Record<string, unknown>>>>;
   limits: Limits;
+  /** Sensitive columns of this target and the roles that see them unmasked (absent: none). */
+  sensitive?: { columns: readonly string[]; visibleTo: readonly string[] };
 }
 
 export interface ResolvedPerson {

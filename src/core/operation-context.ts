@@ -12,6 +12,8 @@ export interface ContextInput {
   requestId: string;
   backupsDir: string;
   progress?: (line: string) => void;
+  /** Who asked; absent means no role (sensitive values stay masked). */
+  person?: { name: string; roles: readonly string[] };
 }
 
 export function operationContext(input: ContextInput): OperationContext<Record<string, unknown>> {
@@ -30,6 +32,7 @@ export function operationContext(input: ContextInput): OperationContext<Record<s
     requestId: input.requestId,
     backupsDir: input.backupsDir,
     progress: input.progress ?? (() => {}),
+    ...(input.person ? { person: input.person } : {}),
   };
 }
 

@@ -18,6 +18,11 @@ export interface OperationContext<A> {
   backupsDir: string;
   /** Posts a progress line to the request's thread (long operations). */
   progress(line: string): void;
+  /**
+   * Who asked (for approved requests: the requester), when the core passes it; operations that show
+   * values by role (sensitive columns) treat an absent person as holding no role.
+   */
+  person?: { name: string; roles: readonly string[] };
 }
 
 /** What a destructive operation shows before approval, and the facts it re-checks at execution. */

@@ -139,7 +139,17 @@ export function parseStatement(text: string): ParsedStatement {
     hasParams: false,
     paramCount: 0,
   };
-  walk(node, (kind, fields) => {
+  const addRelation = (fields: Fields) => {
+    const name = fields.relname;
+    if (typeof name !== 'string') return;
+    const ref: RelationRef = { name };
+    if (typeof fields.schemaname === 'string') ref.schema = fields.schemaname;
+    if (typeof fields.catalogname === 'string') ref.database = fields.catalogname;
+    parsed.relations.push(ref);
+  };
+  const visit = (kind: string, fields: Fields) => {
+    // The table a statement changes (`relation` of INSERT/UPDATE/DELETE/MERGE/ALTER …) is a bare RangeVar.
+    if (isObject(fields.relation)) addRelation(fields.relation);
     if (kind.endsWith('Stmt')) parsed.statementTypes.push(kind);
     if (kind === 'FuncCall') {
       const parts = strings(fields.funcname);
@@ -152,13 +162,7 @@ export function parseStatement(text: string): ParsedStatement {
       const parts = strings(fields.name);
       if (parts.length > 0) parsed.operators.push(parts.join('.'));
     } else if (kind === 'RangeVar') {
-      const name = fields.relname;
-      if (typeof name === 'string') {
-        const ref: RelationRef = { name };
-        if (typeof fields.schemaname === 'string') ref.schema = fields.schemaname;
-        if (typeof fields.catalogname === 'string') ref.database = fields.catalogname;
-        parsed.relations.push(ref);
-      }
+      addRelation(fields);
     } else if (kind === 'CommonTableExpr') {
       if (typeof fields.ctename === 'string') parsed.cteNames.add(fields.ctename);
     } else if (kind === 'ParamRef') {
@@ -168,7 +172,9 @@ export function parseStatement(text: string): ParsedStatement {
       const parts = strings(fields.fields);
       if (parts.length > 3) parsed.crossDatabaseColumn ??= parts.join('.');
     }
-  });
+  };
+  if (isObject(node.relation)) addRelation(node.relation);
+  walk(node, visit);
   return parsed;
 }
 
