@@ -164,6 +164,16 @@ for (const major of majors()) {
       expect(await canary(db.name, major)).toBe(initial);
     });
 
+    it('dry-runs an UPDATE … FROM whose tables share column names', async () => {
+      const p = await preview(
+        'UPDATE accounts a SET balance = b.balance FROM accounts b WHERE a.id = b.id AND b.id <= 2',
+      );
+      expect((p.state as SqlPreviewState).rows).toBe(2);
+      expect(p.result.rows.filter((r) => r.row === 'before').map((r) => r.id)).toEqual(
+        expect.arrayContaining([1, 2]),
+      );
+    });
+
     it('refuses UPDATE/DELETE without WHERE unless --all-rows', async () => {
       await expect(preview('DELETE FROM nokey')).rejects.toThrow(/without WHERE.*--all-rows/);
       const all = await preview('DELETE FROM nokey', '--all-rows');

@@ -91,7 +91,12 @@ export async function dryRun(session: Session, classified: Classified): Promise<
         notes: [],
       };
     }
-    const returning = Array.isArray(node.returningList) ? '' : '\nRETURNING *';
+    // The changed table's own columns only: with FROM/USING, RETURNING * would repeat names (id, id).
+    const relation = node.relation as Fields | undefined;
+    const alias = (relation?.alias as Fields | undefined)?.aliasname ?? relation?.relname;
+    const returning = Array.isArray(node.returningList)
+      ? ''
+      : `\nRETURNING ${typeof alias === 'string' ? `${quoteIdent(alias)}.*` : '*'}`;
     const key = type === 'UpdateStmt' && returning !== '' ? await primaryKeyOf(session, node) : undefined;
     const keyExpr = key
       ? `ROW(${key.columns.map((c) => `d.${quoteIdent(c)}`).join(', ')})::text`
