@@ -160,5 +160,26 @@ describe('sql through the core', () => {
     const events = await audit(reply.requestId);
     expect(events.at(-1)).toMatchObject({ event: 'pending' });
     expect(events.at(-1)?.args.statement).toBe('DELETE FROM exams WHERE id <= 3');
+    const approved = await as(app, 'dave')(`/db approve ${reply.requestId}`);
+    expect(approved.status).toBe('ok');
+    expect(approved.text).toMatch(/DELETE changed 3 rows on staging, as in the approved dry run; committed/);
+    expect(await exams()).toBe(1997);
+  });
+
+  it('rolls back an approved write whose row count changed, and says both numbers', async () => {
+    const reply = await as(app, 'alice')('/db sql staging "UPDATE exams SET title = \'x\' WHERE id > 1990"');
+    expect(reply.status).toBe('pending');
+    await adminQuery('DELETE FROM exams WHERE id = 2000', [], fx.staging.name);
+    const approved = await as(app, 'dave')(`/db approve ${reply.requestId}`);
+    expect(approved.status).not.toBe('ok');
+    expect(approved.message ?? approved.text).toMatch(
+      /now affects 9 rows, but the approved dry run affected 10 rows: rolled back, nothing changed/,
+    );
+    const [row] = await adminQuery<{ n: number }>(
+      "SELECT count(*)::int AS n FROM exams WHERE title = 'x'",
+      [],
+      fx.staging.name,
+    );
+    expect(row?.n).toBe(0);
   });
 });
