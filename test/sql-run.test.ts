@@ -245,6 +245,17 @@ for (const major of majors()) {
       expect(changed?.n).toBe(4);
     });
 
+    it('a read held for approval is checked and planned first, and runs once approved', async () => {
+      const statement = 'SELECT count(*) AS n FROM accounts';
+      const p = await preview(statement);
+      expect(p.state).toMatchObject({ kind: 'read', rows: null });
+      expect(p.result.headline).toMatch(/runs once approved; the result goes to this thread/);
+      expect(p.result.rows[0]?.line).toMatch(/Aggregate/);
+      const done = await h.execute(sql, 't', quoted(statement), p.state);
+      expect(done.rows).toEqual([{ n: 30 }]);
+      await expect(preview('SELECT * FROM pg_stat_activity')).rejects.toThrow(/shows other databases/);
+    });
+
     it('binds the approval to the exact statement text', async () => {
       const p = await preview('DELETE FROM accounts WHERE id = 30');
       await expect(
