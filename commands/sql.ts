@@ -133,6 +133,7 @@ async function previewStatement(ctx: OperationContext<Args>): Promise<Preview> {
     // Reads that need approval: checked and planned now, run once approved.
     const plan = await ctx.db.read(async (session) => {
       await checkAgainstTarget(session, classified);
+      await sensitivePlan(session, ctx.target, ctx.person, classified.parsed);
       return classified.parsed.type === 'SelectStmt'
         ? await explainIn(session, classified.parsed.text, { analyze: false })
         : undefined;
