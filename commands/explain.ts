@@ -57,7 +57,7 @@ const args = z.object({
 
 export default defineOperation({
   name: 'explain',
-  summary: "Show a query's plan as a tree: costliest steps, estimate misses, scans an index would avoid",
+  summary: "A query's plan as a tree: costliest steps, misses, scans an index would avoid",
   usage: 'explain <target> "<query>" | --query <queryid> [--analyze]',
   description:
     'Plans the query with EXPLAIN (FORMAT JSON) in a read-only transaction and shows the plan as a tree, ' +

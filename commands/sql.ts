@@ -179,6 +179,10 @@ async function previewStatement(ctx: OperationContext<Args>): Promise<Preview> {
     const costly = costliestNodes(plan.Plan);
     if (costly.length > 0) notes.push(`costliest: ${costly.join('; ')}`);
   }
+  const sampled = run.sample.filter((r) => r.row !== 'before').length;
+  if (run.rows !== null && run.rows > sampled && sampled > 0) {
+    notes.unshift(`a sample of ${sampled} of the ${noun(run.rows)} is shown`);
+  }
   notes.push('dry run: the statement ran in a transaction that was rolled back; nothing changed');
   const state: SqlPreviewState = { sha256, kind: classified.kind, rows: run.rows };
   const what =
@@ -190,7 +194,8 @@ async function previewStatement(ctx: OperationContext<Args>): Promise<Preview> {
       headline: `${classified.parsed.type.replace(/Stmt$/, '').toUpperCase()} ${what}`,
       columns: run.columns,
       rows: run.sample,
-      truncated: run.rows !== null && run.rows > run.sample.length,
+      // a sample, not a capped result: the note says how much of it is shown
+      truncated: false,
       notes: wrapNotes(notes),
       data: { kind: classified.kind, rows: run.rows, sha256 },
     },
@@ -247,8 +252,7 @@ async function executeStatement(
 
 export default defineOperation({
   name: 'sql',
-  summary:
-    'Run one reviewed ad-hoc SQL statement: reads read-only, writes and DDL after a dry run and approval',
+  summary: 'Ad-hoc SQL: reads run read-only; writes and DDL are dry-run, then approved',
   usage: 'sql <target> "<statement>" [--all-rows]',
   description:
     'Parses the statement with the PostgreSQL parser: exactly one statement, classified as a read ' +
