@@ -96,7 +96,11 @@ describe('sql through the core', () => {
     const yaml = FIXTURE_YAML.replace(
       'staging:     { read: [everyone],',
       'staging:     { sql_read: [everyone], sql_write: [oncall, dba], read: [everyone],',
+    ).replace(
+      '    description: exam platform (Alembic)\n',
+      '    description: exam platform (Alembic)\n    sensitive: { columns: [exams.title], visible_to: [privacy] }\n',
     );
+    expect(yaml).toContain('sensitive:');
     app = await startApp(loadConfigText(yaml, 'fixture.yaml', fx.env));
   });
   afterAll(async () => {
@@ -133,6 +137,25 @@ describe('sql through the core', () => {
     const events = await audit(reply.requestId);
     expect(events.map((e) => e.event)).toEqual(['requested', 'executed']);
     expect(events[0]?.args.statement).toBe(statement);
+  });
+
+  it('masks sensitive columns in the reply text and result (what every surface and --json render)', async () => {
+    const [truth] = await adminQuery<{ title: string }>(
+      'SELECT title FROM exams WHERE id = 10',
+      [],
+      fx.staging.name,
+    );
+    const reply = await as(app, 'alice')('/db sql staging "SELECT id, title FROM exams WHERE id = 10"');
+    expect(reply.status).toBe('ok');
+    expect(reply.result?.rows).toEqual([{ id: 10, title: '••••••' }]);
+    expect(JSON.stringify(reply)).not.toContain(truth?.title ?? 'missing');
+    expect(reply.text).toContain('masked (sensitive): title');
+    const refused = await as(
+      app,
+      'alice',
+    )(`/db sql staging "SELECT id FROM exams WHERE title = '${truth?.title}'"`);
+    expect(refused.status).toBe('refused');
+    expect(refused.message).toMatch(/using column title this way/);
   });
 
   it.each([
