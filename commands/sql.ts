@@ -123,7 +123,14 @@ async function runRead(ctx: OperationContext<Args>, classified: Classified): Pro
 }
 
 function parsedFor(statement: string): Classified {
-  return classify(parseStatement(statement));
+  const classified = classify(parseStatement(statement));
+  if (classified.parsed.hasParams) {
+    throw new SqlRefusal(
+      'the statement has $1-style placeholders, and /db sql runs it as typed: put the values in ' +
+        '(/db explain plans it with placeholders)',
+    );
+  }
+  return classified;
 }
 
 async function previewStatement(ctx: OperationContext<Args>): Promise<Preview> {

@@ -80,6 +80,7 @@ for (const major of majors()) {
       ['SELECT * FROM dbs2', /pg_catalog\.pg_database \(reached through public\.dbs\) shows/],
       ['SELECT name, setting FROM pg_settings', /pg_settings shows/],
       ['SELECT pg_terminate_backend(pg_backend_pid())', /pg_terminate_backend\(\) is refused/],
+      ['DELETE FROM accounts WHERE id = $1', /\$1-style placeholders/],
     ])('refuses %s and runs nothing', async (statement, reason) => {
       await expect(run(statement)).rejects.toThrow(reason);
       // also through the approval path: the preview refuses before any dry run
