@@ -11,6 +11,20 @@ const VOLATILE_READ_ALLOWLIST = new Set([
   'timeofday',
   'gen_random_uuid',
   'pg_sleep',
+  // VOLATILE only because their answer changes as the database does: sizes, WAL position, recovery state
+  'pg_relation_size',
+  'pg_table_size',
+  'pg_indexes_size',
+  'pg_total_relation_size',
+  'pg_partition_tree',
+  'pg_is_in_recovery',
+  'pg_current_wal_lsn',
+  'pg_last_wal_receive_lsn',
+  'pg_last_wal_replay_lsn',
+  'pg_last_xact_replay_timestamp',
+  'pg_is_wal_replay_paused',
+  'pg_get_wal_replay_pause_state',
+  'pg_jit_available',
 ]);
 
 /**
