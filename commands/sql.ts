@@ -7,12 +7,13 @@ import { UserError } from '../src/core/errors.js';
 import { defineOperation, type OperationContext, type Preview } from '../src/core/operation.js';
 import type { Action } from '../src/core/policy.js';
 import { formatBytes, formatCount } from '../src/core/render.js';
-import type { OperationResult, Risk } from '../src/core/types.js';
+import type { Column, OperationResult, Risk, Row } from '../src/core/types.js';
 import { type Classified, classify, type SqlKind } from '../src/sql/classify.js';
 import { columnsOf, dryRun, toCell } from '../src/sql/dry-run.js';
 import { lintStatement } from '../src/sql/lint.js';
 import { MAX_STATEMENT_BYTES, parseStatement, SqlRefusal } from '../src/sql/parse.js';
 import { costliestNodes, explainIn, renderPlanTree, wrapNotes } from '../src/sql/plan.js';
+import { decodeNamedRows, type NamedRow, namedRowsSql } from '../src/sql/rows.js';
 import { maskRows, sensitivePlan } from '../src/sql/sensitive.js';
 import { checkAgainstTarget } from '../src/sql/target-check.js';
 
@@ -72,29 +73,40 @@ function noun(n: number): string {
 
 /** Runs a classified read in `BEGIN READ ONLY` (the engine's read) with the row cap, after the target checks. */
 async function runRead(ctx: OperationContext<Args>, classified: Classified): Promise<OperationResult> {
-  const { rows, truncated, plan } = await ctx.db.read(async (session) => {
+  const select = classified.parsed.type === 'SelectStmt';
+  const { raw, truncated, plan } = await ctx.db.read(async (session) => {
     await checkAgainstTarget(session, classified);
     const plan = await sensitivePlan(session, ctx.target, ctx.person, classified.parsed);
-    return { ...(await session.cursor<Record<string, unknown>>(classified.parsed.text)), plan };
+    const text = classified.parsed.text;
+    const read = select
+      ? await session.cursor<NamedRow>(namedRowsSql(text))
+      : await session.cursor<Record<string, unknown>>(text);
+    return { raw: read.rows, truncated: read.truncated, plan };
   });
-  const columns = columnsOf(rows);
+  let columns: Column[];
+  let plain: Row[];
+  if (select) {
+    ({ columns, rows: plain } = decodeNamedRows(raw as NamedRow[]));
+  } else {
+    const objects = raw as Record<string, unknown>[];
+    columns = columnsOf(objects);
+    plain = objects.map((r) => Object.fromEntries(columns.map((c) => [c.key, toCell(r[c.key])])));
+  }
   // Masked before anything else sees the rows: the table, the CSV and --json all get the mask.
-  const all = maskRows(
-    rows.map((r) => Object.fromEntries(columns.map((c) => [c.key, toCell(r[c.key])]))),
-    plan,
-  );
+  const maskedKeys = new Set(columns.filter((c) => plan.masked.has(c.label)).map((c) => c.key));
+  const all = maskRows(plain, { ...plan, masked: maskedKeys });
   const notes: string[] = [];
-  const shownMasked = columns.filter((c) => plan.masked.has(c.key)).map((c) => c.key);
+  const shownMasked = [...new Set(columns.filter((c) => maskedKeys.has(c.key)).map((c) => c.label))];
   if (shownMasked.length > 0) notes.push(`masked (sensitive): ${shownMasked.join(', ')}`);
   if (truncated) notes.push(`stopped at the row cap of ${formatCount(ctx.limits.row_cap)}: more rows exist`);
   const shown = all.slice(0, SHOWN_ROWS);
   const result: OperationResult = {
-    headline: `${noun(rows.length)}${truncated ? ' (truncated)' : ''} from ${ctx.target.name}`,
+    headline: `${noun(all.length)}${truncated ? ' (truncated)' : ''} from ${ctx.target.name}`,
     columns,
     rows: shown,
     truncated,
     notes,
-    data: { kind: 'read', rows: rows.length },
+    data: { kind: 'read', rows: all.length },
   };
   if (all.length > SHOWN_ROWS) {
     let attached = all;

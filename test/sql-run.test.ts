@@ -114,6 +114,25 @@ for (const major of majors()) {
       expect(csv.trim().split('\r\n')).toHaveLength(26);
     });
 
+    it('keeps every output column of a join, duplicate names and order included, with their types', async () => {
+      const result = await run(
+        'SELECT a.id, b.id, a.owner, NULL::int AS gap, now() AS t, \'{"k": 1}\'::jsonb AS j, 12345678901234567890::numeric AS big ' +
+          'FROM accounts a JOIN accounts b ON b.id = a.id + 1 WHERE a.id = 1',
+      );
+      expect(result.columns.map((c) => c.label)).toEqual(['id', 'id', 'owner', 'gap', 't', 'j', 'big']);
+      expect(result.rows).toEqual([
+        {
+          id: 1,
+          'id (2)': 2,
+          owner: 'owner1',
+          gap: null,
+          t: expect.stringMatching(/^\d{4}-\d\d-\d\dT/),
+          j: '{"k":1}',
+          big: '12345678901234567890',
+        },
+      ]);
+    });
+
     it('reads SHOW, TABLE and VALUES, and keeps a CSV of wide values within its budget', async () => {
       expect((await run('SHOW statement_timeout')).rows).toEqual([{ statement_timeout: '5s' }]);
       expect((await run('TABLE nokey')).rows).toHaveLength(4);
