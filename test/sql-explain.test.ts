@@ -59,6 +59,13 @@ for (const major of majors()) {
       );
     });
 
+    it('when the environment holds SQL reads for approval, plans once approved', async () => {
+      const held = await h.preview(explain, 't', '"SELECT count(*) FROM orders"');
+      expect(held.result.headline).toMatch(/runs once approved/);
+      const approved = await h.execute(explain, 't', '"SELECT count(*) FROM orders"', held.state);
+      expect(approved.rows[0]?.line).toMatch(/Aggregate/);
+    });
+
     it('refuses --analyze of a write, and any refused statement, running nothing', async () => {
       await expect(h.run(explain, 't', '"DELETE FROM canary" --analyze')).rejects.toThrow(
         /--analyze runs the statement, and this one changes data/,
