@@ -12,6 +12,7 @@ import checkIndexes from './check-indexes.js';
 import connections from './connections.js';
 import describe from './describe.js';
 import duplicateIndexes from './duplicate-indexes.js';
+import explain from './explain.js';
 import exportTable from './export.js';
 import extensions from './extensions.js';
 import health from './health.js';
@@ -31,6 +32,7 @@ import sequences from './sequences.js';
 import settings from './settings.js';
 import sizes from './sizes.js';
 import slowQueries from './slow-queries.js';
+import sql from './sql.js';
 import tableSizes from './table-sizes.js';
 import tables from './tables.js';
 import terminate from './terminate.js';
@@ -86,4 +88,7 @@ export const catalog = [
   restore,
   exportTable,
   importCsv,
+  // reviewed ad-hoc SQL
+  sql,
+  explain,
 ] as const;

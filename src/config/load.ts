@@ -444,6 +444,9 @@ function build(parsed: ParsedConfig, source: string): Config {
       ...(t.description !== undefined ? { description: t.description } : {}),
       packs: t.packs,
       ...(Object.keys(t.settings).length > 0 ? { settings: t.settings } : {}),
+      ...(t.sensitive
+        ? { sensitive: { columns: t.sensitive.columns, visibleTo: t.sensitive.visible_to } }
+        : {}),
       limits: { ...parsed.limits, ...definedLimits(t.limits) },
     };
   }

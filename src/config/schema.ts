@@ -66,6 +66,24 @@ export const targetSchema = z
     /** Settings of the target's packs: `settings.capsul.expected_schema_version: 21`. */
     settings: z.record(z.string(), z.record(z.string(), z.unknown())).default({}),
     limits: limitOverridesSchema.optional(),
+    /**
+     * Columns whose values ad-hoc SQL shows masked: `users.email`, `*.password_hash`, `public.users.ssn`
+     * (`*` for any table or schema), unless the person holds one of `visible_to`.
+     */
+    sensitive: z
+      .object({
+        columns: z.array(
+          z
+            .string()
+            .regex(
+              /^([A-Za-z_*][\w$*]*\.){1,2}[A-Za-z_][\w$]*$/,
+              'write columns as table.column, schema.table.column or *.column',
+            ),
+        ),
+        visible_to: z.array(z.string()).default([]),
+      })
+      .strict()
+      .optional(),
   })
   .strict();
 
@@ -84,6 +102,12 @@ export const environmentPolicySchema = z
     write: z.array(z.string()).default([]),
     request: z.array(z.string()).default([]),
     approve: z.array(z.string()).default([]),
+    /** Who may run ad-hoc SQL reads (`/db sql` with a SELECT, `/db explain`). Nobody unless listed. */
+    sql_read: z.array(z.string()).optional(),
+    /** Who may request ad-hoc SQL writes and DDL; they always wait for `approvals` approvers. */
+    sql_write: z.array(z.string()).optional(),
+    /** When true, ad-hoc SQL reads also wait for approval (the result goes to the thread once approved). */
+    approve_sql_reads: z.boolean().optional(),
     /** How many distinct approvers a destructive request needs. */
     approvals: z.number().int().min(1).max(5).default(1),
     /** When true, write operations also wait for approval on this environment. */
@@ -158,6 +182,8 @@ export interface ResolvedTarget {
   /** Per-pack settings for this target (absent: none). */
   settings?: Readonly<Record<string, Readonly<Record<string, unknown>>>>;
   limits: Limits;
+  /** Sensitive columns of this target and the roles that see them unmasked (absent: none). */
+  sensitive?: { columns: readonly string[]; visibleTo: readonly string[] };
 }
 
 export interface ResolvedPerson {

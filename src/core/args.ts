@@ -156,6 +156,10 @@ export function textArg(
     example?: string;
     maxLength?: number;
     check?: (value: string) => boolean;
+    /** Lets line breaks and tabs through (SQL typed over several lines); other control characters stay refused. */
+    multiline?: boolean;
+    /** What to say when the value is longer than `maxLength`. */
+    tooLong?: (length: number) => string;
   } = {},
 ) {
   const maxLength = options.maxLength ?? 200;
@@ -166,9 +170,10 @@ export function textArg(
       else if (value.length > maxLength) {
         ctx.addIssue({
           code: 'custom',
-          message: `must be at most ${maxLength} characters, got ${value.length}`,
+          message:
+            options.tooLong?.(value.length) ?? `must be at most ${maxLength} characters, got ${value.length}`,
         });
-      } else if (hasControlCharacter(value)) {
+      } else if (hasControlCharacter(options.multiline ? value.replace(/[\n\r\t]/g, ' ') : value)) {
         ctx.addIssue({ code: 'custom', message: 'must not contain control characters' });
       } else if (
         (options.pattern && !options.pattern.test(value)) ||

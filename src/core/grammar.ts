@@ -198,12 +198,16 @@ function parseFlag(spec: AnyOperation, key: string, value: string | undefined): 
  * no control, bidirectional or zero-width character (each could make the card read differently from the
  * value). Which one, where, is said; reads take them and show them escaped.
  */
+const LAYOUT = new Set(['U+0009', 'U+000A', 'U+000D']);
+
 function refuseHidden(spec: AnyOperation, tokens: readonly Token[]): void {
   if (spec.risk === 'read' && spec.riskFor === undefined) return;
   for (const token of tokens) {
     const values = token.kind === 'word' ? [token.text] : [token.name, token.value ?? ''];
     for (const value of values) {
-      const [first, ...more] = hiddenCharacters(value);
+      // Tabs and line breaks are layout, shown as such on every card; an argument that may not hold them
+      // (anything but a multi-line text such as a SQL statement) is refused by its own validator.
+      const [first, ...more] = hiddenCharacters(value).filter((c) => !LAYOUT.has(c.code));
       if (!first) continue;
       const also = more.length > 0 ? ` (and ${more.length} more)` : '';
       throw invalid(

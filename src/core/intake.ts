@@ -98,7 +98,8 @@ export class Intake {
     const decision = decide({
       person: ctx.person,
       identity: ctx.identity,
-      action: actionForRisk(risk),
+      // SQL operations name their own action (sql_read / sql_write): granting `read` never grants SQL.
+      action: spec.actionFor?.(args) ?? actionForRisk(risk),
       environment: target.environment,
       policy: this.#config.policy,
     });

@@ -20,6 +20,8 @@ export interface ContextInput {
   signal?: AbortSignal;
   /** Called each time a write or direct unit of work of the operation has completed (committed). */
   committed?: () => void;
+  /** Who asked; absent means no role (sensitive values stay masked). */
+  person?: { name: string; roles: readonly string[] };
 }
 
 export function operationContext(input: ContextInput): OperationContext<Record<string, unknown>> {
@@ -46,6 +48,7 @@ export function operationContext(input: ContextInput): OperationContext<Record<s
     progress: input.progress ?? (() => {}),
     files: input.files ?? invocationFiles(),
     signal,
+    ...(input.person ? { person: input.person } : {}),
   };
 }
 

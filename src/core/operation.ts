@@ -2,6 +2,7 @@
 import type { z } from 'zod';
 import type { Limits, ResolvedTarget } from '../config/schema.js';
 import type { TargetDb } from '../engine/types.js';
+import type { Action } from './policy.js';
 import type { InvocationFile, OperationResult, Risk } from './types.js';
 
 export interface OperationContext<A> {
@@ -24,6 +25,11 @@ export interface OperationContext<A> {
    * running its own loop or tool checks it and stops.
    */
   signal?: AbortSignal;
+  /**
+   * Who asked (for approved requests: the requester), when the core passes it; operations that show
+   * values by role (sensitive columns) treat an absent person as holding no role.
+   */
+  person?: { name: string; roles: readonly string[] };
 }
 
 /** What a destructive operation shows before approval, and the facts it re-checks at execution. */
@@ -54,6 +60,11 @@ export interface OperationSpec<S extends z.ZodObject = z.ZodObject> {
   risk: Risk;
   /** Raises the risk for some arguments (e.g. `vacuum --full` is destructive). */
   riskFor?(args: z.output<S>): Risk;
+  /**
+   * The permission running it needs, when not the one its risk implies (ad-hoc SQL: `sql_read` or
+   * `sql_write`, so granting `read` never grants SQL). The core consults it before `actionForRisk`.
+   */
+  actionFor?(args: z.output<S>): Action;
   /** False for operations that need no target. */
   needsTarget?: boolean;
   /** Per-operation overrides of statement_timeout / lock_timeout (seconds) and row_cap. */

@@ -2,7 +2,7 @@
 import type { EnvironmentPolicy, ResolvedPerson } from '../config/schema.js';
 import type { Risk } from './types.js';
 
-export const ACTIONS = ['read', 'write', 'request', 'approve'] as const;
+export const ACTIONS = ['read', 'write', 'request', 'approve', 'sql_read', 'sql_write'] as const;
 export type Action = (typeof ACTIONS)[number];
 
 /** The role every known person holds. */
@@ -17,6 +17,8 @@ const ACTION_WORDS: Record<Action, string> = {
   write: 'run write operations',
   request: 'request destructive operations',
   approve: 'approve requests',
+  sql_read: 'run ad-hoc SQL reads',
+  sql_write: 'request ad-hoc SQL writes',
 };
 
 /** What permission running an operation of this risk needs. */
@@ -55,7 +57,8 @@ export function decide(input: {
       reason: `environment ${environment} has no policy, so nothing is allowed there (deny by default)`,
     };
   }
-  const roles = rules[action];
+  // keys added later (sql_read, sql_write) may be absent: nobody holds them then
+  const roles = rules[action] ?? [];
   if (!holdsAnyRole(person, roles)) {
     const needed =
       roles.length > 0 ? `one of the roles ${roles.join(', ')}` : 'a role, but policy grants it to nobody';
@@ -66,7 +69,11 @@ export function decide(input: {
       reason: `${person.name} may not ${ACTION_WORDS[action]} on ${environment}: that needs ${needed} (${person.name} has ${held})`,
     };
   }
-  const needsApproval = action === 'request' || (action === 'write' && rules.approve_writes);
+  const needsApproval =
+    action === 'request' ||
+    action === 'sql_write' ||
+    (action === 'write' && rules.approve_writes) ||
+    (action === 'sql_read' && rules.approve_sql_reads === true);
   return { allowed: true, action, needsApproval, approvalsRequired: needsApproval ? rules.approvals : 0 };
 }
 

@@ -403,6 +403,8 @@ export class Runs {
       now: ctx.now,
       requestId: String(ctx.requestId),
       backupsDir: this.#deps.config().backupsDir,
+      // Who asked, for values shown by role (sensitive columns); none means no role.
+      ...(ctx.person ? { person: { name: ctx.person.name, roles: [...ctx.person.roles] } } : {}),
       progress: (line) => {
         if (live) live.lastProgress = line;
         this.#deps.onProgress?.(ctx.requestId, ctx.inv, line);
