@@ -1,0 +1,46 @@
+// `dbops demo`: a throwaway PostgreSQL with the sample databases, and the console as alice.
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pino } from 'pino';
+import { createApp } from '../app.js';
+import { loadConfigFile } from '../config/load.js';
+import { createLogger } from '../core/log.js';
+import { DEMO_TRY_FIRST, onExitCleanup, startDemoEnvironment } from '../demo/environment.js';
+import { runConsole } from '../surfaces/console.js';
+import { env } from './shared.js';
+
+export async function demo(): Promise<number> {
+  const dir = mkdtempSync(join(tmpdir(), 'dbops-demo-'));
+  process.stdout.write(
+    'Starting an embedded PostgreSQL with sample databases (kasm, staging, coder, capsul, activity)…\n',
+  );
+  const environment = await startDemoEnvironment({ dir, log: (line) => process.stdout.write(`  ${line}\n`) });
+  onExitCleanup(environment);
+  const merged = { ...env, ...environment.env };
+  const config = loadConfigFile(environment.configPath, merged);
+  const logFile = join(dir, 'dbops.log');
+  const log = createLogger({ level: 'info', destination: pino.destination({ dest: logFile, sync: true }) });
+  const app = await createApp({
+    config,
+    log,
+    onProgress: (requestId, _inv, line) => process.stdout.write(`… #${requestId} ${line}\n`),
+  });
+  app.startSweeper(5);
+  try {
+    await runConsole({
+      core: app.core,
+      config,
+      as: 'alice',
+      input: process.stdin,
+      output: process.stdout,
+      exportDir: join(dir, 'exports'),
+      banner: `${DEMO_TRY_FIRST}\n(config: ${environment.configPath}; log: ${logFile})\n`,
+    });
+  } finally {
+    await app.close();
+    await environment.stop();
+    process.stdout.write('Demo stopped and cleaned up.\n');
+  }
+  return 0;
+}
