@@ -13,6 +13,7 @@ import {
   unknownCommand,
 } from './cli/args.js';
 import { COMMANDS, commandHelp, findCommand, mainHelp, readVersion } from './cli/help.js';
+import { visible } from './core/visible.js';
 
 function printHelp(name: string): number {
   const command = findCommand(name);
@@ -91,7 +92,10 @@ async function main(argv: string[]): Promise<number> {
       return 2;
     default:
       if (command.startsWith('-')) {
-        throw new UsageError('', `unknown option ${command} (options before a command: --help, --version)`);
+        throw new UsageError(
+          '',
+          `unknown option ${visible(command, Number.POSITIVE_INFINITY)} (options before a command: --help, --version)`,
+        );
       }
       throw unknownCommand(
         '',

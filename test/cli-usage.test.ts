@@ -129,6 +129,9 @@ describe('usage errors', () => {
       [['discord', 'regster'], /unknown discord subcommand "regster" \(did you mean register\?\)/],
       [['discord', 'register', '--gild', '1'], /unknown option --gild \(did you mean --guild\?\)/],
       [['demo', 'now'], /^dbops: unexpected argument "now"/],
+      // What was typed is echoed whole, but a terminal escape or a bidi override cannot act on the terminal.
+      [['\u001b[2Jexec\u202e'], /^dbops: unknown command "\?\[2Jexec\?"\n/],
+      [['exec', '--as\u001b[31m', 'x'], /^dbops: unknown option --as\?\[31m/],
     ];
     for (const [args, stderr] of cases) {
       const run = await dbops(args);
@@ -136,6 +139,11 @@ describe('usage errors', () => {
       expect(run.stderr).toMatch(stderr);
       expect(run.stdout).toBe('');
       expect(widest(run.stderr)).toBeLessThanOrEqual(80);
+      const hidden = [...run.stderr].filter((ch) => {
+        const code = ch.codePointAt(0) ?? 0;
+        return (code < 0x20 && ch !== '\n') || code === 0x202e;
+      });
+      expect(hidden).toEqual([]);
     }
   });
 

@@ -2,6 +2,12 @@
 // error (exit 2) with a "did you mean", before any heavy module is loaded.
 import { type ParseArgsConfig, parseArgs } from 'node:util';
 import { closest } from '../core/suggest.js';
+import { visible } from '../core/visible.js';
+
+/** What was typed, echoed whole but with control and bidi characters shown as `?`. */
+function shown(typed: string): string {
+  return visible(typed, Number.POSITIVE_INFINITY);
+}
 
 /** A wrong command line: printed on stderr with a pointer to the help, exit code 2. */
 export class UsageError extends Error {
@@ -72,19 +78,19 @@ function usageErrorOf(command: string, err: unknown, options: Options): unknown 
   if (code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') {
     const typed = /option '([^']*)'/i.exec(message)?.[1] ?? '';
     const name = typed.split('=')[0] ?? typed;
-    return new UsageError(command, `unknown option ${name}${hint(name, optionNames(options))}`);
+    return new UsageError(command, `unknown option ${shown(name)}${hint(name, optionNames(options))}`);
   }
   if (code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE') {
     const option = /option '(-[^ ']*)/i.exec(message)?.[1];
     const expectsValue = option && /argument missing/i.test(message);
     return new UsageError(
       command,
-      expectsValue ? `${option} needs a value` : message.replace(/^Option/, 'option'),
+      expectsValue ? `${option} needs a value` : shown(message.replace(/^Option/, 'option')),
     );
   }
   if (code === 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL') {
     const typed = /argument '([^']*)'/i.exec(message)?.[1] ?? message;
-    return new UsageError(command, `unexpected argument "${typed}"`);
+    return new UsageError(command, `unexpected argument "${shown(typed)}"`);
   }
   return err;
 }
@@ -92,5 +98,5 @@ function usageErrorOf(command: string, err: unknown, options: Options): unknown 
 /** An unknown command (or subcommand) with the closest known ones. */
 export function unknownCommand(parent: string, typed: string, known: readonly string[]): UsageError {
   const what = parent === '' ? 'command' : `${parent} subcommand`;
-  return new UsageError(parent, `unknown ${what} "${typed}"${hint(typed, known)}`);
+  return new UsageError(parent, `unknown ${what} "${shown(typed)}"${hint(typed, known)}`);
 }

@@ -1,5 +1,6 @@
 // `dbops console`: the interactive terminal chat as a person, with progress lines as they come.
 import { createApp } from '../app.js';
+import { visible } from '../core/visible.js';
 import { defaultExportDir } from '../surfaces/attachments.js';
 import { runConsole } from '../surfaces/console.js';
 import type { CONSOLE_OPTIONS, parseCommand } from './args.js';
@@ -12,7 +13,8 @@ export async function consoleCommand({ values }: ConsoleArgs): Promise<number> {
   const app = await createApp({
     config,
     log: quietLogger(),
-    onProgress: (requestId, _inv, line) => process.stdout.write(`… #${requestId} ${line}\n`),
+    onProgress: (requestId, _inv, line) =>
+      process.stdout.write(`… #${requestId} ${visible(line, Number.POSITIVE_INFINITY)}\n`),
   });
   app.startSweeper();
   try {

@@ -6,6 +6,7 @@ import { pino } from 'pino';
 import { createApp } from '../app.js';
 import { loadConfigFile } from '../config/load.js';
 import { createLogger } from '../core/log.js';
+import { visible } from '../core/visible.js';
 import { DEMO_TRY_FIRST, onExitCleanup, startDemoEnvironment } from '../demo/environment.js';
 import { runConsole } from '../surfaces/console.js';
 import { env } from './shared.js';
@@ -24,7 +25,8 @@ export async function demo(): Promise<number> {
   const app = await createApp({
     config,
     log,
-    onProgress: (requestId, _inv, line) => process.stdout.write(`… #${requestId} ${line}\n`),
+    onProgress: (requestId, _inv, line) =>
+      process.stdout.write(`… #${requestId} ${visible(line, Number.POSITIVE_INFINITY)}\n`),
   });
   app.startSweeper(5);
   try {

@@ -5,6 +5,7 @@ import { withInvocationFiles } from '../core/invocation-files.js';
 import { jsonRows } from '../core/json-rows.js';
 import type { Reply } from '../core/reply.js';
 import type { Invocation, InvocationFile } from '../core/types.js';
+import { visible } from '../core/visible.js';
 import { defaultExportDir, describeSaved, saveAttachments } from '../surfaces/attachments.js';
 import { fileByteCap, localInvocationFiles } from '../surfaces/files.js';
 import type { EXEC_OPTIONS, parseCommand } from './args.js';
@@ -21,7 +22,8 @@ export async function exec({ values, positionals }: ExecArgs): Promise<number> {
   const app = await createApp({
     config,
     log,
-    onProgress: (_requestId, _inv, line) => process.stderr.write(`… ${line}\n`),
+    onProgress: (_requestId, _inv, line) =>
+      process.stderr.write(`… ${visible(line, Number.POSITIVE_INFINITY)}\n`),
   });
   try {
     let intake: { text: string; attachments: InvocationFile[] };
