@@ -71,7 +71,8 @@ async function main(argv: string[]): Promise<number> {
     }
     case 'discord': {
       const [sub, ...more] = rest;
-      if (sub === undefined || sub === '--help' || sub === '-h') return printHelp('discord register');
+      if (sub === '--help' || sub === '-h') return printHelp('discord register');
+      if (sub === undefined) throw new UsageError('discord register', 'which discord subcommand? (register)');
       if (sub !== 'register') throw unknownCommand('discord', sub, ['register']);
       const args = parseCommand('discord register', more, DISCORD_REGISTER_OPTIONS);
       if (args.values.help) return printHelp('discord register');

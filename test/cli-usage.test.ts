@@ -126,6 +126,7 @@ describe('usage errors', () => {
       [['console'], /^dbops: --as PERSON is required/],
       [['check-config', 'extra'], /^dbops: unexpected argument "extra"\nUsage: dbops check-config/],
       [['start', '--port', '8080'], /^dbops: unknown option --port\n/],
+      [['discord'], /^dbops: which discord subcommand\? \(register\)\nUsage: dbops discord register/],
       [['discord', 'regster'], /unknown discord subcommand "regster" \(did you mean register\?\)/],
       [['discord', 'register', '--gild', '1'], /unknown option --gild \(did you mean --guild\?\)/],
       [['demo', 'now'], /^dbops: unexpected argument "now"/],
