@@ -134,8 +134,11 @@ export class DiscordHandlers {
     );
     // The command runs while Discord waits: parsing and policy answer within the window, so a refusal or
     // usage error is answered privately without a public "thinking…" first; anything slower is deferred.
-    const work = this.#commandReply(interaction, text, where, conversation);
+    // Delivered too late for a window (a replay, a slow claim): deferred first, and nothing runs unless
+    // Discord takes the deferral.
     const window = answerWindow(interaction.createdTimestamp, receivedAt, Date.now());
+    if (window === 0 && !(await this.#ack(interaction, () => conversation.defer()))) return;
+    const work = this.#commandReply(interaction, text, where, conversation);
     if (!(await settlesWithin(work, window)) && !conversation.acknowledged()) {
       if (!(await this.#ack(interaction, () => conversation.defer()))) {
         // Too late for Discord: the command still finishes (and is audited), but cannot be answered.
