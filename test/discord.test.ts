@@ -373,6 +373,33 @@ describe('the Discord bot process', () => {
     }
   });
 
+  it('defers at once a command delivered late, and runs nothing when Discord no longer takes it', async () => {
+    try {
+      // 2.5 s old on arrival: no time for a window, so deferred first; the refusal then settles it.
+      fake.deliveredLateMs = 2_500;
+      const late = fake.command(CAROL, { operation: 'sizes', target: 'kasm' });
+      expect((await fake.waitForCall(isCallback(late))).body).toEqual({ type: 5, data: { flags: 0 } });
+      await fake.waitForCall(isWebhook(late, 'DELETE', ORIGINAL));
+      expect(fake.callsOf(late).map((c) => c.method)).toEqual(['POST', 'PATCH', 'POST', 'DELETE']);
+
+      // 3.5 s old: Discord refuses the acknowledgement, and the command is not run (nothing audited).
+      const audited = async () =>
+        Number(
+          (await adminQuery<{ n: string }>('SELECT count(*)::text AS n FROM dbops_audit', [], stateDb))[0]?.n,
+        );
+      const before = await audited();
+      fake.deliveredLateMs = 3_500;
+      const expired = fake.command(CAROL, { operation: 'sizes', target: 'staging' });
+      await fake.waitForCall(isCallback(expired));
+      await new Promise((r) => setTimeout(r, 500));
+      expect(fake.callsOf(expired)).toHaveLength(1);
+      expect(fake.interactions.get(expired.id)?.ack).toBeUndefined();
+      expect(await audited()).toBe(before);
+    } finally {
+      fake.deliveredLateMs = 0;
+    }
+  });
+
   it('posts an approval card with buttons and a thread; refuses self-approval and unauthorized clicks privately', async () => {
     const { card, id, threadCall } = await requestApproval();
     expect(customIds(card)).toEqual([`dbops:approve:${id}`, `dbops:deny:${id}`]);
