@@ -68,17 +68,20 @@ export function parseCommand<const O extends Options>(
   try {
     return parseArgs({ args: argv, options, allowPositionals, strict: true });
   } catch (err) {
-    throw usageErrorOf(command, err, options);
+    throw usageErrorOf(command, err, options, allowPositionals);
   }
 }
 
-function usageErrorOf(command: string, err: unknown, options: Options): unknown {
+function usageErrorOf(command: string, err: unknown, options: Options, takesText: boolean): unknown {
   const code = (err as { code?: unknown }).code;
   const message = err instanceof Error ? err.message : String(err);
   if (code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') {
     const typed = /option '([^']*)'/i.exec(message)?.[1] ?? '';
     const name = typed.split('=')[0] ?? typed;
-    return new UsageError(command, `unknown option ${shown(name)}${hint(name, optionNames(options))}`);
+    const guess = hint(name, optionNames(options));
+    // `dbops exec --as bob /db sizes kasm --limit 5`: the option belongs to the /db command.
+    const text = takesText && guess === '' ? ' (the /db command and its options go after --)' : '';
+    return new UsageError(command, `unknown option ${shown(name)}${guess}${text}`);
   }
   if (code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE') {
     const option = /option '(-[^ ']*)/i.exec(message)?.[1];
