@@ -58,8 +58,9 @@ failed.`,
     usage: 'dbops console --as PERSON [--config FILE] [--channel ID]',
     details: `Reads /db commands from the terminal, one a line, as PERSON; "/as bob"
 switches person, "/quit" (or end of input) leaves. Progress lines of long
-operations are printed as they come. Attachments go to $DBOPS_EXPORT_DIR,
-else <tmp>/dbops-exports.
+operations are printed as they come. "--file CSV" in a line sends that file
+with the command (for /db import). Attachments are saved to
+$DBOPS_EXPORT_DIR, else <tmp>/dbops-exports.
 
 Options:
   --as PERSON     who is typing (required)
