@@ -13,8 +13,8 @@ export async function consoleCommand({ values }: ConsoleArgs): Promise<number> {
   const app = await createApp({
     config,
     log: quietLogger(),
-    onProgress: (requestId, _inv, line) =>
-      process.stdout.write(`… #${requestId} ${visible(line, Number.POSITIVE_INFINITY)}\n`),
+    onProgress: (_requestId, _inv, line) =>
+      process.stdout.write(`… ${visible(line, Number.POSITIVE_INFINITY)}\n`),
   });
   app.startSweeper();
   try {

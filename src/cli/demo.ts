@@ -25,8 +25,8 @@ export async function demo(): Promise<number> {
   const app = await createApp({
     config,
     log,
-    onProgress: (requestId, _inv, line) =>
-      process.stdout.write(`… #${requestId} ${visible(line, Number.POSITIVE_INFINITY)}\n`),
+    onProgress: (_requestId, _inv, line) =>
+      process.stdout.write(`… ${visible(line, Number.POSITIVE_INFINITY)}\n`),
   });
   app.startSweeper(5);
   try {
