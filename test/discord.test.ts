@@ -17,7 +17,7 @@ import { LIMITS, renderRequestCard, renderResult, renderText } from '../src/surf
 import { readDiscordSettings } from '../src/surfaces/discord/settings.js';
 import type { RunningSurface } from '../src/surfaces/types.js';
 import { type Call, FakeDiscord, type FakeMessage, fakeUser, type JsonBody } from './fakes/discord.js';
-import { adminQuery, createDatabase } from './helpers/db.js';
+import { adminQuery, createDatabase, openClient } from './helpers/db.js';
 import { freePort } from './setup/postgres.js';
 
 const CLI = resolve('dist/src/cli.js');
@@ -288,41 +288,116 @@ describe('the Discord bot process', () => {
     expect((await fake.waitForCall(isCallback(all))).body.data.choices.length).toBe(25);
   });
 
-  it('answers refusals and usage errors only to the person (flags 64), after settling the deferral', async () => {
+  it('answers refusals and usage errors only to the person: one ephemeral initial response, nothing public', async () => {
+    const channelMessages = () =>
+      [...fake.messages.values()].filter((m) => !(m.flags & 64) && m.author.id === fake.bot.id);
+    const publicBefore = channelMessages().length;
+
     const refused = fake.command(CAROL, { operation: 'sizes', target: 'kasm' });
-    const followUp = await fake.waitForCall(isWebhook(refused, 'POST'));
-    expect(followUp.body.flags).toBe(64);
-    expect(followUp.body.content).toMatch(/^Refused: carol may not run read operations on production/);
-    await fake.waitForCall(isWebhook(refused, 'DELETE', ORIGINAL));
-    expect(fake.callsOf(refused).map((c) => c.method)).toEqual(['POST', 'PATCH', 'POST', 'DELETE']);
-    // The follow-up came after the deferral was settled, so Discord made it a new, ephemeral message.
-    const ephemeral = [...fake.messages.values()].filter((m) => m.content.startsWith('Refused: carol'));
-    expect(ephemeral.map((m) => m.flags & 64)).toEqual([64]);
-    expect(originalMessage(refused).deleted).toBe(true);
+    const answer = await fake.waitForCall(isCallback(refused));
+    expect(answer.body.type).toBe(4);
+    expect(answer.body.data.flags).toBe(64);
+    expect(answer.body.data.content).toMatch(/^Refused: carol may not run read operations on production/);
+    expect(answer.at - (fake.interactions.get(refused.id)?.dispatchedAt ?? 0)).toBeLessThan(3000);
+    // No "thinking…", no "Answered privately.", nothing deleted: the callback is the whole conversation.
+    expect(fake.callsOf(refused).map((c) => c.method)).toEqual(['POST']);
+    expect(originalMessage(refused).flags & 64).toBe(64);
 
     const invalid = fake.command(CAROL, { operation: 'sizez', target: 'staging' });
-    expect((await fake.waitForCall(isWebhook(invalid, 'POST'))).body).toMatchObject({
-      flags: 64,
-      content: expect.stringMatching(/^Invalid: unknown operation `sizez` — did you mean `sizes`/),
+    expect((await fake.waitForCall(isCallback(invalid))).body).toMatchObject({
+      type: 4,
+      data: {
+        flags: 64,
+        content: expect.stringMatching(/^Invalid: unknown operation `sizez` — did you mean `sizes`/),
+      },
     });
+    expect(fake.callsOf(invalid)).toHaveLength(1);
 
-    // A long private answer (help) is split into ephemeral messages that each fit.
+    // A long private answer (help) is split into ephemeral messages that each fit: the first is the
+    // initial response, the rest ephemeral follow-ups.
     const help = fake.command(BOB, { operation: 'help' });
-    await fake.waitForCall(isWebhook(help, 'DELETE', ORIGINAL));
-    const parts = fake.callsOf(help).filter((c) => c.method === 'POST' && c.path.startsWith('/webhooks/'));
-    expect(parts.length).toBeGreaterThan(1);
+    const first = await fake.waitForCall(isCallback(help));
+    await fake.waitForCall(isWebhook(help, 'POST'));
+    await new Promise((r) => setTimeout(r, 300));
+    const rest = fake.callsOf(help).filter((c) => c.method === 'POST' && c.path.startsWith('/webhooks/'));
+    expect(rest.length).toBeGreaterThan(0);
+    expect(fake.callsOf(help).every((c) => c.method === 'POST')).toBe(true);
+    const parts = [first.body.data, ...rest.map((c) => c.body)];
     for (const part of parts) {
-      expect(part.body.flags).toBe(64);
-      expect(part.body.content).toMatch(/^```\n[\s\S]+\n```$/);
-      expect(part.body.content.length).toBeLessThanOrEqual(2000);
+      expect(part.flags).toBe(64);
+      expect(part.content).toMatch(/^```\n[\s\S]+\n```$/);
+      expect(part.content.length).toBeLessThanOrEqual(2000);
     }
-    expect(parts.map((p) => p.body.content).join('\n')).toContain('kill-idle');
+    expect(parts.map((p) => p.content).join('\n')).toContain('kill-idle');
 
     const stranger = fake.command(MALLORY, { operation: 'sizes', target: 'staging' });
-    expect((await fake.waitForCall(isWebhook(stranger, 'POST'))).body).toMatchObject({
-      flags: 64,
-      content: expect.stringContaining(`discord:${MALLORY.id} is not in dbops' people list`),
+    expect((await fake.waitForCall(isCallback(stranger))).body).toMatchObject({
+      type: 4,
+      data: {
+        flags: 64,
+        content: expect.stringContaining(`discord:${MALLORY.id} is not in dbops' people list`),
+      },
     });
+    // None of them put anything in the channel.
+    expect(channelMessages().length).toBe(publicBefore);
+  });
+
+  it('defers a slow read publicly, then edits the answer in; a private answer after it settles the deferral', async () => {
+    // The audit table locked in the state database holds every command until the test lets go.
+    const lock = await openClient(dbEnv.STATE_URL ?? '');
+    try {
+      await lock.query('BEGIN');
+      await lock.query('LOCK TABLE dbops_audit IN ACCESS EXCLUSIVE MODE');
+      const slow = fake.command(CAROL, { operation: 'sizes', target: 'staging' });
+      const ack = await fake.waitForCall(isCallback(slow));
+      expect(ack.body).toEqual({ type: 5, data: { flags: 0 } });
+      expect(ack.at - (fake.interactions.get(slow.id)?.dispatchedAt ?? 0)).toBeLessThan(3000);
+      expect(ack.at - (fake.interactions.get(slow.id)?.dispatchedAt ?? 0)).toBeGreaterThan(500);
+      const refusedSlowly = fake.command(CAROL, { operation: 'sizes', target: 'kasm' });
+      expect((await fake.waitForCall(isCallback(refusedSlowly))).body).toEqual({
+        type: 5,
+        data: { flags: 0 },
+      });
+      await lock.query('COMMIT');
+
+      const edit = await editedOriginal(slow);
+      expect(edit.body.content).toContain('exams');
+      expect(originalMessage(slow).flags & 64).toBe(0);
+      expect(originalMessage(slow).deleted).toBe(false);
+      // Deferred publicly before the answer was known: settled, answered privately, the deferral deleted.
+      await fake.waitForCall(isWebhook(refusedSlowly, 'DELETE', ORIGINAL));
+      expect(fake.callsOf(refusedSlowly).map((c) => c.method)).toEqual(['POST', 'PATCH', 'POST', 'DELETE']);
+    } finally {
+      await lock.query('ROLLBACK').catch(() => undefined);
+      await lock.end();
+    }
+  });
+
+  it('defers at once a command delivered late, and runs nothing when Discord no longer takes it', async () => {
+    try {
+      // 2.5 s old on arrival: no time for a window, so deferred first; the refusal then settles it.
+      fake.deliveredLateMs = 2_500;
+      const late = fake.command(CAROL, { operation: 'sizes', target: 'kasm' });
+      expect((await fake.waitForCall(isCallback(late))).body).toEqual({ type: 5, data: { flags: 0 } });
+      await fake.waitForCall(isWebhook(late, 'DELETE', ORIGINAL));
+      expect(fake.callsOf(late).map((c) => c.method)).toEqual(['POST', 'PATCH', 'POST', 'DELETE']);
+
+      // 3.5 s old: Discord refuses the acknowledgement, and the command is not run (nothing audited).
+      const audited = async () =>
+        Number(
+          (await adminQuery<{ n: string }>('SELECT count(*)::text AS n FROM dbops_audit', [], stateDb))[0]?.n,
+        );
+      const before = await audited();
+      fake.deliveredLateMs = 3_500;
+      const expired = fake.command(CAROL, { operation: 'sizes', target: 'staging' });
+      await fake.waitForCall(isCallback(expired));
+      await new Promise((r) => setTimeout(r, 500));
+      expect(fake.callsOf(expired)).toHaveLength(1);
+      expect(fake.interactions.get(expired.id)?.ack).toBeUndefined();
+      expect(await audited()).toBe(before);
+    } finally {
+      fake.deliveredLateMs = 0;
+    }
   });
 
   it('posts an approval card with buttons and a thread; refuses self-approval and unauthorized clicks privately', async () => {
@@ -528,7 +603,7 @@ describe('the Discord bot process', () => {
 
     // The sandbox request expired after 1 s; the next look at requests expires it and its card follows.
     const pending = fake.command(CAROL, { operation: 'pending' });
-    await fake.waitForCall(isWebhook(pending, 'POST'));
+    await fake.waitForCall(isCallback(pending));
     await expect.poll(() => fake.messages.get(soonExpired.id)?.components, { timeout: 5000 }).toEqual([]);
     expect(fake.messages.get(soonExpired.id)?.embeds[0]?.fields?.[0]?.value).toBe(
       'expired without enough approvals — nothing ran',
@@ -562,8 +637,11 @@ describe('the Discord bot process', () => {
   it('sends allowed_mentions { parse: [] } with every message it creates or edits', () => {
     const calls = fake.messageCalls();
     expect(calls.length).toBeGreaterThan(20);
-    for (const call of calls)
-      expect(call.body?.allowed_mentions, `${call.method} ${call.path}`).toEqual({ parse: [] });
+    for (const call of calls) {
+      // An interaction callback carries the message in `data`.
+      const body = /\/callback$/.test(call.path) ? call.body?.data : call.body;
+      expect(body?.allowed_mentions, `${call.method} ${call.path}`).toEqual({ parse: [] });
+    }
   });
 
   it('is ready on /readyz while connected, and reports a gateway it cannot reconnect to', async () => {

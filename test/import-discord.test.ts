@@ -63,7 +63,10 @@ afterAll(async () => {
 async function said(i: { token: string }, pattern: RegExp): Promise<string> {
   const call = await fake.waitForCall(
     (c: Call) =>
-      c.path.startsWith(`/webhooks/${fake.applicationId}/${i.token}`) && pattern.test(JSON.stringify(c.body)),
+      // A private refusal may be the interaction's first response (callback) or a webhook edit/follow-up.
+      (c.path.startsWith(`/webhooks/${fake.applicationId}/${i.token}`) ||
+        (c.path.startsWith('/interactions/') && c.path.includes(`/${i.token}/callback`))) &&
+      pattern.test(JSON.stringify(c.body)),
   );
   return JSON.stringify(call.body);
 }

@@ -92,6 +92,11 @@ const API_PREFIX = '/api/v10';
 const EPHEMERAL = 64;
 
 let lastSnowflake = BigInt(Date.now() - 1_420_070_400_000) << 22n;
+/** An id whose timestamp is `at` (ms since 1970), for interactions delivered late. */
+export function snowflakeAt(at: number): string {
+  return ((BigInt(at - 1_420_070_400_000) << 22n) | BigInt(Math.floor(Math.random() * 4096))).toString();
+}
+
 /** Increasing ids shaped like Discord's (timestamp since 2015 << 22). */
 export function snowflake(): string {
   const now = BigInt(Date.now() - 1_420_070_400_000) << 22n;
@@ -153,6 +158,8 @@ export class FakeDiscord {
   #port = 0;
   /** While true, every gateway connection is closed (4000) before HELLO: an outage. */
   dropConnections = false;
+  /** Interactions sent from now on were created this long before they are delivered (a slow gateway). */
+  deliveredLateMs = 0;
   /** Files served as Discord's CDN serves attachments (GET /attachments/<id>/<name>). */
   readonly hosted = new Map<string, { content: Buffer; contentType: string }>();
 
@@ -399,13 +406,15 @@ export class FakeDiscord {
   // ---- interactions the test sends ---------------------------------------------------------------------
 
   #interactionBase(user: FakeUser, type: number, channel: FakeChannel) {
-    const id = snowflake();
+    // A late delivery: created (id timestamp, and the start of the 3 s to acknowledge) that long ago.
+    const createdAt = Date.now() - this.deliveredLateMs;
+    const id = this.deliveredLateMs > 0 ? snowflakeAt(createdAt) : snowflake();
     const token = `itok-${randomBytes(24).toString('hex')}`;
     this.interactions.set(id, {
       id,
       token,
       type,
-      dispatchedAt: Date.now(),
+      dispatchedAt: createdAt,
       ack: undefined,
       sourceMessageId: undefined,
       originalId: undefined,

@@ -110,6 +110,18 @@ export class DiscordApi {
     return posted(data);
   }
 
+  /**
+   * The initial response of an interaction with its answer (callback type 4), instead of a deferral; flags
+   * 64 makes it ephemeral. Discord answers 204 with no message, so nothing is returned.
+   */
+  async respond(interactionId: string, token: string, message: OutgoingMessage): Promise<void> {
+    await this.#rest.post(Routes.interactionCallback(interactionId, token), {
+      body: { type: 4, data: messageBody(message) },
+      files: rawFiles(message),
+      auth: false,
+    });
+  }
+
   async deleteOriginal(applicationId: string, token: string): Promise<void> {
     await this.#rest.delete(Routes.webhookMessage(applicationId, token, '@original'), { auth: false });
   }

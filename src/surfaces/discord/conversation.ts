@@ -1,4 +1,4 @@
-// Where the answers to one invocation go: the deferred reply of a `/db` command, a reply to an `@dbops`
+// Where the answers to one invocation go: the initial or deferred reply of a `/db` command, a reply to an `@dbops`
 // message, or the private (ephemeral) reply to a button click or modal. Each knows how to answer publicly,
 // how to tell only the person, and which thread continues the conversation.
 import type { DiscordApi, OutgoingMessage, PostedMessage } from './api.js';
@@ -50,22 +50,39 @@ class RequestThread {
   }
 }
 
-/** A `/db` command: deferred publicly, answered by editing the deferred reply. */
+/**
+ * A `/db` command. Nothing is shown until the answer is known or the command turns out slow: a private
+ * answer (a refusal, a usage error) is then the ephemeral initial response itself, so the channel never
+ * sees "thinking…"; a public answer or a slow command is deferred publicly and answered by editing.
+ */
 export class CommandConversation implements Conversation {
   readonly privateOnly = false;
   readonly #api: DiscordApi;
+  readonly #interactionId: string;
   readonly #applicationId: string;
   readonly #token: string;
   readonly #place: Place;
   readonly #receivedAt: number;
+  readonly #sendDeferral: () => Promise<unknown>;
+  #deferral: Promise<void> | undefined;
+  /** The initial response was the private answer itself. */
+  #respondedPrivately = false;
   #posted: PostedMessage | undefined;
   readonly #thread: RequestThread;
 
-  constructor(api: DiscordApi, interaction: { applicationId: string; token: string }, place: Place) {
+  constructor(
+    api: DiscordApi,
+    interaction: { id: string; applicationId: string; token: string },
+    place: Place,
+    /** The public deferral ("thinking…"), sent at most once, when `defer()` is first called. */
+    sendDeferral: () => Promise<unknown>,
+  ) {
     this.#api = api;
+    this.#interactionId = interaction.id;
     this.#applicationId = interaction.applicationId;
     this.#token = interaction.token;
     this.#place = place;
+    this.#sendDeferral = sendDeferral;
     this.#thread = new RequestThread(api, place);
     this.#receivedAt = Date.now();
   }
@@ -74,11 +91,24 @@ export class CommandConversation implements Conversation {
     return Date.now() - this.#receivedAt < TOKEN_FRESH_MS;
   }
 
+  /** Whether Discord has had its initial response (a deferral or the answer). */
+  acknowledged(): boolean {
+    return this.#deferral !== undefined || this.#respondedPrivately;
+  }
+
+  /** Defers publicly, once; later calls wait for the same deferral. */
+  async defer(): Promise<void> {
+    this.#deferral ??= this.#sendDeferral().then(() => undefined);
+    await this.#deferral;
+  }
+
   answered(): boolean {
     return this.#posted !== undefined;
   }
 
   async answer(message: OutgoingMessage): Promise<PostedMessage> {
+    if (this.#respondedPrivately) throw new Error('the command was already answered privately');
+    await this.defer();
     if (this.#fresh()) {
       this.#posted = await this.#api.editOriginal(this.#applicationId, this.#token, message);
     } else if (this.#posted) {
@@ -90,11 +120,23 @@ export class CommandConversation implements Conversation {
   }
 
   /**
-   * The deferral was public, and a follow-up sent right after a deferral only replaces the "thinking"
-   * message (keeping it public). So the deferred reply is settled first, the private answer follows as
-   * ephemeral follow-ups, and the settled reply is deleted.
+   * Not acknowledged yet: the first message is the ephemeral initial response, the rest ephemeral
+   * follow-ups. Deferred publicly already: a follow-up sent right after a deferral only replaces the
+   * "thinking" message (keeping it public), so the deferred reply is settled first, the private answer
+   * follows as ephemeral follow-ups, and the settled reply is deleted.
    */
   async whisper(messages: readonly OutgoingMessage[]): Promise<void> {
+    if (!this.acknowledged()) {
+      const [first, ...rest] = messages;
+      if (!first) return;
+      this.#respondedPrivately = true;
+      await this.#api.respond(this.#interactionId, this.#token, { ...first, flags: EPHEMERAL });
+      for (const message of rest) {
+        await this.#api.followUp(this.#applicationId, this.#token, { ...message, flags: EPHEMERAL });
+      }
+      return;
+    }
+    await this.#deferral;
     if (!this.#fresh()) return;
     const settle = !this.#posted;
     if (settle) {

@@ -122,21 +122,54 @@ export class DiscordHandlers {
   }
 
   async #command(interaction: ChatInputCommandInteraction): Promise<void> {
+    const receivedAt = Date.now();
     if (!(await this.#claim(`interaction:${interaction.id}`))) return;
-    // Acknowledge first, whatever the operation costs: a deferred reply has 15 minutes.
-    if (!(await this.#ack(interaction, () => interaction.deferReply()))) return;
     const text = commandText({
       operation: interaction.options.getString(OPTION.operation),
       target: interaction.options.getString(OPTION.target),
       args: interaction.options.getString(OPTION.args),
     });
     const where = locate(interaction.channel, interaction.channelId ?? '');
-    const conversation = new CommandConversation(this.#api, interaction, where.place);
+    const conversation = new CommandConversation(this.#api, interaction, where.place, () =>
+      interaction.deferReply(),
+    );
+    // The command runs while Discord waits: parsing and policy answer within the window, so a refusal or
+    // usage error is answered privately without a public "thinking…" first; anything slower is deferred.
+    // Delivered too late for a window (a replay, a slow claim): deferred first, and nothing runs unless
+    // Discord takes the deferral.
+    const window = answerWindow(interaction.createdTimestamp, receivedAt, Date.now());
+    if (window === 0 && !(await this.#ack(interaction, () => conversation.defer()))) return;
+    // The rows of a large result count against the process's budget until the answer is delivered.
+    await withResultScope(async () => {
+      const work = this.#commandReply(interaction, text, where, conversation);
+      if (!(await settlesWithin(work, window)) && !conversation.acknowledged()) {
+        if (!(await this.#ack(interaction, () => conversation.defer()))) {
+          // Too late for Discord: the command still finishes (and is audited), but cannot be answered.
+          await work.catch(() => undefined);
+          return;
+        }
+      }
+      await this.#deliver(conversation, await work);
+    });
+  }
+
+  /** The core's reply to a `/db` command: its file downloaded (or the reason it could not be), then dispatched. */
+  async #commandReply(
+    interaction: ChatInputCommandInteraction,
+    text: string,
+    where: { channel: string; thread?: string },
+    conversation: CommandConversation,
+  ): Promise<Reply> {
     const attached = interaction.options.getAttachment(OPTION.file);
-    const files = await this.#download(attached ? [attached] : [], conversation);
-    if (!files) return;
+    let files: { attachments?: InvocationFile[] };
+    try {
+      files = await this.#fetchFiles(attached ? [attached] : []);
+    } catch (err) {
+      if (!isUserError(err)) throw err;
+      return replyOf({ status: 'invalid', requestId: null, code: err.code, message: err.message });
+    }
     const inv = { ...invocation(identityOf(interaction.user), text, where), ...files };
-    await this.#run(inv, conversation, this.#threadFor(conversation, text));
+    return await this.#dispatch(inv, this.#threadFor(conversation, text));
   }
 
   /**
@@ -147,26 +180,29 @@ export class DiscordHandlers {
     remote: readonly RemoteFile[],
     conversation: Conversation,
   ): Promise<{ attachments?: InvocationFile[] } | undefined> {
-    if (remote.length === 0) return {};
     try {
-      const attachments: InvocationFile[] = [];
-      for (const file of remote) {
-        attachments.push(
-          await downloadFile(
-            { name: file.name, size: file.size, url: file.url },
-            { cap: fileByteCap(this.#deps.config), origins: this.#deps.fileOrigins ?? [] },
-          ),
-        );
-      }
-      return { attachments };
+      return await this.#fetchFiles(remote);
     } catch (err) {
       if (!isUserError(err)) throw err;
       const answer = replyOf({ status: 'invalid', requestId: null, code: err.code, message: err.message });
-      await deliverReply(this.#deps, conversation, answer).catch((deliverErr: unknown) =>
-        this.#deps.log.error({ err: safeError(deliverErr) }, 'could not deliver the answer to discord'),
-      );
+      await this.#deliver(conversation, answer);
       return undefined;
     }
+  }
+
+  /** The files sent with a command as `{ attachments }`; a user error when one cannot be had. */
+  async #fetchFiles(remote: readonly RemoteFile[]): Promise<{ attachments?: InvocationFile[] }> {
+    if (remote.length === 0) return {};
+    const attachments: InvocationFile[] = [];
+    for (const file of remote) {
+      attachments.push(
+        await downloadFile(
+          { name: file.name, size: file.size, url: file.url },
+          { cap: fileByteCap(this.#deps.config), origins: this.#deps.fileOrigins ?? [] },
+        ),
+      );
+    }
+    return { attachments };
   }
 
   async #button(interaction: ButtonInteraction): Promise<void> {
@@ -244,19 +280,28 @@ export class DiscordHandlers {
   ): Promise<Reply> {
     // The rows of a large result count against the process's budget until the answer is delivered.
     return await withResultScope(async () => {
-      this.#deps.progress.register(inv, progress);
-      const reply = await withInvocationFiles(inv, () => this.#deps.app.core.dispatch(inv));
-      await this.#deps.progress.settle(inv);
-      try {
-        await deliverReply(this.#deps, conversation, reply);
-      } catch (err) {
-        this.#deps.log.error(
-          { err: safeError(err), requestId: reply.requestId },
-          'could not deliver the answer to discord',
-        );
-      }
+      const reply = await this.#dispatch(inv, progress);
+      await this.#deliver(conversation, reply);
       return reply;
     });
+  }
+
+  async #dispatch(inv: Invocation, progress: ProgressSink | undefined): Promise<Reply> {
+    this.#deps.progress.register(inv, progress);
+    const reply = await withInvocationFiles(inv, () => this.#deps.app.core.dispatch(inv));
+    await this.#deps.progress.settle(inv);
+    return reply;
+  }
+
+  async #deliver(conversation: Conversation, reply: Reply): Promise<void> {
+    try {
+      await deliverReply(this.#deps, conversation, reply);
+    } catch (err) {
+      this.#deps.log.error(
+        { err: safeError(err), requestId: reply.requestId },
+        'could not deliver the answer to discord',
+      );
+    }
   }
 
   /** Progress of a command goes in a thread started from its answer ("running…" until it is done). */
@@ -280,6 +325,46 @@ export class DiscordHandlers {
     } catch {
       return undefined;
     }
+  }
+}
+
+/** How long a `/db` command may take before it is deferred: answers within it need no "thinking…". */
+export const ANSWER_WINDOW_MS = 1_500;
+/** Discord's deadline for the initial response, counted from the interaction's creation. */
+const INITIAL_RESPONSE_MS = 3_000;
+/** Kept free before that deadline for the deferral's own round trip (and clocks that disagree). */
+const DEFERRAL_MARGIN_MS = 1_000;
+
+/**
+ * How much longer to wait for the answer before deferring: the window counted from receipt, never past
+ * Discord's deadline less the margin (counted from the id's timestamp), never negative.
+ */
+export function answerWindow(
+  createdAt: number,
+  receivedAt: number,
+  now: number,
+  windowMs = ANSWER_WINDOW_MS,
+): number {
+  const ours = receivedAt + windowMs - now;
+  const discords = createdAt + INITIAL_RESPONSE_MS - DEFERRAL_MARGIN_MS - now;
+  return Math.max(0, Math.min(ours, discords));
+}
+
+/** True when `work` settled (either way) within `ms`. */
+async function settlesWithin(work: Promise<unknown>, ms: number): Promise<boolean> {
+  if (ms <= 0) return false;
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<boolean>((done) => {
+    timer = setTimeout(() => done(false), ms);
+  });
+  const settled = work.then(
+    () => true,
+    () => true,
+  );
+  try {
+    return await Promise.race([settled, late]);
+  } finally {
+    clearTimeout(timer);
   }
 }
 
