@@ -7,6 +7,7 @@ import type { Logger } from './core/log.js';
 import { TargetPools } from './engine/target-db.js';
 import type { Metrics } from './observability/metrics.js';
 import { runPackCommand } from './packs/command.js';
+import type { LoadedPack } from './packs/load.js';
 import { loadConfiguredPacks, packCatalogEntries } from './packs/registry.js';
 import { PgStateStore } from './state/pg-store.js';
 import type { StateStore } from './state/types.js';
@@ -40,10 +41,12 @@ export interface AppOptions {
   metrics?: Metrics;
   /** The lease of an approved run (CoreDeps.runLeaseMs); tests shorten it. */
   runLeaseMs?: number;
+  /** These packs instead of the configured ones (`dbops pack test` runs exactly the pack under test). */
+  packs?: LoadedPack[];
 }
 
 export async function createApp(options: AppOptions): Promise<App> {
-  const packs = loadConfiguredPacks(options.config);
+  const packs = options.packs ?? loadConfiguredPacks(options.config);
   const catalog = new Catalog(operations, packCatalogEntries(packs, { runCommand: runPackCommand }));
   const state = await PgStateStore.open(options.config.state.url, { log: options.log });
   try {

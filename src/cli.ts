@@ -19,6 +19,8 @@ import { DEMO_TRY_FIRST, onExitCleanup, startDemoEnvironment } from './demo/envi
 import { Metrics } from './observability/metrics.js';
 import { serviceSettings, startHealthServer, stateProbe } from './observability/server.js';
 import type { LoadedPack } from './packs/load.js';
+import { configSettingWarnings } from './packs/names.js';
+import { packCli } from './packs/pack-test.js';
 import { loadConfiguredPacks } from './packs/registry.js';
 import { defaultExportDir, describeSaved, saveAttachments } from './surfaces/attachments.js';
 import { runConsole } from './surfaces/console.js';
@@ -35,6 +37,7 @@ Usage:
   dbops check-config [--config FILE]
   dbops start [--config FILE]
   dbops discord register [--config FILE] [--guild ID]
+  dbops pack test <dir> [--fixtures FILE.sql] [--pg 15|17] [--execute] [--set NAME=VALUE]
 
 The config file defaults to $DBOPS_CONFIG, then ./dbops.yaml. Secrets come from the environment
 (\${VAR} references in the file). Logs: $DBOPS_LOG_FILE (JSON lines), level $DBOPS_LOG_LEVEL.
@@ -235,6 +238,7 @@ async function checkConfig(argv: string[]): Promise<number> {
   process.stdout.write(
     `${path}: valid (${Object.keys(config.targets).length} targets, ${Object.keys(config.people).length} people, ${packs.length} packs)\n\n`,
   );
+  for (const warning of configSettingWarnings(config, packs)) process.stdout.write(`warning: ${warning}\n`);
   const checks = await checkTargets(config, { packs });
   process.stdout.write(`${formatCheckReport(checks)}\n`);
   return checks.every((c) => c.reachable) && expectationProblems(checks).length === 0 ? 0 : 1;
@@ -420,6 +424,8 @@ async function main(argv: string[]): Promise<number> {
       return await start(rest);
     case 'discord':
       return await discord(rest);
+    case 'pack':
+      return await packCli(rest, (line) => process.stdout.write(`${line}\n`));
     case undefined:
     case 'help':
     case '--help':
