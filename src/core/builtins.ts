@@ -1,4 +1,6 @@
 // Built-in commands beside the catalog: help, targets, pending, status, approve, deny, cancel, audit.
+
+import { helpTarget } from '../packs/help-target.js';
 import type { ApprovalRequest, AuditRecord, TransitionRefusal } from '../state/types.js';
 import type { Builtin } from './catalog.js';
 import { BUILTINS } from './catalog.js';
@@ -117,7 +119,7 @@ function aboutRequest(request: ApprovalRequest) {
 }
 
 const help: Handler = async (core, ctx, tokens) => {
-  const [topic] = words(tokens);
+  const [topic, about] = words(tokens);
   if (topic) {
     const name = topic.toLowerCase();
     if ((BUILTINS as readonly string[]).includes(name)) {
@@ -156,8 +158,9 @@ const help: Handler = async (core, ctx, tokens) => {
       ];
       return ok(ctx, `help ${asTarget.name}`, lines.join('\n'));
     }
-    const bound = await core.boundTarget(ctx.inv);
-    const spec = core.catalog.resolve(name, bound) ?? core.catalog.anyPackSpec(name);
+    // `help users kasm`: the operation of that target's pack, not whichever pack defines it first.
+    const bound = about ? helpTarget(core, ctx.person, about) : await core.boundTarget(ctx.inv);
+    const spec = core.catalog.resolve(name, bound) ?? (about ? undefined : core.catalog.anyPackSpec(name));
     const isGlobal = core.catalog.get(name) !== undefined;
     if (!spec) {
       const guesses = closest(name, [...core.catalog.allNames(), ...BUILTINS]);
