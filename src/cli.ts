@@ -21,7 +21,7 @@ import { serviceSettings, startHealthServer, stateProbe } from './observability/
 import type { LoadedPack } from './packs/load.js';
 import { configSettingWarnings } from './packs/names.js';
 import { packCli } from './packs/pack-test.js';
-import { loadConfiguredPacks } from './packs/registry.js';
+import { checkCatalog, loadConfiguredPacks } from './packs/registry.js';
 import { defaultExportDir, describeSaved, saveAttachments } from './surfaces/attachments.js';
 import { runConsole } from './surfaces/console.js';
 import { registerDiscordCommands } from './surfaces/discord/register.js';
@@ -247,6 +247,13 @@ async function checkConfig(argv: string[]): Promise<number> {
 async function start(argv: string[]): Promise<number> {
   const { values } = parseArgs({ args: argv, options: { config: { type: 'string' } } });
   const config = loadConfigOrExit(configPath(values.config));
+  try {
+    checkCatalog(config); // a broken pack stops start-up now, not after the state database is reached
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    process.stderr.write(`dbops: ${err.message}\n`);
+    return 2;
+  }
   const log = createLogger({ level: env.DBOPS_LOG_LEVEL ?? 'info' });
   const settings = serviceSettings(env);
   // How often this replica looks for overdue approval requests (each request expires once whichever looks).

@@ -101,6 +101,31 @@ describe('check-config catches what exec would refuse', () => {
   });
 });
 
+describe('dbops start with an invalid catalog', () => {
+  it('stops at once with the error and file:line, without waiting for the state database', async () => {
+    const dir = writePack('start', 'shop', {
+      'pack.yaml': 'name: shop\ndescription: shop\n',
+      'locks.yaml': 'name: locks\nsummary: clashes\nrisk: read\nsql: SELECT 1 AS one\n',
+    });
+    const file = join(work, 'start.yaml');
+    writeFileSync(
+      file,
+      configText(dir, `  shop: { url: "\${DB_URL}", environment: production, packs: [shop] }`),
+    );
+    // The state database is unreachable (port 1): before the catalog check, start kept retrying it.
+    const run = await execa('node', [CLI, 'start', '--config', file], {
+      env: { PATH: process.env.PATH ?? '', DB_URL: 'postgres://nobody@127.0.0.1:1/none', DBOPS_HTTP_PORT: '0' },
+      extendEnv: false,
+      reject: false,
+      timeout: 30_000,
+    });
+    expect(run.timedOut).toBe(false);
+    expect(run.exitCode).toBe(2);
+    expect(run.stderr).toMatch(/shop\/locks\.yaml:1: name: locks is a dbops operation on every target/);
+    expect(run.stdout).not.toContain('retrying');
+  }, 60_000);
+});
+
 describe('/db help <operation> <target>', () => {
   let app: App;
   beforeAll(async () => {

@@ -2,7 +2,7 @@
 import { existsSync } from 'node:fs';
 import { catalog as operations } from '../../commands/index.js';
 import type { Config } from '../config/schema.js';
-import type { PackOperations } from '../core/catalog.js';
+import { Catalog, type PackOperations } from '../core/catalog.js';
 import { ConfigError } from '../core/errors.js';
 import { closest } from '../core/suggest.js';
 import { builtinPacksDir, type LoadedPack, loadPacks } from './load.js';
@@ -101,4 +101,19 @@ export function packCatalogEntries(
       lookup: op.def.lookup,
     })),
   }));
+}
+
+/**
+ * The whole operation catalog as a process would build it (catalog operations and the configured packs),
+ * or a ConfigError naming every problem — so `dbops start` stops at once instead of waiting for a state
+ * database it would never use.
+ */
+export function checkCatalog(config: Config): LoadedPack[] {
+  const packs = loadConfiguredPacks(config);
+  try {
+    new Catalog(operations, packCatalogEntries(packs));
+  } catch (err) {
+    throw new ConfigError([err instanceof Error ? err.message : String(err)]);
+  }
+  return packs;
 }
