@@ -37,7 +37,7 @@ Usage:
   dbops check-config [--config FILE]
   dbops start [--config FILE]
   dbops discord register [--config FILE] [--guild ID]
-  dbops pack test <dir> [--fixtures FILE.sql] [--pg 15|17] [--execute] [--set NAME=VALUE]
+  dbops pack test DIR [--fixtures FILE.sql] [--pg 17] [--execute] [--set K=V]
 
 The config file defaults to $DBOPS_CONFIG, then ./dbops.yaml. Secrets come from the environment
 (\${VAR} references in the file). Logs: $DBOPS_LOG_FILE (JSON lines), level $DBOPS_LOG_LEVEL.

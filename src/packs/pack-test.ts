@@ -28,10 +28,13 @@ export interface PackTestOptions {
   write: (line: string) => void;
 }
 
-const USAGE = `usage: dbops pack test <dir> [--fixtures FILE.sql] [--pg 15|17] [--execute] [--set NAME=VALUE]…
-Validates the pack, starts a throwaway PostgreSQL, loads the fixtures and runs each operation's
-examples: reads run, destructive operations show their preview (--execute approves and runs them).
-Exit codes: 0 every example ran, 1 an example failed, 2 the pack or the arguments are invalid.`;
+const USAGE = `usage: dbops pack test <dir> [--fixtures FILE.sql] [--pg 15|17] [--execute]
+                      [--set NAME=VALUE]…
+Validates the pack, starts a throwaway PostgreSQL, loads the fixtures and runs
+each operation's examples: reads run, destructive operations show their preview
+(--execute approves and runs them). See docs/packs.md.
+Exit codes: 0 every example ran, 1 an example failed, 2 the pack, the fixtures
+or the arguments are invalid.`;
 
 const PACK_TEST_OPTIONS = {
   fixtures: { type: 'string' },
@@ -89,8 +92,17 @@ function testConfig(pack: LoadedPack, settings: Record<string, string>): string 
   return `${JSON.stringify(config, null, 2)}\n`;
 }
 
-async function loadFixtures(url: string, file: string): Promise<void> {
-  const sql = await readFile(file, 'utf8');
+async function readFixtures(file: string): Promise<string> {
+  try {
+    return await readFile(file, 'utf8');
+  } catch (err) {
+    throw new ConfigError([
+      `${file}: cannot read the fixtures (${(err as NodeJS.ErrnoException).code ?? err})`,
+    ]);
+  }
+}
+
+async function loadFixtures(url: string, file: string, sql: string): Promise<void> {
   const client = new pg.Client({ connectionString: url });
   await client.connect();
   try {
@@ -155,6 +167,13 @@ export async function packTest(options: PackTestOptions): Promise<number> {
   const withExamples = pack.operations.filter((op) => (op.def.examples ?? []).length > 0);
   write(`${pack.name}: valid, ${pack.operations.length} operations (${withExamples.length} with examples)`);
 
+  let fixtures: string | undefined;
+  try {
+    if (options.fixtures) fixtures = await readFixtures(options.fixtures);
+  } catch (err) {
+    write(err instanceof Error ? err.message : String(err));
+    return 2;
+  }
   const work = await mkdtemp(join(tmpdir(), 'dbops-pack-test-'));
   let server: ThrowawayPostgres | undefined;
   let starting: Promise<ThrowawayPostgres> | undefined;
@@ -185,8 +204,8 @@ export async function packTest(options: PackTestOptions): Promise<number> {
     } finally {
       await admin.end();
     }
-    if (options.fixtures) {
-      await loadFixtures(server.url('fixtures'), options.fixtures);
+    if (options.fixtures && fixtures !== undefined) {
+      await loadFixtures(server.url('fixtures'), options.fixtures, fixtures);
       write(`loaded ${options.fixtures}`);
     }
     const configPath = join(work, 'dbops.yaml');
@@ -282,7 +301,11 @@ export async function packCli(argv: readonly string[], write: (line: string) => 
     return 0;
   }
   const [dir, ...extra] = positionals;
-  if (!dir || extra.length > 0 || (values.pg !== undefined && values.pg !== '15' && values.pg !== '17')) {
+  if (values.pg !== undefined && values.pg !== '15' && values.pg !== '17') {
+    write(`--pg ${values.pg}: the throwaway server is PostgreSQL 15 or 17\n${USAGE}`);
+    return 2;
+  }
+  if (!dir || extra.length > 0) {
     write(USAGE);
     return 2;
   }
