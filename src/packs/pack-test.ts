@@ -219,7 +219,9 @@ export async function packTest(options: PackTestOptions): Promise<number> {
     );
     if (configProblems.length > 0) {
       for (const problem of configProblems) write(problem);
-      write(`${options.dir}: the pack cannot be tested as set (${configProblems.length} problems)`);
+      write(
+        `${options.dir}: the pack cannot be tested as set (${configProblems.length} problem${configProblems.length === 1 ? '' : 's'})`,
+      );
       return 2;
     }
     const app = await createApp({
