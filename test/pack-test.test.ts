@@ -78,6 +78,14 @@ describe('dbops pack test', () => {
     expect(run.stdout).not.toContain('starting a throwaway PostgreSQL');
   });
 
+  it('names missing or unknown settings as --set before starting a server', async () => {
+    const run = await dbops(['pack', 'test', 'commands/packs/capsul', '--set', 'colour=red']);
+    expect(run.exitCode).toBe(2);
+    expect(run.stdout).toContain('--set expected_schema_version: the capsul pack needs this setting');
+    expect(run.stdout).toContain('--set colour: the capsul pack has no such setting');
+    expect(run.stdout).not.toContain('starting a throwaway PostgreSQL');
+  });
+
   it('refuses operation names of built-ins and catalog operations with file:line', async () => {
     const dir = writePack('clash', 'shop', {
       'pack.yaml': MANIFEST('shop'),

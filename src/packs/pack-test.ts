@@ -193,6 +193,21 @@ export async function packTest(options: PackTestOptions): Promise<number> {
   await loadEmbeddedPostgres(moduleName);
   const restoreSignals = stopOnSignals(stopAll, write);
   try {
+    // The settings are checked before a server is started for nothing (the URLs are not used yet).
+    const configPath = join(work, 'dbops.yaml');
+    await writeFile(configPath, testConfig(pack, options.settings ?? {}), { mode: 0o600 });
+    const unused = 'postgres://127.0.0.1:1/unused';
+    const draft = loadConfigFile(configPath, { [STATE_URL]: unused, [TARGET_URL]: unused });
+    const configProblems = checkConfigPacks(draft, [pack]).map((p) =>
+      p.replace(`targets.${pack.name}.settings.${pack.name}.`, '--set '),
+    );
+    if (configProblems.length > 0) {
+      for (const problem of configProblems) write(problem);
+      write(
+        `${options.dir}: the pack cannot be tested as set (${configProblems.length} problem${configProblems.length === 1 ? '' : 's'})`,
+      );
+      return 2;
+    }
     write(`starting a throwaway PostgreSQL ${options.pg ?? '15'}…`);
     starting = startThrowawayPostgres({ prefix: 'dbops-pack-test-pg-', moduleName });
     server = await starting;
@@ -208,22 +223,10 @@ export async function packTest(options: PackTestOptions): Promise<number> {
       await loadFixtures(server.url('fixtures'), options.fixtures, fixtures);
       write(`loaded ${options.fixtures}`);
     }
-    const configPath = join(work, 'dbops.yaml');
-    await writeFile(configPath, testConfig(pack, options.settings ?? {}), { mode: 0o600 });
     const config = loadConfigFile(configPath, {
       [STATE_URL]: server.url('dbops_state'),
       [TARGET_URL]: server.url('fixtures'),
     });
-    const configProblems = checkConfigPacks(config, [pack]).map((p) =>
-      p.replace(`targets.${pack.name}.settings.${pack.name}.`, '--set '),
-    );
-    if (configProblems.length > 0) {
-      for (const problem of configProblems) write(problem);
-      write(
-        `${options.dir}: the pack cannot be tested as set (${configProblems.length} problem${configProblems.length === 1 ? '' : 's'})`,
-      );
-      return 2;
-    }
     const app = await createApp({
       config,
       log: createLogger({ level: 'silent' }),
