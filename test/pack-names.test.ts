@@ -114,7 +114,11 @@ describe('dbops start with an invalid catalog', () => {
     );
     // The state database is unreachable (port 1): before the catalog check, start kept retrying it.
     const run = await execa('node', [CLI, 'start', '--config', file], {
-      env: { PATH: process.env.PATH ?? '', DB_URL: 'postgres://nobody@127.0.0.1:1/none', DBOPS_HTTP_PORT: '0' },
+      env: {
+        PATH: process.env.PATH ?? '',
+        DB_URL: 'postgres://nobody@127.0.0.1:1/none',
+        DBOPS_HTTP_PORT: '0',
+      },
       extendEnv: false,
       reject: false,
       timeout: 30_000,
@@ -166,6 +170,11 @@ describe('/db help <operation> <target>', () => {
 
   it('an operation the target has not is unknown there, not explained from another pack', async () => {
     const reply = await help('/db help workspaces-per-template kasm');
-    expect(reply.text).toContain('unknown operation `workspaces-per-template`');
+    expect(reply.status).toBe('invalid');
+    expect(reply.text).toContain(
+      'kasm has no operation workspaces-per-template: it belongs to the coder pack, which kasm does not use',
+    );
+    const nothing = await help('/db help no-such-thing kasm');
+    expect(nothing.text).toContain('unknown operation `no-such-thing`');
   });
 });

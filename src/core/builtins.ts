@@ -1,6 +1,6 @@
 // Built-in commands beside the catalog: help, targets, pending, status, approve, deny, cancel, audit.
 
-import { helpTarget } from '../packs/help-target.js';
+import { helpSpec, helpTarget } from '../packs/help-target.js';
 import type { ApprovalRequest, AuditRecord, TransitionRefusal } from '../state/types.js';
 import type { Builtin } from './catalog.js';
 import { BUILTINS } from './catalog.js';
@@ -160,7 +160,10 @@ const help: Handler = async (core, ctx, tokens) => {
     }
     // `help users kasm`: the operation of that target's pack, not whichever pack defines it first.
     const bound = about ? helpTarget(core, ctx.person, about) : await core.boundTarget(ctx.inv);
-    const spec = core.catalog.resolve(name, bound) ?? (about ? undefined : core.catalog.anyPackSpec(name));
+    const spec =
+      about && bound
+        ? helpSpec(core.catalog, name, bound)
+        : (core.catalog.resolve(name, bound) ?? core.catalog.anyPackSpec(name));
     const isGlobal = core.catalog.get(name) !== undefined;
     if (!spec) {
       const guesses = closest(name, [...core.catalog.allNames(), ...BUILTINS]);

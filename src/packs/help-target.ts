@@ -2,6 +2,7 @@
 import type { ResolvedPerson, ResolvedTarget } from '../config/schema.js';
 import { quoteInput } from '../core/args.js';
 import { UserError } from '../core/errors.js';
+import type { AnyOperation } from '../core/operation.js';
 import { closest } from '../core/suggest.js';
 
 interface HelpCore {
@@ -23,5 +24,29 @@ export function helpTarget(core: HelpCore, person: ResolvedPerson | undefined, w
   throw new UserError(
     'unknown_target',
     `unknown target ${quoteInput(word)}${guesses.length > 0 ? ` — did you mean ${guesses.map((g) => `\`${g}\``).join(' or ')}?` : ''}; targets you may use: ${visible.map((t) => t.name).join(', ') || 'none'}`,
+  );
+}
+
+interface HelpCatalog {
+  resolve(name: string, target: { packs: readonly string[] } | undefined): AnyOperation | undefined;
+  packsDefining(name: string): string[];
+}
+
+/**
+ * The operation `name` as `target` has it; when only other packs define it, says which (help must not
+ * explain another pack's operation under this target's name). Undefined when nothing defines it.
+ */
+export function helpSpec(
+  catalog: HelpCatalog,
+  name: string,
+  target: ResolvedTarget,
+): AnyOperation | undefined {
+  const spec = catalog.resolve(name, target);
+  if (spec) return spec;
+  const packs = catalog.packsDefining(name);
+  if (packs.length === 0) return undefined;
+  throw new UserError(
+    'unknown_operation',
+    `${target.name} has no operation ${name}: it belongs to the ${packs.join(' and ')} pack${packs.length > 1 ? 's' : ''}, which ${target.name} does not use`,
   );
 }
