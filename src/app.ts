@@ -9,6 +9,7 @@ import { registerUrlSecrets } from './engine/redact.js';
 import { type OwnBackend, TargetPools } from './engine/target-db.js';
 import type { Metrics } from './observability/metrics.js';
 import { runPackCommand } from './packs/command.js';
+import type { LoadedPack } from './packs/load.js';
 import { loadConfiguredPacks, packCatalogEntries } from './packs/registry.js';
 import { ReplicaPids } from './state/backends.js';
 import { OutcomeJournal } from './state/journal.js';
@@ -47,10 +48,12 @@ export interface AppOptions {
   runLeaseMs?: number;
   /** Waits between attempts to record a run's outcome before it is journaled (tests shorten them). */
   outcomeRetryDelaysMs?: readonly number[];
+  /** These packs instead of the configured ones (`dbops pack test` runs exactly the pack under test). */
+  packs?: LoadedPack[];
 }
 
 export async function createApp(options: AppOptions): Promise<App> {
-  const packs = loadConfiguredPacks(options.config);
+  const packs = options.packs ?? loadConfiguredPacks(options.config);
   const catalog = new Catalog(operations, packCatalogEntries(packs, { runCommand: runPackCommand }));
   const state = await PgStateStore.open(options.config.state.url, { log: options.log });
   try {

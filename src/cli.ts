@@ -79,6 +79,11 @@ async function main(argv: string[]): Promise<number> {
       const { discordRegister } = await import('./cli/discord.js');
       return await discordRegister(args);
     }
+    case 'pack': {
+      // pack-test loads only the loader and embedded PostgreSQL; it parses its own options.
+      const { packCli } = await import('./packs/pack-test.js');
+      return await packCli(rest, (line) => process.stdout.write(`${line}\n`));
+    }
     case 'help':
     case '--help':
     case '-h':

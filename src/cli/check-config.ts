@@ -2,6 +2,7 @@
 import { checkTargets, expectationProblems, formatCheckReport } from '../config/check.js';
 import { ConfigError } from '../core/errors.js';
 import type { LoadedPack } from '../packs/load.js';
+import { configSettingWarnings } from '../packs/names.js';
 import { loadConfiguredPacks } from '../packs/registry.js';
 import type { CHECK_CONFIG_OPTIONS, parseCommand } from './args.js';
 import { configPath, loadConfigOrExit } from './shared.js';
@@ -25,6 +26,7 @@ export async function checkConfig({ values }: CheckConfigArgs): Promise<number> 
   process.stdout.write(
     `${path}: valid (${Object.keys(config.targets).length} targets, ${Object.keys(config.people).length} people, ${packs.length} packs)\n\n`,
   );
+  for (const warning of configSettingWarnings(config, packs)) process.stdout.write(`warning: ${warning}\n`);
   const checks = await checkTargets(config, { packs });
   process.stdout.write(`${formatCheckReport(checks)}\n`);
   return checks.every((c) => c.reachable) && expectationProblems(checks).length === 0 ? 0 : 1;

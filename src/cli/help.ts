@@ -129,7 +129,18 @@ ${CONFIG_OPTION}
 Exits 0 when registered, 1 when Discord refused, 2 on a usage or config
 error.`,
   },
-  // `pack test` (a pack author's loop) takes its place here.
+  {
+    name: 'pack test',
+    summary: "try a pack's examples against a throwaway PostgreSQL",
+    usage: 'dbops pack test DIR [--fixtures FILE.sql] [--pg 15|17] [--execute] [--set K=V]',
+    details: `Validates the pack as start-up does, starts a throwaway PostgreSQL, loads
+the fixtures and runs each operation's examples: reads run, destructive
+operations show their preview (--execute approves and runs them). See
+docs/packs.md.
+
+Exits 0 when every example ran, 1 when an example failed, 2 when the pack,
+the fixtures or the arguments are invalid.`,
+  },
 ];
 
 export function findCommand(name: string): CommandHelp | undefined {

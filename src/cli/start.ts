@@ -5,6 +5,7 @@ import { ConfigError } from '../core/errors.js';
 import { createLogger, redactSecrets } from '../core/log.js';
 import { Metrics } from '../observability/metrics.js';
 import { serviceSettings, startHealthServer, stateProbe } from '../observability/server.js';
+import { checkCatalog } from '../packs/registry.js';
 import { startSurfaces } from '../surfaces/start.js';
 import type { parseCommand, START_OPTIONS } from './args.js';
 import { configPath, env, loadConfigOrExit } from './shared.js';
@@ -13,6 +14,13 @@ export type StartArgs = ReturnType<typeof parseCommand<typeof START_OPTIONS>>;
 
 export async function start({ values }: StartArgs): Promise<number> {
   const config = loadConfigOrExit(configPath(values.config));
+  try {
+    checkCatalog(config); // a broken pack stops start-up now, not after the state database is reached
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    process.stderr.write(`dbops: ${err.message}\n`);
+    return 2;
+  }
   const log = createLogger({ level: env.DBOPS_LOG_LEVEL ?? 'info' });
   const settings = serviceSettings(env);
   // How often this replica looks for overdue approval requests (each request expires once whichever looks).

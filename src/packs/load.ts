@@ -6,6 +6,7 @@ import { LineCounter, parseDocument } from 'yaml';
 import type { z } from 'zod';
 import { dotted, Locator, type Path } from '../config/yaml-locator.js';
 import { ConfigError } from '../core/errors.js';
+import { exampleProblems } from './examples.js';
 import { type CompiledSql, compileNamedParams } from './named-params.js';
 import {
   type PackManifest,
@@ -32,6 +33,8 @@ export interface LoadedPackOperation {
   def: PackOperationDef;
   /** Where it was defined, for messages. */
   file: string;
+  /** `file:line` of a key in the operation's file, as messages name it (`users.yaml:1` when unknown). */
+  at?: (path: Path) => string;
   /** The forms of its SQL in the order they are tried (the top-level SQL is the one variant of most). */
   variants: LoadedVariant[];
   /** command.state_sql, and the placeholder names its columns provide. */
@@ -43,6 +46,8 @@ export interface LoadedPack {
   manifest: PackManifest;
   dir: string;
   operations: LoadedPackOperation[];
+  /** `file:line` of a key in pack.yaml. */
+  at?: (path: Path) => string;
 }
 
 /** The packs that ship with dbops (commands/packs), found from src/packs or dist/src/packs alike. */
@@ -218,6 +223,9 @@ function loadOperation(
   if (!parsed) return undefined;
   const { value: def, locator } = parsed;
   checkShape(def, shown, locator, problems);
+  for (const { index, reason } of exampleProblems(def)) {
+    problems.push(`${shown}:${locator.line(['examples', index])}: examples.${index}: ${reason}`);
+  }
   const known = new Set([...def.args.map((a) => a.name), ...settings]);
   const compileBody = (body: Body, path: Path, requires: PackRequires | undefined, label?: string) => {
     const variant: LoadedVariant = {
@@ -251,6 +259,7 @@ function loadOperation(
   const op: LoadedPackOperation = {
     def,
     file,
+    at: (path) => `${shown}:${locator.line(path)}`,
     variants: def.variants
       ? def.variants.map((v, i) => compileBody(v, ['variants', i], v.requires, v.label))
       : [compileBody(def, [], def.requires)],
@@ -322,7 +331,15 @@ export function loadPackDir(dir: string, problems: string[], base = dir): Loaded
   }
   if (files.length === 0) problems.push(`${show(dir)}: the pack has no operation files`);
   if (problems.length > before) return undefined;
-  return { name: manifest.value.name, manifest: manifest.value, dir, operations };
+  const shownManifest = show(manifestFile);
+  const { locator } = manifest;
+  return {
+    name: manifest.value.name,
+    manifest: manifest.value,
+    dir,
+    operations,
+    at: (path) => `${shownManifest}:${locator.line(path)}`,
+  };
 }
 
 /**

@@ -1,10 +1,12 @@
 // Loads the shipped and the user's packs, checks the config's use of them, and makes their operations.
 import { existsSync } from 'node:fs';
+import { catalog as operations } from '../../commands/index.js';
 import type { Config } from '../config/schema.js';
-import type { PackOperations } from '../core/catalog.js';
+import { Catalog, type PackOperations } from '../core/catalog.js';
 import { ConfigError } from '../core/errors.js';
 import { closest } from '../core/suggest.js';
 import { builtinPacksDir, type LoadedPack, loadPacks } from './load.js';
+import { nameCollisions, sharedNames } from './names.js';
 import { type PackOperationOptions, packOperationSpec } from './operation.js';
 import type { PackSetting } from './schema.js';
 
@@ -29,7 +31,6 @@ export function checkConfigPacks(config: Config, packs: readonly LoadedPack[]): 
   const byName = new Map(packs.map((p) => [p.name, p]));
   for (const target of Object.values(config.targets)) {
     const where = `targets.${target.name}`;
-    const opOwner = new Map<string, string>();
     for (const name of target.packs) {
       const pack = byName.get(name);
       if (!pack) {
@@ -38,15 +39,6 @@ export function checkConfigPacks(config: Config, packs: readonly LoadedPack[]): 
           `${where}.packs: there is no pack named ${name}${guesses.length > 0 ? ` (did you mean ${guesses.join(' or ')}?)` : ''}; packs available: ${[...byName.keys()].join(', ') || 'none'}`,
         );
         continue;
-      }
-      for (const op of pack.operations) {
-        const other = opOwner.get(op.def.name);
-        if (other) {
-          problems.push(
-            `${where}.packs: packs ${other} and ${name} both define ${op.def.name}; use one of them on this target`,
-          );
-        }
-        opOwner.set(op.def.name, name);
       }
       const given = target.settings?.[name] ?? {};
       for (const [key, setting] of Object.entries(pack.manifest.settings)) {
@@ -71,6 +63,8 @@ export function checkConfigPacks(config: Config, packs: readonly LoadedPack[]): 
         }
       }
     }
+    const listed = target.packs.flatMap((name) => byName.get(name) ?? []);
+    problems.push(...sharedNames(target.name, listed));
     for (const name of Object.keys(target.settings ?? {})) {
       if (!target.packs.includes(name)) {
         problems.push(`${where}.settings.${name}: settings for a pack the target does not list in packs`);
@@ -85,6 +79,12 @@ export function loadConfiguredPacks(config: Config): LoadedPack[] {
   const builtin = builtinPacksDir();
   const dirs = [...(existsSync(builtin) ? [builtin] : []), ...config.packDirs];
   const packs = loadPacks(dirs);
+  // Names the catalog would refuse are the pack's fault (file:line), not the config's.
+  const collisions = nameCollisions(
+    packs,
+    operations.map((op) => op.name),
+  );
+  if (collisions.length > 0) throw new ConfigError(collisions);
   const problems = checkConfigPacks(config, packs);
   if (problems.length > 0) throw new ConfigError(problems.map((p) => `${p} (${config.source})`));
   return packs;
@@ -101,4 +101,19 @@ export function packCatalogEntries(
       lookup: op.def.lookup,
     })),
   }));
+}
+
+/**
+ * The whole operation catalog as a process would build it (catalog operations and the configured packs),
+ * or a ConfigError naming every problem — so `dbops start` stops at once instead of waiting for a state
+ * database it would never use.
+ */
+export function checkCatalog(config: Config): LoadedPack[] {
+  const packs = loadConfiguredPacks(config);
+  try {
+    new Catalog(operations, packCatalogEntries(packs));
+  } catch (err) {
+    throw new ConfigError([err instanceof Error ? err.message : String(err)]);
+  }
+  return packs;
 }

@@ -183,6 +183,11 @@ export const packOperationSchema = z
     variants: z.array(packVariantSchema).min(1).optional(),
     /** An extra warning printed with the preview (e.g. "logs out every user"). */
     warning: z.string().optional(),
+    /**
+     * Argument strings `dbops pack test` runs the operation with (`["admin@kasm.local", "--limit 5"]`;
+     * `""` runs it without arguments); each must bind to the declared args.
+     */
+    examples: z.array(z.string().max(500)).max(20).optional(),
   })
   .strict();
 export type PackOperationDef = z.infer<typeof packOperationSchema>;

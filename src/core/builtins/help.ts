@@ -1,4 +1,5 @@
 // Built-ins that explain: `help [operation|target]` and `targets`.
+
 import { BUILTINS, type Builtin } from '../catalog.js';
 import { UserError } from '../errors.js';
 import { unavailableLines, unavailableOn } from '../operation.js';
@@ -7,6 +8,7 @@ import { renderTable } from '../render.js';
 import { clipInput, closest } from '../suggest.js';
 import type { Column, Row } from '../types.js';
 import { type Handler, ok, words } from './common.js';
+import { helpSpec, helpTarget } from './help-target.js';
 
 export const BUILTIN_HELP: Record<Builtin, string> = {
   help: 'help [operation] — what you can run, or one operation in detail',
@@ -23,7 +25,7 @@ export const BUILTIN_HELP: Record<Builtin, string> = {
 };
 
 export const help: Handler = async (core, ctx, tokens) => {
-  const [topic] = words(tokens);
+  const [topic, about] = words(tokens);
   if (topic) {
     const name = topic.toLowerCase();
     if ((BUILTINS as readonly string[]).includes(name)) {
@@ -62,8 +64,12 @@ export const help: Handler = async (core, ctx, tokens) => {
       ];
       return ok(ctx, `help ${asTarget.name}`, lines.join('\n'));
     }
-    const bound = await core.boundTarget(ctx.inv);
-    const spec = core.catalog.resolve(name, bound) ?? core.catalog.anyPackSpec(name);
+    // `help users kasm`: the operation of that target's pack, not whichever pack defines it first.
+    const bound = about ? helpTarget(core, ctx.person, about) : await core.boundTarget(ctx.inv);
+    const spec =
+      about && bound
+        ? helpSpec(core.catalog, name, bound)
+        : (core.catalog.resolve(name, bound) ?? core.catalog.anyPackSpec(name));
     const isGlobal = core.catalog.get(name) !== undefined;
     if (!spec) {
       const guesses = closest(name, [...core.catalog.allNames(), ...BUILTINS]);
