@@ -128,22 +128,30 @@ people:
 policy:
   # Developers may read production: read operations are read-only, time-limited and row-capped, and
   # the people who wrote the code are the ones who need to look during an incident. Changing
-  # production stays with on-call and DBAs, and only a DBA approves.
+  # production stays with on-call and DBAs, and the other of the two approves (alice asks, bob
+  # approves, and the other way round: a rule nobody can satisfy would leave requests waiting).
+  # Ad-hoc SQL (/db sql): reads for on-call and DBAs, writes reviewed like destructive operations.
   production:
     read: [oncall, dba, developer]
     write: [dba]
     request: [oncall, dba]
-    approve: [dba]
+    approve: [dba, oncall]
     approvals: 1
+    sql_read: [oncall, dba]
+    sql_write: [dba]
   staging:
     read: [everyone]
     write: [oncall, dba]
     request: [oncall, dba]
     approve: [oncall, dba]
+    sql_read: [everyone]
+    sql_write: [oncall, dba]
   development:
     read: [everyone]
     write: [everyone]
     request: [everyone]
     approve: [dba, oncall]
+    sql_read: [everyone]
+    sql_write: [everyone]
 `;
 }

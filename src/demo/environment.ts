@@ -61,29 +61,32 @@ const DEMO_DIR_ENTRIES = new Set(['data', 'backups', 'exports', 'alembic', 'dbop
 const LOCKED_MANAGER_ID = '7a3e91c4-52d0-4f6b-8e21-9b0c4d5e6f01';
 
 export const DEMO_TRY_FIRST = `\
-The demo runs one embedded PostgreSQL 15 with five sample databases, shaped like the runbooks' systems:
-  kasm      production   KASM Workspaces: 60k session tokens, most expired; an UPDATE on managers
-                         is stuck behind another session's open transaction
-  staging   staging      exam platform (Alembic): idle app sessions, one idle in transaction,
-                         and a report query that runs for an hour
-  coder     production   Coder: users, templates, workspaces, provisioner jobs and their logs
-  capsul    production   capsul-flask: accounts, VMs and payments at schema version 21
-  activity  development  Telegram activity bot: 100k activities around the 2025-12-24 cut-off
+One embedded PostgreSQL 15, five sample databases shaped like the runbooks:
+  kasm      production   KASM Workspaces: 60k session tokens, most expired;
+                         an UPDATE on managers stuck behind an open transaction
+  staging   staging      exam platform (Alembic): idle app sessions, one idle
+                         in transaction, a report query running for an hour
+  coder     production   Coder: users, templates, workspaces, provisioner jobs
+  capsul    production   capsul-flask: accounts, VMs, payments (schema 21)
+  activity  development  Telegram activity bot: 100k activities
 You are alice (dba); bob (oncall) and carol (developer) are one /as away.
 
 Try first:
-  /db health kasm                          the incident checklist: connections, locks, long queries…
-  /db blocking kasm                        who blocks whom, with both queries
-  /db sizes kasm                           largest tables (read-only, runs at once)
-  /db lookup kasm user <username>          a KASM runbook lookup, as a card (see /db users kasm)
-  /db kill-idle staging --older-than 10s   shows the sessions it would end, waits for approval
-  /as bob                                  become a second person
-  /db approve <id>                         bob approves; the sessions are ended, exactly once
-  /db audit staging                        who asked, who approved, what happened
-Also: /db help, /db targets, /db clean-expired-tokens kasm, /db change-email capsul <old> <new>,
-/db slow-queries kasm, /db backup kasm, /db export activity users --limit 100,
-Alembic on staging: /db migrations staging, /db migrate-history staging, /db migrate-up staging.
-When you leave, the server stops and your backups, exports and the log are kept in a folder it names.
+  /db health kasm                 the incident checklist
+  /db blocking kasm               who blocks whom, with both queries
+  /db sizes kasm                  database sizes (read-only, runs at once)
+  /db lookup kasm user <name>     a KASM runbook lookup, as a card
+  /db kill-idle staging --older-than 10s
+                                  the sessions it would end; waits for approval
+  /as bob                         become a second person
+  /db approve <id>                bob approves; it runs exactly once
+  /db audit staging               who asked, who approved, what happened
+  /db sql kasm "SELECT count(*) FROM users"
+                                  ad-hoc SQL: parsed, read-only, audited
+Also: /db help, /db targets, /db describe kasm users, /db slow-queries kasm,
+/db backup kasm, /db export activity users --limit 100, /db migrations staging.
+When you leave, the server stops; backups, exports and the log are kept in a
+folder it names.
 `;
 
 /** Starts everything; on any failure it cleans up what it started and rethrows. */
