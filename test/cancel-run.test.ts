@@ -1,5 +1,8 @@
 // Cancelling a running operation: the requester or an approver stops it, on this replica or another.
 import { execFileSync } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { App } from '../src/app.js';
@@ -20,7 +23,9 @@ beforeAll(async () => {
   const yaml = fx.yaml
     .replace('statement_timeout: 5s', 'statement_timeout: 120s')
     .replace('lock_timeout: 1s', 'lock_timeout: 120s');
-  config = loadConfigText(yaml, 'cancel.yaml', fx.env);
+  // Backups (the restore test's) go to a directory of the test's own, never into the repository.
+  const backups = mkdtempSync(join(tmpdir(), 'dbops-cancel-backups-'));
+  config = loadConfigText(`${yaml}\nbackups:\n  dir: ${backups}\n`, 'cancel.yaml', fx.env);
   app = await startApp(config);
   replica = await startApp(config);
 });
