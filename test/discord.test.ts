@@ -629,7 +629,9 @@ describe('the Discord bot process', () => {
     }
     expect(fake.messages.get(card.id)?.components).toHaveLength(1);
     const click = fake.click(DAVE, card.id, `dbops:approve:${id}`);
-    expect((await editedOriginal(click)).body.content).toMatch(/already succeeded, approved by bob/);
+    expect((await editedOriginal(click)).body.content).toMatch(
+      /has succeeded, approved by bob and cannot be decided again/,
+    );
     await expect.poll(() => fake.messages.get(card.id)?.components).toEqual([]);
     expect(fake.messages.get(card.id)?.embeds[0]?.fields?.[0]?.value).toBe('succeeded (approved by bob)');
   });

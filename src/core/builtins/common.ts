@@ -81,13 +81,24 @@ export function refusalMessage(refusal: TransitionRefusal, id: number): string {
     case 'not_pending': {
       const r = refusal.request;
       const by = r.votes.filter((v) => v.vote === 'approve').map((v) => v.person);
+      // "has succeeded", "was denied", "is running": a request's state read as an English sentence.
+      const verb: Record<string, string> = {
+        approved: 'was approved',
+        running: 'is running',
+        succeeded: 'has succeeded',
+        failed: 'has failed',
+        denied: 'was denied',
+        cancelled: 'was cancelled',
+        expired: 'has expired',
+      };
+      const state = verb[r.status] ?? `is ${r.status}`;
       const detail =
         r.status === 'denied'
-          ? `denied${r.reason ? ` (${r.reason})` : ''}`
+          ? `${state}${r.reason ? ` (${r.reason})` : ''}`
           : by.length > 0 && ['approved', 'running', 'succeeded', 'failed'].includes(r.status)
-            ? `${r.status}, approved by ${by.join(', ')}`
-            : r.status;
-      return `request #${id} is already ${detail}; it can not be decided again`;
+            ? `${state}, approved by ${by.join(', ')}`
+            : state;
+      return `request #${id} ${detail} and cannot be decided again`;
     }
   }
 }
