@@ -36,6 +36,25 @@ describe('units', () => {
 });
 
 describe('tables', () => {
+  it('never clips an id or a UUID that the next command needs; other columns give way', () => {
+    const columns: Column[] = [
+      { key: 'kasm_id', label: 'kasm id', kind: 'text' },
+      { key: 'pid', label: 'pid', kind: 'id' },
+      { key: 'user', label: 'user', kind: 'text' },
+      { key: 'image', label: 'image', kind: 'text' },
+    ];
+    const uuid = 'cdf352b7-5c80-b020-c79e-0123456789ab';
+    const pid = '12345678901234567890123';
+    const rows = [
+      { kasm_id: uuid, pid, user: 'rosa.hernandez@example.com', image: 'Kali Linux '.repeat(6) },
+      { kasm_id: null, pid: 7, user: 'ava', image: 'Zoom' },
+    ];
+    const text = renderTable(columns, rows, { maxWidth: 80 });
+    expect(text).toContain(uuid);
+    expect(text).toContain(pid);
+    expect(text).toContain('…'); // the free text gave way instead
+  });
+
   const columns: Column[] = [
     { key: 'name', label: 'table', kind: 'text' },
     { key: 'bytes', label: 'size', kind: 'bytes' },

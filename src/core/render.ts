@@ -67,6 +67,14 @@ const RIGHT_ALIGNED: ReadonlySet<ColumnKind> = new Set([
   'percent',
 ]);
 
+const UUID = /^[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}$/i;
+
+/** A column whose every value is a UUID (or empty): an identifier someone will type back. */
+function isIdColumn(values: readonly string[]): boolean {
+  const present = values.filter((v) => v !== '');
+  return present.length > 0 && present.every((v) => UUID.test(v));
+}
+
 function clip(text: string, width: number): string {
   if (text.length <= width) return text;
   return width <= 1 ? text.slice(0, width) : `${text.slice(0, width - 1)}…`;
@@ -88,15 +96,19 @@ export function renderTable(
   const maxWidth = options.maxWidth ?? 120;
   const maxColumnWidth = options.maxColumnWidth ?? 48;
   const cells = rows.map((row) => columns.map((col) => formatValue(row[col.key], col.kind)));
-  const widths = columns.map((col, i) =>
-    Math.min(maxColumnWidth, Math.max(col.label.length, ...cells.map((r) => (r[i] ?? '').length))),
-  );
-  // Shrink the widest columns until the table fits.
+  // Ids and UUIDs are what the next command needs (`lookup kasm session <id>`): never clipped.
+  const whole = columns.map((col, i) => col.kind === 'id' || isIdColumn(cells.map((r) => r[i] ?? '')));
+  const widths = columns.map((col, i) => {
+    const widest = Math.max(col.label.length, ...cells.map((r) => (r[i] ?? '').length));
+    return whole[i] ? widest : Math.min(maxColumnWidth, widest);
+  });
+  // Shrink the widest clippable columns until the table fits.
   const separator = 2;
   const total = () => widths.reduce((a, b) => a + b, 0) + separator * (widths.length - 1);
   while (total() > maxWidth) {
-    const widest = widths.indexOf(Math.max(...widths));
-    if ((widths[widest] ?? 0) <= 6) break;
+    const clippable = widths.map((w, i) => (whole[i] ? 0 : w));
+    const widest = clippable.indexOf(Math.max(...clippable));
+    if ((clippable[widest] ?? 0) <= 6) break;
     widths[widest] = (widths[widest] ?? 0) - 1;
   }
   const line = (values: readonly string[]) =>
