@@ -68,7 +68,7 @@ backups:
     config,
     log: silentLogger(),
     env: {
-      SLACK_BOT_TOKEN: 'xoxb-import-test',
+      SLACK_BOT_TOKEN: 'xoxb-imp',
       SLACK_SIGNING_SECRET: SECRET,
       SLACK_PORT: String(port),
       SLACK_API_URL: fake.apiUrl,
@@ -110,7 +110,7 @@ describe('import from a file attached to a Slack mention', () => {
     const from = await mention('UALICE', 'import staging scores', [file]);
     const card = await fake.call('chat.postMessage', from);
     expect(JSON.stringify(card.body)).toMatch(/import 2 rows from scores\.csv/);
-    expect(fake.downloads.at(-1)).toBe('Bearer xoxb-import-test');
+    expect(fake.downloads.at(-1)).toBe('Bearer xoxb-imp');
     const id = /"value":"(\d+)"/.exec(JSON.stringify(card.body))?.[1];
     expect(id).toBeDefined();
     const approved = await app.core.dispatch({
