@@ -3,7 +3,7 @@
 import type { ApprovalRequest } from '../../state/types.js';
 import type { CoreServices, InvocationContext } from '../context.js';
 import { UserError } from '../errors.js';
-import { judge, samePerson } from '../judgement.js';
+import { judge, type Standing, samePerson } from '../judgement.js';
 import { decide } from '../policy.js';
 import type { Reply } from '../reply.js';
 import { requestCard, requestLine } from '../reply-text.js';
@@ -39,22 +39,21 @@ export const status: Handler = async (core, ctx, tokens) => {
   return ok(ctx, requestLine(request, core.now()), requestCard(request, core.now(), roles), { request });
 };
 
-export const approve: Handler = async (core, ctx, tokens) => {
-  const id = requestId(tokens, 'approve <id>');
-  const request = await loadRequest(core, ctx, id);
+/**
+ * Whether this person may decide (approve or deny) the request, judged on the policy in force now: never
+ * any identity of the requester's (the store checks the name again), and a request whose target changed
+ * environment is void. The request's standing, or the refusal already audited.
+ */
+async function deciderStanding(
+  core: CoreServices,
+  ctx: InvocationContext,
+  request: ApprovalRequest,
+  selfApprovalMessage: string,
+): Promise<Standing | Reply> {
   const about = aboutRequest(request);
-  const actor = core.actor(ctx);
-  // The requester never approves their own request, whatever their roles or name now: any identity of the
-  // requester's counts as the requester (the store checks the name again).
-  if (samePerson(core.config, request.requester, actor)) {
-    return await core.refuse(
-      ctx,
-      'self_approval',
-      refusalMessage({ ok: false, code: 'self_approval', request }, id),
-      about,
-    );
+  if (samePerson(core.config, request.requester, core.actor(ctx))) {
+    return await core.refuse(ctx, 'self_approval', selfApprovalMessage, about);
   }
-  // Judged on the policy in force now: a request whose target changed environment is void.
   const standing = await core.standing(ctx, request);
   if (!('valid' in standing)) return standing;
   const decision = decide({
@@ -65,6 +64,21 @@ export const approve: Handler = async (core, ctx, tokens) => {
     policy: core.config.policy,
   });
   if (!decision.allowed) return await core.refuse(ctx, 'denied', decision.reason, about);
+  return standing;
+}
+
+export const approve: Handler = async (core, ctx, tokens) => {
+  const id = requestId(tokens, 'approve <id>');
+  const request = await loadRequest(core, ctx, id);
+  const about = aboutRequest(request);
+  const actor = core.actor(ctx);
+  const standing = await deciderStanding(
+    core,
+    ctx,
+    request,
+    refusalMessage({ ok: false, code: 'self_approval', request }, id),
+  );
+  if (!('valid' in standing)) return standing;
   if (request.status === 'approved') {
     // An approved request whose run could not start (target busy) is started by dbops when the target is
     // free, or again by one of the approvers whose vote counts: never by a third party.
@@ -116,24 +130,13 @@ export const deny: Handler = async (core, ctx, tokens) => {
   const request = await loadRequest(core, ctx, id);
   const about = aboutRequest(request);
   const actor = core.actor(ctx);
-  if (samePerson(core.config, request.requester, actor)) {
-    return await core.refuse(
-      ctx,
-      'self_approval',
-      `you requested #${id}; use \`/db cancel ${id}\` to withdraw it`,
-      about,
-    );
-  }
-  const standing = await core.standing(ctx, request);
+  const standing = await deciderStanding(
+    core,
+    ctx,
+    request,
+    `you requested #${id}; use \`/db cancel ${id}\` to withdraw it`,
+  );
   if (!('valid' in standing)) return standing;
-  const decision = decide({
-    person: ctx.person,
-    identity: ctx.identity,
-    action: 'approve',
-    environment: request.environment,
-    policy: core.config.policy,
-  });
-  if (!decision.allowed) return await core.refuse(ctx, 'denied', decision.reason, about);
   const result = await core.state.deny(id, actor, reason, core.now());
   if (!result.ok) return await core.refuse(ctx, result.code, refusalMessage(result, id), about);
   await core.audit(ctx, {
