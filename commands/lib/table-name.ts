@@ -1,7 +1,13 @@
 // A table named by a person — `users`, `app.users`, `"My Table"`, `app."Odd ""name"""` — found in the catalog.
 import { UserError } from '../../src/core/errors.js';
 import { closest } from '../../src/core/suggest.js';
-import { quoteIdent, RELATION_KINDS, type Relation, type RelKind } from '../../src/engine/relations.js';
+import {
+  isRelKind,
+  quoteIdent,
+  RELATION_KINDS,
+  type Relation,
+  type RelKind,
+} from '../../src/engine/relations.js';
 import type { Session } from '../../src/engine/types.js';
 
 /**
@@ -65,10 +71,6 @@ async function byRegclass(session: Session, typed: string): Promise<Found | unde
 
 function article(word: string): string {
   return `${/^[aeiou]/.test(word) ? 'an' : 'a'} ${word}`;
-}
-
-function isRelKind(value: string): value is RelKind {
-  return value in RELATION_KINDS;
 }
 
 /**

@@ -28,7 +28,8 @@ export function quoteIdent(name: string): string {
   return `"${name.replace(/"/g, '""')}"`;
 }
 
-function isRelKind(value: string): value is RelKind {
+/** Whether a pg_class.relkind is one dbops names (table, view, …). */
+export function isRelKind(value: string): value is RelKind {
   return value in RELATION_KINDS;
 }
 
