@@ -9,7 +9,7 @@ import { formatDuration } from '../core/duration.js';
 import { UserError } from '../core/errors.js';
 import { FREE_ROWS, reserveRows } from '../core/result-budget.js';
 import { OperationCancelledError } from './cancel.js';
-import type { Session } from './types.js';
+import type { ResultField, Session } from './types.js';
 
 /** Rows read per round trip by `cursor()`. */
 const CURSOR_BATCH = 500;
@@ -186,11 +186,25 @@ export class GuardedSession implements Session {
     sql: string,
     params?: readonly unknown[],
     cap: number = this.rowCap,
-  ): Promise<{ rows: T[]; truncated: boolean }> {
+  ): Promise<{ rows: T[]; truncated: boolean; fields: ResultField[] }> {
     if (!Number.isSafeInteger(cap) || cap < 0)
       throw new RangeError(`cursor cap must be a whole number, got ${cap}`);
     const cursor = this.client.query(new Cursor<T>(sql, [...(params ?? [])]));
     const rows: T[] = [];
+    let fields: ResultField[] = [];
+    // The callback form of read() also hands over the result's description (names, source columns).
+    const read = (want: number) =>
+      new Promise<T[]>((resolve, reject) => {
+        cursor.read(want, (err, got, result) => {
+          if (err) return reject(err);
+          // A cursor already at its end calls back without a result: the fields read before stay.
+          const described = (result as pg.QueryResult | undefined)?.fields;
+          if (described) {
+            fields = described.map((f) => ({ name: f.name, tableID: f.tableID, columnID: f.columnID }));
+          }
+          resolve(got);
+        });
+      });
     const batch = Math.min(cap + 1, CURSOR_BATCH);
     // Past FREE_ROWS a result asks the process-wide budget once for the rest of its cap (src/core/result-budget.ts).
     let reserved = cap + 1 <= FREE_ROWS;
@@ -204,7 +218,7 @@ export class GuardedSession implements Session {
         }
         const want = Math.min(batch, cap + 1 - rows.length, reserved ? cap + 1 : FREE_ROWS - rows.length);
         // A failed read leaves the cursor already closed by the server; the error propagates as is.
-        const got = await this.guard.step(() => cursor.read(want), this.deadlineMs, 'a cursor read');
+        const got = await this.guard.step(() => read(want), this.deadlineMs, 'a cursor read');
         rows.push(...got);
         if (got.length < want) break;
       }
@@ -214,6 +228,6 @@ export class GuardedSession implements Session {
     }
     await this.guard.step(() => cursor.close(), this.deadlineMs, 'closing a cursor');
     const truncated = rows.length > cap;
-    return { rows: truncated ? rows.slice(0, cap) : rows, truncated };
+    return { rows: truncated ? rows.slice(0, cap) : rows, truncated, fields };
   }
 }

@@ -8,19 +8,29 @@ export interface QueryLimits {
   rowCap: number;
 }
 
+/** A result column and, when it is a plain column of a table or view, where it comes from (else 0, 0). */
+export interface ResultField {
+  name: string;
+  /** pg_class oid of the relation the value comes straight from. */
+  tableID: number;
+  /** Its attnum in that relation. */
+  columnID: number;
+}
+
 /** A connection checked out for one unit of work, already inside the right kind of transaction. */
 export interface Session {
   /** A small query whose whole result is wanted (catalog checks, single values). Bind parameters only. */
   query<T extends object = Record<string, unknown>>(sql: string, params?: readonly unknown[]): Promise<T[]>;
   /**
    * Streams a query through a server-side cursor and keeps at most `cap` rows (default: the row cap),
-   * so a huge table costs no memory. `truncated` says more rows existed.
+   * so a huge table costs no memory. `truncated` says more rows existed; `fields` are the result's columns
+   * as the server described them (empty only when no row was read).
    */
   cursor<T extends object = Record<string, unknown>>(
     sql: string,
     params?: readonly unknown[],
     cap?: number,
-  ): Promise<{ rows: T[]; truncated: boolean }>;
+  ): Promise<{ rows: T[]; truncated: boolean; fields?: ResultField[] }>;
   /** A data-changing statement (UPDATE, DELETE, …) whose affected row count matters. Bind parameters only. */
   execute(sql: string, params?: readonly unknown[]): Promise<{ rowCount: number }>;
   /**

@@ -3,8 +3,9 @@ import type { ResolvedTarget } from '../config/schema.js';
 import type { Row } from '../core/types.js';
 import type { Session } from '../engine/types.js';
 import { type Fields, type ParsedStatement, SqlRefusal, walk } from './parse.js';
+import { MASK, SensitiveColumns, seesSensitive } from './sensitive-columns.js';
 
-export const MASK = '••••••';
+export { MASK, matchesPattern, seesSensitive } from './sensitive-columns.js';
 
 /** What a statement may show of the sensitive columns of the relations it reads. */
 export interface SensitivePlan {
@@ -15,33 +16,6 @@ export interface SensitivePlan {
 }
 
 const NONE: SensitivePlan = { masked: new Set(), touches: false };
-
-/** Whether `pattern` (`table.column`, `schema.table.column`, `*` for any part) names this column. */
-export function matchesPattern(pattern: string, schema: string, table: string, column: string): boolean {
-  const parts = pattern.split('.');
-  const [s, t, c] = parts.length === 3 ? parts : ['*', parts[0], parts[1]];
-  const is = (want: string | undefined, have: string) => want === '*' || want === have;
-  return is(s, schema) && is(t, table) && is(c, column);
-}
-
-/** True when the person sees sensitive values of this target unmasked. */
-export function seesSensitive(
-  target: ResolvedTarget,
-  person: { roles: readonly string[] } | undefined,
-): boolean {
-  const visibleTo = target.sensitive?.visibleTo ?? [];
-  return person?.roles.some((role) => visibleTo.includes(role)) === true;
-}
-
-const COLUMNS_OF = `
-SELECT n.nspname AS schema, c.relname AS name,
-       ARRAY(SELECT a.attname::text FROM pg_attribute a
-             WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped) AS columns
-FROM unnest($1::text[], $2::text[]) AS r(schema, name)
-JOIN pg_class c ON c.oid = to_regclass(CASE WHEN r.schema = '' THEN quote_ident(r.name)
-                                            ELSE format('%I.%I', r.schema, r.name) END)
-JOIN pg_namespace n ON n.oid = c.relnamespace
-`;
 
 function lastName(fields: Fields): { name?: string; star: boolean; parts: number } {
   const list = Array.isArray(fields.fields) ? fields.fields : [];
@@ -73,16 +47,14 @@ export async function sensitivePlan(
   const patterns = target.sensitive?.columns ?? [];
   if (patterns.length === 0 || seesSensitive(target, person)) return NONE;
   const named = parsed.relations.filter((r) => r.schema !== undefined || !parsed.cteNames.has(r.name));
-  const relations = await session.query<{ schema: string; name: string; columns: string[] }>(COLUMNS_OF, [
-    named.map((r) => r.schema ?? ''),
-    named.map((r) => r.name),
-  ]);
+  // Views count too: a view's column derived from a sensitive column is sensitive (sensitive-columns.ts).
+  const relations = await new SensitiveColumns(session, patterns).resolve(named);
   const sensitive = new Set<string>();
   const allColumns = new Set<string>();
   for (const r of relations) {
     for (const column of r.columns) {
-      allColumns.add(column);
-      if (patterns.some((p) => matchesPattern(p, r.schema, r.name, column))) sensitive.add(column);
+      allColumns.add(column.name);
+      if (r.sensitive.has(column.attnum)) sensitive.add(column.name);
     }
   }
   if (sensitive.size === 0) return NONE;
