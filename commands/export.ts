@@ -9,6 +9,7 @@ import { closest } from '../src/core/suggest.js';
 import type { Column, Row } from '../src/core/types.js';
 import { quoteIdent, type Relation, resolveRelation } from '../src/engine/relations.js';
 import type { Session } from '../src/engine/types.js';
+import { MASK, SensitiveColumns, seesSensitive } from '../src/sql/sensitive-columns.js';
 import { requireOwnData } from './lib/own-data.js';
 
 /** Rows exported without --limit, and the most --limit allows. */
@@ -139,8 +140,17 @@ function exportQuery(
   conditions: readonly Condition[],
   order: { column: string; descending: boolean }[],
   limit: number,
+  masked: ReadonlySet<string>,
 ): Query {
-  const select = columns.map((name, i) => `${quoteIdent(name)}::text AS c${i}`).join(', ');
+  // A masked column's values never leave the server: only whether each is NULL.
+  const mask = `$${conditions.length + 3}::text`;
+  const select = columns
+    .map((name, i) =>
+      masked.has(name)
+        ? `CASE WHEN ${quoteIdent(name)} IS NULL THEN NULL ELSE ${mask} END AS c${i}`
+        : `${quoteIdent(name)}::text AS c${i}`,
+    )
+    .join(', ');
   const where = conditions.map((c, i) => `${quoteIdent(c.column)}::text = $${i + 3}`);
   const orderBy = order.map((o) => `${quoteIdent(o.column)} ${o.descending ? 'DESC' : 'ASC'}`);
   const inner =
@@ -159,7 +169,8 @@ FROM (
 ) r
 WHERE r.running - r.row_bytes <= $2
 ORDER BY r.n`;
-  return { sql, params: [limit + 1, EXPORT_BYTE_BUDGET, ...conditions.map((c) => c.value)] };
+  const values = conditions.map((c) => c.value);
+  return { sql, params: [limit + 1, EXPORT_BYTE_BUDGET, ...values, ...(masked.size > 0 ? [MASK] : [])] };
 }
 
 function fileName(relation: Relation, now: Date): string {
@@ -170,9 +181,19 @@ function fileName(relation: Relation, now: Date): string {
 interface Prepared {
   relation: Relation;
   columns: string[];
+  /** Columns exported masked: sensitive, and the person may not see them. */
+  masked: Set<string>;
   conditions: Condition[];
   order: { column: string; descending: boolean }[];
   notes: string[];
+}
+
+function refuseSensitive(option: string, column: string): never {
+  throw new UserError(
+    'denied',
+    `${option}: column ${column} is sensitive; it is exported only masked to people without a role ` +
+      'allowed to see it, and filtering or ordering by it would reveal its values; nothing was exported',
+  );
 }
 
 async function prepare(
@@ -183,10 +204,16 @@ async function prepare(
     columns?: string | undefined;
     order?: string | undefined;
   },
+  /** The target's sensitive column patterns when the person may not see them, else none. */
+  patterns: readonly string[],
 ): Promise<Prepared> {
   const relation = await resolveRelation(session, input.table, ['r', 'p', 'v', 'm'], '<table>');
   await requireOwnData(session, relation);
   const display = `${relation.schema}.${relation.name}`;
+  // A view's columns count too: sensitive when they show a sensitive column of what the view reads.
+  const found =
+    patterns.length > 0 ? await new SensitiveColumns(session, patterns).relation(relation.oid) : undefined;
+  const sensitive = new Set(found?.columns.filter((c) => found.sensitive.has(c.attnum)).map((c) => c.name));
   const [security] = await session.query<{ filtered: boolean; role: string }>(ROW_SECURITY_SQL, [
     relation.oid,
   ]);
@@ -223,6 +250,7 @@ async function prepare(
 
   const conditions = (input.where === undefined ? [] : parseWhere(input.where)).map((c) => {
     const column = findColumn(c.column, all, display, '--where');
+    if (sensitive.has(column.name)) refuseSensitive('--where', column.name);
     requireReadable(column, display, role);
     return { column: column.name, value: c.value };
   });
@@ -231,13 +259,17 @@ async function prepare(
   if (input.order !== undefined) {
     const descending = input.order.startsWith('-');
     const column = findColumn(descending ? input.order.slice(1) : input.order, all, display, '--order');
+    if (sensitive.has(column.name)) refuseSensitive('--order', column.name);
     requireReadable(column, display, role);
     order = [{ column: column.name, descending }];
   } else {
     // By primary key when there is one, so that the same export gives the same rows.
     const key = await session.query<{ name: string }>(PRIMARY_KEY_SQL, [relation.oid]);
     const readable = new Set(all.filter((c) => c.readable).map((c) => c.name));
-    if (key.length > 0 && key.every((k) => readable.has(k.name))) {
+    if (key.some((k) => sensitive.has(k.name))) {
+      // The order of the rows would tell how the hidden values sort.
+      notes.push('rows are in no particular order: the primary key is sensitive');
+    } else if (key.length > 0 && key.every((k) => readable.has(k.name))) {
       order = key.map((k) => ({ column: k.name, descending: false }));
     }
   }
@@ -246,7 +278,10 @@ async function prepare(
       `row-level security applies to ${display}: only the rows the bot role ${role} may see are exported`,
     );
   }
-  return { relation, columns: columns.map((c) => c.name), conditions, order, notes };
+  const names = columns.map((c) => c.name);
+  const masked = new Set(names.filter((n) => sensitive.has(n)));
+  if (masked.size > 0) notes.push(`masked (sensitive): ${[...masked].join(', ')}`);
+  return { relation, columns: names, masked, conditions, order, notes };
 }
 
 type Truncation = 'limit' | 'bytes' | undefined;
@@ -265,7 +300,9 @@ export default defineOperation({
     '-col (descending); by default the primary key. CSV per RFC 4180 with a header row, CRLF line ends, ' +
     'NULL as an empty field and an empty string as "". To guard against formula injection in spreadsheets, ' +
     "a value starting with =, +, -, @, tab or CR gets a leading ' (plain numbers like -42 are left alone). " +
-    "Columns the bot role may not read are left out and named. Only the target database's own data is " +
+    "Columns the bot role may not read are left out and named. Sensitive columns (the target's " +
+    '`sensitive` config, also through views) are exported masked to people without a role allowed to ' +
+    "see them, and may not be used in --where or --order. Only the target database's own data is " +
     'exported: system catalogs, views shared by the server (pg_stat_activity, pg_settings, ' +
     'pg_stat_statements…), foreign tables and views that reach them or call opaque functions are refused.',
   positionals: ['table'],
@@ -277,8 +314,16 @@ export default defineOperation({
     const timeout = Math.max(ctx.limits.statement_timeout, EXPORT_STATEMENT_SECONDS) * 1000;
     const { prepared, rows } = await ctx.db.read(
       async (session) => {
-        const found = await prepare(session, ctx.args);
-        const query = exportQuery(found.relation, found.columns, found.conditions, found.order, limit);
+        const patterns = seesSensitive(ctx.target, ctx.person) ? [] : (ctx.target.sensitive?.columns ?? []);
+        const found = await prepare(session, ctx.args, patterns);
+        const query = exportQuery(
+          found.relation,
+          found.columns,
+          found.conditions,
+          found.order,
+          limit,
+          found.masked,
+        );
         const read = await session.cursor<Record<string, string | boolean | null>>(
           query.sql,
           query.params,

@@ -259,7 +259,11 @@ describe('cursor', () => {
       db.read((s) => s.cursor('SELECT 1 / (g - 3) FROM generate_series(1, 10) g', [], 5)),
     );
     expect(err).toMatchObject({ code: 'query_failed', detail: { sqlstate: '22012' } });
-    expect(await db.read((s) => s.cursor('SELECT 7 AS n'))).toEqual({ rows: [{ n: 7 }], truncated: false });
+    expect(await db.read((s) => s.cursor('SELECT 7 AS n'))).toEqual({
+      rows: [{ n: 7 }],
+      truncated: false,
+      fields: [{ name: 'n', tableID: 0, columnID: 0 }],
+    });
   });
 });
 

@@ -1,15 +1,16 @@
 // Turns a declarative pack operation into an OperationSpec the core runs like any other operation.
-import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import type { ResolvedTarget } from '../config/schema.js';
 import { isUserError, UserError } from '../core/errors.js';
 import type { AnyOperation, OperationContext, Preview } from '../core/operation.js';
-import type { Column, ColumnKind, OperationResult, Row } from '../core/types.js';
+import type { Column, OperationResult, Row } from '../core/types.js';
 import type { Session, TargetDb } from '../engine/types.js';
 import { argSchema, usageOf } from './args.js';
 import type { LoadedPack, LoadedPackOperation, LoadedVariant } from './load.js';
 import type { CompiledSql } from './named-params.js';
+import { digest, tabulate, toCell } from './rows.js';
 import type { PackSetting } from './schema.js';
+import { type Audience, maskPackRows } from './sensitive-rows.js';
 import { forgetTargetSchema, targetSchemaOf } from './target-schema.js';
 import { chooseVariant } from './variants.js';
 
@@ -36,45 +37,6 @@ function bind(
     const value = name in args ? args[name] : settings[name];
     return value === undefined ? null : value;
   });
-}
-
-function toCell(value: unknown): Row[string] {
-  if (value === null || value === undefined) return null;
-  if (typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean') return value;
-  if (typeof value === 'bigint') return Number(value);
-  if (value instanceof Date) return value.toISOString();
-  if (Buffer.isBuffer(value)) return `\\x${value.toString('hex')}`;
-  return JSON.stringify(value);
-}
-
-function kindOf(values: readonly unknown[]): ColumnKind {
-  const sample = values.find((v) => v !== null && v !== undefined);
-  if (typeof sample === 'boolean') return 'bool';
-  if (sample instanceof Date) return 'timestamp';
-  if (typeof sample === 'number') return 'number';
-  return 'text';
-}
-
-/** Rows as the core wants them, with columns from the pack (labels, kinds) or inferred from the values. */
-function tabulate(
-  raw: readonly Record<string, unknown>[],
-  declared: LoadedPackOperation['def']['columns'],
-): { columns: Column[]; rows: Row[] } {
-  // An optional column is shown when the variant that ran returns it.
-  const first = raw[0];
-  const keys =
-    declared?.filter((c) => !c.optional || (first !== undefined && c.key in first)).map((c) => c.key) ??
-    Object.keys(first ?? {});
-  const columns: Column[] = keys.map((key) => {
-    const d = declared?.find((c) => c.key === key);
-    return { key, label: d?.label ?? key, kind: d?.kind ?? kindOf(raw.map((r) => r[key])) };
-  });
-  const rows = raw.map((r) => Object.fromEntries(keys.map((k) => [k, toCell(r[k])])) as Row);
-  return { columns, rows };
-}
-
-function digest(rows: readonly Row[]): string {
-  return createHash('sha256').update(JSON.stringify(rows)).digest('hex');
 }
 
 interface PackPreviewState {
@@ -171,16 +133,22 @@ export function packOperationSpec(
     return choice;
   };
 
+  /**
+   * Rows with sensitive columns masked (sensitive-rows.ts): for the person who asked, or for everyone
+   * when approvers will see them (previews, and the re-check at execution that compares with one).
+   */
   const readRows = async (
     session: Session,
     compiled: CompiledSql,
     ctx: OperationContext<Record<string, unknown>>,
-  ): Promise<{ columns: Column[]; rows: Row[]; truncated: boolean }> => {
-    const { rows, truncated } = await session.cursor(
-      compiled.text,
-      bind(compiled, ctx.args, settingsOf(ctx)),
-    );
-    return { ...tabulate(rows, def.columns), truncated };
+    audience: Audience = { person: ctx.person },
+  ): Promise<{ columns: Column[]; rows: Row[]; truncated: boolean; notes: string[] }> => {
+    const read = await session.cursor(compiled.text, bind(compiled, ctx.args, settingsOf(ctx)));
+    const { rows, masked } = await maskPackRows(session, ctx.target, audience, compiled.text, read);
+    const table = tabulate(rows, def.columns);
+    const shown = table.columns.filter((c) => masked.includes(c.key)).map((c) => c.label);
+    const notes = shown.length > 0 ? [`masked (sensitive): ${shown.join(', ')}`] : [];
+    return { ...table, truncated: read.truncated, notes };
   };
 
   /** The one row of command.state_sql (e.g. the current alembic revision), as placeholder values. */
@@ -320,7 +288,8 @@ export function packOperationSpec(
     }
     const preview = variant.preview;
     if (!preview) throw new Error(`${def.name}: destructive pack operation without preview`);
-    const table = await ctx.db.read((s) => readRows(s, preview, ctx));
+    // Approvers see the preview: sensitive values masked whoever asked.
+    const table = await ctx.db.read((s) => readRows(s, preview, ctx, 'everyone'));
     const state: PackPreviewState = {
       variant: index,
       count: table.rows.length,
@@ -341,7 +310,7 @@ export function packOperationSpec(
         ...table,
         display,
         headline,
-        notes: def.warning ? [`WARNING: ${def.warning}`] : [],
+        notes: [...table.notes, ...(def.warning ? [`WARNING: ${def.warning}`] : [])],
       },
       state,
       empty: table.rows.length === 0,
@@ -388,8 +357,7 @@ export function packOperationSpec(
     const counts: Row[] = [];
     if (variant.batch) {
       const batch = variant.batch;
-      const now = await ctx.db.read((s) => readRows(s, preview, ctx));
-      compare(now);
+      compare(await ctx.db.read((s) => readRows(s, preview, ctx, 'everyone')));
       let total = 0;
       let batches = 0;
       for (; batches < batch.maxBatches; batches++) {
@@ -407,8 +375,7 @@ export function packOperationSpec(
       const steps = variant.steps ?? (variant.sql ? [{ label: def.name, sql: variant.sql }] : []);
       await ctx.db.write(async (s) => {
         // Re-check inside the same transaction that acts.
-        const { rows, truncated } = await s.cursor(preview.text, bind(preview, ctx.args, settingsOf(ctx)));
-        compare({ ...tabulate(rows, def.columns), truncated });
+        compare(await readRows(s, preview, ctx, 'everyone'));
         for (const step of steps) {
           const { rowCount } = await s.execute(step.sql.text, bind(step.sql, ctx.args, settingsOf(ctx)));
           counts.push({ step: step.label, rows: rowCount });
