@@ -4,6 +4,7 @@ import { type Handler, ok, option, words } from '../core/builtins/common.js';
 import type { CoreServices, InvocationContext } from '../core/context.js';
 import { parseDuration } from '../core/duration.js';
 import { UserError } from '../core/errors.js';
+import { wrapWords } from '../core/operation.js';
 import { renderTable } from '../core/render.js';
 import { clipInput } from '../core/suggest.js';
 import type { Column, Row } from '../core/types.js';
@@ -57,7 +58,11 @@ async function list(core: CoreServices, ctx: InvocationContext, targetName: stri
   const text =
     alerts.length === 0
       ? `${headline}.`
-      : [headline, renderTable(columns, rows, { maxWidth: WIDTH }), ...notes].join('\n');
+      : [
+          headline,
+          renderTable(columns, rows, { maxWidth: WIDTH }),
+          ...notes.flatMap((n) => wrapWords(n, WIDTH, '')),
+        ].join('\n');
   return ok(ctx, headline, text, {
     result: { headline, columns, rows, truncated: false, notes, data: { alerts } },
   });

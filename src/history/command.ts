@@ -2,6 +2,7 @@
 import { type Handler, ok, option, words } from '../core/builtins/common.js';
 import { parseDuration } from '../core/duration.js';
 import { UserError } from '../core/errors.js';
+import { wrapWords } from '../core/operation.js';
 import { formatValue, renderTable } from '../core/render.js';
 import { clipInput, closest } from '../core/suggest.js';
 import type { Column, Row } from '../core/types.js';
@@ -140,8 +141,16 @@ export const history: Handler = async (core, ctx, tokens) => {
   if (more) notes.push(`older samples left out: narrow it with --since${bySubject ? ' or --table' : ''}`);
   const text =
     points.length === 0
-      ? `${about}: no samples. History is sampled by a schedule of kind sample for this target.`
-      : [headline, renderTable(columns, rows, { maxWidth: WIDTH }), ...notes].join('\n');
+      ? wrapWords(
+          `${about}: no samples. History is sampled by a schedule of kind sample for this target.`,
+          WIDTH,
+          '',
+        ).join('\n')
+      : [
+          ...wrapWords(headline, WIDTH, ''),
+          renderTable(columns, rows, { maxWidth: WIDTH }),
+          ...notes.flatMap((n) => wrapWords(n, WIDTH, '')),
+        ].join('\n');
   return ok(ctx, headline, text, {
     target: target.name,
     result: {

@@ -85,7 +85,6 @@ export async function readSamples(
   at: Date,
   topTables = DEFAULT_TOP_TABLES,
 ): Promise<Sample[]> {
-  const own = db.ownPids();
   const serverVersion = await db.serverVersion();
   return await db.read(async (session) => {
     const out: Sample[] = [];
@@ -111,7 +110,8 @@ export async function readSamples(
     for (const t of tables ?? []) add('table_bytes', t.bytes, `${t.schema}.${t.name}`);
 
     const states = await guarded(session, () =>
-      session.query<{ state: string; n: number }>(CONNECTIONS_SQL, [own]),
+      // Asked inside the transaction: the connection it runs on is one of dbops' own.
+      session.query<{ state: string; n: number }>(CONNECTIONS_SQL, [db.ownPids()]),
     );
     if (states) {
       const counts = new Map<string, number>(USUAL_STATES.map((s) => [s, 0]));
