@@ -32,6 +32,15 @@ const WRAPAROUND_FAIL_PERCENT = 90;
 /** Each check's statement_timeout, so one slow check cannot eat the answer (the target's own limit if lower). */
 const CHECK_TIMEOUT_MS = 2000;
 
+/** The read operations a person runs next when a check is not ok (an alert's thread gets their answers). */
+const NEXT: Readonly<Record<string, readonly string[]>> = {
+  connections: ['connections'],
+  'long-running queries': ['long-running'],
+  blocking: ['blocking'],
+  'idle in transaction': ['idle'],
+  wraparound: ['wraparound'],
+};
+
 const STATUSES = ['ok', 'warn', 'fail'] as const;
 type Status = (typeof STATUSES)[number];
 
@@ -467,7 +476,18 @@ export default defineOperation({
       notes,
       data: {
         status,
-        checks: Object.fromEntries(checks.map((c) => [c.check, { status: c.status, ...c.values }])),
+        // Declared checks (src/alerts/checks.ts): status, one line, and what to run next when not ok.
+        checks: Object.fromEntries(
+          checks.map((c) => [
+            c.check,
+            {
+              status: c.status,
+              detail: c.detail,
+              ...(NEXT[c.check] ? { next: NEXT[c.check] } : {}),
+              ...c.values,
+            },
+          ]),
+        ),
         thresholds: {
           longQuerySeconds: ctx.args.long_query,
           blockedSeconds: ctx.args.blocked,

@@ -1,16 +1,24 @@
 // Wires one dbops process together from its config: state store, target pools, catalog and core.
+import pg from 'pg';
 import { catalog as operations } from '../commands/index.js';
+import { coreDiagnose } from './alerts/diagnose.js';
+import { createAlertObserver } from './alerts/observe.js';
+import { AlertBook } from './alerts/store.js';
 import type { Config } from './config/schema.js';
 import { BUILTINS, Catalog } from './core/catalog.js';
 import { Core, type CoreDeps } from './core/dispatch.js';
-import type { Logger } from './core/log.js';
+import { type Logger, redactSecrets } from './core/log.js';
 import { removeAbandonedPartials } from './engine/partial-files.js';
 import { registerUrlSecrets } from './engine/redact.js';
 import { type OwnBackend, TargetPools } from './engine/target-db.js';
+import { createSampler } from './history/sample.js';
+import { HistoryStore } from './history/store.js';
+import type { ChannelPoster } from './notify/poster.js';
 import type { Metrics } from './observability/metrics.js';
 import { runPackCommand } from './packs/command.js';
 import type { LoadedPack } from './packs/load.js';
 import { loadConfiguredPacks, packCatalogEntries } from './packs/registry.js';
+import type { AfterScheduledRun, SampleTarget } from './schedules/hooks.js';
 import { ReplicaPids } from './state/backends.js';
 import { OutcomeJournal } from './state/journal.js';
 import { PgStateStore } from './state/pg-store.js';
@@ -27,6 +35,13 @@ export interface App {
   events: AppEvents;
   pools: TargetPools;
   state: PgStateStore;
+  /** Alert state and history samples (migration 8), on their own small pool to the state database. */
+  alerts: AlertBook;
+  history: HistoryStore;
+  /** History sampling as schedules call it (`kind: sample`). */
+  sampler: SampleTarget;
+  /** The alert observer of scheduled runs, posting through `poster` (the surfaces' ChannelPosters). */
+  alertObserver(poster: ChannelPoster | undefined): AfterScheduledRun;
   /**
    * Starts the periodic sweep (every `seconds`): pending requests past their expiry, and runs left behind
    * by a replica that died (lease ran out), then starts approved requests whose target is free again;
@@ -74,6 +89,21 @@ export async function createApp(options: AppOptions): Promise<App> {
     log: options.log,
   }).start();
   const pools: TargetPools = new TargetPools(options.config.targets, { log: options.log, sharedPids });
+  const records = new pg.Pool({
+    connectionString: options.config.state.url,
+    max: 2,
+    application_name: 'dbops-records',
+    connectionTimeoutMillis: 5_000,
+    statement_timeout: 10_000,
+    query_timeout: 15_000,
+    idle_in_transaction_session_timeout: 60_000,
+    idleTimeoutMillis: 30_000,
+  });
+  records.on('error', (err) => {
+    options.log.warn({ error: redactSecrets(err.message) }, 'state database connection lost (records)');
+  });
+  const alerts = new AlertBook(records);
+  const history = new HistoryStore(records);
   const changeListeners = new Set<NonNullable<CoreDeps['onRequestChange']>>();
   const progressListeners = new Set<NonNullable<CoreDeps['onProgress']>>();
   if (options.onRequestChange) changeListeners.add(options.onRequestChange);
@@ -86,6 +116,8 @@ export async function createApp(options: AppOptions): Promise<App> {
     targets: pools,
     state: metrics ? countingAuditFailures(state, metrics) : state,
     log: options.log,
+    alerts,
+    history,
     ...(options.clock ? { clock: options.clock } : {}),
     ...(options.runLeaseMs !== undefined ? { runLeaseMs: options.runLeaseMs } : {}),
     // Outcomes the state database cannot take when a run ends wait here, fsynced, until it is back.
@@ -140,6 +172,27 @@ export async function createApp(options: AppOptions): Promise<App> {
     events,
     pools,
     state,
+    alerts,
+    history,
+    sampler: createSampler({
+      targets: pools,
+      store: history,
+      log: options.log,
+      ...(options.config.history
+        ? {
+            retentionSeconds: options.config.history.retentionSeconds,
+            topTables: options.config.history.topTables,
+          }
+        : {}),
+    }),
+    alertObserver: (poster) =>
+      createAlertObserver({
+        book: alerts,
+        ...(poster ? { poster } : {}),
+        diagnose: coreDiagnose(core),
+        log: options.log,
+        ...(options.config.alerts ? { remindEverySeconds: options.config.alerts.remindEverySeconds } : {}),
+      }),
     startSweeper(seconds = 30) {
       const timer = setInterval(() => {
         core
@@ -159,6 +212,7 @@ export async function createApp(options: AppOptions): Promise<App> {
       core.stopJournal();
       await pools.closeAll();
       await sharedPids.close();
+      await records.end();
       await state.close();
     },
   };

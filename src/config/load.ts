@@ -469,6 +469,10 @@ function build(parsed: ParsedConfig, source: string): Config {
     backupsDir: resolve(baseDir, parsed.backups?.dir ?? './backups'),
     packDirs: (parsed.packs?.dirs ?? []).map((dir) => resolve(baseDir, dir)),
     adminRoles: parsed.admin_roles,
+    ...(parsed.alerts ? { alerts: { remindEverySeconds: parsed.alerts.remind_every } } : {}),
+    ...(parsed.history
+      ? { history: { retentionSeconds: parsed.history.retention, topTables: parsed.history.top_tables } }
+      : {}),
     source,
   });
 }

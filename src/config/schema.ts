@@ -139,6 +139,19 @@ export const configSchema = z
       .object({ dirs: z.array(z.string()).default([]) })
       .strict()
       .optional(),
+    /** Alerts of scheduled checks: how often a failing alert nobody silenced is posted again. */
+    alerts: z
+      .object({ remind_every: durationSchema.default(3600) })
+      .strict()
+      .optional(),
+    /** History samples: how long they are kept, and how many of the largest tables are sampled. */
+    history: z
+      .object({
+        retention: durationSchema.default(90 * 86_400),
+        top_tables: z.number().int().min(1).max(100).default(10),
+      })
+      .strict()
+      .optional(),
     /** Roles that may bind and unbind channels to targets. */
     admin_roles: z.array(z.string()).default(['admin']),
     targets: z.record(z.string().regex(NAME, nameMessage), targetSchema),
@@ -169,6 +182,10 @@ export interface Config {
   /** User pack directories, resolved against the config file's directory. */
   packDirs: readonly string[];
   adminRoles: readonly string[];
+  /** `alerts:` (absent: defaults, reminders every hour). */
+  alerts?: { remindEverySeconds: number };
+  /** `history:` (absent: defaults, 90 days and the 10 largest tables). */
+  history?: { retentionSeconds: number; topTables: number };
   /** Where the file came from (for messages). */
   source: string;
 }

@@ -1,5 +1,7 @@
 // Built-in commands beside the catalog, by name: each handler gets the core's services, never the core.
 
+import { alerts } from '../alerts/command.js';
+import { history } from '../history/command.js';
 import type { Handler } from './builtins/common.js';
 import { help, targets } from './builtins/help.js';
 import { audit, bind, lookup, unbind } from './builtins/records.js';
@@ -18,4 +20,6 @@ export const builtinHandlers: Record<Builtin, Handler> = {
   lookup,
   bind,
   unbind,
+  alerts,
+  history,
 };

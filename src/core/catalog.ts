@@ -13,6 +13,8 @@ export const BUILTINS = [
   'lookup',
   'bind',
   'unbind',
+  'alerts',
+  'history',
 ] as const;
 export type Builtin = (typeof BUILTINS)[number];
 

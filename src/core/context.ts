@@ -1,6 +1,8 @@
 // What the core's modules share: the invocation under way, audit inputs, and the services built-ins get.
+import type { AlertBook } from '../alerts/store.js';
 import type { Config, ResolvedPerson, ResolvedTarget } from '../config/schema.js';
 import type { TargetDb } from '../engine/types.js';
+import type { HistoryStore } from '../history/store.js';
 import type { OutcomeJournal } from '../state/journal.js';
 import type { Actor, ApprovalRequest, AuditEvent, StateStore } from '../state/types.js';
 import type { Catalog } from './catalog.js';
@@ -50,6 +52,10 @@ export interface CoreDeps {
   journal?: OutcomeJournal;
   /** Waits between attempts to record a run's outcome before it is journaled (tests shorten them). */
   outcomeRetryDelaysMs?: readonly number[];
+  /** Alert state in the state database (`/db alerts`); absent: the built-in says it is not set up. */
+  alerts?: AlertBook;
+  /** History samples in the state database (`/db history`); absent likewise. */
+  history?: HistoryStore;
 }
 
 /** One step of an operation against its target: a direct run, an approval preview, or an approved execution. */
@@ -95,6 +101,9 @@ export interface CoreServices {
   readonly config: Config;
   readonly catalog: Catalog;
   readonly state: StateStore;
+  /** Alert state and history samples, when this process keeps them (see CoreDeps). */
+  readonly alerts?: AlertBook | undefined;
+  readonly history?: HistoryStore | undefined;
   now(): Date;
   /** The database handle of a configured target (nothing is opened until it is used). */
   targetDb(name: string): TargetDb;

@@ -133,6 +133,14 @@ export class Core implements CoreServices {
     return this.#deps.state;
   }
 
+  get alerts(): CoreDeps['alerts'] {
+    return this.#deps.alerts;
+  }
+
+  get history(): CoreDeps['history'] {
+    return this.#deps.history;
+  }
+
   /** The database handle of a configured target (nothing is opened until it is used). */
   targetDb(name: string): TargetDb {
     return this.#deps.targets.get(name);

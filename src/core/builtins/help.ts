@@ -22,6 +22,8 @@ export const BUILTIN_HELP: Record<Builtin, string> = {
   lookup: 'lookup [target] <what> <key> — a pack lookup shown as a card (e.g. lookup kasm user alice)',
   bind: 'bind <target> — admins: bind this channel to a target, so commands here may leave it out',
   unbind: 'unbind — admins: remove this channel’s binding',
+  alerts: 'alerts [target] — open alerts; alerts ack <id> | mute <id> --for 4h',
+  history: 'history <target> <metric> [--since 7d] [--table t] — a metric over time',
 };
 
 export const help: Handler = async (core, ctx, tokens) => {

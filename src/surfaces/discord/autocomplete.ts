@@ -135,5 +135,9 @@ function builtinSummary(name: (typeof BUILTINS)[number]): string {
       return 'bind this channel to a target';
     case 'unbind':
       return "remove this channel's binding";
+    case 'alerts':
+      return 'open alerts; ack or mute one';
+    case 'history':
+      return 'a stored metric over time';
   }
 }

@@ -1,0 +1,171 @@
+// `/db history <target> <metric> [--since 7d] [--table t]`: a stored metric of a target as a table over time.
+import { type Handler, ok, option, words } from '../core/builtins/common.js';
+import { parseDuration } from '../core/duration.js';
+import { UserError } from '../core/errors.js';
+import { wrapWords } from '../core/operation.js';
+import { formatValue, renderTable } from '../core/render.js';
+import { clipInput, closest } from '../core/suggest.js';
+import type { Column, Row } from '../core/types.js';
+import { isMetric, METRIC_NAMES, METRICS, type Metric } from './metrics.js';
+import type { SeriesPoint } from './store.js';
+import { utcMinute } from './time.js';
+
+const USAGE = 'usage: /db history <target> <metric> [--since 7d] [--table schema.table]';
+const DEFAULT_SINCE_SECONDS = 7 * 86_400;
+/** Rows one answer shows; older ones are left out with a note. */
+const MAX_POINTS = 200;
+const WIDTH = 80;
+
+function notAvailable(metric: Metric): string {
+  if (metric === 'slow_query_calls' || metric === 'slow_query_seconds')
+    return 'not available (pg_stat_statements is not installed or not loaded)';
+  if (metric === 'replication_lag_seconds') return 'not available (no standby)';
+  return 'not available';
+}
+
+/** A table's samples are stored as `schema.table`; a bare name means the public schema. */
+function subjectOf(metric: Metric, table: string | undefined): string | undefined {
+  if (table === undefined) return undefined;
+  if (metric !== 'table_bytes') {
+    throw new UserError('invalid_argument', `--table goes with table_bytes only. ${USAGE}`);
+  }
+  return table.includes('.') ? table : `public.${table}`;
+}
+
+/** Connections read best as one row per sample with a column per state; other metrics one row per point. */
+function layout(
+  metric: Metric,
+  points: readonly SeriesPoint[],
+  bySubject: boolean,
+): { columns: Column[]; rows: Row[] } {
+  const { kind } = METRICS[metric];
+  const value = (v: number | null) => (v === null ? notAvailable(metric) : v);
+  const valueColumn = (key: string, label: string): Column => ({
+    key,
+    label,
+    kind: points.some((p) => p.value === null) ? 'text' : kind,
+  });
+  if (metric === 'connections' && bySubject) {
+    const states = [...new Set(points.map((p) => p.subject))];
+    const rows = new Map<number, Row>();
+    for (const p of points) {
+      const row = rows.get(p.at.getTime()) ?? { at: utcMinute(p.at) };
+      row[`s:${p.subject}`] = p.value === null ? null : p.value;
+      rows.set(p.at.getTime(), row);
+    }
+    return {
+      columns: [
+        { key: 'at', label: 'at', kind: 'text' },
+        ...states.map((s): Column => ({ key: `s:${s}`, label: s, kind: 'count' })),
+      ],
+      rows: [...rows.values()],
+    };
+  }
+  if (bySubject) {
+    return {
+      columns: [
+        { key: 'at', label: 'at', kind: 'text' },
+        { key: 'subject', label: METRICS[metric].subject ?? 'subject', kind: 'text' },
+        valueColumn('value', metric),
+      ],
+      rows: points.map((p) => ({ at: utcMinute(p.at), subject: p.subject, value: value(p.value) })),
+    };
+  }
+  return {
+    columns: [{ key: 'at', label: 'at', kind: 'text' }, valueColumn('value', metric)],
+    rows: points.map((p) => ({ at: utcMinute(p.at), value: value(p.value) })),
+  };
+}
+
+/** "1.2 MB → 1.5 MB" from the first to the last known value of a single series. */
+function trend(metric: Metric, points: readonly SeriesPoint[]): string {
+  const known = points.filter((p) => p.value !== null);
+  const first = known[0];
+  const last = known.at(-1);
+  if (!first || !last || first === last) return '';
+  const { kind } = METRICS[metric];
+  return `, ${formatValue(first.value, kind)} → ${formatValue(last.value, kind)}`;
+}
+
+export const history: Handler = async (core, ctx, tokens) => {
+  const store = core.history;
+  if (!store) {
+    throw new UserError('invalid_argument', 'history is not kept by this dbops (no state database for it)');
+  }
+  const given = words(tokens);
+  const visible = core.visibleTargets(ctx.person);
+  let [targetName, metricName] = given;
+  if (targetName !== undefined && metricName === undefined && isMetric(targetName)) {
+    metricName = targetName;
+    targetName = (await core.boundTarget(ctx.inv))?.name;
+  }
+  const target = visible.find((t) => t.name === targetName);
+  if (!targetName || !target) {
+    const names = visible.map((t) => t.name);
+    const guesses = targetName ? closest(targetName, names) : [];
+    throw new UserError(
+      targetName ? 'unknown_target' : 'missing_target',
+      `${targetName ? `unknown target \`${clipInput(targetName)}\`` : 'which target?'}${guesses.length > 0 ? ` — did you mean ${guesses.map((g) => `\`${g}\``).join(' or ')}?` : ''} ${USAGE}`,
+    );
+  }
+  if (!metricName || !isMetric(metricName)) {
+    const guesses = metricName ? closest(metricName, METRIC_NAMES) : [];
+    throw new UserError(
+      'invalid_argument',
+      `${metricName ? `unknown metric \`${clipInput(metricName)}\`` : 'which metric?'}${guesses.length > 0 ? ` — did you mean ${guesses.map((g) => `\`${g}\``).join(' or ')}?` : ''} Metrics: ${METRIC_NAMES.join(', ')}. ${USAGE}`,
+    );
+  }
+  const metric = metricName;
+  const sinceText = option(tokens, 'since');
+  const sinceSeconds = sinceText === undefined ? DEFAULT_SINCE_SECONDS : parseDuration(sinceText);
+  if (sinceSeconds === undefined || sinceSeconds <= 0) {
+    throw new UserError(
+      'invalid_argument',
+      `argument --since: expected a duration like 12h or 7d, got \`${clipInput(sinceText ?? '')}\`. ${USAGE}`,
+    );
+  }
+  const subject = subjectOf(metric, option(tokens, 'table'));
+  const since = new Date(core.now().getTime() - sinceSeconds * 1000);
+  const { points, more } = await store.series({
+    target: target.name,
+    metric,
+    since,
+    subject,
+    limit: MAX_POINTS,
+  });
+  const bySubject = METRICS[metric].subject !== undefined && subject === undefined;
+  const about = `${metric} of ${target.name}${subject ? ` (${subject})` : ''} since ${utcMinute(since)}`;
+  const { columns, rows } = layout(metric, points, bySubject);
+  const headline = `${about}: ${rows.length} sample${rows.length === 1 ? '' : 's'}${bySubject ? '' : trend(metric, points)}`;
+  const notes = [`${metric}: ${METRICS[metric].summary}`];
+  if (more) notes.push(`older samples left out: narrow it with --since${bySubject ? ' or --table' : ''}`);
+  const text =
+    points.length === 0
+      ? wrapWords(
+          `${about}: no samples. History is sampled by a schedule of kind sample for this target.`,
+          WIDTH,
+          '',
+        ).join('\n')
+      : [
+          ...wrapWords(headline, WIDTH, ''),
+          renderTable(columns, rows, { maxWidth: WIDTH }),
+          ...notes.flatMap((n) => wrapWords(n, WIDTH, '')),
+        ].join('\n');
+  return ok(ctx, headline, text, {
+    target: target.name,
+    result: {
+      headline,
+      columns,
+      rows,
+      truncated: more,
+      notes,
+      data: {
+        target: target.name,
+        metric,
+        ...(subject ? { subject } : {}),
+        since: since.toISOString(),
+        series: points.map((p) => ({ subject: p.subject, at: p.at.toISOString(), value: p.value })),
+      },
+    },
+  });
+};

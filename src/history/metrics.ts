@@ -1,0 +1,58 @@
+// The metrics history keeps per target: names people type, what each measures, and how its values read.
+import type { ColumnKind } from '../core/types.js';
+
+export interface MetricInfo {
+  /** What one sample is, in words (help and the table headline). */
+  summary: string;
+  /** How the value reads in a table. */
+  kind: ColumnKind;
+  /** What `subject` holds for this metric ('' when it has none). */
+  subject?: 'table' | 'state';
+}
+
+const METRIC_INFO = {
+  database_bytes: { summary: 'size of the database (pg_database_size)', kind: 'bytes' },
+  table_bytes: {
+    summary: 'total size of the largest tables, indexes and TOAST included (pg_total_relation_size)',
+    kind: 'bytes',
+    subject: 'table',
+  },
+  connections: {
+    summary: "client connections to the database by state (pg_stat_activity, dbops' own included)",
+    kind: 'count',
+    subject: 'state',
+  },
+  cache_hit_percent: {
+    summary: 'share of block reads served from shared buffers since the statistics reset',
+    kind: 'percent',
+  },
+  xid_age: { summary: 'age(datfrozenxid) of the database, in transactions', kind: 'count' },
+  replication_lag_seconds: {
+    summary: 'replay lag: the slowest standby (on a primary) or this standby behind its primary',
+    kind: 'seconds',
+  },
+  slow_query_calls: { summary: 'calls counted by pg_stat_statements for this database', kind: 'count' },
+  slow_query_seconds: {
+    summary: 'execution time counted by pg_stat_statements for this database',
+    kind: 'seconds',
+  },
+} as const satisfies Record<string, MetricInfo>;
+
+export type Metric = keyof typeof METRIC_INFO;
+
+export const METRICS: Readonly<Record<Metric, MetricInfo>> = METRIC_INFO;
+
+export const METRIC_NAMES = Object.keys(METRICS) as Metric[];
+
+export function isMetric(name: string): name is Metric {
+  return Object.hasOwn(METRICS, name);
+}
+
+/** One stored value; `value` null means the target could not say (e.g. pg_stat_statements not installed). */
+export interface Sample {
+  target: string;
+  metric: Metric;
+  subject: string;
+  at: Date;
+  value: number | null;
+}
