@@ -14,6 +14,8 @@ CREATE TABLE users (id int PRIMARY KEY, email text, password_hash text, note tex
 INSERT INTO users SELECT i, 'user' || i || '@example.com', 'hash' || i, NULL FROM generate_series(1, 30) i;
 UPDATE users SET email = NULL WHERE id = 30;
 CREATE TABLE teams (id int PRIMARY KEY, email text);
+CREATE TABLE members (id int PRIMARY KEY, password_hash text, note text NOT NULL DEFAULT '');
+INSERT INTO members VALUES (1, 'hash-secret-1', 'n');
 `;
 
 const ANALYST = { name: 'ann', roles: ['analyst'] };
@@ -128,6 +130,20 @@ for (const major of majors()) {
         ctxFor(sql, quoted('UPDATE users SET note = email WHERE id = 5'), PRIVACY) as never,
       );
       expect(JSON.stringify(seen.result.rows)).toMatch(/user5@example\.com/);
+    });
+
+    it('withholds the failing row PostgreSQL quotes in an error, unless the person may see it', async () => {
+      const preview = sql.preview;
+      if (!preview) throw new Error('sql has no preview');
+      const statement = quoted('UPDATE members SET note = NULL WHERE id = 1');
+      const failed = preview(ctxFor(sql, statement, ANALYST) as never);
+      await expect(failed).rejects.toThrow(
+        /violates not-null constraint \(SQLSTATE 23502; PostgreSQL's detail is not shown/,
+      );
+      await expect(preview(ctxFor(sql, statement, ANALYST) as never)).rejects.not.toThrow(/hash-secret/);
+      await expect(preview(ctxFor(sql, statement, PRIVACY) as never)).rejects.toThrow(
+        /Failing row contains \(1, hash-secret-1, null\)/,
+      );
     });
 
     it('explain --analyze follows the same rule (row counts answer questions about values)', async () => {
