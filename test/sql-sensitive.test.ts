@@ -16,6 +16,7 @@ UPDATE users SET email = NULL WHERE id = 30;
 CREATE TABLE teams (id int PRIMARY KEY, email text);
 CREATE TABLE members (id int PRIMARY KEY, password_hash text, note text NOT NULL DEFAULT '');
 INSERT INTO members VALUES (1, 'hash-secret-1', 'n');
+CREATE VIEW user_contacts AS SELECT id, email AS contact, length(note) AS note_len FROM users;
 `;
 
 const ANALYST = { name: 'ann', roles: ['analyst'] };
@@ -103,6 +104,16 @@ for (const major of majors()) {
     ])('refuses %s for a person who may not see sensitive values', async (statement, reason) => {
       await expect(read(statement)).rejects.toThrow(reason);
       await expect(read(statement)).rejects.toThrow(/shown only masked/);
+    });
+
+    it('follows sensitive columns through a view that renames them', async () => {
+      const star = await read('SELECT * FROM user_contacts WHERE id = 2');
+      expect(star.rows).toEqual([{ id: 2, contact: MASK, note_len: null }]);
+      await expect(read("SELECT id FROM user_contacts WHERE contact LIKE 'user1%'")).rejects.toThrow(
+        /using column contact this way/,
+      );
+      const seen = await read('SELECT contact FROM user_contacts WHERE id = 2', PRIVACY);
+      expect(seen.rows).toEqual([{ contact: 'user2@example.com' }]);
     });
 
     it('lets a person allowed to see use them freely', async () => {
