@@ -29,6 +29,9 @@ INSERT INTO tokens VALUES ('cust1@secret.test', 'a'), ('cust2@secret.test', 'b')
 CREATE VIEW customer_contacts AS
   SELECT c.id, c.name, c.email AS contact, lower(c.email) AS contact_lc, length(c.name) AS name_len
     FROM customers c;
+CREATE TABLE signups (id int, email text) PARTITION BY RANGE (id);
+CREATE TABLE signups_early PARTITION OF signups FOR VALUES FROM (0) TO (100);
+INSERT INTO signups SELECT i, 'cust' || i || '@secret.test' FROM generate_series(40, 45) i;
 CREATE VIEW contacts_deep AS SELECT s.x AS who, s.id FROM (SELECT contact AS x, id FROM customer_contacts) s;
 `;
 
@@ -54,7 +57,7 @@ targets:
     environment: production
     packs: [kasm]
     sensitive:
-      columns: [users.username, managers.manager_hostname, customers.email, tokens.email, "*.password_hash"]
+      columns: [users.username, managers.manager_hostname, customers.email, tokens.email, signups.email, "*.password_hash"]
       visible_to: [privacy]
 people:
   ann: { cli: ann, slack: T1/UANN, roles: [oncall] }
@@ -142,6 +145,13 @@ for (const major of majors()) {
       expect(view.result?.attachments?.[0]?.content.split('\r\n')[1]).toBe(`1,Customer 1,${MASK},${MASK},10`);
       const deep = await as('ann')('/db export kasm contacts_deep');
       expect(deep.result?.attachments?.[0]?.content.split('\r\n')[1]).toBe(`${MASK},1`);
+
+      // A partition holds its parent's columns: the parent's pattern covers it.
+      for (const relation of ['signups', 'signups_early']) {
+        const part = await as('ann')(`/db export kasm ${relation}`);
+        expect(part.status, part.text).toBe('ok');
+        expect(part.result?.attachments?.[0]?.content.split('\r\n')[1]).toBe(`40,${MASK}`);
+      }
 
       const seen = await as('pat')('/db export kasm customer_contacts --limit 1');
       expect(seen.status, seen.text).toBe('ok');
