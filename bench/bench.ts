@@ -22,6 +22,7 @@ import type { Invocation } from '../src/core/types.js';
 import { freePort, startThrowawayPostgres, type ThrowawayPostgres } from '../src/demo/embedded.js';
 import { startSlack } from '../src/surfaces/slack/index.js';
 import { TEAM } from '../test/fakes/slack.js';
+import { sqlReviewCost, sqlReviewRows } from './sql-classify.js';
 
 const PSQL = '/usr/bin/psql';
 const HOST = '127.0.0.1';
@@ -392,7 +393,7 @@ async function slackHttp(app: App, config: Config, rounds: number, concurrency: 
   }
 }
 
-const PARTS = ['sizes', 'memory', 'slack', 'startup'] as const;
+const PARTS = ['sizes', 'memory', 'slack', 'startup', 'sql'] as const;
 
 function slackRows(
   slack: Awaited<ReturnType<typeof slackHttp>>,
@@ -502,6 +503,8 @@ async function main(): Promise<void> {
       progress('start-up with 1 and with 200 allowlisted targets');
       start = await startup(env, server, 10);
     }
+    // Issue 16: reviewing ad-hoc SQL (bench/sql-classify.ts) against running the statement itself.
+    const review = only.has('sql') ? await sqlReviewCost(server.url('app'), runs) : undefined;
 
     const ms = (n: number) => `${n.toFixed(1)} ms`;
     const yes = (ok: boolean) => (ok ? 'yes' : 'NO');
@@ -547,6 +550,7 @@ async function main(): Promise<void> {
       ]);
     }
     if (slack) rows.push(...slackRows(slack, ms, yes));
+    if (review) rows.push(...sqlReviewRows(review));
     const results = {
       at: new Date().toISOString(),
       machine: {
@@ -559,6 +563,7 @@ async function main(): Promise<void> {
       ...(mem ? { memory: { ...mem, targetGrowthMb: 50 } } : {}),
       ...(start ? { startup: start } : {}),
       ...(slack ? { slack } : {}),
+      ...(review ? { sqlReview: review } : {}),
     };
     await writeFile(RESULTS, `${JSON.stringify(results, null, 2)}\n`);
     process.stdout.write(`\n${table(rows)}\n\n`);
@@ -568,6 +573,8 @@ async function main(): Promise<void> {
         `Slack: ${SLACK_CONCURRENCY} signed slash commands at once to the HTTP receiver (sent by a separate process; the fake Web\n` +
         'API in its own process too); ack = time to the HTTP response; throughput = commands / time until every reply was\n' +
         `posted. The first burst after start is reported apart, then ${SLACK_ROUNDS} warm bursts are pooled.\n` +
+        'sql review: parse + classify in process, then the catalog checks before a run, against the statement on\n' +
+        'the server through a plain pg client; ratio = parse+classify / query, then everything dbops adds / query.\n' +
         `Machine: ${results.machine.cpus} CPUs, load ${results.machine.loadavg.join(' ')}; shared and noisy, so ` +
         `compare the columns of one run. Written to ${RESULTS}\n`,
     );

@@ -25,7 +25,7 @@ import {
   roleText,
   settleStats,
   skippedAndFailedNotes,
-} from './vacuum.js';
+} from './lib/maintenance.js';
 
 const args = z.object({ table: identifierArg().optional() });
 type Ctx = OperationContext<z.output<typeof args>>;

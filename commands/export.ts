@@ -10,6 +10,7 @@ import type { Column, Row } from '../src/core/types.js';
 import { quoteIdent, type Relation, resolveRelation } from '../src/engine/relations.js';
 import type { Session } from '../src/engine/types.js';
 import { MASK, SensitiveColumns, seesSensitive } from '../src/sql/sensitive-columns.js';
+import { hidingSensitiveErrors } from '../src/sql/sensitive-errors.js';
 import { requireOwnData } from './lib/own-data.js';
 
 /** Rows exported without --limit, and the most --limit allows. */
@@ -286,7 +287,7 @@ async function prepare(
 
 type Truncation = 'limit' | 'bytes' | undefined;
 
-export default defineOperation({
+const exportOperation = defineOperation({
   name: 'export',
   summary: 'Export rows of a table or view as a CSV attachment (capped)',
   usage: USAGE,
@@ -415,3 +416,6 @@ export default defineOperation({
     };
   },
 });
+
+// Errors that could quote a sensitive value (a failing row, a bad cast) are told without it.
+export default hidingSensitiveErrors(exportOperation);

@@ -21,7 +21,7 @@ import {
   relationText,
   roleText,
   sumOf,
-} from './vacuum.js';
+} from './lib/maintenance.js';
 
 /** REINDEX … CONCURRENTLY exists from PostgreSQL 12. */
 const CONCURRENTLY_SINCE = 120000;

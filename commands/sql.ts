@@ -15,6 +15,7 @@ import { MAX_STATEMENT_BYTES, parseStatement, SqlRefusal } from '../src/sql/pars
 import { costliestNodes, explainIn, renderPlanTree, wrapNotes } from '../src/sql/plan.js';
 import { decodeNamedRows, type NamedRow, namedRowsSql } from '../src/sql/rows.js';
 import { maskRows, sensitivePlan } from '../src/sql/sensitive.js';
+import { hidingSensitiveErrors } from '../src/sql/sensitive-errors.js';
 import { checkAgainstTarget } from '../src/sql/target-check.js';
 
 /** More rows than this are shown in part; the whole result (up to the row cap) goes as a CSV attachment. */
@@ -269,7 +270,7 @@ async function executeStatement(
   };
 }
 
-export default defineOperation({
+const sqlOperation = defineOperation({
   name: 'sql',
   summary: 'Ad-hoc SQL: reads run read-only; writes and DDL are dry-run, then approved',
   usage: 'sql <target> "<statement>" [--all-rows]',
@@ -300,3 +301,6 @@ export default defineOperation({
   preview: previewStatement,
   execute: executeStatement,
 });
+
+// Errors that could quote a sensitive value (a failing row, a bad cast) are told without it.
+export default hidingSensitiveErrors(sqlOperation);

@@ -1,5 +1,5 @@
 // Sensitive columns in export and pack results, on every surface: the core's text and rows, `dbops exec`
-// text and --json, Slack; masked values never in logs, the audit or any state table.
+// text and --json, Slack and Discord; masked values never in logs, the audit or any state table.
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -11,7 +11,9 @@ import { loadConfigText } from '../src/config/load.js';
 import { createLogger } from '../src/core/log.js';
 import type { Reply } from '../src/core/reply.js';
 import { MASK } from '../src/sql/sensitive-columns.js';
+import { startDiscord } from '../src/surfaces/discord/index.js';
 import type { RunningSurface } from '../src/surfaces/types.js';
+import { type Call, FakeDiscord, fakeUser } from './fakes/discord.js';
 import { appMention, BOT_USER, FakeSlack, postSigned } from './fakes/slack.js';
 import { adminQuery, createDatabase, majors } from './helpers/db.js';
 import { KASM_RUNBOOK_SCHEMA } from './helpers/runbook-shapes.js';
@@ -29,6 +31,9 @@ INSERT INTO tokens VALUES ('cust1@secret.test', 'a'), ('cust2@secret.test', 'b')
 CREATE VIEW customer_contacts AS
   SELECT c.id, c.name, c.email AS contact, lower(c.email) AS contact_lc, length(c.name) AS name_len
     FROM customers c;
+CREATE TABLE signups (id int, email text) PARTITION BY RANGE (id);
+CREATE TABLE signups_early PARTITION OF signups FOR VALUES FROM (0) TO (100);
+INSERT INTO signups SELECT i, 'cust' || i || '@secret.test' FROM generate_series(40, 45) i;
 CREATE VIEW contacts_deep AS SELECT s.x AS who, s.id FROM (SELECT contact AS x, id FROM customer_contacts) s;
 `;
 
@@ -54,10 +59,10 @@ targets:
     environment: production
     packs: [kasm]
     sensitive:
-      columns: [users.username, managers.manager_hostname, customers.email, tokens.email, "*.password_hash"]
+      columns: [users.username, managers.manager_hostname, customers.email, tokens.email, signups.email, "*.password_hash"]
       visible_to: [privacy]
 people:
-  ann: { cli: ann, slack: T1/UANN, roles: [oncall] }
+  ann: { cli: ann, slack: T1/UANN, discord: "300000000000000001", roles: [oncall] }
   pat: { cli: pat, slack: T1/UPAT, roles: [oncall, privacy] }
 policy:
   production: { read: [oncall], write: [oncall], request: [oncall], approve: [oncall] }
@@ -86,10 +91,12 @@ for (const major of majors()) {
   describe(`export and pack results on PostgreSQL ${major}`, () => {
     let app: App;
     let state: { name: string; url: string };
+    let kasmUrl: string;
     const logs: string[] = [];
 
     beforeAll(async () => {
       const kasm = await createDatabase('sensitivekasm', SETUP, major);
+      kasmUrl = kasm.url;
       state = await createDatabase('sensitivestate');
       const config = loadConfigText(YAML, 'sensitive.yaml', { STATE_URL: state.url, KASM_URL: kasm.url });
       // The app's log at debug level, captured whole.
@@ -143,6 +150,13 @@ for (const major of majors()) {
       const deep = await as('ann')('/db export kasm contacts_deep');
       expect(deep.result?.attachments?.[0]?.content.split('\r\n')[1]).toBe(`${MASK},1`);
 
+      // A partition holds its parent's columns: the parent's pattern covers it.
+      for (const relation of ['signups', 'signups_early']) {
+        const part = await as('ann')(`/db export kasm ${relation}`);
+        expect(part.status, part.text).toBe('ok');
+        expect(part.result?.attachments?.[0]?.content.split('\r\n')[1]).toBe(`40,${MASK}`);
+      }
+
       const seen = await as('pat')('/db export kasm customer_contacts --limit 1');
       expect(seen.status, seen.text).toBe('ok');
       expect(seen.result?.attachments?.[0]?.content).toContain('cust1@secret.test');
@@ -179,6 +193,38 @@ for (const major of majors()) {
       expect(done.status, done.text).toBe('ok');
       expect(done.text).toMatch(/2 rows changed/);
       expect(done.text).not.toMatch(/changed since the preview/);
+    });
+
+    it('masks what Discord receives: answers and attached CSV files', async () => {
+      const fake = await FakeDiscord.start();
+      const surface = await startDiscord({
+        app,
+        config: loadConfigText(YAML, 'sensitive.yaml', { STATE_URL: state.url, KASM_URL: kasmUrl }),
+        env: fake.env(),
+        log: createLogger({ level: 'debug', destination: { write: (line: string) => logs.push(line) } }),
+      });
+      try {
+        const ann = fakeUser('300000000000000001', 'ann');
+        for (const [operation, args] of [
+          ['export', 'customers'],
+          ['users', ''],
+          ['lookup', 'user admin@kasm.local'],
+        ] as const) {
+          const i = fake.command(ann, { operation, target: 'kasm', args }, fake.channel);
+          await fake.waitForCall(
+            (c: Call) =>
+              c.method === 'PATCH' &&
+              c.path === `/webhooks/${fake.applicationId}/${i.token}/messages/@original` &&
+              JSON.stringify(c.body).includes(MASK),
+          );
+        }
+        const files = fake.calls.flatMap((c) => c.files.map((f) => f.content)).join('\n');
+        expect(files).toContain(`1,Customer 1,${MASK},${MASK}`);
+        expect(leaks(JSON.stringify(fake.calls.map((c) => c.body)) + files)).toEqual([]);
+      } finally {
+        await surface?.stop();
+        await fake.stop();
+      }
     });
 
     it('writes no masked value to the log or any state table (audit, requests, deliveries)', async () => {

@@ -14,6 +14,11 @@ CREATE TABLE users (id int PRIMARY KEY, email text, password_hash text, note tex
 INSERT INTO users SELECT i, 'user' || i || '@example.com', 'hash' || i, NULL FROM generate_series(1, 30) i;
 UPDATE users SET email = NULL WHERE id = 30;
 CREATE TABLE teams (id int PRIMARY KEY, email text);
+CREATE TABLE members (id int PRIMARY KEY, password_hash text, note text NOT NULL DEFAULT '');
+INSERT INTO members VALUES (1, 'hash-secret-1', 'n');
+CREATE TABLE users_old () INHERITS (users);
+INSERT INTO users_old VALUES (99, 'old99@example.com', 'hash99', NULL);
+CREATE VIEW user_contacts AS SELECT id, email AS contact, length(note) AS note_len FROM users;
 `;
 
 const ANALYST = { name: 'ann', roles: ['analyst'] };
@@ -103,6 +108,21 @@ for (const major of majors()) {
       await expect(read(statement)).rejects.toThrow(/shown only masked/);
     });
 
+    it('follows sensitive columns through a view that renames them', async () => {
+      const star = await read('SELECT * FROM user_contacts WHERE id = 2');
+      expect(star.rows).toEqual([{ id: 2, contact: MASK, note_len: null }]);
+      await expect(read("SELECT id FROM user_contacts WHERE contact LIKE 'user1%'")).rejects.toThrow(
+        /using column contact this way/,
+      );
+      const seen = await read('SELECT contact FROM user_contacts WHERE id = 2', PRIVACY);
+      expect(seen.rows).toEqual([{ contact: 'user2@example.com' }]);
+    });
+
+    it("covers inheritance children and partitions by their parent's pattern", async () => {
+      const old = await read('SELECT * FROM users_old');
+      expect(old.rows).toEqual([{ id: 99, email: MASK, password_hash: MASK, note: null }]);
+    });
+
     it('lets a person allowed to see use them freely', async () => {
       const result = await read("SELECT id FROM users WHERE email = 'user4@example.com'", PRIVACY);
       expect(result.rows).toEqual([{ id: 4 }]);
@@ -130,6 +150,20 @@ for (const major of majors()) {
       expect(JSON.stringify(seen.result.rows)).toMatch(/user5@example\.com/);
     });
 
+    it('withholds the failing row PostgreSQL quotes in an error, unless the person may see it', async () => {
+      const preview = sql.preview;
+      if (!preview) throw new Error('sql has no preview');
+      const statement = quoted('UPDATE members SET note = NULL WHERE id = 1');
+      const failed = preview(ctxFor(sql, statement, ANALYST) as never);
+      await expect(failed).rejects.toThrow(
+        /violates not-null constraint \(SQLSTATE 23502; PostgreSQL's detail is not shown/,
+      );
+      await expect(preview(ctxFor(sql, statement, ANALYST) as never)).rejects.not.toThrow(/hash-secret/);
+      await expect(preview(ctxFor(sql, statement, PRIVACY) as never)).rejects.toThrow(
+        /Failing row contains \(1, hash-secret-1, null\)/,
+      );
+    });
+
     it('explain --analyze follows the same rule (row counts answer questions about values)', async () => {
       const run = explain.run;
       if (!run) throw new Error('explain has no run');
@@ -138,7 +172,7 @@ for (const major of majors()) {
         /using column email this way/,
       );
       const planned: OperationResult = await run(ctxFor(explain, where, ANALYST) as never);
-      expect(planned.rows[0]?.line).toMatch(/Seq Scan on public\.users/);
+      expect(planned.rows.map((r) => r.line).join('\n')).toMatch(/Seq Scan on public\.users/);
     });
   });
 }

@@ -5,6 +5,7 @@ import { isUserError, UserError } from '../core/errors.js';
 import type { AnyOperation, OperationContext, Preview } from '../core/operation.js';
 import type { Column, OperationResult, Row } from '../core/types.js';
 import type { Session, TargetDb } from '../engine/types.js';
+import { hidingSensitiveErrors } from '../sql/sensitive-errors.js';
 import { argSchema, usageOf } from './args.js';
 import type { LoadedPack, LoadedPackOperation, LoadedVariant } from './load.js';
 import type { CompiledSql } from './named-params.js';
@@ -258,7 +259,7 @@ export function packOperationSpec(
         truncated: false,
       };
     };
-    return forgettingSchemaOnError(spec);
+    return hidingSensitiveErrors(forgettingSchemaOnError(spec));
   }
 
   spec.preview = async (ctx): Promise<Preview> => {
@@ -395,7 +396,7 @@ export function packOperationSpec(
       notes,
     };
   };
-  return forgettingSchemaOnError(spec);
+  return hidingSensitiveErrors(forgettingSchemaOnError(spec));
 }
 
 /**

@@ -26,8 +26,18 @@ SELECT c.oid::text AS oid, n.nspname AS schema, c.relname AS name,
              WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum) AS attnums,
        ARRAY(SELECT a.attname::text FROM pg_attribute a
              WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum) AS columns,
-       CASE WHEN c.relkind IN ('v', 'm') THEN pg_get_viewdef(c.oid) END AS definition
+       CASE WHEN c.relkind IN ('v', 'm') THEN pg_get_viewdef(c.oid) END AS definition,
+       up.schemas AS ancestor_schemas, up.names AS ancestor_names
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+-- Partitions and inheritance children hold their parents' columns: the parents' patterns cover them.
+CROSS JOIN LATERAL (
+  WITH RECURSIVE up(oid) AS (
+    SELECT i.inhparent FROM pg_inherits i WHERE i.inhrelid = c.oid
+    UNION SELECT i.inhparent FROM pg_inherits i JOIN up ON i.inhrelid = up.oid
+  )
+  SELECT array_agg(pn.nspname::text) AS schemas, array_agg(p.relname::text) AS names
+  FROM up JOIN pg_class p ON p.oid = up.oid JOIN pg_namespace pn ON pn.oid = p.relnamespace
+) up
 WHERE c.oid = ANY($1::oid[])`;
 
 const RESOLVE_SQL = `
@@ -111,12 +121,20 @@ export class SensitiveColumns {
       attnums: number[];
       columns: string[];
       definition: string | null;
+      ancestor_schemas: string[] | null;
+      ancestor_names: string[] | null;
     }>(RELATIONS_SQL, [[oid]]);
     if (!row) return undefined;
     const columns = row.attnums.map((attnum, i) => ({ attnum, name: row.columns[i] ?? '' }));
+    const owners = [
+      { schema: row.schema, name: row.name },
+      ...(row.ancestor_names ?? []).map((name, i) => ({ schema: row.ancestor_schemas?.[i] ?? '', name })),
+    ];
     const sensitive = new Set(
       columns
-        .filter((c) => this.patterns.some((p) => matchesPattern(p, row.schema, row.name, c.name)))
+        .filter((c) =>
+          owners.some((o) => this.patterns.some((p) => matchesPattern(p, o.schema, o.name, c.name))),
+        )
         .map((c) => c.attnum),
     );
     if (row.definition !== null) {
