@@ -469,6 +469,7 @@ function build(parsed: ParsedConfig, source: string): Config {
     backupsDir: resolve(baseDir, parsed.backups?.dir ?? './backups'),
     packDirs: (parsed.packs?.dirs ?? []).map((dir) => resolve(baseDir, dir)),
     adminRoles: parsed.admin_roles,
+    timeZone: parsed.display?.time_zone ?? 'UTC',
     source,
   });
 }

@@ -5,6 +5,7 @@ import { UserError } from '../errors.js';
 import type { Token } from '../grammar.js';
 import { decide } from '../policy.js';
 import { type Reply, reply } from '../reply.js';
+import { formatTime } from '../time-format.js';
 
 export type Handler = (
   core: CoreServices,
@@ -73,7 +74,7 @@ export function refusalMessage(refusal: TransitionRefusal, id: number): string {
     case 'already_voted':
       return `you already voted on #${id}; it needs another person's approval`;
     case 'expired':
-      return `request #${id} expired at ${refusal.request.expiresAt.toISOString().slice(11, 16)}Z; ask for it again if it is still needed`;
+      return `request #${id} expired at ${formatTime(refusal.request.expiresAt)}; ask for it again if it is still needed`;
     case 'not_requester':
       return `only ${refusal.request.requester.person}, who requested #${id}, can cancel it; approvers can deny it`;
     case 'target_busy':
