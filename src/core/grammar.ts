@@ -311,7 +311,6 @@ export function bindArguments(spec: AnyOperation, tokens: readonly Token[]): Rec
   // A required positional left out (and nothing else wrong) is a question, not a type error: "which pid?".
   const missing = parsed.error.issues.find(
     (issue) =>
-      issue.code === 'invalid_type' &&
       typeof issue.path[0] === 'string' &&
       positionals.includes(issue.path[0]) &&
       !(issue.path[0] in input),

@@ -90,7 +90,7 @@ export function refusalMessage(refusal: TransitionRefusal, id: number): string {
         failed: 'has failed',
         denied: 'was denied',
         cancelled: 'was cancelled',
-        expired: 'has expired',
+        expired: `expired at ${formatTime(refusal.request.expiresAt)}`,
       };
       const state = verb[r.status] ?? `is ${r.status}`;
       const detail =
