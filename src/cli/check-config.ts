@@ -1,4 +1,6 @@
 // `dbops check-config`: the config and its packs validated, every target reached and reported.
+import { readFileSync } from 'node:fs';
+import { approvalWarningLines } from '../config/approval-rules.js';
 import { checkTargets, expectationProblems, formatCheckReport } from '../config/check.js';
 import { ConfigError } from '../core/errors.js';
 import type { LoadedPack } from '../packs/load.js';
@@ -27,6 +29,8 @@ export async function checkConfig({ values }: CheckConfigArgs): Promise<number> 
     `${path}: valid (${Object.keys(config.targets).length} targets, ${Object.keys(config.people).length} people, ${packs.length} packs)\n\n`,
   );
   for (const warning of configSettingWarnings(config, packs)) process.stdout.write(`warning: ${warning}\n`);
+  for (const warning of approvalWarningLines(config, readFileSync(path, 'utf8')))
+    process.stdout.write(`warning: ${warning}\n`);
   const checks = await checkTargets(config, { packs });
   process.stdout.write(`${formatCheckReport(checks)}\n`);
   return checks.every((c) => c.reachable) && expectationProblems(checks).length === 0 ? 0 : 1;
