@@ -347,7 +347,11 @@ export default defineOperation({
       try {
         return await planFor(ctx, session);
       } catch (err) {
-        if (isUserError(err) && err.code === 'invalid_argument' && /there is no/.test(err.message)) {
+        if (
+          isUserError(err) &&
+          err.code === 'invalid_argument' &&
+          / matching .* on this target/.test(err.message)
+        ) {
           throw new UserError(
             'invalid_argument',
             `${previewed.relation} no longer exists (dropped or renamed since the preview); nothing was done`,

@@ -96,7 +96,7 @@ async function resolveSchema(session: Session, typed: string): Promise<string> {
   const guesses = closest(typed, schemas);
   throw new UserError(
     'invalid_argument',
-    `argument --schema: there is no schema named ${typed.slice(0, 60)} on this target` +
+    `argument --schema: no schema matching ${typed.slice(0, 60)} on this target` +
       (guesses.length > 0 ? ` — did you mean ${guesses.map((g) => `\`${g}\``).join(' or ')}?` : ''),
   );
 }

@@ -265,7 +265,7 @@ describe.each(majors())('PostgreSQL %i', (major) => {
 
       const typo = await failure(run(tableSizes, '--schema othr'));
       expect(typo.code).toBe('invalid_argument');
-      expect(typo.message).toMatch(/no schema named othr .*did you mean `other`\?/);
+      expect(typo.message).toMatch(/no schema matching othr .*did you mean `other`\?/);
     });
   });
 

@@ -725,7 +725,7 @@ describe.each(majors())('PostgreSQL %i', (major: Major) => {
       [launcher?.pid, /it is not a client backend but the autovacuum launcher/],
       [poolPid, /it is dbops' own connection/],
       [scene.replica.pid, /it is dbops' own connection/],
-      [2147483646, /there is no session with pid 2147483646/],
+      [2147483646, /no session matching pid 2147483646/],
     ];
     for (const [pid, why] of cases) {
       expect(pid).toBeTypeOf('number');

@@ -363,9 +363,7 @@ export async function signalableSession(
   const target = ctx.target.name;
   const refuse = (why: string) => new UserError('invalid_argument', `refusing to ${verb} pid ${pid}: ${why}`);
   if (!s) {
-    throw refuse(
-      `there is no session with pid ${pid} on the server of ${target} (it may have ended already)`,
-    );
+    throw refuse(`no session matching pid ${pid} on the server of ${target} (it may have ended already)`);
   }
   if (s.ours) throw refuse("it is dbops' own connection; dbops never signals itself");
   if (s.backend_type !== null && s.backend_type !== 'client backend') {

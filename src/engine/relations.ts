@@ -81,7 +81,7 @@ export async function resolveRelation(
   );
   throw new UserError(
     'invalid_argument',
-    `argument ${argument}: there is no ${kindWords} named ${typed.slice(0, 60)} on this target` +
+    `argument ${argument}: no ${kindWords} matching ${typed.slice(0, 60)} on this target` +
       (guesses.length > 0 ? ` — did you mean ${guesses.map((g) => `\`${g}\``).join(' or ')}?` : ''),
   );
 }

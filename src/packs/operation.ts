@@ -5,6 +5,7 @@ import type { ResolvedTarget } from '../config/schema.js';
 import { isUserError, UserError } from '../core/errors.js';
 import type { AnyOperation, OperationContext, Preview } from '../core/operation.js';
 import type { Column, ColumnKind, OperationResult, Row } from '../core/types.js';
+import { showInvisible } from '../core/visible.js';
 import type { Session, TargetDb } from '../engine/types.js';
 import { argSchema, usageOf } from './args.js';
 import type { LoadedPack, LoadedPackOperation, LoadedVariant } from './load.js';
@@ -254,6 +255,16 @@ export function packOperationSpec(
       : {}),
   };
 
+  /** A lookup that finds nothing says so in words: "no kasm session matching 3f2c…". */
+  const nothingMatches = (args: Readonly<Record<string, unknown>>): string => {
+    const given = def.args.filter((a) => args[a.name] !== undefined && args[a.name] !== false);
+    const keys = given.some((a) => a.positional) ? given.filter((a) => a.positional) : given;
+    const key = keys
+      .map((a) => showInvisible(String(args[a.name]), { newlines: false }).slice(0, 80))
+      .join(' ');
+    return `no ${pack.name} ${def.lookup} matching ${key}`;
+  };
+
   spec.unavailable = async (db) => {
     const only = op.variants[0];
     if (op.variants.length === 1 && only && !only.requires) return undefined;
@@ -268,6 +279,8 @@ export function packOperationSpec(
       if (def.risk === 'read' && variant.sql) {
         const sql = variant.sql;
         const table = await ctx.db.read((s) => readRows(s, sql, ctx));
+        if (def.lookup && table.rows.length === 0)
+          return { ...table, display, headline: nothingMatches(ctx.args) };
         return { ...table, display };
       }
       // write: statements in one transaction, with their affected row counts.

@@ -46,7 +46,7 @@ export async function loadRequest(
   await core.sweepExpired();
   const request = await core.state.getRequest(id);
   if (!request)
-    throw new UserError('not_found', `there is no request #${id}; \`/db pending\` lists open ones`);
+    throw new UserError('not_found', `no request matching #${id}; \`/db pending\` lists open ones`);
   const target = core.config.targets[request.target];
   const readable =
     target &&
@@ -59,7 +59,7 @@ export async function loadRequest(
     }).allowed;
   if (!readable && request.requester.person !== ctx.person?.name) {
     // Same answer as a missing request: do not reveal what exists on targets the person cannot see.
-    throw new UserError('not_found', `there is no request #${id}; \`/db pending\` lists open ones`);
+    throw new UserError('not_found', `no request matching #${id}; \`/db pending\` lists open ones`);
   }
   return request;
 }
@@ -68,7 +68,7 @@ export async function loadRequest(
 export function refusalMessage(refusal: TransitionRefusal, id: number): string {
   switch (refusal.code) {
     case 'not_found':
-      return `there is no request #${id}`;
+      return `no request matching #${id}`;
     case 'self_approval':
       return `you requested #${id}; a different person must approve it (no role bypasses this)`;
     case 'already_voted':
