@@ -198,7 +198,8 @@ async function analyzeNow(ctx: Ctx, plan: Plan): Promise<OperationResult> {
     ? rows
     : [...rows].sort((a, b) => (b.modified_before ?? 0) - (a.modified_before ?? 0));
   const truncated = sorted.length > cap;
-  if (truncated) notes.push(`showing the ${cap} most changed of ${sorted.length} tables`);
+  if (truncated)
+    notes.push(`showing the ${formatCount(cap)} most changed of ${formatCount(sorted.length)} tables`);
 
   return {
     headline,

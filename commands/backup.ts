@@ -149,7 +149,7 @@ export function throttledProgress(
     if (match) {
       seen += 1;
       if (seen === 1 || now - last >= PROGRESS_MILESTONE_MS) {
-        const of = total !== undefined ? ` (${seen} of ${total})` : '';
+        const of = total !== undefined ? ` (${formatCount(seen)} of ${formatCount(total)})` : '';
         progress(`${tool}: ${line}${of}`);
         last = now;
       }

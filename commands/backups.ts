@@ -1,7 +1,7 @@
 // `/db backups <target>`: the target's backups, from its backup directory and their manifests.
 import { z } from 'zod';
 import { defineOperation } from '../src/core/operation.js';
-import { formatBytes } from '../src/core/render.js';
+import { formatBytes, formatCount } from '../src/core/render.js';
 import type { Column, Row } from '../src/core/types.js';
 import { listBackupFiles, readManifest, tableLabel, targetBackupDir, totalRows } from './lib/backup-store.js';
 
@@ -87,14 +87,15 @@ export default defineOperation({
     const problems = listed.filter((l) => l.problem !== undefined);
     if (problems.length > 0) {
       notes.push(
-        `${problems.length} without a usable manifest (not made by dbops, or interrupted): ` +
+        `${formatCount(problems.length)} without a usable manifest (not made by dbops, or interrupted): ` +
           `${problems
             .slice(0, 5)
             .map((p) => p.problem)
             .join('; ')}${problems.length > 5 ? '; …' : ''}`,
       );
     }
-    if (listed.length > cap) notes.push(`showing the newest ${cap} of ${listed.length} backups`);
+    if (listed.length > cap)
+      notes.push(`showing the newest ${formatCount(cap)} of ${formatCount(listed.length)} backups`);
     const total = files.reduce((sum, f) => sum + f.bytes, 0);
     return {
       headline:

@@ -163,7 +163,10 @@ export default defineOperation({
       const what = maxScans > 0 ? 'almost unused' : 'unused';
       const scanned = maxScans > 0 ? ` (at most ${formatCount(maxScans)} scans)` : '';
       const notes: string[] = [];
-      if (truncated) notes.push(`showing ${found.length} of ${matching} ${what} indexes (row cap)`);
+      if (truncated)
+        notes.push(
+          `showing ${formatCount(found.length)} of ${formatCount(matching)} ${what} indexes (row cap)`,
+        );
       notes.push(statsDisclaimer(window, ctx.now));
       if (matching > 0) {
         notes.push(
@@ -176,7 +179,7 @@ export default defineOperation({
         headline:
           matching === 0
             ? `no ${what} indexes${larger}${scanned}`
-            : `${matching === 1 ? `1 ${what} index` : `${matching} ${what} indexes`}${larger}${scanned}: ${formatBytes(allBytes)} in all`,
+            : `${matching === 1 ? `1 ${what} index` : `${formatCount(matching)} ${what} indexes`}${larger}${scanned}: ${formatBytes(allBytes)} in all`,
         columns: maxScans > 0 ? COLUMNS_WITH_SCANS : COLUMNS,
         rows,
         truncated,

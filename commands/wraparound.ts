@@ -275,7 +275,7 @@ export default defineOperation({
             'autovacuum_freeze_max_age; `--system` lists them',
         );
       }
-      if (tables.truncated) notes.push(`only the ${tableRows.length} oldest tables are shown`);
+      if (tables.truncated) notes.push(`only the ${formatCount(tableRows.length)} oldest tables are shown`);
 
       return {
         headline,

@@ -1,9 +1,11 @@
 // Shared SQL and helpers of the session operations: activity, long-running, connections, health, terminate, cancel-query.
+
 import { z } from 'zod';
 import { durationArg, durationText } from '../../src/core/args.js';
 import { formatDuration } from '../../src/core/duration.js';
 import { UserError } from '../../src/core/errors.js';
 import type { OperationContext } from '../../src/core/operation.js';
+import { formatCount } from '../../src/core/render.js';
 import type { Column, OperationResult, Row } from '../../src/core/types.js';
 import type { Session, TargetDb } from '../../src/engine/types.js';
 
@@ -187,7 +189,10 @@ export async function runActivity(ctx: OperationContext<{ older_than: number }>)
   }
 
   const notes: string[] = [];
-  if (truncated) notes.push(`only the ${rows.length} longest-running of ${total} sessions are listed`);
+  if (truncated)
+    notes.push(
+      `only the ${formatCount(rows.length)} longest-running of ${formatCount(total)} sessions are listed`,
+    );
   if (hidden > 0) notes.push(hiddenNote(hidden));
   return {
     headline,
