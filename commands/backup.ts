@@ -244,7 +244,7 @@ export async function takeBackup(
         const tables = await countRows(session, relation);
         ctx.progress(
           `backup of ${ctx.target.name}${relation ? ` table ${tableLabel(relation)}` : ''}: ` +
-            `${tables.length} ${tables.length === 1 ? 'table' : 'tables'}, ${formatCount(totalRows(tables))} rows ` +
+            `${formatCount(tables.length)} ${tables.length === 1 ? 'table' : 'tables'}, ${formatCount(totalRows(tables))} rows ` +
             `in snapshot ${info.snapshot}; running pg_dump ${pgDump.major} (${request.format} format)`,
         );
         await runTool(

@@ -1,6 +1,7 @@
 // The one time format: absolute times with their zone, relative ages, durations of what still runs.
 import { afterEach, describe, expect, it } from 'vitest';
 import { formatValue } from '../src/core/render.js';
+import { requestLine } from '../src/core/reply-text.js';
 import {
   asDate,
   displayTimeZone,
@@ -11,6 +12,7 @@ import {
   isTimeZone,
   setDisplayTimeZone,
 } from '../src/core/time-format.js';
+import type { ApprovalRequest } from '../src/state/types.js';
 
 const AT = new Date('2026-12-06T02:46:31.250Z');
 
@@ -75,5 +77,29 @@ describe('relative ages', () => {
     expect(asDate('2026-12-06 02:46:31.25+00')?.toISOString()).toBe(AT.toISOString());
     expect(asDate('not a time')).toBeUndefined();
     expect(asDate(null)).toBeUndefined();
+  });
+});
+
+describe('request lines', () => {
+  const now = new Date('2026-12-06T12:00:00Z');
+  const request = (status: ApprovalRequest['status']): ApprovalRequest =>
+    ({
+      id: 7,
+      command: 'vacuum staging exams --full',
+      status,
+      requester: { person: 'alice', identity: 'cli:alice', surface: 'cli' },
+      votes: [],
+      createdAt: new Date('2026-12-06T11:50:00Z'),
+      updatedAt: new Date('2026-12-06T11:55:48Z'),
+      expiresAt: new Date('2026-12-06T12:05:00Z'),
+    }) as unknown as ApprovalRequest;
+
+  it('say how long ago it was asked, and how long a running one has been running', () => {
+    expect(requestLine(request('pending'), now)).toBe(
+      '#7 vacuum staging exams --full · pending · by alice 10m ago · expires in 5m',
+    );
+    expect(requestLine(request('running'), now)).toBe(
+      '#7 vacuum staging exams --full · running 4m 12s · by alice 10m ago',
+    );
   });
 });

@@ -139,7 +139,7 @@ export class Intake {
       const guesses = closest(first.text, visible);
       throw new UserError(
         'unknown_target',
-        `unknown target \`${clipInput(first.text)}\`${guesses.length > 0 ? ` — did you mean ${guesses.map((g) => `\`${g}\``).join(' or ')}?` : ''} Targets you may use: ${list}.`,
+        `unknown target \`${clipInput(first.text)}\`${guesses.length > 0 ? ` — did you mean ${guesses.map((g) => `\`${g}\``).join(' or ')}?` : '.'} Targets you may use: ${list}.`,
       );
     }
     throw new UserError(

@@ -2,7 +2,7 @@
 import type { ApprovalRequest } from '../state/types.js';
 import { formatDuration } from './duration.js';
 import { renderResult } from './render.js';
-import { formatAge, formatTime } from './time-format.js';
+import { formatAge, formatRunning, formatTime } from './time-format.js';
 
 export function approvers(request: ApprovalRequest): string[] {
   return request.votes.filter((v) => v.vote === 'approve').map((v) => v.person);
@@ -10,9 +10,14 @@ export function approvers(request: ApprovalRequest): string[] {
 
 /** One line: "#7 kill-idle staging --older-than 5m · pending · by alice · expires in 12m". */
 export function requestLine(request: ApprovalRequest, now: Date): string {
+  // A running request started when it last changed state (its lease renewals leave updatedAt alone).
+  const state =
+    request.status === 'running'
+      ? formatRunning((now.getTime() - request.updatedAt.getTime()) / 1000)
+      : request.status;
   const parts = [
     `#${request.id} ${request.command}`,
-    request.status,
+    state,
     `by ${request.requester.person} ${formatAge(request.createdAt, now)}`,
   ];
   const yes = approvers(request);
