@@ -2,6 +2,7 @@
 import { z } from 'zod';
 import { defineOperation } from '../src/core/operation.js';
 import { formatBytes, formatCount } from '../src/core/render.js';
+import { asDate, formatAge } from '../src/core/time-format.js';
 import type { Column, Row } from '../src/core/types.js';
 import { listBackupFiles, readManifest, tableLabel, targetBackupDir, totalRows } from './lib/backup-store.js';
 
@@ -97,11 +98,13 @@ export default defineOperation({
     if (listed.length > cap)
       notes.push(`showing the newest ${formatCount(cap)} of ${formatCount(listed.length)} backups`);
     const total = files.reduce((sum, f) => sum + f.bytes, 0);
+    const newest = asDate(listed[0]?.created);
     return {
       headline:
         files.length === 0
           ? `no backups of ${ctx.target.name} yet; \`backup ${ctx.target.name}\` makes one`
-          : `${files.length} ${files.length === 1 ? 'backup' : 'backups'} of ${ctx.target.name}, ${formatBytes(total)} in all`,
+          : `${formatCount(files.length)} ${files.length === 1 ? 'backup' : 'backups'} of ${ctx.target.name}, ` +
+            `${formatBytes(total)} in all${newest ? `; newest ${formatAge(newest, ctx.now)}` : ''}`,
       columns: COLUMNS,
       rows: shown.map((l) => l.row),
       truncated: listed.length > cap,

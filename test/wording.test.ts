@@ -74,6 +74,10 @@ describe('one time format', () => {
     expectOneTimeFormat('vacuum --full', kill.text);
     // Not vacuous: the card's expiry, backups, the audit log and statistics all carry dates.
     expect(dated).toBeGreaterThanOrEqual(4);
+    // Relative age where it matters: how old the newest backup is.
+    expect((await alice('backups staging')).result?.headline).toMatch(
+      /^[\d,]+ backups? of staging, .+ in all; newest (\d+s ago|just now)$/,
+    );
     const card = (await alice(`status ${id}`)).text;
     expect(card).toMatch(/by alice (\d+s ago|just now)/);
     expect(card).toMatch(/Expires at \d{4}-\d\d-\d\d \d\d:\d\d UTC\./);
