@@ -84,10 +84,10 @@ export default defineOperation({
     }));
     const { rows, truncated } = groups;
 
-    const reservedParts = [`${headroom.superuserReserved} reserved for superusers`];
-    if (headroom.reserved > 0) reservedParts.push(`${headroom.reserved} reserved_connections`);
+    const reservedParts = [`${formatCount(headroom.superuserReserved)} reserved for superusers`];
+    if (headroom.reserved > 0) reservedParts.push(`${formatCount(headroom.reserved)} reserved_connections`);
     const notes = [
-      `usable = max_connections ${headroom.maxConnections} − ${reservedParts.join(' − ')}`,
+      `usable = max_connections ${formatCount(headroom.maxConnections)} − ${reservedParts.join(' − ')}`,
       `in use includes ${plural(headroom.dbops, 'connection')} of dbops itself (not listed)`,
     ];
     if (truncated) notes.push(`only the ${formatCount(rows.length)} largest groups are listed`);

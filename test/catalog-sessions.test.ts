@@ -424,7 +424,8 @@ describe.each(majors())('PostgreSQL %i', (major: Major) => {
           percent: Math.round((before / usable) * 1000) / 10,
         });
         expect(result.headline).toBe(
-          `${before} of ${usable} usable connections in use (${Math.round((before / usable) * 100)}%)`,
+          `${before.toLocaleString('en-US')} of ${usable.toLocaleString('en-US')} usable connections in use ` +
+            `(${Math.round((before / usable) * 100)}%)`,
         );
         expect(blind.data).toMatchObject({ inUse: before, usable });
         expect(Number(blind.data?.hiddenSessions)).toBeGreaterThan(0);

@@ -156,6 +156,7 @@ describe('typed input', () => {
     );
     expect((await alice('describe staging')).text).toMatch(/^Invalid: which table\? usage: \/db describe/);
     expect((await alice('reindex staging')).text).toMatch(/^Invalid: which table or index\? usage:/);
+    expect((await alice('verify-backup staging')).text).toMatch(/^Invalid: which backup\? usage:/);
     // A pid that is there but wrong still says what is wrong with it.
     expect((await alice('terminate staging 0')).text).toMatch(/<pid>: must be at least 1/);
   });

@@ -294,7 +294,7 @@ export async function readHeadroom(
 /** "43 of 97 usable connections in use (44%)" */
 export function headroomText(h: Headroom): string {
   const percent = h.usable === 0 ? 100 : Math.round((h.inUse / h.usable) * 100);
-  return `${h.inUse} of ${h.usable} usable connections in use (${percent}%)`;
+  return `${formatCount(h.inUse)} of ${formatCount(h.usable)} usable connections in use (${percent}%)`;
 }
 
 // ---------------------------------------------------------------------------------------------------

@@ -169,8 +169,13 @@ function usageLine(spec: AnyOperation): string {
   return `usage: /db ${spec.usage}`;
 }
 
+/** Usage lines that call a backup file `<name>`: the question asks for what it is ("which backup?"). */
+const NOUNS: Readonly<Record<string, string>> = { 'verify-backup:name': 'backup', 'restore:name': 'backup' };
+
 /** What a positional names, as its usage line spells it ("<table|index>" → "table or index"). */
 function positionalNoun(spec: AnyOperation, key: string): string {
+  const noun = NOUNS[`${spec.name}:${key}`];
+  if (noun !== undefined) return noun;
   const placeholders = [...spec.usage.matchAll(/<([^<>]+)>/g)]
     .map((m) => m[1] ?? '')
     .filter((p) => p !== 'target');
@@ -311,9 +316,7 @@ export function bindArguments(spec: AnyOperation, tokens: readonly Token[]): Rec
   // A required positional left out (and nothing else wrong) is a question, not a type error: "which pid?".
   const missing = parsed.error.issues.find(
     (issue) =>
-      typeof issue.path[0] === 'string' &&
-      positionals.includes(issue.path[0]) &&
-      !(issue.path[0] in input),
+      typeof issue.path[0] === 'string' && positionals.includes(issue.path[0]) && !(issue.path[0] in input),
   )?.path[0];
   if (typeof missing === 'string' && parsed.error.issues.every((issue) => issue.path[0] === missing)) {
     throw new UserError('invalid_argument', `which ${positionalNoun(spec, missing)}? ${usageLine(spec)}`, {
