@@ -145,7 +145,7 @@ function outcomeOf(row: ExecuteRow): string {
 }
 
 function sessions(n: number): string {
-  return n === 1 ? '1 session' : `${n} sessions`;
+  return n === 1 ? '1 session' : `${formatCount(n)} sessions`;
 }
 
 function executeHeadline(terminated: number, previewed: number): string {

@@ -262,7 +262,9 @@ export default defineOperation({
       const warnings = findings.filter((f) => f.status === 'warn').length;
       const capped = [app, bot].some((r) => r !== null && r.relations.length >= RELATIONS_READ);
       const notes = capped
-        ? [`only the first ${RELATIONS_READ} tables, views and sequences (by schema and name) were read`]
+        ? [
+            `only the first ${formatCount(RELATIONS_READ)} tables, views and sequences (by schema and name) were read`,
+          ]
         : [];
       notes.push(
         ...(app === null

@@ -92,7 +92,8 @@ export async function hiddenSessions(session: Session, ownPids: readonly number[
 }
 
 export function hiddenNote(hidden: number): string {
-  const what = hidden === 1 ? '1 session of another role is' : `${hidden} sessions of other roles are`;
+  const what =
+    hidden === 1 ? '1 session of another role is' : `${formatCount(hidden)} sessions of other roles are`;
   return `${what} not shown: ${READ_ALL_STATS_FIX}`;
 }
 

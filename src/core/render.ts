@@ -170,7 +170,7 @@ export function renderResult(result: OperationResult, options: TableOptions = {}
       if (result.truncated) parts.push('more rows exist (capped)');
     } else {
       parts.push(renderTable(result.columns, result.rows, options));
-      const count = `${result.rows.length} row${result.rows.length === 1 ? '' : 's'}`;
+      const count = `${formatCount(result.rows.length)} row${result.rows.length === 1 ? '' : 's'}`;
       parts.push(
         result.truncated
           ? `${count} shown — more rows exist (capped; narrow the query or use --limit)`

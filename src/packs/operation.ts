@@ -4,6 +4,7 @@ import { z } from 'zod';
 import type { ResolvedTarget } from '../config/schema.js';
 import { isUserError, UserError } from '../core/errors.js';
 import type { AnyOperation, OperationContext, Preview } from '../core/operation.js';
+import { formatCount } from '../core/render.js';
 import type { Column, ColumnKind, OperationResult, Row } from '../core/types.js';
 import { showInvisible } from '../core/visible.js';
 import type { Session, TargetDb } from '../engine/types.js';
@@ -414,7 +415,7 @@ export function packOperationSpec(
         );
         if (rowCount === 0) break;
         total += rowCount;
-        if (batches % 10 === 9) ctx.progress(`${batch.label}: ${total} rows so far`);
+        if (batches % 10 === 9) ctx.progress(`${batch.label}: ${formatCount(total)} rows so far`);
       }
       if (batches === batch.maxBatches)
         notes.push(`Stopped after ${batches} batches (max_batches); run it again for the rest.`);
@@ -433,7 +434,7 @@ export function packOperationSpec(
     }
     const total = counts.reduce((sum, r) => sum + (typeof r.rows === 'number' ? r.rows : 0), 0);
     return {
-      headline: `${def.name} on ${ctx.target.name}: ${total} row${total === 1 ? '' : 's'} changed`,
+      headline: `${def.name} on ${ctx.target.name}: ${formatCount(total)} row${total === 1 ? '' : 's'} changed`,
       columns: [
         { key: 'step', label: 'step', kind: 'text' },
         { key: 'rows', label: 'rows changed', kind: 'count' },
