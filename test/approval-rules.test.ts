@@ -136,7 +136,12 @@ policy:
       reject: false,
       timeout: 60_000,
     });
-    expect(run.stdout).toContain(
+    const warnings = run.stdout
+      .split('\n')
+      .filter((l) => l.startsWith('warning: ') || l.startsWith('         '));
+    // Wrapped to 80 columns (a word longer than that, the temp file's path, stays whole).
+    for (const line of warnings.slice(1)) expect(line.length).toBeLessThanOrEqual(80);
+    expect(warnings.join(' ').replace(/\s+/g, ' ')).toContain(
       `warning: ${file}:11: policy.production (target kasm): destructive operations requested by alice can ` +
         'never be approved',
     );
