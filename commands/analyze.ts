@@ -27,7 +27,11 @@ import {
   skippedAndFailedNotes,
 } from './lib/maintenance.js';
 
-const args = z.object({ table: identifierArg().optional() });
+const args = z.object({
+  table: identifierArg().optional(),
+  /** The whole database includes pg_catalog and information_schema only when asked for. */
+  system: z.boolean().default(false),
+});
 type Ctx = OperationContext<z.output<typeof args>>;
 
 /** One ANALYZE statement and the relations whose statistics it refreshes. */
@@ -70,7 +74,8 @@ async function planFor(ctx: Ctx): Promise<Plan> {
   return await ctx.db.read(async (session) => {
     const bot = await botRole(session);
     if (ctx.args.table === undefined) {
-      const all = await databaseRelations(session, version);
+      // System catalogs are the server's business: analyzed only with --system (or when named).
+      const all = (await databaseRelations(session, version)).filter((r) => ctx.args.system || !r.system);
       const steps = databaseSteps(all);
       return {
         version,
@@ -193,7 +198,8 @@ async function analyzeNow(ctx: Ctx, plan: Plan): Promise<OperationResult> {
     ? rows
     : [...rows].sort((a, b) => (b.modified_before ?? 0) - (a.modified_before ?? 0));
   const truncated = sorted.length > cap;
-  if (truncated) notes.push(`showing the ${cap} most changed of ${sorted.length} tables`);
+  if (truncated)
+    notes.push(`showing the ${formatCount(cap)} most changed of ${formatCount(sorted.length)} tables`);
 
   return {
     headline,
@@ -213,11 +219,11 @@ async function analyzeNow(ctx: Ctx, plan: Plan): Promise<OperationResult> {
 export default defineOperation({
   name: 'analyze',
   summary: 'ANALYZE one table or the whole database: fresh planner statistics',
-  usage: 'analyze <target> [table]',
+  usage: 'analyze <target> [table] [--system]',
   description:
     'Runs ANALYZE on the table (a partitioned table with its partitions, and the statistics across them ' +
     'that autovacuum never gathers) or, without a table, on every table and materialized view of the ' +
-    'database one by one, and reports each one’s new row estimate (reltuples) and last_analyze. ANALYZE ' +
+    'database one by one (the system catalogs of pg_catalog and information_schema only with --system), and reports each one’s new row estimate (reltuples) and last_analyze. ANALYZE ' +
     'reads a sample and takes SHARE UPDATE EXCLUSIVE: reads and writes go on. Tables the bot role may not ' +
     'analyze, which PostgreSQL would skip with only a warning, are refused (one table) or listed (whole ' +
     'database), with the grant that fixes it.',
@@ -233,7 +239,12 @@ export default defineOperation({
         columns: COLUMNS,
         rows: [],
         truncated: false,
-        notes: [`${plural(plan.skipped.length, 'system catalog')} only a superuser may analyze`],
+        notes:
+          plan.skipped.length > 0
+            ? [`${plural(plan.skipped.length, 'system catalog')} only a superuser may analyze`]
+            : ctx.args.system
+              ? []
+              : ['system catalogs are left out; `--system` analyzes them too'],
         data: { scope: 'database', seconds: 0, analyzed: [], skipped: plan.skipped.map((r) => r.relation) },
       };
     }

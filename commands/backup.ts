@@ -149,7 +149,7 @@ export function throttledProgress(
     if (match) {
       seen += 1;
       if (seen === 1 || now - last >= PROGRESS_MILESTONE_MS) {
-        const of = total !== undefined ? ` (${seen} of ${total})` : '';
+        const of = total !== undefined ? ` (${formatCount(seen)} of ${formatCount(total)})` : '';
         progress(`${tool}: ${line}${of}`);
         last = now;
       }
@@ -244,7 +244,7 @@ export async function takeBackup(
         const tables = await countRows(session, relation);
         ctx.progress(
           `backup of ${ctx.target.name}${relation ? ` table ${tableLabel(relation)}` : ''}: ` +
-            `${tables.length} ${tables.length === 1 ? 'table' : 'tables'}, ${formatCount(totalRows(tables))} rows ` +
+            `${formatCount(tables.length)} ${tables.length === 1 ? 'table' : 'tables'}, ${formatCount(totalRows(tables))} rows ` +
             `in snapshot ${info.snapshot}; running pg_dump ${pgDump.major} (${request.format} format)`,
         );
         await runTool(

@@ -1,7 +1,8 @@
 // `/db backups <target>`: the target's backups, from its backup directory and their manifests.
 import { z } from 'zod';
 import { defineOperation } from '../src/core/operation.js';
-import { formatBytes } from '../src/core/render.js';
+import { formatBytes, formatCount } from '../src/core/render.js';
+import { asDate, formatAge } from '../src/core/time-format.js';
 import type { Column, Row } from '../src/core/types.js';
 import { listBackupFiles, readManifest, tableLabel, targetBackupDir, totalRows } from './lib/backup-store.js';
 
@@ -87,20 +88,23 @@ export default defineOperation({
     const problems = listed.filter((l) => l.problem !== undefined);
     if (problems.length > 0) {
       notes.push(
-        `${problems.length} without a usable manifest (not made by dbops, or interrupted): ` +
+        `${formatCount(problems.length)} without a usable manifest (not made by dbops, or interrupted): ` +
           `${problems
             .slice(0, 5)
             .map((p) => p.problem)
             .join('; ')}${problems.length > 5 ? '; …' : ''}`,
       );
     }
-    if (listed.length > cap) notes.push(`showing the newest ${cap} of ${listed.length} backups`);
+    if (listed.length > cap)
+      notes.push(`showing the newest ${formatCount(cap)} of ${formatCount(listed.length)} backups`);
     const total = files.reduce((sum, f) => sum + f.bytes, 0);
+    const newest = asDate(listed[0]?.created);
     return {
       headline:
         files.length === 0
           ? `no backups of ${ctx.target.name} yet; \`backup ${ctx.target.name}\` makes one`
-          : `${files.length} ${files.length === 1 ? 'backup' : 'backups'} of ${ctx.target.name}, ${formatBytes(total)} in all`,
+          : `${formatCount(files.length)} ${files.length === 1 ? 'backup' : 'backups'} of ${ctx.target.name}, ` +
+            `${formatBytes(total)} in all${newest ? `; newest ${formatAge(newest, ctx.now)}` : ''}`,
       columns: COLUMNS,
       rows: shown.map((l) => l.row),
       truncated: listed.length > cap,

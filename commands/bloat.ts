@@ -2,7 +2,7 @@
 import { z } from 'zod';
 import { intArg } from '../src/core/args.js';
 import { defineOperation } from '../src/core/operation.js';
-import { formatBytes } from '../src/core/render.js';
+import { formatBytes, formatCount } from '../src/core/render.js';
 import type { Column, Row } from '../src/core/types.js';
 import { quoteIdent } from '../src/engine/relations.js';
 
@@ -239,7 +239,7 @@ function tableOf(row: BloatRow): string {
 function listed(names: readonly string[], max = 5): string {
   const unique = [...new Set(names)];
   const shown = unique.slice(0, max).join(', ');
-  return unique.length > max ? `${shown} and ${unique.length - max} more` : shown;
+  return unique.length > max ? `${shown} and ${formatCount(unique.length - max)} more` : shown;
 }
 
 /** One line per reason, naming the objects and the fix. */
@@ -330,9 +330,9 @@ export default defineOperation({
       if (estimatedCount === 0 && unestimatedCount === 0) {
         headline = `${context.database}: no tables or b-tree indexes with data outside the system schemas`;
       } else if (estimatedCount === 0) {
-        headline = `${context.database}: bloat could not be estimated for any of ${unestimatedCount} objects`;
+        headline = `${context.database}: bloat could not be estimated for any of ${formatCount(unestimatedCount)} objects`;
       } else if (!worst || (worst.bloat_bytes ?? 0) === 0) {
-        headline = `${context.database}: no estimated bloat in ${estimatedCount} tables and indexes`;
+        headline = `${context.database}: no estimated bloat in ${formatCount(estimatedCount)} tables and indexes`;
       } else {
         headline =
           `${context.database}: estimated bloat ${formatBytes(tableBloat)} in tables and ` +
@@ -352,13 +352,13 @@ export default defineOperation({
       }
       if (estimatedCount > estimated.length) {
         notes.push(
-          `showing the ${estimated.length} most bloated of ${estimatedCount} estimated objects` +
+          `showing the ${formatCount(estimated.length)} most bloated of ${formatCount(estimatedCount)} estimated objects` +
             (ctx.args.limit < 100 ? '; --limit (up to 100) shows more' : ''),
         );
       }
       if (unestimatedCount > unestimated.length) {
         notes.push(
-          `${unestimatedCount} objects could not be estimated; the ${unestimated.length} largest are listed`,
+          `${formatCount(unestimatedCount)} objects could not be estimated; the ${formatCount(unestimated.length)} largest are listed`,
         );
       }
       notes.push(...fixNotes(unestimated, context.role));

@@ -1,6 +1,8 @@
 // `/db blocking <target>`: who is blocked by whom, with both queries, from pg_blocking_pids(), roots flagged.
+
 import { z } from 'zod';
 import { defineOperation } from '../src/core/operation.js';
+import { formatCount } from '../src/core/render.js';
 import type { Column, Row } from '../src/core/types.js';
 import { clippedQuery, isDbops, plural, READ_ALL_STATS_FIX, secondsSince } from './lib/activity.js';
 
@@ -137,7 +139,8 @@ export default defineOperation({
         : `${plural(blocked.length, 'session')} blocked by ${plural(blockers.length, 'session')} (${rootsText(roots)})`;
 
     const notes: string[] = [];
-    if (truncated) notes.push(`only the first ${rows.length} (blocked, blocking) pairs are listed`);
+    if (truncated)
+      notes.push(`only the first ${formatCount(rows.length)} (blocked, blocking) pairs are listed`);
     const dbopsPids = unique([
       ...rows.filter((r) => r.blocked_dbops).map((r) => r.blocked_pid),
       ...rows.filter((r) => r.blocking_dbops).map((r) => r.blocking_pid),

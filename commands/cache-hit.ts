@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { defineOperation } from '../src/core/operation.js';
 import { formatCount } from '../src/core/render.js';
 import type { Column, Row } from '../src/core/types.js';
-import { replicaNote, statsWindow, statsWindowNote } from './lib/stats-window.js';
+import { statsDisclaimer, statsWindow } from './lib/stats-window.js';
 
 /** The runbooks' "cache hit ratio should be > 99%". */
 const OK_PERCENT = 99;
@@ -131,7 +131,7 @@ export default defineOperation({
         columns: COLUMNS,
         rows,
         truncated: false,
-        notes: [statsWindowNote(window), replicaNote(window)],
+        notes: [statsDisclaimer(window, ctx.now)],
         data: { ...byKind, okAbovePercent: OK_PERCENT, minBlocks: MIN_BLOCKS, statsReset: window.statsReset },
       };
     });

@@ -275,7 +275,8 @@ export default defineOperation({
         outcomes.push({ ...base, status: 'skipped', detail: reason });
         continue;
       }
-      if (n > 0 && n % 50 === 0) ctx.progress(`checked ${n} of ${indexes.length} indexes`);
+      if (n > 0 && n % 50 === 0)
+        ctx.progress(`checked ${formatCount(n)} of ${formatCount(indexes.length)} indexes`);
       const result = await ctx.db.read((session) => checkOne(session, fn, index, heapallindexed), limits);
       outcomes.push({ ...base, ...result });
     }

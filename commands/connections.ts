@@ -1,6 +1,8 @@
 // `/db connections <target>`: client connections by database, user, application and client, and the headroom left.
+
 import { z } from 'zod';
 import { defineOperation } from '../src/core/operation.js';
+import { formatCount } from '../src/core/render.js';
 import type { Column, Row } from '../src/core/types.js';
 import {
   CLIENT_ADDRESS,
@@ -82,13 +84,13 @@ export default defineOperation({
     }));
     const { rows, truncated } = groups;
 
-    const reservedParts = [`${headroom.superuserReserved} reserved for superusers`];
-    if (headroom.reserved > 0) reservedParts.push(`${headroom.reserved} reserved_connections`);
+    const reservedParts = [`${formatCount(headroom.superuserReserved)} reserved for superusers`];
+    if (headroom.reserved > 0) reservedParts.push(`${formatCount(headroom.reserved)} reserved_connections`);
     const notes = [
-      `usable = max_connections ${headroom.maxConnections} − ${reservedParts.join(' − ')}`,
+      `usable = max_connections ${formatCount(headroom.maxConnections)} − ${reservedParts.join(' − ')}`,
       `in use includes ${plural(headroom.dbops, 'connection')} of dbops itself (not listed)`,
     ];
-    if (truncated) notes.push(`only the ${rows.length} largest groups are listed`);
+    if (truncated) notes.push(`only the ${formatCount(rows.length)} largest groups are listed`);
     if (headroom.hidden > 0) {
       notes.push(
         `${plural(headroom.hidden, 'session')} of other roles could not be inspected and ` +

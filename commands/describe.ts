@@ -138,13 +138,13 @@ async function describeLines(session: Session, relation: Relation, version: numb
   const typeWidth = Math.min(24, Math.max(0, ...cols.map((c) => c.type.length)));
   lines.push(
     ...section(
-      `Columns (${cols.length})`,
+      `Columns (${formatCount(cols.length)})`,
       cols.flatMap((c) => columns([`  ${c.name}`, c.type, columnDetails(c)], [nameWidth + 2, typeWidth], 6)),
     ),
   );
   lines.push(
     ...section(
-      `Indexes (${indexes.length})`,
+      `Indexes (${formatCount(indexes.length)})`,
       indexes.flatMap((i) => wrap(`  ${i.name}: ${indexFlags(i)}`, 6)),
     ),
   );
@@ -190,7 +190,7 @@ async function describeLines(session: Session, relation: Relation, version: numb
   }
   if (children.length > 0) {
     const partitions = rel.partition_key !== null;
-    tree.push(`  ${partitions ? 'partitions' : 'child tables'}: ${children.length}`);
+    tree.push(`  ${partitions ? 'partitions' : 'child tables'}: ${formatCount(children.length)}`);
     for (const c of children.slice(0, CHILDREN_LISTED)) {
       tree.push(...wrap(`    ${c.table_name}${c.bound ? ` ${c.bound}` : ''}`, 8));
     }
@@ -281,13 +281,17 @@ export default defineOperation({
       const cap = Math.max(ctx.limits.row_cap, 50);
       const shown = lines.slice(0, cap);
       const counts = [
-        `${cols.length} column${cols.length === 1 ? '' : 's'}`,
-        `${indexes.length} index${indexes.length === 1 ? '' : 'es'}`,
-        children.length > 0 ? `${children.length} partition${children.length === 1 ? '' : 's'}` : '',
+        `${formatCount(cols.length)} column${cols.length === 1 ? '' : 's'}`,
+        `${formatCount(indexes.length)} index${indexes.length === 1 ? '' : 'es'}`,
+        children.length > 0
+          ? `${formatCount(children.length)} partition${children.length === 1 ? '' : 's'}`
+          : '',
       ].filter((c) => c !== '');
       const notes: string[] = [];
       if (lines.length > cap)
-        notes.push(`first ${cap} of ${lines.length} lines (row cap); --json has it all`);
+        notes.push(
+          `first ${formatCount(cap)} of ${formatCount(lines.length)} lines (row cap); --json has it all`,
+        );
       if (rel.locked) {
         notes.push(
           'a DDL lock is held or awaited on this table (a migration?): sizes, defaults and definitions ' +

@@ -1,7 +1,7 @@
 // `/db duplicate-indexes <target>`: indexes another index of the same table makes redundant, and which to keep.
 import { z } from 'zod';
 import { defineOperation } from '../src/core/operation.js';
-import { formatBytes } from '../src/core/render.js';
+import { formatBytes, formatCount } from '../src/core/render.js';
 import type { Column, Row } from '../src/core/types.js';
 import { DDL_LOCKED_CTE, ddlLocked, LOCKED_LISTED, skippedNote, userSchema } from './lib/relation-sizes.js';
 
@@ -239,7 +239,10 @@ export default defineOperation({
       }));
 
       const notes: string[] = [];
-      if (truncated) notes.push(`showing ${redundant.length} of ${matching} redundant indexes (row cap)`);
+      if (truncated)
+        notes.push(
+          `showing ${formatCount(redundant.length)} of ${formatCount(matching)} redundant indexes (row cap)`,
+        );
       if (skippedCount > 0) {
         notes.push(
           skippedNote(
@@ -261,7 +264,7 @@ export default defineOperation({
         headline:
           matching === 0
             ? 'no duplicate or redundant indexes'
-            : `${matching === 1 ? '1 redundant index' : `${matching} redundant indexes`} ` +
+            : `${matching === 1 ? '1 redundant index' : `${formatCount(matching)} redundant indexes`} ` +
               `(${exactCount} duplicate, ${matching - exactCount} prefix): ${formatBytes(allBytes)} could be freed`,
         columns: COLUMNS,
         rows,

@@ -53,6 +53,8 @@ interface Check {
   status: Status;
   detail: string;
   note?: string;
+  /** Sessions of other roles the check could not see (said once per answer, with the fix). */
+  hidden?: number;
   /** Machine values for --json. */
   values: Record<string, unknown>;
 }
@@ -165,12 +167,11 @@ function percentText(value: number): string {
 /** A check that could not see every session is not ok: it says how many it missed and which role fixes it. */
 function withHidden(check: Check, hidden: number): Check {
   if (hidden === 0) return check;
-  const missed = `${plural(hidden, 'session')} of other roles could not be inspected: ${READ_ALL_STATS_FIX}`;
   return {
     ...check,
     status: check.status === 'ok' ? 'warn' : check.status,
-    detail: `${check.detail} (${hidden} hidden)`,
-    note: check.note ? `${check.note}; ${missed}` : `${check.check}: ${missed}`,
+    detail: `${check.detail} (${formatCount(hidden)} hidden)`,
+    hidden,
   };
 }
 
@@ -280,13 +281,8 @@ async function runChecks(
         `connections: ${headroomText(h)} (warn ≥ ${CONNECTIONS_WARN_PERCENT}%, fail ≥ ${CONNECTIONS_FAIL_PERCENT}%); ` +
         `\`/db connections ${target}\` shows who holds them, \`/db idle ${target}\` which are idle`;
     }
-    if (h.hidden > 0) {
-      // Counted as client connections, so the verdict errs on the safe side; still say why it is unsure.
-      const unsure =
-        `${plural(h.hidden, 'session')} of other roles could not be inspected and count as client ` +
-        `connections: ${READ_ALL_STATS_FIX}`;
-      check.note = check.note ? `${check.note}; ${unsure}` : `connections: ${unsure}`;
-    }
+    // Counted as client connections, so the verdict errs on the safe side; the answer says why it is unsure.
+    if (h.hidden > 0) check.hidden = h.hidden;
     return check;
   });
 
@@ -464,6 +460,17 @@ export default defineOperation({
 
     const status = worst(checks.map((c) => c.status));
     const notes = checks.flatMap((c) => (c.note === undefined ? [] : [c.note]));
+    // Sessions of other roles hidden from several checks: one note naming them all and the fix, not one each.
+    const blind = checks.filter((c) => (c.hidden ?? 0) > 0);
+    if (blind.length > 0) {
+      const counts = blind.map(
+        (c) =>
+          `${c.check} ${formatCount(c.hidden ?? 0)}${c.check === 'connections' ? ', counted as client connections' : ''}`,
+      );
+      notes.unshift(
+        `sessions of other roles could not be inspected (${counts.join('; ')}): ${READ_ALL_STATS_FIX}`,
+      );
+    }
     notes.push(
       `thresholds: long-running > ${durationText(ctx.args.long_query)} warns, blocked > ` +
         `${durationText(ctx.args.blocked)} fails, idle in transaction > ${durationText(ctx.args.idle_in_transaction)} warns`,

@@ -1,8 +1,10 @@
 // `/db idle <target> [--older-than 0s]`: idle client sessions, those holding a transaction open first.
+
 import { z } from 'zod';
 import { durationArg, durationText } from '../src/core/args.js';
 import { formatDuration } from '../src/core/duration.js';
 import { defineOperation } from '../src/core/operation.js';
+import { formatCount } from '../src/core/render.js';
 import type { Column, Row } from '../src/core/types.js';
 import {
   CLIENT_ADDRESS,
@@ -101,7 +103,9 @@ export default defineOperation({
 
     const notes: string[] = [];
     if (truncated)
-      notes.push(`only ${rows.length} of ${total} sessions are listed, idle in transaction first`);
+      notes.push(
+        `only ${formatCount(rows.length)} of ${formatCount(total)} sessions are listed, idle in transaction first`,
+      );
     if (inTransaction > 0) {
       notes.push('sessions idle in transaction keep their locks and hold back vacuum until they end');
     }

@@ -2,7 +2,7 @@
 import { z } from 'zod';
 import { identifierArg, intArg } from '../src/core/args.js';
 import { defineOperation } from '../src/core/operation.js';
-import { formatBytes } from '../src/core/render.js';
+import { formatBytes, formatCount } from '../src/core/render.js';
 import type { Column, Row } from '../src/core/types.js';
 import { resolveRelation } from '../src/engine/relations.js';
 import type { Session } from '../src/engine/types.js';
@@ -141,7 +141,9 @@ export default defineOperation({
           ctx.args.limit < MAX_LIMIT && sized.length === ctx.args.limit
             ? `; --limit (up to ${MAX_LIMIT}) shows more`
             : '';
-        notes.push(`showing the ${sized.length} largest of ${matching} indexes${more}`);
+        notes.push(
+          `showing the ${formatCount(sized.length)} largest of ${formatCount(matching)} indexes${more}`,
+        );
       }
       const invalid = sized.filter((r) => r.valid === false).map((r) => r.index);
       if (invalid.length > 0) {
@@ -163,7 +165,7 @@ export default defineOperation({
         headline:
           matching === 0
             ? `no indexes${of === '' ? ' in user schemas' : of}${lockedCount > 0 ? ' that are not locked by DDL' : ''}`
-            : `${matching === 1 ? '1 index' : `${matching} indexes`}${of}: ${formatBytes(Number(sized[0]?.all_bytes ?? 0))} in all`,
+            : `${matching === 1 ? '1 index' : `${formatCount(matching)} indexes`}${of}: ${formatBytes(Number(sized[0]?.all_bytes ?? 0))} in all`,
         columns: lastScan ? [...COLUMNS, LAST_SCAN_COLUMN] : COLUMNS,
         rows,
         truncated: shown < ctx.args.limit && matching > shown,

@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { defineOperation } from '../src/core/operation.js';
 import { formatCount } from '../src/core/render.js';
 import type { Column, Row } from '../src/core/types.js';
-import { replicaNote, statsWindow, statsWindowNote } from './lib/stats-window.js';
+import { statsDisclaimer, statsWindow } from './lib/stats-window.js';
 
 /** Below this share of index scans, a table with at least LOW_USAGE_ROWS live rows probably misses an index. */
 const LOW_USAGE_PERCENT = 95;
@@ -71,7 +71,10 @@ const COLUMNS: Column[] = [
 ];
 
 function verdictOf(r: UsageRow): string | null {
-  if (!r.judged) return `insufficient data (${formatCount(r.seq_scan + r.idx_scan)} scans)`;
+  if (!r.judged) {
+    const scans = r.seq_scan + r.idx_scan;
+    return `insufficient data (${formatCount(scans)} ${scans === 1 ? 'scan' : 'scans'})`;
+  }
   if (r.low === true) return r.has_index ? 'low index usage' : 'low index usage (no index)';
   return null;
 }
@@ -111,22 +114,24 @@ export default defineOperation({
 
       const notes = [
         `flagged: at least ${formatCount(LOW_USAGE_ROWS)} live rows and under ${LOW_USAGE_PERCENT}% of scans using an index`,
-        ...(unjudged > 0
+        // Said once: the headline already says it when no table could be judged.
+        ...(unjudged > 0 && unjudged < matching
           ? [`insufficient data: scanned fewer than ${MIN_SCANS} times since the counters started`]
           : []),
-        statsWindowNote(window),
-        replicaNote(window),
+        statsDisclaimer(window, ctx.now),
       ];
-      if (truncated) notes.unshift(`showing ${found.length} of ${matching} tables (row cap)`);
+      if (truncated)
+        notes.unshift(`showing ${formatCount(found.length)} of ${formatCount(matching)} tables (row cap)`);
 
       let headline: string;
       if (matching === 0) headline = 'no user tables';
       else if (lowCount === 0 && unjudged === matching)
         headline = `insufficient data: no table was scanned ${MIN_SCANS} times yet`;
-      else if (lowCount === 0) headline = `no table of ${matching} has low index usage`;
+      else if (lowCount === 0) headline = `no table of ${formatCount(matching)} has low index usage`;
       else {
-        const names = low.slice(0, 5).join(', ') + (lowCount > 5 ? ` and ${lowCount - 5} more` : '');
-        headline = `${lowCount === 1 ? '1 table has' : `${lowCount} tables have`} low index usage: ${names}`;
+        const names =
+          low.slice(0, 5).join(', ') + (lowCount > 5 ? ` and ${formatCount(lowCount - 5)} more` : '');
+        headline = `${lowCount === 1 ? '1 table has' : `${formatCount(lowCount)} tables have`} low index usage: ${names}`;
       }
 
       return {

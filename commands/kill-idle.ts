@@ -1,8 +1,10 @@
 // `/db kill-idle <target> --older-than 5m`: terminate client sessions of the target database left idle.
+
 import { z } from 'zod';
 import { durationArg, durationText } from '../src/core/args.js';
 import { UserError } from '../src/core/errors.js';
 import { defineOperation } from '../src/core/operation.js';
+import { formatCount } from '../src/core/render.js';
 import type { Column, OperationResult, Row } from '../src/core/types.js';
 
 const IDLE_STATES = "('idle', 'idle in transaction', 'idle in transaction (aborted)')";
@@ -143,7 +145,7 @@ function outcomeOf(row: ExecuteRow): string {
 }
 
 function sessions(n: number): string {
-  return n === 1 ? '1 session' : `${n} sessions`;
+  return n === 1 ? '1 session' : `${formatCount(n)} sessions`;
 }
 
 function executeHeadline(terminated: number, previewed: number): string {
@@ -182,7 +184,7 @@ export default defineOperation({
     const notes: string[] = [];
     if (truncated) {
       notes.push(
-        `only the ${rows.length} longest idle sessions are included; run kill-idle again afterwards for the rest`,
+        `only the ${formatCount(rows.length)} longest idle sessions are included; run kill-idle again afterwards for the rest`,
       );
     }
     const result: OperationResult = {
@@ -237,7 +239,7 @@ export default defineOperation({
       byOutcome.set(outcome, [...(byOutcome.get(outcome) ?? []), r.pid]);
     }
     for (const [outcome, pids] of byOutcome) {
-      notes.push(`${pids.length} ${outcome} (pid ${pids.join(', ')})`);
+      notes.push(`${formatCount(pids.length)} ${outcome} (pid ${pids.join(', ')})`);
     }
     if (refused.length > 0) notes.push(SIGNAL_FIX);
 

@@ -1,7 +1,9 @@
 // `/db locks <target>`: lock requests of the target database that are waiting, with what they wait for and since when.
+
 import { z } from 'zod';
 import { formatDuration } from '../src/core/duration.js';
 import { defineOperation } from '../src/core/operation.js';
+import { formatCount } from '../src/core/render.js';
 import type { Column, Row } from '../src/core/types.js';
 import { clippedQuery, notDbops, plural, READ_ALL_STATS_FIX, secondsSince } from './lib/activity.js';
 
@@ -96,7 +98,7 @@ export default defineOperation({
           : `; longest ${formatDuration(first.waited_seconds)} (pid ${first.pid})`)
       : `no lock requests waiting on ${ctx.target.name}`;
     const notes: string[] = [];
-    if (truncated) notes.push(`only the ${rows.length} longest waits are listed`);
+    if (truncated) notes.push(`only the ${formatCount(rows.length)} longest waits are listed`);
     if (version < 140000 && rows.length > 0) {
       notes.push(
         'PostgreSQL before 14 does not record when a wait began: "waiting" counts from the query start',

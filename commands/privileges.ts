@@ -1,8 +1,10 @@
 // `/db privileges <target> [role]`: what the application's role and dbops' own role may do, against the runbook's advice.
+
 import { z } from 'zod';
 import { textArg } from '../src/core/args.js';
 import { UserError } from '../src/core/errors.js';
 import { defineOperation } from '../src/core/operation.js';
+import { formatCount } from '../src/core/render.js';
 import { closest } from '../src/core/suggest.js';
 import { quoteIdent } from '../src/engine/relations.js';
 import type { Session } from '../src/engine/types.js';
@@ -129,7 +131,10 @@ function groupLines(relations: readonly RelationRow[], kind: string, plural: str
   return [...groups.entries()]
     .sort((a, b) => b[1].length - a[1].length || a[0].localeCompare(b[0]))
     .flatMap(([rights, names]) =>
-      wrap(`    ${names.length} ${names.length === 1 ? kind : plural}: ${rights} — ${nameList(names)}`, 8),
+      wrap(
+        `    ${formatCount(names.length)} ${names.length === 1 ? kind : plural}: ${rights} — ${nameList(names)}`,
+        8,
+      ),
     );
 }
 
@@ -257,7 +262,9 @@ export default defineOperation({
       const warnings = findings.filter((f) => f.status === 'warn').length;
       const capped = [app, bot].some((r) => r !== null && r.relations.length >= RELATIONS_READ);
       const notes = capped
-        ? [`only the first ${RELATIONS_READ} tables, views and sequences (by schema and name) were read`]
+        ? [
+            `only the first ${formatCount(RELATIONS_READ)} tables, views and sequences (by schema and name) were read`,
+          ]
         : [];
       notes.push(
         ...(app === null

@@ -5,7 +5,7 @@ import { flagArg, identifierArg } from '../src/core/args.js';
 import { formatDuration } from '../src/core/duration.js';
 import { isUserError, UserError } from '../src/core/errors.js';
 import { defineOperation, type OperationContext } from '../src/core/operation.js';
-import { formatBytes } from '../src/core/render.js';
+import { formatBytes, formatCount } from '../src/core/render.js';
 import type { Column, OperationResult, Row } from '../src/core/types.js';
 import { watchLockWaits } from '../src/engine/lock-watch.js';
 import { type Relation, resolveRelation } from '../src/engine/relations.js';
@@ -347,7 +347,11 @@ export default defineOperation({
       try {
         return await planFor(ctx, session);
       } catch (err) {
-        if (isUserError(err) && err.code === 'invalid_argument' && /there is no/.test(err.message)) {
+        if (
+          isUserError(err) &&
+          err.code === 'invalid_argument' &&
+          / matching .* on this target/.test(err.message)
+        ) {
           throw new UserError(
             'invalid_argument',
             `${previewed.relation} no longer exists (dropped or renamed since the preview); nothing was done`,
@@ -426,7 +430,7 @@ export default defineOperation({
     const rebuiltCount = rows.filter((r) => r.rebuilt === true).length;
     if (invalid.length > 0) notes.push(invalidNote(invalid));
     const headline =
-      `${statement}: rebuilt ${rebuiltCount} of ${plural(plan.indexes.length, 'index', 'indexes')} in ` +
+      `${statement}: rebuilt ${formatCount(rebuiltCount)} of ${plural(plan.indexes.length, 'index', 'indexes')} in ` +
       `${formatDuration(seconds)}` +
       (invalid.length > 0
         ? `; ${plural(invalid.length, 'index', 'indexes')} on the table ${invalid.length === 1 ? 'is' : 'are'} INVALID — drop command below`

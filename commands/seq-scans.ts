@@ -4,7 +4,7 @@ import { intArg } from '../src/core/args.js';
 import { defineOperation } from '../src/core/operation.js';
 import { formatCount } from '../src/core/render.js';
 import type { Column, Row } from '../src/core/types.js';
-import { replicaNote, statsWindow, statsWindowNote } from './lib/stats-window.js';
+import { statsDisclaimer, statsWindow } from './lib/stats-window.js';
 
 const MAX_LIMIT = 1000;
 
@@ -50,6 +50,10 @@ const COLUMNS: Column[] = [
 
 const LAST_SEQ_SCAN_COLUMN: Column = { key: 'last_seq_scan', label: 'last seq scan', kind: 'timestamp' };
 
+function scansText(n: number): string {
+  return `${formatCount(n)} sequential ${n === 1 ? 'scan' : 'scans'}`;
+}
+
 export default defineOperation({
   name: 'seq-scans',
   summary: 'Tables most often read by sequential scans, with the rows those scans read',
@@ -83,17 +87,17 @@ export default defineOperation({
       const notes: string[] = [];
       if (matching > found.length) {
         notes.push(
-          `showing the ${found.length} most scanned of ${matching} tables` +
+          `showing the ${formatCount(found.length)} most scanned of ${formatCount(matching)} tables` +
             (!truncated && ctx.args.limit < MAX_LIMIT ? `; --limit (up to ${MAX_LIMIT}) shows more` : ''),
         );
       }
-      notes.push(statsWindowNote(window), replicaNote(window));
+      notes.push(statsDisclaimer(window, ctx.now));
 
       return {
         headline:
           matching === 0
             ? 'no sequential scans of user tables counted'
-            : `${formatCount(Number(found[0]?.all_scans ?? 0))} sequential scans on ` +
+            : `${scansText(Number(found[0]?.all_scans ?? 0))} on ` +
               `${matching === 1 ? '1 table' : `${formatCount(matching)} tables`}`,
         columns: lastSeqScan ? [...COLUMNS, LAST_SEQ_SCAN_COLUMN] : COLUMNS,
         rows,

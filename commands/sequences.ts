@@ -1,8 +1,10 @@
 // `/db sequences <target>`: sequences close to running out, measured against the columns they feed.
+
 import { z } from 'zod';
 import { intArg } from '../src/core/args.js';
 import { UserError } from '../src/core/errors.js';
 import { defineOperation } from '../src/core/operation.js';
+import { formatCount } from '../src/core/render.js';
 import type { Column, Row } from '../src/core/types.js';
 import { quoteIdent } from '../src/engine/relations.js';
 
@@ -306,19 +308,20 @@ export default defineOperation({
       let headline: string;
       if (readableCount + unreadableCount === 0) headline = `${context.database}: no sequences`;
       else if (failing.length > 0) {
-        headline = `${failing.length} sequence${failing.length === 1 ? '' : 's'} over ${FAIL_PERCENT}% used — most: ${top?.sequence} at ${top?.used_percent.toFixed(1)}%`;
+        headline = `${formatCount(failing.length)} sequence${failing.length === 1 ? '' : 's'} over ${FAIL_PERCENT}% used — most: ${top?.sequence} at ${top?.used_percent.toFixed(1)}%`;
       } else if (warning.length > 0) {
-        headline = `${warning.length} sequence${warning.length === 1 ? '' : 's'} over ${WARN_PERCENT}% used — most: ${top?.sequence} at ${top?.used_percent.toFixed(1)}%`;
+        headline = `${formatCount(warning.length)} sequence${warning.length === 1 ? '' : 's'} over ${WARN_PERCENT}% used — most: ${top?.sequence} at ${top?.used_percent.toFixed(1)}%`;
       } else if (top) {
         headline = `no sequence near overflow; most used: ${top.sequence} at ${top.used_percent.toFixed(1)}%`;
       } else
-        headline = `${context.database}: none of ${unreadableCount} sequences is readable by the bot role`;
-      if (unreadableCount > 0 && readableCount > 0) headline += ` (${unreadableCount} not readable)`;
+        headline = `${context.database}: none of ${formatCount(unreadableCount)} sequences is readable by the bot role`;
+      if (unreadableCount > 0 && readableCount > 0)
+        headline += ` (${formatCount(unreadableCount)} not readable)`;
 
       const notes: string[] = [];
       if (readableCount > readable.length) {
         notes.push(
-          `showing the ${readable.length} most used of ${readableCount} sequences` +
+          `showing the ${formatCount(readable.length)} most used of ${formatCount(readableCount)} sequences` +
             (ctx.args.limit < 100 ? '; --limit (up to 100) shows more' : ''),
         );
       }

@@ -2,7 +2,7 @@
 import { z } from 'zod';
 import { intArg } from '../src/core/args.js';
 import { defineOperation } from '../src/core/operation.js';
-import { formatBytes } from '../src/core/render.js';
+import { formatBytes, formatCount } from '../src/core/render.js';
 import type { Row } from '../src/core/types.js';
 import { skippedNote } from './lib/relation-sizes.js';
 import { type SizeRow, TABLE_SIZE_COLUMNS, TABLE_SIZES_SQL } from './table-sizes.js';
@@ -49,7 +49,7 @@ export default defineOperation({
       if (matching === 0) notes.push('no tables or materialized views outside the system schemas');
       else if (matching > sized.length) {
         notes.push(
-          `showing the ${sized.length} largest of ${matching} tables and materialized views` +
+          `showing the ${formatCount(sized.length)} largest of ${formatCount(matching)} tables and materialized views` +
             (ctx.args.limit < 100 ? '; --limit (up to 100) shows more' : ''),
         );
       }

@@ -1,8 +1,11 @@
 // `/db slow-queries <target>`: the statements of the target database that cost most, from pg_stat_statements.
+
 import { z } from 'zod';
 import { enumArg, flagArg, intArg } from '../src/core/args.js';
 import { formatDuration } from '../src/core/duration.js';
 import { defineOperation } from '../src/core/operation.js';
+import { formatCount } from '../src/core/render.js';
+import { formatTimeAndAge } from '../src/core/time-format.js';
 import type { Column, OperationResult, Row } from '../src/core/types.js';
 import { quoteIdent } from '../src/engine/relations.js';
 
@@ -246,9 +249,7 @@ export default defineOperation({
       const statements = first?.statements ?? 0;
       const hidden = first?.hidden_statements ?? 0;
       const databaseSeconds = first?.database_seconds ?? 0;
-      const since = info?.stats_reset
-        ? ` since ${info.stats_reset.toISOString().slice(0, 16).replace('T', ' ')}Z`
-        : '';
+      const since = info?.stats_reset ? ` since ${formatTimeAndAge(info.stats_reset, ctx.now)}` : '';
 
       const notes: string[] = [];
       if (!ctx.args.include_dbops) {
@@ -256,7 +257,7 @@ export default defineOperation({
       }
       if (hidden > 0) {
         notes.push(
-          `${hidden} of ${statements} statements belong to other roles and their text shows as ${HIDDEN_TEXT}: ` +
+          `${formatCount(hidden)} of ${formatCount(statements)} statements belong to other roles and their text shows as ${HIDDEN_TEXT}: ` +
             `the bot role needs pg_read_all_stats (GRANT pg_read_all_stats TO ${quoteIdent(ext.role)}, or pg_monitor)`,
         );
       }
@@ -269,13 +270,13 @@ export default defineOperation({
       if (!ext.io_timing) notes.push('I/O wait is not measured (track_io_timing = off)');
       if (info && info.dealloc > 0) {
         notes.push(
-          `${info.dealloc} times the least-used entries were evicted (pg_stat_statements.max too small): ` +
+          `${formatCount(info.dealloc)} times the least-used entries were evicted (pg_stat_statements.max too small): ` +
             'rare statements may be missing',
         );
       }
       if (statements > found.length) {
         notes.push(
-          `showing ${found.length} of ${statements} statements by ${ORDER_TEXT[order]}` +
+          `showing ${formatCount(found.length)} of ${formatCount(statements)} statements by ${ORDER_TEXT[order]}` +
             (ctx.args.limit < 100 ? '; --limit (up to 100) shows more' : ''),
         );
       }
@@ -285,7 +286,7 @@ export default defineOperation({
           statements === 0
             ? `pg_stat_statements has no statements for ${ext.database}${since}`
             : `top statements of ${ext.database} by ${ORDER_TEXT[order]}${since}: ` +
-              `${statements} statements, ${formatDuration(databaseSeconds)} of execution in all`,
+              `${formatCount(statements)} statements, ${formatDuration(databaseSeconds)} of execution in all`,
         columns: COLUMNS,
         rows,
         truncated: false,

@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { identifierArg, intArg } from '../src/core/args.js';
 import { UserError } from '../src/core/errors.js';
 import { defineOperation } from '../src/core/operation.js';
-import { formatBytes } from '../src/core/render.js';
+import { formatBytes, formatCount } from '../src/core/render.js';
 import { closest } from '../src/core/suggest.js';
 import type { Column, Row } from '../src/core/types.js';
 import type { Session } from '../src/engine/types.js';
@@ -96,7 +96,7 @@ async function resolveSchema(session: Session, typed: string): Promise<string> {
   const guesses = closest(typed, schemas);
   throw new UserError(
     'invalid_argument',
-    `argument --schema: there is no schema named ${typed.slice(0, 60)} on this target` +
+    `argument --schema: no schema matching ${typed.slice(0, 60)} on this target` +
       (guesses.length > 0 ? ` — did you mean ${guesses.map((g) => `\`${g}\``).join(' or ')}?` : ''),
   );
 }
@@ -142,7 +142,9 @@ export default defineOperation({
           ctx.args.limit < MAX_LIMIT && sized.length === ctx.args.limit
             ? `; --limit (up to ${MAX_LIMIT}) shows more`
             : '';
-        notes.push(`showing the ${sized.length} largest of ${matching} tables and materialized views${more}`);
+        notes.push(
+          `showing the ${formatCount(sized.length)} largest of ${formatCount(matching)} tables and materialized views${more}`,
+        );
       }
       if (lockedCount > 0) {
         notes.push(
@@ -159,7 +161,7 @@ export default defineOperation({
           matching === 0
             ? `no tables or materialized views${where === '' ? ' outside the system schemas' : where}` +
               (lockedCount > 0 ? ' that are not locked by DDL' : '')
-            : `${matching === 1 ? '1 table or materialized view' : `${matching} tables and materialized views`}` +
+            : `${matching === 1 ? '1 table or materialized view' : `${formatCount(matching)} tables and materialized views`}` +
               `${where}: ${formatBytes(Number(sized[0]?.all_bytes ?? 0))} in all`,
         columns: TABLE_SIZE_COLUMNS,
         rows,

@@ -5,7 +5,7 @@ import { defineOperation } from '../src/core/operation.js';
 import { formatBytes, formatCount } from '../src/core/render.js';
 import type { Column, Row } from '../src/core/types.js';
 import { DDL_LOCKED_CTE, ddlLocked, userSchema } from './lib/relation-sizes.js';
-import { replicaNote, statsWindow, statsWindowNote } from './lib/stats-window.js';
+import { statsDisclaimer, statsWindow } from './lib/stats-window.js';
 
 /*
  * Scanned at most $2 times (0: never) since the counters started, and droppable on their own: not unique
@@ -163,8 +163,11 @@ export default defineOperation({
       const what = maxScans > 0 ? 'almost unused' : 'unused';
       const scanned = maxScans > 0 ? ` (at most ${formatCount(maxScans)} scans)` : '';
       const notes: string[] = [];
-      if (truncated) notes.push(`showing ${found.length} of ${matching} ${what} indexes (row cap)`);
-      notes.push(statsWindowNote(window), replicaNote(window));
+      if (truncated)
+        notes.push(
+          `showing ${formatCount(found.length)} of ${formatCount(matching)} ${what} indexes (row cap)`,
+        );
+      notes.push(statsDisclaimer(window, ctx.now));
       if (matching > 0) {
         notes.push(
           'before dropping one: check the replicas, and that no rare job (month-end report, batch) needs it; ' +
@@ -176,7 +179,7 @@ export default defineOperation({
         headline:
           matching === 0
             ? `no ${what} indexes${larger}${scanned}`
-            : `${matching === 1 ? `1 ${what} index` : `${matching} ${what} indexes`}${larger}${scanned}: ${formatBytes(allBytes)} in all`,
+            : `${matching === 1 ? `1 ${what} index` : `${formatCount(matching)} ${what} indexes`}${larger}${scanned}: ${formatBytes(allBytes)} in all`,
         columns: maxScans > 0 ? COLUMNS_WITH_SCANS : COLUMNS,
         rows,
         truncated,

@@ -1,7 +1,9 @@
 // `/db vacuum-stats <target>`: dead tuples, last (auto)vacuum / analyze, and whether autovacuum is due, per table.
+
 import { z } from 'zod';
 import { intArg } from '../src/core/args.js';
 import { defineOperation } from '../src/core/operation.js';
+import { formatCount } from '../src/core/render.js';
 import type { Column, Row } from '../src/core/types.js';
 
 /** PostgreSQL 13 added insert-driven autovacuum (n_ins_since_vacuum and its threshold settings). */
@@ -260,7 +262,7 @@ export default defineOperation({
     }
     if (matching > found.length) {
       notes.push(
-        `showing ${found.length} of ${matching} tables (due first, then by dead tuples)` +
+        `showing ${formatCount(found.length)} of ${formatCount(matching)} tables (due first, then by dead tuples)` +
           (ctx.args.limit < 100 ? '; --limit (up to 100) shows more' : ''),
       );
     }
@@ -276,7 +278,7 @@ export default defineOperation({
     const headline =
       matching === 0
         ? 'no user tables'
-        : `${vacuumDue} of ${matching} tables due for vacuum, ${analyzeDue} for analyze` +
+        : `${formatCount(vacuumDue)} of ${formatCount(matching)} tables due for vacuum, ${formatCount(analyzeDue)} for analyze` +
           (serverEnabled ? '' : ' (autovacuum is off)');
 
     return {

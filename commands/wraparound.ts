@@ -44,8 +44,9 @@ ORDER BY age(d.datfrozenxid) DESC, d.datname
 `;
 
 /*
- * A table is as old as the older of its heap and its TOAST table (both need freezing). Catalogs count:
- * the database cannot be younger than its oldest relation. A per-table autovacuum_freeze_max_age only
+ * A table is as old as the older of its heap and its TOAST table (both need freezing). System catalogs
+ * (pg_catalog, information_schema) are listed only when $4 asks for them: the database rows already count
+ * them (datfrozenxid), and an old catalog is named in a note instead. A per-table autovacuum_freeze_max_age only
  * lowers the server's. Temporary tables are listed too: autovacuum can never vacuum them.
  */
 const OLDEST_TABLES_SQL = `
@@ -65,8 +66,19 @@ FROM pg_class c
 JOIN pg_namespace n ON n.oid = c.relnamespace
 LEFT JOIN pg_class t ON t.oid = c.reltoastrelid
 WHERE c.relkind IN ('r', 'm')
+  AND ($4::boolean OR n.nspname NOT IN ('pg_catalog', 'information_schema'))
 ORDER BY 4 DESC, 1
 LIMIT $1
+`;
+
+/** System catalogs past the freeze max age, so that leaving them out of the list hides no risk. */
+const OLD_CATALOGS_SQL = `
+SELECT count(*)::int AS old
+FROM pg_class c
+JOIN pg_namespace n ON n.oid = c.relnamespace
+LEFT JOIN pg_class t ON t.oid = c.reltoastrelid
+WHERE c.relkind IN ('r', 'm') AND n.nspname IN ('pg_catalog', 'information_schema')
+  AND greatest(age(c.relfrozenxid), age(t.relfrozenxid)) > $1::bigint
 `;
 
 /*
@@ -181,14 +193,19 @@ export default defineOperation({
   name: 'wraparound',
   summary:
     'Transaction id wraparound risk: xid and multixact age per database and oldest tables, ok/warn/fail',
-  usage: 'wraparound <target> [--limit 10]',
+  usage: 'wraparound <target> [--limit 10] [--system]',
   description:
     'age(datfrozenxid) and mxid_age(datminmxid) of every database, as a share of autovacuum_freeze_max_age ' +
     '(when autovacuum forces a freeze) and of the 2^31 limit (when PostgreSQL stops assigning ids), then the ' +
-    'oldest tables of the target database (the older of each table and its TOAST table). Verdict: ok below ' +
+    'oldest tables of the target database (the older of each table and its TOAST table; system catalogs ' +
+    'only with --system, or in a note when one is past the freeze max age). Verdict: ok below ' +
     'the freeze max age, warn past it (an anti-wraparound vacuum is due or running), fail past half the ' +
     'limit. Also names what holds the xmin horizon back (old sessions, prepared transactions, slots).',
-  args: z.object({ limit: intArg({ min: 1, max: 100, default: 10 }) }),
+  args: z.object({
+    limit: intArg({ min: 1, max: 100, default: 10 }),
+    /** List pg_catalog and information_schema tables too. */
+    system: z.boolean().default(false),
+  }),
   risk: 'read',
   async run(ctx) {
     return await ctx.db.read(async (session) => {
@@ -199,7 +216,11 @@ export default defineOperation({
         ctx.args.limit,
         settings.freeze_max_age,
         settings.multixact_freeze_max_age,
+        ctx.args.system,
       ]);
+      const [catalogs] = ctx.args.system
+        ? []
+        : await session.query<{ old: number }>(OLD_CATALOGS_SQL, [settings.freeze_max_age]);
       const horizon = await session.query<HorizonRow>(HORIZON_SQL);
 
       const databaseRows = databases.map((d) =>
@@ -247,7 +268,14 @@ export default defineOperation({
             'temporary tables; only their session can (or ends, which drops them)',
         );
       }
-      if (tables.truncated) notes.push(`only the ${tableRows.length} oldest tables are shown`);
+      const oldCatalogs = catalogs?.old ?? 0;
+      if (oldCatalogs > 0) {
+        notes.push(
+          `${formatCount(oldCatalogs)} system ${oldCatalogs === 1 ? 'catalog is' : 'catalogs are'} past ` +
+            'autovacuum_freeze_max_age; `--system` lists them',
+        );
+      }
+      if (tables.truncated) notes.push(`only the ${formatCount(tableRows.length)} oldest tables are shown`);
 
       return {
         headline,

@@ -8,6 +8,7 @@ import type { Config } from './config/schema.js';
 import { BUILTINS, Catalog } from './core/catalog.js';
 import { Core, type CoreDeps } from './core/dispatch.js';
 import { type Logger, redactSecrets } from './core/log.js';
+import { setDisplayTimeZone } from './core/time-format.js';
 import { removeAbandonedPartials } from './engine/partial-files.js';
 import { registerUrlSecrets } from './engine/redact.js';
 import { type OwnBackend, TargetPools } from './engine/target-db.js';
@@ -69,6 +70,8 @@ export interface AppOptions {
 
 export async function createApp(options: AppOptions): Promise<App> {
   const packs = options.packs ?? loadConfiguredPacks(options.config);
+  // Text answers of this process read their times in the configured zone (one deployment, one zone).
+  setDisplayTimeZone(options.config.timeZone);
   const catalog = new Catalog(operations, packCatalogEntries(packs, { runCommand: runPackCommand }));
   const state = await PgStateStore.open(options.config.state.url, { log: options.log });
   try {

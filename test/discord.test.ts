@@ -497,7 +497,7 @@ describe('the Discord bot process', () => {
       expect.stringContaining(`Request #${id} needs 2 approvals from dba — not alice`),
       expect.stringContaining('dave approved (1 of 2); waiting for 1 more approval'),
       expect.stringMatching(/approved by dave, erin — running now/),
-      '```\nexpired session_tokens: 1000 rows so far\n```',
+      '```\nexpired session_tokens: 1,000 rows so far\n```',
       expect.stringMatching(/succeeded \(approved by dave, erin\)/),
     ]);
     expect(await adminQuery('SELECT count(*)::int AS n FROM session_tokens', [], kasmDb)).toEqual([{ n: 5 }]);

@@ -287,7 +287,7 @@ describe('bindArguments', () => {
     const mode = userError(() => bindArguments(vacuum, parseCommand('vacuum users --mode full').tokens));
     expect(mode.message.split('\n')[0]).toBe('--mode: expected one of analyze, freeze, got "full"');
     const missing = userError(() => bindArguments(vacuum, []));
-    expect(missing.message.split('\n')[0]).toBe('<table>: is required');
+    expect(missing.message).toBe(`which table? usage: /db ${vacuum.usage}`);
     const pid = userError(() => bindArguments(terminate, words('0')));
     expect(pid.message.split('\n')[0]).toBe('<pid>: must be at least 1, got 0');
   });

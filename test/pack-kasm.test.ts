@@ -239,6 +239,11 @@ describe('kasm pack: lookups', () => {
     const nobody = await bob('/db lookup kasm user nobody@example.com');
     expect(nobody.status).toBe('ok');
     expect(nobody.result?.rows).toEqual([]);
+    expect(nobody.text.split('\n')[0]).toBe('no kasm user matching nobody@example.com');
+    const noSession = await bob('/db lookup kasm session 00000000-0000-0000-0000-000000000000');
+    expect(noSession.text.split('\n')[0]).toBe(
+      'no kasm session matching 00000000-0000-0000-0000-000000000000',
+    );
   });
 
   it('lookup session: where a session runs, by its id; the key must be a UUID', async () => {

@@ -34,7 +34,7 @@ describe('resolveRelation', () => {
 
   it('refuses unknown names with a suggestion and wrong kinds with what it is', async () => {
     await expect(resolve('user')).rejects.toThrow(
-      /no table or partitioned table or materialized view named user.*`users`/,
+      /no table, partitioned table or materialized view matching user .*`users`/,
     );
     await expect(resolve('users_id_idx')).rejects.toThrow('public.users_id_idx is an index, not a table');
     expect((await resolve('users_id_idx', ['i'])).relkind).toBe('i');

@@ -31,7 +31,7 @@ describe('units', () => {
     expect(formatValue(true, 'bool')).toBe('yes');
     expect(formatValue(null, 'text')).toBe('');
     expect(formatValue('select 1\n  from t', 'text')).toBe('select 1 from t');
-    expect(formatValue('2026-11-21T05:55:12.345Z', 'timestamp')).toBe('2026-11-21 05:55:12Z');
+    expect(formatValue('2026-11-21T05:55:12.345Z', 'timestamp')).toBe('2026-11-21 05:55 UTC');
   });
 });
 

@@ -1,9 +1,11 @@
 // Shared SQL and helpers of the session operations: activity, long-running, connections, health, terminate, cancel-query.
+
 import { z } from 'zod';
 import { durationArg, durationText } from '../../src/core/args.js';
 import { formatDuration } from '../../src/core/duration.js';
 import { UserError } from '../../src/core/errors.js';
 import type { OperationContext } from '../../src/core/operation.js';
+import { formatCount } from '../../src/core/render.js';
 import type { Column, OperationResult, Row } from '../../src/core/types.js';
 import type { Session, TargetDb } from '../../src/engine/types.js';
 
@@ -90,7 +92,8 @@ export async function hiddenSessions(session: Session, ownPids: readonly number[
 }
 
 export function hiddenNote(hidden: number): string {
-  const what = hidden === 1 ? '1 session of another role is' : `${hidden} sessions of other roles are`;
+  const what =
+    hidden === 1 ? '1 session of another role is' : `${formatCount(hidden)} sessions of other roles are`;
   return `${what} not shown: ${READ_ALL_STATS_FIX}`;
 }
 
@@ -187,7 +190,10 @@ export async function runActivity(ctx: OperationContext<{ older_than: number }>)
   }
 
   const notes: string[] = [];
-  if (truncated) notes.push(`only the ${rows.length} longest-running of ${total} sessions are listed`);
+  if (truncated)
+    notes.push(
+      `only the ${formatCount(rows.length)} longest-running of ${formatCount(total)} sessions are listed`,
+    );
   if (hidden > 0) notes.push(hiddenNote(hidden));
   return {
     headline,
@@ -289,7 +295,7 @@ export async function readHeadroom(
 /** "43 of 97 usable connections in use (44%)" */
 export function headroomText(h: Headroom): string {
   const percent = h.usable === 0 ? 100 : Math.round((h.inUse / h.usable) * 100);
-  return `${h.inUse} of ${h.usable} usable connections in use (${percent}%)`;
+  return `${formatCount(h.inUse)} of ${formatCount(h.usable)} usable connections in use (${percent}%)`;
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -363,9 +369,7 @@ export async function signalableSession(
   const target = ctx.target.name;
   const refuse = (why: string) => new UserError('invalid_argument', `refusing to ${verb} pid ${pid}: ${why}`);
   if (!s) {
-    throw refuse(
-      `there is no session with pid ${pid} on the server of ${target} (it may have ended already)`,
-    );
+    throw refuse(`no session matching pid ${pid} on the server of ${target} (it may have ended already)`);
   }
   if (s.ours) throw refuse("it is dbops' own connection; dbops never signals itself");
   if (s.backend_type !== null && s.backend_type !== 'client backend') {

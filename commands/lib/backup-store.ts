@@ -232,7 +232,7 @@ export async function resolveBackup(backupsDir: string, target: string, typed: s
         : `; ${usage}`;
   throw new UserError(
     'invalid_argument',
-    `argument <name>: there is no backup ${quoteInput(typed)} of ${target}${hint}`,
+    `argument <name>: no backup matching ${quoteInput(typed)} on ${target}${hint}`,
   );
 }
 

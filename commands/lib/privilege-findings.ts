@@ -1,4 +1,5 @@
 // The runbook's advice on roles ("Database User Permissions"): findings about the application's role and dbops' own.
+import { formatCount } from '../../src/core/render.js';
 import { quoteIdent } from '../../src/engine/relations.js';
 import { nameList } from './text-lines.js';
 
@@ -108,23 +109,23 @@ export function appFindings(r: RoleReport): Finding[] {
     if (lacking.length > 0) {
       add(
         'warn',
-        `${lacking.length} of ${tables.length} tables in ${schema} lack some of ${APP_TABLE_RIGHTS.join(', ')} ` +
+        `${formatCount(lacking.length)} of ${formatCount(tables.length)} tables in ${schema} lack some of ${APP_TABLE_RIGHTS.join(', ')} ` +
           `(${nameList(lacking.map((t) => t.qualified))}): GRANT ${APP_TABLE_RIGHTS.join(', ')} ON ALL TABLES IN SCHEMA ${schema} TO ${name}; (or table by table, if on purpose)`,
       );
     } else if (tables.length > 0)
-      add('ok', `${name} may read and write all ${tables.length} tables of ${schema}`);
+      add('ok', `${name} may read and write all ${formatCount(tables.length)} tables of ${schema}`);
     const extra = tables.filter((t) => !t.owns && t.privileges.some((p) => !APP_TABLE_RIGHTS.includes(p)));
     if (extra.length > 0) {
       add(
         'warn',
-        `${name} has TRUNCATE, REFERENCES or TRIGGER on ${extra.length} tables of ${schema} (${nameList(extra.map((t) => t.qualified))}): more than the runbook grants`,
+        `${name} has TRUNCATE, REFERENCES or TRIGGER on ${formatCount(extra.length)} tables of ${schema} (${nameList(extra.map((t) => t.qualified))}): more than the runbook grants`,
       );
     }
     const owned = tables.filter((t) => t.owns);
     if (owned.length > 0) {
       add(
         'info',
-        `${name} owns ${owned.length} tables of ${schema} (may ALTER and DROP them): right only if the application runs its own migrations`,
+        `${name} owns ${formatCount(owned.length)} tables of ${schema} (may ALTER and DROP them): right only if the application runs its own migrations`,
       );
     }
     const seqLacking = sequences.filter(
@@ -133,7 +134,7 @@ export function appFindings(r: RoleReport): Finding[] {
     if (seqLacking.length > 0) {
       add(
         'warn',
-        `${seqLacking.length} sequences in ${schema} lack USAGE or SELECT (${nameList(seqLacking.map((q) => q.qualified))}): GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA ${schema} TO ${name};`,
+        `${formatCount(seqLacking.length)} sequences in ${schema} lack USAGE or SELECT (${nameList(seqLacking.map((q) => q.qualified))}): GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA ${schema} TO ${name};`,
       );
     }
     // Future tables: the owners of today's tables are who will create tomorrow's.

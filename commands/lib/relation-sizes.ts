@@ -1,4 +1,5 @@
 // SQL shared by the reads that measure relations: never wait behind DDL, and split a table's bytes.
+import { formatCount } from '../../src/core/render.js';
 
 /*
  * Size functions take AccessShareLock on the relation they measure (pg_total_relation_size also on the
@@ -54,6 +55,6 @@ export const LOCKED_LISTED = 20;
 
 /** "skipped 2 indexes locked by DDL: a, b" (with "and N more" past the listed names). */
 export function skippedNote(names: readonly string[], count: number, noun: [string, string]): string {
-  const more = count > names.length ? ` and ${count - names.length} more` : '';
-  return `skipped ${count} ${count === 1 ? noun[0] : noun[1]} locked by DDL: ${names.join(', ')}${more}`;
+  const more = count > names.length ? ` and ${formatCount(count - names.length)} more` : '';
+  return `skipped ${formatCount(count)} ${count === 1 ? noun[0] : noun[1]} locked by DDL: ${names.join(', ')}${more}`;
 }

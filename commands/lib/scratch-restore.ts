@@ -8,6 +8,7 @@ import { createInterface } from 'node:readline';
 import { finished } from 'node:stream/promises';
 import { UserError } from '../../src/core/errors.js';
 import type { OperationContext } from '../../src/core/operation.js';
+import { formatCount } from '../../src/core/render.js';
 import { sqlState } from '../../src/engine/pg-errors.js';
 import type { Session } from '../../src/engine/types.js';
 
@@ -70,7 +71,7 @@ export function leftOutNotes(left: LeftOut): string[] {
   if (left.objects.length > 0) {
     const shown = left.objects.slice(0, 5).join(', ');
     notes.push(
-      `${left.objects.length === 1 ? '1 object needs' : `${left.objects.length} objects need`} a left-out ` +
+      `${left.objects.length === 1 ? '1 object needs' : `${formatCount(left.objects.length)} objects need`} a left-out ` +
         `extension and ${left.objects.length === 1 ? 'was' : 'were'} not restored: ${shown}${
           left.objects.length > 5 ? ', …' : ''
         }`,

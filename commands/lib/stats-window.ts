@@ -1,4 +1,6 @@
 // Since when the cumulative statistics counters (scans, block hits) of the target database count.
+
+import { formatTimeAndAge } from '../../src/core/time-format.js';
 import type { Session } from '../../src/engine/types.js';
 
 const STATS_WINDOW_SQL = `
@@ -31,24 +33,23 @@ export async function statsWindow(session: Session): Promise<StatsWindow> {
   };
 }
 
-function shortTime(isoText: string): string {
-  return `${isoText.slice(0, 19).replace('T', ' ')}Z`;
+/** When the counters started, as people read it: "2026-12-06 07:02 UTC (4m ago)". */
+function since(isoText: string, now: Date): string {
+  return formatTimeAndAge(new Date(isoText), now);
 }
 
-/** One line saying what period the counters cover, for `notes`. */
-export function statsWindowNote(window: StatsWindow): string {
-  if (window.statsReset)
-    return `counters cover the time since statistics were reset at ${shortTime(window.statsReset)}`;
-  const up = window.serverStart ? ` (server up since ${shortTime(window.serverStart)})` : '';
+/**
+ * The one statistics disclaimer of an answer: since when the counters count, and that they are this
+ * server's own. An answer carries it once, however many sections or rows read the counters.
+ */
+export function statsDisclaimer(window: StatsWindow, now: Date): string {
+  const where = window.inRecovery
+    ? 'this replica only (not the primary or other replicas)'
+    : 'this server only (replicas keep their own)';
+  if (window.statsReset) return `statistics since ${since(window.statsReset, now)}, on ${where}`;
+  const up = window.serverStart ? `; server up since ${since(window.serverStart, now)}` : '';
   return (
-    'statistics were never reset in this database: counters cover its whole life, except that they restart ' +
-    `from zero after a crash, an immediate shutdown, a failover or a restore${up}`
+    'statistics never reset: they cover the database’s whole life, or since its last crash, immediate ' +
+    `shutdown, failover or restore${up}; on ${where}`
   );
-}
-
-/** Why a counter seen on one server says nothing about the others. */
-export function replicaNote(window: StatsWindow): string {
-  return window.inRecovery
-    ? 'this target is a replica: its counters count only queries run on it, not those on the primary or other replicas'
-    : 'counters count only queries run on this server: replicas keep their own, so check them too';
 }

@@ -1,4 +1,5 @@
 // Preformatted answers that fit 80 columns: long values wrap onto indented lines instead of being clipped.
+import { formatCount } from '../../src/core/render.js';
 import type { Column, OperationResult, Row } from '../../src/core/types.js';
 
 /** Widest line of a preformatted answer. */
@@ -58,5 +59,5 @@ export function textResult(
 /** "a, b, c and 4 more": whole names (never clipped), at most `max` of them. */
 export function nameList(names: readonly string[], max = 5): string {
   const shown = names.slice(0, max).join(', ');
-  return names.length > max ? `${shown} and ${names.length - max} more` : shown;
+  return names.length > max ? `${shown} and ${formatCount(names.length - max)} more` : shown;
 }

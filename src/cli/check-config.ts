@@ -1,6 +1,9 @@
 // `dbops check-config`: the config and its packs validated, every target reached and reported.
+import { readFileSync } from 'node:fs';
+import { approvalWarningLines } from '../config/approval-rules.js';
 import { checkTargets, expectationProblems, formatCheckReport } from '../config/check.js';
 import { ConfigError } from '../core/errors.js';
+import { wrapWords } from '../core/operation.js';
 import type { LoadedPack } from '../packs/load.js';
 import { configSettingWarnings } from '../packs/names.js';
 import { loadConfiguredPacks } from '../packs/registry.js';
@@ -27,6 +30,9 @@ export async function checkConfig({ values }: CheckConfigArgs): Promise<number> 
     `${path}: valid (${Object.keys(config.targets).length} targets, ${Object.keys(config.people).length} people, ${packs.length} packs)\n\n`,
   );
   for (const warning of configSettingWarnings(config, packs)) process.stdout.write(`warning: ${warning}\n`);
+  // Long sentences: wrapped to 80 columns under their "warning:" label.
+  for (const warning of approvalWarningLines(config, readFileSync(path, 'utf8')))
+    process.stdout.write(`warning: ${wrapWords(warning, 71, '').join('\n         ')}\n`);
   const checks = await checkTargets(config, { packs });
   process.stdout.write(`${formatCheckReport(checks)}\n`);
   return checks.every((c) => c.reachable) && expectationProblems(checks).length === 0 ? 0 : 1;

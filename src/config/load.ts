@@ -473,6 +473,7 @@ function build(parsed: ParsedConfig, source: string): Config {
     ...(parsed.history
       ? { history: { retentionSeconds: parsed.history.retention, topTables: parsed.history.top_tables } }
       : {}),
+    timeZone: parsed.display?.time_zone ?? 'UTC',
     source,
   });
 }

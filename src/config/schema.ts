@@ -1,6 +1,7 @@
 // The shape of dbops.yaml (see PRODUCT.md "Configuration"), validated with zod at start-up.
 import { z } from 'zod';
 import { parseDuration } from '../core/duration.js';
+import { isTimeZone } from '../core/time-format.js';
 
 /** A duration written as "5s", "15m", "1h30m"; parsed to seconds. */
 export const durationSchema = z.union([z.string(), z.number()]).transform((value, ctx) => {
@@ -152,6 +153,16 @@ export const configSchema = z
       })
       .strict()
       .optional(),
+    /** How text answers show times: an IANA zone such as Europe/Berlin (default UTC); --json stays ISO 8601. */
+    display: z
+      .object({
+        time_zone: z
+          .string()
+          .refine(isTimeZone, 'use an IANA time zone name such as UTC or Europe/Berlin')
+          .default('UTC'),
+      })
+      .strict()
+      .optional(),
     /** Roles that may bind and unbind channels to targets. */
     admin_roles: z.array(z.string()).default(['admin']),
     targets: z.record(z.string().regex(NAME, nameMessage), targetSchema),
@@ -186,6 +197,8 @@ export interface Config {
   alerts?: { remindEverySeconds: number };
   /** `history:` (absent: defaults, 90 days and the 10 largest tables). */
   history?: { retentionSeconds: number; topTables: number };
+  /** The IANA zone text answers show times in (`display.time_zone`, default UTC). */
+  timeZone: string;
   /** Where the file came from (for messages). */
   source: string;
 }

@@ -22,9 +22,12 @@ function near(text: string, index: number): string {
   return quoteInput(text.slice(index, index + NEAR + 1), NEAR);
 }
 
-// Phones turn " into “ and ”; a quote opened by one of these may be closed by any of them.
+// Phones turn " into “ and ”, and ' into ‘ and ’; a quote opened by a typographic one may be closed by any
+// quote of its kind, so a command typed on a phone reads like the same command typed with straight quotes.
 const SMART_OPEN = new Set(['“', '„']);
 const DOUBLE_CLOSE = new Set(['"', '”', '“']);
+const SMART_SINGLE_OPEN = new Set(['‘', '‚']);
+const SINGLE_CLOSE = new Set(["'", '’', '‘']);
 
 interface RawToken {
   text: string;
@@ -32,6 +35,12 @@ interface RawToken {
   start: number;
   /** Length of the text read before the first quote (Infinity when nothing was quoted). */
   quotedFrom: number;
+}
+
+/** Where a quote opened by ‘ or ‚ closes: the next ’, ‘ or ' (-1 when none). */
+function closingSingle(text: string, from: number): number {
+  for (let j = from; j < text.length; j++) if (SINGLE_CLOSE.has(text.charAt(j))) return j;
+  return -1;
 }
 
 function splitWords(text: string, offset: number): RawToken[] {
@@ -47,12 +56,12 @@ function splitWords(text: string, offset: number): RawToken[] {
     let quotedFrom = Number.POSITIVE_INFINITY;
     while (i < n && !/\s/.test(text.charAt(i))) {
       const ch = text.charAt(i);
-      if (ch === "'") {
-        const close = text.indexOf("'", i + 1);
+      if (ch === "'" || SMART_SINGLE_OPEN.has(ch)) {
+        const close = ch === "'" ? text.indexOf("'", i + 1) : closingSingle(text, i + 1);
         if (close < 0) {
           throw new UserError(
             'invalid_command',
-            `unbalanced ' quote at character ${column(i)} (near ${near(text, i)}): close it with another ' or remove it`,
+            `unbalanced ${ch} quote at character ${column(i)} (near ${near(text, i)}): close it with another ${ch === "'" ? "'" : '’'} or remove it`,
           );
         }
         quotedFrom = Math.min(quotedFrom, buf.length);
@@ -158,6 +167,21 @@ function optionLabel(key: string): string {
 
 function usageLine(spec: AnyOperation): string {
   return `usage: /db ${spec.usage}`;
+}
+
+/** Usage lines that call a backup file `<name>`: the question asks for what it is ("which backup?"). */
+const NOUNS: Readonly<Record<string, string>> = { 'verify-backup:name': 'backup', 'restore:name': 'backup' };
+
+/** What a positional names, as its usage line spells it ("<table|index>" → "table or index"). */
+function positionalNoun(spec: AnyOperation, key: string): string {
+  const noun = NOUNS[`${spec.name}:${key}`];
+  if (noun !== undefined) return noun;
+  const placeholders = [...spec.usage.matchAll(/<([^<>]+)>/g)]
+    .map((m) => m[1] ?? '')
+    .filter((p) => p !== 'target');
+  const at = (spec.positionals ?? []).indexOf(key);
+  const placeholder = at >= 0 ? placeholders[at] : undefined;
+  return (placeholder ?? key).replace(/_/g, ' ').split('|').join(' or ');
 }
 
 function invalid(spec: AnyOperation, lines: string[], detail: Record<string, unknown>): UserError {
@@ -288,6 +312,18 @@ export function bindArguments(spec: AnyOperation, tokens: readonly Token[]): Rec
 
   const parsed = spec.args.safeParse(input);
   if (parsed.success) return parsed.data;
+
+  // A required positional left out (and nothing else wrong) is a question, not a type error: "which pid?".
+  const missing = parsed.error.issues.find(
+    (issue) =>
+      typeof issue.path[0] === 'string' && positionals.includes(issue.path[0]) && !(issue.path[0] in input),
+  )?.path[0];
+  if (typeof missing === 'string' && parsed.error.issues.every((issue) => issue.path[0] === missing)) {
+    throw new UserError('invalid_argument', `which ${positionalNoun(spec, missing)}? ${usageLine(spec)}`, {
+      operation: spec.name,
+      arguments: [`<${missing}>`],
+    });
+  }
 
   const lines: string[] = [];
   const named = new Set<string>();

@@ -1,4 +1,5 @@
 // Intake of one invocation: parse, route to a built-in or an operation, find its target, decide by policy.
+import { findTarget } from '../config/find-target.js';
 import type { Config, ResolvedPerson, ResolvedTarget } from '../config/schema.js';
 import type { StateStore } from '../state/types.js';
 import type { Approvals } from './approvals.js';
@@ -126,7 +127,7 @@ export class Intake {
     const firstWordAt = tokens.findIndex((t) => t.kind === 'word');
     const first = firstWordAt >= 0 ? tokens[firstWordAt] : undefined;
     if (first?.kind === 'word') {
-      const named = this.#config.targets[first.text];
+      const named = findTarget(this.#config.targets, first.text);
       if (named) return { target: named, rest: tokens.filter((_, i) => i !== firstWordAt) };
     }
     const bound = await this.boundTarget(ctx.inv);
@@ -138,7 +139,7 @@ export class Intake {
       const guesses = closest(first.text, visible);
       throw new UserError(
         'unknown_target',
-        `unknown target \`${clipInput(first.text)}\`${guesses.length > 0 ? ` — did you mean ${guesses.map((g) => `\`${g}\``).join(' or ')}?` : ''} Targets you may use: ${list}.`,
+        `unknown target \`${clipInput(first.text)}\`${guesses.length > 0 ? ` — did you mean ${guesses.map((g) => `\`${g}\``).join(' or ')}?` : '.'} Targets you may use: ${list}.`,
       );
     }
     throw new UserError(
@@ -159,7 +160,7 @@ export class Intake {
     if (!key) return undefined;
     const stored = await this.#deps.state.getBinding(key);
     const name = stored?.target ?? this.#config.channels[key]?.target;
-    return name ? this.#config.targets[name] : undefined;
+    return findTarget(this.#config.targets, name);
   }
 
   /** Targets whose environment lets this person read. */

@@ -1,5 +1,6 @@
 // Turns machine results into text people read: human units, aligned tables that fit a width.
 import { formatDuration } from './duration.js';
+import { asDate, formatTime } from './time-format.js';
 import type { Column, ColumnKind, OperationResult, Row } from './types.js';
 import { showInvisible } from './visible.js';
 
@@ -50,8 +51,8 @@ export function formatValue(value: Row[string] | undefined, kind: ColumnKind): s
   if ((kind === 'count' || kind === 'number') && /^-?\d{1,40}$/.test(value))
     return WHOLE.format(BigInt(value));
   if (kind === 'timestamp') {
-    const date = new Date(value);
-    if (!Number.isNaN(date.getTime())) return `${date.toISOString().slice(0, 19).replace('T', ' ')}Z`;
+    const date = asDate(value);
+    if (date) return formatTime(date);
   }
   // Controls and invisible characters are shown escaped before whitespace collapses: a value can neither
   // drive a terminal nor hide a character from the person reading it.
@@ -169,7 +170,7 @@ export function renderResult(result: OperationResult, options: TableOptions = {}
       if (result.truncated) parts.push('more rows exist (capped)');
     } else {
       parts.push(renderTable(result.columns, result.rows, options));
-      const count = `${result.rows.length} row${result.rows.length === 1 ? '' : 's'}`;
+      const count = `${formatCount(result.rows.length)} row${result.rows.length === 1 ? '' : 's'}`;
       parts.push(
         result.truncated
           ? `${count} shown — more rows exist (capped; narrow the query or use --limit)`

@@ -2,18 +2,24 @@
 import type { ApprovalRequest } from '../state/types.js';
 import { formatDuration } from './duration.js';
 import { renderResult } from './render.js';
+import { formatAge, formatRunning, formatTime } from './time-format.js';
 
 export function approvers(request: ApprovalRequest): string[] {
   return request.votes.filter((v) => v.vote === 'approve').map((v) => v.person);
 }
 
-function when(date: Date): string {
-  return `${date.toISOString().slice(11, 16)}Z`;
-}
-
 /** One line: "#7 kill-idle staging --older-than 5m · pending · by alice · expires in 12m". */
 export function requestLine(request: ApprovalRequest, now: Date): string {
-  const parts = [`#${request.id} ${request.command}`, request.status, `by ${request.requester.person}`];
+  // A running request started when it last changed state (its lease renewals leave updatedAt alone).
+  const state =
+    request.status === 'running'
+      ? formatRunning((now.getTime() - request.updatedAt.getTime()) / 1000)
+      : request.status;
+  const parts = [
+    `#${request.id} ${request.command}`,
+    state,
+    `by ${request.requester.person} ${formatAge(request.createdAt, now)}`,
+  ];
   const yes = approvers(request);
   if (yes.length > 0) parts.push(`approved by ${yes.join(', ')}`);
   if (request.status === 'pending' || request.status === 'approved') {
@@ -40,7 +46,7 @@ export function requestCard(request: ApprovalRequest, now: Date, approverRoles: 
     const need = request.approvalsRequired - have;
     lines.push('');
     lines.push(
-      `Needs ${need} more approval${need === 1 ? '' : 's'} from ${approverRoles.join(' or ') || 'nobody (no approver role)'} — not ${request.requester.person}. Expires at ${when(request.expiresAt)}.`,
+      `Needs ${need} more approval${need === 1 ? '' : 's'} from ${approverRoles.join(' or ') || 'nobody (no approver role)'} — not ${request.requester.person}. Expires at ${formatTime(request.expiresAt)}.`,
     );
     lines.push(
       `  approve: /db approve ${request.id}   deny: /db deny ${request.id} <reason>   cancel: /db cancel ${request.id}`,

@@ -44,7 +44,12 @@ export async function resolveRelation(
   kinds: readonly RelKind[],
   argument: string,
 ): Promise<Relation> {
-  const kindWords = [...new Set(kinds.map((k) => RELATION_KINDS[k]))].join(' or ');
+  const kindList = [...new Set(kinds.map((k) => RELATION_KINDS[k]))];
+  // "table", "table or index", "table, partitioned table or view".
+  const kindWords =
+    kindList.length <= 2
+      ? kindList.join(' or ')
+      : `${kindList.slice(0, -1).join(', ')} or ${kindList.at(-1)}`;
   const rows = await session.query<{ oid: number; schema: string; name: string; relkind: string }>(
     `SELECT c.oid::int8 AS oid, n.nspname AS schema, c.relname AS name, c.relkind::text AS relkind
        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -81,7 +86,7 @@ export async function resolveRelation(
   );
   throw new UserError(
     'invalid_argument',
-    `argument ${argument}: there is no ${kindWords} named ${typed.slice(0, 60)} on this target` +
+    `argument ${argument}: no ${kindWords} matching ${typed.slice(0, 60)} on this target` +
       (guesses.length > 0 ? ` — did you mean ${guesses.map((g) => `\`${g}\``).join(' or ')}?` : ''),
   );
 }

@@ -3,7 +3,9 @@ import { z } from 'zod';
 import type { ResolvedTarget } from '../config/schema.js';
 import { isUserError, UserError } from '../core/errors.js';
 import type { AnyOperation, OperationContext, Preview } from '../core/operation.js';
+import { formatCount } from '../core/render.js';
 import type { Column, OperationResult, Row } from '../core/types.js';
+import { showInvisible } from '../core/visible.js';
 import type { Session, TargetDb } from '../engine/types.js';
 import { hidingSensitiveErrors } from '../sql/sensitive-errors.js';
 import { argSchema, usageOf } from './args.js';
@@ -223,6 +225,16 @@ export function packOperationSpec(
       : {}),
   };
 
+  /** A lookup that finds nothing says so in words: "no kasm session matching 3f2c…". */
+  const nothingMatches = (args: Readonly<Record<string, unknown>>): string => {
+    const given = def.args.filter((a) => args[a.name] !== undefined && args[a.name] !== false);
+    const keys = given.some((a) => a.positional) ? given.filter((a) => a.positional) : given;
+    const key = keys
+      .map((a) => showInvisible(String(args[a.name]), { newlines: false }).slice(0, 80))
+      .join(' ');
+    return `no ${pack.name} ${def.lookup} matching ${key}`;
+  };
+
   spec.unavailable = async (db) => {
     const only = op.variants[0];
     if (op.variants.length === 1 && only && !only.requires) return undefined;
@@ -237,6 +249,8 @@ export function packOperationSpec(
       if (def.risk === 'read' && variant.sql) {
         const sql = variant.sql;
         const table = await ctx.db.read((s) => readRows(s, sql, ctx));
+        if (def.lookup && table.rows.length === 0)
+          return { ...table, display, headline: nothingMatches(ctx.args) };
         return { ...table, display };
       }
       // write: statements in one transaction, with their affected row counts.
@@ -367,7 +381,7 @@ export function packOperationSpec(
         );
         if (rowCount === 0) break;
         total += rowCount;
-        if (batches % 10 === 9) ctx.progress(`${batch.label}: ${total} rows so far`);
+        if (batches % 10 === 9) ctx.progress(`${batch.label}: ${formatCount(total)} rows so far`);
       }
       if (batches === batch.maxBatches)
         notes.push(`Stopped after ${batches} batches (max_batches); run it again for the rest.`);
@@ -385,7 +399,7 @@ export function packOperationSpec(
     }
     const total = counts.reduce((sum, r) => sum + (typeof r.rows === 'number' ? r.rows : 0), 0);
     return {
-      headline: `${def.name} on ${ctx.target.name}: ${total} row${total === 1 ? '' : 's'} changed`,
+      headline: `${def.name} on ${ctx.target.name}: ${formatCount(total)} row${total === 1 ? '' : 's'} changed`,
       columns: [
         { key: 'step', label: 'step', kind: 'text' },
         { key: 'rows', label: 'rows changed', kind: 'count' },

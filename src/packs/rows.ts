@@ -32,7 +32,10 @@ export function tabulate(
     Object.keys(first ?? {});
   const columns: Column[] = keys.map((key) => {
     const d = declared?.find((c) => c.key === key);
-    return { key, label: d?.label ?? key, kind: d?.kind ?? kindOf(raw.map((r) => r[key])) };
+    const inferred = kindOf(raw.map((r) => r[key]));
+    // A timestamptz in a column declared without a kind reads in the one time format, not as ISO text.
+    const kind = d?.kind === undefined || (d.kind === 'text' && inferred === 'timestamp') ? inferred : d.kind;
+    return { key, label: d?.label ?? key, kind };
   });
   const rows = raw.map((r) => Object.fromEntries(keys.map((k) => [k, toCell(r[k])])) as Row);
   return { columns, rows };

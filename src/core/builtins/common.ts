@@ -5,6 +5,7 @@ import { UserError } from '../errors.js';
 import type { Token } from '../grammar.js';
 import { decide } from '../policy.js';
 import { type Reply, reply } from '../reply.js';
+import { formatTime } from '../time-format.js';
 
 export type Handler = (
   core: CoreServices,
@@ -45,7 +46,7 @@ export async function loadRequest(
   await core.sweepExpired();
   const request = await core.state.getRequest(id);
   if (!request)
-    throw new UserError('not_found', `there is no request #${id}; \`/db pending\` lists open ones`);
+    throw new UserError('not_found', `no request matching #${id}; \`/db pending\` lists open ones`);
   const target = core.config.targets[request.target];
   const readable =
     target &&
@@ -58,7 +59,7 @@ export async function loadRequest(
     }).allowed;
   if (!readable && request.requester.person !== ctx.person?.name) {
     // Same answer as a missing request: do not reveal what exists on targets the person cannot see.
-    throw new UserError('not_found', `there is no request #${id}; \`/db pending\` lists open ones`);
+    throw new UserError('not_found', `no request matching #${id}; \`/db pending\` lists open ones`);
   }
   return request;
 }
@@ -67,13 +68,13 @@ export async function loadRequest(
 export function refusalMessage(refusal: TransitionRefusal, id: number): string {
   switch (refusal.code) {
     case 'not_found':
-      return `there is no request #${id}`;
+      return `no request matching #${id}`;
     case 'self_approval':
       return `you requested #${id}; a different person must approve it (no role bypasses this)`;
     case 'already_voted':
       return `you already voted on #${id}; it needs another person's approval`;
     case 'expired':
-      return `request #${id} expired at ${refusal.request.expiresAt.toISOString().slice(11, 16)}Z; ask for it again if it is still needed`;
+      return `request #${id} expired at ${formatTime(refusal.request.expiresAt)}; ask for it again if it is still needed`;
     case 'not_requester':
       return `only ${refusal.request.requester.person}, who requested #${id}, can cancel it; approvers can deny it`;
     case 'target_busy':
@@ -89,7 +90,7 @@ export function refusalMessage(refusal: TransitionRefusal, id: number): string {
         failed: 'has failed',
         denied: 'was denied',
         cancelled: 'was cancelled',
-        expired: 'has expired',
+        expired: `expired at ${formatTime(refusal.request.expiresAt)}`,
       };
       const state = verb[r.status] ?? `is ${r.status}`;
       const detail =

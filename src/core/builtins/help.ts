@@ -1,5 +1,6 @@
 // Built-ins that explain: `help [operation|target]` and `targets`.
 
+import { findTarget } from '../../config/find-target.js';
 import { BUILTINS, type Builtin } from '../catalog.js';
 import { UserError } from '../errors.js';
 import { unavailableLines, unavailableOn } from '../operation.js';
@@ -33,7 +34,7 @@ export const help: Handler = async (core, ctx, tokens) => {
     if ((BUILTINS as readonly string[]).includes(name)) {
       return ok(ctx, `help ${name}`, `/db ${BUILTIN_HELP[name as Builtin]}`);
     }
-    const asTarget = core.config.targets[name];
+    const asTarget = findTarget(core.config.targets, name);
     if (asTarget && core.visibleTargets(ctx.person).some((t) => t.name === asTarget.name)) {
       // `/db help kasm`: the target's own runbook.
       const ops = core.catalog.forTarget(asTarget);

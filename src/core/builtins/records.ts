@@ -1,4 +1,5 @@
 // Built-ins about records and channels: `audit`, `lookup`, `bind`, `unbind`.
+import { findTarget } from '../../config/find-target.js';
 import type { AuditRecord } from '../../state/types.js';
 import { UserError } from '../errors.js';
 import { renderTable } from '../render.js';
@@ -7,7 +8,7 @@ import type { Column, Row } from '../types.js';
 import { type Handler, isAdmin, ok, option, words } from './common.js';
 
 export const audit: Handler = async (core, ctx, tokens) => {
-  const [targetName] = words(tokens);
+  const targetName = words(tokens)[0]?.toLowerCase();
   const limitText = option(tokens, 'limit') ?? '20';
   if (!/^\d{1,3}$/.test(limitText) || Number(limitText) < 1) {
     throw new UserError(
@@ -67,7 +68,7 @@ export const lookup: Handler = async (core, ctx, tokens) => {
   let rest = [...tokens];
   const firstAt = wordAt[0];
   const first = firstAt !== undefined ? tokens[firstAt] : undefined;
-  let target = first?.kind === 'word' ? core.config.targets[first.text] : undefined;
+  let target = first?.kind === 'word' ? findTarget(core.config.targets, first.text) : undefined;
   if (target && firstAt !== undefined) rest = rest.filter((_, i) => i !== firstAt);
   else target = await core.boundTarget(ctx.inv);
   if (!target) {
@@ -113,7 +114,7 @@ export const bind: Handler = async (core, ctx, tokens) => {
     );
   }
   const [name] = words(tokens);
-  const target = name ? core.config.targets[name] : undefined;
+  const target = findTarget(core.config.targets, name);
   if (!name || !target) {
     const guesses = name ? closest(name, Object.keys(core.config.targets)) : [];
     throw new UserError(

@@ -1,4 +1,5 @@
 // Built-ins about approval requests: `pending`, `status`, `approve`, `deny`, `cancel`.
+import { findTarget } from '../../config/find-target.js';
 
 import type { ApprovalRequest } from '../../state/types.js';
 import type { CoreServices, InvocationContext } from '../context.js';
@@ -12,8 +13,8 @@ import { aboutRequest, type Handler, loadRequest, ok, refusalMessage, requestId,
 
 export const pending: Handler = async (core, ctx, tokens) => {
   await core.sweepExpired();
-  const [targetName] = words(tokens);
-  if (targetName && !core.config.targets[targetName]) {
+  const targetName = words(tokens)[0]?.toLowerCase();
+  if (targetName && !findTarget(core.config.targets, targetName)) {
     throw new UserError('unknown_target', `unknown target \`${clipInput(targetName)}\``);
   }
   const visible = new Set(core.visibleTargets(ctx.person).map((t) => t.name));

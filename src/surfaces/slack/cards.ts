@@ -1,6 +1,7 @@
 // The approval card of a request (Approve / Deny buttons while pending, the outcome once decided) and the Deny modal.
 import type { types } from '@slack/bolt';
 import { approvers } from '../../core/reply-text.js';
+import { formatTime } from '../../core/time-format.js';
 import type { ApprovalRequest } from '../../state/types.js';
 import { actorMention } from './identity.js';
 import {
@@ -49,7 +50,7 @@ export function parseRequestId(value: unknown): number | undefined {
 /** Slack shows `<!date^…>` in each reader's own time zone; the fallback is UTC. */
 function slackDate(date: Date): string {
   const seconds = Math.floor(date.getTime() / 1000);
-  return `<!date^${seconds}^{date_short_pretty} {time}|${date.toISOString().slice(0, 16).replace('T', ' ')}Z>`;
+  return `<!date^${seconds}^{date_short_pretty} {time}|${formatTime(date)}>`;
 }
 
 /** The arguments part of the canonical command ("kill-idle staging --older-than 5m" → "--older-than 5m"). */
