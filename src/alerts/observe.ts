@@ -60,6 +60,8 @@ export function createAlertObserver(deps: AlertObserverDeps): AfterScheduledRun 
   async function post(alert: Alert, to: ChannelRef, message: OutgoingPost, at: Date): Promise<void> {
     if (!deps.poster) return;
     const thread = message.thread ?? alert.thread;
+    // Follow-ups go where the alert was posted, even if the schedule now posts elsewhere.
+    if (thread) to = { surface: thread.surface, channel: thread.channel };
     try {
       const posted = await deps.poster.post(to, { ...message, ...(thread ? { thread } : {}) });
       await deps.book.posted(alert.id, thread ? {} : { thread: posted }, at);
@@ -151,8 +153,9 @@ export function createAlertObserver(deps: AlertObserverDeps): AfterScheduledRun 
         const { alert } = transition;
         if (!alert) return;
         if (!alert.thread) {
-          // The first post did not land last time (the channel refused it): try again.
-          await post(alert, to, openingPost(alert, check, remindEvery), at);
+          // The first post did not land last time (the channel refused it): try again. Without an error
+          // recorded it is still under way (another replica recorded the change a moment ago).
+          if (alert.postError) await post(alert, to, openingPost(alert, check, remindEvery), at);
           return;
         }
         if (!(await deps.book.claimReminder(alert.id, at, remindEvery))) return;
