@@ -265,3 +265,69 @@ describe('alerts posted to Discord', () => {
     expect(discord.calls.filter((c) => c.path.endsWith(`/messages/${threadId}/threads`))).toHaveLength(1);
   });
 });
+
+describe('health declares its checks', () => {
+  it('a real blocked session fails the blocking check, and the thread gets the blocking chains', async () => {
+    const { openClient } = await import('./helpers/db.js');
+    await adminQuery('CREATE TABLE IF NOT EXISTS locked (id int)', [], fx.staging.name);
+    const holder = await openClient(fx.staging.url, 'alert-holder');
+    const waiter = await openClient(fx.staging.url, 'alert-waiter');
+    try {
+      await holder.query('BEGIN; LOCK TABLE locked IN ACCESS EXCLUSIVE MODE');
+      const [{ pid } = { pid: 0 }] = (await holder.query<{ pid: number }>('SELECT pg_backend_pid() AS pid'))
+        .rows;
+      const waiting = waiter.query('SELECT * FROM locked').catch(() => undefined);
+      await new Promise((r) => setTimeout(r, 1500));
+      now = minutes(2000);
+      const health = await as(app, 'alice')('/db health staging --blocked 1s');
+      expect(health.result?.data?.checks).toMatchObject({ blocking: { status: 'fail', next: ['blocking'] } });
+      const to: ChannelRef = { surface: 'slack', channel: 'CHEALTH' };
+      // staging's earlier alert (acknowledged above) resolves first, so this failure opens a new one.
+      await run(report(minutes(1990), 'ok', to));
+      const base = report(minutes(2000), 'ok', to);
+      await run({ ...base, data: health.result?.data });
+      const posted = slack.callsOf('chat.postMessage').filter((c) => c.body.channel === 'CHEALTH');
+      const opening = posted.find(
+        (c) => c.body.thread_ts === undefined && JSON.stringify(c.body).includes('blocking'),
+      );
+      expect(JSON.stringify(opening?.body.blocks)).toContain('FAIL staging · blocking: 1 blocked');
+      const chains = posted.find((c) =>
+        JSON.stringify(c.body).includes('/db blocking staging (run as alice'),
+      );
+      expect(chains?.body.thread_ts).toBe(opening?.response?.ts);
+      expect(JSON.stringify(chains?.body.blocks)).toContain(String(pid));
+      await holder.query('ROLLBACK');
+      await waiting;
+    } finally {
+      await holder.end();
+      await waiter.end();
+    }
+  });
+});
+
+describe('posters', () => {
+  it('Slack uploads files into the thread; Discord names an unknown channel and why', async () => {
+    const client = new WebClient('xoxb-test', { slackApiUrl: slack.apiUrl, retryConfig: { retries: 0 } });
+    const poster = new SlackChannelPoster(client);
+    const first = await poster.post({ surface: 'slack', channel: 'CFILES' }, { text: 'backup failed' });
+    const from = slack.calls.length;
+    await poster.post(
+      { surface: 'slack', channel: 'CFILES' },
+      { text: 'the log', thread: first, files: [{ name: 'dump.log', data: Buffer.from('pg_dump: error') }] },
+    );
+    const complete = await slack.call('files.completeUploadExternal', from);
+    expect(complete.body.channel_id).toBe('CFILES');
+    expect(complete.body.thread_ts).toBe(first.id);
+    expect(slack.uploads.at(-1)?.content).toBe('pg_dump: error');
+
+    if (!gateway) throw new Error('no gateway');
+    const discordPoster = new DiscordChannelPoster(new DiscordApi(gateway.rest));
+    const failed = await discordPoster
+      .post({ surface: 'discord', channel: '999' }, { text: 'x' })
+      .catch((err: unknown) => err);
+    expect(failed).toBeInstanceOf(ChannelPostError);
+    expect((failed as Error).message).toBe(
+      'cannot post to discord channel 999: 10003: unknown channel (deleted, or not a channel id)',
+    );
+  });
+});
