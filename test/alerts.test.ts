@@ -247,7 +247,11 @@ describe('alerts posted to Discord', () => {
       `dbops_alert_mute_24h:${alert?.id}`,
     ]);
     const threadId = alert?.thread?.id ?? '';
-    expect(calls.filter((c) => c.path.endsWith(`/messages/${threadId}/threads`))).toHaveLength(1);
+    const started = calls.filter((c) => c.path.endsWith(`/messages/${threadId}/threads`));
+    expect(started).toHaveLength(1);
+    // The thread is named after the alert, its invisible characters shown.
+    expect(started[0]?.body.name).toMatch(/^FAIL kasm · blocking: 2 blocked/);
+    expect(started[0]?.body.name).not.toContain('\u202e');
     const inThread = () =>
       discord.calls.filter((c) => c.method === 'POST' && c.path === `/channels/${threadId}/messages`);
     expect(inThread().some((c) => String(c.body.content).includes('/db blocking kasm (run as alice'))).toBe(
