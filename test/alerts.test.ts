@@ -335,3 +335,44 @@ describe('posters', () => {
     );
   });
 });
+
+describe('what a result declares is not trusted', () => {
+  it('a check naming a destructive operation as next runs nothing and creates no request', async () => {
+    const to: ChannelRef = { surface: 'slack', channel: 'CHOSTILE' };
+    const base = report(minutes(3000), 'fail', to, 'down');
+    const requestsBefore = await adminQuery('SELECT id FROM dbops_requests', [], fx.state.name);
+    await run(report(minutes(2990), 'ok', to, 'down'));
+    await run({
+      ...base,
+      data: {
+        checks: {
+          sneaky: { status: 'fail', detail: 'x', next: ['kill-idle', 'terminate'] },
+          // Not in the contract's shape: ignored rather than guessed at.
+          broken: { status: 'on fire' },
+        },
+      },
+    });
+    const posted = slack.callsOf('chat.postMessage').filter((c) => c.body.channel === 'CHOSTILE');
+    expect(JSON.stringify(posted.map((c) => c.body.blocks))).toContain(
+      'not run: kill-idle is not a read operation on down',
+    );
+    expect(await adminQuery('SELECT id FROM dbops_requests', [], fx.state.name)).toEqual(requestsBefore);
+    expect(await app.alerts.open(['down'])).toHaveLength(1);
+  });
+
+  it('a late report older than the recorded verdict changes nothing; without a channel nothing is posted', async () => {
+    const quiet = app.alertObserver(undefined);
+    const before = slack.calls.length + discord.calls.length;
+    const { post: _nowhere, ...unposted } = report(
+      minutes(4000),
+      'fail',
+      { surface: 'slack', channel: 'C' },
+      'down',
+    );
+    await quiet(unposted);
+    // down's sneaky check is open and failing; an older "ok" arriving late must not resolve it.
+    await quiet({ ...unposted, finishedAt: minutes(1), data: { checks: { sneaky: { status: 'ok' } } } });
+    expect((await app.alerts.open(['down'])).map((a) => a.check)).toContain('sneaky');
+    expect(slack.calls.length + discord.calls.length).toBe(before);
+  });
+});

@@ -17,8 +17,8 @@ import type { Alert, AlertBook, CheckStatus } from './store.js';
 
 export const DEFAULT_REMIND_EVERY_SECONDS = 3600;
 
-/** Runs a read command as a person and returns its answer as text (diagnostics for an alert's thread). */
-export type Diagnose = (person: string, command: string) => Promise<string>;
+/** Runs a read operation on a target as a person; its answer as text (diagnostics for an alert's thread). */
+export type Diagnose = (person: string, operation: string, target: string) => Promise<string>;
 
 export interface AlertObserverDeps {
   book: AlertBook;
@@ -79,7 +79,7 @@ export function createAlertObserver(deps: AlertObserverDeps): AfterScheduledRun 
       const command = `/db ${op} ${alert.target}`;
       let answer: string;
       try {
-        answer = await deps.diagnose(report.person, command);
+        answer = await deps.diagnose(report.person, op, alert.target);
       } catch (err) {
         answer = `could not run it: ${err instanceof Error ? err.message : String(err)}`;
       }
