@@ -172,3 +172,18 @@ describe('takeSamples', () => {
     expect(left.map((r) => r.at.toISOString())).toEqual([later.toISOString()]);
   });
 });
+
+describe('alerts: and history: in the config', () => {
+  it('reads the reminder interval, retention and table count, and refuses a bad one', async () => {
+    const { loadConfigText } = await import('../src/config/load.js');
+    const env = { ...fx.env };
+    const withSettings = `${fx.yaml}\nalerts:\n  remind_every: 15m\nhistory:\n  retention: 30d\n  top_tables: 3\n`;
+    const config = loadConfigText(withSettings, 'settings.yaml', env);
+    expect(config.alerts).toEqual({ remindEverySeconds: 900 });
+    expect(config.history).toEqual({ retentionSeconds: 30 * 86_400, topTables: 3 });
+    expect(fx.config.history).toBeUndefined();
+    expect(() => loadConfigText(`${fx.yaml}\nhistory:\n  top_tables: 0\n`, 'bad.yaml', env)).toThrow(
+      /top_tables/,
+    );
+  });
+});

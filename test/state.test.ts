@@ -126,13 +126,17 @@ describe('migrations', () => {
         fresh.name,
       );
       expect(tables.map((t) => t.relname)).toEqual([
+        'dbops_alerts',
+        'dbops_alerts_id_seq',
         'dbops_audit',
         'dbops_audit_id_seq',
         'dbops_backends',
         'dbops_channel_bindings',
+        'dbops_check_states',
         'dbops_deliveries',
         'dbops_request_id_seq',
         'dbops_requests',
+        'dbops_samples',
         'dbops_schema_migrations',
         'dbops_votes',
       ]);

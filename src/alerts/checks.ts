@@ -19,7 +19,7 @@ const checkSchema = z
   })
   .loose();
 
-const declaredSchema = z.object({ checks: z.record(z.string().min(1).max(100), checkSchema) }).loose();
+const declaredSchema = z.object({ checks: z.record(z.string().min(1).max(100), z.unknown()) }).loose();
 
 export interface DeclaredCheck {
   name: string;
@@ -28,14 +28,14 @@ export interface DeclaredCheck {
   next: string[];
 }
 
-/** The checks a result declares, or none when it declares none (or not in the contract's shape). */
+/** The checks a result declares; a check not in the contract's shape is left out, never guessed at. */
 export function declaredChecks(data: unknown): DeclaredCheck[] {
   const parsed = declaredSchema.safeParse(data);
   if (!parsed.success) return [];
-  return Object.entries(parsed.data.checks).map(([name, c]) => ({
-    name,
-    status: c.status,
-    detail: c.detail ?? '',
-    next: c.next ?? [],
-  }));
+  return Object.entries(parsed.data.checks).flatMap(([name, raw]) => {
+    const check = checkSchema.safeParse(raw);
+    if (!check.success) return [];
+    const c = check.data;
+    return [{ name, status: c.status, detail: c.detail ?? '', next: c.next ?? [] }];
+  });
 }

@@ -8,6 +8,7 @@ import { wrapWords } from '../core/operation.js';
 import { renderTable } from '../core/render.js';
 import { clipInput } from '../core/suggest.js';
 import type { Column, Row } from '../core/types.js';
+import { showInvisible } from '../core/visible.js';
 import { utcMinute } from '../history/time.js';
 import type { Alert, AlertBook } from './store.js';
 
@@ -52,7 +53,7 @@ async function list(core: CoreServices, ctx: InvocationContext, targetName: stri
   }));
   const headline = `${alerts.length} open alert${alerts.length === 1 ? '' : 's'}${targetName ? ` on ${targetName}` : ''}`;
   const notes = alerts.flatMap((a) => [
-    `#${a.id} ${a.check}: ${a.detail}`,
+    `#${a.id} ${a.check}: ${showInvisible(a.detail, { newlines: false })}`,
     ...(a.postError ? [`#${a.id} not posted: ${a.postError}`] : []),
   ]);
   const text =

@@ -1,6 +1,7 @@
 // Diagnostics for an alert's thread: a read command run through the core as the schedule's person, so the
 // policy, the audit and the target's limits apply exactly as when that person types it.
 import type { Config } from '../config/schema.js';
+import type { Catalog } from '../core/catalog.js';
 import { renderResult } from '../core/render.js';
 import type { Reply } from '../core/reply.js';
 import type { Invocation, Surface } from '../core/types.js';
@@ -22,9 +23,25 @@ function invocationOf(config: Config, person: string, text: string): Invocation 
   return { surface, identity, text };
 }
 
-export function coreDiagnose(core: { config: Config; dispatch(inv: Invocation): Promise<Reply> }): Diagnose {
-  return async (person, command) => {
-    const reply = await core.dispatch(invocationOf(core.config, person, command));
+/**
+ * Only plain read operations run as diagnostics: a result that names a write or destructive operation as
+ * `next` (a pack's, say) must not make a schedule request or change anything.
+ */
+function plainRead(core: { config: Config; catalog: Catalog }, operation: string, target: string): boolean {
+  const spec = core.catalog.resolve(operation, core.config.targets[target]);
+  return spec !== undefined && spec.risk === 'read' && !spec.riskFor && !spec.actionFor;
+}
+
+export function coreDiagnose(core: {
+  config: Config;
+  catalog: Catalog;
+  dispatch(inv: Invocation): Promise<Reply>;
+}): Diagnose {
+  return async (person, operation, target) => {
+    if (!plainRead(core, operation, target)) {
+      return `not run: ${operation} is not a read operation on ${target}, so it is never run for an alert`;
+    }
+    const reply = await core.dispatch(invocationOf(core.config, person, `/db ${operation} ${target}`));
     if (reply.status === 'ok' && reply.result) return renderResult(reply.result, { maxWidth: WIDTH });
     return reply.text || reply.message;
   };

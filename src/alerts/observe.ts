@@ -17,8 +17,8 @@ import type { Alert, AlertBook, CheckStatus } from './store.js';
 
 export const DEFAULT_REMIND_EVERY_SECONDS = 3600;
 
-/** Runs a read command as a person and returns its answer as text (diagnostics for an alert's thread). */
-export type Diagnose = (person: string, command: string) => Promise<string>;
+/** Runs a read operation on a target as a person; its answer as text (diagnostics for an alert's thread). */
+export type Diagnose = (person: string, operation: string, target: string) => Promise<string>;
 
 export interface AlertObserverDeps {
   book: AlertBook;
@@ -60,6 +60,8 @@ export function createAlertObserver(deps: AlertObserverDeps): AfterScheduledRun 
   async function post(alert: Alert, to: ChannelRef, message: OutgoingPost, at: Date): Promise<void> {
     if (!deps.poster) return;
     const thread = message.thread ?? alert.thread;
+    // Follow-ups go where the alert was posted, even if the schedule now posts elsewhere.
+    if (thread) to = { surface: thread.surface, channel: thread.channel };
     try {
       const posted = await deps.poster.post(to, { ...message, ...(thread ? { thread } : {}) });
       await deps.book.posted(alert.id, thread ? {} : { thread: posted }, at);
@@ -77,7 +79,7 @@ export function createAlertObserver(deps: AlertObserverDeps): AfterScheduledRun 
       const command = `/db ${op} ${alert.target}`;
       let answer: string;
       try {
-        answer = await deps.diagnose(report.person, command);
+        answer = await deps.diagnose(report.person, op, alert.target);
       } catch (err) {
         answer = `could not run it: ${err instanceof Error ? err.message : String(err)}`;
       }
@@ -151,8 +153,9 @@ export function createAlertObserver(deps: AlertObserverDeps): AfterScheduledRun 
         const { alert } = transition;
         if (!alert) return;
         if (!alert.thread) {
-          // The first post did not land last time (the channel refused it): try again.
-          await post(alert, to, openingPost(alert, check, remindEvery), at);
+          // The first post did not land last time (the channel refused it): try again. Without an error
+          // recorded it is still under way (another replica recorded the change a moment ago).
+          if (alert.postError) await post(alert, to, openingPost(alert, check, remindEvery), at);
           return;
         }
         if (!(await deps.book.claimReminder(alert.id, at, remindEvery))) return;

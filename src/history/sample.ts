@@ -121,7 +121,9 @@ export async function readSamples(
 
     const lag = await guarded(session, async () => {
       if (database?.standby) return (await session.query<{ lag: number | null }>(STANDBY_LAG_SQL))[0]?.lag;
-      return (await session.query<{ lag: number | null }>(PRIMARY_LAG_SQL))[0]?.lag;
+      const [row] = await session.query<{ lag: number | null; standbys: number }>(PRIMARY_LAG_SQL);
+      // Standbys with no lag to report have replayed everything; no standby at all is "not available".
+      return row && row.standbys > 0 ? (row.lag ?? 0) : null;
     });
     add('replication_lag_seconds', lag);
 

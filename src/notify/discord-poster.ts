@@ -6,6 +6,7 @@ import {
   ComponentType,
 } from 'discord.js';
 import { redactSecrets } from '../core/log.js';
+import { showInvisible } from '../core/visible.js';
 import { type DiscordApi, discordErrorCode, type OutgoingMessage } from '../surfaces/discord/api.js';
 import { codeBlock, escapeText } from '../surfaces/discord/render.js';
 import {
@@ -68,8 +69,13 @@ function buttonRows(message: OutgoingPost): APIActionRowComponent<APIComponentIn
   return rows;
 }
 
+/** How many recent posts' headlines are remembered to name the thread started from them. */
+const REMEMBERED = 500;
+
 export class DiscordChannelPoster implements ChannelPoster {
   readonly #api: DiscordApi;
+  /** message id → its headline: a thread is named after the post it starts from (after a restart: the follow-up). */
+  readonly #headlines = new Map<string, string>();
 
   constructor(api: DiscordApi) {
     this.#api = api;
@@ -93,6 +99,11 @@ export class DiscordChannelPoster implements ChannelPoster {
       const thread = message.thread?.surface === 'discord' ? message.thread : undefined;
       if (!thread) {
         const sent = await this.#api.send(to.channel, outgoing);
+        this.#headlines.set(sent.id, splitPost(message.text).headline);
+        if (this.#headlines.size > REMEMBERED) {
+          const [oldest] = this.#headlines.keys();
+          if (oldest !== undefined) this.#headlines.delete(oldest);
+        }
         return { surface: 'discord', channel: to.channel, id: sent.id };
       }
       // A thread started from a message has that message's id; it is started at the first follow-up.
@@ -102,7 +113,9 @@ export class DiscordChannelPoster implements ChannelPoster {
       } catch (err) {
         if (discordErrorCode(err) !== UNKNOWN_CHANNEL) throw err;
       }
-      const name = escapeText(splitPost(message.text).headline).slice(0, 90) || 'dbops';
+      const headline = this.#headlines.get(thread.id) ?? splitPost(message.text).headline;
+      // Thread names are plain text (no markdown): invisible characters shown, length within Discord's 100.
+      const name = showInvisible(headline, { newlines: false }).slice(0, 90) || 'dbops';
       await this.#api.startThread(thread.channel, thread.id, name);
       const sent = await this.#api.send(thread.id, outgoing);
       return { surface: 'discord', channel: to.channel, id: sent.id };

@@ -1,4 +1,5 @@
 // What `dbops start` runs besides the core: chat surfaces, each connected by its own SDK.
+import type { ChannelPoster } from '../notify/poster.js';
 import type { Lane, LaneStats } from './lanes.js';
 
 export interface RunningSurface {
@@ -9,6 +10,8 @@ export interface RunningSurface {
   problem(): string | undefined;
   /** Its work queues with work in them, per lane (`target:<name>`, `builtins`, …), for /metrics and /readyz. */
   lanes?(): Record<Lane, LaneStats>;
+  /** Posts to this surface's channels without an invocation (schedules, alerts). */
+  poster?: ChannelPoster;
   /** Stops taking commands and disconnects. */
   stop(): Promise<void>;
 }

@@ -2,6 +2,7 @@
 // Approve/Deny clicks, hands each to the core as one Invocation, and renders the replies.
 import { Events } from 'discord.js';
 import type { Logger } from '../../core/log.js';
+import { DiscordChannelPoster } from '../../notify/discord-poster.js';
 import type { SurfaceOptions } from '../start.js';
 import type { RunningSurface } from '../types.js';
 import { DiscordApi, safeError } from './api.js';
@@ -119,6 +120,7 @@ export async function startDiscordSurface(
 
   return {
     name: 'discord',
+    poster: new DiscordChannelPoster(api),
     healthy: () => !stopped && health.problem() === undefined,
     problem: () => (stopped ? 'the Discord surface is stopped' : health.problem()),
     async stop() {

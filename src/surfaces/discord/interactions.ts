@@ -12,6 +12,7 @@ import {
   MessageFlags,
   type ModalSubmitInteraction,
 } from 'discord.js';
+import { alertCommandOfCustomId } from '../../alerts/buttons.js';
 import { reply as replyOf } from '../../core/dispatch.js';
 import { isUserError } from '../../core/errors.js';
 import { withInvocationFiles } from '../../core/invocation-files.js';
@@ -206,6 +207,8 @@ export class DiscordHandlers {
   }
 
   async #button(interaction: ButtonInteraction): Promise<void> {
+    const alertText = alertCommandOfCustomId(interaction.customId);
+    if (alertText) return await this.#alertButton(interaction, alertText);
     const parsed = parseCustomId(interaction.customId);
     if (!parsed || parsed.action === 'deny-reason') return;
     if (!(await this.#claim(`interaction:${interaction.id}`))) return;
@@ -224,6 +227,16 @@ export class DiscordHandlers {
       const request = await this.#deps.app.state.getRequest(parsed.requestId).catch(() => undefined);
       if (request && request.status !== 'pending') this.#deps.cards.redraw(request);
     }
+  }
+
+  /** Acknowledge / Mute on an alert post: the command it stands for, as the person who clicked. */
+  async #alertButton(interaction: ButtonInteraction, text: string): Promise<void> {
+    if (!(await this.#claim(`interaction:${interaction.id}`))) return;
+    if (!(await this.#ack(interaction, () => interaction.deferReply({ flags: MessageFlags.Ephemeral }))))
+      return;
+    const where = locate(interaction.channel, interaction.channelId);
+    const inv = invocation(identityOf(interaction.user), text, where);
+    await this.#run(inv, new PrivateConversation(this.#api, interaction), undefined);
   }
 
   async #modal(interaction: ModalSubmitInteraction): Promise<void> {

@@ -1,6 +1,7 @@
 // The Slack listeners: each acks at once, drops retried deliveries, builds one Invocation and hands it to
 // dispatch(); the answer goes to threads.ts. No authorization is decided here: the core decides every click.
 import type { BlockAction, App as BoltApp, ButtonAction, RespondFn } from '@slack/bolt';
+import { ALERT_ACTION_PREFIX, alertCommand } from '../../alerts/buttons.js';
 import type { App } from '../../app.js';
 import { isUserError } from '../../core/errors.js';
 import { withInvocationFiles } from '../../core/invocation-files.js';
@@ -242,6 +243,36 @@ export function registerHandlers(deps: HandlerDeps): void {
         },
         { text: `approve ${parseRequestId(action.value) ?? ''}` },
       );
+    },
+  );
+
+  // Acknowledge / Mute on an alert post: the command it stands for, as the person who clicked.
+  bolt.action<BlockAction<ButtonAction>>(
+    { action_id: new RegExp(`^${ALERT_ACTION_PREFIX}`) },
+    async ({ ack, body, action, respond }) => {
+      await ack();
+      deps.track(async () => {
+        const text = alertCommand(action.action_id, action.value ?? '');
+        const conversation = clickConversation(body, respond);
+        if (!text || !conversation) {
+          log.warn({ action: action.action_id }, 'slack: alert click without a command or a message');
+          return;
+        }
+        if (!(await firstDelivery(`slack:action:${body.trigger_id}:${action.action_ts}`, conversation)))
+          return;
+        const identity = identityOfUser(body.user, body.team?.id);
+        if (!identity) return await unidentified(conversation);
+        await run(
+          {
+            surface: 'slack',
+            identity,
+            channel: conversation.origin.channel,
+            ...(conversation.origin.thread ? { thread: conversation.origin.thread } : {}),
+            text,
+          },
+          conversation,
+        );
+      });
     },
   );
 

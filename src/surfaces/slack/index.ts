@@ -1,5 +1,6 @@
 // The Slack surface: `/db` commands, @mentions in threads and approval buttons, over Socket Mode or HTTP.
 import type { Invocation } from '../../core/types.js';
+import { SlackChannelPoster } from '../../notify/slack-poster.js';
 import { LaneQueue, laneOf } from '../lanes.js';
 import type { SurfaceOptions } from '../start.js';
 import type { RunningSurface } from '../types.js';
@@ -67,6 +68,7 @@ export async function startSlack(options: SurfaceOptions): Promise<RunningSurfac
   log.info({ mode: settings.mode }, 'slack: connected');
   return {
     name: 'slack',
+    poster: new SlackChannelPoster(transport.bolt.client),
     healthy: () => transport.healthy(),
     lanes: () => queue.stats(),
     problem: () => transport.problem(),
