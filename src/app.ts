@@ -7,6 +7,8 @@ import type { Logger } from './core/log.js';
 import { removeAbandonedPartials } from './engine/partial-files.js';
 import { registerUrlSecrets } from './engine/redact.js';
 import { type OwnBackend, TargetPools } from './engine/target-db.js';
+import { RoleDirectory } from './identity/directory.js';
+import { attachDirectory } from './identity/people.js';
 import type { Metrics } from './observability/metrics.js';
 import { runPackCommand } from './packs/command.js';
 import type { LoadedPack } from './packs/load.js';
@@ -27,6 +29,8 @@ export interface App {
   events: AppEvents;
   pools: TargetPools;
   state: PgStateStore;
+  /** Roles held through Slack user groups and Discord roles (the Slack surface connects its reader). */
+  directory: RoleDirectory;
   /**
    * Starts the periodic sweep (every `seconds`): pending requests past their expiry, and runs left behind
    * by a replica that died (lease ran out), then starts approved requests whose target is free again;
@@ -74,6 +78,16 @@ export async function createApp(options: AppOptions): Promise<App> {
     log: options.log,
   }).start();
   const pools: TargetPools = new TargetPools(options.config.targets, { log: options.log, sharedPids });
+  // Group-derived roles: every resolution of a person under this config consults the directory.
+  const directory = new RoleDirectory(options.config, {
+    ...(options.clock ? { clock: options.clock } : {}),
+    onProblem: (group, message) =>
+      options.log.warn(
+        { group, error: message },
+        'a Slack user group cannot be read; its last known membership is kept',
+      ),
+  });
+  attachDirectory(options.config, directory);
   const changeListeners = new Set<NonNullable<CoreDeps['onRequestChange']>>();
   const progressListeners = new Set<NonNullable<CoreDeps['onProgress']>>();
   if (options.onRequestChange) changeListeners.add(options.onRequestChange);
@@ -140,6 +154,7 @@ export async function createApp(options: AppOptions): Promise<App> {
     events,
     pools,
     state,
+    directory,
     startSweeper(seconds = 30) {
       const timer = setInterval(() => {
         core
@@ -156,6 +171,7 @@ export async function createApp(options: AppOptions): Promise<App> {
     },
     async close() {
       for (const timer of timers) clearInterval(timer);
+      directory.stop();
       core.stopJournal();
       await pools.closeAll();
       await sharedPids.close();

@@ -24,6 +24,14 @@ export async function startSlack(options: SurfaceOptions): Promise<RunningSurfac
     config: options.config,
     log,
   });
+  const { directory } = options.app;
+  if (directory.usesSlack) {
+    // Roles from Slack user groups (scope usergroups:read); read again in the background every `refresh`.
+    directory.useSlack(async (usergroup) => {
+      const answer = await transport.bolt.client.usergroups.users.list({ usergroup });
+      return answer.users ?? [];
+    });
+  }
   const conversations = new WeakMap<Invocation, Conversation>();
   const inFlight = new Set<Promise<void>>();
   // Per target: a sick target's commands wait behind each other, never in front of a healthy target's.
@@ -65,12 +73,15 @@ export async function startSlack(options: SurfaceOptions): Promise<RunningSurfac
     throw err;
   }
   log.info({ mode: settings.mode }, 'slack: connected');
+  const stopDirectory = directory.start();
   return {
     name: 'slack',
     healthy: () => transport.healthy(),
     lanes: () => queue.stats(),
     problem: () => transport.problem(),
+    detail: () => directory.problems(),
     async stop() {
+      stopDirectory();
       await transport.stop();
       let timer: NodeJS.Timeout | undefined;
       await Promise.race([
