@@ -1,5 +1,6 @@
 // Intake of one invocation: parse, route to a built-in or an operation, find its target, decide by policy.
 import type { Config, ResolvedPerson, ResolvedTarget } from '../config/schema.js';
+import { reasonProblem, takeReason } from '../identity/reason.js';
 import type { StateStore } from '../state/types.js';
 import type { Approvals } from './approvals.js';
 import { formatCommand, normalizeArgs } from './args.js';
@@ -88,7 +89,9 @@ export class Intake {
     target: ResolvedTarget | undefined,
     rest: readonly Token[],
   ): Promise<Reply> {
-    const args = bindArguments(spec, rest);
+    const { reason, rest: operands } = takeReason(rest);
+    if (reason !== undefined) ctx.reason = reason;
+    const args = bindArguments(spec, operands);
     const risk: Risk = spec.riskFor ? spec.riskFor(args) : spec.risk;
     const normalized = normalizeArgs(spec, args);
     const command = formatCommand(spec.name, target?.name, spec, args);
@@ -106,6 +109,9 @@ export class Intake {
     if (!decision.allowed) return await this.#deps.audit.refuse(ctx, 'denied', decision.reason, about);
 
     if (decision.needsApproval) {
+      const missing = reasonProblem(this.#config.policy[target.environment], target.environment, reason);
+      if (missing !== undefined)
+        return await this.#deps.audit.refuse(ctx, 'invalid_argument', missing, about);
       return await this.#deps.approvals.request(ctx, spec, target, args, {
         normalized,
         command,

@@ -94,8 +94,8 @@ export class PgStateStore implements StateStore {
     const { rows } = await this.pool.query<RequestRow>(
       `INSERT INTO dbops_requests (id, status, operation, target, environment, args, command, risk,
          requester_person, requester_identity, requester_surface, channel, thread, preview,
-         approvals_required, created_at, expires_at, updated_at)
-       VALUES ($1, 'pending', $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $15)
+         approvals_required, created_at, expires_at, updated_at, request_reason)
+       VALUES ($1, 'pending', $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $15, $17)
        RETURNING *`,
       [
         input.id,
@@ -114,6 +114,7 @@ export class PgStateStore implements StateStore {
         input.approvalsRequired,
         input.now,
         input.expiresAt,
+        input.requestReason ?? null,
       ],
     );
     return toRequest(single(rows), []);

@@ -45,6 +45,10 @@ export interface ApprovalRequest {
   error?: string;
   /** Reason given with a deny. */
   reason?: string;
+  /** The requester's `--reason`. */
+  requestReason?: string;
+  /** When it was escalated to a second group (at most once). */
+  escalatedAt?: Date;
   /** Surface-specific references (e.g. Slack channel + message ts of the approval card). */
   refs: Record<string, unknown>;
 }
@@ -64,6 +68,8 @@ export interface NewRequest {
   approvalsRequired: number;
   expiresAt: Date;
   now: Date;
+  /** The requester's `--reason`, if given. */
+  requestReason?: string;
 }
 
 /** Why a transition did not happen. */
