@@ -3,6 +3,7 @@ import pg from 'pg';
 import type { Logger } from '../core/log.js';
 import { redactSecrets } from '../core/log.js';
 import type { OperationResult, RequestStatus } from '../core/types.js';
+import { queryAudit } from './audit-query.js';
 import { migrate } from './migrations.js';
 import {
   type AuditRow,
@@ -24,6 +25,7 @@ import type {
   Actor,
   ApprovalRequest,
   AuditEvent,
+  AuditFilter,
   AuditRecord,
   ChannelBinding,
   NewRequest,
@@ -431,19 +433,8 @@ export class PgStateStore implements StateStore {
     );
   }
 
-  async listAudit(filter: { target?: string; limit?: number }): Promise<AuditRecord[]> {
-    const params: unknown[] = [];
-    let where = '';
-    if (filter.target !== undefined) {
-      params.push(filter.target);
-      where = 'WHERE target = $1';
-    }
-    params.push(listLimit(filter.limit));
-    const { rows } = await this.pool.query<AuditRow>(
-      `SELECT * FROM dbops_audit ${where} ORDER BY at DESC, id DESC LIMIT $${params.length}`,
-      params,
-    );
-    return rows.map(toAuditRecord);
+  async listAudit(filter: AuditFilter): Promise<AuditRecord[]> {
+    return await queryAudit(this.pool, filter);
   }
 
   async close(): Promise<void> {

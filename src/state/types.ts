@@ -125,6 +125,23 @@ export interface AuditRecord extends AuditEvent {
   at: Date;
 }
 
+/** Which audit records to read (every field narrows). */
+export interface AuditFilter {
+  target?: string;
+  /** A person's name (all their identities) or one identity ("slack:T1/U2"). */
+  person?: string;
+  operation?: string;
+  /** An event ("refused", "executed", …) or an outcome ("ok", "denied", …). */
+  outcome?: string;
+  /** Records at or after this time. */
+  since?: Date;
+  /** Records before this time. */
+  until?: Date;
+  /** Oldest first, after this record id (export pages); default newest first. */
+  afterId?: number;
+  limit?: number;
+}
+
 export interface ChannelBinding {
   channel: string;
   target: string;
@@ -226,6 +243,7 @@ export interface StateStore {
   claimDelivery(key: string, now: Date): Promise<boolean>;
   /** Writes one audit record; throws if it cannot (callers then run nothing). */
   audit(event: AuditEvent, now: Date): Promise<void>;
-  listAudit(filter: { target?: string; limit?: number }): Promise<AuditRecord[]>;
+  /** Newest first, or oldest first after `afterId` (see AuditFilter). */
+  listAudit(filter: AuditFilter): Promise<AuditRecord[]>;
   close(): Promise<void>;
 }
