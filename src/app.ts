@@ -8,6 +8,7 @@ import { removeAbandonedPartials } from './engine/partial-files.js';
 import { registerUrlSecrets } from './engine/redact.js';
 import { type OwnBackend, TargetPools } from './engine/target-db.js';
 import { RoleDirectory } from './identity/directory.js';
+import { Escalations } from './identity/escalation.js';
 import { attachDirectory } from './identity/people.js';
 import type { Metrics } from './observability/metrics.js';
 import { runPackCommand } from './packs/command.js';
@@ -31,6 +32,8 @@ export interface App {
   state: PgStateStore;
   /** Roles held through Slack user groups and Discord roles (the Slack surface connects its reader). */
   directory: RoleDirectory;
+  /** Requests escalated once to a second group after `escalate_after` (the sweeper runs it). */
+  escalations: Escalations;
   /**
    * Starts the periodic sweep (every `seconds`): pending requests past their expiry, and runs left behind
    * by a replica that died (lease ran out), then starts approved requests whose target is free again;
@@ -138,6 +141,12 @@ export async function createApp(options: AppOptions): Promise<App> {
     inFlight: () => core.inFlight,
     draining: () => core.draining,
   });
+  const escalations = new Escalations({
+    config: options.config,
+    state,
+    clock: options.clock ?? (() => new Date()),
+    log: options.log,
+  });
   const timers = new Set<NodeJS.Timeout>();
   const events: AppEvents = {
     onRequestChange(listener) {
@@ -155,11 +164,13 @@ export async function createApp(options: AppOptions): Promise<App> {
     pools,
     state,
     directory,
+    escalations,
     startSweeper(seconds = 30) {
       const timer = setInterval(() => {
         core
           .sweepExpired()
           .then(() => core.startWaitingRuns())
+          .then(() => escalations.sweep())
           .catch((err: unknown) => options.log.warn({ err }, 'expiry sweep failed'));
       }, seconds * 1000);
       timer.unref();

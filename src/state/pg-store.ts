@@ -337,6 +337,15 @@ export class PgStateStore implements StateStore {
     return await withVotes(this.pool, rows);
   }
 
+  /** Marks a pending request escalated; true for exactly one caller across replicas (migration 9). */
+  async markEscalated(id: number, now: Date): Promise<boolean> {
+    const { rowCount } = await this.pool.query(
+      "UPDATE dbops_requests SET escalated_at = $2 WHERE id = $1 AND status = 'pending' AND escalated_at IS NULL",
+      [id, now],
+    );
+    return rowCount === 1;
+  }
+
   async setRefs(id: number, refs: Record<string, unknown>): Promise<void> {
     const { rowCount } = await this.pool.query(
       'UPDATE dbops_requests SET refs = refs || $2::jsonb WHERE id = $1',

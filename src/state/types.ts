@@ -229,6 +229,8 @@ export interface StateStore {
   expireDue(now: Date): Promise<ApprovalRequest[]>;
   /** Merges surface references into the request (e.g. the Slack card's ts). */
   setRefs(id: number, refs: Record<string, unknown>): Promise<void>;
+  /** Marks a pending request escalated; true for exactly one caller across replicas. */
+  markEscalated?(id: number, now: Date): Promise<boolean>;
   /** A channel bound to a target at run time (`/db bind`); keys look like "slack:C0INCIDENT". */
   getBinding(channel: string): Promise<ChannelBinding | undefined>;
   listBindings(): Promise<ChannelBinding[]>;
