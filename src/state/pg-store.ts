@@ -6,7 +6,6 @@ import type { OperationResult, RequestStatus } from '../core/types.js';
 import { queryAudit } from './audit-query.js';
 import { migrate } from './migrations.js';
 import {
-  type AuditRow,
   isUniqueViolation,
   json,
   listLimit,
@@ -16,7 +15,6 @@ import {
   type Queryable,
   type RequestRow,
   single,
-  toAuditRecord,
   toId,
   toRequest,
   withVotes,
