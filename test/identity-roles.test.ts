@@ -117,7 +117,11 @@ describe('roles from Slack user groups', () => {
 
     advance(6 * 60);
     await dbops.directory.refresh();
-    expect((await gwen('/db sizes kasm')).status).toBe('refused');
+    const refused = await gwen('/db sizes kasm');
+    expect(refused.status).toBe('refused');
+    expect(refused.message).toContain(
+      'roles from Slack groups are unavailable: Slack group S0DBA was last read',
+    );
     const problems = dbops.directory.problems().join('\n');
     expect(problems).toContain('S0DBA was last read at');
     expect(problems).toContain('missing_scope');

@@ -1,5 +1,6 @@
 // Intake of one invocation: parse, route to a built-in or an operation, find its target, decide by policy.
 import type { Config, ResolvedPerson, ResolvedTarget } from '../config/schema.js';
+import { membershipProblems } from '../identity/people.js';
 import { reasonProblem, takeReason } from '../identity/reason.js';
 import type { StateStore } from '../state/types.js';
 import type { Approvals } from './approvals.js';
@@ -44,12 +45,12 @@ export class Intake {
     const parsed = parseCommand(ctx.inv.text);
     const name = parsed.operation;
     if (isBuiltin(name)) {
-      if (!ctx.person && name !== 'help') throw unknownPerson(ctx);
+      if (!ctx.person && name !== 'help') throw unknownPerson(ctx, this.#config);
       return await builtinHandlers[name as Builtin](this.#deps.services(), ctx, parsed.tokens);
     }
     if (!ctx.person) {
       if (!catalog.get(name) && catalog.packsDefining(name).length === 0) throw this.unknownOperation(name);
-      throw unknownPerson(ctx);
+      throw unknownPerson(ctx, this.#config);
     }
     const global = catalog.get(name);
     if (global) {
@@ -183,9 +184,12 @@ export class Intake {
   }
 }
 
-export function unknownPerson(ctx: InvocationContext): UserError {
+export function unknownPerson(ctx: InvocationContext, config?: Config): UserError {
+  // A group that cannot be read grants nothing: say so, so the refusal names the cause.
+  const problems = config ? membershipProblems(config, ctx.identity) : [];
+  const why = problems.length > 0 ? ` (roles from Slack groups are unavailable: ${problems.join('; ')})` : '';
   return new UserError(
     'unknown_person',
-    `your identity ${ctx.identity} is not in dbops' people list; ask an admin to add it to a person in the config`,
+    `your identity ${ctx.identity} is not in dbops' people list${why}; ask an admin to add it to a person in the config`,
   );
 }

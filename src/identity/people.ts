@@ -51,3 +51,13 @@ export function withPlatformRoles(
   }
   return { name: `${kind}:${identity}`, roles: extra, identities: { [kind]: identity } };
 }
+
+/**
+ * Why someone may be missing roles they had: Slack groups that cannot be read (past keep_last_known), for
+ * the refusal of an identity dbops does not know. Empty when nothing is wrong or the identity is not Slack.
+ */
+export function membershipProblems(config: Config, identity: string): string[] {
+  const directory = directories.get(config);
+  if (!directory || !identity.startsWith('slack:')) return [];
+  return directory.slackGroups.flatMap((group) => directory.groupProblem(group) ?? []);
+}
