@@ -24,7 +24,7 @@ export function roleHolderReport(
     for (const group of source?.slack ?? []) {
       if (group.problem) {
         problems.push(`role ${role}: ${group.problem}`);
-        lines.push(`    slack ${group.group}: cannot be read — ${group.problem}`);
+        lines.push(`    slack ${group.group}: cannot be read (see the problem below)`);
       } else {
         const who = group.members.length > 0 ? group.members.join(', ') : 'nobody';
         lines.push(`    slack ${group.group}: ${who}`);
