@@ -5,7 +5,7 @@ import { UserError } from '../errors.js';
 import { renderTable } from '../render.js';
 import { clipInput, closest } from '../suggest.js';
 import type { Column, Row } from '../types.js';
-import { type Handler, isAdmin, ok, option, words } from './common.js';
+import { type Handler, isAdmin, ok, words } from './common.js';
 
 export const audit: Handler = async (core, ctx, tokens) => {
   const { target: targetName, filter, limit } = parseAuditFilter(tokens, core.now());
