@@ -15,6 +15,9 @@ import { type OwnBackend, TargetPools } from './engine/target-db.js';
 import { createSampler } from './history/sample.js';
 import { HistoryStore } from './history/store.js';
 import type { ChannelPoster } from './notify/poster.js';
+import { RoleDirectory } from './identity/directory.js';
+import { Escalations } from './identity/escalation.js';
+import { attachDirectory } from './identity/people.js';
 import type { Metrics } from './observability/metrics.js';
 import { runPackCommand } from './packs/command.js';
 import type { LoadedPack } from './packs/load.js';
@@ -43,6 +46,10 @@ export interface App {
   sampler: SampleTarget;
   /** The alert observer of scheduled runs, posting through `poster` (the surfaces' ChannelPosters). */
   alertObserver(poster: ChannelPoster | undefined): AfterScheduledRun;
+  /** Roles held through Slack user groups and Discord roles (the Slack surface connects its reader). */
+  directory: RoleDirectory;
+  /** Requests escalated once to a second group after `escalate_after` (the sweeper runs it). */
+  escalations: Escalations;
   /**
    * Starts the periodic sweep (every `seconds`): pending requests past their expiry, and runs left behind
    * by a replica that died (lease ran out), then starts approved requests whose target is free again;
@@ -107,6 +114,16 @@ export async function createApp(options: AppOptions): Promise<App> {
   });
   const alerts = new AlertBook(records);
   const history = new HistoryStore(records);
+  // Group-derived roles: every resolution of a person under this config consults the directory.
+  const directory = new RoleDirectory(options.config, {
+    ...(options.clock ? { clock: options.clock } : {}),
+    onProblem: (group, message) =>
+      options.log.warn(
+        { group, error: message },
+        'a Slack user group cannot be read; its last known membership is kept',
+      ),
+  });
+  attachDirectory(options.config, directory);
   const changeListeners = new Set<NonNullable<CoreDeps['onRequestChange']>>();
   const progressListeners = new Set<NonNullable<CoreDeps['onProgress']>>();
   if (options.onRequestChange) changeListeners.add(options.onRequestChange);
@@ -159,6 +176,12 @@ export async function createApp(options: AppOptions): Promise<App> {
     inFlight: () => core.inFlight,
     draining: () => core.draining,
   });
+  const escalations = new Escalations({
+    config: options.config,
+    state,
+    clock: options.clock ?? (() => new Date()),
+    log: options.log,
+  });
   const timers = new Set<NodeJS.Timeout>();
   const events: AppEvents = {
     onRequestChange(listener) {
@@ -196,11 +219,14 @@ export async function createApp(options: AppOptions): Promise<App> {
         log: options.log,
         ...(options.config.alerts ? { remindEverySeconds: options.config.alerts.remindEverySeconds } : {}),
       }),
+    directory,
+    escalations,
     startSweeper(seconds = 30) {
       const timer = setInterval(() => {
         core
           .sweepExpired()
           .then(() => core.startWaitingRuns())
+          .then(() => escalations.sweep())
           .catch((err: unknown) => options.log.warn({ err }, 'expiry sweep failed'));
       }, seconds * 1000);
       timer.unref();
@@ -212,6 +238,7 @@ export async function createApp(options: AppOptions): Promise<App> {
     },
     async close() {
       for (const timer of timers) clearInterval(timer);
+      directory.stop();
       core.stopJournal();
       await pools.closeAll();
       await sharedPids.close();

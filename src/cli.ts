@@ -2,6 +2,7 @@
 // The dbops command: reads the command line, answers --help and --version itself, and loads only the
 // module of the command asked for (chat SDKs and database drivers stay unloaded for help and usage errors).
 import {
+  AUDIT_EXPORT_OPTIONS,
   CHECK_CONFIG_OPTIONS,
   CONSOLE_OPTIONS,
   DEMO_OPTIONS,
@@ -26,6 +27,7 @@ function helpFor(words: string[]): number {
   const name = words.join(' ');
   if (name === '' || findCommand(name)) return printHelp(name);
   if (words[0] === 'discord') return printHelp('discord register');
+  if (words[0] === 'audit') return printHelp('audit export');
   throw unknownCommand(
     '',
     name,
@@ -78,6 +80,16 @@ async function main(argv: string[]): Promise<number> {
       if (args.values.help) return printHelp('discord register');
       const { discordRegister } = await import('./cli/discord.js');
       return await discordRegister(args);
+    }
+    case 'audit': {
+      const [sub, ...more] = rest;
+      if (sub === '--help' || sub === '-h') return printHelp('audit export');
+      if (sub === undefined) throw new UsageError('audit export', 'which audit subcommand? (export)');
+      if (sub !== 'export') throw unknownCommand('audit', sub, ['export']);
+      const args = parseCommand('audit export', more, AUDIT_EXPORT_OPTIONS);
+      if (args.values.help) return printHelp('audit export');
+      const { auditExport } = await import('./cli/audit-export.js');
+      return await auditExport(args);
     }
     case 'pack': {
       // pack-test loads only the loader and embedded PostgreSQL; it parses its own options.

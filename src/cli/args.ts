@@ -43,6 +43,16 @@ export const DEMO_OPTIONS = { ...HELP } as const;
 export const CHECK_CONFIG_OPTIONS = { ...HELP, ...CONFIG } as const;
 export const START_OPTIONS = { ...HELP, ...CONFIG } as const;
 export const DISCORD_REGISTER_OPTIONS = { ...HELP, ...CONFIG, guild: { type: 'string' } } as const;
+export const AUDIT_EXPORT_OPTIONS = {
+  ...HELP,
+  ...CONFIG,
+  since: { type: 'string' },
+  until: { type: 'string' },
+  format: { type: 'string' },
+  person: { type: 'string' },
+  operation: { type: 'string' },
+  outcome: { type: 'string' },
+} as const;
 
 type Options = NonNullable<ParseArgsConfig['options']>;
 

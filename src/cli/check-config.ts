@@ -2,13 +2,15 @@
 import { readFileSync } from 'node:fs';
 import { approvalWarningLines } from '../config/approval-rules.js';
 import { checkTargets, expectationProblems, formatCheckReport } from '../config/check.js';
+import type { Config } from '../config/schema.js';
 import { ConfigError } from '../core/errors.js';
 import { wrapWords } from '../core/operation.js';
 import type { LoadedPack } from '../packs/load.js';
 import { configSettingWarnings } from '../packs/names.js';
 import { loadConfiguredPacks } from '../packs/registry.js';
+import { DEFAULT_API_URL } from '../surfaces/slack/settings.js';
 import type { CHECK_CONFIG_OPTIONS, parseCommand } from './args.js';
-import { configPath, loadConfigOrExit } from './shared.js';
+import { configPath, env, loadConfigOrExit } from './shared.js';
 
 export type CheckConfigArgs = ReturnType<typeof parseCommand<typeof CHECK_CONFIG_OPTIONS>>;
 
@@ -35,5 +37,33 @@ export async function checkConfig({ values }: CheckConfigArgs): Promise<number> 
     process.stdout.write(`warning: ${wrapWords(warning, 71, '').join('\n         ')}\n`);
   const checks = await checkTargets(config, { packs });
   process.stdout.write(`${formatCheckReport(checks)}\n`);
-  return checks.every((c) => c.reachable) && expectationProblems(checks).length === 0 ? 0 : 1;
+  const rolesOk = await reportRoleHolders(config);
+  return checks.every((c) => c.reachable) && expectationProblems(checks).length === 0 && rolesOk ? 0 : 1;
+}
+
+/** With SLACK_BOT_TOKEN set, reads the configured Slack groups and prints who holds each role. */
+async function reportRoleHolders(config: Config): Promise<boolean> {
+  if (!config.roleSources) return true;
+  const { RoleDirectory } = await import('../identity/directory.js');
+  const { roleHolderReport } = await import('../identity/holders.js');
+  const directory = new RoleDirectory(config);
+  // Only the bot token is needed to read groups (not the mode's app token or signing secret).
+  const token = env.SLACK_BOT_TOKEN?.trim();
+  const slack = token?.startsWith('xoxb-') ? token : undefined;
+  if (slack && directory.usesSlack) {
+    const { webApi } = await import('@slack/bolt');
+    const retries = Number(env.SLACK_API_RETRIES ?? '2');
+    const client = new webApi.WebClient(slack, {
+      slackApiUrl: env.SLACK_API_URL?.trim() || DEFAULT_API_URL,
+      retryConfig: { retries: Number.isInteger(retries) && retries >= 0 && retries <= 10 ? retries : 2 },
+    });
+    directory.useSlack(async (usergroup) => (await client.usergroups.users.list({ usergroup })).users ?? []);
+    await directory.refresh();
+  } else if (directory.usesSlack) {
+    process.stdout.write('Slack groups were not read: set SLACK_BOT_TOKEN to see their members.\n');
+  }
+  const report = roleHolderReport(config, directory);
+  process.stdout.write(`\n${report.lines.join('\n')}\n`);
+  for (const problem of report.problems) process.stdout.write(`problem: ${problem}\n`);
+  return !slack || report.problems.length === 0;
 }

@@ -130,6 +130,27 @@ Exits 0 when registered, 1 when Discord refused, 2 on a usage or config
 error.`,
   },
   {
+    name: 'audit export',
+    summary: 'the audit log as JSON lines for a SIEM',
+    usage: 'dbops audit export --since 24h|DATE [--until …] [--format jsonl] [filters]',
+    details: `Writes the audit records from --since (a duration back from now, or a date
+such as 2026-12-01) to --until (default: now) on stdout, oldest first, one
+JSON object a line. Every line has schema_version; the fields are described
+in docs/audit.md. Reads the state database of the config.
+
+Options:
+${CONFIG_OPTION}
+  --since WHEN    first record: 24h, 7d, 2026-12-01 or 2026-12-01T08:00:00Z
+  --until WHEN    stop before this time
+  --format jsonl  the only format (default)
+  --person P      one person (every identity of theirs) or one identity
+  --operation OP  one operation
+  --outcome X     an event (refused, executed, …) or an outcome (ok, denied…)
+  -h, --help      show this help
+
+Exits 0 when written, 2 on a usage or config error.`,
+  },
+  {
     name: 'pack test',
     summary: "try a pack's examples against a throwaway PostgreSQL",
     usage: 'dbops pack test DIR [--fixtures FILE.sql] [--pg 15|17] [--execute] [--set K=V]',

@@ -7,6 +7,7 @@ import { ConfigError } from '../core/errors.js';
 import { closest, orList } from '../core/suggest.js';
 import type { IdentityKind } from '../core/types.js';
 import { IDENTITY_KINDS } from '../core/types.js';
+import { withPlatformRoles } from '../identity/people.js';
 import {
   type Config,
   configSchema,
@@ -14,6 +15,7 @@ import {
   type ParsedConfig,
   type ResolvedPerson,
   type ResolvedTarget,
+  type RoleSources,
 } from './schema.js';
 import { dotted, Locator, type Path } from './yaml-locator.js';
 
@@ -22,7 +24,7 @@ export type Env = Record<string, string | undefined>;
 /** The role every person holds implicitly. */
 export const EVERYONE = 'everyone';
 
-const POLICY_ROLE_FIELDS = ['read', 'write', 'request', 'approve'] as const;
+const POLICY_ROLE_FIELDS = ['read', 'write', 'request', 'approve', 'escalate_to'] as const;
 
 interface Problem {
   line: number;
@@ -379,6 +381,11 @@ function crossCheck(data: unknown, raw: Map<string, string>, problems: ProblemLi
     }
   }
 
+  // Roles held through Slack groups or Discord roles are held too.
+  const sources =
+    isRecord(data.role_sources) && isRecord(data.role_sources.roles) ? data.role_sources.roles : {};
+  for (const role of Object.keys(sources)) heldRoles.add(role);
+
   // Policy roles must be held by someone (else a typo silently denies everyone).
   const roleChoices = [...heldRoles, EVERYONE];
   for (const [env, rules] of isRecord(data.people) ? Object.entries(policy) : []) {
@@ -474,8 +481,17 @@ function build(parsed: ParsedConfig, source: string): Config {
       ? { history: { retentionSeconds: parsed.history.retention, topTables: parsed.history.top_tables } }
       : {}),
     timeZone: parsed.display?.time_zone ?? 'UTC',
+    ...(parsed.role_sources ? { roleSources: roleSourcesOf(parsed.role_sources) } : {}),
     source,
   });
+}
+
+function roleSourcesOf(raw: NonNullable<ParsedConfig['role_sources']>): RoleSources {
+  const roles: Record<string, { slackGroups: string[]; discordRoles: string[] }> = {};
+  for (const [role, source] of Object.entries(raw.roles)) {
+    roles[role] = { slackGroups: source.slack_groups, discordRoles: source.discord_roles };
+  }
+  return { refreshSeconds: Math.max(1, raw.refresh), keepSeconds: raw.keep_last_known, roles };
 }
 
 /** Validates YAML text; `source` is the file name used in messages and for resolving relative paths. */
@@ -538,5 +554,6 @@ export function resolvePerson(
   kind: IdentityKind,
   identity: string,
 ): ResolvedPerson | undefined {
-  return Object.values(config.people).find((person) => person.identities[kind] === identity);
+  const listed = Object.values(config.people).find((person) => person.identities[kind] === identity);
+  return withPlatformRoles(config, kind, identity, listed);
 }

@@ -115,9 +115,52 @@ export const environmentPolicySchema = z
     approve_writes: z.boolean().default(false),
     /** How long a request waits for approval. */
     expiry: durationSchema.optional(),
+    /** When true, every request on this environment needs `--reason "…"` (matching `reason_pattern`, if set). */
+    require_reason: z.boolean().optional(),
+    /** A regular expression a reason must contain, e.g. `INC-\\d+` for a ticket reference. */
+    reason_pattern: z.string().refine(isRegex, 'expected a regular expression, e.g. "INC-\\d+"').optional(),
+    /** How approvers hear of a request: the approver groups mentioned on the card, a DM each, or neither. */
+    notify: z.enum(['mention', 'dm', 'none']).optional(),
+    /** After this long without a decision, the request is escalated once to `escalate_to`. */
+    escalate_after: durationSchema.optional(),
+    /** The roles whose groups are told when a request is escalated. */
+    escalate_to: z.array(z.string()).optional(),
   })
   .strict();
 export type EnvironmentPolicy = z.infer<typeof environmentPolicySchema>;
+
+function isRegex(text: string): boolean {
+  try {
+    new RegExp(text, 'u');
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Where a role's members are read from on the chat platforms (besides people listed by hand). */
+export const roleSourceSchema = z
+  .object({
+    /** Slack user group ids (`S…`), read with usergroups.users.list. */
+    slack_groups: z
+      .array(z.string().regex(/^S[A-Z0-9]{2,31}$/, 'write Slack user group ids, e.g. S0123DBA'))
+      .default([]),
+    /** Discord guild role ids (snowflakes), read from the member of each interaction. */
+    discord_roles: z
+      .array(z.string().regex(/^\d{5,25}$/, 'write Discord role ids, e.g. "1234567890"'))
+      .default([]),
+  })
+  .strict();
+
+export const roleSourcesSchema = z
+  .object({
+    /** How often Slack group membership is read again. */
+    refresh: durationSchema.default(5 * 60),
+    /** How long the last known membership is kept while it cannot be read; after that the group grants nothing. */
+    keep_last_known: durationSchema.default(60 * 60),
+    roles: z.record(z.string().regex(NAME, nameMessage), roleSourceSchema).default({}),
+  })
+  .strict();
 
 export const channelSchema = z.object({ target: z.string() }).strict();
 
@@ -167,6 +210,8 @@ export const configSchema = z
     admin_roles: z.array(z.string()).default(['admin']),
     targets: z.record(z.string().regex(NAME, nameMessage), targetSchema),
     people: z.record(z.string().regex(NAME, nameMessage), personSchema),
+    /** Roles held through Slack user groups and Discord roles (see docs/roles.md). */
+    role_sources: roleSourcesSchema.optional(),
     policy: z.record(z.string().regex(NAME, nameMessage), environmentPolicySchema),
     channels: z
       .record(
@@ -199,6 +244,8 @@ export interface Config {
   history?: { retentionSeconds: number; topTables: number };
   /** The IANA zone text answers show times in (`display.time_zone`, default UTC). */
   timeZone: string;
+  /** Roles held through chat platform groups (absent: only people listed by hand hold roles). */
+  roleSources?: RoleSources;
   /** Where the file came from (for messages). */
   source: string;
 }
@@ -214,6 +261,12 @@ export interface ResolvedTarget {
   limits: Limits;
   /** Sensitive columns of this target and the roles that see them unmasked (absent: none). */
   sensitive?: { columns: readonly string[]; visibleTo: readonly string[] };
+}
+
+export interface RoleSources {
+  refreshSeconds: number;
+  keepSeconds: number;
+  roles: Readonly<Record<string, { slackGroups: readonly string[]; discordRoles: readonly string[] }>>;
 }
 
 export interface ResolvedPerson {

@@ -96,6 +96,7 @@ export class Approvals {
       approvalsRequired: info.approvalsRequired,
       expiresAt: new Date(ctx.now.getTime() + expirySeconds * 1000),
       now: ctx.now,
+      ...(ctx.reason !== undefined ? { requestReason: ctx.reason } : {}),
     });
     this.#deps.changed(request, 'created');
     return reply({

@@ -26,10 +26,11 @@ export class AuditTrail {
   /** The audit record of an event of this invocation, as stored. */
   build(ctx: InvocationContext, event: AuditInput): AuditEvent {
     // A record about an earlier request (a vote on #7) keeps this invocation's own id as its ref.
-    const detail =
+    const own =
       event.requestId !== undefined && event.requestId !== ctx.requestId
         ? { ...event.detail, invocation: ctx.requestId }
         : event.detail;
+    const detail = ctx.reason !== undefined ? { ...own, reason: ctx.reason } : own;
     const record: AuditEvent = {
       ...(withoutUndefined({ ...event, detail }) as Omit<
         AuditEvent,

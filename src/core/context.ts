@@ -94,6 +94,8 @@ export interface InvocationContext {
   /** "slack:T01/U01" — the identity as audited. */
   identity: string;
   log: Logger;
+  /** The `--reason` given with the command (set by intake once parsed); in every audit record of it. */
+  reason?: string;
 }
 
 /** What built-in commands may use of the core: the seam that keeps imports pointing one way. */

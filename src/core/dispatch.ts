@@ -5,6 +5,7 @@ import { hostname } from 'node:os';
 import { resolvePerson } from '../config/load.js';
 import type { Config, ResolvedPerson, ResolvedTarget } from '../config/schema.js';
 import type { TargetDb } from '../engine/types.js';
+import { directoryOf } from '../identity/people.js';
 import type { Actor, ApprovalRequest, StateStore } from '../state/types.js';
 import { Approvals } from './approvals.js';
 import { AuditTrail } from './audit.js';
@@ -235,6 +236,7 @@ export class Core implements CoreServices {
         message: 'the state database is unreachable, so nothing was run; try again shortly',
       });
     }
+    if (kind === 'discord') directoryOf(this.config)?.observeDiscord(inv.identity, inv.memberRoles ?? []);
     const person = resolvePerson(this.config, kind, inv.identity);
     const ctx: InvocationContext = {
       inv,

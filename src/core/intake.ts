@@ -1,6 +1,8 @@
 // Intake of one invocation: parse, route to a built-in or an operation, find its target, decide by policy.
 import { findTarget } from '../config/find-target.js';
 import type { Config, ResolvedPerson, ResolvedTarget } from '../config/schema.js';
+import { membershipProblems } from '../identity/people.js';
+import { reasonProblem, takeReason } from '../identity/reason.js';
 import type { StateStore } from '../state/types.js';
 import type { Approvals } from './approvals.js';
 import { formatCommand, normalizeArgs } from './args.js';
@@ -44,12 +46,12 @@ export class Intake {
     const parsed = parseCommand(ctx.inv.text);
     const name = parsed.operation;
     if (isBuiltin(name)) {
-      if (!ctx.person && name !== 'help') throw unknownPerson(ctx);
+      if (!ctx.person && name !== 'help') throw unknownPerson(ctx, this.#config);
       return await builtinHandlers[name as Builtin](this.#deps.services(), ctx, parsed.tokens);
     }
     if (!ctx.person) {
       if (!catalog.get(name) && catalog.packsDefining(name).length === 0) throw this.unknownOperation(name);
-      throw unknownPerson(ctx);
+      throw unknownPerson(ctx, this.#config);
     }
     const global = catalog.get(name);
     if (global) {
@@ -89,7 +91,9 @@ export class Intake {
     target: ResolvedTarget | undefined,
     rest: readonly Token[],
   ): Promise<Reply> {
-    const args = bindArguments(spec, rest);
+    const { reason, rest: operands } = takeReason(rest);
+    if (reason !== undefined) ctx.reason = reason;
+    const args = bindArguments(spec, operands);
     const risk: Risk = spec.riskFor ? spec.riskFor(args) : spec.risk;
     const normalized = normalizeArgs(spec, args);
     const command = formatCommand(spec.name, target?.name, spec, args);
@@ -107,6 +111,9 @@ export class Intake {
     if (!decision.allowed) return await this.#deps.audit.refuse(ctx, 'denied', decision.reason, about);
 
     if (decision.needsApproval) {
+      const missing = reasonProblem(this.#config.policy[target.environment], target.environment, reason);
+      if (missing !== undefined)
+        return await this.#deps.audit.refuse(ctx, 'invalid_argument', missing, about);
       return await this.#deps.approvals.request(ctx, spec, target, args, {
         normalized,
         command,
@@ -178,9 +185,12 @@ export class Intake {
   }
 }
 
-export function unknownPerson(ctx: InvocationContext): UserError {
+export function unknownPerson(ctx: InvocationContext, config?: Config): UserError {
+  // A group that cannot be read grants nothing: say so, so the refusal names the cause.
+  const problems = config ? membershipProblems(config, ctx.identity) : [];
+  const why = problems.length > 0 ? ` (roles from Slack groups are unavailable: ${problems.join('; ')})` : '';
   return new UserError(
     'unknown_person',
-    `your identity ${ctx.identity} is not in dbops' people list; ask an admin to add it to a person in the config`,
+    `your identity ${ctx.identity} is not in dbops' people list${why}; ask an admin to add it to a person in the config`,
   );
 }

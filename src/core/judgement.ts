@@ -75,7 +75,8 @@ export function judge(config: Config, request: ApprovalRequest): Judgement {
     if (vote.vote !== 'approve') continue;
     const person = personOfIdentity(config, vote.identity);
     let why: string | undefined;
-    if (!person) why = `${vote.identity} belongs to nobody in the config now`;
+    if (!person)
+      why = `${vote.identity} belongs to nobody in the config now${config.roleSources ? ', and no group or role grants it one' : ''}`;
     else if (samePerson(config, request.requester, vote)) why = `${person.name} is the requester`;
     else if (seen.has(person.name)) why = `${person.name} already counted`;
     else if (

@@ -40,6 +40,7 @@ export function requestLine(request: ApprovalRequest, now: Date): string {
 /** The full card of a request: what it does, the preview, who must approve, how. */
 export function requestCard(request: ApprovalRequest, now: Date, approverRoles: readonly string[]): string {
   const lines = [requestLine(request, now), ''];
+  if (request.requestReason !== undefined) lines.push(`Reason: ${request.requestReason}`, '');
   lines.push(renderResult(request.preview.result));
   if (request.status === 'pending') {
     const have = approvers(request).length;

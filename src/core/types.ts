@@ -30,6 +30,11 @@ export interface Invocation {
   text: string;
   /** Files that came with the command (a CSV for `import`): read by the surface, already size-capped. */
   attachments?: readonly InvocationFile[];
+  /**
+   * Discord: the role ids of the guild member from the interaction payload (never from typed text); an
+   * empty list when the payload carried no roles. Absent on other surfaces.
+   */
+  memberRoles?: readonly string[];
 }
 
 /** One file sent with a command: its name as the sender gave it, and its exact bytes. */

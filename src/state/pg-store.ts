@@ -3,9 +3,9 @@ import pg from 'pg';
 import type { Logger } from '../core/log.js';
 import { redactSecrets } from '../core/log.js';
 import type { OperationResult, RequestStatus } from '../core/types.js';
+import { queryAudit } from './audit-query.js';
 import { migrate } from './migrations.js';
 import {
-  type AuditRow,
   isUniqueViolation,
   json,
   listLimit,
@@ -15,7 +15,6 @@ import {
   type Queryable,
   type RequestRow,
   single,
-  toAuditRecord,
   toId,
   toRequest,
   withVotes,
@@ -24,6 +23,7 @@ import type {
   Actor,
   ApprovalRequest,
   AuditEvent,
+  AuditFilter,
   AuditRecord,
   ChannelBinding,
   NewRequest,
@@ -94,8 +94,8 @@ export class PgStateStore implements StateStore {
     const { rows } = await this.pool.query<RequestRow>(
       `INSERT INTO dbops_requests (id, status, operation, target, environment, args, command, risk,
          requester_person, requester_identity, requester_surface, channel, thread, preview,
-         approvals_required, created_at, expires_at, updated_at)
-       VALUES ($1, 'pending', $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $15)
+         approvals_required, created_at, expires_at, updated_at, request_reason)
+       VALUES ($1, 'pending', $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $15, $17)
        RETURNING *`,
       [
         input.id,
@@ -114,6 +114,7 @@ export class PgStateStore implements StateStore {
         input.approvalsRequired,
         input.now,
         input.expiresAt,
+        input.requestReason ?? null,
       ],
     );
     return toRequest(single(rows), []);
@@ -334,6 +335,15 @@ export class PgStateStore implements StateStore {
     return await withVotes(this.pool, rows);
   }
 
+  /** Marks a pending request escalated; true for exactly one caller across replicas (migration 9). */
+  async markEscalated(id: number, now: Date): Promise<boolean> {
+    const { rowCount } = await this.pool.query(
+      "UPDATE dbops_requests SET escalated_at = $2 WHERE id = $1 AND status = 'pending' AND escalated_at IS NULL",
+      [id, now],
+    );
+    return rowCount === 1;
+  }
+
   async setRefs(id: number, refs: Record<string, unknown>): Promise<void> {
     const { rowCount } = await this.pool.query(
       'UPDATE dbops_requests SET refs = refs || $2::jsonb WHERE id = $1',
@@ -430,19 +440,8 @@ export class PgStateStore implements StateStore {
     );
   }
 
-  async listAudit(filter: { target?: string; limit?: number }): Promise<AuditRecord[]> {
-    const params: unknown[] = [];
-    let where = '';
-    if (filter.target !== undefined) {
-      params.push(filter.target);
-      where = 'WHERE target = $1';
-    }
-    params.push(listLimit(filter.limit));
-    const { rows } = await this.pool.query<AuditRow>(
-      `SELECT * FROM dbops_audit ${where} ORDER BY at DESC, id DESC LIMIT $${params.length}`,
-      params,
-    );
-    return rows.map(toAuditRecord);
+  async listAudit(filter: AuditFilter): Promise<AuditRecord[]> {
+    return await queryAudit(this.pool, filter);
   }
 
   async close(): Promise<void> {

@@ -39,6 +39,9 @@ export interface RequestRow {
   lease_until: Date | null;
   cancel_requested_by: Actor | null;
   cancel_requested_at: Date | null;
+  /** Migration 9. */
+  request_reason?: string | null;
+  escalated_at?: Date | null;
 }
 
 export interface VoteRow {
@@ -138,6 +141,8 @@ export function toRequest(row: RequestRow, votes: Vote[]): ApprovalRequest {
     ...(row.result !== null ? { result: row.result } : {}),
     ...(row.error !== null ? { error: row.error } : {}),
     ...(row.reason !== null ? { reason: row.reason } : {}),
+    ...(typeof row.request_reason === 'string' ? { requestReason: row.request_reason } : {}),
+    ...(row.escalated_at instanceof Date ? { escalatedAt: row.escalated_at } : {}),
     ...(row.runner !== null ? { runner: row.runner } : {}),
     ...(row.lease_until !== null ? { leaseUntil: row.lease_until } : {}),
     ...(row.cancel_requested_by !== null && row.cancel_requested_at !== null

@@ -45,6 +45,10 @@ export interface ApprovalRequest {
   error?: string;
   /** Reason given with a deny. */
   reason?: string;
+  /** The requester's `--reason`. */
+  requestReason?: string;
+  /** When it was escalated to a second group (at most once). */
+  escalatedAt?: Date;
   /** Surface-specific references (e.g. Slack channel + message ts of the approval card). */
   refs: Record<string, unknown>;
 }
@@ -64,6 +68,8 @@ export interface NewRequest {
   approvalsRequired: number;
   expiresAt: Date;
   now: Date;
+  /** The requester's `--reason`, if given. */
+  requestReason?: string;
 }
 
 /** Why a transition did not happen. */
@@ -117,6 +123,23 @@ export interface AuditEvent {
 export interface AuditRecord extends AuditEvent {
   id: number;
   at: Date;
+}
+
+/** Which audit records to read (every field narrows). */
+export interface AuditFilter {
+  target?: string;
+  /** A person's name (all their identities) or one identity ("slack:T1/U2"). */
+  person?: string;
+  operation?: string;
+  /** An event ("refused", "executed", …) or an outcome ("ok", "denied", …). */
+  outcome?: string;
+  /** Records at or after this time. */
+  since?: Date;
+  /** Records before this time. */
+  until?: Date;
+  /** Oldest first, after this record id (export pages); default newest first. */
+  afterId?: number;
+  limit?: number;
 }
 
 export interface ChannelBinding {
@@ -206,6 +229,8 @@ export interface StateStore {
   expireDue(now: Date): Promise<ApprovalRequest[]>;
   /** Merges surface references into the request (e.g. the Slack card's ts). */
   setRefs(id: number, refs: Record<string, unknown>): Promise<void>;
+  /** Marks a pending request escalated; true for exactly one caller across replicas. */
+  markEscalated?(id: number, now: Date): Promise<boolean>;
   /** A channel bound to a target at run time (`/db bind`); keys look like "slack:C0INCIDENT". */
   getBinding(channel: string): Promise<ChannelBinding | undefined>;
   listBindings(): Promise<ChannelBinding[]>;
@@ -220,6 +245,7 @@ export interface StateStore {
   claimDelivery(key: string, now: Date): Promise<boolean>;
   /** Writes one audit record; throws if it cannot (callers then run nothing). */
   audit(event: AuditEvent, now: Date): Promise<void>;
-  listAudit(filter: { target?: string; limit?: number }): Promise<AuditRecord[]>;
+  /** Newest first, or oldest first after `afterId` (see AuditFilter). */
+  listAudit(filter: AuditFilter): Promise<AuditRecord[]>;
   close(): Promise<void>;
 }

@@ -8,6 +8,8 @@ export interface RunningSurface {
   healthy(): boolean;
   /** Why it is not healthy, when it is not. */
   problem(): string | undefined;
+  /** What is wrong without making it not ready (a user group it cannot read), for /readyz. */
+  detail?(): string[];
   /** Its work queues with work in them, per lane (`target:<name>`, `builtins`, …), for /metrics and /readyz. */
   lanes?(): Record<Lane, LaneStats>;
   /** Posts to this surface's channels without an invocation (schedules, alerts). */

@@ -130,6 +130,8 @@ export interface FakeDiscordOptions {
   heartbeatIntervalMs?: number;
   /** Discord's deadline for the first response to an interaction. */
   ackDeadlineMs?: number;
+  /** More roles of the guild (ids), e.g. ones the config maps to dbops roles. */
+  guildRoles?: string[];
 }
 
 export class FakeDiscord {
@@ -145,6 +147,9 @@ export class FakeDiscord {
   readonly messages = new Map<string, FakeMessage>();
   readonly channels = new Map<string, FakeChannel>();
   readonly interactions = new Map<string, FakeInteraction>();
+  /** Guild role ids of a member in interaction payloads (default none; `null` leaves `roles` out). */
+  readonly memberRoles = new Map<string, string[] | null>();
+  readonly #guildRoles: string[];
   /** Every gateway payload the bot sent (IDENTIFY, heartbeats, RESUME). */
   readonly received: { op: number; d: JsonBody; at: number }[] = [];
   readonly events = new EventEmitter();
@@ -167,6 +172,7 @@ export class FakeDiscord {
     this.token = options.token ?? `fake.${randomBytes(12).toString('hex')}`;
     this.#heartbeatIntervalMs = options.heartbeatIntervalMs ?? 41_250;
     this.#ackDeadlineMs = options.ackDeadlineMs ?? 3000;
+    this.#guildRoles = options.guildRoles ?? [];
     this.events.setMaxListeners(100);
     this.channel = { id: snowflake(), type: 0, name: 'incidents', guild_id: this.guildId, parent_id: null };
     this.voiceChannel = { id: snowflake(), type: 2, name: 'voice', guild_id: this.guildId, parent_id: null };
@@ -332,6 +338,7 @@ export class FakeDiscord {
       roles: [
         role(this.guildId, '@everyone'),
         role(this.botRoleId, 'dbops', { managed: true, tags: { bot_id: this.bot.id } }),
+        ...this.#guildRoles.map((id) => role(id, `role-${id.slice(-4)}`)),
       ],
       emojis: [],
       stickers: [],
@@ -420,6 +427,15 @@ export class FakeDiscord {
       originalId: undefined,
       channelId: channel.id,
     });
+    const result = this.#guildInteraction(user, type, channel, id, token);
+    if (channel.type !== 1) return result;
+    // In a DM there is no guild and no member: Discord sends the user instead.
+    const { guild_id: _guild, member: _member, ...rest } = result.payload as Record<string, unknown>;
+    return { id, token, payload: { ...rest, user, context: 1 } };
+  }
+
+  #guildInteraction(user: FakeUser, type: number, channel: FakeChannel, id: string, token: string) {
+    const roles = this.memberRoles.get(user.id);
     return {
       id,
       token,
@@ -452,7 +468,7 @@ export class FakeDiscord {
         },
         member: {
           user,
-          roles: [],
+          ...(roles === null ? {} : { roles: roles ?? [] }),
           joined_at: new Date().toISOString(),
           deaf: false,
           mute: false,

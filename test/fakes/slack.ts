@@ -63,6 +63,8 @@ export class FakeSlack {
   /** WebSocket connections opened by the bot, in order; the last one is live. */
   readonly sockets: WebSocket[] = [];
   fail: Failure = () => undefined;
+  /** Slack user groups by id (`S…`) and their members' user ids, answered by usergroups.users.list. */
+  readonly userGroups = new Map<string, string[]>();
   #server: Server;
   #wss: WebSocketServer;
   #seq = 0;
@@ -252,6 +254,14 @@ export class FakeSlack {
         return { ok: true, message_ts: `1700000${String(n).padStart(3, '0')}.000200` };
       case 'chat.update':
         return { ok: true, channel: body.channel, ts: body.ts, text: body.text };
+      case 'usergroups.users.list': {
+        const members = this.userGroups.get(String(body.usergroup));
+        return members ? { ok: true, users: [...members] } : { ok: false, error: 'no_such_subteam' };
+      }
+      case 'conversations.open': {
+        const user = String(body.users ?? '');
+        return { ok: true, channel: { id: `D${user}` } };
+      }
       case 'views.open':
         return { ok: true, view: { id: `V${n}`, ...(body.view as object) } };
       case 'files.getUploadURLExternal':

@@ -1,21 +1,16 @@
 // Built-ins about records and channels: `audit`, `lookup`, `bind`, `unbind`.
 import { findTarget } from '../../config/find-target.js';
 import type { AuditRecord } from '../../state/types.js';
+import { parseAuditFilter } from '../audit-filter.js';
 import { UserError } from '../errors.js';
 import { renderTable } from '../render.js';
 import { clipInput, closest } from '../suggest.js';
 import type { Column, Row } from '../types.js';
-import { type Handler, isAdmin, ok, option, words } from './common.js';
+import { type Handler, isAdmin, ok, words } from './common.js';
 
 export const audit: Handler = async (core, ctx, tokens) => {
-  const targetName = words(tokens)[0]?.toLowerCase();
-  const limitText = option(tokens, 'limit') ?? '20';
-  if (!/^\d{1,3}$/.test(limitText) || Number(limitText) < 1) {
-    throw new UserError(
-      'invalid_argument',
-      'argument --limit: expected a number from 1 to 999. usage: /db audit [target] [--limit n]',
-    );
-  }
+  const { target: givenTarget, filter, limit } = parseAuditFilter(tokens, core.now());
+  const targetName = givenTarget?.toLowerCase();
   const visible = new Set(core.visibleTargets(ctx.person).map((t) => t.name));
   if (targetName && !visible.has(targetName)) {
     const guesses = closest(targetName, [...visible]);
@@ -26,12 +21,13 @@ export const audit: Handler = async (core, ctx, tokens) => {
   }
   const records = (
     await core.state.listAudit({
+      ...filter,
       ...(targetName ? { target: targetName } : {}),
-      limit: Number(limitText) * 3,
+      limit: limit * 3,
     })
   )
     .filter((r: AuditRecord) => (r.target ? visible.has(r.target) : r.person === ctx.person?.name))
-    .slice(0, Number(limitText));
+    .slice(0, limit);
   const columns: Column[] = [
     { key: 'at', label: 'at', kind: 'timestamp' },
     { key: 'request', label: '#', kind: 'id' },

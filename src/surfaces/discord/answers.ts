@@ -23,6 +23,8 @@ export interface AnswerDeps {
   config: Config;
   api: DiscordApi;
   log: Logger;
+  /** Told once a new request's card is posted, with where its conversation goes (its thread or channel). */
+  onCardPosted?: (request: ApprovalRequest, channelId: string) => void;
 }
 
 /** Discord's "request entity too large" (the attachments): answer without them rather than not at all. */
@@ -100,7 +102,11 @@ export async function postRequestCard(
       'could not start a thread for the request; outcomes will be posted as replies to the card',
     );
   }
-  if (thread === undefined) return;
+  if (thread === undefined) {
+    deps.onCardPosted?.(request, card.channelId);
+    return;
+  }
   await deps.app.state.setRefs(request.id, refsValue({ ...refs, thread }));
   await deps.api.send(thread, renderRequestIntro(request, context));
+  deps.onCardPosted?.(request, thread);
 }

@@ -167,6 +167,17 @@ export class DiscordApi {
     return data.id;
   }
 
+  /**
+   * Posts text that pings exactly these roles (an approver group) and nobody else: `allowed_mentions`
+   * parses nothing and lists only `roles` (ids the config names).
+   */
+  async announce(channelId: string, content: string, roles: readonly string[]): Promise<PostedMessage> {
+    const data = await this.#rest.post(Routes.channelMessages(channelId), {
+      body: { content, allowed_mentions: { parse: [], roles: [...roles] } },
+    });
+    return posted(data);
+  }
+
   /** The direct-message channel with a user. */
   async openDm(userId: string): Promise<string> {
     const data = (await this.#rest.post(Routes.userChannels(), { body: { recipient_id: userId } })) as {

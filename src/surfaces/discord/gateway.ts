@@ -21,7 +21,13 @@ export function createGatewayClient(settings: DiscordSettings): Client {
     allowedMentions: { parse: [], repliedUser: false },
     failIfNotExists: false,
     // dbops reads no message history: keep no messages in memory.
-    makeCache: Options.cacheWithLimits({ ...Options.DefaultMakeCacheSettings, MessageManager: 0 }),
+    // Members are not cached (except the bot's own): a cached member keeps the roles of an earlier payload when
+    // a later one leaves them out, and roles must come from each interaction's own payload (none if missing).
+    makeCache: Options.cacheWithLimits({
+      ...Options.DefaultMakeCacheSettings,
+      MessageManager: 0,
+      GuildMemberManager: { maxSize: 0, keepOverLimit: (member) => member.id === member.client.user.id },
+    }),
   });
 }
 

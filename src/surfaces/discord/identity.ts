@@ -18,3 +18,21 @@ export function mentionOfActor(actor: Actor): string {
   const match = /^discord:(\d{1,25})$/.exec(actor.identity);
   return match ? ` (<@${match[1]}>)` : '';
 }
+
+const SNOWFLAKE = /^\d{5,25}$/;
+
+/**
+ * The role ids of a guild member as the gateway payload carried them: discord.js gives a GuildMember
+ * (roles.cache) or the raw API member (roles: string[]). No member, or no roles, means no roles.
+ */
+export function memberRoleIds(member: unknown): string[] {
+  if (typeof member !== 'object' || member === null) return [];
+  const roles: unknown = (member as { roles?: unknown }).roles;
+  let ids: unknown[] = [];
+  if (Array.isArray(roles)) ids = roles;
+  else if (typeof roles === 'object' && roles !== null) {
+    const cache: unknown = (roles as { cache?: unknown }).cache;
+    if (cache instanceof Map) ids = [...cache.keys()];
+  }
+  return ids.filter((id): id is string => typeof id === 'string' && SNOWFLAKE.test(id));
+}

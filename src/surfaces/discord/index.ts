@@ -6,6 +6,7 @@ import { DiscordChannelPoster } from '../../notify/discord-poster.js';
 import type { SurfaceOptions } from '../start.js';
 import type { RunningSurface } from '../types.js';
 import { DiscordApi, safeError } from './api.js';
+import { DiscordApproverNotices } from './approvers.js';
 import { RequestCards } from './cards.js';
 import { connectGateway, createGatewayClient, GatewayHealth } from './gateway.js';
 import { DiscordHandlers } from './interactions.js';
@@ -68,7 +69,18 @@ export async function startDiscordSurface(
   const health = new GatewayHealth(client, { graceMs: tuning.reconnectGraceMs ?? 60_000 });
   const cards = new RequestCards({ api, config, log });
   const progress = new ProgressRelay();
+  const notices = new DiscordApproverNotices({ api, config, log });
+  const told = new Set<Promise<void>>();
+  const tell = (work: Promise<void>) => {
+    const tracked = work.catch((err: unknown) =>
+      log.warn({ err: safeError(err) }, 'discord: telling approvers failed'),
+    );
+    told.add(tracked);
+    void tracked.finally(() => told.delete(tracked));
+  };
+  const offEscalate = app.escalations.onEscalate((request) => tell(notices.escalated(request)));
   const handlers = new DiscordHandlers({
+    onCardPosted: (request, channelId) => tell(notices.cardPosted(request, channelId)),
     app,
     config,
     api,
@@ -104,6 +116,7 @@ export async function startDiscordSurface(
   } catch (err) {
     offChange();
     offProgress();
+    offEscalate();
     throw err;
   }
   const applicationId = client.application?.id;
@@ -130,8 +143,10 @@ export async function startDiscordSurface(
       client.off(Events.MessageCreate, onMessage);
       await inFlight.settle(tuning.drainMs ?? 10_000);
       await cards.idle();
+      await Promise.allSettled([...told]);
       offChange();
       offProgress();
+      offEscalate();
       await client.destroy();
       log.info('discord disconnected');
     },

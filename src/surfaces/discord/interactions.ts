@@ -34,7 +34,7 @@ import {
   type Place,
   PrivateConversation,
 } from './conversation.js';
-import { identityOf, personOf } from './identity.js';
+import { identityOf, memberRoleIds, personOf } from './identity.js';
 import { type ProgressRelay, type ProgressSink, ThreadProgress } from './progress.js';
 import { threadName } from './render.js';
 
@@ -62,13 +62,20 @@ function locate(channel: Channelish, channelId: string): { place: Place; channel
   return { place: { channelId, inThread: false, canStartThread }, channel: channelId };
 }
 
-function invocation(identity: string, text: string, where: { channel: string; thread?: string }): Invocation {
+function invocation(
+  identity: string,
+  text: string,
+  where: { channel: string; thread?: string },
+  member: unknown,
+): Invocation {
   return {
     surface: 'discord',
     identity,
     text,
     channel: where.channel,
     ...(where.thread !== undefined ? { thread: where.thread } : {}),
+    // Roles come from the payload's member only; a DM or a member without roles holds none.
+    memberRoles: memberRoleIds(member),
   };
 }
 
@@ -169,7 +176,7 @@ export class DiscordHandlers {
       if (!isUserError(err)) throw err;
       return replyOf({ status: 'invalid', requestId: null, code: err.code, message: err.message });
     }
-    const inv = { ...invocation(identityOf(interaction.user), text, where), ...files };
+    const inv = { ...invocation(identityOf(interaction.user), text, where, interaction.member), ...files };
     return await this.#dispatch(inv, this.#threadFor(conversation, text));
   }
 
@@ -220,7 +227,12 @@ export class DiscordHandlers {
     if (!(await this.#ack(interaction, () => interaction.deferReply({ flags: MessageFlags.Ephemeral }))))
       return;
     const where = locate(interaction.channel, interaction.channelId);
-    const inv = invocation(identityOf(interaction.user), `/db approve ${parsed.requestId}`, where);
+    const inv = invocation(
+      identityOf(interaction.user),
+      `/db approve ${parsed.requestId}`,
+      where,
+      interaction.member,
+    );
     const progress = await this.#requestProgress(parsed.requestId);
     const reply = await this.#run(inv, new PrivateConversation(this.#api, interaction), progress);
     if (reply.code === 'not_pending') {
@@ -235,7 +247,7 @@ export class DiscordHandlers {
     if (!(await this.#ack(interaction, () => interaction.deferReply({ flags: MessageFlags.Ephemeral }))))
       return;
     const where = locate(interaction.channel, interaction.channelId);
-    const inv = invocation(identityOf(interaction.user), text, where);
+    const inv = invocation(identityOf(interaction.user), text, where, interaction.member);
     await this.#run(inv, new PrivateConversation(this.#api, interaction), undefined);
   }
 
@@ -247,7 +259,12 @@ export class DiscordHandlers {
       return;
     const reason = interaction.fields.getTextInputValue(REASON_INPUT);
     const where = locate(interaction.channel, interaction.channelId ?? '');
-    const inv = invocation(identityOf(interaction.user), denyCommand(parsed.requestId, reason), where);
+    const inv = invocation(
+      identityOf(interaction.user),
+      denyCommand(parsed.requestId, reason),
+      where,
+      interaction.member,
+    );
     await this.#run(inv, new PrivateConversation(this.#api, interaction), undefined);
   }
 
@@ -268,7 +285,10 @@ export class DiscordHandlers {
     );
     const files = await this.#download([...message.attachments.values()], conversation);
     if (!files) return;
-    const inv = { ...invocation(identityOf(message.author), text || 'help', where), ...files };
+    const inv = {
+      ...invocation(identityOf(message.author), text || 'help', where, message.member),
+      ...files,
+    };
     await this.#run(inv, conversation, this.#threadFor(conversation, text));
   }
 

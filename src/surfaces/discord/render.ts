@@ -312,6 +312,9 @@ export function renderRequestCard(request: ApprovalRequest, context: CardContext
     field('Target', `${escapeText(request.target)} (${escapeText(request.environment)})`, true),
     field('Risk', request.risk, true),
   ];
+  if (request.requestReason !== undefined) {
+    fields.push(field('Requested because', escapeText(request.requestReason)));
+  }
   if (request.status === 'pending') {
     const roles = context.approverRoles.length > 0 ? context.approverRoles.join(' or ') : 'nobody';
     fields.push(

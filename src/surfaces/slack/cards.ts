@@ -142,6 +142,7 @@ export function renderCard(request: ApprovalRequest, approverRoles: readonly str
         field('Requested by', actorMention(request.requester)),
         field('Arguments', args ? inlineCode(args) : 'none'),
         field('Expires', slackDate(request.expiresAt)),
+        ...(request.requestReason !== undefined ? [field('Reason', escapeText(request.requestReason))] : []),
       ],
     },
   ];

@@ -4,6 +4,7 @@ import { SlackChannelPoster } from '../../notify/slack-poster.js';
 import { LaneQueue, laneOf } from '../lanes.js';
 import type { SurfaceOptions } from '../start.js';
 import type { RunningSurface } from '../types.js';
+import { SlackApproverNotices } from './approvers.js';
 import { registerHandlers } from './handlers.js';
 import { fileOrigins, readSlackSettings } from './settings.js';
 import type { Conversation } from './threads.js';
@@ -25,6 +26,15 @@ export async function startSlack(options: SurfaceOptions): Promise<RunningSurfac
     config: options.config,
     log,
   });
+  const { directory } = options.app;
+  if (directory.usesSlack) {
+    // Roles from Slack user groups (scope usergroups:read); read again in the background every `refresh`.
+    directory.useSlack(async (usergroup) => {
+      const answer = await transport.bolt.client.usergroups.users.list({ usergroup });
+      return answer.users ?? [];
+    });
+  }
+  const notices = new SlackApproverNotices({ client: transport.bolt.client, config: options.config, log });
   const conversations = new WeakMap<Invocation, Conversation>();
   const inFlight = new Set<Promise<void>>();
   // Per target: a sick target's commands wait behind each other, never in front of a healthy target's.
@@ -53,7 +63,15 @@ export async function startSlack(options: SurfaceOptions): Promise<RunningSurfac
       inFlight.add(tracked);
     },
   });
+  const told = new Set<Promise<void>>();
+  const tell = (work: Promise<void>) => {
+    const tracked = work.catch((err: unknown) => log.warn({ err }, 'slack: telling approvers failed'));
+    told.add(tracked);
+    void tracked.finally(() => told.delete(tracked));
+  };
+  threads.onCardPosted = (request, place) => tell(notices.cardPosted(request, place));
   const unsubscribe = [
+    options.app.escalations.onEscalate((request) => tell(notices.escalated(request))),
     options.app.events.onRequestChange((request, change) => threads.onRequestChange(request, change)),
     options.app.events.onProgress((_requestId, invocation, line) =>
       conversations.get(invocation)?.progress(line),
@@ -66,17 +84,20 @@ export async function startSlack(options: SurfaceOptions): Promise<RunningSurfac
     throw err;
   }
   log.info({ mode: settings.mode }, 'slack: connected');
+  const stopDirectory = directory.start();
   return {
     name: 'slack',
     poster: new SlackChannelPoster(transport.bolt.client),
     healthy: () => transport.healthy(),
     lanes: () => queue.stats(),
     problem: () => transport.problem(),
+    detail: () => directory.problems(),
     async stop() {
+      stopDirectory();
       await transport.stop();
       let timer: NodeJS.Timeout | undefined;
       await Promise.race([
-        Promise.allSettled([...inFlight, threads.idle()]),
+        Promise.allSettled([...inFlight, ...told, threads.idle()]),
         new Promise((resolve) => {
           timer = setTimeout(resolve, DRAIN_MS);
         }),

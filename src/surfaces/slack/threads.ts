@@ -177,6 +177,9 @@ export class SlackThreads {
   /** The state each recently updated card shows, so a refresh does not redraw it for nothing. */
   readonly #drawn = new Map<number, string>();
 
+  /** Told once a new request's card is posted (the approvers are then mentioned or sent a DM). */
+  onCardPosted: ((request: ApprovalRequest, place: { channel: string; thread: string }) => void) | undefined;
+
   constructor(deps: ThreadsDeps) {
     this.client = deps.client;
     this.log = deps.log;
@@ -267,6 +270,7 @@ export class SlackThreads {
     const ref: CardRef = { channel: place.channel, ts, thread: place.thread };
     // The card's place is stored with the request: after a restart, or on another replica, it can still be updated.
     await this.#app.state.setRefs(request.id, { slack: ref });
+    this.onCardPosted?.(request, { channel: place.channel, thread: place.thread });
     if (card.omittedRows > 0) {
       await this.upload(
         place,

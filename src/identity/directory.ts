@@ -1,0 +1,191 @@
+// Roles held through chat platform groups: Slack user groups read in the background, Discord roles from payloads.
+import type { Config, RoleSources } from '../config/schema.js';
+
+/** Reads the user ids (`U…`, `W…`) of one Slack user group; throws with Slack's error code on failure. */
+export type SlackGroupReader = (groupId: string) => Promise<readonly string[]>;
+
+interface GroupState {
+  members: ReadonlySet<string>;
+  /** When the membership was last read successfully (undefined: never). */
+  readAt?: Date;
+  /** The last failure, cleared by a successful read. */
+  error?: { message: string; at: Date };
+}
+
+/** Who holds a role through the platforms right now, for `check-config` and the docs. */
+export interface RoleHolders {
+  role: string;
+  slack: { group: string; members: readonly string[]; problem?: string }[];
+  discord: readonly string[];
+}
+
+export interface DirectoryOptions {
+  clock?: () => Date;
+  /** Called with each refresh failure (a group that cannot be read), for the log. */
+  onProblem?: (group: string, message: string) => void;
+}
+
+export class RoleDirectory {
+  readonly #sources: RoleSources | undefined;
+  readonly #clock: () => Date;
+  readonly #onProblem: DirectoryOptions['onProblem'];
+  readonly #groups = new Map<string, GroupState>();
+  /** Discord user id → role ids of the member as the latest interaction payload carried them. */
+  readonly #discord = new Map<string, { roles: readonly string[]; at: Date }>();
+  #reader: SlackGroupReader | undefined;
+  #refreshing: Promise<void> | undefined;
+  #timer: NodeJS.Timeout | undefined;
+  #lastAttempt: Date | undefined;
+
+  constructor(config: Config, options: DirectoryOptions = {}) {
+    this.#sources = config.roleSources;
+    this.#clock = options.clock ?? (() => new Date());
+    this.#onProblem = options.onProblem;
+  }
+
+  /** Every Slack group id the config names. */
+  get slackGroups(): string[] {
+    const groups = new Set<string>();
+    for (const source of Object.values(this.#sources?.roles ?? {})) {
+      for (const group of source.slackGroups) groups.add(group);
+    }
+    return [...groups].sort();
+  }
+
+  /** True when some role comes from Slack groups (the Slack surface then has to read them). */
+  get usesSlack(): boolean {
+    return this.slackGroups.length > 0;
+  }
+
+  /** Connects the Slack reader (the Slack surface does, once it has a client). */
+  useSlack(reader: SlackGroupReader): void {
+    this.#reader = reader;
+  }
+
+  /** Reads every configured Slack group once; failures keep the last known membership. */
+  async refresh(): Promise<void> {
+    if (this.#refreshing) return await this.#refreshing;
+    const reader = this.#reader;
+    if (!reader) return;
+    this.#lastAttempt = this.#clock();
+    this.#refreshing = (async () => {
+      for (const group of this.slackGroups) {
+        const state = this.#groups.get(group) ?? { members: new Set<string>() };
+        try {
+          const members = await reader(group);
+          this.#groups.set(group, { members: new Set(members), readAt: this.#clock() });
+        } catch (err) {
+          const message = err instanceof Error ? err.message : String(err);
+          this.#groups.set(group, { ...state, error: { message, at: this.#clock() } });
+          this.#onProblem?.(group, message);
+        }
+      }
+    })().finally(() => {
+      this.#refreshing = undefined;
+    });
+    return await this.#refreshing;
+  }
+
+  /** Reads the groups now, then again every `refresh` seconds; returns a stop function. */
+  start(): () => void {
+    if (!this.#reader || !this.usesSlack) return () => {};
+    this.refresh().catch(() => {});
+    const seconds = this.#sources?.refreshSeconds ?? 300;
+    this.#timer = setInterval(() => this.refresh().catch(() => {}), seconds * 1000);
+    this.#timer.unref();
+    return () => this.stop();
+  }
+
+  stop(): void {
+    if (this.#timer) clearInterval(this.#timer);
+    this.#timer = undefined;
+  }
+
+  /**
+   * Why a group grants nothing now: never read, or read too long ago (the last known membership is kept
+   * `keep_last_known` after the last successful read), with the last error. Undefined when it is usable.
+   */
+  groupProblem(group: string): string | undefined {
+    const state = this.#groups.get(group);
+    if (!this.#reader) return `Slack group ${group} cannot be read: Slack is not connected`;
+    if (!state?.readAt) {
+      return state?.error
+        ? `Slack group ${group} cannot be read: ${state.error.message}`
+        : `Slack group ${group} has not been read yet`;
+    }
+    const keepMs = (this.#sources?.keepSeconds ?? 3600) * 1000;
+    if (this.#clock().getTime() - state.readAt.getTime() > keepMs) {
+      const why = state.error ? `: ${state.error.message}` : '';
+      return `Slack group ${group} was last read at ${state.readAt.toISOString()}, longer ago than keep_last_known allows${why}`;
+    }
+    return undefined;
+  }
+
+  /** Every group with a read failure right now (also while its last known membership is still used). */
+  problems(): string[] {
+    const out: string[] = [];
+    for (const group of this.slackGroups) {
+      const state = this.#groups.get(group);
+      const problem = this.groupProblem(group);
+      if (problem) out.push(problem);
+      else if (state?.error)
+        out.push(
+          `Slack group ${group} cannot be read (${state.error.message}); using the membership read at ${state.readAt?.toISOString()}`,
+        );
+    }
+    return out;
+  }
+
+  /** The roles a Slack user holds through groups whose membership is known and not too old. */
+  slackRoles(userId: string): string[] {
+    this.#refreshIfDue();
+    const roles: string[] = [];
+    for (const [role, source] of Object.entries(this.#sources?.roles ?? {})) {
+      const member = source.slackGroups.some(
+        (group) => this.groupProblem(group) === undefined && this.#groups.get(group)?.members.has(userId),
+      );
+      if (member) roles.push(role);
+    }
+    return roles;
+  }
+
+  /**
+   * Remembers the role ids the Discord payload of `userId` carried (never anything typed): an empty list
+   * when the member's roles are missing. Votes cast earlier are judged on these until `keep_last_known`.
+   */
+  observeDiscord(userId: string, roleIds: readonly string[]): void {
+    this.#discord.set(userId, { roles: [...roleIds], at: this.#clock() });
+  }
+
+  /** The roles a Discord user holds through the role ids last seen on them. */
+  discordRoles(userId: string): string[] {
+    const seen = this.#discord.get(userId);
+    if (!seen) return [];
+    const keepMs = (this.#sources?.keepSeconds ?? 3600) * 1000;
+    if (this.#clock().getTime() - seen.at.getTime() > keepMs) return [];
+    return Object.entries(this.#sources?.roles ?? {})
+      .filter(([, source]) => source.discordRoles.some((id) => seen.roles.includes(id)))
+      .map(([role]) => role);
+  }
+
+  /** Who holds each platform-sourced role, as last read (Discord roles are only named by id). */
+  holders(): RoleHolders[] {
+    return Object.entries(this.#sources?.roles ?? {}).map(([role, source]) => ({
+      role,
+      slack: source.slackGroups.map((group) => {
+        const problem = this.groupProblem(group);
+        const members = [...(this.#groups.get(group)?.members ?? [])].sort();
+        return { group, members, ...(problem ? { problem } : {}) };
+      }),
+      discord: source.discordRoles,
+    }));
+  }
+
+  #refreshIfDue(): void {
+    if (!this.#reader || this.#refreshing) return;
+    const dueMs = (this.#sources?.refreshSeconds ?? 300) * 1000;
+    const last = this.#lastAttempt;
+    if (last && this.#clock().getTime() - last.getTime() <= dueMs) return;
+    if (this.usesSlack) this.refresh().catch(() => {});
+  }
+}
