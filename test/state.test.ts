@@ -131,6 +131,7 @@ describe('migrations', () => {
         'dbops_backends',
         'dbops_channel_bindings',
         'dbops_deliveries',
+        'dbops_paged_reads',
         'dbops_request_id_seq',
         'dbops_requests',
         'dbops_schema_migrations',

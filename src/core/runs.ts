@@ -29,7 +29,8 @@ export interface RunsDeps {
   /** Where run outcomes are recorded durably (retries, then the local journal). */
   outcomes: DurableOutcomes;
   changed: (request: ApprovalRequest, change: RequestChange) => void;
-  onProgress?: ((requestId: number, invocation: Invocation, line: string) => void) | undefined;
+  /** `about`: the approval request's number, or the invocation's reference for a direct run. */
+  onProgress?: ((about: number | string, invocation: Invocation, line: string) => void) | undefined;
   onOperationRun?: ((run: OperationRun) => void) | undefined;
   runner: string;
   runLeaseMs: number;
@@ -113,13 +114,14 @@ export class Runs {
         .catch((err: unknown) => ctx.log.error({ err }, 'audit write failed after the operation ran'));
       return reply({
         status: 'ok',
-        requestId: ctx.requestId,
+        requestId: null,
+        ref: ctx.ref,
         operation: spec.name,
         target: target.name,
         risk: info.risk,
         result,
         message: `${info.command} — done in ${formatDuration(durationMs / 1000)}`,
-        text: `${renderResult(result)}\n(${info.command} · #${ctx.requestId} · ${formatDuration(durationMs / 1000)})`,
+        text: `${renderResult(result)}\n(${info.command} · ref ${ctx.ref} · ${formatDuration(durationMs / 1000)})`,
       });
     } catch (err) {
       const durationMs = Date.now() - started;
@@ -337,6 +339,7 @@ export class Runs {
   ): Promise<{ request?: ApprovalRequest; delayed: boolean }> {
     const { outcomes, clock, runner, changed, audit } = this.#deps;
     const id = event.requestId ?? ctx.requestId;
+    if (id === undefined) throw new Error('a run outcome without the request it belongs to');
     const finished = await outcomes.finish(id, outcome, clock(), runner);
     const request = finished.transition?.ok ? finished.transition.request : undefined;
     if (finished.transition && !finished.transition.ok)
@@ -401,13 +404,13 @@ export class Runs {
       targets: this.#deps.targets,
       args,
       now: ctx.now,
-      requestId: String(ctx.requestId),
+      requestId: ctx.requestId !== undefined ? String(ctx.requestId) : ctx.ref,
       backupsDir: this.#deps.config().backupsDir,
       // Who asked, for values shown by role (sensitive columns); none means no role.
       ...(ctx.person ? { person: { name: ctx.person.name, roles: [...ctx.person.roles] } } : {}),
       progress: (line) => {
         if (live) live.lastProgress = line;
-        this.#deps.onProgress?.(ctx.requestId, ctx.inv, line);
+        this.#deps.onProgress?.(ctx.requestId ?? ctx.ref, ctx.inv, line);
       },
       ...(live
         ? {

@@ -1,6 +1,7 @@
 // The state database's schema as an ordered list of versioned migrations, applied once under an advisory lock.
 import type pg from 'pg';
 import { BACKENDS_MIGRATION } from './backends.js';
+import { REFS_MIGRATION } from './paged-reads.js';
 
 export interface Migration {
   version: number;
@@ -133,6 +134,7 @@ CREATE INDEX dbops_requests_approved_expiry ON dbops_requests (expires_at) WHERE
 `,
   },
   BACKENDS_MIGRATION,
+  REFS_MIGRATION,
 ];
 
 /** Any fixed bigint; every dbops replica uses the same one so their migrations serialize. */

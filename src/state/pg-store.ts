@@ -4,6 +4,7 @@ import type { Logger } from '../core/log.js';
 import { redactSecrets } from '../core/log.js';
 import type { OperationResult, RequestStatus } from '../core/types.js';
 import { migrate } from './migrations.js';
+import { loadPagedRead, savePagedRead } from './paged-reads.js';
 import {
   type AuditRow,
   isUniqueViolation,
@@ -27,6 +28,7 @@ import type {
   AuditRecord,
   ChannelBinding,
   NewRequest,
+  PagedRead,
   RunLease,
   StateStore,
   Transition,
@@ -406,8 +408,8 @@ export class PgStateStore implements StateStore {
   async audit(event: AuditEvent, now: Date): Promise<void> {
     await this.pool.query(
       `INSERT INTO dbops_audit (at, request_id, event, person, identity, surface, channel, thread, operation,
-         target, args, risk, approvers, outcome, duration_ms, error, detail)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)`,
+         target, args, risk, approvers, outcome, duration_ms, error, detail, ref)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)`,
       [
         now,
         event.requestId,
@@ -426,17 +428,31 @@ export class PgStateStore implements StateStore {
         event.durationMs === undefined ? null : Math.round(event.durationMs),
         event.error ?? null,
         event.detail === undefined ? null : json(event.detail),
+        event.ref ?? null,
       ],
     );
   }
 
-  async listAudit(filter: { target?: string; limit?: number }): Promise<AuditRecord[]> {
+  async savePagedRead(read: PagedRead): Promise<void> {
+    await savePagedRead(this.pool, read);
+  }
+
+  async getPagedRead(ref: string, now: Date): Promise<PagedRead | undefined> {
+    return await loadPagedRead(this.pool, ref, now);
+  }
+
+  async listAudit(filter: { target?: string; ref?: string; limit?: number }): Promise<AuditRecord[]> {
     const params: unknown[] = [];
-    let where = '';
+    const conditions: string[] = [];
     if (filter.target !== undefined) {
       params.push(filter.target);
-      where = 'WHERE target = $1';
+      conditions.push(`target = $${params.length}`);
     }
+    if (filter.ref !== undefined) {
+      params.push(filter.ref);
+      conditions.push(`ref = $${params.length}`);
+    }
+    const where = conditions.length > 0 ? `WHERE ${conditions.join(' AND ')}` : '';
     params.push(listLimit(filter.limit));
     const { rows } = await this.pool.query<AuditRow>(
       `SELECT * FROM dbops_audit ${where} ORDER BY at DESC, id DESC LIMIT $${params.length}`,

@@ -70,6 +70,8 @@ export interface AuditRow {
   duration_ms: number | null;
   error: string | null;
   detail: Record<string, unknown> | null;
+  /** Added by migration 10. */
+  ref: string | null;
 }
 
 // ---- reading ----
@@ -163,6 +165,7 @@ export function toAuditRecord(row: AuditRow): AuditRecord {
     id: toId(row.id),
     at: row.at,
     requestId: row.request_id === null ? null : toId(row.request_id),
+    ...(row.ref !== null ? { ref: row.ref } : {}),
     event: oneOf(AUDIT_EVENTS, row.event, 'audit event'),
     person: row.person,
     identity: row.identity,

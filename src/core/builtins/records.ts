@@ -1,18 +1,23 @@
 // Built-ins about records and channels: `audit`, `lookup`, `bind`, `unbind`.
 import type { AuditRecord } from '../../state/types.js';
 import { UserError } from '../errors.js';
+import { isRef } from '../refs.js';
 import { renderTable } from '../render.js';
 import { clipInput, closest } from '../suggest.js';
 import type { Column, Row } from '../types.js';
 import { type Handler, isAdmin, ok, option, words } from './common.js';
 
 export const audit: Handler = async (core, ctx, tokens) => {
-  const [targetName] = words(tokens);
+  const [first] = words(tokens);
+  // `audit r7f3kq`: the records of one reply, by its reference.
+  const ref =
+    first !== undefined && isRef(first) && !core.config.targets[first] ? first.toLowerCase() : undefined;
+  const targetName = ref === undefined ? first : undefined;
   const limitText = option(tokens, 'limit') ?? '20';
   if (!/^\d{1,3}$/.test(limitText) || Number(limitText) < 1) {
     throw new UserError(
       'invalid_argument',
-      'argument --limit: expected a number from 1 to 999. usage: /db audit [target] [--limit n]',
+      'argument --limit: expected a number from 1 to 999. usage: /db audit [target | ref] [--limit n]',
     );
   }
   const visible = new Set(core.visibleTargets(ctx.person).map((t) => t.name));
@@ -26,6 +31,7 @@ export const audit: Handler = async (core, ctx, tokens) => {
   const records = (
     await core.state.listAudit({
       ...(targetName ? { target: targetName } : {}),
+      ...(ref !== undefined ? { ref } : {}),
       limit: Number(limitText) * 3,
     })
   )
@@ -33,7 +39,7 @@ export const audit: Handler = async (core, ctx, tokens) => {
     .slice(0, Number(limitText));
   const columns: Column[] = [
     { key: 'at', label: 'at', kind: 'timestamp' },
-    { key: 'request', label: '#', kind: 'id' },
+    { key: 'request', label: '# / ref', kind: 'text' },
     { key: 'event', label: 'event', kind: 'text' },
     { key: 'person', label: 'person', kind: 'text' },
     { key: 'surface', label: 'via', kind: 'text' },
@@ -43,7 +49,7 @@ export const audit: Handler = async (core, ctx, tokens) => {
   ];
   const rows: Row[] = records.map((r) => ({
     at: r.at.toISOString(),
-    request: r.requestId,
+    request: r.requestId !== null ? `#${r.requestId}` : (r.ref ?? ''),
     event: r.event,
     person: r.person ?? r.identity,
     surface: r.surface,

@@ -306,14 +306,15 @@ export class DiscordHandlers {
 
   /** Progress of a command goes in a thread started from its answer ("running…" until it is done). */
   #threadFor(conversation: Conversation, text: string): ProgressSink {
-    return new ThreadProgress(this.#deps, async (requestId) => {
+    return new ThreadProgress(this.#deps, async (about) => {
       if (!conversation.answered()) {
         const shown = text.replace(/`/g, "'").slice(0, 200);
+        const named = typeof about === 'number' ? `#${about}` : `ref ${about}`;
         await conversation.answer({
-          content: `⏳ Running \`${shown}\` (#${requestId}) — progress in the thread.`,
+          content: `⏳ Running \`${shown}\` (${named}) — progress in the thread.`,
         });
       }
-      return await conversation.thread(threadName(requestId, text));
+      return await conversation.thread(threadName(about, text));
     });
   }
 

@@ -5,7 +5,7 @@ import { type APIEmbed, type APIEmbedField, escapeMarkdown } from 'discord.js';
 import { resultToCsv } from '../../core/csv.js';
 import type { RequestChange } from '../../core/dispatch.js';
 import { formatValue, renderCard, renderTable } from '../../core/render.js';
-import type { Reply } from '../../core/reply.js';
+import { type Reply, replyTag } from '../../core/reply.js';
 import type { OperationResult, Row } from '../../core/types.js';
 import { showInvisible } from '../../core/visible.js';
 import type { ApprovalRequest } from '../../state/types.js';
@@ -192,11 +192,12 @@ export function renderResult(
 export function renderResultReply(reply: Reply): OutgoingMessage {
   const result = reply.result;
   if (!result) return renderText(reply.text)[0] ?? { content: '' };
+  const tag = replyTag(reply);
   const header = clip(
-    `${escapeText(reply.message)}${reply.requestId !== null && !reply.message.includes(`#${reply.requestId}`) ? ` · #${reply.requestId}` : ''}`,
+    `${escapeText(reply.message)}${tag !== undefined && !reply.message.includes(tag) ? ` · ${tag}` : ''}`,
     300,
   );
-  const base = `${reply.operation ?? 'result'}-${reply.target ?? ''}-${reply.requestId ?? ''}`;
+  const base = `${reply.operation ?? 'result'}-${reply.target ?? ''}-${reply.requestId ?? reply.ref ?? ''}`;
   const rendered = renderResult(result, LIMITS.content - header.length - 1, base);
   return { content: `${header}\n${rendered.text}`, files: rendered.files };
 }
@@ -442,8 +443,9 @@ export function renderRequestChange(
 }
 
 /** A thread's name: `#7 kill-idle staging --older-than 10m`. */
-export function threadName(id: number | null, command: string): string {
-  const name = `${id !== null ? `#${id} ` : ''}${command.replace(/\s+/g, ' ').trim()}`;
+export function threadName(id: number | string | null, command: string): string {
+  const label = id === null ? '' : typeof id === 'number' ? `#${id} ` : `${id} `;
+  const name = `${label}${command.replace(/\s+/g, ' ').trim()}`;
   return clip(name || 'dbops', LIMITS.threadName);
 }
 

@@ -6,7 +6,7 @@ import { isUserError } from '../../core/errors.js';
 import { withInvocationFiles } from '../../core/invocation-files.js';
 import type { Logger } from '../../core/log.js';
 import { redactSecrets } from '../../core/log.js';
-import type { Reply } from '../../core/reply.js';
+import { type Reply, replyTag } from '../../core/reply.js';
 import { withResultScope } from '../../core/result-budget.js';
 import type { Invocation, InvocationFile } from '../../core/types.js';
 import { downloadFile, type RemoteFile } from '../download.js';
@@ -114,7 +114,7 @@ export function registerHandlers(deps: HandlerDeps): void {
           { err: errText(err), requestId: reply.requestId, status: reply.status },
           'slack: reply not delivered',
         );
-        const text = `dbops could not post its answer here (ref ${reply.requestId ?? 'none'}): ${reply.message}`;
+        const text = `dbops could not post its answer here (${replyTag(reply) ?? 'no ref'}): ${reply.message}`;
         await conversation.ephemeral({ text, blocks: [section(text)] }).catch(() => {});
       }
       return reply;

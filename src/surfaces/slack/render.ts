@@ -2,7 +2,7 @@
 import type { types } from '@slack/bolt';
 import { resultToCsv } from '../../core/csv.js';
 import { formatCount, formatValue, renderCard, renderTable, type TableOptions } from '../../core/render.js';
-import type { Reply } from '../../core/reply.js';
+import { type Reply, replyTag } from '../../core/reply.js';
 import type { Column, OperationResult, Row } from '../../core/types.js';
 import { showInvisible } from '../../core/visible.js';
 
@@ -217,7 +217,12 @@ export function resultBlocks(result: OperationResult, options: { attach?: boolea
 export function resultFiles(
   result: OperationResult,
   omittedRows: number,
-  name: { operation?: string | undefined; target?: string | undefined; requestId: number | null },
+  name: {
+    operation?: string | undefined;
+    target?: string | undefined;
+    requestId: number | null;
+    ref?: string | undefined;
+  },
 ): UploadFile[] {
   const files: UploadFile[] = (result.attachments ?? []).map((a) => ({
     filename: a.filename,
@@ -225,7 +230,11 @@ export function resultFiles(
     content: a.content,
   }));
   if (omittedRows > 0 && !files.some((f) => f.filename.endsWith('.csv'))) {
-    const base = [name.operation ?? 'result', name.target, name.requestId !== null ? `${name.requestId}` : '']
+    const base = [
+      name.operation ?? 'result',
+      name.target,
+      name.requestId !== null ? `${name.requestId}` : name.ref,
+    ]
       .filter((part) => part)
       .join('-')
       .replace(/[^A-Za-z0-9._-]/g, '_');
@@ -270,11 +279,9 @@ export function renderReply(
   if (reply.result && (reply.status === 'ok' || reply.status === 'pending')) {
     const rendered = resultBlocks(reply.result, { attach });
     blocks.push(...rendered.blocks);
-    // The request id, for the audit log and "internal error, ref …" — unless the message names it already.
-    const id =
-      reply.requestId !== null && !reply.message.includes(`#${reply.requestId}`)
-        ? ` · #${reply.requestId}`
-        : '';
+    // `#7` or `ref r7f3kq`, for the audit log — unless the message names it already.
+    const tag = replyTag(reply);
+    const id = tag !== undefined && !reply.message.includes(tag) ? ` · ${tag}` : '';
     blocks.push(context(`${escapeText(reply.message)}${id}`));
     if (attach) files = resultFiles(reply.result, rendered.omittedRows, reply);
   } else {
