@@ -13,6 +13,7 @@ import type { Logger } from './log.js';
 import type { AnyOperation, OperationContext } from './operation.js';
 import { operationContext } from './operation-context.js';
 import type { DurableOutcomes, RunOutcome } from './outcomes.js';
+import { cutPage, firstPage, type PagePlan } from './paging.js';
 import { renderResult } from './render.js';
 import { type Reply, reply, statusOfCode } from './reply.js';
 import { requestLine } from './reply-text.js';
@@ -94,24 +95,59 @@ export class Runs {
     return () => clearInterval(timer);
   }
 
-  /** Runs a read or write operation at once, audited before and after. */
+  /**
+   * Runs a read or write operation at once, audited before and after. A read that answers in pages reads
+   * the page `info.page` plans (or, without one, offers page 2 when the row cap cut it short), and a page
+   * with more after it is remembered under the invocation's reference for its "Next page" button.
+   */
   async runNow(
     ctx: InvocationContext,
     spec: AnyOperation,
     target: ResolvedTarget,
     args: Record<string, unknown>,
-    info: { command: string; risk: Risk; about: About },
+    info: { command: string; risk: Risk; about: About; pages?: boolean; page?: PagePlan | undefined },
   ): Promise<Reply> {
     const { audit } = this.#deps;
+    const plan = info.page;
+    const shown =
+      plan && plan.page > 1 ? `${info.command}${plan.limitOption} --page ${plan.page}` : info.command;
     // Nothing runs unless its audit record is written first.
     await audit.orStop(ctx, { event: 'requested', outcome: 'running', ...info.about });
     const started = Date.now();
     try {
-      const result = await this.step(ctx, spec, target, args, (op, c) => runStep(op, c));
+      const read = await this.step(
+        ctx,
+        spec,
+        target,
+        plan?.args ?? args,
+        (op, c) => runStep(op, c),
+        'run',
+        undefined,
+        plan?.rowCap,
+      );
+      const rowCap = { ...target.limits, ...spec.limits }.row_cap;
+      const result = plan
+        ? cutPage(read, plan, info.command)
+        : info.pages
+          ? firstPage(spec, args, rowCap, read, info.command)
+          : read;
       const durationMs = Date.now() - started;
       await audit
         .record(ctx, { event: 'executed', outcome: 'ok', durationMs, ...info.about })
         .catch((err: unknown) => ctx.log.error({ err }, 'audit write failed after the operation ran'));
+      if (result.page?.more) {
+        await this.#deps.state
+          .savePagedRead({
+            ref: ctx.ref,
+            command: `${info.command}${plan?.limitOption ?? ''}`,
+            operation: spec.name,
+            target: target.name,
+            identity: ctx.identity,
+            createdAt: ctx.now,
+          })
+          // The command in the note still works when pasted; only the button needs this.
+          .catch((err: unknown) => ctx.log.warn({ err }, 'could not remember the paged read'));
+      }
       return reply({
         status: 'ok',
         requestId: null,
@@ -120,8 +156,8 @@ export class Runs {
         target: target.name,
         risk: info.risk,
         result,
-        message: `${info.command} — done in ${formatDuration(durationMs / 1000)}`,
-        text: `${renderResult(result)}\n(${info.command} · ref ${ctx.ref} · ${formatDuration(durationMs / 1000)})`,
+        message: `${shown} — done in ${formatDuration(durationMs / 1000)}`,
+        text: `${renderResult(result)}\n(${shown} · ref ${ctx.ref} · ${formatDuration(durationMs / 1000)})`,
       });
     } catch (err) {
       const durationMs = Date.now() - started;
@@ -397,6 +433,7 @@ export class Runs {
     step: Step<R>,
     phase: OperationRun['phase'] = 'run',
     live?: LiveRun,
+    rowCap?: number,
   ): Promise<R> {
     const context = operationContext({
       spec,
@@ -408,6 +445,7 @@ export class Runs {
       backupsDir: this.#deps.config().backupsDir,
       // Who asked, for values shown by role (sensitive columns); none means no role.
       ...(ctx.person ? { person: { name: ctx.person.name, roles: [...ctx.person.roles] } } : {}),
+      ...(rowCap !== undefined ? { rowCap } : {}),
       progress: (line) => {
         if (live) live.lastProgress = line;
         this.#deps.onProgress?.(ctx.requestId ?? ctx.ref, ctx.inv, line);

@@ -4,6 +4,7 @@
 import { type APIEmbed, type APIEmbedField, escapeMarkdown } from 'discord.js';
 import { resultToCsv } from '../../core/csv.js';
 import type { RequestChange } from '../../core/dispatch.js';
+import { countLines } from '../../core/paging.js';
 import { formatValue, renderCard, renderTable } from '../../core/render.js';
 import { type Reply, replyTag } from '../../core/reply.js';
 import type { OperationResult, Row } from '../../core/types.js';
@@ -106,13 +107,11 @@ function resultBody(result: OperationResult, shown: number): string {
       parts.push(renderTable(result.columns, rows, { maxWidth: TABLE_WIDTH }));
     }
     if (total > 0 && shown >= total && result.display !== 'text') {
-      parts.push(
-        result.truncated
-          ? `${plural(total, 'row')} shown — more rows exist (capped; narrow the query or use --limit)`
-          : plural(total, 'row'),
-      );
-    } else if (total > 0 && shown >= total && result.truncated) {
-      parts.push('… more lines (capped)');
+      parts.push(...countLines(result, plural(total, 'row')));
+    } else if (total > 0 && shown >= total && (result.truncated || result.page)) {
+      parts.push(...(result.page ? countLines(result, plural(total, 'line')) : ['… more lines (capped)']));
+    } else if (total === 0 && result.page) {
+      parts.push(...countLines(result, ''));
     }
   }
   for (const note of result.notes ?? []) parts.push(note);

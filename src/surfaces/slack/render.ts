@@ -1,6 +1,7 @@
 // Replies and results as Block Kit within Slack's limits, with every database value escaped.
 import type { types } from '@slack/bolt';
 import { resultToCsv } from '../../core/csv.js';
+import { countLines } from '../../core/paging.js';
 import { formatCount, formatValue, renderCard, renderTable, type TableOptions } from '../../core/render.js';
 import { type Reply, replyTag } from '../../core/reply.js';
 import type { Column, OperationResult, Row } from '../../core/types.js';
@@ -162,7 +163,7 @@ export function resultBlocks(result: OperationResult, options: { attach?: boolea
   let omittedRows = 0;
   if (result.columns.length > 0) {
     if (result.rows.length === 0) {
-      blocks.push(context('(no rows)'));
+      blocks.push(context(result.page ? (countLines(result, '')[0] ?? '(no rows)') : '(no rows)'));
     } else {
       const total = result.rows.length;
       let shown: number;
@@ -204,7 +205,12 @@ export function resultBlocks(result: OperationResult, options: { attach?: boolea
           ? `${formatCount(shown)} of ${plural(total, unit)} shown · ${formatCount(omittedRows)} more ${unit}${omittedRows === 1 ? '' : 's'} — ${attach ? 'full result attached as CSV' : 'not shown (Slack message limit)'}`
           : plural(total, unit),
       ];
-      if (result.truncated) parts.push('more rows exist in the database (row cap; narrow it or use --limit)');
+      if (result.page) {
+        const [which, next] = countLines(result, plural(total, unit));
+        // The next page's exact command, whole (a button under the answer does the same).
+        parts[0] = omittedRows > 0 ? `${parts[0]} · ${which ?? ''}` : (which ?? '');
+        if (next) parts.push(inlineCode(next));
+      } else if (result.truncated) parts.push('more rows exist in the database (row cap; narrow it)');
       blocks.push(context(parts.join(' · ')));
     }
   }
