@@ -170,3 +170,52 @@ describe('paging arguments', () => {
     expect(answer.result?.page).toBeUndefined();
   });
 });
+
+describe('the page command a "Next page" button sends', () => {
+  it('runs the next page as whoever pressed, under their own permissions', async () => {
+    const first = await as(app, 'alice')('/db settings kasm --limit 5');
+    expect(first.result?.page?.more).toBe(true);
+    const ref = first.ref ?? '';
+    const bob = await as(app, 'bob')(`/db page ${ref} 2`);
+    expect(bob.status).toBe('ok');
+    expect(bob.result?.page).toMatchObject({ number: 2, first: 6 });
+    const whole = await as(app, 'alice')('/db settings kasm --limit 10');
+    expect(bob.result?.rows.map((r) => r.name)).toEqual(whole.result?.rows.slice(5).map((r) => r.name));
+    // Audited as bob's read, under bob's own reference.
+    const audited = await adminQuery<{ identity: string; operation: string }>(
+      "SELECT identity, operation FROM dbops_audit WHERE ref = $1 AND event = 'executed'",
+      [bob.ref],
+      fx.state.name,
+    );
+    expect(audited).toEqual([{ identity: 'cli:bob', operation: 'settings' }]);
+    // carol may not read production: the button does not lend her alice's rights.
+    const carol = await as(app, 'carol')(`/db page ${ref} 2`);
+    expect(carol.status).toBe('refused');
+    expect(carol.code).toBe('denied');
+    expect(carol.result).toBeUndefined();
+  });
+
+  it('refuses a forged or stale reference safely, running nothing', async () => {
+    const forged = await as(app, 'alice')('/db page rzzzzz 2');
+    expect(forged).toMatchObject({ status: 'refused', code: 'not_found' });
+    expect(forged.message).toContain('out of date or unknown');
+    for (const bad of [
+      '/db page 12 2',
+      '/db page rabcde',
+      '/db page rabcde 0',
+      "/db page rabcde '2; DROP'",
+    ]) {
+      expect((await as(app, 'alice')(bad)).status, bad).toBe('invalid');
+    }
+    const old = await as(app, 'alice')('/db items staging --limit 5');
+    await adminQuery(
+      "UPDATE dbops_paged_reads SET created_at = now() - interval '8 days' WHERE ref = $1",
+      [old.ref],
+      fx.state.name,
+    );
+    const stale = await as(app, 'alice')(`/db page ${old.ref} 2`);
+    expect(stale).toMatchObject({ status: 'refused', code: 'not_found' });
+    // The command it names still works when typed.
+    expect((await as(app, 'alice')(old.result?.page?.next ?? '')).status).toBe('ok');
+  });
+});

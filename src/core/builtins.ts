@@ -2,6 +2,7 @@
 
 import type { Handler } from './builtins/common.js';
 import { help, targets } from './builtins/help.js';
+import { page } from './builtins/paging.js';
 import { audit, bind, lookup, unbind } from './builtins/records.js';
 import { approve, cancel, deny, pending, status } from './builtins/requests.js';
 import type { Builtin } from './catalog.js';
@@ -18,4 +19,5 @@ export const builtinHandlers: Record<Builtin, Handler> = {
   lookup,
   bind,
   unbind,
+  page,
 };

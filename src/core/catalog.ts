@@ -13,6 +13,7 @@ export const BUILTINS = [
   'lookup',
   'bind',
   'unbind',
+  'page',
 ] as const;
 export type Builtin = (typeof BUILTINS)[number];
 

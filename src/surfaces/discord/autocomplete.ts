@@ -135,5 +135,7 @@ function builtinSummary(name: (typeof BUILTINS)[number]): string {
       return 'bind this channel to a target';
     case 'unbind':
       return "remove this channel's binding";
+    case 'page':
+      return 'a page of a long answer (its Next page button)';
   }
 }
