@@ -22,7 +22,8 @@ import {
   VIEW_DENY,
 } from './cards.js';
 import { commandText, identityOfUser, mentionUser, slackIdentity } from './identity.js';
-import { inlineCode, section } from './render.js';
+import { ACTION_PAGE, parsePageValue } from './paging.js';
+import { inlineCode, renderReply, section } from './render.js';
 import type { Conversation, SlackThreads } from './threads.js';
 
 export interface HandlerDeps {
@@ -241,6 +242,62 @@ export function registerHandlers(deps: HandlerDeps): void {
           if (reply.status === 'refused') await threads.refreshCard(id, conversation.origin.card);
         },
         { text: `approve ${parseRequestId(action.value) ?? ''}` },
+      );
+    },
+  );
+
+  // Next page: `/db page <ref> <n>` as the person who pressed (their permissions, the policy in force);
+  // the page replaces the message the button was on. A value dbops did not make runs nothing.
+  bolt.action<BlockAction<ButtonAction>>(
+    { action_id: ACTION_PAGE },
+    async ({ ack, body, action, respond }) => {
+      await ack();
+      deps.track(
+        async () => {
+          const wanted = parsePageValue(action.value);
+          const conversation = clickConversation(body, respond);
+          const card = conversation?.origin.card;
+          if (!conversation || !card) return;
+          if (!wanted) {
+            log.warn('slack: a page button with a value dbops did not make');
+            const text = 'This button does not name a page of a dbops answer, so nothing was run.';
+            await conversation.ephemeral({ text, blocks: [section(text)] }).catch(() => {});
+            return;
+          }
+          if (!(await firstDelivery(`slack:action:${body.trigger_id}:${action.action_ts}`, conversation)))
+            return;
+          const identity = identityOfUser(body.user, body.team?.id);
+          if (!identity) return await unidentified(conversation);
+          const inv: Invocation = {
+            surface: 'slack',
+            identity,
+            channel: conversation.origin.channel,
+            ...(conversation.origin.thread ? { thread: conversation.origin.thread } : {}),
+            text: `/db page ${wanted.ref} ${wanted.page}`,
+          };
+          await withResultScope(async () => {
+            deps.conversations.set(inv, conversation);
+            const reply = await app.core.dispatch(inv);
+            try {
+              if (reply.status !== 'ok' || reply.ephemeral || !reply.result) {
+                await threads.deliver(reply, conversation);
+                return;
+              }
+              const rendered = renderReply(reply);
+              await threads.client.chat.update({
+                channel: card.channel,
+                ts: card.ts,
+                text: rendered.text,
+                blocks: rendered.blocks,
+              });
+              if (rendered.files.length > 0)
+                await threads.upload(await conversation.thread(), rendered.files);
+            } catch (err) {
+              log.error({ err: errText(err), ref: reply.ref }, 'slack: page not delivered');
+            }
+          });
+        },
+        { text: 'page' },
       );
     },
   );

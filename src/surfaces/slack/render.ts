@@ -6,6 +6,7 @@ import { formatCount, formatValue, renderCard, renderTable, type TableOptions } 
 import { type Reply, replyTag } from '../../core/reply.js';
 import type { Column, OperationResult, Row } from '../../core/types.js';
 import { showInvisible } from '../../core/visible.js';
+import { pageButton } from './paging.js';
 
 export type Block = types.KnownBlock;
 
@@ -289,6 +290,8 @@ export function renderReply(
     const tag = replyTag(reply);
     const id = tag !== undefined && !reply.message.includes(tag) ? ` · ${tag}` : '';
     blocks.push(context(`${escapeText(reply.message)}${id}`));
+    const next = pageButton(reply);
+    if (next) blocks.push(next);
     if (attach) files = resultFiles(reply.result, rendered.omittedRows, reply);
   } else {
     blocks.push(...textBlocks(reply.text));
