@@ -25,7 +25,7 @@ import { type DiscordApi, safeError } from './api.js';
 import { autocompleteChoices } from './autocomplete.js';
 import type { RequestCards } from './cards.js';
 import { COMMAND_NAME, commandText, OPTION } from './command.js';
-import { denyCommand, denyModal, parseCustomId, REASON_INPUT } from './components.js';
+import { denyCommand, denyModal, isPageId, parseCustomId, parsePageId, REASON_INPUT } from './components.js';
 import {
   CommandConversation,
   type Conversation,
@@ -35,7 +35,7 @@ import {
 } from './conversation.js';
 import { identityOf, personOf } from './identity.js';
 import { type ProgressRelay, type ProgressSink, ThreadProgress } from './progress.js';
-import { threadName } from './render.js';
+import { renderResultReply, renderText, threadName } from './render.js';
 
 export interface HandlerDeps extends AnswerDeps {
   client: Client;
@@ -206,6 +206,10 @@ export class DiscordHandlers {
   }
 
   async #button(interaction: ButtonInteraction): Promise<void> {
+    if (isPageId(interaction.customId)) {
+      await this.#page(interaction);
+      return;
+    }
     const parsed = parseCustomId(interaction.customId);
     if (!parsed || parsed.action === 'deny-reason') return;
     if (!(await this.#claim(`interaction:${interaction.id}`))) return;
@@ -224,6 +228,45 @@ export class DiscordHandlers {
       const request = await this.#deps.app.state.getRequest(parsed.requestId).catch(() => undefined);
       if (request && request.status !== 'pending') this.#deps.cards.redraw(request);
     }
+  }
+
+  /**
+   * Next page: `/db page <ref> <n>` as whoever pressed (their permissions, the policy in force); the page
+   * replaces the message the button is on. Refusals and forged buttons answer privately, editing nothing.
+   */
+  async #page(interaction: ButtonInteraction): Promise<void> {
+    if (!(await this.#claim(`interaction:${interaction.id}`))) return;
+    const wanted = parsePageId(interaction.customId);
+    if (!wanted) {
+      this.#deps.log.warn('discord: a page button with an id dbops did not make');
+      await this.#ack(interaction, () =>
+        interaction.reply({
+          content: 'This button does not name a page of a dbops answer, so nothing was run.',
+          flags: MessageFlags.Ephemeral,
+        }),
+      );
+      return;
+    }
+    if (!(await this.#ack(interaction, () => interaction.deferUpdate()))) return;
+    const where = locate(interaction.channel, interaction.channelId);
+    const inv = invocation(identityOf(interaction.user), `/db page ${wanted.ref} ${wanted.page}`, where);
+    await withResultScope(async () => {
+      const reply = await this.#dispatch(inv, undefined);
+      const { applicationId, token } = interaction;
+      try {
+        if (reply.status === 'ok' && !reply.ephemeral && reply.result) {
+          await this.#api.editOriginal(applicationId, token, renderResultReply(reply));
+        } else {
+          const [first] = renderText(reply.text, 1);
+          await this.#api.followUp(applicationId, token, {
+            ...(first ?? { content: reply.message }),
+            flags: 64,
+          });
+        }
+      } catch (err) {
+        this.#deps.log.error({ err: safeError(err), ref: reply.ref }, 'could not deliver a page to discord');
+      }
+    });
   }
 
   async #modal(interaction: ModalSubmitInteraction): Promise<void> {

@@ -11,7 +11,7 @@ import type { OperationResult, Row } from '../../core/types.js';
 import { showInvisible } from '../../core/visible.js';
 import type { ApprovalRequest } from '../../state/types.js';
 import type { OutgoingFile, OutgoingMessage } from './api.js';
-import { approvalButtons } from './components.js';
+import { approvalButtons, pageButtons } from './components.js';
 import { mentionOfActor } from './identity.js';
 
 /** Discord's documented limits (developers/resources/message.mdx, components, channels). */
@@ -198,7 +198,12 @@ export function renderResultReply(reply: Reply): OutgoingMessage {
   );
   const base = `${reply.operation ?? 'result'}-${reply.target ?? ''}-${reply.requestId ?? reply.ref ?? ''}`;
   const rendered = renderResult(result, LIMITS.content - header.length - 1, base);
-  return { content: `${header}\n${rendered.text}`, files: rendered.files };
+  const next = pageButtons(reply);
+  return {
+    content: `${header}\n${rendered.text}`,
+    files: rendered.files,
+    ...(next.length > 0 ? { components: next } : {}),
+  };
 }
 
 /**
