@@ -1,6 +1,8 @@
 // Paging of list operations: `--limit N` and `--page N` on every read that returns rows, the window of
 // rows a page shows, and the next-page command (and button) a capped answer offers instead of a wall.
 import type { z } from 'zod';
+import type { ResolvedTarget } from '../config/schema.js';
+import type { PagedRead } from '../state/types.js';
 import { UserError } from './errors.js';
 import type { Token } from './grammar.js';
 import type { AnyOperation } from './operation.js';
@@ -184,6 +186,39 @@ export function firstPage(
   const size = ownsLimit(spec) ? Number(args.limit) : rowCap;
   if (result.rows.length !== size) return result;
   return cutPage(result, { page: 1, size, args, rowCap, limitOption: '' }, command);
+}
+
+/**
+ * What a read run at once answers: the planned page cut from what it read (or, unplanned, page 1 when
+ * the row cap cut it short), and, when another page exists, the paged read its button names.
+ */
+export function pageResult(input: {
+  ctx: { ref: string; identity: string; now: Date };
+  spec: AnyOperation;
+  target: ResolvedTarget;
+  args: Record<string, unknown>;
+  read: OperationResult;
+  command: string;
+  plan: PagePlan | undefined;
+  pages: boolean | undefined;
+}): { result: OperationResult; remember?: PagedRead } {
+  const { ctx, spec, target, args, read, command, plan } = input;
+  const rowCap = { ...target.limits, ...spec.limits }.row_cap;
+  const result = plan
+    ? cutPage(read, plan, command)
+    : input.pages
+      ? firstPage(spec, args, rowCap, read, command)
+      : read;
+  if (!result.page?.more) return { result };
+  const remember: PagedRead = {
+    ref: ctx.ref,
+    command: `${command}${plan?.limitOption ?? ''}`,
+    operation: spec.name,
+    target: target.name,
+    identity: ctx.identity,
+    createdAt: ctx.now,
+  };
+  return { result, remember };
 }
 
 /**

@@ -6,18 +6,17 @@ import type { AuditTrail } from './audit.js';
 import { type LiveRun, RunControl, stoppedOutcome } from './cancel.js';
 import type { Catalog } from './catalog.js';
 import type { About, AuditInput, InvocationContext, OperationRun, RequestChange } from './context.js';
-import { formatDuration } from './duration.js';
 import { isUserError, UserError } from './errors.js';
 import { judge, type Standing } from './judgement.js';
 import type { Logger } from './log.js';
 import type { AnyOperation, OperationContext } from './operation.js';
 import { operationContext } from './operation-context.js';
 import type { DurableOutcomes, RunOutcome } from './outcomes.js';
-import { cutPage, firstPage, type PagePlan } from './paging.js';
 import { renderResult } from './render.js';
 import { type Reply, reply, statusOfCode } from './reply.js';
 import { requestLine } from './reply-text.js';
-import type { Invocation, OperationResult, Risk } from './types.js';
+import { type RunNowInfo, runNow } from './run-now.js';
+import type { Invocation, OperationResult } from './types.js';
 
 export interface RunsDeps {
   config: () => Config;
@@ -95,74 +94,26 @@ export class Runs {
     return () => clearInterval(timer);
   }
 
-  /**
-   * Runs a read or write operation at once, audited before and after. A read that answers in pages reads
-   * the page `info.page` plans (or, without one, offers page 2 when the row cap cut it short), and a page
-   * with more after it is remembered under the invocation's reference for its "Next page" button.
-   */
+  /** Runs a read or write operation at once, audited before and after (see run-now.ts). */
   async runNow(
     ctx: InvocationContext,
     spec: AnyOperation,
     target: ResolvedTarget,
     args: Record<string, unknown>,
-    info: { command: string; risk: Risk; about: About; pages?: boolean; page?: PagePlan | undefined },
+    info: RunNowInfo,
   ): Promise<Reply> {
-    const { audit } = this.#deps;
-    const plan = info.page;
-    const shown =
-      plan && plan.page > 1 ? `${info.command}${plan.limitOption} --page ${plan.page}` : info.command;
-    // Nothing runs unless its audit record is written first.
-    await audit.orStop(ctx, { event: 'requested', outcome: 'running', ...info.about });
-    const started = Date.now();
-    try {
-      const read = await this.step(
-        ctx,
-        spec,
-        target,
-        plan?.args ?? args,
-        (op, c) => runStep(op, c),
-        'run',
-        undefined,
-        plan?.rowCap,
-      );
-      const rowCap = { ...target.limits, ...spec.limits }.row_cap;
-      const result = plan
-        ? cutPage(read, plan, info.command)
-        : info.pages
-          ? firstPage(spec, args, rowCap, read, info.command)
-          : read;
-      const durationMs = Date.now() - started;
-      await audit
-        .record(ctx, { event: 'executed', outcome: 'ok', durationMs, ...info.about })
-        .catch((err: unknown) => ctx.log.error({ err }, 'audit write failed after the operation ran'));
-      if (result.page?.more) {
-        await this.#deps.state
-          .savePagedRead({
-            ref: ctx.ref,
-            command: `${info.command}${plan?.limitOption ?? ''}`,
-            operation: spec.name,
-            target: target.name,
-            identity: ctx.identity,
-            createdAt: ctx.now,
-          })
-          // The command in the note still works when pasted; only the button needs this.
-          .catch((err: unknown) => ctx.log.warn({ err }, 'could not remember the paged read'));
-      }
-      return reply({
-        status: 'ok',
-        requestId: null,
-        ref: ctx.ref,
-        operation: spec.name,
-        target: target.name,
-        risk: info.risk,
-        result,
-        message: `${shown} — done in ${formatDuration(durationMs / 1000)}`,
-        text: `${renderResult(result)}\n(${shown} · ref ${ctx.ref} · ${formatDuration(durationMs / 1000)})`,
-      });
-    } catch (err) {
-      const durationMs = Date.now() - started;
-      return await audit.fail(ctx, err, { ...info.about, durationMs });
-    }
+    return await runNow(
+      {
+        audit: this.#deps.audit,
+        state: this.#deps.state,
+        run: (c, op, t, a, rowCap) => this.step(c, op, t, a, runStep, 'run', undefined, rowCap),
+      },
+      ctx,
+      spec,
+      target,
+      args,
+      info,
+    );
   }
 
   /**
