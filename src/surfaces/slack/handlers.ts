@@ -297,7 +297,8 @@ export function registerHandlers(deps: HandlerDeps): void {
             }
           });
         },
-        { text: 'page' },
+        // The lane of the target the page reads (lanes.ts looks the reference up).
+        { text: `page ${parsePageValue(action.value)?.ref ?? ''}` },
       );
     },
   );
