@@ -21,6 +21,7 @@ export function failureJson(code: string, message: string): Record<string, unkno
   return {
     status: 'failed',
     request: null,
+    ref: null,
     operation: null,
     target: null,
     risk: null,
@@ -37,6 +38,7 @@ export function replyJson(reply: Reply, saved: readonly SavedAttachment[]): Reco
   return {
     status: reply.status,
     request: reply.requestId,
+    ref: reply.ref ?? null,
     operation: reply.operation ?? null,
     target: reply.target ?? null,
     risk: reply.risk ?? null,

@@ -52,7 +52,9 @@ describe('dbops exec', () => {
       risk: 'read',
       truncated: false,
     });
-    expect(typeof body.request).toBe('number');
+    // A read is not an approval request: no number, a reference instead.
+    expect(body.request).toBeNull();
+    expect(body.ref).toMatch(/^r[a-z2-9]{5}$/);
     const rows = body.rows as Record<string, unknown>[];
     expect(rows.length).toBeGreaterThan(0);
     const [truth] = await adminQuery<{ bytes: string }>(

@@ -42,10 +42,11 @@ async function alive(pids: number[]): Promise<number[]> {
   return rows.map((r) => r.pid).sort();
 }
 
-async function auditEvents(requestId: number): Promise<string[]> {
+/** The audit records of a reply: its approval request's, or its reference's when it made none. */
+async function auditEvents(of: { requestId: number | null; ref?: string | undefined }): Promise<string[]> {
   const rows = await adminQuery<{ event: string; outcome: string }>(
-    'SELECT event, outcome FROM dbops_audit WHERE request_id = $1 ORDER BY id',
-    [requestId],
+    'SELECT event, outcome FROM dbops_audit WHERE request_id = $1 OR ref = $2 ORDER BY id',
+    [of.requestId, of.ref ?? null],
     fx.state.name,
   );
   return rows.map((r) => `${r.event}:${r.outcome}`);
@@ -63,7 +64,7 @@ describe('reads', () => {
     expect(reply.result?.data?.databaseBytes).toBe(Number(truth?.bytes));
     expect(reply.result?.rows.some((r) => String(Object.values(r)).includes('exams'))).toBe(true);
     expect(reply.text).toContain('exams');
-    expect(await auditEvents(reply.requestId ?? -1)).toEqual(['requested:running', 'executed:ok']);
+    expect(await auditEvents(reply)).toEqual(['requested:running', 'executed:ok']);
   });
 
   it('uses the target bound to the channel when none is named', async () => {
@@ -87,14 +88,14 @@ describe('reads', () => {
     const reply = await as(app, 'carol')('/db sizes kasm');
     expect(reply).toMatchObject({ status: 'refused', code: 'denied' });
     expect(reply.message).toContain('carol may not run read operations on production');
-    expect(await auditEvents(reply.requestId ?? -1)).toEqual(['refused:denied']);
+    expect(await auditEvents(reply)).toEqual(['refused:denied']);
   });
 
   it('refuses people it does not know', async () => {
     const reply = await as(app, 'mallory')('/db sizes staging');
     expect(reply).toMatchObject({ status: 'refused', code: 'unknown_person' });
     expect(reply.message).toContain('cli:mallory');
-    expect(await auditEvents(reply.requestId ?? -1)).toEqual(['refused:unknown_person']);
+    expect(await auditEvents(reply)).toEqual(['refused:unknown_person']);
   });
 
   it('rejects SQL in arguments at validation and changes nothing', async () => {
@@ -128,7 +129,7 @@ describe('reads', () => {
     expect(down.message).toContain('down');
     expect(down.message).not.toContain('secret');
     expect(up.status).toBe('ok');
-    expect(await auditEvents(down.requestId ?? -1)).toEqual(['requested:running', 'failed:target_down']);
+    expect(await auditEvents(down)).toEqual(['requested:running', 'failed:target_down']);
   });
 });
 
@@ -163,7 +164,7 @@ describe('approvals', () => {
 
     const status = await as(app, 'carol')(`/db status ${id}`);
     expect(status.request?.status).toBe('succeeded');
-    expect(await auditEvents(id)).toEqual([
+    expect(await auditEvents({ requestId: id })).toEqual([
       'pending:awaiting approval',
       'refused:self_approval',
       'refused:self_approval',
@@ -236,7 +237,7 @@ describe('approvals', () => {
         const ran = replies.filter((r) => r.status === 'ok' && r.result?.headline);
         expect(ran.length, `round ${round}`).toBe(1);
         expect(replies.filter((r) => r.status === 'refused').length).toBe(2);
-        const events = await auditEvents(id);
+        const events = await auditEvents({ requestId: id });
         expect(events.filter((e) => e.startsWith('executed')).length).toBe(1);
         await sleep(100);
         expect(await alive(pids)).toEqual([]);
@@ -285,7 +286,7 @@ describe('approvals', () => {
       expect(late).toMatchObject({ status: 'refused', code: 'not_pending' });
       expect(late.message).toContain('expired');
       expect((await clocked.state.getRequest(id))?.status).toBe('expired');
-      expect((await auditEvents(id)).filter((e) => e === 'expired:expired').length).toBe(1);
+      expect((await auditEvents({ requestId: id })).filter((e) => e === 'expired:expired').length).toBe(1);
     } finally {
       await clocked.close();
       await other.close();
@@ -324,7 +325,7 @@ describe('approvals', () => {
       const left = await a.state.getRequest(id);
       expect(left?.status).toBe('failed');
       expect(left?.error).toContain('interrupted: the dbops replica running it (dead-host:1:0000)');
-      expect((await auditEvents(id)).filter((e) => e.startsWith('interrupted'))).toEqual([
+      expect((await auditEvents({ requestId: id })).filter((e) => e.startsWith('interrupted'))).toEqual([
         'interrupted:unknown',
       ]);
       expect(changes.filter((c) => c.endsWith(`:${id}:failed`))).toHaveLength(1);
@@ -370,7 +371,7 @@ describe('approvals', () => {
       const done = await lessee.state.getRequest(id);
       expect(done?.error).not.toContain('interrupted');
       expect(done?.runner).toBe(lessee.core.runner);
-      expect((await auditEvents(id)).some((e) => e.startsWith('interrupted'))).toBe(false);
+      expect((await auditEvents({ requestId: id })).some((e) => e.startsWith('interrupted'))).toBe(false);
     } finally {
       await locker.query('ROLLBACK').catch(() => {});
       await lessee.close();

@@ -543,7 +543,7 @@ describe('the Discord bot process', () => {
     expect(content).toContain('"@everyone"');
     expect(edit.files).toHaveLength(1);
     const [csv] = edit.files;
-    expect(csv?.filename).toMatch(/^table-sizes-staging-\d+\.csv$/);
+    expect(csv?.filename).toMatch(/^table-sizes-staging-r[a-z2-9]{5}\.csv$/);
     expect(csv?.contentType).toBe('text/csv');
     expect(csv?.content.trim().split('\r\n')).toHaveLength(123);
     expect(csv?.content).toContain('"@everyone"');

@@ -5,6 +5,7 @@ import { LaneQueue, laneOf } from '../src/surfaces/lanes.js';
 const TARGETS = ['kasm', 'staging'];
 const state = {
   getRequest: async (id: number) => (id === 7 ? { target: 'kasm' } : undefined),
+  getPagedRead: async (ref: string) => (ref === 'rabcde' ? { target: 'staging' } : undefined),
 };
 const app = { state };
 
@@ -30,6 +31,20 @@ describe('laneOf', () => {
     expect(await lane('approve x')).toBe('builtins');
     const down = { state: { getRequest: () => Promise.reject(new Error('state down')) } };
     expect(await laneOf(down, TARGETS, { surface: 'slack', text: 'approve 7' })).toBe('builtins');
+  });
+
+  it('puts a Next page press in the lane of the target its answer read', async () => {
+    expect(await lane('page rabcde')).toBe('target:staging');
+    expect(await lane('page RABCDE 3')).toBe('target:staging');
+    expect(await lane('page rzzzzz')).toBe('builtins');
+    expect(await lane('page 12')).toBe('builtins');
+    const down = {
+      state: {
+        getRequest: async () => undefined,
+        getPagedRead: () => Promise.reject(new Error('state down')),
+      },
+    };
+    expect(await laneOf(down, TARGETS, { surface: 'slack', text: 'page rabcde' })).toBe('builtins');
   });
 });
 

@@ -48,10 +48,10 @@ describe('previews that know the request cannot succeed', () => {
     expect(reply).toMatchObject({ status: 'refused', code: 'cannot_succeed' });
     expect(reply.message).toContain('relation "customers" does not exist');
     expect(reply.message).toContain('no approval was requested');
-    expect(await app.state.getRequest(reply.requestId ?? -1)).toBeUndefined();
+    expect(reply.requestId).toBeNull();
     const audit = await adminQuery<{ event: string; outcome: string }>(
-      'SELECT event, outcome FROM dbops_audit WHERE request_id = $1 ORDER BY id',
-      [reply.requestId],
+      'SELECT event, outcome FROM dbops_audit WHERE ref = $1 ORDER BY id',
+      [reply.ref],
       fx.state.name,
     );
     expect(audit.map((r) => `${r.event}:${r.outcome}`)).toEqual(['refused:cannot_succeed']);

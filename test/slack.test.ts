@@ -590,7 +590,7 @@ describe('Slack in Socket Mode (the whole bot process)', () => {
     for (const call of fake.calls.slice(from)) expect(textOf(call)).not.toMatch(/<!channel>/);
 
     const ask = await fake.call('files.getUploadURLExternal', from);
-    expect(ask.body.filename).toMatch(/^table-sizes-staging-\d+\.csv$/);
+    expect(ask.body.filename).toMatch(/^table-sizes-staging-r[a-z2-9]{5}\.csv$/);
     const upload = await fake.call('upload', from);
     const complete = await fake.call('files.completeUploadExternal', from);
     expect(complete.body).toMatchObject({ channel_id: 'COPS', thread_ts: parentTs });

@@ -107,15 +107,16 @@ describe('sql through the core', () => {
     await app.close();
   });
 
-  async function audit(requestId: number | null) {
+  /** The audit records of a reply: its approval request's and its own (by reference). */
+  async function audit(of: { requestId: number | null; ref?: string | undefined }) {
     return await adminQuery<{
       event: string;
       outcome: string;
       args: { statement?: string };
       error: string | null;
     }>(
-      'SELECT event, outcome, args, error FROM dbops_audit WHERE request_id = $1 ORDER BY id',
-      [requestId],
+      'SELECT event, outcome, args, error FROM dbops_audit WHERE request_id = $1 OR ref = $2 ORDER BY id',
+      [of.requestId, of.ref ?? null],
       fx.state.name,
     );
   }
@@ -134,7 +135,7 @@ describe('sql through the core', () => {
     const reply = await as(app, 'alice')(`/db sql staging "${statement}"`);
     expect(reply.status).toBe('ok');
     expect(reply.result?.rows).toEqual([{ n: 2000 }]);
-    const events = await audit(reply.requestId);
+    const events = await audit(reply);
     expect(events.map((e) => e.event)).toEqual(['requested', 'executed']);
     expect(events[0]?.args.statement).toBe(statement);
   });
@@ -167,7 +168,7 @@ describe('sql through the core', () => {
     const reply = await as(app, 'alice')(`/db sql staging "${statement}"`);
     expect(reply.status).toBe('refused');
     expect(reply.message).toMatch(reason);
-    const events = await audit(reply.requestId);
+    const events = await audit(reply);
     const last = events.at(-1);
     expect(last).toMatchObject({ event: 'refused', outcome: 'denied' });
     expect(last?.error).toMatch(reason);
@@ -180,7 +181,7 @@ describe('sql through the core', () => {
     expect(reply.status).toBe('pending');
     expect(reply.text).toMatch(/DELETE would affect 3 rows on staging/);
     expect(await exams()).toBe(2000);
-    const events = await audit(reply.requestId);
+    const events = await audit(reply);
     expect(events.at(-1)).toMatchObject({ event: 'pending' });
     expect(events.at(-1)?.args.statement).toBe('DELETE FROM exams WHERE id <= 3');
     const approved = await as(app, 'dave')(`/db approve ${reply.requestId}`);

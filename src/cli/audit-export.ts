@@ -23,6 +23,7 @@ export function auditLine(record: AuditRecord): string {
     id: record.id,
     at: record.at.toISOString(),
     request_id: record.requestId,
+    ref: record.ref ?? null,
     event: record.event,
     outcome: record.outcome,
     person: record.person,

@@ -67,7 +67,8 @@ export class Approvals {
       await audit.record(ctx, { event: 'executed', outcome: 'nothing to do', ...about }).catch(() => {});
       return reply({
         status: 'ok',
-        requestId: ctx.requestId,
+        requestId: null,
+        ref: ctx.ref,
         operation: spec.name,
         target: target.name,
         risk: info.risk,
@@ -80,9 +81,12 @@ export class Approvals {
     const rules = config.policy[target.environment];
     const expirySeconds = rules?.expiry ?? config.state.expirySeconds;
     const actor = this.#deps.actor(ctx);
+    // The number is taken only now, for a request that will exist: refusals and reads never take one.
+    const id = await state.nextRequestId();
+    ctx.requestId = id;
     await audit.orStop(ctx, { event: 'pending', outcome: 'awaiting approval', ...about });
     const request = await state.createRequest({
-      id: ctx.requestId,
+      id,
       operation: spec.name,
       target: target.name,
       environment: target.environment,
@@ -102,6 +106,7 @@ export class Approvals {
     return reply({
       status: 'pending',
       requestId: request.id,
+      ref: ctx.ref,
       operation: spec.name,
       target: target.name,
       risk: info.risk,

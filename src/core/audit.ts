@@ -25,18 +25,14 @@ export class AuditTrail {
 
   /** The audit record of an event of this invocation, as stored. */
   build(ctx: InvocationContext, event: AuditInput): AuditEvent {
-    // A record about an earlier request (a vote on #7) keeps this invocation's own id as its ref.
-    const own =
-      event.requestId !== undefined && event.requestId !== ctx.requestId
-        ? { ...event.detail, invocation: ctx.requestId }
-        : event.detail;
-    const detail = ctx.reason !== undefined ? { ...own, reason: ctx.reason } : own;
+    const detail = ctx.reason !== undefined ? { ...event.detail, reason: ctx.reason } : event.detail;
     const record: AuditEvent = {
       ...(withoutUndefined({ ...event, detail }) as Omit<
         AuditEvent,
-        'requestId' | 'person' | 'identity' | 'surface'
+        'requestId' | 'ref' | 'person' | 'identity' | 'surface'
       >),
-      requestId: event.requestId ?? ctx.requestId,
+      requestId: event.requestId ?? ctx.requestId ?? null,
+      ref: ctx.ref,
       person: ctx.person?.name ?? null,
       identity: ctx.identity,
       surface: ctx.inv.surface,
@@ -71,7 +67,8 @@ export class AuditTrail {
     );
     return reply({
       status: statusOfCode(code),
-      requestId: ctx.requestId,
+      requestId: about.requestId ?? null,
+      ref: ctx.ref,
       ...replyAbout(about),
       code,
       message,
@@ -87,10 +84,11 @@ export class AuditTrail {
       );
       return reply({
         status: 'failed',
-        requestId: ctx.requestId,
+        requestId: about.requestId ?? null,
+        ref: ctx.ref,
         ...replyAbout(about),
         code: 'internal',
-        message: `internal error, ref ${ctx.requestId}`,
+        message: `internal error, ref ${ctx.ref}`,
       });
     }
     const status = statusOfCode(err.code);
@@ -100,7 +98,8 @@ export class AuditTrail {
     );
     return reply({
       status,
-      requestId: ctx.requestId,
+      requestId: about.requestId ?? null,
+      ref: ctx.ref,
       ...replyAbout(about),
       code: err.code,
       message: err.message,

@@ -4,6 +4,7 @@ import { alerts } from '../alerts/command.js';
 import { history } from '../history/command.js';
 import type { Handler } from './builtins/common.js';
 import { help, targets } from './builtins/help.js';
+import { page } from './builtins/paging.js';
 import { audit, bind, lookup, unbind } from './builtins/records.js';
 import { approve, cancel, deny, pending, status } from './builtins/requests.js';
 import type { Builtin } from './catalog.js';
@@ -22,4 +23,5 @@ export const builtinHandlers: Record<Builtin, Handler> = {
   unbind,
   alerts,
   history,
+  page,
 };

@@ -15,6 +15,7 @@ export const BUILTINS = [
   'unbind',
   'alerts',
   'history',
+  'page',
 ] as const;
 export type Builtin = (typeof BUILTINS)[number];
 

@@ -35,8 +35,11 @@ export interface CoreDeps {
   clock?: () => Date;
   /** Called after every transition of an approval request (after it is stored). */
   onRequestChange?: (request: ApprovalRequest, change: RequestChange) => void;
-  /** Progress lines of long operations, for the request's thread. */
-  onProgress?: (requestId: number, invocation: Invocation, line: string) => void;
+  /**
+   * Progress lines of long operations, for the request's thread; `about` is the approval request's number,
+   * or the invocation's reference (`r7f3kq`) for a direct run.
+   */
+  onProgress?: (about: number | string, invocation: Invocation, line: string) => void;
   /** Called once per dispatch with its reply and the time from entering dispatch to the reply (metrics). */
   onDispatched?: (invocation: Invocation, reply: Reply, durationMs: number) => void;
   /** Called after each step an operation ran against its target (metrics). */
@@ -88,7 +91,16 @@ export interface AuditInput extends About {
 /** Everything known about one invocation while it is handled. */
 export interface InvocationContext {
   inv: Invocation;
-  requestId: number;
+  /**
+   * The reference of this invocation's replies and audit records (`r7f3kq`): every invocation has one,
+   * and it can never be taken for a request number.
+   */
+  ref: string;
+  /**
+   * The approval request this invocation is about: set when it creates one (only then is a request
+   * number taken) or when dbops acts on one by itself.
+   */
+  requestId?: number | undefined;
   now: Date;
   person: ResolvedPerson | undefined;
   /** "slack:T01/U01" — the identity as audited. */

@@ -24,6 +24,7 @@ import { Intake, unknownPerson } from './intake.js';
 import type { Standing } from './judgement.js';
 import type { AnyOperation } from './operation.js';
 import { DurableOutcomes } from './outcomes.js';
+import { newRef } from './refs.js';
 import { type Reply, reply } from './reply.js';
 import { Runs } from './runs.js';
 import { IDENTITY_KIND_OF_SURFACE, type Invocation } from './types.js';
@@ -224,27 +225,17 @@ export class Core implements CoreServices {
     const started = Date.now();
     const kind = IDENTITY_KIND_OF_SURFACE[inv.surface];
     const identity = `${kind}:${inv.identity}`;
-    let requestId: number;
-    try {
-      requestId = await this.#deps.state.nextRequestId();
-    } catch (err) {
-      this.#deps.log.error({ err, identity }, 'state database unreachable');
-      return reply({
-        status: 'failed',
-        requestId: null,
-        code: 'state_unavailable',
-        message: 'the state database is unreachable, so nothing was run; try again shortly',
-      });
-    }
+    // Only an approval request takes a number (Approvals.request); every invocation gets a reference.
+    const ref = newRef();
     if (kind === 'discord') directoryOf(this.config)?.observeDiscord(inv.identity, inv.memberRoles ?? []);
     const person = resolvePerson(this.config, kind, inv.identity);
     const ctx: InvocationContext = {
       inv,
-      requestId,
+      ref,
       now: this.#clock(),
       person,
       identity,
-      log: this.#deps.log.child({ requestId, person: person?.name ?? null, identity, surface: inv.surface }),
+      log: this.#deps.log.child({ ref, person: person?.name ?? null, identity, surface: inv.surface }),
     };
     try {
       return await this.#intake.handle(ctx);
@@ -256,9 +247,10 @@ export class Core implements CoreServices {
       );
       return reply({
         status: 'failed',
-        requestId,
+        requestId: ctx.requestId ?? null,
+        ref,
         code: 'internal',
-        message: `internal error, ref ${requestId}`,
+        message: `internal error, ref ${ref}`,
       });
     } finally {
       ctx.log.debug({ ms: Date.now() - started }, 'invocation handled');
@@ -389,6 +381,7 @@ export class Core implements CoreServices {
         ...(request.channel !== undefined ? { channel: request.channel } : {}),
         ...(request.thread !== undefined ? { thread: request.thread } : {}),
       },
+      ref: newRef(),
       requestId: request.id,
       now: this.#clock(),
       person: undefined,

@@ -13,6 +13,7 @@ import type { CoreServices, InvocationContext } from './context.js';
 import { UserError } from './errors.js';
 import { bindArguments, parseCommand, type Token } from './grammar.js';
 import type { AnyOperation } from './operation.js';
+import { ownsLimit, pagesOf, planPage, takePaging } from './paging.js';
 import { actionForRisk, decide } from './policy.js';
 import type { Reply } from './reply.js';
 import type { Runs } from './runs.js';
@@ -93,12 +94,27 @@ export class Intake {
   ): Promise<Reply> {
     const { reason, rest: operands } = takeReason(rest);
     if (reason !== undefined) ctx.reason = reason;
-    const args = bindArguments(spec, operands);
+    const { rest: unpaged, paging } = takePaging(spec, operands);
+    const args = bindArguments(spec, unpaged);
     const risk: Risk = spec.riskFor ? spec.riskFor(args) : spec.risk;
     const normalized = normalizeArgs(spec, args);
     const command = formatCommand(spec.name, target?.name, spec, args);
-    const about = { operation: spec.name, target: target?.name, args: normalized, risk };
     if (!target) throw new UserError('missing_target', `${spec.name} needs a target`);
+    const pages = pagesOf(spec) && risk === 'read';
+    if (paging && !pages) {
+      throw new UserError('invalid_argument', `--page and --limit page through reads; ${command} is not one`);
+    }
+    const rowCap = { ...target.limits, ...spec.limits }.row_cap;
+    // An operation with a `limit` of its own reads one row more than it shows, to know whether to offer
+    // the next page; the others offer it when the row cap cut them short (Runs.runNow).
+    const page = paging || (pages && ownsLimit(spec)) ? planPage(spec, args, rowCap, paging) : undefined;
+    // Each page is audited as what it is: the page and its size with the arguments.
+    const about = {
+      operation: spec.name,
+      target: target.name,
+      args: page ? { ...normalized, page: page.page, limit: page.size } : normalized,
+      risk,
+    };
 
     const decision = decide({
       person: ctx.person,
@@ -114,6 +130,14 @@ export class Intake {
       const missing = reasonProblem(this.#config.policy[target.environment], target.environment, reason);
       if (missing !== undefined)
         return await this.#deps.audit.refuse(ctx, 'invalid_argument', missing, about);
+      if (page) {
+        return await this.#deps.audit.refuse(
+          ctx,
+          'invalid_argument',
+          `${command} needs approval here, and an approved read answers whole: leave out --page and --limit`,
+          about,
+        );
+      }
       return await this.#deps.approvals.request(ctx, spec, target, args, {
         normalized,
         command,
@@ -121,7 +145,7 @@ export class Intake {
         approvalsRequired: decision.approvalsRequired,
       });
     }
-    return await this.#deps.runs.runNow(ctx, spec, target, args, { command, risk, about });
+    return await this.#deps.runs.runNow(ctx, spec, target, args, { command, risk, about, pages, page });
   }
 
   /** First word is the target when it names one; otherwise the channel's bound target, if any. */

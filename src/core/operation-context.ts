@@ -22,10 +22,14 @@ export interface ContextInput {
   committed?: () => void;
   /** Who asked; absent means no role (sensitive values stay masked). */
   person?: { name: string; roles: readonly string[] };
+  /** A row cap above the operation's own, so a page past it can be reached (src/core/paging.ts). */
+  rowCap?: number;
 }
 
 export function operationContext(input: ContextInput): OperationContext<Record<string, unknown>> {
-  const limits = { ...input.target.limits, ...input.spec.limits };
+  const own = { ...input.target.limits, ...input.spec.limits };
+  const limits =
+    input.rowCap !== undefined && input.rowCap > own.row_cap ? { ...own, row_cap: input.rowCap } : own;
   const signal = input.signal ?? new AbortController().signal;
   const db = withLimits(
     input.targets.get(input.target.name),

@@ -1,5 +1,7 @@
 // Turns machine results into text people read: human units, aligned tables that fit a width.
+
 import { formatDuration } from './duration.js';
+import { countLines } from './paging.js';
 import { asDate, formatTime } from './time-format.js';
 import type { Column, ColumnKind, OperationResult, Row } from './types.js';
 import { showInvisible } from './visible.js';
@@ -156,26 +158,24 @@ export function renderResult(result: OperationResult, options: TableOptions = {}
   const parts: string[] = [];
   if (result.headline) parts.push(showInvisible(result.headline));
   if (result.columns.length > 0) {
-    if (result.rows.length === 0) parts.push('(no rows)');
+    const count = `${result.rows.length} row${result.rows.length === 1 ? '' : 's'}`;
+    if (result.rows.length === 0)
+      parts.push(result.page ? countLines(result, count).join('\n') : '(no rows)');
     else if (result.display === 'text') {
       const key = result.columns[0]?.key ?? '';
       parts.push(result.rows.map((row) => showInvisible(String(row[key] ?? ''))).join('\n'));
-      if (result.truncated) parts.push('… more lines (capped)');
+      if (result.page) parts.push(...countLines(result, `${result.rows.length} lines`));
+      else if (result.truncated) parts.push('… more lines (capped)');
     } else if (result.display === 'card') {
       parts.push(renderCard(result.columns, result.rows));
-      if (result.truncated) parts.push('more rows exist (capped)');
+      if (result.page || result.truncated) parts.push(...countLines(result, count));
     } else if (result.display === undefined && result.rows.length <= 3 && tooWide(result, options)) {
       // A few rows with long values (queries, descriptions) read better as cards than clipped.
       parts.push(renderCard(result.columns, result.rows));
-      if (result.truncated) parts.push('more rows exist (capped)');
+      if (result.page || result.truncated) parts.push(...countLines(result, count));
     } else {
       parts.push(renderTable(result.columns, result.rows, options));
-      const count = `${formatCount(result.rows.length)} row${result.rows.length === 1 ? '' : 's'}`;
-      parts.push(
-        result.truncated
-          ? `${count} shown — more rows exist (capped; narrow the query or use --limit)`
-          : count,
-      );
+      parts.push(...countLines(result, count));
     }
   }
   for (const note of result.notes ?? []) parts.push(showInvisible(note));

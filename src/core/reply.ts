@@ -8,8 +8,13 @@ export type ReplyStatus = (typeof REPLY_STATUSES)[number];
 
 export interface Reply {
   status: ReplyStatus;
-  /** Every invocation that reached the core has an id (audit, "internal error, ref <id>"). */
+  /** The approval request this reply is about, if any: only approval requests have numbers. */
   requestId: number | null;
+  /**
+   * Every invocation that reached the core has a reference (`r7f3kq`, see refs.ts): in the audit, in
+   * "internal error, ref r7f3kq", and on replies that are not about an approval request.
+   */
+  ref?: string | undefined;
   operation?: string;
   target?: string;
   risk?: Risk;
@@ -65,7 +70,21 @@ export function reply(r: Omit<Reply, 'text' | 'ephemeral'> & { text?: string; ep
     invalid: 'Invalid: ',
     failed: 'Failed: ',
   };
-  const suffix = r.requestId !== null && r.status !== 'ok' ? ` (#${r.requestId})` : '';
+  // The invocation's reference, never a request number: "#52" on a refusal would look approvable.
+  const suffix =
+    r.status === 'ok'
+      ? ''
+      : r.ref !== undefined
+        ? ` (ref ${r.ref})`
+        : r.requestId !== null && !r.message.includes(`#${r.requestId}`)
+          ? ` (#${r.requestId})`
+          : '';
   const text = r.text ?? `${mark[r.status]}${r.message}${suffix}`;
   return { ...r, text, ephemeral };
+}
+
+/** How a reply names itself to people: `#7` when it is about an approval request, else `ref r7f3kq`. */
+export function replyTag(r: Pick<Reply, 'requestId' | 'ref'>): string | undefined {
+  if (r.requestId !== null) return `#${r.requestId}`;
+  return r.ref !== undefined ? `ref ${r.ref}` : undefined;
 }

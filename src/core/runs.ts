@@ -6,7 +6,6 @@ import type { AuditTrail } from './audit.js';
 import { type LiveRun, RunControl, stoppedOutcome } from './cancel.js';
 import type { Catalog } from './catalog.js';
 import type { About, AuditInput, InvocationContext, OperationRun, RequestChange } from './context.js';
-import { formatDuration } from './duration.js';
 import { isUserError, UserError } from './errors.js';
 import { judge, type Standing } from './judgement.js';
 import type { Logger } from './log.js';
@@ -16,7 +15,8 @@ import type { DurableOutcomes, RunOutcome } from './outcomes.js';
 import { renderResult } from './render.js';
 import { type Reply, reply, statusOfCode } from './reply.js';
 import { requestLine } from './reply-text.js';
-import type { Invocation, OperationResult, Risk } from './types.js';
+import { type RunNowInfo, runNow } from './run-now.js';
+import type { Invocation, OperationResult } from './types.js';
 
 export interface RunsDeps {
   config: () => Config;
@@ -29,7 +29,8 @@ export interface RunsDeps {
   /** Where run outcomes are recorded durably (retries, then the local journal). */
   outcomes: DurableOutcomes;
   changed: (request: ApprovalRequest, change: RequestChange) => void;
-  onProgress?: ((requestId: number, invocation: Invocation, line: string) => void) | undefined;
+  /** `about`: the approval request's number, or the invocation's reference for a direct run. */
+  onProgress?: ((about: number | string, invocation: Invocation, line: string) => void) | undefined;
   onOperationRun?: ((run: OperationRun) => void) | undefined;
   runner: string;
   runLeaseMs: number;
@@ -93,38 +94,26 @@ export class Runs {
     return () => clearInterval(timer);
   }
 
-  /** Runs a read or write operation at once, audited before and after. */
+  /** Runs a read or write operation at once, audited before and after (see run-now.ts). */
   async runNow(
     ctx: InvocationContext,
     spec: AnyOperation,
     target: ResolvedTarget,
     args: Record<string, unknown>,
-    info: { command: string; risk: Risk; about: About },
+    info: RunNowInfo,
   ): Promise<Reply> {
-    const { audit } = this.#deps;
-    // Nothing runs unless its audit record is written first.
-    await audit.orStop(ctx, { event: 'requested', outcome: 'running', ...info.about });
-    const started = Date.now();
-    try {
-      const result = await this.step(ctx, spec, target, args, (op, c) => runStep(op, c));
-      const durationMs = Date.now() - started;
-      await audit
-        .record(ctx, { event: 'executed', outcome: 'ok', durationMs, ...info.about })
-        .catch((err: unknown) => ctx.log.error({ err }, 'audit write failed after the operation ran'));
-      return reply({
-        status: 'ok',
-        requestId: ctx.requestId,
-        operation: spec.name,
-        target: target.name,
-        risk: info.risk,
-        result,
-        message: `${info.command} — done in ${formatDuration(durationMs / 1000)}`,
-        text: `${renderResult(result)}\n(${info.command} · #${ctx.requestId} · ${formatDuration(durationMs / 1000)})`,
-      });
-    } catch (err) {
-      const durationMs = Date.now() - started;
-      return await audit.fail(ctx, err, { ...info.about, durationMs });
-    }
+    return await runNow(
+      {
+        audit: this.#deps.audit,
+        state: this.#deps.state,
+        run: (c, op, t, a, rowCap) => this.step(c, op, t, a, runStep, 'run', undefined, rowCap),
+      },
+      ctx,
+      spec,
+      target,
+      args,
+      info,
+    );
   }
 
   /**
@@ -337,6 +326,7 @@ export class Runs {
   ): Promise<{ request?: ApprovalRequest; delayed: boolean }> {
     const { outcomes, clock, runner, changed, audit } = this.#deps;
     const id = event.requestId ?? ctx.requestId;
+    if (id === undefined) throw new Error('a run outcome without the request it belongs to');
     const finished = await outcomes.finish(id, outcome, clock(), runner);
     const request = finished.transition?.ok ? finished.transition.request : undefined;
     if (finished.transition && !finished.transition.ok)
@@ -394,6 +384,7 @@ export class Runs {
     step: Step<R>,
     phase: OperationRun['phase'] = 'run',
     live?: LiveRun,
+    rowCap?: number,
   ): Promise<R> {
     const context = operationContext({
       spec,
@@ -401,13 +392,14 @@ export class Runs {
       targets: this.#deps.targets,
       args,
       now: ctx.now,
-      requestId: String(ctx.requestId),
+      requestId: ctx.requestId !== undefined ? String(ctx.requestId) : ctx.ref,
       backupsDir: this.#deps.config().backupsDir,
       // Who asked, for values shown by role (sensitive columns); none means no role.
       ...(ctx.person ? { person: { name: ctx.person.name, roles: [...ctx.person.roles] } } : {}),
+      ...(rowCap !== undefined ? { rowCap } : {}),
       progress: (line) => {
         if (live) live.lastProgress = line;
-        this.#deps.onProgress?.(ctx.requestId, ctx.inv, line);
+        this.#deps.onProgress?.(ctx.requestId ?? ctx.ref, ctx.inv, line);
       },
       ...(live
         ? {

@@ -93,6 +93,22 @@ export interface OperationResult {
   display?: 'table' | 'card' | 'text';
   /** Files that go with the answer (CSV exports, full results): uploaded by chat surfaces. */
   attachments?: Attachment[];
+  /** Set when the rows are one page of a longer list (src/core/paging.ts). */
+  page?: PageInfo;
+}
+
+/** Which page of a list a result shows, and how to ask for the next one. */
+export interface PageInfo {
+  /** 1 for the first page. */
+  number: number;
+  /** Rows per page. */
+  size: number;
+  /** The position of the page's first row in the whole list (1-based). */
+  first: number;
+  /** More rows exist after this page. */
+  more: boolean;
+  /** The exact command of the next page, e.g. `/db connections kasm --limit 20 --page 3`. */
+  next?: string;
 }
 
 export interface Attachment {

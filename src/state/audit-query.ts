@@ -14,6 +14,7 @@ export async function queryAudit(q: Queryable, filter: AuditFilter): Promise<Aud
     where.push(sql(`$${params.length}`));
   };
   if (filter.target !== undefined) add((n) => `target = ${n}`, filter.target);
+  if (filter.ref !== undefined) add((n) => `ref = ${n}`, filter.ref);
   if (filter.person !== undefined) add((n) => `(person = ${n} OR identity = ${n})`, filter.person);
   if (filter.operation !== undefined) add((n) => `operation = ${n}`, filter.operation);
   if (filter.outcome !== undefined) add((n) => `(event = ${n} OR outcome = ${n})`, filter.outcome);

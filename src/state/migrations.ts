@@ -2,6 +2,7 @@
 import type pg from 'pg';
 import { ALERTS_HISTORY_MIGRATION } from '../alerts/migration.js';
 import { BACKENDS_MIGRATION } from './backends.js';
+import { REFS_MIGRATION } from './paged-reads.js';
 import { REASONS_MIGRATION } from './reasons-migration.js';
 
 export interface Migration {
@@ -137,6 +138,7 @@ CREATE INDEX dbops_requests_approved_expiry ON dbops_requests (expires_at) WHERE
   BACKENDS_MIGRATION,
   ALERTS_HISTORY_MIGRATION,
   REASONS_MIGRATION,
+  REFS_MIGRATION,
 ];
 
 /** Any fixed bigint; every dbops replica uses the same one so their migrations serialize. */

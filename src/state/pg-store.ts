@@ -5,6 +5,7 @@ import { redactSecrets } from '../core/log.js';
 import type { OperationResult, RequestStatus } from '../core/types.js';
 import { queryAudit } from './audit-query.js';
 import { migrate } from './migrations.js';
+import { loadPagedRead, savePagedRead } from './paged-reads.js';
 import {
   isUniqueViolation,
   json,
@@ -27,6 +28,7 @@ import type {
   AuditRecord,
   ChannelBinding,
   NewRequest,
+  PagedRead,
   RunLease,
   StateStore,
   Transition,
@@ -416,8 +418,8 @@ export class PgStateStore implements StateStore {
   async audit(event: AuditEvent, now: Date): Promise<void> {
     await this.pool.query(
       `INSERT INTO dbops_audit (at, request_id, event, person, identity, surface, channel, thread, operation,
-         target, args, risk, approvers, outcome, duration_ms, error, detail)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)`,
+         target, args, risk, approvers, outcome, duration_ms, error, detail, ref)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)`,
       [
         now,
         event.requestId,
@@ -436,8 +438,17 @@ export class PgStateStore implements StateStore {
         event.durationMs === undefined ? null : Math.round(event.durationMs),
         event.error ?? null,
         event.detail === undefined ? null : json(event.detail),
+        event.ref ?? null,
       ],
     );
+  }
+
+  async savePagedRead(read: PagedRead): Promise<void> {
+    await savePagedRead(this.pool, read);
+  }
+
+  async getPagedRead(ref: string, now: Date): Promise<PagedRead | undefined> {
+    return await loadPagedRead(this.pool, ref, now);
   }
 
   async listAudit(filter: AuditFilter): Promise<AuditRecord[]> {

@@ -73,6 +73,8 @@ export interface AuditRow {
   duration_ms: number | null;
   error: string | null;
   detail: Record<string, unknown> | null;
+  /** Added by migration 10. */
+  ref: string | null;
 }
 
 // ---- reading ----
@@ -168,6 +170,7 @@ export function toAuditRecord(row: AuditRow): AuditRecord {
     id: toId(row.id),
     at: row.at,
     requestId: row.request_id === null ? null : toId(row.request_id),
+    ...(row.ref !== null ? { ref: row.ref } : {}),
     event: oneOf(AUDIT_EVENTS, row.event, 'audit event'),
     person: row.person,
     identity: row.identity,

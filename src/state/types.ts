@@ -103,6 +103,8 @@ export type AuditEventKind = (typeof AUDIT_EVENTS)[number];
 
 export interface AuditEvent {
   requestId: number | null;
+  /** The reference of the invocation that wrote it (`r7f3kq`); dbops' own records have none. */
+  ref?: string;
   event: AuditEventKind;
   person: string | null;
   identity: string;
@@ -128,6 +130,8 @@ export interface AuditRecord extends AuditEvent {
 /** Which audit records to read (every field narrows). */
 export interface AuditFilter {
   target?: string;
+  /** The records of one invocation, by its reference (`r7f3kq`). */
+  ref?: string;
   /** A person's name (all their identities) or one identity ("slack:T1/U2"). */
   person?: string;
   operation?: string;
@@ -149,6 +153,19 @@ export interface ChannelBinding {
   boundAt: Date;
 }
 
+/** A read answered in pages, as a "Next page" button names it (by reference only). */
+export interface PagedRead {
+  /** The reference of the invocation that first asked (`r7f3kq`). */
+  ref: string;
+  /** The canonical command without `--page`, e.g. `connections kasm --limit 20`. */
+  command: string;
+  operation: string;
+  target: string;
+  /** Who first asked, as audited ("slack:T01/U01ALICE"); a button press runs as whoever pressed. */
+  identity: string;
+  createdAt: Date;
+}
+
 export interface RunLease {
   /** The replica running the request (host, pid and a random part). */
   runner: string;
@@ -158,7 +175,7 @@ export interface RunLease {
 export interface StateStore {
   /** Applies pending schema migrations (versioned, under an advisory lock so replicas can race). */
   migrate(): Promise<void>;
-  /** A new request id from a database sequence (every invocation gets one). */
+  /** A new request number from a database sequence (only approval requests take one). */
   nextRequestId(): Promise<number>;
   createRequest(input: NewRequest): Promise<ApprovalRequest>;
   getRequest(id: number): Promise<ApprovalRequest | undefined>;
@@ -243,6 +260,10 @@ export interface StateStore {
    * are forgotten.
    */
   claimDelivery(key: string, now: Date): Promise<boolean>;
+  /** Remembers a read answered in pages, for its page buttons. */
+  savePagedRead(read: PagedRead): Promise<void>;
+  /** The paged read of a reference, unless unknown or too old for its buttons to work. */
+  getPagedRead(ref: string, now: Date): Promise<PagedRead | undefined>;
   /** Writes one audit record; throws if it cannot (callers then run nothing). */
   audit(event: AuditEvent, now: Date): Promise<void>;
   /** Newest first, or oldest first after `afterId` (see AuditFilter). */

@@ -115,9 +115,12 @@ const STATE_ONLY = new Set([
  * the target it names, the target bound to its channel, or `builtins`. Anything unparsable goes to
  * `builtins`, where the core answers it quickly with the parse error.
  */
-/** What laneOf needs of the app: the target of an approval request. */
+/** What laneOf needs of the app: the target of an approval request, or of a paged read (`page`). */
 export interface RequestTargets {
-  state: { getRequest(id: number): Promise<{ target: string } | undefined> };
+  state: {
+    getRequest(id: number): Promise<{ target: string } | undefined>;
+    getPagedRead?(ref: string, now: Date): Promise<{ target: string } | undefined>;
+  };
 }
 
 export async function laneOf(
@@ -134,6 +137,17 @@ export async function laneOf(
   const { operation, tokens } = parsed;
   if (STATE_ONLY.has(operation)) return 'builtins';
   const words = tokens.flatMap((t) => (t.kind === 'word' ? [t.text] : []));
+  if (operation === 'page') {
+    // A Next page press reads the target of the answer it is under.
+    const ref = (words[0] ?? '').toLowerCase();
+    if (!/^r[a-z2-9]{5}$/.test(ref) || !app.state.getPagedRead) return 'builtins';
+    try {
+      const read = await app.state.getPagedRead(ref, new Date());
+      return read && targets.includes(read.target) ? `target:${read.target}` : 'builtins';
+    } catch {
+      return 'builtins';
+    }
+  }
   if (operation === 'approve') {
     const id = Number(words[0]);
     if (!Number.isSafeInteger(id) || id <= 0) return 'builtins';

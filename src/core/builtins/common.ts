@@ -4,6 +4,7 @@ import type { CoreServices, InvocationContext } from '../context.js';
 import { UserError } from '../errors.js';
 import type { Token } from '../grammar.js';
 import { decide } from '../policy.js';
+import { isRef } from '../refs.js';
 import { type Reply, reply } from '../reply.js';
 import { formatTime } from '../time-format.js';
 
@@ -28,6 +29,17 @@ export function option(tokens: readonly Token[], name: string): string | undefin
 
 export function requestId(tokens: readonly Token[], usage: string): number {
   const [first] = words(tokens);
+  if (first !== undefined && isRef(first)) {
+    // A reply's reference quoted back (`approve r7f3kq`): say what it is rather than "which request?".
+    const verb = usage.split(' ')[0] ?? 'approve';
+    throw new UserError(
+      'not_found',
+      `${first.toLowerCase()} is the reference of a reply, not an approval request, so there is nothing ` +
+        `to ${verb === 'status' ? 'look up' : verb} under it: only requests that wait for approval have ` +
+        'numbers (`/db pending` lists them); `/db audit ' +
+        `${first.toLowerCase()}\` shows what that reply was`,
+    );
+  }
   if (!first || !/^#?\d{1,15}$/.test(first)) {
     throw new UserError('invalid_argument', `which request? usage: /db ${usage}`);
   }
@@ -35,7 +47,7 @@ export function requestId(tokens: readonly Token[], usage: string): number {
 }
 
 export function ok(ctx: InvocationContext, message: string, text: string, extra: Partial<Reply> = {}): Reply {
-  return reply({ status: 'ok', requestId: ctx.requestId, message, text, ephemeral: true, ...extra });
+  return reply({ status: 'ok', requestId: null, ref: ctx.ref, message, text, ephemeral: true, ...extra });
 }
 
 export async function loadRequest(
@@ -45,8 +57,7 @@ export async function loadRequest(
 ): Promise<ApprovalRequest> {
   await core.sweepExpired();
   const request = await core.state.getRequest(id);
-  if (!request)
-    throw new UserError('not_found', `no request matching #${id}; \`/db pending\` lists open ones`);
+  if (!request) throw new UserError('not_found', noRequest(id));
   const target = core.config.targets[request.target];
   const readable =
     target &&
@@ -59,16 +70,21 @@ export async function loadRequest(
     }).allowed;
   if (!readable && request.requester.person !== ctx.person?.name) {
     // Same answer as a missing request: do not reveal what exists on targets the person cannot see.
-    throw new UserError('not_found', `no request matching #${id}; \`/db pending\` lists open ones`);
+    throw new UserError('not_found', noRequest(id));
   }
   return request;
+}
+
+/** What a number that names no approval request gets: numbers belong to approval requests only. */
+export function noRequest(id: number): string {
+  return `there is no approval request #${id} (only requests that wait for approval get numbers); \`/db pending\` lists open ones`;
 }
 
 /** Why a transition was refused, in words. */
 export function refusalMessage(refusal: TransitionRefusal, id: number): string {
   switch (refusal.code) {
     case 'not_found':
-      return `no request matching #${id}`;
+      return noRequest(id);
     case 'self_approval':
       return `you requested #${id}; a different person must approve it (no role bypasses this)`;
     case 'already_voted':

@@ -19,12 +19,13 @@ export const BUILTIN_HELP: Record<Builtin, string> = {
   approve: 'approve <id> — approve someone else’s request (runs it when enough approvals are in)',
   deny: 'deny <id> [reason] — refuse a pending request',
   cancel: 'cancel <id> — withdraw your own request, or stop a running one (requester or approver)',
-  audit: 'audit [target] [--limit n] — recent audit records',
+  audit: 'audit [target | ref] [--limit n] — recent audit records, or one reply’s',
   lookup: 'lookup [target] <what> <key> — a pack lookup shown as a card (e.g. lookup kasm user alice)',
   bind: 'bind <target> — admins: bind this channel to a target, so commands here may leave it out',
   unbind: 'unbind — admins: remove this channel’s binding',
   alerts: 'alerts [target] — open alerts; alerts ack <id> | mute <id> --for 4h',
   history: 'history <target> <metric> [--since 7d] [--table t] — a metric over time',
+  page: 'page <ref> <n> — page n of a long answer, as its Next page button asks for it',
 };
 
 export const help: Handler = async (core, ctx, tokens) => {

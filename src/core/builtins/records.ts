@@ -3,6 +3,7 @@ import { findTarget } from '../../config/find-target.js';
 import type { AuditRecord } from '../../state/types.js';
 import { parseAuditFilter } from '../audit-filter.js';
 import { UserError } from '../errors.js';
+import { isRef } from '../refs.js';
 import { renderTable } from '../render.js';
 import { clipInput, closest } from '../suggest.js';
 import type { Column, Row } from '../types.js';
@@ -10,7 +11,12 @@ import { type Handler, isAdmin, ok, words } from './common.js';
 
 export const audit: Handler = async (core, ctx, tokens) => {
   const { target: givenTarget, filter, limit } = parseAuditFilter(tokens, core.now());
-  const targetName = givenTarget?.toLowerCase();
+  // `audit r7f3kq`: the records of one reply, by its reference.
+  const ref =
+    givenTarget !== undefined && isRef(givenTarget) && !core.config.targets[givenTarget.toLowerCase()]
+      ? givenTarget.toLowerCase()
+      : undefined;
+  const targetName = ref === undefined ? givenTarget?.toLowerCase() : undefined;
   const visible = new Set(core.visibleTargets(ctx.person).map((t) => t.name));
   if (targetName && !visible.has(targetName)) {
     const guesses = closest(targetName, [...visible]);
@@ -23,6 +29,7 @@ export const audit: Handler = async (core, ctx, tokens) => {
     await core.state.listAudit({
       ...filter,
       ...(targetName ? { target: targetName } : {}),
+      ...(ref !== undefined ? { ref } : {}),
       limit: limit * 3,
     })
   )
@@ -30,7 +37,7 @@ export const audit: Handler = async (core, ctx, tokens) => {
     .slice(0, limit);
   const columns: Column[] = [
     { key: 'at', label: 'at', kind: 'timestamp' },
-    { key: 'request', label: '#', kind: 'id' },
+    { key: 'request', label: '# / ref', kind: 'text' },
     { key: 'event', label: 'event', kind: 'text' },
     { key: 'person', label: 'person', kind: 'text' },
     { key: 'surface', label: 'via', kind: 'text' },
@@ -40,7 +47,7 @@ export const audit: Handler = async (core, ctx, tokens) => {
   ];
   const rows: Row[] = records.map((r) => ({
     at: r.at.toISOString(),
-    request: r.requestId,
+    request: r.requestId !== null ? `#${r.requestId}` : (r.ref ?? ''),
     event: r.event,
     person: r.person ?? r.identity,
     surface: r.surface,

@@ -8,6 +8,7 @@ import {
   ComponentType,
   TextInputStyle,
 } from 'discord.js';
+import type { Reply } from '../../core/reply.js';
 
 const PREFIX = 'dbops';
 
@@ -77,4 +78,40 @@ export function denyCommand(requestId: number, reason: string): string {
   const oneLine = reason.replace(/\s+/g, ' ').trim().slice(0, REASON_MAX);
   if (oneLine === '') return `/db deny ${requestId}`;
   return `/db deny ${requestId} "${oneLine.replace(/\\/g, '\\\\').replace(/"/g, '\\"')}"`;
+}
+
+/** `dbops:page:r7f3kq:3` — a "Next page" button: the answer's reference and a page number, nothing else. */
+export function pageId(ref: string, page: number): string {
+  return `${PREFIX}:page:${ref}:${page}`;
+}
+
+/** The reference and page of a page button; undefined for any other id (or a forged one). */
+export function parsePageId(id: string): { ref: string; page: number } | undefined {
+  const match = /^dbops:page:(r[a-hjkmnp-z2-9]{5}):([1-9]\d{0,6})$/.exec(id);
+  if (!match?.[1] || !match[2]) return undefined;
+  return { ref: match[1], page: Number(match[2]) };
+}
+
+/** Whether an id claims to be a page button, well-formed or not. */
+export function isPageId(id: string): boolean {
+  return id.startsWith(`${PREFIX}:page:`);
+}
+
+/** The "Next page" button under a paged public answer, when another page exists. */
+export function pageButtons(reply: Reply): APIActionRowComponent<APIComponentInMessageActionRow>[] {
+  const page = reply.result?.page;
+  if (reply.status !== 'ok' || reply.ephemeral || !page?.next || reply.ref === undefined) return [];
+  return [
+    {
+      type: ComponentType.ActionRow,
+      components: [
+        {
+          type: ComponentType.Button,
+          style: ButtonStyle.Secondary,
+          label: `Next page (${page.number + 1})`,
+          custom_id: pageId(reply.ref, page.number + 1),
+        },
+      ],
+    },
+  ];
 }

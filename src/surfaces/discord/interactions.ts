@@ -26,7 +26,7 @@ import { type DiscordApi, safeError } from './api.js';
 import { autocompleteChoices } from './autocomplete.js';
 import type { RequestCards } from './cards.js';
 import { COMMAND_NAME, commandText, OPTION } from './command.js';
-import { denyCommand, denyModal, parseCustomId, REASON_INPUT } from './components.js';
+import { denyCommand, denyModal, isPageId, parseCustomId, parsePageId, REASON_INPUT } from './components.js';
 import {
   CommandConversation,
   type Conversation,
@@ -36,7 +36,7 @@ import {
 } from './conversation.js';
 import { identityOf, memberRoleIds, personOf } from './identity.js';
 import { type ProgressRelay, type ProgressSink, ThreadProgress } from './progress.js';
-import { threadName } from './render.js';
+import { renderResultReply, renderText, threadName } from './render.js';
 
 export interface HandlerDeps extends AnswerDeps {
   client: Client;
@@ -216,6 +216,10 @@ export class DiscordHandlers {
   async #button(interaction: ButtonInteraction): Promise<void> {
     const alertText = alertCommandOfCustomId(interaction.customId);
     if (alertText) return await this.#alertButton(interaction, alertText);
+    if (isPageId(interaction.customId)) {
+      await this.#page(interaction);
+      return;
+    }
     const parsed = parseCustomId(interaction.customId);
     if (!parsed || parsed.action === 'deny-reason') return;
     if (!(await this.#claim(`interaction:${interaction.id}`))) return;
@@ -249,6 +253,50 @@ export class DiscordHandlers {
     const where = locate(interaction.channel, interaction.channelId);
     const inv = invocation(identityOf(interaction.user), text, where, interaction.member);
     await this.#run(inv, new PrivateConversation(this.#api, interaction), undefined);
+  }
+
+  /**
+   * Next page: `/db page <ref> <n>` as whoever pressed (their permissions, the policy in force); the page
+   * replaces the message the button is on. Refusals and forged buttons answer privately, editing nothing.
+   */
+  async #page(interaction: ButtonInteraction): Promise<void> {
+    if (!(await this.#claim(`interaction:${interaction.id}`))) return;
+    const wanted = parsePageId(interaction.customId);
+    if (!wanted) {
+      this.#deps.log.warn('discord: a page button with an id dbops did not make');
+      await this.#ack(interaction, () =>
+        interaction.reply({
+          content: 'This button does not name a page of a dbops answer, so nothing was run.',
+          flags: MessageFlags.Ephemeral,
+        }),
+      );
+      return;
+    }
+    if (!(await this.#ack(interaction, () => interaction.deferUpdate()))) return;
+    const where = locate(interaction.channel, interaction.channelId);
+    const inv = invocation(
+      identityOf(interaction.user),
+      `/db page ${wanted.ref} ${wanted.page}`,
+      where,
+      interaction.member,
+    );
+    await withResultScope(async () => {
+      const reply = await this.#dispatch(inv, undefined);
+      const { applicationId, token } = interaction;
+      try {
+        if (reply.status === 'ok' && !reply.ephemeral && reply.result) {
+          await this.#api.editOriginal(applicationId, token, renderResultReply(reply));
+        } else {
+          const [first] = renderText(reply.text, 1);
+          await this.#api.followUp(applicationId, token, {
+            ...(first ?? { content: reply.message }),
+            flags: 64,
+          });
+        }
+      } catch (err) {
+        this.#deps.log.error({ err: safeError(err), ref: reply.ref }, 'could not deliver a page to discord');
+      }
+    });
   }
 
   async #modal(interaction: ModalSubmitInteraction): Promise<void> {
@@ -339,14 +387,15 @@ export class DiscordHandlers {
 
   /** Progress of a command goes in a thread started from its answer ("running…" until it is done). */
   #threadFor(conversation: Conversation, text: string): ProgressSink {
-    return new ThreadProgress(this.#deps, async (requestId) => {
+    return new ThreadProgress(this.#deps, async (about) => {
       if (!conversation.answered()) {
         const shown = text.replace(/`/g, "'").slice(0, 200);
+        const named = typeof about === 'number' ? `#${about}` : `ref ${about}`;
         await conversation.answer({
-          content: `⏳ Running \`${shown}\` (#${requestId}) — progress in the thread.`,
+          content: `⏳ Running \`${shown}\` (${named}) — progress in the thread.`,
         });
       }
-      return await conversation.thread(threadName(requestId, text));
+      return await conversation.thread(threadName(about, text));
     });
   }
 

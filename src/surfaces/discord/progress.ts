@@ -8,7 +8,7 @@ import { renderProgress } from './render.js';
 
 /** Where the progress of one invocation goes. */
 export interface ProgressSink {
-  push(requestId: number, line: string): void;
+  push(about: number | string, line: string): void;
   /** Resolves once every line pushed so far has been posted. */
   settled(): Promise<void>;
 }
@@ -22,8 +22,8 @@ export class ProgressRelay {
   }
 
   /** The app.events.onProgress listener. */
-  readonly onProgress = (requestId: number, invocation: Invocation, line: string): void => {
-    this.#sinks.get(invocation)?.push(requestId, line);
+  readonly onProgress = (about: number | string, invocation: Invocation, line: string): void => {
+    this.#sinks.get(invocation)?.push(about, line);
   };
 
   /** Waits until the progress of `invocation` has been posted (before its final answer). */
@@ -33,7 +33,8 @@ export class ProgressRelay {
 }
 
 /** Finds (or makes) the channel or thread for the progress of a command, on its first line. */
-export type ProgressPlace = (requestId: number) => Promise<string | undefined>;
+/** `about`: the approval request's number, or the reference (`r7f3kq`) of a command that ran at once. */
+export type ProgressPlace = (about: number | string) => Promise<string | undefined>;
 
 /** Progress of a command typed now: into a thread started from its answer. */
 export class ThreadProgress implements ProgressSink {
@@ -49,22 +50,22 @@ export class ThreadProgress implements ProgressSink {
     this.#place = place;
   }
 
-  push(requestId: number, line: string): void {
+  push(about: number | string, line: string): void {
     this.#lines.push(line);
-    this.#sending ??= this.#drain(requestId).finally(() => {
+    this.#sending ??= this.#drain(about).finally(() => {
       this.#sending = undefined;
     });
   }
 
-  async #drain(requestId: number): Promise<void> {
+  async #drain(about: number | string): Promise<void> {
     try {
-      const channel = await this.#place(requestId);
+      const channel = await this.#place(about);
       while (this.#lines.length > 0) {
         const lines = this.#lines.splice(0);
         if (channel) await this.#api.send(channel, renderProgress(lines));
       }
     } catch (err) {
-      this.#log.warn({ err: safeError(err), requestId }, 'could not post progress');
+      this.#log.warn({ err: safeError(err), about }, 'could not post progress');
       this.#lines.length = 0;
     }
   }

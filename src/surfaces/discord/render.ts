@@ -4,13 +4,14 @@
 import { type APIEmbed, type APIEmbedField, escapeMarkdown } from 'discord.js';
 import { resultToCsv } from '../../core/csv.js';
 import type { RequestChange } from '../../core/dispatch.js';
+import { countLines } from '../../core/paging.js';
 import { formatValue, renderCard, renderTable } from '../../core/render.js';
-import type { Reply } from '../../core/reply.js';
+import { type Reply, replyTag } from '../../core/reply.js';
 import type { OperationResult, Row } from '../../core/types.js';
 import { showInvisible } from '../../core/visible.js';
 import type { ApprovalRequest } from '../../state/types.js';
 import type { OutgoingFile, OutgoingMessage } from './api.js';
-import { approvalButtons } from './components.js';
+import { approvalButtons, pageButtons } from './components.js';
 import { mentionOfActor } from './identity.js';
 
 /** Discord's documented limits (developers/resources/message.mdx, components, channels). */
@@ -106,13 +107,11 @@ function resultBody(result: OperationResult, shown: number): string {
       parts.push(renderTable(result.columns, rows, { maxWidth: TABLE_WIDTH }));
     }
     if (total > 0 && shown >= total && result.display !== 'text') {
-      parts.push(
-        result.truncated
-          ? `${plural(total, 'row')} shown — more rows exist (capped; narrow the query or use --limit)`
-          : plural(total, 'row'),
-      );
-    } else if (total > 0 && shown >= total && result.truncated) {
-      parts.push('… more lines (capped)');
+      parts.push(...countLines(result, plural(total, 'row')));
+    } else if (total > 0 && shown >= total && (result.truncated || result.page)) {
+      parts.push(...(result.page ? countLines(result, plural(total, 'line')) : ['… more lines (capped)']));
+    } else if (total === 0 && result.page) {
+      parts.push(...countLines(result, ''));
     }
   }
   for (const note of result.notes ?? []) parts.push(note);
@@ -192,13 +191,19 @@ export function renderResult(
 export function renderResultReply(reply: Reply): OutgoingMessage {
   const result = reply.result;
   if (!result) return renderText(reply.text)[0] ?? { content: '' };
+  const tag = replyTag(reply);
   const header = clip(
-    `${escapeText(reply.message)}${reply.requestId !== null && !reply.message.includes(`#${reply.requestId}`) ? ` · #${reply.requestId}` : ''}`,
+    `${escapeText(reply.message)}${tag !== undefined && !reply.message.includes(tag) ? ` · ${tag}` : ''}`,
     300,
   );
-  const base = `${reply.operation ?? 'result'}-${reply.target ?? ''}-${reply.requestId ?? ''}`;
+  const base = `${reply.operation ?? 'result'}-${reply.target ?? ''}-${reply.requestId ?? reply.ref ?? ''}`;
   const rendered = renderResult(result, LIMITS.content - header.length - 1, base);
-  return { content: `${header}\n${rendered.text}`, files: rendered.files };
+  const next = pageButtons(reply);
+  return {
+    content: `${header}\n${rendered.text}`,
+    files: rendered.files,
+    ...(next.length > 0 ? { components: next } : {}),
+  };
 }
 
 /**
@@ -445,8 +450,9 @@ export function renderRequestChange(
 }
 
 /** A thread's name: `#7 kill-idle staging --older-than 10m`. */
-export function threadName(id: number | null, command: string): string {
-  const name = `${id !== null ? `#${id} ` : ''}${command.replace(/\s+/g, ' ').trim()}`;
+export function threadName(id: number | string | null, command: string): string {
+  const label = id === null ? '' : typeof id === 'number' ? `#${id} ` : `${id} `;
+  const name = `${label}${command.replace(/\s+/g, ' ').trim()}`;
   return clip(name || 'dbops', LIMITS.threadName);
 }
 

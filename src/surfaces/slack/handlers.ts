@@ -7,7 +7,7 @@ import { isUserError } from '../../core/errors.js';
 import { withInvocationFiles } from '../../core/invocation-files.js';
 import type { Logger } from '../../core/log.js';
 import { redactSecrets } from '../../core/log.js';
-import type { Reply } from '../../core/reply.js';
+import { type Reply, replyTag } from '../../core/reply.js';
 import { withResultScope } from '../../core/result-budget.js';
 import type { Invocation, InvocationFile } from '../../core/types.js';
 import { downloadFile, type RemoteFile } from '../download.js';
@@ -23,7 +23,8 @@ import {
   VIEW_DENY,
 } from './cards.js';
 import { commandText, identityOfUser, mentionUser, slackIdentity } from './identity.js';
-import { inlineCode, section } from './render.js';
+import { ACTION_PAGE, parsePageValue } from './paging.js';
+import { inlineCode, renderReply, section } from './render.js';
 import type { Conversation, SlackThreads } from './threads.js';
 
 export interface HandlerDeps {
@@ -115,7 +116,7 @@ export function registerHandlers(deps: HandlerDeps): void {
           { err: errText(err), requestId: reply.requestId, status: reply.status },
           'slack: reply not delivered',
         );
-        const text = `dbops could not post its answer here (ref ${reply.requestId ?? 'none'}): ${reply.message}`;
+        const text = `dbops could not post its answer here (${replyTag(reply) ?? 'no ref'}): ${reply.message}`;
         await conversation.ephemeral({ text, blocks: [section(text)] }).catch(() => {});
       }
       return reply;
@@ -273,6 +274,63 @@ export function registerHandlers(deps: HandlerDeps): void {
           conversation,
         );
       });
+    },
+  );
+
+  // Next page: `/db page <ref> <n>` as the person who pressed (their permissions, the policy in force);
+  // the page replaces the message the button was on. A value dbops did not make runs nothing.
+  bolt.action<BlockAction<ButtonAction>>(
+    { action_id: ACTION_PAGE },
+    async ({ ack, body, action, respond }) => {
+      await ack();
+      deps.track(
+        async () => {
+          const wanted = parsePageValue(action.value);
+          const conversation = clickConversation(body, respond);
+          const card = conversation?.origin.card;
+          if (!conversation || !card) return;
+          if (!wanted) {
+            log.warn('slack: a page button with a value dbops did not make');
+            const text = 'This button does not name a page of a dbops answer, so nothing was run.';
+            await conversation.ephemeral({ text, blocks: [section(text)] }).catch(() => {});
+            return;
+          }
+          if (!(await firstDelivery(`slack:action:${body.trigger_id}:${action.action_ts}`, conversation)))
+            return;
+          const identity = identityOfUser(body.user, body.team?.id);
+          if (!identity) return await unidentified(conversation);
+          const inv: Invocation = {
+            surface: 'slack',
+            identity,
+            channel: conversation.origin.channel,
+            ...(conversation.origin.thread ? { thread: conversation.origin.thread } : {}),
+            text: `/db page ${wanted.ref} ${wanted.page}`,
+          };
+          await withResultScope(async () => {
+            deps.conversations.set(inv, conversation);
+            const reply = await app.core.dispatch(inv);
+            try {
+              if (reply.status !== 'ok' || reply.ephemeral || !reply.result) {
+                await threads.deliver(reply, conversation);
+                return;
+              }
+              const rendered = renderReply(reply);
+              await threads.client.chat.update({
+                channel: card.channel,
+                ts: card.ts,
+                text: rendered.text,
+                blocks: rendered.blocks,
+              });
+              if (rendered.files.length > 0)
+                await threads.upload(await conversation.thread(), rendered.files);
+            } catch (err) {
+              log.error({ err: errText(err), ref: reply.ref }, 'slack: page not delivered');
+            }
+          });
+        },
+        // The lane of the target the page reads (lanes.ts looks the reference up).
+        { text: `page ${parsePageValue(action.value)?.ref ?? ''}` },
+      );
     },
   );
 

@@ -1,10 +1,12 @@
 // Replies and results as Block Kit within Slack's limits, with every database value escaped.
 import type { types } from '@slack/bolt';
 import { resultToCsv } from '../../core/csv.js';
+import { countLines } from '../../core/paging.js';
 import { formatCount, formatValue, renderCard, renderTable, type TableOptions } from '../../core/render.js';
-import type { Reply } from '../../core/reply.js';
+import { type Reply, replyTag } from '../../core/reply.js';
 import type { Column, OperationResult, Row } from '../../core/types.js';
 import { showInvisible } from '../../core/visible.js';
+import { pageButton } from './paging.js';
 
 export type Block = types.KnownBlock;
 
@@ -162,7 +164,7 @@ export function resultBlocks(result: OperationResult, options: { attach?: boolea
   let omittedRows = 0;
   if (result.columns.length > 0) {
     if (result.rows.length === 0) {
-      blocks.push(context('(no rows)'));
+      blocks.push(context(result.page ? (countLines(result, '')[0] ?? '(no rows)') : '(no rows)'));
     } else {
       const total = result.rows.length;
       let shown: number;
@@ -204,7 +206,12 @@ export function resultBlocks(result: OperationResult, options: { attach?: boolea
           ? `${formatCount(shown)} of ${plural(total, unit)} shown · ${formatCount(omittedRows)} more ${unit}${omittedRows === 1 ? '' : 's'} — ${attach ? 'full result attached as CSV' : 'not shown (Slack message limit)'}`
           : plural(total, unit),
       ];
-      if (result.truncated) parts.push('more rows exist in the database (row cap; narrow it or use --limit)');
+      if (result.page) {
+        const [which, next] = countLines(result, plural(total, unit));
+        // The next page's exact command, whole (a button under the answer does the same).
+        parts[0] = omittedRows > 0 ? `${parts[0]} · ${which ?? ''}` : (which ?? '');
+        if (next) parts.push(inlineCode(next));
+      } else if (result.truncated) parts.push('more rows exist in the database (row cap; narrow it)');
       blocks.push(context(parts.join(' · ')));
     }
   }
@@ -217,7 +224,12 @@ export function resultBlocks(result: OperationResult, options: { attach?: boolea
 export function resultFiles(
   result: OperationResult,
   omittedRows: number,
-  name: { operation?: string | undefined; target?: string | undefined; requestId: number | null },
+  name: {
+    operation?: string | undefined;
+    target?: string | undefined;
+    requestId: number | null;
+    ref?: string | undefined;
+  },
 ): UploadFile[] {
   const files: UploadFile[] = (result.attachments ?? []).map((a) => ({
     filename: a.filename,
@@ -225,7 +237,11 @@ export function resultFiles(
     content: a.content,
   }));
   if (omittedRows > 0 && !files.some((f) => f.filename.endsWith('.csv'))) {
-    const base = [name.operation ?? 'result', name.target, name.requestId !== null ? `${name.requestId}` : '']
+    const base = [
+      name.operation ?? 'result',
+      name.target,
+      name.requestId !== null ? `${name.requestId}` : name.ref,
+    ]
       .filter((part) => part)
       .join('-')
       .replace(/[^A-Za-z0-9._-]/g, '_');
@@ -270,12 +286,12 @@ export function renderReply(
   if (reply.result && (reply.status === 'ok' || reply.status === 'pending')) {
     const rendered = resultBlocks(reply.result, { attach });
     blocks.push(...rendered.blocks);
-    // The request id, for the audit log and "internal error, ref …" — unless the message names it already.
-    const id =
-      reply.requestId !== null && !reply.message.includes(`#${reply.requestId}`)
-        ? ` · #${reply.requestId}`
-        : '';
+    // `#7` or `ref r7f3kq`, for the audit log — unless the message names it already.
+    const tag = replyTag(reply);
+    const id = tag !== undefined && !reply.message.includes(tag) ? ` · ${tag}` : '';
     blocks.push(context(`${escapeText(reply.message)}${id}`));
+    const next = pageButton(reply);
+    if (next) blocks.push(next);
     if (attach) files = resultFiles(reply.result, rendered.omittedRows, reply);
   } else {
     blocks.push(...textBlocks(reply.text));

@@ -1,0 +1,89 @@
+// Operations that run at once (reads, and writes the policy lets through): audited before and after, and
+// a read answered in pages (paging.ts) remembered under the invocation's reference for its page button.
+import type { ResolvedTarget } from '../config/schema.js';
+import type { StateStore } from '../state/types.js';
+import type { AuditTrail } from './audit.js';
+import type { About, InvocationContext } from './context.js';
+import { formatDuration } from './duration.js';
+import type { AnyOperation } from './operation.js';
+import { type PagePlan, pageResult } from './paging.js';
+import { renderResult } from './render.js';
+import { type Reply, reply } from './reply.js';
+import type { OperationResult, Risk } from './types.js';
+
+export interface RunNowInfo {
+  command: string;
+  risk: Risk;
+  about: About;
+  /** The operation answers in pages (a read that returns rows). */
+  pages?: boolean;
+  /** The page asked for (or, for operations with their own `limit`, page 1 by default). */
+  page?: PagePlan | undefined;
+}
+
+export interface RunNowDeps {
+  audit: AuditTrail;
+  state: StateStore;
+  /** Runs the operation's run step with these arguments, and a row cap above its own when given. */
+  run(
+    ctx: InvocationContext,
+    spec: AnyOperation,
+    target: ResolvedTarget,
+    args: Record<string, unknown>,
+    rowCap: number | undefined,
+  ): Promise<OperationResult>;
+}
+
+export async function runNow(
+  deps: RunNowDeps,
+  ctx: InvocationContext,
+  spec: AnyOperation,
+  target: ResolvedTarget,
+  args: Record<string, unknown>,
+  info: RunNowInfo,
+): Promise<Reply> {
+  const { audit } = deps;
+  const plan = info.page;
+  const shown =
+    plan && plan.page > 1 ? `${info.command}${plan.limitOption} --page ${plan.page}` : info.command;
+  // Nothing runs unless its audit record is written first.
+  await audit.orStop(ctx, { event: 'requested', outcome: 'running', ...info.about });
+  const started = Date.now();
+  try {
+    const read = await deps.run(ctx, spec, target, plan?.args ?? args, plan?.rowCap);
+    const { result, remember } = pageResult({
+      ctx,
+      spec,
+      target,
+      args,
+      read,
+      command: info.command,
+      plan,
+      pages: info.pages,
+    });
+    const durationMs = Date.now() - started;
+    await audit
+      .record(ctx, { event: 'executed', outcome: 'ok', durationMs, ...info.about })
+      .catch((err: unknown) => ctx.log.error({ err }, 'audit write failed after the operation ran'));
+    // The command in the note works when pasted anyway; only the page button needs this.
+    if (remember) {
+      await deps.state
+        .savePagedRead(remember)
+        .catch((err: unknown) => ctx.log.warn({ err }, 'could not remember the paged read'));
+    }
+    return reply({
+      status: 'ok',
+      requestId: null,
+      ref: ctx.ref,
+      operation: spec.name,
+      target: target.name,
+      risk: info.risk,
+      result,
+      message: `${shown} — done in ${formatDuration(durationMs / 1000)}`,
+      text: `${renderResult(result)}\n(${shown} · ref ${ctx.ref} · ${formatDuration(durationMs / 1000)})`,
+    });
+  } catch (err) {
+    const durationMs = Date.now() - started;
+    return await audit.fail(ctx, err, { ...info.about, durationMs });
+  }
+}
