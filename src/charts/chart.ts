@@ -131,7 +131,14 @@ export async function renderChartSvg(spec: ChartSpec): Promise<string> {
         series.length > 1
           ? { bottom: 4, textStyle: { fontFamily: FONT, fontSize: 15 }, itemWidth: 18 }
           : { show: false },
-      grid: { left: 16, right: 28, top: 56, bottom: series.length > 1 ? 84 : 56, containLabel: true },
+      grid: {
+        left: 16,
+        right: 28,
+        top: 56,
+        bottom: series.length > 1 ? 84 : 56,
+        outerBoundsMode: 'same',
+        outerBoundsContain: 'all',
+      },
       xAxis: {
         type: 'time',
         name: `time (${zone})`,
@@ -149,6 +156,10 @@ export async function renderChartSvg(spec: ChartSpec): Promise<string> {
       yAxis: {
         type: 'value',
         scale: spec.unit !== 'percent',
+        // A limit is drawn even when far above the data: the distance to it is the point of the chart.
+        ...(spec.limit
+          ? { max: (extent: { max: number }) => Math.max(extent.max, (spec.limit?.value ?? 0) * 1.05) }
+          : {}),
         axisLabel: { fontFamily: FONT, fontSize: 15, formatter: (v: number) => formatUnit(v, spec.unit) },
       },
       series: series.map((s, i) => ({
