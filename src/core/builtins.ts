@@ -2,6 +2,7 @@
 
 import { alerts } from '../alerts/command.js';
 import { history } from '../history/command.js';
+import { trend } from '../history/trend.js';
 import type { Handler } from './builtins/common.js';
 import { help, targets } from './builtins/help.js';
 import { audit, bind, lookup, unbind } from './builtins/records.js';
@@ -22,4 +23,5 @@ export const builtinHandlers: Record<Builtin, Handler> = {
   unbind,
   alerts,
   history,
+  trend,
 };

@@ -15,6 +15,7 @@ export const BUILTINS = [
   'unbind',
   'alerts',
   'history',
+  'trend',
 ] as const;
 export type Builtin = (typeof BUILTINS)[number];
 

@@ -48,6 +48,29 @@ export function isMetric(name: string): name is Metric {
   return Object.hasOwn(METRICS, name);
 }
 
+/** Words people use for the metrics ("size", "xid-age", "lag"); the stored names work as well. */
+const METRIC_ALIASES: Readonly<Record<string, Metric>> = {
+  size: 'database_bytes',
+  'database-size': 'database_bytes',
+  'db-size': 'database_bytes',
+  table: 'table_bytes',
+  'table-size': 'table_bytes',
+  'table-sizes': 'table_bytes',
+  'cache-hit': 'cache_hit_percent',
+  'xid-age': 'xid_age',
+  wraparound: 'xid_age',
+  lag: 'replication_lag_seconds',
+  'replication-lag': 'replication_lag_seconds',
+  'slow-queries': 'slow_query_seconds',
+};
+
+/** The metric a word names, in any case, stored name or alias. */
+export function metricNamed(word: string): Metric | undefined {
+  const lower = word.toLowerCase();
+  if (isMetric(lower)) return lower;
+  return METRIC_ALIASES[lower] ?? METRIC_ALIASES[lower.replaceAll('_', '-')];
+}
+
 /** One stored value; `value` null means the target could not say (e.g. pg_stat_statements not installed). */
 export interface Sample {
   target: string;

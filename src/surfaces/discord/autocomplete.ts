@@ -139,5 +139,7 @@ function builtinSummary(name: (typeof BUILTINS)[number]): string {
       return 'open alerts; ack or mute one';
     case 'history':
       return 'a stored metric over time';
+    case 'trend':
+      return 'a stored metric as a chart, with its forecast';
   }
 }
