@@ -58,7 +58,7 @@ export function limitOf(
     case 'connections':
       return maxConnections === undefined
         ? undefined
-        : { what: `max_connections (${formatCount(maxConnections)})`, limit: maxConnections };
+        : { what: `the connection limit (${formatCount(maxConnections)})`, limit: maxConnections };
     default:
       return undefined;
   }
