@@ -137,4 +137,31 @@ describe('/db trend', () => {
     const quiet = await as(app, 'alice')('/db health kasm');
     expect(quiet.result?.rows.some((r) => r.check === 'forecast')).toBe(false);
   });
+
+  it('samples how much of its range each sequence used, and forecasts when it runs out', async () => {
+    await adminQuery(
+      `CREATE SEQUENCE public.ticket_no AS smallint MAXVALUE 1000;
+       SELECT setval('public.ticket_no', 250);`,
+      [],
+      fx.staging.name,
+    );
+    const at = new Date(NOW.getTime() - 30 * 60_000);
+    await app.sampler('staging', at);
+    const [stored] = await adminQuery<{ value: number }>(
+      `SELECT value FROM dbops_samples WHERE target = 'staging' AND metric = 'sequence_used_percent'
+       AND subject = 'public.ticket_no' AND at = $1`,
+      [at],
+      fx.state.name,
+    );
+    // (250 - 1) of the range 1..1000.
+    expect(stored?.value).toBeCloseTo((100 * 249) / 999, 6);
+    // A week of samples climbing 2 points a day up to 91%: 4.5 days left.
+    await store('sequence_used_percent', 'public.orders_id_seq', 7 * 24, (h) => 77 + (h / 24) * 2);
+    const reply = await as(app, 'alice')('/db trend staging sequences --sequence orders_id_seq');
+    expect(reply.result?.data?.forecast).toMatchObject({ kind: 'reaches', limit: 100 });
+    expect((reply.result?.data?.forecast as { days: number }).days).toBeCloseTo(4.5, 3);
+    const health = await as(app, 'alice')('/db health staging');
+    const notes = health.result?.notes?.join(' ').replace(/\s+/g, ' ') ?? '';
+    expect(notes).toMatch(/sequence public\.orders_id_seq its type's maximum in 4 days/);
+  });
 });

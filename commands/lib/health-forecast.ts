@@ -54,7 +54,7 @@ export async function forecastCheck(
     check: 'forecast',
     status: 'warn',
     detail: `${soon.length} limit${soon.length === 1 ? '' : 's'} within ${horizon}`,
-    note: `forecast: ${soon.map((f) => f.text).join('; ')}; \`/db trend ${target} ${soon[0]?.metric}\` shows the curve`,
+    note: `forecast: ${soon.map((f) => f.text).join('; ')}; \`/db trend ${target} ${soon[0]?.metric}${soon[0]?.subject ? ` --sequence ${soon[0].subject}` : ''}\` shows the curve`,
     values,
   };
 }

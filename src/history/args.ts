@@ -66,12 +66,17 @@ export function sinceOf(core: CoreServices, tokens: readonly Token[], usage: str
   return new Date(core.now().getTime() - seconds * 1000);
 }
 
-/** --table as the stored subject: `schema.table`; a bare name means the public schema. */
+/** --table (table_bytes) or --sequence (sequence_used_percent) as the stored subject: `schema.name`. */
 export function tableSubject(metric: Metric, tokens: readonly Token[], usage: string): string | undefined {
   const table = option(tokens, 'table');
-  if (table === undefined) return undefined;
-  if (metric !== 'table_bytes') {
+  const sequence = option(tokens, 'sequence');
+  if (table !== undefined && metric !== 'table_bytes') {
     throw new UserError('invalid_argument', `--table goes with table_bytes only. ${usage}`);
   }
-  return table.includes('.') ? table : `public.${table}`;
+  if (sequence !== undefined && metric !== 'sequence_used_percent') {
+    throw new UserError('invalid_argument', `--sequence goes with sequence_used_percent only. ${usage}`);
+  }
+  const name = table ?? sequence;
+  if (name === undefined) return undefined;
+  return name.includes('.') ? name : `public.${name}`;
 }

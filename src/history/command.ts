@@ -9,7 +9,7 @@ import { METRICS, type Metric } from './metrics.js';
 import type { SeriesPoint } from './store.js';
 import { utcMinute } from './time.js';
 
-const USAGE = 'usage: /db history <target> <metric> [--since 7d] [--table schema.table]';
+const USAGE = 'usage: /db history <target> <metric> [--since 7d] [--table t | --sequence s]';
 /** Rows one answer shows; older ones are left out with a note. */
 const MAX_POINTS = 200;
 const WIDTH = 80;

@@ -19,6 +19,8 @@ const MAX_POINTS = 5_000;
 
 export interface LimitForecast {
   metric: Metric;
+  /** The sequence a forecast is about (sequence_used_percent). */
+  subject?: string;
   /** What is reached, in words: "the wraparound stop", "the disk budget 50 GB". */
   what: string;
   limit: number;
@@ -55,6 +57,8 @@ export function limitOf(
         ? undefined
         : { what: `the disk budget ${formatBytes(budget)}`, limit: budget };
     }
+    case 'sequence_used_percent':
+      return { what: "its type's maximum", limit: 100 };
     case 'connections':
       return maxConnections === undefined
         ? undefined
@@ -88,12 +92,23 @@ export async function targetForecasts(
 ): Promise<LimitForecast[]> {
   const since = new Date(now.getTime() - FORECAST_WINDOW_SECONDS * 1000);
   const out: LimitForecast[] = [];
-  for (const metric of ['xid_age', 'database_bytes', 'connections'] as const) {
+  for (const metric of ['xid_age', 'database_bytes', 'connections', 'sequence_used_percent'] as const) {
     const limit = limitOf(metric, target, maxConnections);
     if (!limit) continue;
     const { points } = await store.series({ target: target.name, metric, since, limit: MAX_POINTS });
     if (points.length === 0) continue;
-    out.push(forecastOf(metric, points, limit, now));
+    if (metric !== 'sequence_used_percent') {
+      out.push(forecastOf(metric, points, limit, now));
+      continue;
+    }
+    // Each sequence runs out on its own: one forecast per sequence.
+    for (const name of new Set(points.map((p) => p.subject))) {
+      const own = points.filter((p) => p.subject === name);
+      out.push({
+        ...forecastOf(metric, own, { ...limit, what: `sequence ${name} ${limit.what}` }, now),
+        subject: name,
+      });
+    }
   }
   return out;
 }

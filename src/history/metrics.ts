@@ -7,7 +7,7 @@ export interface MetricInfo {
   /** How the value reads in a table. */
   kind: ColumnKind;
   /** What `subject` holds for this metric ('' when it has none). */
-  subject?: 'table' | 'state';
+  subject?: 'table' | 'state' | 'sequence';
 }
 
 const METRIC_INFO = {
@@ -30,6 +30,11 @@ const METRIC_INFO = {
   replication_lag_seconds: {
     summary: 'replay lag: the slowest standby (on a primary) or this standby behind its primary',
     kind: 'seconds',
+  },
+  sequence_used_percent: {
+    summary: "share of each sequence's range used (pg_sequences), the most used ones",
+    kind: 'percent',
+    subject: 'sequence',
   },
   slow_query_calls: { summary: 'calls counted by pg_stat_statements for this database', kind: 'count' },
   slow_query_seconds: {
@@ -62,6 +67,8 @@ const METRIC_ALIASES: Readonly<Record<string, Metric>> = {
   lag: 'replication_lag_seconds',
   'replication-lag': 'replication_lag_seconds',
   'slow-queries': 'slow_query_seconds',
+  sequences: 'sequence_used_percent',
+  sequence: 'sequence_used_percent',
 };
 
 /** The metric a word names, in any case, stored name or alias. */

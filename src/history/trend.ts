@@ -21,7 +21,7 @@ import { METRICS, type Metric } from './metrics.js';
 import type { HistoryStore, SeriesPoint } from './store.js';
 import { utcMinute } from './time.js';
 
-const USAGE = 'usage: /db trend <target> <metric> [--since 7d] [--table schema.table]';
+const USAGE = 'usage: /db trend <target> <metric> [--since 7d] [--table t | --sequence s]';
 const WIDTH = 80;
 const SPARK = 24;
 /** Enough points for a week of samples every two minutes; older ones are left out with a note. */
@@ -192,14 +192,11 @@ export const trend: Handler = async (core, ctx, tokens) => {
     });
   }
   const summary = await summaryOf(store, target.name, metric, shown, since);
-  const limit =
-    subject === undefined
-      ? limitOf(
-          metric,
-          target,
-          metric === 'connections' ? await maxConnections(core, target.name) : undefined,
-        )
-      : undefined;
+  // A sequence's forecast is its own: with --sequence; the others are about the whole database.
+  const forecastable = metric === 'sequence_used_percent' ? subject !== undefined : subject === undefined;
+  const limit = forecastable
+    ? limitOf(metric, target, metric === 'connections' ? await maxConnections(core, target.name) : undefined)
+    : undefined;
   const forecast: LimitForecast | undefined = limit
     ? forecastOf(metric, points, limit, core.now())
     : undefined;
