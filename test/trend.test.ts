@@ -80,7 +80,7 @@ describe('/db trend', () => {
 
   it('forecasts the disk budget: 10 GB from 9 GB at 1 GB/day is one day away', async () => {
     const reply = await as(app, 'alice')('/db trend staging size');
-    const forecast = reply.result?.data?.forecast as { kind: string; days: number; at: string };
+    const forecast = (reply.result?.data?.forecast ?? {}) as { kind?: string; days?: number };
     expect(forecast.kind).toBe('reaches');
     expect(forecast.days).toBeCloseTo(1, 3);
     expect(reply.text.replace(/\s+/g, ' ')).toContain(
@@ -104,7 +104,7 @@ describe('/db trend', () => {
       fx.staging.name,
     );
     const reply = await as(app, 'alice')('/db trend staging connections --since 2d');
-    const forecast = reply.result?.data?.forecast as { kind: string; limit: number; perDay: number };
+    const forecast = (reply.result?.data?.forecast ?? {}) as { kind?: string; limit?: number; perDay?: number };
     expect(forecast.limit).toBe(Number(max?.n));
     expect(forecast.perDay).toBeCloseTo(24, 6);
     expect(reply.result?.headline).toMatch(/peak 78 at 2026-12-06 12:00 UTC/);
@@ -159,7 +159,7 @@ describe('/db trend', () => {
     await store('sequence_used_percent', 'public.orders_id_seq', 7 * 24, (h) => 77 + (h / 24) * 2);
     const reply = await as(app, 'alice')('/db trend staging sequences --sequence orders_id_seq');
     expect(reply.result?.data?.forecast).toMatchObject({ kind: 'reaches', limit: 100 });
-    expect((reply.result?.data?.forecast as { days: number }).days).toBeCloseTo(4.5, 3);
+    expect((reply.result?.data?.forecast as { days?: number } | undefined)?.days).toBeCloseTo(4.5, 3);
     const health = await as(app, 'alice')('/db health staging');
     const notes = health.result?.notes?.join(' ').replace(/\s+/g, ' ') ?? '';
     expect(notes).toMatch(/sequence public\.orders_id_seq its type's maximum in 4 days/);
