@@ -1,6 +1,7 @@
 // Built-in commands beside the catalog, by name: each handler gets the core's services, never the core.
 
 import { alerts } from '../alerts/command.js';
+import { digest } from '../digest/digest.js';
 import { history } from '../history/command.js';
 import { trend } from '../history/trend.js';
 import type { Handler } from './builtins/common.js';
@@ -24,4 +25,5 @@ export const builtinHandlers: Record<Builtin, Handler> = {
   alerts,
   history,
   trend,
+  digest,
 };

@@ -16,6 +16,7 @@ export const BUILTINS = [
   'alerts',
   'history',
   'trend',
+  'digest',
 ] as const;
 export type Builtin = (typeof BUILTINS)[number];
 

@@ -24,6 +24,7 @@ export const BUILTIN_HELP: Record<Builtin, string> = {
   unbind: 'unbind — admins: remove this channel’s binding',
   alerts: 'alerts [target] — open alerts; alerts ack <id> | mute <id> --for 4h',
   history: 'history <target> <metric> [--since 7d] [--table t] — a metric over time',
+  digest: 'digest <target> [--since 7d] — growers, new slow queries, new unused indexes, forecasts',
   trend: 'trend <target> <metric> [--since 7d] [--table t] — a chart, the rate and the forecast',
 };
 

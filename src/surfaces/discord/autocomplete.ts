@@ -139,6 +139,8 @@ function builtinSummary(name: (typeof BUILTINS)[number]): string {
       return 'open alerts; ack or mute one';
     case 'history':
       return 'a stored metric over time';
+    case 'digest':
+      return 'the weekly review of a target, with charts';
     case 'trend':
       return 'a stored metric as a chart, with its forecast';
   }
