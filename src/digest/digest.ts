@@ -149,7 +149,7 @@ export async function buildDigest(
   for (const r of newUnused.slice(0, LISTED)) {
     add(
       `${visible(String(r.index), 63)} on ${visible(String(r.table ?? ''), 63)} (${formatBytes(Number(r.bytes ?? 0))})`,
-      '    ',
+      '  ',
     );
   }
   if (newUnused.length > LISTED)
