@@ -18,6 +18,7 @@ import {
   readHeadroom,
   secondsSince,
 } from './lib/activity.js';
+import { forecastCheck } from './lib/health-forecast.js';
 
 /*
  * Fixed thresholds: round trip, connection use and wraparound. The session thresholds are options
@@ -423,7 +424,10 @@ export default defineOperation({
     '--blocked); sessions idle in transaction longer than --idle-in-transaction (warn); the oldest ' +
     'age(datfrozenxid) against autovacuum_freeze_max_age, multixacts likewise (warn ≥ 50%, fail ≥ 90%). ' +
     'A check that cannot run is a fail row and the others still answer; an unreachable target answers with ' +
-    'a failed connects check. Each check that is not ok adds a note with the next command to type.',
+    'a failed connects check. Each check that is not ok adds a note with the next command to type. ' +
+    'Where history is sampled, a forecast check warns when xid age (to the wraparound stop), the database ' +
+    "size (to the target's forecast.disk_budget) or connections (to the usable limit) would be reached " +
+    'within the forecast horizon (forecast.horizon, default 14 days) at the rate of the last 7 days.',
   args: z.object({
     long_query: durationArg('1m'),
     blocked: durationArg('1m'),
@@ -458,6 +462,9 @@ export default defineOperation({
       }
     }
 
+    const usable = checks.find((c) => c.check === 'connections')?.values.usable;
+    const forecast = await forecastCheck(ctx, typeof usable === 'number' ? usable : undefined);
+    if (forecast) checks.push(forecast);
     const status = worst(checks.map((c) => c.status));
     const notes = checks.flatMap((c) => (c.note === undefined ? [] : [c.note]));
     // Sessions of other roles hidden from several checks: one note naming them all and the fix, not one each.

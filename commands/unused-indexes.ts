@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { intArg } from '../src/core/args.js';
 import { defineOperation } from '../src/core/operation.js';
 import { formatBytes, formatCount } from '../src/core/render.js';
+import { parseSize, SIZE_HINT } from '../src/core/size.js';
 import type { Column, Row } from '../src/core/types.js';
 import { DDL_LOCKED_CTE, ddlLocked, userSchema } from './lib/relation-sizes.js';
 import { statsDisclaimer, statsWindow } from './lib/stats-window.js';
@@ -85,32 +86,13 @@ const COLUMNS_WITH_SCANS: Column[] = [
 /** The largest --max-scans: beyond it an index is in use by any measure (PgHero's default is 50). */
 const MAX_SCANS_LIMIT = 1_000_000;
 
-const SIZE_UNITS: Record<string, number> = {
-  '': 1,
-  b: 1,
-  bytes: 1,
-  k: 1024,
-  kb: 1024,
-  m: 1024 ** 2,
-  mb: 1024 ** 2,
-  g: 1024 ** 3,
-  gb: 1024 ** 3,
-  t: 1024 ** 4,
-  tb: 1024 ** 4,
-};
-
-const SIZE_HINT = 'expected a size like 8192, 500kB, 10MB or 1GB';
-
 /** A size typed as bytes or with a 1024-based unit like pg_size_pretty's (500kB, 10MB, 1.5GB); the value is bytes. */
 const sizeArg = z
   .union([z.string(), z.number()])
   .transform((value, ctx) => {
-    const match = /^(\d{1,15}(?:\.\d{1,6})?)([a-z]*)$/i.exec(String(value).trim());
-    const factor = match ? SIZE_UNITS[(match[2] ?? '').toLowerCase()] : undefined;
-    const bytes = match && factor !== undefined ? Math.round(Number(match[1]) * factor) : Number.NaN;
-    if (!Number.isSafeInteger(bytes)) {
-      const shown = String(value).slice(0, 40);
-      ctx.addIssue({ code: 'custom', message: `${SIZE_HINT}, got "${shown}"` });
+    const bytes = parseSize(value);
+    if (bytes === undefined) {
+      ctx.addIssue({ code: 'custom', message: `${SIZE_HINT}, got "${String(value).slice(0, 40)}"` });
       return z.NEVER;
     }
     return bytes;

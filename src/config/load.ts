@@ -11,6 +11,7 @@ import { withPlatformRoles } from '../identity/people.js';
 import {
   type Config,
   configSchema,
+  DEFAULT_FORECAST_HORIZON_SECONDS,
   type Limits,
   type ParsedConfig,
   type ResolvedPerson,
@@ -455,6 +456,10 @@ function build(parsed: ParsedConfig, source: string): Config {
         ? { sensitive: { columns: t.sensitive.columns, visibleTo: t.sensitive.visible_to } }
         : {}),
       limits: { ...parsed.limits, ...definedLimits(t.limits) },
+      forecast: {
+        ...(t.forecast?.disk_budget !== undefined ? { diskBudgetBytes: t.forecast.disk_budget } : {}),
+        horizonSeconds: t.forecast?.horizon ?? DEFAULT_FORECAST_HORIZON_SECONDS,
+      },
     };
   }
   const people: Record<string, ResolvedPerson> = {};

@@ -1,6 +1,7 @@
 // The shape of dbops.yaml (see PRODUCT.md "Configuration"), validated with zod at start-up.
 import { z } from 'zod';
 import { parseDuration } from '../core/duration.js';
+import { parseSize, SIZE_HINT } from '../core/size.js';
 import { isTimeZone } from '../core/time-format.js';
 
 /** A duration written as "5s", "15m", "1h30m"; parsed to seconds. */
@@ -15,6 +16,9 @@ export const durationSchema = z.union([z.string(), z.number()]).transform((value
 
 const NAME = /^[a-z][a-z0-9_-]{0,62}$/;
 const nameMessage = 'use lower-case letters, digits, "-" and "_", starting with a letter';
+
+/** How soon a forecast limit must be reached for `health` to warn, unless a target says otherwise. */
+export const DEFAULT_FORECAST_HORIZON_SECONDS = 14 * 86_400;
 
 /** What `import` accepts when limits.import_max_bytes / import_max_rows are not set. */
 export const IMPORT_DEFAULTS = { maxBytes: 10 * 1024 * 1024, maxRows: 100_000 } as const;
@@ -82,6 +86,27 @@ export const targetSchema = z
             ),
         ),
         visible_to: z.array(z.string()).default([]),
+      })
+      .strict()
+      .optional(),
+    /**
+     * Forecasts (`/db trend`, `health`): `disk_budget` is the size the database may reach (e.g. "50GB");
+     * `horizon` is how soon a forecast limit must be reached for `health` to warn (default 14 days).
+     */
+    forecast: z
+      .object({
+        disk_budget: z
+          .union([z.string(), z.number()])
+          .transform((value, ctx) => {
+            const bytes = parseSize(value);
+            if (bytes === undefined || bytes <= 0) {
+              ctx.addIssue({ code: 'custom', message: `${SIZE_HINT}, got "${String(value).slice(0, 40)}"` });
+              return z.NEVER;
+            }
+            return bytes;
+          })
+          .optional(),
+        horizon: durationSchema.default(DEFAULT_FORECAST_HORIZON_SECONDS),
       })
       .strict()
       .optional(),
@@ -261,6 +286,8 @@ export interface ResolvedTarget {
   limits: Limits;
   /** Sensitive columns of this target and the roles that see them unmasked (absent: none). */
   sensitive?: { columns: readonly string[]; visibleTo: readonly string[] };
+  /** Forecast limits of this target: the disk budget in bytes (absent: none) and the warning horizon. */
+  forecast?: { diskBudgetBytes?: number; horizonSeconds: number };
 }
 
 export interface RoleSources {

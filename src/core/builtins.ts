@@ -1,7 +1,9 @@
 // Built-in commands beside the catalog, by name: each handler gets the core's services, never the core.
 
 import { alerts } from '../alerts/command.js';
+import { digest } from '../digest/digest.js';
 import { history } from '../history/command.js';
+import { trend } from '../history/trend.js';
 import type { Handler } from './builtins/common.js';
 import { help, targets } from './builtins/help.js';
 import { page } from './builtins/paging.js';
@@ -24,4 +26,6 @@ export const builtinHandlers: Record<Builtin, Handler> = {
   alerts,
   history,
   page,
+  trend,
+  digest,
 };

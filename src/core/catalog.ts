@@ -16,6 +16,8 @@ export const BUILTINS = [
   'alerts',
   'history',
   'page',
+  'trend',
+  'digest',
 ] as const;
 export type Builtin = (typeof BUILTINS)[number];
 

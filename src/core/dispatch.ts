@@ -94,6 +94,7 @@ export class Core implements CoreServices {
       onOperationRun: deps.onOperationRun,
       runner: this.#runner,
       runLeaseMs: deps.runLeaseMs ?? DEFAULT_RUN_LEASE_MS,
+      history: deps.history,
       onTargetFree: (target) => {
         if (this.#draining) return;
         this.#tracked(() => this.#startWaiting(target)).catch((err: unknown) =>

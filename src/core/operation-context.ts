@@ -1,6 +1,7 @@
 // Builds the context an operation step runs with: its target connection with the operation's limits.
 import type { ResolvedTarget } from '../config/schema.js';
 import type { QueryLimits, TargetDb } from '../engine/types.js';
+import type { HistoryStore } from '../history/store.js';
 import { invocationFiles } from './invocation-files.js';
 import type { AnyOperation, OperationContext } from './operation.js';
 import type { InvocationFile } from './types.js';
@@ -24,6 +25,8 @@ export interface ContextInput {
   person?: { name: string; roles: readonly string[] };
   /** A row cap above the operation's own, so a page past it can be reached (src/core/paging.ts). */
   rowCap?: number;
+  /** Stored history samples (forecasts in `health`). */
+  history?: HistoryStore;
 }
 
 export function operationContext(input: ContextInput): OperationContext<Record<string, unknown>> {
@@ -53,6 +56,7 @@ export function operationContext(input: ContextInput): OperationContext<Record<s
     files: input.files ?? invocationFiles(),
     signal,
     ...(input.person ? { person: input.person } : {}),
+    ...(input.history ? { history: input.history } : {}),
   };
 }
 

@@ -1,7 +1,9 @@
 // The contract every runbook operation in commands/ follows: typed arguments, a risk, and its SQL steps.
+
 import type { z } from 'zod';
 import type { Limits, ResolvedTarget } from '../config/schema.js';
 import type { TargetDb } from '../engine/types.js';
+import type { HistoryStore } from '../history/store.js';
 import type { Action } from './policy.js';
 import type { InvocationFile, OperationResult, Risk } from './types.js';
 
@@ -30,6 +32,8 @@ export interface OperationContext<A> {
    * values by role (sensitive columns) treat an absent person as holding no role.
    */
   person?: { name: string; roles: readonly string[] };
+  /** Stored history samples of the targets, when this dbops keeps them: `health` forecasts from them. */
+  history?: HistoryStore;
 }
 
 /** What a destructive operation shows before approval, and the facts it re-checks at execution. */

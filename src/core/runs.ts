@@ -1,6 +1,8 @@
 // Running operations against targets: direct runs, approved runs exactly once under a lease, step metrics.
+
 import type { Config, ResolvedTarget } from '../config/schema.js';
 import type { TargetDb } from '../engine/types.js';
+import type { HistoryStore } from '../history/store.js';
 import type { Actor, ApprovalRequest, RunLease, StateStore } from '../state/types.js';
 import type { AuditTrail } from './audit.js';
 import { type LiveRun, RunControl, stoppedOutcome } from './cancel.js';
@@ -36,6 +38,8 @@ export interface RunsDeps {
   runLeaseMs: number;
   /** Called when a run this replica started has ended, so the next approved request there may start. */
   onTargetFree?: (target: string) => void;
+  /** Stored history samples, for operations that forecast from them (`health`); absent when not kept. */
+  history?: HistoryStore | undefined;
 }
 
 /** Said when a run's outcome waits in the local journal for the state database. */
@@ -394,6 +398,7 @@ export class Runs {
       now: ctx.now,
       requestId: ctx.requestId !== undefined ? String(ctx.requestId) : ctx.ref,
       backupsDir: this.#deps.config().backupsDir,
+      ...(this.#deps.history ? { history: this.#deps.history } : {}),
       // Who asked, for values shown by role (sensitive columns); none means no role.
       ...(ctx.person ? { person: { name: ctx.person.name, roles: [...ctx.person.roles] } } : {}),
       ...(rowCap !== undefined ? { rowCap } : {}),

@@ -115,7 +115,10 @@ export interface Attachment {
   filename: string;
   /** e.g. `text/csv` */
   contentType: string;
+  /** The file's text (CSV); empty when `bytes` holds a binary file. */
   content: string;
+  /** A binary file's bytes (a PNG chart); when set, surfaces send these instead of `content`. */
+  bytes?: Uint8Array;
 }
 
 export const REQUEST_STATUSES = [

@@ -1,17 +1,15 @@
 // `/db history <target> <metric> [--since 7d] [--table t]`: a stored metric of a target as a table over time.
-import { type Handler, ok, option, words } from '../core/builtins/common.js';
-import { parseDuration } from '../core/duration.js';
+import { type Handler, ok } from '../core/builtins/common.js';
 import { UserError } from '../core/errors.js';
 import { wrapWords } from '../core/operation.js';
 import { formatValue, renderTable } from '../core/render.js';
-import { clipInput, closest } from '../core/suggest.js';
 import type { Column, Row } from '../core/types.js';
-import { isMetric, METRIC_NAMES, METRICS, type Metric } from './metrics.js';
+import { sinceOf, tableSubject, targetAndMetric } from './args.js';
+import { METRICS, type Metric } from './metrics.js';
 import type { SeriesPoint } from './store.js';
 import { utcMinute } from './time.js';
 
-const USAGE = 'usage: /db history <target> <metric> [--since 7d] [--table schema.table]';
-const DEFAULT_SINCE_SECONDS = 7 * 86_400;
+const USAGE = 'usage: /db history <target> <metric> [--since 7d] [--table t | --sequence s]';
 /** Rows one answer shows; older ones are left out with a note. */
 const MAX_POINTS = 200;
 const WIDTH = 80;
@@ -21,15 +19,6 @@ function notAvailable(metric: Metric): string {
     return 'not available (pg_stat_statements is not installed or not loaded)';
   if (metric === 'replication_lag_seconds') return 'not available (no standby)';
   return 'not available';
-}
-
-/** A table's samples are stored as `schema.table`; a bare name means the public schema. */
-function subjectOf(metric: Metric, table: string | undefined): string | undefined {
-  if (table === undefined) return undefined;
-  if (metric !== 'table_bytes') {
-    throw new UserError('invalid_argument', `--table goes with table_bytes only. ${USAGE}`);
-  }
-  return table.includes('.') ? table : `public.${table}`;
 }
 
 /** Connections read best as one row per sample with a column per state; other metrics one row per point. */
@@ -92,40 +81,9 @@ export const history: Handler = async (core, ctx, tokens) => {
   if (!store) {
     throw new UserError('invalid_argument', 'history is not kept by this dbops (no state database for it)');
   }
-  const given = words(tokens);
-  const visible = core.visibleTargets(ctx.person);
-  let [targetName, metricName] = given;
-  if (targetName !== undefined && metricName === undefined && isMetric(targetName)) {
-    metricName = targetName;
-    targetName = (await core.boundTarget(ctx.inv))?.name;
-  }
-  const target = visible.find((t) => t.name === targetName);
-  if (!targetName || !target) {
-    const names = visible.map((t) => t.name);
-    const guesses = targetName ? closest(targetName, names) : [];
-    throw new UserError(
-      targetName ? 'unknown_target' : 'missing_target',
-      `${targetName ? `unknown target \`${clipInput(targetName)}\`` : 'which target?'}${guesses.length > 0 ? ` — did you mean ${guesses.map((g) => `\`${g}\``).join(' or ')}?` : ''} ${USAGE}`,
-    );
-  }
-  if (!metricName || !isMetric(metricName)) {
-    const guesses = metricName ? closest(metricName, METRIC_NAMES) : [];
-    throw new UserError(
-      'invalid_argument',
-      `${metricName ? `unknown metric \`${clipInput(metricName)}\`` : 'which metric?'}${guesses.length > 0 ? ` — did you mean ${guesses.map((g) => `\`${g}\``).join(' or ')}?` : ''} Metrics: ${METRIC_NAMES.join(', ')}. ${USAGE}`,
-    );
-  }
-  const metric = metricName;
-  const sinceText = option(tokens, 'since');
-  const sinceSeconds = sinceText === undefined ? DEFAULT_SINCE_SECONDS : parseDuration(sinceText);
-  if (sinceSeconds === undefined || sinceSeconds <= 0) {
-    throw new UserError(
-      'invalid_argument',
-      `argument --since: expected a duration like 12h or 7d, got \`${clipInput(sinceText ?? '')}\`. ${USAGE}`,
-    );
-  }
-  const subject = subjectOf(metric, option(tokens, 'table'));
-  const since = new Date(core.now().getTime() - sinceSeconds * 1000);
+  const { target, metric } = await targetAndMetric(core, ctx, tokens, USAGE);
+  const subject = tableSubject(metric, tokens, USAGE);
+  const since = sinceOf(core, tokens, USAGE);
   const { points, more } = await store.series({
     target: target.name,
     metric,

@@ -59,6 +59,16 @@ FROM pg_stat_replication r`;
 const STANDBY_LAG_SQL = `
 SELECT extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8 AS lag`;
 
+/** The sequences that used most of their range (pg_sequences, PostgreSQL 10+); never-called ones have no value. */
+const SEQUENCES_SQL = `
+SELECT schemaname || '.' || sequencename AS name,
+       (100 * CASE WHEN increment_by > 0 THEN last_value::numeric - min_value ELSE max_value::numeric - last_value END
+            / NULLIF(max_value::numeric - min_value, 0))::float8 AS used
+FROM pg_sequences
+WHERE last_value IS NOT NULL AND schemaname NOT IN ('pg_catalog', 'information_schema')
+ORDER BY used DESC NULLS LAST, name
+LIMIT $1`;
+
 const STATEMENTS_EXTENSION_SQL = `
 SELECT e.extversion AS version, n.nspname AS schema,
        EXISTS (SELECT 1 FROM pg_settings s WHERE s.name = 'pg_stat_statements.max') AS loaded
@@ -126,6 +136,13 @@ export async function readSamples(
       return row && row.standbys > 0 ? (row.lag ?? 0) : null;
     });
     add('replication_lag_seconds', lag);
+
+    if (serverVersion >= 100_000) {
+      const sequences = await guarded(session, () =>
+        session.query<{ name: string; used: number | null }>(SEQUENCES_SQL, [topTables]),
+      );
+      for (const s of sequences ?? []) add('sequence_used_percent', s.used, s.name);
+    }
 
     const statements = await guarded(session, async () => {
       const [ext] = await session.query<{ version: string; schema: string; loaded: boolean }>(

@@ -72,4 +72,27 @@ export class HistoryStore {
     const { rowCount } = await this.#pool.query('DELETE FROM dbops_samples WHERE at < $1', [before]);
     return rowCount ?? 0;
   }
+
+  /** What the last digest of a target saw (slow query ids, unused indexes), or undefined before the first. */
+  async lastDigest(target: string): Promise<DigestSnapshot | undefined> {
+    const { rows } = await this.#pool.query<{ snapshot: DigestSnapshot }>(
+      'SELECT snapshot FROM dbops_digest_snapshots WHERE target = $1 ORDER BY taken_at DESC LIMIT 1',
+      [target],
+    );
+    return rows[0]?.snapshot;
+  }
+
+  async saveDigest(target: string, at: Date, snapshot: DigestSnapshot): Promise<void> {
+    await this.#pool.query(
+      `INSERT INTO dbops_digest_snapshots (target, taken_at, snapshot) VALUES ($1, $2, $3)
+       ON CONFLICT (target, taken_at) DO UPDATE SET snapshot = EXCLUDED.snapshot`,
+      [target, at, JSON.stringify(snapshot)],
+    );
+  }
+}
+
+/** What a digest remembers of a target for the next one. */
+export interface DigestSnapshot {
+  slowQueries: string[];
+  unusedIndexes: string[];
 }

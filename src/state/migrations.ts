@@ -1,6 +1,7 @@
 // The state database's schema as an ordered list of versioned migrations, applied once under an advisory lock.
 import type pg from 'pg';
 import { ALERTS_HISTORY_MIGRATION } from '../alerts/migration.js';
+import { DIGEST_MIGRATION } from '../digest/migration.js';
 import { BACKENDS_MIGRATION } from './backends.js';
 import { REFS_MIGRATION } from './paged-reads.js';
 import { REASONS_MIGRATION } from './reasons-migration.js';
@@ -139,6 +140,7 @@ CREATE INDEX dbops_requests_approved_expiry ON dbops_requests (expires_at) WHERE
   ALERTS_HISTORY_MIGRATION,
   REASONS_MIGRATION,
   REFS_MIGRATION,
+  DIGEST_MIGRATION,
 ];
 
 /** Any fixed bigint; every dbops replica uses the same one so their migrations serialize. */

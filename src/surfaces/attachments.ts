@@ -34,12 +34,13 @@ export async function saveAttachments(
   for (const attachment of attachments) {
     const stamp = new Date().toISOString().replace(/[:.]/g, '-');
     const path = join(dir, `${stamp}-${safeName(attachment.filename)}`);
-    await writeFile(path, attachment.content, { mode: 0o600 });
+    const body = attachment.bytes ?? attachment.content;
+    await writeFile(path, body, { mode: 0o600 });
     saved.push({
       filename: attachment.filename,
       contentType: attachment.contentType,
       path,
-      bytes: Buffer.byteLength(attachment.content),
+      bytes: typeof body === 'string' ? Buffer.byteLength(body) : body.byteLength,
     });
   }
   return saved;

@@ -141,5 +141,9 @@ function builtinSummary(name: (typeof BUILTINS)[number]): string {
       return 'a stored metric over time';
     case 'page':
       return 'a page of a long answer (its Next page button)';
+    case 'digest':
+      return 'the weekly review of a target, with charts';
+    case 'trend':
+      return 'a stored metric as a chart, with its forecast';
   }
 }

@@ -131,7 +131,7 @@ function attachmentFiles(result: OperationResult): OutgoingFile[] {
       /\.([A-Za-z0-9]{1,5})$/.exec(a.filename)?.[1] ?? 'txt',
     ),
     contentType: a.contentType,
-    data: Buffer.from(a.content, 'utf8'),
+    data: a.bytes ? Buffer.from(a.bytes) : Buffer.from(a.content, 'utf8'),
   }));
 }
 

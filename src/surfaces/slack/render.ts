@@ -28,7 +28,8 @@ export const TABLE_WIDTH: TableOptions = { maxWidth: 96, maxColumnWidth: 40 };
 export interface UploadFile {
   filename: string;
   title: string;
-  content: string;
+  /** Text (CSV) or bytes (a PNG chart). */
+  content: string | Uint8Array;
 }
 
 export interface RenderedMessage {
@@ -234,7 +235,7 @@ export function resultFiles(
   const files: UploadFile[] = (result.attachments ?? []).map((a) => ({
     filename: a.filename,
     title: a.filename,
-    content: a.content,
+    content: a.bytes ?? a.content,
   }));
   if (omittedRows > 0 && !files.some((f) => f.filename.endsWith('.csv'))) {
     const base = [

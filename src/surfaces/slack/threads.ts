@@ -216,7 +216,9 @@ export class SlackThreads {
         thread_ts: place.thread,
         filename: file.filename,
         title: file.title,
-        content: file.content,
+        ...(typeof file.content === 'string'
+          ? { content: file.content }
+          : { file: Buffer.from(file.content) }),
       });
     }
   }
