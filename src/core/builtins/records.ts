@@ -1,6 +1,7 @@
 // Built-ins about records and channels: `audit`, `lookup`, `bind`, `unbind`.
 import type { AuditRecord } from '../../state/types.js';
 import { UserError } from '../errors.js';
+import { widthFor } from '../layout.js';
 import { renderTable } from '../render.js';
 import { clipInput, closest } from '../suggest.js';
 import type { Column, Row } from '../types.js';
@@ -32,13 +33,14 @@ export const audit: Handler = async (core, ctx, tokens) => {
     .filter((r: AuditRecord) => (r.target ? visible.has(r.target) : r.person === ctx.person?.name))
     .slice(0, Number(limitText));
   const columns: Column[] = [
-    { key: 'at', label: 'at', kind: 'timestamp' },
+    // Within 80 columns (or a phone) the channel goes first, then the time; who, what and where stay.
+    { key: 'at', label: 'at', kind: 'timestamp', importance: 'normal' },
     { key: 'request', label: '#', kind: 'id' },
-    { key: 'event', label: 'event', kind: 'text' },
-    { key: 'person', label: 'person', kind: 'text' },
-    { key: 'surface', label: 'via', kind: 'text' },
-    { key: 'operation', label: 'operation', kind: 'text' },
-    { key: 'target', label: 'target', kind: 'text' },
+    { key: 'event', label: 'event', kind: 'text', importance: 'high' },
+    { key: 'person', label: 'person', kind: 'text', importance: 'key' },
+    { key: 'surface', label: 'via', kind: 'text', importance: 'low' },
+    { key: 'operation', label: 'operation', kind: 'text', importance: 'key' },
+    { key: 'target', label: 'target', kind: 'text', importance: 'key' },
     { key: 'outcome', label: 'outcome', kind: 'text' },
   ];
   const rows: Row[] = records.map((r) => ({
@@ -54,7 +56,7 @@ export const audit: Handler = async (core, ctx, tokens) => {
   return ok(
     ctx,
     `${rows.length} audit records`,
-    rows.length ? renderTable(columns, rows) : 'No audit records.',
+    rows.length ? renderTable(columns, rows, { maxWidth: widthFor(ctx.inv.surface) }) : 'No audit records.',
     {
       result: { columns, rows, truncated: false },
     },

@@ -4,9 +4,10 @@
 import { type APIEmbed, type APIEmbedField, escapeMarkdown } from 'discord.js';
 import { resultToCsv } from '../../core/csv.js';
 import type { RequestChange } from '../../core/dispatch.js';
-import { formatValue, renderCard, renderTable } from '../../core/render.js';
+import { hiddenNote, PHONE_WIDTH, wrapLines } from '../../core/layout.js';
+import { layoutResult, textLines } from '../../core/render.js';
 import type { Reply } from '../../core/reply.js';
-import type { OperationResult, Row } from '../../core/types.js';
+import type { OperationResult } from '../../core/types.js';
 import { showInvisible } from '../../core/visible.js';
 import type { ApprovalRequest } from '../../state/types.js';
 import type { OutgoingFile, OutgoingMessage } from './api.js';
@@ -29,8 +30,8 @@ export const LIMITS = {
   privateMessages: 4,
 } as const;
 
-/** Table width in a code block: wide enough for a desktop client, clipped by renderTable beyond it. */
-const TABLE_WIDTH = 100;
+/** Code blocks are laid out for a phone (see PHONE_WIDTH): columns by importance, else cards. */
+const TABLE_WIDTH = PHONE_WIDTH;
 const FENCE = '```';
 
 /** Text that renders literally: markdown, headings, lists and masked links escaped. */
@@ -79,31 +80,24 @@ function plural(n: number, word: string): string {
   return `${n.toLocaleString('en-US')} ${word}${n === 1 ? '' : 's'}`;
 }
 
-/** Whether a few rows read better as `label: value` cards than as a clipped table (as the core decides). */
-function readsAsCards(result: OperationResult, rows: readonly Row[]): boolean {
-  if (result.display === 'card') return true;
-  if (result.display !== undefined || rows.length > 3) return false;
-  const widths = result.columns.map((col) =>
-    Math.max(col.label.length, ...rows.map((row) => formatValue(row[col.key], col.kind).length)),
-  );
-  return widths.some((w) => w > 48) || widths.reduce((a, b) => a + b + 2, 0) > TABLE_WIDTH;
-}
-
-/** The inside of the code block for the first `shown` rows: headline, table or cards, count, notes. */
-function resultBody(result: OperationResult, shown: number): string {
+/**
+ * The inside of the code block for the first `shown` rows: headline, table or cards, count, notes, each
+ * line within the phone width; and how many columns the table had to leave out.
+ */
+function resultBody(result: OperationResult, shown: number): { text: string; hidden: number } {
   const parts: string[] = [];
-  if (result.headline) parts.push(result.headline);
+  if (result.headline) parts.push(wrapLines(result.headline, TABLE_WIDTH));
   const total = result.rows.length;
+  let hidden: string[] = [];
   if (result.columns.length > 0) {
     const rows = result.rows.slice(0, shown);
     if (total === 0) parts.push('(no rows)');
     else if (result.display === 'text') {
-      const key = result.columns[0]?.key ?? '';
-      if (rows.length > 0) parts.push(rows.map((row) => String(row[key] ?? '')).join('\n'));
-    } else if (rows.length > 0 && readsAsCards(result, rows)) {
-      parts.push(renderCard(result.columns, rows));
+      if (rows.length > 0) parts.push(textLines({ ...result, rows }, TABLE_WIDTH));
     } else if (rows.length > 0) {
-      parts.push(renderTable(result.columns, rows, { maxWidth: TABLE_WIDTH }));
+      const layout = layoutResult(result, rows, TABLE_WIDTH);
+      parts.push(layout.text);
+      hidden = layout.hidden;
     }
     if (total > 0 && shown >= total && result.display !== 'text') {
       parts.push(
@@ -114,9 +108,10 @@ function resultBody(result: OperationResult, shown: number): string {
     } else if (total > 0 && shown >= total && result.truncated) {
       parts.push('… more lines (capped)');
     }
+    if (hidden.length > 0) parts.push(hiddenNote(hidden, 'all columns in the CSV'));
   }
   for (const note of result.notes ?? []) parts.push(note);
-  return parts.join('\n');
+  return { text: wrapLines(parts.join('\n'), TABLE_WIDTH), hidden: hidden.length };
 }
 
 /** A file name Discord and spreadsheets accept. */
@@ -164,12 +159,19 @@ export function renderResult(
 ): RenderedResult {
   const total = result.rows.length;
   const own = attachmentFiles(result);
-  const whole = codeBlock(resultBody(result, total));
-  if (whole.length <= budget) return { text: whole, files: own, shownRows: total };
+  const body = resultBody(result, total);
+  const whole = codeBlock(body.text);
+  // Columns left out on a phone are in the CSV.
+  if (whole.length <= budget)
+    return {
+      text: whole,
+      files: body.hidden > 0 ? [csvFile(result, csvBase), ...own].slice(0, LIMITS.filesPerMessage) : own,
+      shownRows: total,
+    };
   const more = (shown: number) =>
     `${shown.toLocaleString('en-US')} of ${plural(total, 'row')} shown · ${plural(total - shown, 'more row')} — ${where}`;
   const fits = (shown: number) =>
-    codeBlock(resultBody(result, shown)).length + 1 + more(shown).length <= budget;
+    codeBlock(resultBody(result, shown).text).length + 1 + more(shown).length <= budget;
   // Binary search for the most rows that fit.
   let lo = 0;
   let hi = Math.max(0, total - 1);
@@ -180,7 +182,7 @@ export function renderResult(
   }
   const shown = lo;
   const tail = more(shown);
-  const block = clippedBlock(resultBody(result, shown), Math.max(16, budget - tail.length - 1));
+  const block = clippedBlock(resultBody(result, shown).text, Math.max(16, budget - tail.length - 1));
   return {
     text: `${block}\n${tail}`,
     files: [csvFile(result, csvBase), ...own].slice(0, LIMITS.filesPerMessage),
