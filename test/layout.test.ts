@@ -18,7 +18,7 @@ const SESSIONS: Column[] = [
 ];
 const QUERY =
   'SELECT e.id, e.title, count(*) FROM exams e JOIN answers a ON a.exam_id = e.id GROUP BY 1, 2 ORDER BY 3';
-const sessions: Row[] = Array.from({ length: 6 }, (_, i) => ({
+const sessions: Row[] = Array.from({ length: 12 }, (_, i) => ({
   pid: 4_000_000 + i,
   usename: 'exam_user_staging',
   state: 'active',
@@ -72,8 +72,22 @@ describe('tables that must fit', () => {
     for (const row of sessions) expect(text).toContain(`${row.pid}  exam_user_staging`);
   });
 
+  it('wraps free text within its column in a short table instead of shortening it', () => {
+    const text = renderResult({ columns: SESSIONS, rows: sessions.slice(0, 5), truncated: false });
+    expect(widest(text)).toBeLessThanOrEqual(80);
+    expect(text).not.toContain('…');
+    const first = text.split('\n').findIndex((l) => l.startsWith('4000000'));
+    const queryAt = text.split('\n')[first]?.indexOf('SELECT') ?? -1;
+    const continued = text
+      .split('\n')
+      .slice(first, first + 4)
+      .map((l) => l.slice(queryAt).trim())
+      .join(' ');
+    expect(continued).toContain(QUERY.slice(0, 60));
+  });
+
   it('shows the whole table when it fits, with nothing hidden', () => {
-    const short = sessions.map((r) => ({ ...r, query: 'SELECT 1', client_addr: '10.0.0.1' }));
+    const short = sessions.map((r) => ({ ...r, usename: 'app', query: 'SELECT 1', client_addr: '10.0.0.1' }));
     const text = renderResult({ columns: SESSIONS, rows: short, truncated: false });
     expect(text).not.toContain('hidden');
     expect(text).toContain('client addr');

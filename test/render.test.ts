@@ -45,9 +45,10 @@ describe('tables', () => {
     ];
     const uuid = 'cdf352b7-5c80-b020-c79e-0123456789ab';
     const pid = '12345';
+    // Eleven rows: a longer table shortens free text rather than wrapping it.
     const rows = [
       { kasm_id: uuid, pid, user: 'rosa@example.com', note: 'Kali Linux '.repeat(6) },
-      { kasm_id: null, pid: 7, user: 'ava', note: 'Zoom' },
+      ...Array.from({ length: 10 }, (_, i) => ({ kasm_id: null, pid: i, user: 'ava', note: 'Zoom' })),
     ];
     const text = renderTable(columns, rows, { maxWidth: 80 });
     expect(text).toContain(uuid);
@@ -78,7 +79,8 @@ describe('tables', () => {
       { key: 'query', label: 'query', kind: 'text' },
       { key: 'bytes', label: 'size', kind: 'bytes' },
     ];
-    const text = renderTable(free, [{ query: 'x'.repeat(300), bytes: 1 }], { maxWidth: 40 });
+    const rows = Array.from({ length: 11 }, () => ({ query: 'x'.repeat(300), bytes: 1 }));
+    const text = renderTable(free, rows, { maxWidth: 40 });
     for (const line of text.split('\n')) expect(line.length).toBeLessThanOrEqual(40);
     expect(text).toContain('…');
   });
@@ -137,7 +139,7 @@ describe('automatic cards', () => {
     for (const line of few.split('\n')) expect(line.length).toBeLessThanOrEqual(80);
     const many = renderResult({
       columns,
-      rows: Array.from({ length: 5 }, (_, i) => ({ pid: i, query })),
+      rows: Array.from({ length: 11 }, (_, i) => ({ pid: i, query })),
       truncated: false,
     });
     expect(many).toContain('…');

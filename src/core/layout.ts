@@ -28,7 +28,7 @@ const FREE_TEXT = new Set(
 );
 /** Words that mark a value someone types back into the next command (`terminate <pid>`, a table name). */
 const NAME_LIKE = new Set(
-  'pid pids id ids uuid name table relation index schema host hostname backup file filename target database db datname role user username usename email sequence extension queryid slot revision owner kasm workspace template constraint trigger parameter setting image zone manager server login token'.split(
+  'pid pids id ids uuid name table relation index schema host hostname backup file filename target database db datname role user username usename email sequence extension queryid slot revision owner kasm workspace template constraint trigger parameter setting image zone manager server agent login token'.split(
     ' ',
   ),
 );
@@ -123,6 +123,8 @@ const RIGHT_ALIGNED: ReadonlySet<ColumnKind> = new Set([
 
 /** Free text keeps at least this much of its column before columns are hidden. */
 const MIN_FREE = 16;
+/** Tables of at most this many rows wrap free text within its column instead of shortening it. */
+const WRAP_ROWS = 10;
 const SEPARATOR = 2;
 
 export interface Layout {
@@ -164,12 +166,16 @@ export function renderCards(
           if (line.length <= width) return [line];
           const whole = !isFreeText(col, importance[i] ?? 'normal');
           const indent = ' '.repeat(head.length + 1);
-          // Room after the label for more than a stub: the value continues under itself.
-          if (width - indent.length >= 24 && !(whole && value.length > width - indent.length)) {
-            const [first = '', ...rest] = wrapText(value, width - indent.length, '', !whole);
+          // The value continues under itself when every word fits there (names inside a query stay whole)…
+          const beside = whole ? [value] : wrapText(value, width - indent.length);
+          if (width - indent.length >= 24 && beside.every((l) => l.length <= width - indent.length)) {
+            const [first = '', ...rest] = beside;
             return [`${head} ${first}`, ...rest.map((l) => `${indent}${l}`)];
           }
-          return [head.trimEnd(), ...wrapText(value, width - 2, '', !whole).map((l) => `  ${l}`)];
+          // …else under the label with the whole width. An id or name stays one line, even if wider than
+          // the screen (it is copied whole); free text wraps, breaking only a word longer than a line.
+          if (whole) return [head.trimEnd(), `  ${value}`];
+          return [head.trimEnd(), ...wrapText(value, width - 2, '', true).map((l) => `  ${l}`)];
         })
         .join('\n'),
     )
@@ -237,14 +243,15 @@ export function layoutRows(
     const widest = candidates.reduce((a, b) => ((widths[b] ?? 0) > (widths[a] ?? 0) ? b : a));
     widths[widest] = (widths[widest] ?? 0) - 1;
   }
+  // A short table wraps its free text rather than shortening it: every word of a health check stays.
+  const wraps = (i: number) => columns[i]?.wrap === true || (free[i] === true && rows.length <= WRAP_ROWS);
   let clipped = false;
   const line = (values: readonly string[]): string[] => {
     // A wrapping column gives its row as many lines as it needs; the other cells sit on the first.
     const parts = shown.map((i) => {
       const w = widths[i] ?? 0;
       const value = values[i] ?? '';
-      const col = columns[i];
-      if (col?.wrap && value.length > w) return wrapText(value, w, '', true);
+      if (wraps(i) && value.length > w) return wrapText(value, w, '', true);
       if (value.length > w) clipped = true;
       return [clip(value, w)];
     });

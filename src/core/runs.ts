@@ -9,6 +9,7 @@ import type { About, AuditInput, InvocationContext, OperationRun, RequestChange 
 import { formatDuration } from './duration.js';
 import { isUserError, UserError } from './errors.js';
 import { judge, type Standing } from './judgement.js';
+import { CONSOLE_WIDTH, widthFor, wrapLines } from './layout.js';
 import type { Logger } from './log.js';
 import type { AnyOperation, OperationContext } from './operation.js';
 import { operationContext } from './operation-context.js';
@@ -108,6 +109,7 @@ export class Runs {
     try {
       const result = await this.step(ctx, spec, target, args, (op, c) => runStep(op, c));
       const durationMs = Date.now() - started;
+      const width = widthFor(ctx.inv.surface);
       await audit
         .record(ctx, { event: 'executed', outcome: 'ok', durationMs, ...info.about })
         .catch((err: unknown) => ctx.log.error({ err }, 'audit write failed after the operation ran'));
@@ -119,7 +121,7 @@ export class Runs {
         risk: info.risk,
         result,
         message: `${info.command} — done in ${formatDuration(durationMs / 1000)}`,
-        text: `${renderResult(result)}\n(${info.command} · #${ctx.requestId} · ${formatDuration(durationMs / 1000)})`,
+        text: `${renderResult(result, { maxWidth: width })}\n${wrapLines(`(${info.command} · #${ctx.requestId} · ${formatDuration(durationMs / 1000)})`, width)}`,
       });
     } catch (err) {
       const durationMs = Date.now() - started;
@@ -321,7 +323,7 @@ export class Runs {
       result,
       request: finished,
       message: `#${approved.id} ${approved.command} — approved by ${about.approvers.join(', ')}, done${recorded.delayed ? ` (${DELAYED})` : ''}`,
-      text: `${requestLine(finished, clock())}\n\n${renderResult(result)}${recorded.delayed ? `\n\nThe operation succeeded. ${DELAYED}` : ''}`,
+      text: `${wrapLines(requestLine(finished, clock()), CONSOLE_WIDTH)}\n\n${renderResult(result)}${recorded.delayed ? `\n\nThe operation succeeded. ${DELAYED}` : ''}`,
     });
   }
 
