@@ -45,24 +45,37 @@ function words(col: Column): string[] {
 }
 
 /**
+ * Whether a column holds values someone types back (`terminate <pid>`, a table or host name): ids, UUIDs
+ * and columns named like a name. They are never clipped or wrapped, wherever they are shown.
+ */
+export function isWhole(col: Column, cells: readonly string[]): boolean {
+  if (col.importance === 'key' || col.kind === 'id') return true;
+  const present = cells.filter((v) => v !== '');
+  if (present.length > 0 && present.every((v) => UUID.test(v))) return true;
+  const ws = words(col);
+  return col.kind === 'text' && !ws.some((w) => FREE_TEXT.has(w)) && ws.some((w) => NAME_LIKE.has(w));
+}
+
+/**
  * How much a column matters: declared, or read from its kind, values and name. `key` columns are never
- * clipped or hidden (ids, pids, UUIDs, names); `low` ones are hidden first when a table is too wide.
+ * hidden (ids, pids, UUIDs, names); `low` ones are hidden first when a table is too wide. A name column
+ * declared `normal` or `low` may be hidden, but is still never clipped (isWhole).
  */
 export function importanceOf(col: Column, cells: readonly string[]): Importance {
   if (col.importance) return col.importance;
-  if (col.kind === 'id') return 'key';
-  const present = cells.filter((v) => v !== '');
-  if (present.length > 0 && present.every((v) => UUID.test(v))) return 'key';
-  const ws = words(col);
-  if (col.kind === 'text' && !ws.some((w) => FREE_TEXT.has(w)) && ws.some((w) => NAME_LIKE.has(w)))
-    return 'key';
-  if (ws.some((w) => MINOR.has(w))) return 'low';
+  if (isWhole(col, cells)) return 'key';
+  if (words(col).some((w) => MINOR.has(w))) return 'low';
   return 'normal';
 }
 
-/** Whether a column is free text that may be shortened with "…" (or wrapped in a card). */
-function isFreeText(col: Column, importance: Importance): boolean {
-  return importance !== 'key' && importance !== 'high' && col.kind === 'text';
+/** Which columns must show whole values (see isWhole). */
+export function wholeColumns(columns: readonly Column[], cells: readonly (readonly string[])[]): boolean[] {
+  return columns.map((col, i) =>
+    isWhole(
+      col,
+      cells.map((r) => r[i] ?? ''),
+    ),
+  );
 }
 
 /**
@@ -151,7 +164,7 @@ export function renderCards(
   columns: readonly Column[],
   cells: readonly (readonly string[])[],
   width: number,
-  importance: readonly Importance[],
+  whole: readonly boolean[],
 ): string {
   const labels = columns.map((c) => showInvisible(c.label, { newlines: false }));
   // Labels line up, but a long one does not push every value off a narrow screen.
@@ -159,22 +172,22 @@ export function renderCards(
   return cells
     .map((row) =>
       columns
-        .flatMap((col, i) => {
+        .flatMap((_, i) => {
           const head = `${labels[i] ?? ''}:`.padEnd(pad);
           const value = row[i] ?? '';
           const line = `${head} ${value}`.trimEnd();
           if (line.length <= width) return [line];
-          const whole = !isFreeText(col, importance[i] ?? 'normal');
+          const keep = whole[i] === true;
           const indent = ' '.repeat(head.length + 1);
           // The value continues under itself when every word fits there (names inside a query stay whole)…
-          const beside = whole ? [value] : wrapText(value, width - indent.length);
+          const beside = keep ? [value] : wrapText(value, width - indent.length);
           if (width - indent.length >= 24 && beside.every((l) => l.length <= width - indent.length)) {
             const [first = '', ...rest] = beside;
             return [`${head} ${first}`, ...rest.map((l) => `${indent}${l}`)];
           }
           // …else under the label with the whole width. An id or name stays one line, even if wider than
           // the screen (it is copied whole); free text wraps, breaking only a word longer than a line.
-          if (whole) return [head.trimEnd(), `  ${value}`];
+          if (keep) return [head.trimEnd(), `  ${value}`];
           return [head.trimEnd(), ...wrapText(value, width - 2, '', true).map((l) => `  ${l}`)];
         })
         .join('\n'),
@@ -202,7 +215,9 @@ export function layoutRows(
       cells.map((r) => r[i] ?? ''),
     ),
   );
-  const free = columns.map((col, i) => isFreeText(col, importance[i] ?? 'normal'));
+  const whole = wholeColumns(columns, cells);
+  // Free text may be shortened with "…" or wrapped; `high` columns are kept whole like names.
+  const free = columns.map((col, i) => col.kind === 'text' && !whole[i] && importance[i] !== 'high');
   const labels = columns.map((c) => showInvisible(c.label, { newlines: false }));
   const natural = columns.map((_, i) =>
     Math.max(labels[i]?.length ?? 0, ...cells.map((r) => (r[i] ?? '').length)),
@@ -211,7 +226,7 @@ export function layoutRows(
   const least = natural.map((n, i) => (free[i] ? Math.min(n, MIN_FREE) : n));
   const cards = (): Layout => ({
     kind: 'cards',
-    text: renderCards(columns, cells, width, importance),
+    text: renderCards(columns, cells, width, whole),
     hidden: [],
     clipped: false,
   });

@@ -3,10 +3,10 @@ import { formatDuration } from './duration.js';
 import {
   CONSOLE_WIDTH,
   hiddenNote,
-  importanceOf,
   type Layout,
   layoutRows,
   renderCards,
+  wholeColumns,
   wrapLines,
 } from './layout.js';
 import type { Column, ColumnKind, OperationResult, Row } from './types.js';
@@ -98,13 +98,7 @@ export function renderTable(
 /** Rows as cards of aligned `label: value` lines — how a lookup reads best on a phone. */
 export function renderCard(columns: readonly Column[], rows: readonly Row[], width = CONSOLE_WIDTH): string {
   const cells = rows.map((row) => columns.map((col) => formatValue(row[col.key], col.kind)));
-  const importance = columns.map((col, i) =>
-    importanceOf(
-      col,
-      cells.map((r) => r[i] ?? ''),
-    ),
-  );
-  return renderCards(columns, cells, width, importance);
+  return renderCards(columns, cells, width, wholeColumns(columns, cells));
 }
 
 /** The preformatted lines of a `text` result, each within the width (long ones wrap, indented). */

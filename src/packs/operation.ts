@@ -67,7 +67,8 @@ function tabulate(
     Object.keys(first ?? {});
   const columns: Column[] = keys.map((key) => {
     const d = declared?.find((c) => c.key === key);
-    return { key, label: d?.label ?? key, kind: d?.kind ?? kindOf(raw.map((r) => r[key])) };
+    const column: Column = { key, label: d?.label ?? key, kind: d?.kind ?? kindOf(raw.map((r) => r[key])) };
+    return d?.importance ? { ...column, importance: d.importance } : column;
   });
   const rows = raw.map((r) => Object.fromEntries(keys.map((k) => [k, toCell(r[k])])) as Row);
   return { columns, rows };
