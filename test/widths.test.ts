@@ -192,6 +192,11 @@ function check(command: string, replies: Record<'cli' | 'slack' | 'discord', Rep
     slack.status === 'pending' && slack.request
       ? slackCard(slack.request, ['dba']).blocks
       : slackReply(slack).blocks;
+  // Slack's own limits: 50 blocks, 3,000 characters of text in a section.
+  if (slackMarkdown.length > 50) problems.push(`${command} (slack): ${slackMarkdown.length} blocks`);
+  for (const b of slackMarkdown)
+    if (b.type === 'section' && (b.text?.text.length ?? 0) > 3000)
+      problems.push(`${command} (slack): a section of ${b.text?.text.length} characters`);
   const slackCode = codeText(
     slackMarkdown
       .map((b) => (b.type === 'section' && typeof b.text?.text === 'string' ? b.text.text : ''))
@@ -206,14 +211,17 @@ function check(command: string, replies: Record<'cli' | 'slack' | 'discord', Rep
   for (const value of keyValues(slack, 1, slackContext)) expectWhole(slackCode, value, `${command} (slack)`);
 
   const discord = replies.discord;
-  const discordMarkdown =
+  const discordMessages =
     discord.status === 'pending' && discord.request
-      ? (discordCard(discord.request, { approverRoles: ['dba'] }).embeds?.[0]?.description ?? '')
+      ? [discordCard(discord.request, { approverRoles: ['dba'] }).embeds?.[0]?.description ?? '']
       : discord.result && discord.status === 'ok'
-        ? discordResult(discord).content
-        : discordText(discord.text)
-            .map((m) => m.content)
-            .join('\n');
+        ? [discordResult(discord).content ?? '']
+        : discordText(discord.text).map((m) => m.content ?? '');
+  // Discord's limits: 2,000 characters of content a message, 4,096 of embed description.
+  const discordLimit = discord.status === 'pending' && discord.request ? 4096 : 2000;
+  for (const m of discordMessages)
+    if (m.length > discordLimit) problems.push(`${command} (discord): ${m.length} characters`);
+  const discordMarkdown = discordMessages.join('\n');
   const discordCode = codeText(discordMarkdown ?? '');
   measured.push({ surface: 'discord', command, widest: widest(discordCode) });
   dump.push(`==== ${command} (discord)`, discordCode);

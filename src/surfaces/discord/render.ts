@@ -161,13 +161,10 @@ export function renderResult(
   const own = attachmentFiles(result);
   const body = resultBody(result, total);
   const whole = codeBlock(body.text);
+  const withCsv = () => [csvFile(result, csvBase), ...own].slice(0, LIMITS.filesPerMessage);
   // Columns left out on a phone are in the CSV.
   if (whole.length <= budget)
-    return {
-      text: whole,
-      files: body.hidden > 0 ? [csvFile(result, csvBase), ...own].slice(0, LIMITS.filesPerMessage) : own,
-      shownRows: total,
-    };
+    return { text: whole, files: body.hidden > 0 ? withCsv() : own, shownRows: total };
   const more = (shown: number) =>
     `${shown.toLocaleString('en-US')} of ${plural(total, 'row')} shown · ${plural(total - shown, 'more row')} — ${where}`;
   const fits = (shown: number) =>
@@ -183,11 +180,7 @@ export function renderResult(
   const shown = lo;
   const tail = more(shown);
   const block = clippedBlock(resultBody(result, shown).text, Math.max(16, budget - tail.length - 1));
-  return {
-    text: `${block}\n${tail}`,
-    files: [csvFile(result, csvBase), ...own].slice(0, LIMITS.filesPerMessage),
-    shownRows: shown,
-  };
+  return { text: `${block}\n${tail}`, files: withCsv(), shownRows: shown };
 }
 
 /** The public answer to a command that produced a result. */
