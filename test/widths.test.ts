@@ -318,7 +318,43 @@ describe('every answer fits 80 columns in the console and a phone in chat', () =
     expect(pending.status).toBe('pending');
     await measure('/db pending');
     await measure(`/db status ${pending.requestId}`);
+    // The second person approves: the outcome, as the console shows it. The reindex fails on the lock
+    // the test's open transaction holds; the coder template change runs.
+    const change = await ask(
+      '/db set-template-description coder --from "A minimal starter template for Coder" --to "A minimal starter template for Workbench, with a much longer description than anyone would type"',
+    );
+    expect(change.status).toBe('pending');
+    for (const [id, expected] of [
+      [pending.requestId, 'failed'],
+      [change.requestId, 'ok'],
+    ] as const) {
+      const approved = await app.core.dispatch({
+        surface: 'cli',
+        identity: 'bob',
+        text: `/db approve ${id}`,
+      });
+      expect(approved.status).toBe(expected);
+      const printed = approved.text.includes('\n') ? approved.text : wrapLines(approved.text, CONSOLE_WIDTH);
+      expectFits(overlong(printed, CONSOLE_BUDGET, keyValues(approved)), `approve ${id} (console)`);
+      measured.push({ surface: 'console', command: `approve ${id}`, widest: widest(printed) });
+    }
   }, 240_000);
+
+  it('refusals and usage errors, as the console prints them', async () => {
+    for (const command of [
+      '/db helth kasm',
+      `/db describe kasm ${LONG_TABLE}_missing`,
+      '/db activity kasmm',
+      '/db activity',
+      '/db kill-idle kasm --older-than soon',
+      `/db terminate kasm ${'9'.repeat(30)}`,
+    ]) {
+      const reply = await ask(command);
+      const printed = wrapLines(reply.text, CONSOLE_WIDTH);
+      measured.push({ surface: 'console', command, widest: widest(printed) });
+      expectFits(overlong(printed, CONSOLE_BUDGET), `${command} (console)`);
+    }
+  });
 
   it('notices an answer wider than 80 columns (the check can fail)', () => {
     const wide = 'x '.repeat(60);
