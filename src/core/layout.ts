@@ -53,7 +53,9 @@ export function isWhole(col: Column, cells: readonly string[]): boolean {
   const present = cells.filter((v) => v !== '');
   if (present.length > 0 && present.every((v) => UUID.test(v))) return true;
   const ws = words(col);
-  return col.kind === 'text' && !ws.some((w) => FREE_TEXT.has(w)) && ws.some((w) => NAME_LIKE.has(w));
+  // `application_name`, `client_hostname`: connection details, not names anyone types back.
+  if (ws.some((w) => FREE_TEXT.has(w) || MINOR.has(w))) return false;
+  return col.kind === 'text' && ws.some((w) => NAME_LIKE.has(w));
 }
 
 /**

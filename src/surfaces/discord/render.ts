@@ -4,8 +4,6 @@
 import { type APIEmbed, type APIEmbedField, escapeMarkdown } from 'discord.js';
 import { resultToCsv } from '../../core/csv.js';
 import type { RequestChange } from '../../core/dispatch.js';
-import { hiddenNote, PHONE_WIDTH, wrapLines } from '../../core/layout.js';
-import { layoutResult, textLines } from '../../core/render.js';
 import type { Reply } from '../../core/reply.js';
 import type { OperationResult } from '../../core/types.js';
 import { showInvisible } from '../../core/visible.js';
@@ -13,6 +11,7 @@ import type { ApprovalRequest } from '../../state/types.js';
 import type { OutgoingFile, OutgoingMessage } from './api.js';
 import { approvalButtons } from './components.js';
 import { mentionOfActor } from './identity.js';
+import { plural, resultBody } from './result-body.js';
 
 /** Discord's documented limits (developers/resources/message.mdx, components, channels). */
 export const LIMITS = {
@@ -30,8 +29,6 @@ export const LIMITS = {
   privateMessages: 4,
 } as const;
 
-/** Code blocks are laid out for a phone (see PHONE_WIDTH): columns by importance, else cards. */
-const TABLE_WIDTH = PHONE_WIDTH;
 const FENCE = '```';
 
 /** Text that renders literally: markdown, headings, lists and masked links escaped. */
@@ -76,44 +73,6 @@ function clippedBlock(text: string, max: number): string {
   return `${FENCE}\n${kept.join('\n')}\n${FENCE}`.slice(0, max);
 }
 
-function plural(n: number, word: string): string {
-  return `${n.toLocaleString('en-US')} ${word}${n === 1 ? '' : 's'}`;
-}
-
-/**
- * The inside of the code block for the first `shown` rows: headline, table or cards, count, notes, each
- * line within the phone width; and how many columns the table had to leave out.
- */
-function resultBody(result: OperationResult, shown: number): { text: string; hidden: number } {
-  const parts: string[] = [];
-  if (result.headline) parts.push(wrapLines(result.headline, TABLE_WIDTH));
-  const total = result.rows.length;
-  let hidden: string[] = [];
-  if (result.columns.length > 0) {
-    const rows = result.rows.slice(0, shown);
-    if (total === 0) parts.push('(no rows)');
-    else if (result.display === 'text') {
-      if (rows.length > 0) parts.push(textLines({ ...result, rows }, TABLE_WIDTH));
-    } else if (rows.length > 0) {
-      const layout = layoutResult(result, rows, TABLE_WIDTH);
-      parts.push(layout.text);
-      hidden = layout.hidden;
-    }
-    if (total > 0 && shown >= total && result.display !== 'text') {
-      parts.push(
-        result.truncated
-          ? `${plural(total, 'row')} shown — more rows exist (capped; narrow the query or use --limit)`
-          : plural(total, 'row'),
-      );
-    } else if (total > 0 && shown >= total && result.truncated) {
-      parts.push('… more lines (capped)');
-    }
-    if (hidden.length > 0) parts.push(hiddenNote(hidden, 'all columns in the CSV'));
-  }
-  for (const note of result.notes ?? []) parts.push(note);
-  return { text: wrapLines(parts.join('\n'), TABLE_WIDTH), hidden: hidden.length };
-}
-
 /** A file name Discord and spreadsheets accept. */
 export function fileName(base: string, extension: string): string {
   const safe = base.replace(/[^A-Za-z0-9._-]+/g, '-').replace(/^-+|-+$/g, '') || 'result';
@@ -136,6 +95,8 @@ export interface RenderedResult {
   text: string;
   files: OutgoingFile[];
   shownRows: number;
+  /** Columns the phone-width table left out (the CSV has them). */
+  hiddenColumns: number;
 }
 
 /** Every row of a result as a CSV file. */
@@ -164,7 +125,12 @@ export function renderResult(
   const withCsv = () => [csvFile(result, csvBase), ...own].slice(0, LIMITS.filesPerMessage);
   // Columns left out on a phone are in the CSV.
   if (whole.length <= budget)
-    return { text: whole, files: body.hidden > 0 ? withCsv() : own, shownRows: total };
+    return {
+      text: whole,
+      files: body.hidden > 0 ? withCsv() : own,
+      shownRows: total,
+      hiddenColumns: body.hidden,
+    };
   const more = (shown: number) =>
     `${shown.toLocaleString('en-US')} of ${plural(total, 'row')} shown · ${plural(total - shown, 'more row')} — ${where}`;
   const fits = (shown: number) =>
@@ -180,7 +146,7 @@ export function renderResult(
   const shown = lo;
   const tail = more(shown);
   const block = clippedBlock(resultBody(result, shown).text, Math.max(16, budget - tail.length - 1));
-  return { text: `${block}\n${tail}`, files: withCsv(), shownRows: shown };
+  return { text: `${block}\n${tail}`, files: withCsv(), shownRows: shown, hiddenColumns: 0 };
 }
 
 /** The public answer to a command that produced a result. */
@@ -342,7 +308,7 @@ export function renderRequestCard(request: ApprovalRequest, context: CardContext
 }
 
 /** The card's preview, in what the rest of the embed leaves of the 6,000 characters (at most 4,096). */
-function cardPreview(request: ApprovalRequest, used: number): { description: string; shownRows: number } {
+function cardPreview(request: ApprovalRequest, used: number): { description: string; complete: boolean } {
   const label = request.status === 'pending' ? '**Preview**' : '**Preview at request time**';
   const room = Math.min(LIMITS.embedDescription, LIMITS.embedTotal - used - 40) - label.length - 1;
   const preview = renderResult(
@@ -351,7 +317,8 @@ function cardPreview(request: ApprovalRequest, used: number): { description: str
     `preview-${request.id}`,
     'full preview in the thread',
   );
-  return { description: `${label}\n${preview.text}`, shownRows: preview.shownRows };
+  const complete = preview.shownRows >= request.preview.result.rows.length && preview.hiddenColumns === 0;
+  return { description: `${label}\n${preview.text}`, complete };
 }
 
 /** The first message in a request's thread: what it waits for, and the full preview when the card cut it. */
@@ -359,9 +326,10 @@ export function renderRequestIntro(request: ApprovalRequest, context: CardContex
   const roles = context.approverRoles.length > 0 ? context.approverRoles.join(' or ') : 'nobody';
   const line = `Request #${request.id} needs ${request.approvalsRequired} approval${request.approvalsRequired === 1 ? '' : 's'} from ${escapeText(roles)} — not ${escapeText(request.requester.person)}. It expires ${discordTime(request.expiresAt)}. Use the buttons on the card, or \`/db approve ${request.id}\` · \`/db deny ${request.id} <reason>\` · \`/db cancel ${request.id}\`. The outcome is posted here.`;
   const card = renderRequestCard(request, context).embeds?.[0];
-  const shown = cardPreview(request, card ? embedLength({ ...card, description: '' }) : 0).shownRows;
+  // Rows the card cut, or columns it hid on a phone: the whole preview goes to the thread as CSV.
+  if (cardPreview(request, card ? embedLength({ ...card, description: '' }) : 0).complete)
+    return { content: line };
   const preview = request.preview.result;
-  if (shown >= preview.rows.length) return { content: line };
   return {
     content: `${line}\nThe full preview is attached.`,
     files: [csvFile(preview, `preview-${request.id}`)],
