@@ -221,7 +221,7 @@ describe('delete-test-users', () => {
       matching.map((m) => [m.id, m.activities, m.feedback]),
     );
     expect(first.text).toContain('testarossa_fan');
-    expect(first.text).toContain('5 users that would be deleted, with their activities');
+    expect(first.text.replace(/\s+/g, ' ')).toContain('5 users that would be deleted, with their activities');
     expect(first.text).toContain('WARNING: Deletes the accounts listed');
     // The real participant is on the list: deny, and ask again sparing them.
     expect((await bob(`/db deny ${first.requestId} testarossa_fan is a real participant`)).status).toBe('ok');
@@ -362,7 +362,9 @@ describe('archive-activities', () => {
     expect(String(card?.per_user)).toMatch(new RegExp(`^${truth.fewest} to ${truth.most}, median \\d+$`));
     expect(String(card?.top_users).split(', ')).toHaveLength(5);
     expect(String(card?.top_users)).toMatch(new RegExp(` ${truth.most}, `));
-    expect(request.text).toContain('summary of the activities that would move to activities_archive');
+    expect(request.text.replace(/\s+/g, ' ')).toContain(
+      'summary of the activities that would move to activities_archive',
+    );
     expect(request.text).toContain('WARNING: The activities summarised here leave the activities table');
 
     // Someone logs a late activity for an old day between the request and the approval.

@@ -420,8 +420,8 @@ describe('kasm pack: logout-all', () => {
         users_with_tokens: before?.users,
       },
     ]);
-    expect(request.text).toContain('EVERY user is logged out');
-    expect(request.text).toContain('WARNING: this logs out EVERY Kasm user at once');
+    expect(request.text.replace(/\s+/g, ' ')).toContain('EVERY user is logged out');
+    expect(request.text.replace(/\s+/g, ' ')).toContain('WARNING: this logs out EVERY Kasm user at once');
     // Someone logs in between the preview and the approval: the logout takes their token too, and says so.
     await truth(
       `INSERT INTO session_tokens (session_token, user_id, session_token_date, expiration)

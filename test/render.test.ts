@@ -41,13 +41,14 @@ describe('tables', () => {
       { key: 'kasm_id', label: 'kasm id', kind: 'text' },
       { key: 'pid', label: 'pid', kind: 'id' },
       { key: 'user', label: 'user', kind: 'text' },
-      { key: 'image', label: 'image', kind: 'text' },
+      { key: 'note', label: 'description', kind: 'text' },
     ];
     const uuid = 'cdf352b7-5c80-b020-c79e-0123456789ab';
-    const pid = '12345678901234567890123';
+    const pid = '12345';
+    // Eleven rows: a longer table shortens free text rather than wrapping it.
     const rows = [
-      { kasm_id: uuid, pid, user: 'rosa.hernandez@example.com', image: 'Kali Linux '.repeat(6) },
-      { kasm_id: null, pid: 7, user: 'ava', image: 'Zoom' },
+      { kasm_id: uuid, pid, user: 'rosa@example.com', note: 'Kali Linux '.repeat(6) },
+      ...Array.from({ length: 10 }, (_, i) => ({ kasm_id: null, pid: i, user: 'ava', note: 'Zoom' })),
     ];
     const text = renderTable(columns, rows, { maxWidth: 80 });
     expect(text).toContain(uuid);
@@ -73,10 +74,22 @@ describe('tables', () => {
     ]);
   });
 
-  it('clips wide values so every line fits', () => {
-    const text = renderTable(columns, [{ name: 'x'.repeat(300), bytes: 1 }], { maxWidth: 40 });
+  it('clips wide free text so every line fits', () => {
+    const free: Column[] = [
+      { key: 'query', label: 'query', kind: 'text' },
+      { key: 'bytes', label: 'size', kind: 'bytes' },
+    ];
+    const rows = Array.from({ length: 11 }, () => ({ query: 'x'.repeat(300), bytes: 1 }));
+    const text = renderTable(free, rows, { maxWidth: 40 });
     for (const line of text.split('\n')) expect(line.length).toBeLessThanOrEqual(40);
     expect(text).toContain('…');
+  });
+
+  it('never clips a table name: a name wider than the screen makes the rows cards', () => {
+    const name = `t${'x'.repeat(62)}`;
+    const text = renderTable(columns, [{ name, bytes: 1 }], { maxWidth: 40 });
+    expect(text).toContain(name);
+    expect(text).not.toContain('…');
   });
 
   it('says when rows were capped', () => {
@@ -120,10 +133,13 @@ describe('automatic cards', () => {
     ];
     const query = `UPDATE managers SET manager_hostname = 'kasm-01' WHERE manager_id = '${'x'.repeat(40)}'`;
     const few = renderResult({ columns, rows: [{ pid: 5078, query }], truncated: false });
-    expect(few).toContain(`blocked query: ${query}`);
+    // Wrapped at 80 columns, not clipped: every word is there, in order.
+    expect(few).toContain('blocked query: UPDATE managers');
+    expect(few.replace(/\s+/g, ' ')).toContain(`blocked query: ${query}`);
+    for (const line of few.split('\n')) expect(line.length).toBeLessThanOrEqual(80);
     const many = renderResult({
       columns,
-      rows: Array.from({ length: 5 }, (_, i) => ({ pid: i, query })),
+      rows: Array.from({ length: 11 }, (_, i) => ({ pid: i, query })),
       truncated: false,
     });
     expect(many).toContain('…');

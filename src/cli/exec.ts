@@ -6,6 +6,7 @@ import { loadConfigFile } from '../config/load.js';
 import type { Config } from '../config/schema.js';
 import { ConfigError, isUserError } from '../core/errors.js';
 import { withInvocationFiles } from '../core/invocation-files.js';
+import { CONSOLE_WIDTH, wrapLines } from '../core/layout.js';
 import { redactSecrets } from '../core/log.js';
 import type { Reply } from '../core/reply.js';
 import type { Invocation, InvocationFile } from '../core/types.js';
@@ -109,7 +110,7 @@ async function execOnce({ values, positionals }: ExecArgs, json: boolean): Promi
     if (json) process.stdout.write(`${terminalSafeJson(JSON.stringify(replyJson(reply, saved)))}\n`);
     else {
       (reply.status === 'ok' || reply.status === 'pending' ? process.stdout : process.stderr).write(
-        `${showInvisible(reply.text)}\n`,
+        `${wrapLines(showInvisible(reply.text), CONSOLE_WIDTH)}\n`,
       );
       if (saved.length > 0) process.stdout.write(`${showInvisible(describeSaved(saved))}\n`);
     }

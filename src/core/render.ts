@@ -1,6 +1,14 @@
-// Turns machine results into text people read: human units, aligned tables that fit a width.
-
+// Turns machine results into text people read: human units, tables and cards that fit a width.
 import { formatDuration } from './duration.js';
+import {
+  CONSOLE_WIDTH,
+  hiddenNote,
+  type Layout,
+  layoutRows,
+  renderCards,
+  wholeColumns,
+  wrapLines,
+} from './layout.js';
 import { countLines } from './paging.js';
 import { asDate, formatTime } from './time-format.js';
 import type { Column, ColumnKind, OperationResult, Row } from './types.js';
@@ -61,123 +69,88 @@ export function formatValue(value: Row[string] | undefined, kind: ColumnKind): s
   return showInvisible(value).replace(/\s+/g, ' ').trim();
 }
 
-const RIGHT_ALIGNED: ReadonlySet<ColumnKind> = new Set([
-  'id',
-  'bytes',
-  'seconds',
-  'count',
-  'number',
-  'percent',
-]);
-
-const UUID = /^[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}$/i;
-
-/** A column whose every value is a UUID (or empty): an identifier someone will type back. */
-function isIdColumn(values: readonly string[]): boolean {
-  const present = values.filter((v) => v !== '');
-  return present.length > 0 && present.every((v) => UUID.test(v));
-}
-
-function clip(text: string, width: number): string {
-  if (text.length <= width) return text;
-  return width <= 1 ? text.slice(0, width) : `${text.slice(0, width - 1)}…`;
-}
-
 export interface TableOptions {
-  /** Total line width to fit (default 120). */
+  /** Total line width to fit (default 80, the console; chat surfaces pass PHONE_WIDTH). */
   maxWidth?: number;
-  /** No single column wider than this (default 48). */
+  /** No free-text column wider than this (default: the width). */
   maxColumnWidth?: number;
+  /** How the hidden-columns line says where the rest is (default "use --json"). */
+  hiddenHint?: string;
 }
 
-/** An aligned plain-text table; wide columns are clipped with "…" so every line fits maxWidth. */
+/**
+ * An aligned plain-text table that fits maxWidth: the least important columns are hidden (and named in a
+ * last line), free text is shortened with "…", and when even the ids and names do not fit side by side the
+ * rows become cards. Ids, pids, UUIDs and names are never clipped.
+ */
 export function renderTable(
   columns: readonly Column[],
   rows: readonly Row[],
   options: TableOptions = {},
 ): string {
-  const maxWidth = options.maxWidth ?? 120;
-  const maxColumnWidth = options.maxColumnWidth ?? 48;
-  const cells = rows.map((row) => columns.map((col) => formatValue(row[col.key], col.kind)));
-  // Ids and UUIDs are what the next command needs (`lookup kasm session <id>`): never clipped.
-  const whole = columns.map((col, i) => col.kind === 'id' || isIdColumn(cells.map((r) => r[i] ?? '')));
-  const widths = columns.map((col, i) => {
-    const widest = Math.max(col.label.length, ...cells.map((r) => (r[i] ?? '').length));
-    return whole[i] ? widest : Math.min(maxColumnWidth, widest);
+  const layout = layoutRows(columns, rows, formatValue, {
+    width: options.maxWidth ?? CONSOLE_WIDTH,
+    ...(options.maxColumnWidth !== undefined ? { maxColumnWidth: options.maxColumnWidth } : {}),
   });
-  // Shrink the widest clippable columns until the table fits.
-  const separator = 2;
-  const total = () => widths.reduce((a, b) => a + b, 0) + separator * (widths.length - 1);
-  while (total() > maxWidth) {
-    const clippable = widths.map((w, i) => (whole[i] ? 0 : w));
-    const widest = clippable.indexOf(Math.max(...clippable));
-    if ((clippable[widest] ?? 0) <= 6) break;
-    widths[widest] = (widths[widest] ?? 0) - 1;
-  }
-  const line = (values: readonly string[]) =>
-    values
-      .map((value, i) => {
-        const width = widths[i] ?? 0;
-        const text = clip(value, width);
-        const col = columns[i];
-        return col && RIGHT_ALIGNED.has(col.kind) ? text.padStart(width) : text.padEnd(width);
-      })
-      .join(' '.repeat(separator))
-      .trimEnd();
-  const header = line(columns.map((c) => showInvisible(c.label, { newlines: false })));
-  const rule = widths.map((w) => '-'.repeat(w)).join(' '.repeat(separator));
-  return [header, rule, ...cells.map(line)].join('\n');
+  return layout.hidden.length > 0
+    ? `${layout.text}\n${hiddenNote(layout.hidden, options.hiddenHint)}`
+    : layout.text;
 }
 
 /** Rows as cards of aligned `label: value` lines — how a lookup reads best on a phone. */
-export function renderCard(columns: readonly Column[], rows: readonly Row[]): string {
-  const width = Math.max(...columns.map((c) => c.label.length));
-  return rows
-    .map((row) =>
-      columns
-        .map((col) =>
-          `${`${showInvisible(col.label, { newlines: false })}:`.padEnd(width + 1)} ${formatValue(row[col.key], col.kind)}`.trimEnd(),
-        )
-        .join('\n'),
-    )
-    .join('\n\n');
+export function renderCard(columns: readonly Column[], rows: readonly Row[], width = CONSOLE_WIDTH): string {
+  const cells = rows.map((row) => columns.map((col) => formatValue(row[col.key], col.kind)));
+  return renderCards(columns, cells, width, wholeColumns(columns, cells));
 }
 
-/** Whether the table would have to clip values to fit: then a handful of rows reads better as cards. */
-function tooWide(result: OperationResult, options: TableOptions): boolean {
-  const maxWidth = options.maxWidth ?? 120;
-  const widths = result.columns.map((col) =>
-    Math.max(col.label.length, ...result.rows.map((row) => formatValue(row[col.key], col.kind).length)),
-  );
-  const clipped = widths.some((w) => w > (options.maxColumnWidth ?? 48));
-  return clipped || widths.reduce((a, b) => a + b + 2, 0) > maxWidth;
+/** The preformatted lines of a `text` result, each within the width (long ones wrap, indented). */
+export function textLines(result: OperationResult, width = CONSOLE_WIDTH): string {
+  const key = result.columns[0]?.key ?? '';
+  return wrapLines(result.rows.map((row) => showInvisible(String(row[key] ?? ''))).join('\n'), width);
 }
 
-/** A whole result: headline, table (or "no rows"), row count, truncation and notes. */
+/**
+ * The rows of a table or card result laid out for a width: a few rows read as cards rather than clipped,
+ * many as a table with columns chosen by importance.
+ */
+export function layoutResult(result: OperationResult, rows: readonly Row[], width: number): Layout {
+  if (result.display === 'card') {
+    return { kind: 'cards', text: renderCard(result.columns, rows, width), hidden: [], clipped: false };
+  }
+  return layoutRows(result.columns, rows, formatValue, {
+    width,
+    preferCards: result.display === undefined && rows.length <= 3,
+  });
+}
+
+/** A whole result: headline, table (or "no rows"), row count, truncation and notes, within maxWidth. */
 export function renderResult(result: OperationResult, options: TableOptions = {}): string {
+  const width = options.maxWidth ?? CONSOLE_WIDTH;
   const parts: string[] = [];
-  if (result.headline) parts.push(showInvisible(result.headline));
+  if (result.headline) parts.push(wrapLines(showInvisible(result.headline), width));
   if (result.columns.length > 0) {
     const count = `${result.rows.length} row${result.rows.length === 1 ? '' : 's'}`;
     if (result.rows.length === 0)
       parts.push(result.page ? countLines(result, count).join('\n') : '(no rows)');
     else if (result.display === 'text') {
-      const key = result.columns[0]?.key ?? '';
-      parts.push(result.rows.map((row) => showInvisible(String(row[key] ?? ''))).join('\n'));
-      if (result.page) parts.push(...countLines(result, `${result.rows.length} lines`));
+      parts.push(textLines(result, width));
+      if (result.page) parts.push(...countLines(result, `${formatCount(result.rows.length)} lines`));
       else if (result.truncated) parts.push('… more lines (capped)');
-    } else if (result.display === 'card') {
-      parts.push(renderCard(result.columns, result.rows));
-      if (result.page || result.truncated) parts.push(...countLines(result, count));
-    } else if (result.display === undefined && result.rows.length <= 3 && tooWide(result, options)) {
-      // A few rows with long values (queries, descriptions) read better as cards than clipped.
-      parts.push(renderCard(result.columns, result.rows));
-      if (result.page || result.truncated) parts.push(...countLines(result, count));
     } else {
-      parts.push(renderTable(result.columns, result.rows, options));
-      parts.push(...countLines(result, count));
+      const layout = layoutResult(result, result.rows, width);
+      parts.push(layout.text);
+      const count = `${formatCount(result.rows.length)} row${result.rows.length === 1 ? '' : 's'}`;
+      // The next page's command stays on a line of its own, whole (it is pasted as it is).
+      const [countLine = count, ...next] = countLines(result, count);
+      if (layout.kind === 'cards' && (result.display === 'card' || result.rows.length <= 3)) {
+        if (result.page || result.truncated) parts.push(wrapLines(countLine, width), ...next);
+      } else {
+        parts.push(wrapLines(countLine, width), ...next);
+      }
+      if (layout.hidden.length > 0)
+        parts.push(wrapLines(hiddenNote(layout.hidden, options.hiddenHint), width));
     }
   }
-  for (const note of result.notes ?? []) parts.push(showInvisible(note));
+  for (const note of result.notes ?? []) parts.push(wrapLines(showInvisible(note), width));
   return parts.join('\n');
 }

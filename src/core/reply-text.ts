@@ -1,6 +1,7 @@
 // Plain-text wording of replies and requests, in one place.
 import type { ApprovalRequest } from '../state/types.js';
 import { formatDuration } from './duration.js';
+import { CONSOLE_WIDTH, wrapLines } from './layout.js';
 import { renderResult } from './render.js';
 import { formatAge, formatRunning, formatTime } from './time-format.js';
 
@@ -37,11 +38,16 @@ export function requestLine(request: ApprovalRequest, now: Date): string {
   return parts.join(' · ');
 }
 
-/** The full card of a request: what it does, the preview, who must approve, how. */
-export function requestCard(request: ApprovalRequest, now: Date, approverRoles: readonly string[]): string {
+/** The full card of a request: what it does, the preview, who must approve, how; within `width`. */
+export function requestCard(
+  request: ApprovalRequest,
+  now: Date,
+  approverRoles: readonly string[],
+  width = CONSOLE_WIDTH,
+): string {
   const lines = [requestLine(request, now), ''];
   if (request.requestReason !== undefined) lines.push(`Reason: ${request.requestReason}`, '');
-  lines.push(renderResult(request.preview.result));
+  lines.push(renderResult(request.preview.result, { maxWidth: width }));
   if (request.status === 'pending') {
     const have = approvers(request).length;
     const need = request.approvalsRequired - have;
@@ -49,17 +55,22 @@ export function requestCard(request: ApprovalRequest, now: Date, approverRoles: 
     lines.push(
       `Needs ${need} more approval${need === 1 ? '' : 's'} from ${approverRoles.join(' or ') || 'nobody (no approver role)'} — not ${request.requester.person}. Expires at ${formatTime(request.expiresAt)}.`,
     );
-    lines.push(
-      `  approve: /db approve ${request.id}   deny: /db deny ${request.id} <reason>   cancel: /db cancel ${request.id}`,
-    );
+    const how = [
+      `approve: /db approve ${request.id}`,
+      `deny: /db deny ${request.id} <reason>`,
+      `cancel: /db cancel ${request.id}`,
+    ];
+    // One line where it fits; on a phone, one command a line (a command is never split).
+    const oneLine = `  ${how.join('   ')}`;
+    lines.push(...(oneLine.length <= width ? [oneLine] : how.map((h) => `  ${h}`)));
   }
   if (request.result && (request.status === 'succeeded' || request.status === 'failed')) {
-    lines.push('', 'Outcome:', renderResult(request.result));
+    lines.push('', 'Outcome:', renderResult(request.result, { maxWidth: width }));
   }
   if (request.status === 'cancelled' && request.reason) lines.push('', `Void: ${request.reason}`);
   if (request.status === 'running')
     lines.push('', `  stop it: /db cancel ${request.id} (the requester or an approver)`);
   if (request.error)
     lines.push('', `${request.status === 'cancelled' ? 'Stopped' : 'Error'}: ${request.error}`);
-  return lines.join('\n');
+  return wrapLines(lines.join('\n'), width);
 }

@@ -5,6 +5,7 @@ import type { StateStore } from '../state/types.js';
 import type { AuditTrail } from './audit.js';
 import type { About, InvocationContext } from './context.js';
 import { formatDuration } from './duration.js';
+import { widthFor, wrapLines } from './layout.js';
 import type { AnyOperation } from './operation.js';
 import { type PagePlan, pageResult } from './paging.js';
 import { renderResult } from './render.js';
@@ -71,6 +72,7 @@ export async function runNow(
         .savePagedRead(remember)
         .catch((err: unknown) => ctx.log.warn({ err }, 'could not remember the paged read'));
     }
+    const width = widthFor(ctx.inv.surface);
     return reply({
       status: 'ok',
       requestId: null,
@@ -80,7 +82,7 @@ export async function runNow(
       risk: info.risk,
       result,
       message: `${shown} — done in ${formatDuration(durationMs / 1000)}`,
-      text: `${renderResult(result)}\n(${shown} · ref ${ctx.ref} · ${formatDuration(durationMs / 1000)})`,
+      text: `${renderResult(result, { maxWidth: width })}\n${wrapLines(`(${shown} · ref ${ctx.ref} · ${formatDuration(durationMs / 1000)})`, width)}`,
     });
   } catch (err) {
     const durationMs = Date.now() - started;

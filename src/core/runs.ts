@@ -10,6 +10,7 @@ import type { Catalog } from './catalog.js';
 import type { About, AuditInput, InvocationContext, OperationRun, RequestChange } from './context.js';
 import { isUserError, UserError } from './errors.js';
 import { judge, type Standing } from './judgement.js';
+import { CONSOLE_WIDTH, wrapLines } from './layout.js';
 import type { Logger } from './log.js';
 import type { AnyOperation, OperationContext } from './operation.js';
 import { operationContext } from './operation-context.js';
@@ -314,7 +315,7 @@ export class Runs {
       result,
       request: finished,
       message: `#${approved.id} ${approved.command} — approved by ${about.approvers.join(', ')}, done${recorded.delayed ? ` (${DELAYED})` : ''}`,
-      text: `${requestLine(finished, clock())}\n\n${renderResult(result)}${recorded.delayed ? `\n\nThe operation succeeded. ${DELAYED}` : ''}`,
+      text: `${wrapLines(requestLine(finished, clock()), CONSOLE_WIDTH)}\n\n${renderResult(result)}${recorded.delayed ? `\n\nThe operation succeeded. ${DELAYED}` : ''}`,
     });
   }
 

@@ -65,10 +65,19 @@ export const COLUMN_KINDS = [
 ] as const;
 export type ColumnKind = (typeof COLUMN_KINDS)[number];
 
+/**
+ * How much a column matters when a table must fit a narrow screen: `key` values (ids, pids, names) are
+ * never clipped or hidden, `low` ones are hidden first. Inferred from the kind, values and name if left out.
+ */
+export type Importance = 'key' | 'high' | 'normal' | 'low';
+
 export interface Column {
   key: string;
   label: string;
   kind: ColumnKind;
+  importance?: Importance;
+  /** Free text that wraps within its column instead of being shortened (help's descriptions). */
+  wrap?: boolean;
 }
 
 /** A row keyed by column with machine values: bytes and counts as numbers, durations as seconds. */

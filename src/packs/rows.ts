@@ -35,7 +35,8 @@ export function tabulate(
     const inferred = kindOf(raw.map((r) => r[key]));
     // A timestamptz in a column declared without a kind reads in the one time format, not as ISO text.
     const kind = d?.kind === undefined || (d.kind === 'text' && inferred === 'timestamp') ? inferred : d.kind;
-    return { key, label: d?.label ?? key, kind };
+    const column: Column = { key, label: d?.label ?? key, kind };
+    return d?.importance ? { ...column, importance: d.importance } : column;
   });
   const rows = raw.map((r) => Object.fromEntries(keys.map((k) => [k, toCell(r[k])])) as Row);
   return { columns, rows };

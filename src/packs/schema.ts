@@ -52,6 +52,11 @@ export const packColumnSchema = z
      * of an application have); a result without rows shows only the columns that are not optional.
      */
     optional: z.boolean().default(false),
+    /**
+     * How much the column matters on a narrow screen: `key` (an id or name typed back: never clipped or
+     * hidden), `high` (kept), `normal`, `low` (hidden first). Inferred from the name and values if left out.
+     */
+    importance: z.enum(['key', 'high', 'normal', 'low']).optional(),
   })
   .strict();
 

@@ -5,6 +5,7 @@ import type { Config } from '../config/schema.js';
 import type { Core } from '../core/dispatch.js';
 import { isUserError } from '../core/errors.js';
 import { withInvocationFiles } from '../core/invocation-files.js';
+import { CONSOLE_WIDTH, wrapLines } from '../core/layout.js';
 import type { Invocation } from '../core/types.js';
 import { showInvisible } from '../core/visible.js';
 import { describeSaved, saveAttachments } from './attachments.js';
@@ -90,7 +91,8 @@ export async function runConsole(options: ConsoleOptions): Promise<void> {
               ...(options.channel !== undefined ? { channel: options.channel } : {}),
             };
             const reply = await withInvocationFiles(inv, () => core.dispatch(inv));
-            write(reply.text);
+            // One-line answers (refusals, errors) wrap too: nothing runs past 80 columns.
+            write(wrapLines(showInvisible(reply.text), CONSOLE_WIDTH));
             const saved = await saveAttachments(reply.result?.attachments ?? [], options.exportDir);
             if (saved.length > 0) write(describeSaved(saved));
           }

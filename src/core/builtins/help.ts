@@ -3,6 +3,7 @@
 import { findTarget } from '../../config/find-target.js';
 import { BUILTINS, type Builtin } from '../catalog.js';
 import { UserError } from '../errors.js';
+import { widthFor, wrapLines } from '../layout.js';
 import { unavailableLines, unavailableOn } from '../operation.js';
 import { actionForRisk, allowedActions, decide } from '../policy.js';
 import { renderTable } from '../render.js';
@@ -30,12 +31,21 @@ export const BUILTIN_HELP: Record<Builtin, string> = {
   trend: 'trend <target> <metric> [--since 7d] [--table t] — a chart, the rate and the forecast',
 };
 
+/** Operations as a table whose descriptions wrap within their column. */
+const HELP_COLUMNS: Column[] = [
+  { key: 'name', label: 'operation', kind: 'text', importance: 'key' },
+  { key: 'risk', label: 'risk', kind: 'text', importance: 'key' },
+  { key: 'summary', label: 'what it does', kind: 'text', wrap: true },
+];
+
 export const help: Handler = async (core, ctx, tokens) => {
+  const width = widthFor(ctx.inv.surface);
+  const answer = (message: string, text: string) => ok(ctx, message, wrapLines(text, width));
   const [topic, about] = words(tokens);
   if (topic) {
     const name = topic.toLowerCase();
     if ((BUILTINS as readonly string[]).includes(name)) {
-      return ok(ctx, `help ${name}`, `/db ${BUILTIN_HELP[name as Builtin]}`);
+      return answer(`help ${name}`, `/db ${BUILTIN_HELP[name as Builtin]}`);
     }
     const asTarget = findTarget(core.config.targets, name);
     if (asTarget && core.visibleTargets(ctx.person).some((t) => t.name === asTarget.name)) {
@@ -49,13 +59,9 @@ export const help: Handler = async (core, ctx, tokens) => {
         lookupNames,
       );
       const table = renderTable(
-        [
-          { key: 'name', label: 'operation', kind: 'text' },
-          { key: 'risk', label: 'risk', kind: 'text' },
-          { key: 'summary', label: 'what it does', kind: 'text' },
-        ],
+        HELP_COLUMNS,
         ops.map((o) => ({ name: o.name, risk: o.risk, summary: o.summary })),
-        { maxColumnWidth: 80 },
+        { maxWidth: width },
       );
       const lines = [
         `${asTarget.name} (${asTarget.environment})${asTarget.description ? ` — ${asTarget.description}` : ''}`,
@@ -68,7 +74,7 @@ export const help: Handler = async (core, ctx, tokens) => {
         ...unavailable,
         'Every PostgreSQL operation of `/db help` works here too.',
       ];
-      return ok(ctx, `help ${asTarget.name}`, lines.join('\n'));
+      return answer(`help ${asTarget.name}`, lines.join('\n'));
     }
     // `help users kasm`: the operation of that target's pack, not whichever pack defines it first.
     const bound = about ? helpTarget(core, ctx.person, about) : await core.boundTarget(ctx.inv);
@@ -108,14 +114,10 @@ export const help: Handler = async (core, ctx, tokens) => {
         : 'you may not run it on any target',
     );
     if (spec.risk === 'destructive') lines.push('it runs only after another person approves it');
-    return ok(ctx, `help ${spec.name}`, lines.join('\n'));
+    return answer(`help ${spec.name}`, lines.join('\n'));
   }
   const bound = await core.boundTarget(ctx.inv);
-  const columns: Column[] = [
-    { key: 'name', label: 'operation', kind: 'text' },
-    { key: 'risk', label: 'risk', kind: 'text' },
-    { key: 'summary', label: 'what it does', kind: 'text' },
-  ];
+  const columns = HELP_COLUMNS;
   const toRow = (s: { name: string; risk: string; summary: string }): Row => ({
     name: s.name,
     risk: s.risk,
@@ -136,13 +138,13 @@ export const help: Handler = async (core, ctx, tokens) => {
     ...(bound && packRows.length > 0
       ? [
           `${bound.name} runbook (${bound.packs.join(', ')}):`,
-          renderTable(columns, packRows, { maxColumnWidth: 80 }),
+          renderTable(columns, packRows, { maxWidth: width }),
           ...(lookups.length > 0 ? [`lookups: ${lookups.map((l) => `lookup ${l} <key>`).join(', ')}`] : []),
           '',
           'PostgreSQL operations:',
         ]
       : []),
-    renderTable(columns, rows, { maxColumnWidth: 80 }),
+    renderTable(columns, rows, { maxWidth: width }),
     '',
     ...(elsewhere.length > 0
       ? [
@@ -155,7 +157,7 @@ export const help: Handler = async (core, ctx, tokens) => {
     '',
     'Destructive operations wait for another person’s approval. `/db help <operation>` for details.',
   ].filter((line, i, all) => line !== '' || all[i - 1] !== '');
-  return ok(ctx, 'help', lines.join('\n'));
+  return answer('help', lines.join('\n'));
 };
 
 export const targets: Handler = async (core, ctx) => {
@@ -173,7 +175,8 @@ export const targets: Handler = async (core, ctx) => {
   }));
   await core.audit(ctx, { event: 'builtin', outcome: 'targets' }).catch(() => {});
   if (rows.length === 0) return ok(ctx, 'no targets', 'You may not use any target; ask an admin for a role.');
-  return ok(ctx, `${rows.length} targets`, renderTable(columns, rows), {
+  const table = renderTable(columns, rows, { maxWidth: widthFor(ctx.inv.surface) });
+  return ok(ctx, `${rows.length} targets`, table, {
     result: { columns, rows, truncated: false },
   });
 };

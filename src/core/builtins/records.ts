@@ -3,6 +3,7 @@ import { findTarget } from '../../config/find-target.js';
 import type { AuditRecord } from '../../state/types.js';
 import { parseAuditFilter } from '../audit-filter.js';
 import { UserError } from '../errors.js';
+import { widthFor } from '../layout.js';
 import { isRef } from '../refs.js';
 import { renderTable } from '../render.js';
 import { clipInput, closest } from '../suggest.js';
@@ -36,13 +37,14 @@ export const audit: Handler = async (core, ctx, tokens) => {
     .filter((r: AuditRecord) => (r.target ? visible.has(r.target) : r.person === ctx.person?.name))
     .slice(0, limit);
   const columns: Column[] = [
-    { key: 'at', label: 'at', kind: 'timestamp' },
-    { key: 'request', label: '# / ref', kind: 'text' },
-    { key: 'event', label: 'event', kind: 'text' },
-    { key: 'person', label: 'person', kind: 'text' },
-    { key: 'surface', label: 'via', kind: 'text' },
-    { key: 'operation', label: 'operation', kind: 'text' },
-    { key: 'target', label: 'target', kind: 'text' },
+    // Within 80 columns (or a phone) the channel goes first, then the time; who, what and where stay.
+    { key: 'at', label: 'at', kind: 'timestamp', importance: 'normal' },
+    { key: 'request', label: '# / ref', kind: 'id' },
+    { key: 'event', label: 'event', kind: 'text', importance: 'high' },
+    { key: 'person', label: 'person', kind: 'text', importance: 'key' },
+    { key: 'surface', label: 'via', kind: 'text', importance: 'low' },
+    { key: 'operation', label: 'operation', kind: 'text', importance: 'key' },
+    { key: 'target', label: 'target', kind: 'text', importance: 'key' },
     { key: 'outcome', label: 'outcome', kind: 'text' },
   ];
   const rows: Row[] = records.map((r) => ({
@@ -58,7 +60,7 @@ export const audit: Handler = async (core, ctx, tokens) => {
   return ok(
     ctx,
     `${rows.length} audit records`,
-    rows.length ? renderTable(columns, rows) : 'No audit records.',
+    rows.length ? renderTable(columns, rows, { maxWidth: widthFor(ctx.inv.surface) }) : 'No audit records.',
     {
       result: { columns, rows, truncated: false },
     },

@@ -5,6 +5,7 @@ import type { ApprovalRequest } from '../../state/types.js';
 import type { CoreServices, InvocationContext } from '../context.js';
 import { UserError } from '../errors.js';
 import { judge, type Standing, samePerson } from '../judgement.js';
+import { widthFor, wrapLines } from '../layout.js';
 import { decide } from '../policy.js';
 import type { Reply } from '../reply.js';
 import { requestCard, requestLine } from '../reply-text.js';
@@ -29,7 +30,7 @@ export const pending: Handler = async (core, ctx, tokens) => {
   const text =
     requests.length === 0
       ? 'No requests are waiting for approval.'
-      : requests.map((r) => requestLine(r, now)).join('\n');
+      : wrapLines(requests.map((r) => requestLine(r, now)).join('\n'), widthFor(ctx.inv.surface));
   return ok(ctx, `${requests.length} pending`, text, { requests });
 };
 
@@ -37,7 +38,8 @@ export const status: Handler = async (core, ctx, tokens) => {
   const id = requestId(tokens, 'status <id>');
   const request = await loadRequest(core, ctx, id);
   const roles = core.config.policy[request.environment]?.approve ?? [];
-  return ok(ctx, requestLine(request, core.now()), requestCard(request, core.now(), roles), { request });
+  const card = requestCard(request, core.now(), roles, widthFor(ctx.inv.surface));
+  return ok(ctx, requestLine(request, core.now()), card, { request });
 };
 
 /**

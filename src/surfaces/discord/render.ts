@@ -4,15 +4,14 @@
 import { type APIEmbed, type APIEmbedField, escapeMarkdown } from 'discord.js';
 import { resultToCsv } from '../../core/csv.js';
 import type { RequestChange } from '../../core/dispatch.js';
-import { countLines } from '../../core/paging.js';
-import { formatValue, renderCard, renderTable } from '../../core/render.js';
 import { type Reply, replyTag } from '../../core/reply.js';
-import type { OperationResult, Row } from '../../core/types.js';
+import type { OperationResult } from '../../core/types.js';
 import { showInvisible } from '../../core/visible.js';
 import type { ApprovalRequest } from '../../state/types.js';
 import type { OutgoingFile, OutgoingMessage } from './api.js';
 import { approvalButtons, pageButtons } from './components.js';
 import { mentionOfActor } from './identity.js';
+import { plural, resultBody } from './result-body.js';
 
 /** Discord's documented limits (developers/resources/message.mdx, components, channels). */
 export const LIMITS = {
@@ -30,8 +29,6 @@ export const LIMITS = {
   privateMessages: 4,
 } as const;
 
-/** Table width in a code block: wide enough for a desktop client, clipped by renderTable beyond it. */
-const TABLE_WIDTH = 100;
 const FENCE = '```';
 
 /** Text that renders literally: markdown, headings, lists and masked links escaped. */
@@ -76,48 +73,6 @@ function clippedBlock(text: string, max: number): string {
   return `${FENCE}\n${kept.join('\n')}\n${FENCE}`.slice(0, max);
 }
 
-function plural(n: number, word: string): string {
-  return `${n.toLocaleString('en-US')} ${word}${n === 1 ? '' : 's'}`;
-}
-
-/** Whether a few rows read better as `label: value` cards than as a clipped table (as the core decides). */
-function readsAsCards(result: OperationResult, rows: readonly Row[]): boolean {
-  if (result.display === 'card') return true;
-  if (result.display !== undefined || rows.length > 3) return false;
-  const widths = result.columns.map((col) =>
-    Math.max(col.label.length, ...rows.map((row) => formatValue(row[col.key], col.kind).length)),
-  );
-  return widths.some((w) => w > 48) || widths.reduce((a, b) => a + b + 2, 0) > TABLE_WIDTH;
-}
-
-/** The inside of the code block for the first `shown` rows: headline, table or cards, count, notes. */
-function resultBody(result: OperationResult, shown: number): string {
-  const parts: string[] = [];
-  if (result.headline) parts.push(result.headline);
-  const total = result.rows.length;
-  if (result.columns.length > 0) {
-    const rows = result.rows.slice(0, shown);
-    if (total === 0) parts.push('(no rows)');
-    else if (result.display === 'text') {
-      const key = result.columns[0]?.key ?? '';
-      if (rows.length > 0) parts.push(rows.map((row) => String(row[key] ?? '')).join('\n'));
-    } else if (rows.length > 0 && readsAsCards(result, rows)) {
-      parts.push(renderCard(result.columns, rows));
-    } else if (rows.length > 0) {
-      parts.push(renderTable(result.columns, rows, { maxWidth: TABLE_WIDTH }));
-    }
-    if (total > 0 && shown >= total && result.display !== 'text') {
-      parts.push(...countLines(result, plural(total, 'row')));
-    } else if (total > 0 && shown >= total && (result.truncated || result.page)) {
-      parts.push(...(result.page ? countLines(result, plural(total, 'line')) : ['… more lines (capped)']));
-    } else if (total === 0 && result.page) {
-      parts.push(...countLines(result, ''));
-    }
-  }
-  for (const note of result.notes ?? []) parts.push(note);
-  return parts.join('\n');
-}
-
 /** A file name Discord and spreadsheets accept. */
 export function fileName(base: string, extension: string): string {
   const safe = base.replace(/[^A-Za-z0-9._-]+/g, '-').replace(/^-+|-+$/g, '') || 'result';
@@ -140,6 +95,8 @@ export interface RenderedResult {
   text: string;
   files: OutgoingFile[];
   shownRows: number;
+  /** Columns the phone-width table left out (the CSV has them). */
+  hiddenColumns: number;
 }
 
 /** Every row of a result as a CSV file. */
@@ -163,12 +120,21 @@ export function renderResult(
 ): RenderedResult {
   const total = result.rows.length;
   const own = attachmentFiles(result);
-  const whole = codeBlock(resultBody(result, total));
-  if (whole.length <= budget) return { text: whole, files: own, shownRows: total };
+  const body = resultBody(result, total);
+  const whole = codeBlock(body.text);
+  const withCsv = () => [csvFile(result, csvBase), ...own].slice(0, LIMITS.filesPerMessage);
+  // Columns left out on a phone are in the CSV.
+  if (whole.length <= budget)
+    return {
+      text: whole,
+      files: body.hidden > 0 ? withCsv() : own,
+      shownRows: total,
+      hiddenColumns: body.hidden,
+    };
   const more = (shown: number) =>
     `${shown.toLocaleString('en-US')} of ${plural(total, 'row')} shown · ${plural(total - shown, 'more row')} — ${where}`;
   const fits = (shown: number) =>
-    codeBlock(resultBody(result, shown)).length + 1 + more(shown).length <= budget;
+    codeBlock(resultBody(result, shown).text).length + 1 + more(shown).length <= budget;
   // Binary search for the most rows that fit.
   let lo = 0;
   let hi = Math.max(0, total - 1);
@@ -179,12 +145,8 @@ export function renderResult(
   }
   const shown = lo;
   const tail = more(shown);
-  const block = clippedBlock(resultBody(result, shown), Math.max(16, budget - tail.length - 1));
-  return {
-    text: `${block}\n${tail}`,
-    files: [csvFile(result, csvBase), ...own].slice(0, LIMITS.filesPerMessage),
-    shownRows: shown,
-  };
+  const block = clippedBlock(resultBody(result, shown).text, Math.max(16, budget - tail.length - 1));
+  return { text: `${block}\n${tail}`, files: withCsv(), shownRows: shown, hiddenColumns: 0 };
 }
 
 /** The public answer to a command that produced a result. */
@@ -355,7 +317,7 @@ export function renderRequestCard(request: ApprovalRequest, context: CardContext
 }
 
 /** The card's preview, in what the rest of the embed leaves of the 6,000 characters (at most 4,096). */
-function cardPreview(request: ApprovalRequest, used: number): { description: string; shownRows: number } {
+function cardPreview(request: ApprovalRequest, used: number): { description: string; complete: boolean } {
   const label = request.status === 'pending' ? '**Preview**' : '**Preview at request time**';
   const room = Math.min(LIMITS.embedDescription, LIMITS.embedTotal - used - 40) - label.length - 1;
   const preview = renderResult(
@@ -364,7 +326,8 @@ function cardPreview(request: ApprovalRequest, used: number): { description: str
     `preview-${request.id}`,
     'full preview in the thread',
   );
-  return { description: `${label}\n${preview.text}`, shownRows: preview.shownRows };
+  const complete = preview.shownRows >= request.preview.result.rows.length && preview.hiddenColumns === 0;
+  return { description: `${label}\n${preview.text}`, complete };
 }
 
 /** The first message in a request's thread: what it waits for, and the full preview when the card cut it. */
@@ -372,9 +335,10 @@ export function renderRequestIntro(request: ApprovalRequest, context: CardContex
   const roles = context.approverRoles.length > 0 ? context.approverRoles.join(' or ') : 'nobody';
   const line = `Request #${request.id} needs ${request.approvalsRequired} approval${request.approvalsRequired === 1 ? '' : 's'} from ${escapeText(roles)} — not ${escapeText(request.requester.person)}. It expires ${discordTime(request.expiresAt)}. Use the buttons on the card, or \`/db approve ${request.id}\` · \`/db deny ${request.id} <reason>\` · \`/db cancel ${request.id}\`. The outcome is posted here.`;
   const card = renderRequestCard(request, context).embeds?.[0];
-  const shown = cardPreview(request, card ? embedLength({ ...card, description: '' }) : 0).shownRows;
+  // Rows the card cut, or columns it hid on a phone: the whole preview goes to the thread as CSV.
+  if (cardPreview(request, card ? embedLength({ ...card, description: '' }) : 0).complete)
+    return { content: line };
   const preview = request.preview.result;
-  if (shown >= preview.rows.length) return { content: line };
   return {
     content: `${line}\nThe full preview is attached.`,
     files: [csvFile(preview, `preview-${request.id}`)],

@@ -111,7 +111,7 @@ export function requestHeadline(request: ApprovalRequest): string {
 export interface RenderedCard {
   text: string;
   blocks: Block[];
-  /** Preview rows left out of the card (the preview then goes to the thread as CSV). */
+  /** Preview rows (or columns) left out of the card (the preview then goes to the thread as CSV). */
   omittedRows: number;
 }
 
@@ -191,7 +191,7 @@ export function renderCard(request: ApprovalRequest, approverRoles: readonly str
   return {
     text: `#${request.id} ${escapeText(request.command)}: ${request.status === 'pending' ? 'waits for approval' : request.status}`,
     blocks: withinBlockLimit(blocks),
-    omittedRows: preview.omittedRows,
+    omittedRows: preview.omittedRows + preview.hiddenColumns,
   };
 }
 

@@ -1,10 +1,11 @@
 // Replies and results as Block Kit within Slack's limits, with every database value escaped.
 import type { types } from '@slack/bolt';
 import { resultToCsv } from '../../core/csv.js';
+import { hiddenNote, PHONE_WIDTH } from '../../core/layout.js';
 import { countLines } from '../../core/paging.js';
-import { formatCount, formatValue, renderCard, renderTable, type TableOptions } from '../../core/render.js';
+import { formatCount, layoutResult, renderCard, textLines } from '../../core/render.js';
 import { type Reply, replyTag } from '../../core/reply.js';
-import type { Column, OperationResult, Row } from '../../core/types.js';
+import type { OperationResult } from '../../core/types.js';
 import { showInvisible } from '../../core/visible.js';
 import { pageButton } from './paging.js';
 
@@ -21,8 +22,8 @@ export const SLACK_LIMITS = {
   contextElements: 10,
 } as const;
 
-/** Code blocks wrap rather than scroll on narrow screens: tables are sized to stay readable. */
-export const TABLE_WIDTH: TableOptions = { maxWidth: 96, maxColumnWidth: 40 };
+/** Code blocks are laid out for a phone (see PHONE_WIDTH): columns by importance, else cards. */
+export const TABLE_WIDTH = PHONE_WIDTH;
 
 /** A file that goes to the thread with the message (the full result as CSV, an operation's export). */
 export interface UploadFile {
@@ -134,20 +135,12 @@ export function codeSections(text: string, maxBlocks: number): { blocks: Block[]
   return { blocks, omittedLines: lines.length - start };
 }
 
-/** Whether an aligned table would clip values: then a few rows read better as `label: value` cards. */
-function tooWide(columns: readonly Column[], rows: readonly Row[], options: TableOptions): boolean {
-  const maxWidth = options.maxWidth ?? 120;
-  const maxColumn = options.maxColumnWidth ?? 48;
-  const widths = columns.map((col) =>
-    Math.max(col.label.length, ...rows.map((row) => formatValue(row[col.key], col.kind).length)),
-  );
-  return widths.some((w) => w > maxColumn) || widths.reduce((a, b) => a + b + 2, 0) > maxWidth;
-}
-
 export interface RenderedResult {
   blocks: Block[];
   /** Rows (or cards, or lines) that did not fit the message. */
   omittedRows: number;
+  /** Columns the phone-width table left out (then the CSV carries them). */
+  hiddenColumns: number;
 }
 
 function plural(n: number, word: string): string {
@@ -163,6 +156,7 @@ export function resultBlocks(result: OperationResult, options: { attach?: boolea
   const blocks: Block[] = [];
   if (result.headline) blocks.push(section(escapeText(result.headline)));
   let omittedRows = 0;
+  let hiddenColumns = 0;
   if (result.columns.length > 0) {
     if (result.rows.length === 0) {
       blocks.push(context(result.page ? (countLines(result, '')[0] ?? '(no rows)') : '(no rows)'));
@@ -170,36 +164,37 @@ export function resultBlocks(result: OperationResult, options: { attach?: boolea
       const total = result.rows.length;
       let shown: number;
       let unit = 'row';
+      let hidden: string[] = [];
       if (result.display === 'text') {
-        const key = result.columns[0]?.key ?? '';
-        const lines = result.rows.map((row) => String(row[key] ?? ''));
+        const lines = textLines(result, TABLE_WIDTH).split('\n');
         shown = linesThatFit(lines);
         blocks.push(section(codeBlock(lines.slice(0, shown).join('\n'))));
         unit = 'line';
-      } else if (
-        result.display === 'card' ||
-        (result.display === undefined && total <= 3 && tooWide(result.columns, result.rows, TABLE_WIDTH))
-      ) {
-        const cards = result.rows.map((row) => renderCard(result.columns, [row]));
-        shown = 0;
-        let used = CODE_OVERHEAD;
-        for (const card of cards) {
-          const cost = escapeText(card).length + (shown > 0 ? 2 : 0);
-          if (used + cost > SLACK_LIMITS.text) break;
-          used += cost;
-          shown += 1;
-        }
-        if (shown === 0) {
-          cards[0] = clipEscaped(cards[0] ?? '', SLACK_LIMITS.text - CODE_OVERHEAD);
-          shown = 1;
-        }
-        blocks.push(section(codeBlock(cards.slice(0, shown).join('\n\n'))));
       } else {
-        const lines = renderTable(result.columns, result.rows, TABLE_WIDTH).split('\n');
-        const header = lines.slice(0, 2);
-        const body = lines.slice(2);
-        shown = Math.max(0, linesThatFit(lines) - header.length);
-        blocks.push(section(codeBlock([...header, ...body.slice(0, shown)].join('\n'))));
+        const layout = layoutResult(result, result.rows, TABLE_WIDTH);
+        hidden = layout.hidden;
+        if (layout.kind === 'cards') {
+          const cards = result.rows.map((row) => renderCard(result.columns, [row], TABLE_WIDTH));
+          shown = 0;
+          let used = CODE_OVERHEAD;
+          for (const card of cards) {
+            const cost = escapeText(card).length + (shown > 0 ? 2 : 0);
+            if (used + cost > SLACK_LIMITS.text) break;
+            used += cost;
+            shown += 1;
+          }
+          if (shown === 0) {
+            cards[0] = clipEscaped(cards[0] ?? '', SLACK_LIMITS.text - CODE_OVERHEAD);
+            shown = 1;
+          }
+          blocks.push(section(codeBlock(cards.slice(0, shown).join('\n\n'))));
+        } else {
+          const lines = layout.text.split('\n');
+          const header = lines.slice(0, 2);
+          const body = lines.slice(2);
+          shown = Math.max(0, linesThatFit(lines) - header.length);
+          blocks.push(section(codeBlock([...header, ...body.slice(0, shown)].join('\n'))));
+        }
       }
       omittedRows = total - shown;
       const parts = [
@@ -213,15 +208,23 @@ export function resultBlocks(result: OperationResult, options: { attach?: boolea
         parts[0] = omittedRows > 0 ? `${parts[0]} · ${which ?? ''}` : (which ?? '');
         if (next) parts.push(inlineCode(next));
       } else if (result.truncated) parts.push('more rows exist in the database (row cap; narrow it)');
+      if (hidden.length > 0)
+        parts.push(
+          escapeText(hiddenNote(hidden, attach ? 'all columns in the CSV' : 'use dbops exec --json')),
+        );
+      hiddenColumns = hidden.length;
       blocks.push(context(parts.join(' · ')));
     }
   }
   const notes = result.notes ?? [];
   if (notes.length > 0) blocks.push(context(escapeText(notes.join('\n'))));
-  return { blocks, omittedRows };
+  return { blocks, omittedRows, hiddenColumns };
 }
 
-/** The files a result brings: the operation's own attachments, and the full result when rows were left out. */
+/**
+ * The files a result brings: the operation's own attachments, and the full result when rows (or columns)
+ * were left out — `omittedRows` counts both.
+ */
 export function resultFiles(
   result: OperationResult,
   omittedRows: number,
@@ -293,7 +296,7 @@ export function renderReply(
     blocks.push(context(`${escapeText(reply.message)}${id}`));
     const next = pageButton(reply);
     if (next) blocks.push(next);
-    if (attach) files = resultFiles(reply.result, rendered.omittedRows, reply);
+    if (attach) files = resultFiles(reply.result, rendered.omittedRows + rendered.hiddenColumns, reply);
   } else {
     blocks.push(...textBlocks(reply.text));
   }
