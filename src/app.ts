@@ -1,8 +1,11 @@
 // Wires one dbops process together from its config: state store, target pools, catalog and core.
+import { randomUUID } from 'node:crypto';
+import { hostname } from 'node:os';
 import { catalog as operations } from '../commands/index.js';
 import type { Config } from './config/schema.js';
 import { BUILTINS, Catalog } from './core/catalog.js';
 import { Core, type CoreDeps } from './core/dispatch.js';
+import { ConfigError } from './core/errors.js';
 import type { Logger } from './core/log.js';
 import { removeAbandonedPartials } from './engine/partial-files.js';
 import { registerUrlSecrets } from './engine/redact.js';
@@ -11,6 +14,9 @@ import type { Metrics } from './observability/metrics.js';
 import { runPackCommand } from './packs/command.js';
 import type { LoadedPack } from './packs/load.js';
 import { loadConfiguredPacks, packCatalogEntries } from './packs/registry.js';
+import { scheduleMetricsOf } from './schedules/metrics.js';
+import { ScheduleService } from './schedules/service.js';
+import { scheduleProblems } from './schedules/validate.js';
 import { ReplicaPids } from './state/backends.js';
 import { OutcomeJournal } from './state/journal.js';
 import { PgStateStore } from './state/pg-store.js';
@@ -27,6 +33,8 @@ export interface App {
   events: AppEvents;
   pools: TargetPools;
   state: PgStateStore;
+  /** Schedules: runs by hand, what `/db schedules` lists; `dbops start` adds the job engine. */
+  schedules: ScheduleService;
   /**
    * Starts the periodic sweep (every `seconds`): pending requests past their expiry, and runs left behind
    * by a replica that died (lease ran out), then starts approved requests whose target is free again;
@@ -55,6 +63,9 @@ export interface AppOptions {
 export async function createApp(options: AppOptions): Promise<App> {
   const packs = options.packs ?? loadConfiguredPacks(options.config);
   const catalog = new Catalog(operations, packCatalogEntries(packs, { runCommand: runPackCommand }));
+  // A schedule the catalog or the policy would refuse is a config error, before anything starts.
+  const scheduleErrors = scheduleProblems(options.config, catalog);
+  if (scheduleErrors.length > 0) throw new ConfigError(scheduleErrors);
   const state = await PgStateStore.open(options.config.state.url, { log: options.log });
   try {
     await state.migrate();
@@ -79,9 +90,23 @@ export async function createApp(options: AppOptions): Promise<App> {
   if (options.onRequestChange) changeListeners.add(options.onRequestChange);
   if (options.onProgress) progressListeners.add(options.onProgress);
   const { metrics } = options;
-  if (metrics) changeListeners.add((request, change) => metrics.requestChanged(request, change));
-  const core = new Core({
+  // One name for this replica on approved runs and on scheduled runs alike.
+  const runner = `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
+  // Scheduled runs go through the core like anyone's command, as their service person.
+  const schedules: ScheduleService = new ScheduleService({
     config: options.config,
+    log: options.log,
+    dispatch: (inv) => core.dispatch(inv),
+    state,
+    runner,
+    ...(options.clock ? { clock: options.clock } : {}),
+    ...(metrics ? { metrics: scheduleMetricsOf(metrics.registry) } : {}),
+  });
+  if (metrics) changeListeners.add((request, change) => metrics.requestChanged(request, change));
+  const core: Core = new Core({
+    config: options.config,
+    runner,
+    schedules,
     catalog,
     targets: pools,
     state: metrics ? countingAuditFailures(state, metrics) : state,
@@ -140,6 +165,7 @@ export async function createApp(options: AppOptions): Promise<App> {
     events,
     pools,
     state,
+    schedules,
     startSweeper(seconds = 30) {
       const timer = setInterval(() => {
         core
@@ -159,6 +185,7 @@ export async function createApp(options: AppOptions): Promise<App> {
       core.stopJournal();
       await pools.closeAll();
       await sharedPids.close();
+      await schedules.close();
       await state.close();
     },
   };

@@ -1,9 +1,13 @@
 // `dbops check-config`: the config and its packs validated, every target reached and reported.
+
+import { catalog as operations } from '../../commands/index.js';
 import { checkTargets, expectationProblems, formatCheckReport } from '../config/check.js';
+import { Catalog } from '../core/catalog.js';
 import { ConfigError } from '../core/errors.js';
 import type { LoadedPack } from '../packs/load.js';
 import { configSettingWarnings } from '../packs/names.js';
-import { loadConfiguredPacks } from '../packs/registry.js';
+import { loadConfiguredPacks, packCatalogEntries } from '../packs/registry.js';
+import { scheduleProblems } from '../schedules/validate.js';
 import type { CHECK_CONFIG_OPTIONS, parseCommand } from './args.js';
 import { configPath, loadConfigOrExit } from './shared.js';
 
@@ -22,6 +26,12 @@ export async function checkConfig({ values }: CheckConfigArgs): Promise<number> 
       return 2;
     }
     throw err;
+  }
+  // Schedules against the catalog and the policy: unknown or destructive operations, refused identities.
+  const scheduleErrors = scheduleProblems(config, new Catalog(operations, packCatalogEntries(packs)));
+  if (scheduleErrors.length > 0) {
+    process.stderr.write(`dbops: ${new ConfigError(scheduleErrors).message}\n`);
+    return 2;
   }
   process.stdout.write(
     `${path}: valid (${Object.keys(config.targets).length} targets, ${Object.keys(config.people).length} people, ${packs.length} packs)\n\n`,

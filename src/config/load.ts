@@ -7,6 +7,7 @@ import { ConfigError } from '../core/errors.js';
 import { closest, orList } from '../core/suggest.js';
 import type { IdentityKind } from '../core/types.js';
 import { IDENTITY_KINDS } from '../core/types.js';
+import { crossCheckSchedules, resolveSchedule } from '../schedules/schema.js';
 import {
   type Config,
   configSchema,
@@ -370,7 +371,15 @@ function crossCheck(data: unknown, raw: Map<string, string>, problems: ProblemLi
         owners.set(key, { person: name, line });
       }
     }
-    if (identities === 0) {
+    if (person.service === true) {
+      if (identities > 0) {
+        problems.add(
+          ['people', name],
+          `is a service person (schedules run as it), so it may have no slack, discord or cli identity — nobody may act as ${name}; remove them`,
+          true,
+        );
+      }
+    } else if (identities === 0) {
       problems.add(
         ['people', name],
         `has no identity, so nobody can act as ${name}; add at least one of slack (T…/U…), discord (user id) or cli (login name)`,
@@ -397,6 +406,9 @@ function crossCheck(data: unknown, raw: Map<string, string>, problems: ProblemLi
       });
     }
   }
+
+  // Schedules: cron and zone, targets, the service person they run as.
+  crossCheckSchedules(data, (path, what) => problems.add(path, what));
 
   // Channel bindings name real targets.
   for (const [channel, binding] of isRecord(data.targets) ? Object.entries(channels) : []) {
@@ -457,7 +469,7 @@ function build(parsed: ParsedConfig, source: string): Config {
       const identity = p[kind];
       if (identity !== undefined && identity.trim() !== '') identities[kind] = identity;
     }
-    people[name] = { name, roles: p.roles, identities };
+    people[name] = { name, roles: p.roles, identities, ...(p.service === true ? { service: true } : {}) };
   }
   const baseDir = dirname(resolve(source));
   return deepFreeze({
@@ -469,6 +481,9 @@ function build(parsed: ParsedConfig, source: string): Config {
     backupsDir: resolve(baseDir, parsed.backups?.dir ?? './backups'),
     packDirs: (parsed.packs?.dirs ?? []).map((dir) => resolve(baseDir, dir)),
     adminRoles: parsed.admin_roles,
+    schedules: Object.fromEntries(
+      Object.entries(parsed.schedules).map(([name, raw]) => [name, resolveSchedule(name, raw)]),
+    ),
     source,
   });
 }
@@ -534,4 +549,10 @@ export function resolvePerson(
   identity: string,
 ): ResolvedPerson | undefined {
   return Object.values(config.people).find((person) => person.identities[kind] === identity);
+}
+
+/** The configured service person of this name (schedules run as it), if it is one. */
+export function servicePerson(config: Config, name: string): ResolvedPerson | undefined {
+  const person = Object.hasOwn(config.people, name) ? config.people[name] : undefined;
+  return person?.service ? person : undefined;
 }

@@ -1,6 +1,7 @@
 // The shape of dbops.yaml (see PRODUCT.md "Configuration"), validated with zod at start-up.
 import { z } from 'zod';
 import { parseDuration } from '../core/duration.js';
+import { type ResolvedSchedule, schedulesSchema } from '../schedules/schema.js';
 
 /** A duration written as "5s", "15m", "1h30m"; parsed to seconds. */
 export const durationSchema = z.union([z.string(), z.number()]).transform((value, ctx) => {
@@ -93,6 +94,8 @@ export const personSchema = z
     discord: z.string().optional(),
     cli: z.string().optional(),
     roles: z.array(z.string().regex(NAME, nameMessage)).default([]),
+    /** A service person: no chat identity; schedules run as it, and the policy checks its roles. */
+    service: z.boolean().optional(),
   })
   .strict();
 
@@ -150,6 +153,8 @@ export const configSchema = z
         channelSchema,
       )
       .default({}),
+    /** Operations dbops runs by itself on a cron, as a service person (src/schedules). */
+    schedules: schedulesSchema.default({}),
   })
   .strict();
 
@@ -169,6 +174,8 @@ export interface Config {
   /** User pack directories, resolved against the config file's directory. */
   packDirs: readonly string[];
   adminRoles: readonly string[];
+  /** Scheduled runs by name (none: {}). */
+  schedules: Readonly<Record<string, ResolvedSchedule>>;
   /** Where the file came from (for messages). */
   source: string;
 }
@@ -190,4 +197,6 @@ export interface ResolvedPerson {
   name: string;
   roles: readonly string[];
   identities: { slack?: string; discord?: string; cli?: string };
+  /** A service person (schedules run as it); it has no identity anyone could present. */
+  service?: true;
 }

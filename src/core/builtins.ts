@@ -1,5 +1,6 @@
 // Built-in commands beside the catalog, by name: each handler gets the core's services, never the core.
 
+import { runSchedule, schedules } from '../schedules/builtins.js';
 import type { Handler } from './builtins/common.js';
 import { help, targets } from './builtins/help.js';
 import { audit, bind, lookup, unbind } from './builtins/records.js';
@@ -18,4 +19,6 @@ export const builtinHandlers: Record<Builtin, Handler> = {
   lookup,
   bind,
   unbind,
+  schedules,
+  'run-schedule': runSchedule,
 };

@@ -13,6 +13,8 @@ export const BUILTINS = [
   'lookup',
   'bind',
   'unbind',
+  'schedules',
+  'run-schedule',
 ] as const;
 export type Builtin = (typeof BUILTINS)[number];
 

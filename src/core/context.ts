@@ -1,6 +1,7 @@
 // What the core's modules share: the invocation under way, audit inputs, and the services built-ins get.
 import type { Config, ResolvedPerson, ResolvedTarget } from '../config/schema.js';
 import type { TargetDb } from '../engine/types.js';
+import type { ScheduleService } from '../schedules/service.js';
 import type { OutcomeJournal } from '../state/journal.js';
 import type { Actor, ApprovalRequest, AuditEvent, StateStore } from '../state/types.js';
 import type { Catalog } from './catalog.js';
@@ -50,6 +51,8 @@ export interface CoreDeps {
   journal?: OutcomeJournal;
   /** Waits between attempts to record a run's outcome before it is journaled (tests shorten them). */
   outcomeRetryDelaysMs?: readonly number[];
+  /** Schedules (`/db schedules`, `/db run-schedule`); absent: those built-ins say none are available. */
+  schedules?: ScheduleService;
 }
 
 /** One step of an operation against its target: a direct run, an approval preview, or an approved execution. */
@@ -93,6 +96,8 @@ export interface InvocationContext {
 /** What built-in commands may use of the core: the seam that keeps imports pointing one way. */
 export interface CoreServices {
   readonly config: Config;
+  /** The schedules service of this process, if it has one. */
+  readonly schedules: ScheduleService | undefined;
   readonly catalog: Catalog;
   readonly state: StateStore;
   now(): Date;

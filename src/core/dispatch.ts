@@ -2,9 +2,10 @@
 
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
-import { resolvePerson } from '../config/load.js';
+import { resolvePerson, servicePerson } from '../config/load.js';
 import type { Config, ResolvedPerson, ResolvedTarget } from '../config/schema.js';
 import type { TargetDb } from '../engine/types.js';
+import type { ScheduleService } from '../schedules/service.js';
 import type { Actor, ApprovalRequest, StateStore } from '../state/types.js';
 import { Approvals } from './approvals.js';
 import { AuditTrail } from './audit.js';
@@ -124,6 +125,10 @@ export class Core implements CoreServices {
     return this.#config;
   }
 
+  get schedules(): ScheduleService | undefined {
+    return this.#deps.schedules;
+  }
+
   /** This replica's name on the runs it leases. */
   get runner(): string {
     return this.#runner;
@@ -214,7 +219,8 @@ export class Core implements CoreServices {
   async #dispatch(inv: Invocation): Promise<Reply> {
     const started = Date.now();
     const kind = IDENTITY_KIND_OF_SURFACE[inv.surface];
-    const identity = `${kind}:${inv.identity}`;
+    const scheduled = inv.surface === 'schedule';
+    const identity = scheduled ? `service:${inv.identity}` : `${kind}:${inv.identity}`;
     let requestId: number;
     try {
       requestId = await this.#deps.state.nextRequestId();
@@ -227,7 +233,10 @@ export class Core implements CoreServices {
         message: 'the state database is unreachable, so nothing was run; try again shortly',
       });
     }
-    const person = resolvePerson(this.config, kind, inv.identity);
+    // A scheduled run names its service person; no identity on any surface resolves to a service person.
+    const person = scheduled
+      ? servicePerson(this.config, inv.identity)
+      : resolvePerson(this.config, kind, inv.identity);
     const ctx: InvocationContext = {
       inv,
       requestId,

@@ -121,7 +121,7 @@ export interface HealthServerOptions {
   /** The state database check behind /readyz. */
   checkState(): Promise<void>;
   /** The enabled chat surfaces, each of which must be healthy for /readyz. */
-  surfaces(): readonly Pick<RunningSurface, 'name' | 'healthy' | 'problem'>[];
+  surfaces(): readonly Pick<RunningSurface, 'name' | 'healthy' | 'problem' | 'detail'>[];
   /** Why the process does not take commands right now ("starting: …", "shutting down"), or undefined. */
   notTakingCommands(): string | undefined;
   log: Logger;
@@ -163,8 +163,9 @@ export async function readiness(
     };
   }
   for (const surface of options.surfaces()) {
+    const detail = surface.detail?.() ?? [];
     checks[surface.name] = surface.healthy()
-      ? { ok: true }
+      ? { ok: true, ...(detail.length > 0 ? { detail } : {}) }
       : { ok: false, error: surface.problem() ?? `${surface.name} is not connected` };
   }
   // A sick target is reported, but it does not make the bot not ready: other targets are served.

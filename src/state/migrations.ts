@@ -1,5 +1,6 @@
 // The state database's schema as an ordered list of versioned migrations, applied once under an advisory lock.
 import type pg from 'pg';
+import { SCHEDULES_MIGRATION } from '../schedules/migration.js';
 import { BACKENDS_MIGRATION } from './backends.js';
 
 export interface Migration {
@@ -133,6 +134,7 @@ CREATE INDEX dbops_requests_approved_expiry ON dbops_requests (expires_at) WHERE
 `,
   },
   BACKENDS_MIGRATION,
+  SCHEDULES_MIGRATION,
 ];
 
 /** Any fixed bigint; every dbops replica uses the same one so their migrations serialize. */

@@ -3,6 +3,7 @@ import type { App } from '../app.js';
 import type { Config } from '../config/schema.js';
 import type { Logger } from '../core/log.js';
 import type { Metrics } from '../observability/metrics.js';
+import { startSchedules } from '../schedules/start.js';
 import { startDiscord } from './discord/index.js';
 import { startSlack } from './slack/index.js';
 import type { RunningSurface } from './types.js';
@@ -25,6 +26,9 @@ export async function startSurfaces(options: SurfaceOptions): Promise<RunningSur
     if (slack) started.push(slack);
     const discord = await startDiscord(options);
     if (discord) started.push(discord);
+    // Schedules run where the chat surfaces run: in `dbops start`, never in exec or the console.
+    const schedules = startSchedules(options);
+    if (schedules) started.push(schedules);
   } catch (err) {
     await Promise.allSettled(started.map((s) => s.stop()));
     throw err;

@@ -2,11 +2,13 @@
 import type { Lane, LaneStats } from './lanes.js';
 
 export interface RunningSurface {
-  name: 'slack' | 'discord';
+  name: 'slack' | 'discord' | 'schedules';
   /** Connected and able to take commands (for /readyz). */
   healthy(): boolean;
   /** Why it is not healthy, when it is not. */
   problem(): string | undefined;
+  /** What is wrong without making dbops not ready (schedules: channels it cannot post to), for /readyz. */
+  detail?(): string[];
   /** Its work queues with work in them, per lane (`target:<name>`, `builtins`, …), for /metrics and /readyz. */
   lanes?(): Record<Lane, LaneStats>;
   /** Stops taking commands and disconnects. */

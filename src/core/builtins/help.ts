@@ -22,6 +22,8 @@ export const BUILTIN_HELP: Record<Builtin, string> = {
   lookup: 'lookup [target] <what> <key> — a pack lookup shown as a card (e.g. lookup kasm user alice)',
   bind: 'bind <target> — admins: bind this channel to a target, so commands here may leave it out',
   unbind: 'unbind — admins: remove this channel’s binding',
+  schedules: 'schedules [name] — what dbops runs by itself: cron, last run and outcome, next run',
+  'run-schedule': 'run-schedule <name> — run a schedule now (admins, or who may run its operation)',
 };
 
 export const help: Handler = async (core, ctx, tokens) => {

@@ -135,5 +135,9 @@ function builtinSummary(name: (typeof BUILTINS)[number]): string {
       return 'bind this channel to a target';
     case 'unbind':
       return "remove this channel's binding";
+    case 'schedules':
+      return 'what dbops runs by itself, last and next run';
+    case 'run-schedule':
+      return 'run a schedule now';
   }
 }
