@@ -42,15 +42,16 @@ function seconds(from: Date, to: Date): string {
 /** Breaks a line at spaces so it fits `width`; a word longer than the line stays whole (ids are never cut). */
 function wrap(text: string, width: number, indent: string): string[] {
   const out: string[] = [];
-  let line = '';
-  for (const word of text.split(' ')) {
-    const candidate = line === '' ? word : `${line} ${word}`;
-    if (line !== '' && candidate.length > width) {
+  const lead = /^ */.exec(text)?.[0] ?? '';
+  let line = lead;
+  for (const word of text.slice(lead.length).split(' ')) {
+    const candidate = line.trim() === '' ? `${line}${word}` : `${line} ${word}`;
+    if (line.trim() !== '' && candidate.length > width) {
       out.push(line);
       line = `${indent}${word}`;
     } else line = candidate;
   }
-  if (line !== '') out.push(line);
+  if (line.trim() !== '') out.push(line);
   return out;
 }
 

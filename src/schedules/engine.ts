@@ -254,6 +254,11 @@ export class ScheduleEngine {
     this.#boss = undefined;
   }
 
+  /** Resolves when the runs this replica holds now have finished (tests). */
+  async settled(): Promise<void> {
+    await Promise.allSettled([...this.#active]);
+  }
+
   /** Runs this replica holds now. */
   get running(): number {
     return this.#active.size;

@@ -26,9 +26,10 @@ CREATE TABLE dbops_schedule_runs (
   runner text,
   finished_at timestamptz,
   outcome text,
-  detail jsonb,
-  UNIQUE (schedule, slot, trigger)
+  detail jsonb
 );
+-- Each cron slot of a schedule is enqueued once, whichever replica gets there first.
+CREATE UNIQUE INDEX dbops_schedule_runs_slot_once ON dbops_schedule_runs (schedule, slot) WHERE trigger = 'cron';
 -- Never two runs of one schedule at once, whatever started them and on whichever replica.
 CREATE UNIQUE INDEX dbops_schedule_runs_one_running ON dbops_schedule_runs (schedule) WHERE state = 'running';
 CREATE INDEX dbops_schedule_runs_latest ON dbops_schedule_runs (schedule, slot DESC);

@@ -218,7 +218,7 @@ export class ScheduleService {
 
   /** Runs whose replica died: marked interrupted once (whichever replica sweeps first) and reported. */
   async sweepInterrupted(): Promise<ScheduleRun[]> {
-    const runs = await this.store.sweepInterrupted(this.#leaseMs);
+    const runs = await this.store.sweepInterrupted(this.#leaseMs, this.#clock());
     for (const run of runs) {
       this.#options.metrics?.finished(run.schedule, 'interrupted');
       this.#options.log.warn(

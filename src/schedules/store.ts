@@ -130,13 +130,16 @@ export class ScheduleStore {
   }
 
   /**
-   * Why a cron slot is not enqueued, or undefined when it should be: a run of this or a later slot exists
-   * (another replica got there first, or missed slots collapsed into it), or one still waits its turn.
+   * Why a cron slot is not enqueued, or undefined when it should be: 'done' when a run of this or a later
+   * slot exists (another replica got there first) or a cron run started after the slot was due (it was
+   * waiting behind a long run: its data is as fresh as this slot's would be); 'waiting' when one still
+   * waits its turn. Either way slots collapse: never two at once, and no backlog after a long run.
    */
   async slotBlocked(db: Queryable, schedule: string, slot: Date): Promise<'done' | 'waiting' | undefined> {
     const { rows } = await db.query<{ done: boolean; waiting: boolean }>(
       `SELECT
-         EXISTS (SELECT 1 FROM dbops_schedule_runs WHERE schedule = $1 AND trigger = 'cron' AND slot >= $2) AS done,
+         EXISTS (SELECT 1 FROM dbops_schedule_runs WHERE schedule = $1 AND trigger = 'cron'
+                   AND (slot >= $2 OR started_at >= $2)) AS done,
          EXISTS (SELECT 1 FROM dbops_schedule_runs WHERE schedule = $1 AND state = 'queued') AS waiting`,
       [schedule, slot],
     );
@@ -216,15 +219,15 @@ export class ScheduleStore {
 
   /**
    * Runs whose runner stopped heartbeating for `leaseMs` (its replica died): marked interrupted, each
-   * returned to exactly one sweeper. Uses the database clock, so replicas with skewed clocks agree.
+   * returned to exactly one sweeper (the UPDATE decides).
    */
-  async sweepInterrupted(leaseMs: number): Promise<ScheduleRun[]> {
+  async sweepInterrupted(leaseMs: number, now: Date): Promise<ScheduleRun[]> {
     const { rows } = await this.pool.query<RunRow>(
-      `UPDATE dbops_schedule_runs SET state = 'interrupted', finished_at = now(),
+      `UPDATE dbops_schedule_runs SET state = 'interrupted', finished_at = $2,
          outcome = 'interrupted: the replica running it stopped before it finished (' || coalesce(runner, '?') || ')'
-       WHERE state = 'running' AND heartbeat_at < now() - make_interval(secs => $1::double precision / 1000)
+       WHERE state = 'running' AND heartbeat_at < $2::timestamptz - make_interval(secs => $1::double precision / 1000)
        RETURNING *`,
-      [leaseMs],
+      [leaseMs, now],
     );
     return rows.map(toRun);
   }

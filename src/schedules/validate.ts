@@ -22,7 +22,7 @@ export function scheduleProblems(config: Config, catalog: Catalog): string[] {
       const spec = catalog.resolve(schedule.operation, target);
       if (!spec) {
         const packs = catalog.packsDefining(schedule.operation);
-        const names = catalog.forTarget(target).map((s) => s.name);
+        const names = [...catalog.allNames()];
         const guesses = closest(schedule.operation, names);
         problems.push(
           packs.length > 0

@@ -1,0 +1,479 @@
+// Schedules in one process: config errors, the job engine over a shared state database (each slot once,
+// catch-up once, never two at once, interrupted runs reported once), observers and channel posts, and
+// `/db run-schedule` of a backup with retention — against real PostgreSQL, with an injected clock.
+import { mkdtemp, readdir, readFile, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type App, createApp } from '../src/app.js';
+import { loadConfigText } from '../src/config/load.js';
+import { ConfigError } from '../src/core/errors.js';
+import { silentLogger } from '../src/core/log.js';
+import type { ChannelPoster, ChannelRef, OutgoingPost } from '../src/notify/poster.js';
+import { ScheduleEngine } from '../src/schedules/engine.js';
+import type { ScheduledRunReport } from '../src/schedules/hooks.js';
+import { planRetention } from '../src/schedules/retention.js';
+import { cronProblem } from '../src/schedules/schema.js';
+import { adminQuery, createDatabase } from './helpers/db.js';
+import { requireTool, toolPresent } from './setup/external-tools.js';
+
+const BASE = `
+state:
+  url: \${STATE_URL}
+limits: { statement_timeout: 5s, lock_timeout: 1s, row_cap: 50, connect_timeout: 2s }
+backups: { dir: "\${BACKUPS}" }
+targets:
+  staging: { url: "\${STAGING_URL}", environment: staging }
+  prod:    { url: "\${STAGING_URL}", environment: production }
+people:
+  alice: { cli: alice, roles: [dba] }
+  carol: { cli: carol, roles: [developer] }
+  robot: { service: true, roles: [ops] }
+  reader: { service: true, roles: [watcher] }
+policy:
+  staging:    { read: [everyone], write: [ops, dba], request: [dba], approve: [dba] }
+  production: { read: [ops, dba], write: [ops, dba], request: [dba], approve: [dba], approve_writes: true }
+admin_roles: [dba]
+`;
+
+let env: Record<string, string>;
+let stateName: string;
+const apps: App[] = [];
+
+function config(schedules: string) {
+  return loadConfigText(`${BASE}${schedules}`, 'schedules.yaml', env);
+}
+
+function configProblems(schedules: string): string[] {
+  try {
+    config(schedules);
+    return [];
+  } catch (err) {
+    if (err instanceof ConfigError) return [...err.problems];
+    throw err;
+  }
+}
+
+async function appProblems(schedules: string): Promise<string[]> {
+  try {
+    apps.push(await createApp({ config: config(schedules), log: silentLogger() }));
+    return [];
+  } catch (err) {
+    if (err instanceof ConfigError) return [...err.problems];
+    throw err;
+  }
+}
+
+/** A clock tests move by hand, starting a day ahead of real time (so runs are never stale by the server's). */
+function fakeClock(start: Date) {
+  let now = start.getTime();
+  return {
+    now: () => new Date(now),
+    set: (date: Date) => {
+      now = date.getTime();
+    },
+  };
+}
+
+async function runs(schedule: string) {
+  return await adminQuery<{
+    id: string;
+    slot: Date;
+    state: string;
+    trigger: string;
+    started_at: Date | null;
+    finished_at: Date | null;
+    runner: string | null;
+  }>('SELECT * FROM dbops_schedule_runs WHERE schedule = $1 ORDER BY id', [schedule], stateName);
+}
+
+beforeAll(async () => {
+  const [staging, state] = await Promise.all([
+    createDatabase(
+      'sched_target',
+      'CREATE TABLE exams (id int primary key); INSERT INTO exams SELECT generate_series(1, 50);',
+    ),
+    createDatabase('sched_state'),
+  ]);
+  stateName = state.name;
+  env = {
+    STATE_URL: state.url,
+    STAGING_URL: staging.url,
+    BACKUPS: await mkdtemp(join(tmpdir(), 'dbops-sched-')),
+  };
+});
+
+afterAll(async () => {
+  await Promise.allSettled(apps.map((a) => a.close()));
+});
+
+describe('schedules in the config', () => {
+  it('refuses bad cron, a cron that never fires, an unknown zone, target or person, and a non-service identity', () => {
+    const problems = configProblems(`
+schedules:
+  typo:   { cron: "61 * * * *", operation: sizes, target: staging, as: robot }
+  never:  { cron: "0 0 31 2 *", operation: sizes, target: staging, as: robot }
+  zone:   { cron: "0 2 * * *", timezone: Mars/Base, operation: sizes, target: staging, as: robot }
+  where:  { cron: "0 2 * * *", operation: sizes, target: stagin, as: robot }
+  who:    { cron: "0 2 * * *", operation: sizes, target: staging, as: alice }
+  ghost:  { cron: "0 2 * * *", operation: sizes, target: staging, as: nobody }
+  post:   { cron: "0 2 * * *", operation: sizes, target: staging, as: robot, post: "teams:C1" }
+  keep:   { cron: "0 2 * * *", operation: sizes, target: staging, as: robot, keep: { last: 3 } }
+`);
+    const text = problems.join('\n');
+    expect(text).toMatch(/schedules\.typo\.cron .*not valid.*minute/);
+    expect(text).toMatch(/schedules\.never\.cron .*never fires/);
+    expect(text).toMatch(/schedules\.zone\.timezone .*not an IANA time zone/);
+    expect(text).toMatch(/schedules\.where\.target .*'stagin' is not a target/);
+    expect(text).toMatch(/schedules\.who\.as .*people\.alice is not a service person/);
+    expect(text).toMatch(/schedules\.ghost\.as .*'nobody' is not in people/);
+    expect(text).toMatch(/schedules\.post\.post .*slack:C0123/);
+    expect(text).toMatch(/schedules\.keep\.keep .*only backup schedules/);
+    expect(problems).toHaveLength(8);
+  });
+
+  it('refuses a service person with an identity anyone could present', () => {
+    const problems = configProblems('').concat(
+      (() => {
+        try {
+          loadConfigText(
+            BASE.replace('robot: { service: true,', 'robot: { service: true, cli: robot,'),
+            'x.yaml',
+            env,
+          );
+          return [];
+        } catch (err) {
+          return err instanceof ConfigError ? [...err.problems] : [String(err)];
+        }
+      })(),
+    );
+    expect(problems.join('\n')).toMatch(/people\.robot .*service person.*nobody may act as robot/);
+  });
+
+  it('refuses destructive, unknown and policy-refused operations and bad arguments when the app starts', async () => {
+    const problems = await appProblems(`
+schedules:
+  kill:    { cron: "0 2 * * *", operation: kill-idle, target: staging, as: robot }
+  unknown: { cron: "0 2 * * *", operation: sizez, target: staging, as: robot }
+  denied:  { cron: "0 2 * * *", operation: sizes, target: prod, as: reader }
+  waits:   { cron: "0 2 * * *", operation: analyze, target: prod, as: robot }
+  args:    { cron: "0 2 * * *", operation: backup, target: staging, as: robot, args: "--format zip" }
+`);
+    const text = problems.join('\n');
+    expect(text).toMatch(
+      /schedules\.kill\.operation: kill-idle is destructive; destructive operations cannot be scheduled/,
+    );
+    expect(text).toMatch(/schedules\.unknown\.operation: there is no operation sizez — did you mean sizes/);
+    expect(text).toMatch(
+      /schedules\.denied\.as: the policy would refuse it on prod: reader may not run read operations/,
+    );
+    expect(text).toMatch(/schedules\.waits\.as: .*needs approval on production/);
+    expect(text).toMatch(/schedules\.args\.args: .*--format/);
+    expect(problems).toHaveLength(5);
+  });
+
+  it('knows a seconds field, zones, and a cron that never fires', () => {
+    expect(cronProblem('*/2 * * * * *', 'UTC')).toBeUndefined();
+    expect(cronProblem('0 2 * * *', 'Europe/Berlin')).toBeUndefined();
+    expect(cronProblem('0 0 30 2 *', 'UTC')).toMatch(/never fires/);
+  });
+});
+
+describe('the job engine across two replicas (injected clock)', () => {
+  const clock = fakeClock(new Date(Math.ceil(Date.now() / 86_400_000) * 86_400_000 + 86_400_000 + 30_000));
+  const at = (minutes: number, seconds = 5) =>
+    new Date(Math.floor(clock.now().getTime() / 86_400_000) * 86_400_000 + minutes * 60_000 + seconds * 1000);
+  const sampled: { target: string; at: Date }[] = [];
+  const reports: ScheduledRunReport[] = [];
+  const posts: { to: ChannelRef; message: OutgoingPost }[] = [];
+  let release: (() => void) | undefined;
+  let failing = new Set<string>();
+  const poster: ChannelPoster = {
+    async post(to, message) {
+      if (failing.has(to.channel)) throw new Error(`channel ${to.channel}: not_in_channel`);
+      posts.push({ to, message });
+      return { ...to, id: String(posts.length) };
+    },
+  };
+  let a: App;
+  let b: App;
+  let engineA: ScheduleEngine;
+  let engineB: ScheduleEngine;
+
+  beforeAll(async () => {
+    const cfg = config(`
+schedules:
+  every-minute: { cron: "* * * * *", kind: sample, target: staging, post: "slack:CALERTS" }
+`);
+    const make = async () => {
+      const app = await createApp({ config: cfg, log: silentLogger(), clock: clock.now });
+      apps.push(app);
+      app.schedules.sample = async (target, when) => {
+        sampled.push({ target, at: when });
+        if (release === undefined) return { samples: 3 };
+        await new Promise<void>((resolve) => {
+          const previous = release;
+          release = () => {
+            previous?.();
+            resolve();
+          };
+        });
+        return { samples: 3 };
+      };
+      app.schedules.poster = poster;
+      app.schedules.observe(async (r) => {
+        reports.push(r);
+      });
+      // The fake clock jumps minutes while heartbeats (every third of the lease, real time) do not fire.
+      app.schedules.setLease(3_600_000);
+      return app;
+    };
+    a = await make();
+    b = await make();
+    engineA = new ScheduleEngine({ service: a.schedules, log: silentLogger() });
+    engineB = new ScheduleEngine({ service: b.schedules, log: silentLogger() });
+  });
+
+  afterAll(async () => {
+    await Promise.allSettled([engineA.stop(1000), engineB.stop(1000)]);
+  });
+
+  const tickBoth = async () => {
+    await Promise.all([engineA.tick(), engineB.tick()]);
+    await Promise.all([engineA.settled(), engineB.settled()]);
+  };
+
+  it('does not run a slot from before the schedule was first seen', async () => {
+    await tickBoth();
+    expect(await runs('every-minute')).toHaveLength(0);
+    expect(sampled).toHaveLength(0);
+  });
+
+  it('runs each slot once across both replicas, and a run missed over downtime once', async () => {
+    clock.set(at(1));
+    await tickBoth();
+    await tickBoth(); // a second look at the same slot changes nothing
+    expect(sampled).toHaveLength(1);
+    // Four slots pass with nobody ticking (every replica down): one run, for the latest slot.
+    clock.set(at(6, 20));
+    await tickBoth();
+    await tickBoth();
+    expect(sampled).toHaveLength(2);
+    const rows = await runs('every-minute');
+    expect(rows.map((r) => [r.slot.toISOString(), r.state])).toEqual([
+      [at(1, 0).toISOString(), 'succeeded'],
+      [at(6, 0).toISOString(), 'succeeded'],
+    ]);
+    expect(reports.map((r) => r.outcome)).toEqual(['succeeded', 'succeeded']);
+    expect(posts).toHaveLength(0); // notify: failures (default) posts nothing for a success
+  });
+
+  it('never runs two at once: a slot due while its run still waits collapses', async () => {
+    release = () => {};
+    clock.set(at(7));
+    await Promise.all([engineA.tick(), engineB.tick()]); // slot 7 starts and blocks
+    await new Promise((r) => setTimeout(r, 200));
+    expect(sampled).toHaveLength(3);
+    clock.set(at(8));
+    await Promise.all([engineA.tick(), engineB.tick()]); // slot 8 is queued, not started
+    clock.set(at(9));
+    await Promise.all([engineA.tick(), engineB.tick()]); // slot 9 collapses into the waiting 8
+    expect(sampled).toHaveLength(3);
+    let rows = await runs('every-minute');
+    expect(rows.slice(2).map((r) => [r.slot.toISOString(), r.state])).toEqual([
+      [at(7, 0).toISOString(), 'running'],
+      [at(8, 0).toISOString(), 'queued'],
+    ]);
+    const done = release;
+    release = undefined;
+    done?.();
+    await Promise.all([engineA.settled(), engineB.settled()]);
+    // pg-boss frees the singleton once the job completes; the queued slot runs on a later tick.
+    for (let i = 0; i < 20 && sampled.length < 4; i++) {
+      await tickBoth();
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    rows = await runs('every-minute');
+    expect(rows.slice(2).map((r) => [r.slot.toISOString(), r.state])).toEqual([
+      [at(7, 0).toISOString(), 'succeeded'],
+      [at(8, 0).toISOString(), 'succeeded'],
+    ]);
+    const [seven, eight] = rows.slice(2);
+    expect(eight?.started_at?.getTime()).toBeGreaterThanOrEqual(seven?.finished_at?.getTime() ?? Infinity);
+  });
+
+  it('reports a run whose replica stopped heartbeating as interrupted, once, and posts it', async () => {
+    release = () => {};
+    clock.set(at(10));
+    await engineA.tick(); // A starts slot 10 and blocks: then A "dies" (it never ticks again)
+    await new Promise((r) => setTimeout(r, 200));
+    const before = reports.length;
+    b.schedules.setLease(60_000);
+    clock.set(at(10, 50)); // not yet past the 60 s lease
+    await engineB.tick();
+    expect((await runs('every-minute')).at(-1)?.state).toBe('running');
+    clock.set(at(11, 20)); // past the lease: B reports it
+    await Promise.all([engineB.tick(), b.schedules.sweepInterrupted()]);
+    const rows = await runs('every-minute');
+    const interrupted = rows.filter((r) => r.state === 'interrupted');
+    expect(interrupted.map((r) => r.slot.toISOString())).toEqual([at(10, 0).toISOString()]);
+    const told = reports.slice(before).filter((r) => r.outcome === 'interrupted');
+    expect(told).toHaveLength(1);
+    expect(posts.map((p) => p.message.text)).toEqual([
+      expect.stringMatching(/^Scheduled every-minute: sample staging INTERRUPTED: the replica running it/),
+    ]);
+    const audit = await adminQuery(
+      "SELECT count(*)::int AS n FROM dbops_audit WHERE event = 'interrupted' AND surface = 'schedule'",
+      [],
+      stateName,
+    );
+    expect(audit[0]?.n).toBe(1);
+    // The run A still holds ends later: its outcome does not overwrite the report.
+    const done = release;
+    release = undefined;
+    done?.();
+    await Promise.all([engineA.settled(), engineB.settled()]);
+    expect((await runs('every-minute')).find((r) => r.slot.getTime() === at(10, 0).getTime())?.state).toBe(
+      'interrupted',
+    );
+  });
+
+  it('a channel the bot cannot post to is reported, not dropped', async () => {
+    failing = new Set(['CALERTS']);
+    a.schedules.sample = async () => {
+      throw new Error('history store unavailable');
+    };
+    const done = await a.schedules.runNow('every-minute', 'alice');
+    expect(done).not.toBe('busy');
+    expect(a.schedules.problems()).toEqual(['cannot post to slack:CALERTS: channel CALERTS: not_in_channel']);
+    failing = new Set();
+    await a.schedules.runNow('every-minute', 'alice');
+    expect(a.schedules.problems()).toEqual([]);
+    expect(posts.at(-1)?.message.text).toMatch(/FAILED: history store unavailable/);
+  });
+});
+
+describe('planRetention', () => {
+  const now = new Date('2026-12-06T02:00:00Z');
+  const file = (name: string, days: number, verified = false) => ({
+    file: { name, path: `/x/${name}`, bytes: 1, modifiedAt: now },
+    createdAt: new Date(now.getTime() - days * 86_400_000),
+    verified,
+  });
+
+  it('keeps the newest N and the young ones, deletes the rest, never the newest verified', () => {
+    const plan = planRetention(
+      [file('d0', 0), file('d3', 3), file('d10', 10, true), file('d20', 20, true), file('d40', 40)],
+      { last: 2, days: 5 },
+      now,
+    );
+    expect(plan.keep.map((k) => k.name)).toEqual(['d0', 'd3', 'd10']);
+    expect(plan.keep[2]?.why).toBe('the newest verified backup');
+    expect(plan.remove.map((r) => r.name)).toEqual(['d20', 'd40']);
+  });
+
+  it('with only days, deletes what is older', () => {
+    const plan = planRetention([file('d0', 0), file('d31', 31), file('d29', 29)], { days: 30 }, now);
+    expect(plan.remove.map((r) => r.name)).toEqual(['d31']);
+  });
+});
+
+describe('/db run-schedule of a backup with retention', () => {
+  it('backs up, deletes exactly what the rule lets go (audited), keeps the newest verified', async (ctx) => {
+    requireTool(ctx, 'pg_dump', await toolPresent('pg_dump'));
+    const cfg = config(`
+schedules:
+  nightly: { cron: "0 2 * * *", timezone: Europe/Berlin, operation: backup, target: staging, as: robot, keep: { last: 2, days: 7 } }
+`);
+    const app = await createApp({ config: cfg, log: silentLogger() });
+    apps.push(app);
+    const alice = (text: string) => app.core.dispatch({ surface: 'cli', identity: 'alice', text });
+    const carol = (text: string) => app.core.dispatch({ surface: 'cli', identity: 'carol', text });
+    // An existing backup, copied into older ones with their manifests moved back in time.
+    const first = await alice('/db backup staging');
+    expect(first.status).toBe('ok');
+    const dir = join(env.BACKUPS as string, 'staging');
+    const made = String(first.result?.data?.file);
+    const manifest = JSON.parse(await readFile(join(dir, `${made}.json`), 'utf8')) as Record<string, unknown>;
+    const old = async (name: string, days: number, extra: Record<string, unknown> = {}) => {
+      const createdAt = new Date(Date.now() - days * 86_400_000).toISOString();
+      await writeFile(join(dir, name), await readFile(join(dir, made)));
+      await writeFile(
+        join(dir, `${name}.json`),
+        JSON.stringify({ ...manifest, file: name, createdAt, ...extra }),
+      );
+    };
+    const verification = {
+      ok: true,
+      at: new Date().toISOString(),
+      summary: 'ok',
+      tablesChecked: 1,
+      tablesMatched: 1,
+      differences: [],
+      durationSeconds: 1,
+    };
+    await old('staging-20261001T010000Z.dump', 60, { verification });
+    await old('staging-20261101T010000Z.dump', 30);
+    await old('staging-20261120T010000Z.dump', 15);
+    await old('staging-20261121T010000Z-public.exams.dump', 14, {
+      table: { schema: 'public', name: 'exams' },
+    });
+    await writeFile(join(dir, 'staging-20261002T010000Z.dump'), 'no manifest');
+
+    expect((await carol('/db run-schedule nightly')).text).toMatch(/you may not run schedule nightly/);
+    const answer = await alice('/db run-schedule nightly');
+    expect(answer.status).toBe('ok');
+    expect(answer.text).toMatch(/^Ran schedule nightly \(run \d+\): succeeded/);
+    const left = (await readdir(dir)).filter((n) => !n.endsWith('.json')).sort();
+    const newest = left.filter(
+      (n) => n !== made && !n.startsWith('staging-2026100') && !n.includes('2026112'),
+    );
+    // Kept: the new one and the first (the newest two), the 60-day-old verified one, the per-table dump
+    // and the unreadable one; deleted: the 30- and 15-day-old ones.
+    expect(left).toEqual(
+      [
+        'staging-20261001T010000Z.dump',
+        'staging-20261002T010000Z.dump',
+        'staging-20261121T010000Z-public.exams.dump',
+        made,
+        ...newest,
+      ].sort(),
+    );
+    expect(newest).toHaveLength(1);
+    expect(answer.text.replace(/\s+/g, ' ')).toContain(
+      'deleted staging-20261120T010000Z.dump, staging-20261101T010000Z.dump',
+    );
+    for (const line of answer.text.split('\n')) expect(line.length).toBeLessThanOrEqual(80);
+    const deletions = await adminQuery<{ outcome: string; person: string; surface: string }>(
+      "SELECT outcome, person, surface FROM dbops_audit WHERE operation = 'backup-retention' ORDER BY id",
+      [],
+      stateName,
+    );
+    expect(deletions).toEqual([
+      {
+        outcome: expect.stringMatching(
+          /^deleting backup staging-20261120T010000Z\.dump \(not among the newest 2, 15 days old\)/,
+        ),
+        person: 'robot',
+        surface: 'schedule',
+      },
+      {
+        outcome: expect.stringMatching(/^deleting backup staging-20261101T010000Z\.dump/),
+        person: 'robot',
+        surface: 'schedule',
+      },
+    ]);
+    // The backup itself went through the core as the service person: audited like anyone's command.
+    const executed = await adminQuery<{ person: string; identity: string }>(
+      "SELECT person, identity FROM dbops_audit WHERE operation = 'backup' AND surface = 'schedule' AND event = 'executed'",
+      [],
+      stateName,
+    );
+    expect(executed).toEqual([{ person: 'robot', identity: 'service:robot' }]);
+    const listed = await alice('/db schedules');
+    expect(listed.text).toMatch(
+      /^nightly: backup staging as robot → audit only\n {2}cron 0 2 \* \* \* \(Europe\/Berlin\) · next \d{4}-\d\d-\d\d \d\d:00Z\n {2}last: succeeded .*by hand \(alice\)/,
+    );
+    for (const line of listed.text.split('\n')) expect(line.length).toBeLessThanOrEqual(80);
+  });
+});
