@@ -36,6 +36,7 @@ interface Replica {
   child: ReturnType<typeof spawn>;
   logs: string[];
   pid: number;
+  port: number;
 }
 
 let state: { name: string; url: string };
@@ -72,7 +73,7 @@ async function launch(): Promise<Replica> {
   const logs: string[] = [];
   child.stderr?.on('data', (chunk: Buffer) => logs.push(...chunk.toString().split('\n').filter(Boolean)));
   child.stdout?.on('data', (chunk: Buffer) => logs.push(...chunk.toString().split('\n').filter(Boolean)));
-  const replica = { child, logs, pid: child.pid as number };
+  const replica = { child, logs, pid: child.pid as number, port };
   replicas.push(replica);
   for (let waited = 0; ; waited += 100) {
     if (child.exitCode !== null) throw new Error(`replica exited:\n${logs.join('\n')}`);
@@ -219,5 +220,14 @@ describe('two dbops start processes', () => {
     expect(missed[0]?.slot.getTime()).toBeGreaterThan(restoredAt - 5000);
     const survivor = replicas.find((r) => r !== victim) as Replica;
     expect(survivor.child.exitCode).toBeNull();
+
+    // 5. Metrics: runs by schedule and outcome, lag behind schedule (the caught-up run lagged seconds).
+    const metrics = await (await fetch(`http://127.0.0.1:${survivor.port}/metrics`)).text();
+    expect(metrics).toMatch(/^dbops_schedule_runs_total\{schedule="tick",outcome="succeeded"\} [1-9]/m);
+    expect(metrics).toMatch(/^dbops_schedule_runs_total\{schedule="slow",outcome="interrupted"\} 1$/m);
+    expect(metrics).toMatch(/^dbops_schedule_lag_seconds_count\{schedule="tick"\} [1-9]/m);
+    const lag = Number(/^dbops_schedule_last_lag_seconds\{schedule="tick"\} (\S+)$/m.exec(metrics)?.[1]);
+    expect(lag).toBeGreaterThanOrEqual(0);
+    expect(lag).toBeLessThan(5);
   }, 120_000);
 });

@@ -3,19 +3,22 @@
 // `/db run-schedule` of a backup with retention — against real PostgreSQL, with an injected clock.
 import { mkdtemp, readdir, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
+import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type App, createApp } from '../src/app.js';
 import { loadConfigText } from '../src/config/load.js';
 import { ConfigError } from '../src/core/errors.js';
 import { silentLogger } from '../src/core/log.js';
 import type { ChannelPoster, ChannelRef, OutgoingPost } from '../src/notify/poster.js';
+import { readiness } from '../src/observability/server.js';
 import { ScheduleEngine } from '../src/schedules/engine.js';
 import type { ScheduledRunReport } from '../src/schedules/hooks.js';
 import { planRetention } from '../src/schedules/retention.js';
 import { cronProblem } from '../src/schedules/schema.js';
 import { adminQuery, createDatabase } from './helpers/db.js';
 import { requireTool, toolPresent } from './setup/external-tools.js';
+import { freePort } from './setup/postgres.js';
 
 const BASE = `
 state:
@@ -475,5 +478,84 @@ schedules:
       /^nightly: backup staging as robot → audit only\n {2}cron 0 2 \* \* \* \(Europe\/Berlin\) · next \d{4}-\d\d-\d\d \d\d:00Z\n {2}last: succeeded .*by hand \(alice\)/,
     );
     for (const line of listed.text.split('\n')) expect(line.length).toBeLessThanOrEqual(80);
+  });
+});
+
+describe('a failed backup, a verified one, and what check-config and /readyz say', () => {
+  it('posts a failed backup to its channel; verifies a new one and keeps only what the rule says', async (ctx) => {
+    requireTool(ctx, 'pg_dump', await toolPresent('pg_dump'));
+    const port = await freePort();
+    const cfg = loadConfigText(
+      `${BASE.replace('targets:', `targets:\n  down: { url: "postgres://robot@127.0.0.1:${port}/none", environment: staging }`)}
+schedules:
+  broken:   { cron: "0 2 * * *", operation: backup, target: down, as: robot, post: "discord:123456" }
+  verified: { cron: "0 3 * * *", operation: backup, target: staging, as: robot, verify: true, keep: { last: 1 } }
+`,
+      'verify.yaml',
+      { ...env, BACKUPS: await mkdtemp(join(tmpdir(), 'dbops-sched-v-')) },
+    );
+    const app = await createApp({ config: cfg, log: silentLogger() });
+    apps.push(app);
+    const posts: { to: ChannelRef; message: OutgoingPost }[] = [];
+    app.schedules.poster = {
+      async post(to, message) {
+        posts.push({ to, message });
+        return { ...to, id: '1' };
+      },
+    };
+    const broken = await app.schedules.runNow('broken', 'alice');
+    expect(broken === 'busy' ? 'busy' : broken.result.state).toBe('failed');
+    expect(posts).toHaveLength(1);
+    expect(posts[0]?.to).toEqual({ surface: 'discord', channel: '123456' });
+    expect(posts[0]?.message.text).toMatch(/^Scheduled broken: backup down FAILED: /);
+
+    const dir = join(cfg.backupsDir, 'staging');
+    const first = await app.schedules.runNow('verified', 'alice');
+    const second = await app.schedules.runNow('verified', 'alice');
+    if (first === 'busy' || second === 'busy') throw new Error('busy');
+    expect(second.result.targets[0]?.verified).toBe(true);
+    expect(second.result.targets[0]?.deleted).toEqual([first.result.targets[0]?.file]);
+    const left = (await readdir(dir)).filter((n) => !n.endsWith('.json'));
+    expect(left).toEqual([second.result.targets[0]?.file]);
+    const manifest = JSON.parse(await readFile(join(dir, `${left[0]}.json`), 'utf8')) as {
+      verification?: { ok: boolean };
+    };
+    expect(manifest.verification?.ok).toBe(true);
+    expect(posts).toHaveLength(1); // successes are not posted with notify: failures
+  });
+
+  it('check-config refuses a destructive schedule (exit 2) and names it', async () => {
+    const path = join(env.BACKUPS as string, 'bad.yaml');
+    await writeFile(
+      path,
+      `${BASE}\nschedules:\n  nightly-kill: { cron: "0 2 * * *", operation: kill-idle, target: staging, as: robot }\n`,
+    );
+    const result = await execa('node', [resolve('dist/src/cli.js'), 'check-config', '--config', path], {
+      env: { ...env, PATH: process.env.PATH ?? '' },
+      extendEnv: false,
+      reject: false,
+    });
+    expect(result.exitCode).toBe(2);
+    expect(result.stderr).toMatch(/schedules\.nightly-kill\.operation: kill-idle is destructive/);
+  });
+
+  it('/readyz stays ready and lists channels the scheduler cannot post to', async () => {
+    const verdict = await readiness({
+      checkState: async () => {},
+      notTakingCommands: () => undefined,
+      surfaces: () => [
+        {
+          name: 'schedules',
+          healthy: () => true,
+          problem: () => undefined,
+          detail: () => ['cannot post to slack:CGONE: channel_not_found'],
+        },
+      ],
+    });
+    expect(verdict.ready).toBe(true);
+    expect(verdict.checks.schedules).toEqual({
+      ok: true,
+      detail: ['cannot post to slack:CGONE: channel_not_found'],
+    });
   });
 });
