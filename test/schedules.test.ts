@@ -87,6 +87,7 @@ async function runs(schedule: string) {
     started_at: Date | null;
     finished_at: Date | null;
     runner: string | null;
+    job_id: string | null;
   }>('SELECT * FROM dbops_schedule_runs WHERE schedule = $1 ORDER BY id', [schedule], stateName);
 }
 
@@ -353,6 +354,45 @@ schedules:
     await a.schedules.runNow('every-minute', 'alice');
     expect(a.schedules.problems()).toEqual([]);
     expect(posts.at(-1)?.message.text).toMatch(/FAILED: history store unavailable/);
+  });
+});
+
+describe('a queued run whose job was lost', () => {
+  it('is ended as interrupted so that later slots run', async () => {
+    const clock = fakeClock(
+      new Date(Math.ceil(Date.now() / 86_400_000) * 86_400_000 + 2 * 86_400_000 + 10_000),
+    );
+    const day = Math.floor(clock.now().getTime() / 86_400_000) * 86_400_000;
+    const cfg = config(`
+schedules:
+  lossy: { cron: "* * * * *", kind: sample, target: staging }
+`);
+    const app = await createApp({ config: cfg, log: silentLogger(), clock: clock.now });
+    apps.push(app);
+    let sampled = 0;
+    app.schedules.sample = async () => ({ samples: ++sampled });
+    const engine = new ScheduleEngine({ service: app.schedules, log: silentLogger() });
+    try {
+      await engine.tick(); // first seen
+      clock.set(new Date(day + 60_000 + 1000));
+      // Enqueue without running (as if every replica died at once), then lose the job.
+      const lossy = cfg.schedules.lossy;
+      if (!lossy) throw new Error('no schedule');
+      expect(await engine.enqueueDue(await engine.jobs(), lossy)).toBe(true);
+      const [queued] = await runs('lossy');
+      await adminQuery('DELETE FROM dbops_jobs.job WHERE id = $1', [queued?.job_id], stateName);
+      clock.set(new Date(day + 5 * 60_000 + 1000)); // later slots came due; the run waits forever otherwise
+      await engine.tick();
+      await engine.settled();
+      const rows = await runs('lossy');
+      expect(rows.map((r) => [r.state, new Date(r.slot).getTime() - day])).toEqual([
+        ['interrupted', 60_000],
+        ['succeeded', 5 * 60_000],
+      ]);
+      expect(sampled).toBe(1);
+    } finally {
+      await engine.stop(1000);
+    }
   });
 });
 

@@ -21,6 +21,8 @@ export function queueOf(schedule: string): string {
 }
 /** A job's longest life before pg-boss expires it (a dump may take 2 h, then verification). */
 const JOB_EXPIRE_SECONDS = 6 * 3600;
+/** A queued run older than this has its job looked at (lost, or taken by a replica that died). */
+const LOST_AFTER_MS = 2 * 60_000;
 
 export interface EngineOptions {
   service: ScheduleService;
@@ -75,6 +77,11 @@ export class ScheduleEngine {
     };
     this.#timer = setTimeout(loop, 0);
     return this;
+  }
+
+  /** pg-boss, started (and its queues created) on first use. */
+  async jobs(): Promise<PgBoss> {
+    return await this.#ensureBoss();
   }
 
   async #ensureBoss(): Promise<PgBoss> {
@@ -140,6 +147,7 @@ export class ScheduleEngine {
           await this.#settle(() => boss.fail(queueOf(run.schedule), jobId, { error: 'interrupted' }));
         }
       }
+      await this.#recoverLostJobs(boss);
       for (const schedule of Object.values(this.#service.config.schedules)) {
         await this.enqueueDue(boss, schedule);
       }
@@ -201,6 +209,37 @@ export class ScheduleEngine {
       );
       return true;
     });
+  }
+
+  /**
+   * A queued run whose job is gone (deleted by retention after a long downtime) would hold its schedule
+   * back forever: it is ended as interrupted. One whose job was taken by a replica that died before it
+   * started the run is failed back to the queue, so pg-boss delivers it again now, not at expiry.
+   */
+  async #recoverLostJobs(boss: PgBoss): Promise<void> {
+    const now = this.#service.now();
+    for (const run of await this.#service.store.staleQueued(new Date(now.getTime() - LOST_AFTER_MS))) {
+      const queue = queueOf(run.schedule);
+      const job = run.jobId ? await boss.getJobById(queue, run.jobId) : null;
+      if (job?.state === 'created' || job?.state === 'retry') continue; // waiting its turn
+      if (job?.state === 'active') {
+        if (now.getTime() - new Date(job.startedOn).getTime() > LOST_AFTER_MS) {
+          this.#log.warn(
+            { schedule: run.schedule, run: run.id },
+            'a job was taken but never started; redelivering it',
+          );
+          await this.#settle(() => boss.fail(queue, job.id, { error: 'taken but never started' }));
+        }
+        continue;
+      }
+      const ended = await this.#service.store.abandon(
+        run.id,
+        `not run: its job ${job ? `ended ${job.state}` : 'is gone'} before the run started`,
+        now,
+      );
+      if (ended)
+        this.#log.warn({ schedule: run.schedule, run: run.id }, 'a queued run lost its job; ended it');
+    }
   }
 
   async #fetchAndRun(boss: PgBoss): Promise<void> {

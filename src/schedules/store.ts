@@ -232,6 +232,26 @@ export class ScheduleStore {
     return rows.map(toRun);
   }
 
+  /** Cron runs still queued that were enqueued before `before` (their job may be lost or stuck). */
+  async staleQueued(before: Date): Promise<ScheduleRun[]> {
+    const { rows } = await this.pool.query<RunRow>(
+      `SELECT * FROM dbops_schedule_runs WHERE state = 'queued' AND trigger = 'cron' AND enqueued_at < $1
+       ORDER BY id LIMIT 20`,
+      [before],
+    );
+    return rows.map(toRun);
+  }
+
+  /** Ends a run that never started (its job is gone), so later slots are not held back by it forever. */
+  async abandon(id: number, outcome: string, now: Date): Promise<ScheduleRun | undefined> {
+    const { rows } = await this.pool.query<RunRow>(
+      `UPDATE dbops_schedule_runs SET state = 'interrupted', outcome = $2, finished_at = $3
+       WHERE id = $1 AND state = 'queued' RETURNING *`,
+      [id, outcome, now],
+    );
+    return rows[0] ? toRun(rows[0]) : undefined;
+  }
+
   /** The latest run of each schedule (any trigger), by name. */
   async latestRuns(names: readonly string[]): Promise<Map<string, ScheduleRun>> {
     const { rows } = await this.pool.query<RunRow>(
