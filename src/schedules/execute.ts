@@ -45,6 +45,7 @@ export interface RunResult {
 
 function outcomeOf(reply: Reply): ScheduledRunReport['outcome'] {
   if (reply.status === 'ok') return 'succeeded';
+  if (reply.code === 'shutting_down') return 'interrupted'; // this replica stopped: nothing ran
   if (reply.status === 'failed') return 'failed';
   return 'refused'; // refused, invalid, or pending (a schedule cannot wait for approval)
 }
@@ -100,9 +101,11 @@ export async function executeSchedule(
   }
   const worst: FinalState = targets.some((t) => t.outcome === 'failed')
     ? 'failed'
-    : targets.some((t) => t.outcome === 'refused')
-      ? 'refused'
-      : 'succeeded';
+    : targets.some((t) => t.outcome === 'interrupted')
+      ? 'interrupted'
+      : targets.some((t) => t.outcome === 'refused')
+        ? 'refused'
+        : 'succeeded';
   const outcome = targets.map(
     (t) => `${t.target}: ${t.outcome}${t.outcome === 'succeeded' ? '' : ` (${t.message})`}`,
   );
