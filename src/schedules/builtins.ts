@@ -26,8 +26,16 @@ function visibleSchedules(core: CoreServices, ctx: InvocationContext): ResolvedS
   return Object.values(core.config.schedules).filter((s) => s.targets.every((t) => readable.has(t)));
 }
 
-function minute(date: Date): string {
-  return `${date.toISOString().slice(0, 16).replace('T', ' ')}Z`;
+function minute(date: Date, withSeconds = false): string {
+  return `${date
+    .toISOString()
+    .slice(0, withSeconds ? 19 : 16)
+    .replace('T', ' ')}Z`;
+}
+
+/** A six-field cron (seconds first) fires within minutes: its times are shown to the second. */
+function bySeconds(schedule: ResolvedSchedule): boolean {
+  return schedule.cron.trim().split(/\s+/).length === 6;
 }
 
 function seconds(from: Date, to: Date): string {
@@ -55,11 +63,12 @@ function wrap(text: string, width: number, indent: string): string[] {
   return out;
 }
 
-function lastText(run: ScheduleRun | undefined): string {
+function lastText(run: ScheduleRun | undefined, secs: boolean): string {
   if (!run) return 'never ran';
-  const how = run.trigger === 'manual' ? `by hand (${run.triggeredBy ?? '?'})` : `slot ${minute(run.slot)}`;
+  const how =
+    run.trigger === 'manual' ? `by hand (${run.triggeredBy ?? '?'})` : `slot ${minute(run.slot, secs)}`;
   const took = run.startedAt && run.finishedAt ? `, took ${seconds(run.startedAt, run.finishedAt)}` : '';
-  return `${run.state} ${minute(run.finishedAt ?? run.enqueuedAt)}, ${how}${took}`;
+  return `${run.state} ${minute(run.finishedAt ?? run.enqueuedAt, secs)}, ${how}${took}`;
 }
 
 export const schedules: Handler = async (core, ctx, tokens) => {
@@ -81,12 +90,12 @@ export const schedules: Handler = async (core, ctx, tokens) => {
     lines.push(...wrap(`${schedule.name}: ${what}${where}`, WIDTH, '  '));
     lines.push(
       ...wrap(
-        `  cron ${schedule.cron} (${schedule.timezone}) · next ${o?.next ? minute(o.next) : 'never'}`,
+        `  cron ${schedule.cron} (${schedule.timezone}) · next ${o?.next ? minute(o.next, bySeconds(schedule)) : 'never'}`,
         WIDTH,
         '    ',
       ),
     );
-    lines.push(...wrap(`  last: ${lastText(o?.last)}`, WIDTH, '    '));
+    lines.push(...wrap(`  last: ${lastText(o?.last, bySeconds(schedule))}`, WIDTH, '    '));
     if (o?.last?.outcome && o.last.state !== 'succeeded')
       lines.push(...wrap(`    ${o.last.outcome}`, WIDTH, '    '));
     if (o?.running) {

@@ -86,6 +86,12 @@ export class ScheduleService {
     };
   }
 
+  /** Records that posting to a channel fails (error) or works again (undefined), for /readyz detail. */
+  postProblem(channel: ChannelRef, error: string | undefined): void {
+    if (error === undefined) this.#postProblems.delete(channelText(channel));
+    else this.#postProblems.set(channelText(channel), error.slice(0, 300));
+  }
+
   /** Channels the last post to failed, with why (for /readyz detail). */
   problems(): string[] {
     return [...this.#postProblems].map(([channel, error]) => `cannot post to ${channel}: ${error}`);
@@ -105,10 +111,7 @@ export class ScheduleService {
       poster: this.poster,
       sample: this.sample,
       observers: this.#observers,
-      postProblem: (channel: ChannelRef, error: string | undefined) => {
-        if (error === undefined) this.#postProblems.delete(channelText(channel));
-        else this.#postProblems.set(channelText(channel), error.slice(0, 300));
-      },
+      postProblem: (channel: ChannelRef, error: string | undefined) => this.postProblem(channel, error),
     };
   }
 

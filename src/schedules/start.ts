@@ -7,6 +7,7 @@ import type { Metrics } from '../observability/metrics.js';
 import type { RunningSurface } from '../surfaces/types.js';
 import { ScheduleEngine } from './engine.js';
 import { scheduleMetricsOf } from './metrics.js';
+import { channelText } from './schema.js';
 
 export interface ScheduleStartOptions {
   app: App;
@@ -41,6 +42,17 @@ export function startSchedules(options: ScheduleStartOptions): RunningSurface | 
     { schedules: Object.keys(service.config.schedules), tickMs, leaseMs: service.leaseMs },
     'scheduler started',
   );
+  // A channel nothing can post to is said now (logs, /readyz detail), not at the first failed run.
+  if (!service.poster) {
+    for (const schedule of Object.values(service.config.schedules)) {
+      if (!schedule.post) continue;
+      service.postProblem(schedule.post, 'no chat surface is running that can post there');
+      options.log.error(
+        { schedule: schedule.name, channel: channelText(schedule.post) },
+        'a schedule posts to a channel no running chat surface can post to',
+      );
+    }
+  }
   return {
     name: 'schedules',
     // The bot still takes commands when the scheduler cannot post somewhere: reported, not "not ready".
