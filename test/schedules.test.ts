@@ -7,6 +7,7 @@ import type { ChannelPoster, ChannelRef, OutgoingPost } from '../src/notify/post
 import { ScheduleEngine } from '../src/schedules/engine.js';
 import type { ScheduledRunReport } from '../src/schedules/hooks.js';
 import { cronProblem } from '../src/schedules/schema.js';
+import { schedulePostWarnings } from '../src/schedules/validate.js';
 import { adminQuery } from './helpers/db.js';
 import {
   appProblems,
@@ -88,6 +89,19 @@ schedules:
     expect(text).toMatch(/schedules\.waits\.as: .*needs approval on production/);
     expect(text).toMatch(/schedules\.args\.args: .*--format/);
     expect(problems).toHaveLength(5);
+  });
+
+  it('warns about channels no configured chat surface can post to', () => {
+    const cfg = config(`
+schedules:
+  a: { cron: "0 2 * * *", operation: sizes, target: staging, as: robot, post: "slack:C1" }
+  b: { cron: "0 2 * * *", operation: sizes, target: staging, as: robot, post: "discord:42" }
+  c: { cron: "0 2 * * *", operation: sizes, target: staging, as: robot }
+`);
+    expect(schedulePostWarnings(cfg, { SLACK_BOT_TOKEN: 'xoxb-1' })).toEqual([
+      'schedules.b.post: discord:42 cannot be posted to: DISCORD_TOKEN is not set, so dbops start runs no Discord surface',
+    ]);
+    expect(schedulePostWarnings(cfg, {})).toHaveLength(2);
   });
 
   it('knows a seconds field, zones, and a cron that never fires', () => {

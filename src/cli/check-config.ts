@@ -7,9 +7,9 @@ import { ConfigError } from '../core/errors.js';
 import type { LoadedPack } from '../packs/load.js';
 import { configSettingWarnings } from '../packs/names.js';
 import { loadConfiguredPacks, packCatalogEntries } from '../packs/registry.js';
-import { scheduleProblems } from '../schedules/validate.js';
+import { schedulePostWarnings, scheduleProblems } from '../schedules/validate.js';
 import type { CHECK_CONFIG_OPTIONS, parseCommand } from './args.js';
-import { configPath, loadConfigOrExit } from './shared.js';
+import { configPath, env, loadConfigOrExit } from './shared.js';
 
 export type CheckConfigArgs = ReturnType<typeof parseCommand<typeof CHECK_CONFIG_OPTIONS>>;
 
@@ -37,6 +37,7 @@ export async function checkConfig({ values }: CheckConfigArgs): Promise<number> 
     `${path}: valid (${Object.keys(config.targets).length} targets, ${Object.keys(config.people).length} people, ${packs.length} packs)\n\n`,
   );
   for (const warning of configSettingWarnings(config, packs)) process.stdout.write(`warning: ${warning}\n`);
+  for (const warning of schedulePostWarnings(config, env)) process.stdout.write(`warning: ${warning}\n`);
   const checks = await checkTargets(config, { packs });
   process.stdout.write(`${formatCheckReport(checks)}\n`);
   return checks.every((c) => c.reachable) && expectationProblems(checks).length === 0 ? 0 : 1;

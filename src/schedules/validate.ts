@@ -66,3 +66,25 @@ export function scheduleProblems(config: Config, catalog: Catalog): string[] {
   }
   return problems;
 }
+
+const SURFACE_TOKEN = { slack: 'SLACK_BOT_TOKEN', discord: 'DISCORD_TOKEN' } as const;
+
+/**
+ * Channels `dbops start` with this environment could not post to, because their chat surface is not
+ * configured (check-config warns; start reports them in /readyz detail).
+ */
+export function schedulePostWarnings(
+  config: Config,
+  env: Readonly<Record<string, string | undefined>>,
+): string[] {
+  const warnings: string[] = [];
+  for (const schedule of Object.values(config.schedules)) {
+    if (!schedule.post) continue;
+    const variable = SURFACE_TOKEN[schedule.post.surface];
+    if (env[variable]?.trim()) continue;
+    warnings.push(
+      `schedules.${schedule.name}.post: ${schedule.post.surface}:${schedule.post.channel} cannot be posted to: ${variable} is not set, so dbops start runs no ${schedule.post.surface === 'slack' ? 'Slack' : 'Discord'} surface`,
+    );
+  }
+  return warnings;
+}
