@@ -188,31 +188,37 @@ export class ScheduleService {
     let result: RunResult;
     try {
       result = await executeSchedule(this.#deps(), schedule, run);
+      // The heartbeat goes on while the outcome is recorded: a state database that is down just now is
+      // waited for (about two minutes), and the run is not taken for dead meanwhile.
+      let recorded: 'running' | 'interrupted' | undefined;
+      for (let attempt = 0; attempt < 30 && !recorded; attempt++) {
+        try {
+          recorded = await this.store.finish(
+            run.id,
+            this.runner,
+            result.state,
+            result.outcome,
+            { targets: result.targets },
+            this.#clock(),
+          );
+          if (!recorded) break;
+        } catch (err) {
+          log.warn(
+            { error: err instanceof Error ? err.message : String(err) },
+            'could not record the run; retrying',
+          );
+          await new Promise((r) => setTimeout(r, Math.min(5_000, 500 * (attempt + 1))));
+        }
+      }
+      if (recorded === 'interrupted') {
+        log.warn(
+          'the run was reported interrupted (heartbeats were lost) but finished: its outcome is recorded',
+        );
+      } else if (!recorded) {
+        log.error({ state: result.state }, 'the outcome of the run could not be recorded');
+      }
     } finally {
       clearInterval(beat);
-    }
-    let recorded = false;
-    for (let attempt = 0; attempt < 5 && !recorded; attempt++) {
-      try {
-        recorded = await this.store.finish(
-          run.id,
-          this.runner,
-          result.state,
-          result.outcome,
-          { targets: result.targets },
-          this.#clock(),
-        );
-        if (!recorded) {
-          log.warn('the run was reported interrupted before it finished (heartbeats were lost)');
-          break;
-        }
-      } catch (err) {
-        log.warn(
-          { error: err instanceof Error ? err.message : String(err) },
-          'could not record the run; retrying',
-        );
-        await new Promise((r) => setTimeout(r, 1000 * (attempt + 1)));
-      }
     }
     this.#options.metrics?.finished(schedule.name, result.state);
     log.info({ state: result.state, outcome: result.outcome }, 'scheduled run finished');

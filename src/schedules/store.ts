@@ -200,7 +200,11 @@ export class ScheduleStore {
     return result.rowCount === 1;
   }
 
-  /** Records the outcome of a run this runner holds; false when it was reported interrupted meanwhile. */
+  /**
+   * Records the outcome of a run this runner held: what it was before ('running', or 'interrupted' when
+   * its heartbeats were lost and another replica reported it — the real outcome then replaces the guess),
+   * undefined when it is not this runner's.
+   */
   async finish(
     id: number,
     runner: string,
@@ -208,13 +212,15 @@ export class ScheduleStore {
     outcome: string,
     detail: unknown,
     now: Date,
-  ): Promise<boolean> {
-    const result = await this.pool.query(
-      `UPDATE dbops_schedule_runs SET state = $3, outcome = $4, detail = $5::jsonb, finished_at = $6
-       WHERE id = $1 AND runner = $2 AND state = 'running'`,
+  ): Promise<'running' | 'interrupted' | undefined> {
+    const { rows } = await this.pool.query<{ before: 'running' | 'interrupted' }>(
+      `UPDATE dbops_schedule_runs r SET state = $3, outcome = $4, detail = $5::jsonb, finished_at = $6
+       FROM (SELECT id, state AS before FROM dbops_schedule_runs WHERE id = $1 FOR UPDATE) b
+       WHERE r.id = b.id AND r.runner = $2 AND r.state IN ('running', 'interrupted')
+       RETURNING b.before`,
       [id, runner, state, outcome, JSON.stringify(detail ?? null), now],
     );
-    return result.rowCount === 1;
+    return rows[0]?.before;
   }
 
   /**
