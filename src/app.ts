@@ -1,4 +1,7 @@
 // Wires one dbops process together from its config: state store, target pools, catalog and core.
+
+import { randomUUID } from 'node:crypto';
+import { hostname } from 'node:os';
 import pg from 'pg';
 import { catalog as operations } from '../commands/index.js';
 import { coreDiagnose } from './alerts/diagnose.js';
@@ -7,6 +10,7 @@ import { AlertBook } from './alerts/store.js';
 import type { Config } from './config/schema.js';
 import { BUILTINS, Catalog } from './core/catalog.js';
 import { Core, type CoreDeps } from './core/dispatch.js';
+import { ConfigError } from './core/errors.js';
 import { type Logger, redactSecrets } from './core/log.js';
 import { setDisplayTimeZone } from './core/time-format.js';
 import { removeAbandonedPartials } from './engine/partial-files.js';
@@ -23,6 +27,9 @@ import { runPackCommand } from './packs/command.js';
 import type { LoadedPack } from './packs/load.js';
 import { loadConfiguredPacks, packCatalogEntries } from './packs/registry.js';
 import type { AfterScheduledRun, SampleTarget } from './schedules/hooks.js';
+import { scheduleMetricsOf } from './schedules/metrics.js';
+import { ScheduleService } from './schedules/service.js';
+import { scheduleProblems } from './schedules/validate.js';
 import { ReplicaPids } from './state/backends.js';
 import { OutcomeJournal } from './state/journal.js';
 import { PgStateStore } from './state/pg-store.js';
@@ -50,6 +57,8 @@ export interface App {
   directory: RoleDirectory;
   /** Requests escalated once to a second group after `escalate_after` (the sweeper runs it). */
   escalations: Escalations;
+  /** Schedules: runs by hand, what `/db schedules` lists; `dbops start` adds the job engine. */
+  schedules: ScheduleService;
   /**
    * Starts the periodic sweep (every `seconds`): pending requests past their expiry, and runs left behind
    * by a replica that died (lease ran out), then starts approved requests whose target is free again;
@@ -80,6 +89,9 @@ export async function createApp(options: AppOptions): Promise<App> {
   // Text answers of this process read their times in the configured zone (one deployment, one zone).
   setDisplayTimeZone(options.config.timeZone);
   const catalog = new Catalog(operations, packCatalogEntries(packs, { runCommand: runPackCommand }));
+  // A schedule the catalog or the policy would refuse is a config error, before anything starts.
+  const scheduleErrors = scheduleProblems(options.config, catalog);
+  if (scheduleErrors.length > 0) throw new ConfigError(scheduleErrors);
   const state = await PgStateStore.open(options.config.state.url, { log: options.log });
   try {
     await state.migrate();
@@ -129,9 +141,23 @@ export async function createApp(options: AppOptions): Promise<App> {
   if (options.onRequestChange) changeListeners.add(options.onRequestChange);
   if (options.onProgress) progressListeners.add(options.onProgress);
   const { metrics } = options;
-  if (metrics) changeListeners.add((request, change) => metrics.requestChanged(request, change));
-  const core = new Core({
+  // One name for this replica on approved runs and on scheduled runs alike.
+  const runner = `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
+  // Scheduled runs go through the core like anyone's command, as their service person.
+  const schedules: ScheduleService = new ScheduleService({
     config: options.config,
+    log: options.log,
+    dispatch: (inv) => core.dispatch(inv),
+    state,
+    runner,
+    ...(options.clock ? { clock: options.clock } : {}),
+    ...(metrics ? { metrics: scheduleMetricsOf(metrics.registry) } : {}),
+  });
+  if (metrics) changeListeners.add((request, change) => metrics.requestChanged(request, change));
+  const core: Core = new Core({
+    config: options.config,
+    runner,
+    schedules,
     catalog,
     targets: pools,
     state: metrics ? countingAuditFailures(state, metrics) : state,
@@ -193,6 +219,19 @@ export async function createApp(options: AppOptions): Promise<App> {
       return () => progressListeners.delete(listener);
     },
   };
+  const sampler = createSampler({
+    targets: pools,
+    store: history,
+    log: options.log,
+    ...(options.config.history
+      ? {
+          retentionSeconds: options.config.history.retentionSeconds,
+          topTables: options.config.history.topTables,
+        }
+      : {}),
+  });
+  // History sampling works wherever schedules run by hand (`/db run-schedule` in exec or the console too).
+  schedules.sample = sampler;
   return {
     core,
     events,
@@ -200,17 +239,7 @@ export async function createApp(options: AppOptions): Promise<App> {
     state,
     alerts,
     history,
-    sampler: createSampler({
-      targets: pools,
-      store: history,
-      log: options.log,
-      ...(options.config.history
-        ? {
-            retentionSeconds: options.config.history.retentionSeconds,
-            topTables: options.config.history.topTables,
-          }
-        : {}),
-    }),
+    sampler,
     alertObserver: (poster) =>
       createAlertObserver({
         book: alerts,
@@ -221,6 +250,7 @@ export async function createApp(options: AppOptions): Promise<App> {
       }),
     directory,
     escalations,
+    schedules,
     startSweeper(seconds = 30) {
       const timer = setInterval(() => {
         core
@@ -242,6 +272,7 @@ export async function createApp(options: AppOptions): Promise<App> {
       core.stopJournal();
       await pools.closeAll();
       await sharedPids.close();
+      await schedules.close();
       await records.end();
       await state.close();
     },

@@ -138,7 +138,7 @@ describe('loadConfigText', () => {
     expect(
       problemsOf(withLine(11, '  alice: { slack: T01/U01ALICE, email: a@example.com, roles: [dba] }')),
     ).toEqual([
-      "unknown key 'people.alice.email' (dbops.yaml:11); remove it; known keys here: slack, discord, cli, roles",
+      "unknown key 'people.alice.email' (dbops.yaml:11); remove it; known keys here: slack, discord, cli, roles, service",
     ]);
   });
 

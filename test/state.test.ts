@@ -138,6 +138,9 @@ describe('migrations', () => {
         'dbops_request_id_seq',
         'dbops_requests',
         'dbops_samples',
+        'dbops_schedule_runs',
+        'dbops_schedule_runs_id_seq',
+        'dbops_schedules',
         'dbops_schema_migrations',
         'dbops_votes',
       ]);

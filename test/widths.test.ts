@@ -121,6 +121,7 @@ const IDENTITY: Record<Surface, string> = {
   console: 'alice',
   slack: 'T1/UALICE',
   discord: '80351110224678912',
+  schedule: 'alice',
 };
 
 async function ask(text: string, surface: Surface = 'cli'): Promise<Reply> {

@@ -1,13 +1,16 @@
 // `dbops check-config`: the config and its packs validated, every target reached and reported.
 import { readFileSync } from 'node:fs';
+import { catalog as operations } from '../../commands/index.js';
 import { approvalWarningLines } from '../config/approval-rules.js';
 import { checkTargets, expectationProblems, formatCheckReport } from '../config/check.js';
 import type { Config } from '../config/schema.js';
+import { Catalog } from '../core/catalog.js';
 import { ConfigError } from '../core/errors.js';
 import { wrapWords } from '../core/operation.js';
 import type { LoadedPack } from '../packs/load.js';
 import { configSettingWarnings } from '../packs/names.js';
-import { loadConfiguredPacks } from '../packs/registry.js';
+import { loadConfiguredPacks, packCatalogEntries } from '../packs/registry.js';
+import { schedulePostWarnings, scheduleProblems } from '../schedules/validate.js';
 import { DEFAULT_API_URL } from '../surfaces/slack/settings.js';
 import type { CHECK_CONFIG_OPTIONS, parseCommand } from './args.js';
 import { configPath, env, loadConfigOrExit } from './shared.js';
@@ -28,6 +31,12 @@ export async function checkConfig({ values }: CheckConfigArgs): Promise<number> 
     }
     throw err;
   }
+  // Schedules against the catalog and the policy: unknown or destructive operations, refused identities.
+  const scheduleErrors = scheduleProblems(config, new Catalog(operations, packCatalogEntries(packs)));
+  if (scheduleErrors.length > 0) {
+    process.stderr.write(`dbops: ${new ConfigError(scheduleErrors).message}\n`);
+    return 2;
+  }
   process.stdout.write(
     `${path}: valid (${Object.keys(config.targets).length} targets, ${Object.keys(config.people).length} people, ${packs.length} packs)\n\n`,
   );
@@ -35,6 +44,7 @@ export async function checkConfig({ values }: CheckConfigArgs): Promise<number> 
   // Long sentences: wrapped to 80 columns under their "warning:" label.
   for (const warning of approvalWarningLines(config, readFileSync(path, 'utf8')))
     process.stdout.write(`warning: ${wrapWords(warning, 71, '').join('\n         ')}\n`);
+  for (const warning of schedulePostWarnings(config, env)) process.stdout.write(`warning: ${warning}\n`);
   const checks = await checkTargets(config, { packs });
   process.stdout.write(`${formatCheckReport(checks)}\n`);
   const rolesOk = await reportRoleHolders(config);

@@ -8,6 +8,7 @@ import { closest, orList } from '../core/suggest.js';
 import type { IdentityKind } from '../core/types.js';
 import { IDENTITY_KINDS } from '../core/types.js';
 import { withPlatformRoles } from '../identity/people.js';
+import { crossCheckSchedules, resolveSchedule } from '../schedules/schema.js';
 import {
   type Config,
   configSchema,
@@ -373,7 +374,15 @@ function crossCheck(data: unknown, raw: Map<string, string>, problems: ProblemLi
         owners.set(key, { person: name, line });
       }
     }
-    if (identities === 0) {
+    if (person.service === true) {
+      if (identities > 0) {
+        problems.add(
+          ['people', name],
+          `is a service person (schedules run as it), so it may have no slack, discord or cli identity — nobody may act as ${name}; remove them`,
+          true,
+        );
+      }
+    } else if (identities === 0) {
       problems.add(
         ['people', name],
         `has no identity, so nobody can act as ${name}; add at least one of slack (T…/U…), discord (user id) or cli (login name)`,
@@ -405,6 +414,9 @@ function crossCheck(data: unknown, raw: Map<string, string>, problems: ProblemLi
       });
     }
   }
+
+  // Schedules: cron and zone, targets, the service person they run as.
+  crossCheckSchedules(data, (path, what) => problems.add(path, what));
 
   // Channel bindings name real targets.
   for (const [channel, binding] of isRecord(data.targets) ? Object.entries(channels) : []) {
@@ -469,7 +481,7 @@ function build(parsed: ParsedConfig, source: string): Config {
       const identity = p[kind];
       if (identity !== undefined && identity.trim() !== '') identities[kind] = identity;
     }
-    people[name] = { name, roles: p.roles, identities };
+    people[name] = { name, roles: p.roles, identities, ...(p.service === true ? { service: true } : {}) };
   }
   const baseDir = dirname(resolve(source));
   return deepFreeze({
@@ -487,6 +499,9 @@ function build(parsed: ParsedConfig, source: string): Config {
       : {}),
     timeZone: parsed.display?.time_zone ?? 'UTC',
     ...(parsed.role_sources ? { roleSources: roleSourcesOf(parsed.role_sources) } : {}),
+    schedules: Object.fromEntries(
+      Object.entries(parsed.schedules).map(([name, raw]) => [name, resolveSchedule(name, raw)]),
+    ),
     source,
   });
 }
@@ -561,4 +576,10 @@ export function resolvePerson(
 ): ResolvedPerson | undefined {
   const listed = Object.values(config.people).find((person) => person.identities[kind] === identity);
   return withPlatformRoles(config, kind, identity, listed);
+}
+
+/** The configured service person of this name (schedules run as it), if it is one. */
+export function servicePerson(config: Config, name: string): ResolvedPerson | undefined {
+  const person = Object.hasOwn(config.people, name) ? config.people[name] : undefined;
+  return person?.service ? person : undefined;
 }

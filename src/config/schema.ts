@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { parseDuration } from '../core/duration.js';
 import { parseSize, SIZE_HINT } from '../core/size.js';
 import { isTimeZone } from '../core/time-format.js';
+import { type ResolvedSchedule, schedulesSchema } from '../schedules/schema.js';
 
 /** A duration written as "5s", "15m", "1h30m"; parsed to seconds. */
 export const durationSchema = z.union([z.string(), z.number()]).transform((value, ctx) => {
@@ -119,6 +120,8 @@ export const personSchema = z
     discord: z.string().optional(),
     cli: z.string().optional(),
     roles: z.array(z.string().regex(NAME, nameMessage)).default([]),
+    /** A service person: no chat identity; schedules run as it, and the policy checks its roles. */
+    service: z.boolean().optional(),
   })
   .strict();
 
@@ -244,6 +247,8 @@ export const configSchema = z
         channelSchema,
       )
       .default({}),
+    /** Operations dbops runs by itself on a cron, as a service person (src/schedules). */
+    schedules: schedulesSchema.default({}),
   })
   .strict();
 
@@ -271,6 +276,8 @@ export interface Config {
   timeZone: string;
   /** Roles held through chat platform groups (absent: only people listed by hand hold roles). */
   roleSources?: RoleSources;
+  /** Scheduled runs by name (none: {}). */
+  schedules: Readonly<Record<string, ResolvedSchedule>>;
   /** Where the file came from (for messages). */
   source: string;
 }
@@ -300,4 +307,6 @@ export interface ResolvedPerson {
   name: string;
   roles: readonly string[];
   identities: { slack?: string; discord?: string; cli?: string };
+  /** A service person (schedules run as it); it has no identity anyone could present. */
+  service?: true;
 }

@@ -4,6 +4,7 @@ import { alerts } from '../alerts/command.js';
 import { digest } from '../digest/digest.js';
 import { history } from '../history/command.js';
 import { trend } from '../history/trend.js';
+import { runSchedule, schedules } from '../schedules/builtins.js';
 import type { Handler } from './builtins/common.js';
 import { help, targets } from './builtins/help.js';
 import { page } from './builtins/paging.js';
@@ -28,4 +29,6 @@ export const builtinHandlers: Record<Builtin, Handler> = {
   page,
   trend,
   digest,
+  schedules,
+  'run-schedule': runSchedule,
 };

@@ -18,6 +18,8 @@ export const BUILTINS = [
   'page',
   'trend',
   'digest',
+  'schedules',
+  'run-schedule',
 ] as const;
 export type Builtin = (typeof BUILTINS)[number];
 

@@ -3,6 +3,7 @@ import type { AlertBook } from '../alerts/store.js';
 import type { Config, ResolvedPerson, ResolvedTarget } from '../config/schema.js';
 import type { TargetDb } from '../engine/types.js';
 import type { HistoryStore } from '../history/store.js';
+import type { ScheduleService } from '../schedules/service.js';
 import type { OutcomeJournal } from '../state/journal.js';
 import type { Actor, ApprovalRequest, AuditEvent, StateStore } from '../state/types.js';
 import type { Catalog } from './catalog.js';
@@ -59,6 +60,8 @@ export interface CoreDeps {
   alerts?: AlertBook;
   /** History samples in the state database (`/db history`); absent likewise. */
   history?: HistoryStore;
+  /** Schedules (`/db schedules`, `/db run-schedule`); absent: those built-ins say none are available. */
+  schedules?: ScheduleService;
 }
 
 /** One step of an operation against its target: a direct run, an approval preview, or an approved execution. */
@@ -113,6 +116,8 @@ export interface InvocationContext {
 /** What built-in commands may use of the core: the seam that keeps imports pointing one way. */
 export interface CoreServices {
   readonly config: Config;
+  /** The schedules service of this process, if it has one. */
+  readonly schedules: ScheduleService | undefined;
   readonly catalog: Catalog;
   readonly state: StateStore;
   /** Alert state and history samples, when this process keeps them (see CoreDeps). */

@@ -2,10 +2,11 @@
 
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
-import { resolvePerson } from '../config/load.js';
+import { resolvePerson, servicePerson } from '../config/load.js';
 import type { Config, ResolvedPerson, ResolvedTarget } from '../config/schema.js';
 import type { TargetDb } from '../engine/types.js';
 import { directoryOf } from '../identity/people.js';
+import type { ScheduleService } from '../schedules/service.js';
 import type { Actor, ApprovalRequest, StateStore } from '../state/types.js';
 import { Approvals } from './approvals.js';
 import { AuditTrail } from './audit.js';
@@ -127,6 +128,10 @@ export class Core implements CoreServices {
     return this.#config;
   }
 
+  get schedules(): ScheduleService | undefined {
+    return this.#deps.schedules;
+  }
+
   /** This replica's name on the runs it leases. */
   get runner(): string {
     return this.#runner;
@@ -225,11 +230,15 @@ export class Core implements CoreServices {
   async #dispatch(inv: Invocation): Promise<Reply> {
     const started = Date.now();
     const kind = IDENTITY_KIND_OF_SURFACE[inv.surface];
-    const identity = `${kind}:${inv.identity}`;
+    const scheduled = inv.surface === 'schedule';
+    const identity = scheduled ? `service:${inv.identity}` : `${kind}:${inv.identity}`;
     // Only an approval request takes a number (Approvals.request); every invocation gets a reference.
     const ref = newRef();
     if (kind === 'discord') directoryOf(this.config)?.observeDiscord(inv.identity, inv.memberRoles ?? []);
-    const person = resolvePerson(this.config, kind, inv.identity);
+    // A scheduled run names its service person; no identity on any surface resolves to a service person.
+    const person = scheduled
+      ? servicePerson(this.config, inv.identity)
+      : resolvePerson(this.config, kind, inv.identity);
     const ctx: InvocationContext = {
       inv,
       ref,

@@ -1,6 +1,7 @@
 // The neutral vocabulary shared by the core, the operations and every surface (no SDK types here).
 
-export const SURFACES = ['slack', 'discord', 'cli', 'console'] as const;
+/** `schedule`: a run dbops starts by itself (src/schedules), as a service person; no adapter sends it. */
+export const SURFACES = ['slack', 'discord', 'cli', 'console', 'schedule'] as const;
 export type Surface = (typeof SURFACES)[number];
 
 /** Which key of a person's identities a surface authenticates against. */
@@ -9,6 +10,8 @@ export const IDENTITY_KIND_OF_SURFACE = {
   discord: 'discord',
   cli: 'cli',
   console: 'cli',
+  // Never looked up: a schedule's invocation names its service person directly (Core.#dispatch).
+  schedule: 'cli',
 } as const satisfies Record<Surface, IdentityKind>;
 
 export const IDENTITY_KINDS = ['slack', 'discord', 'cli'] as const;

@@ -1,4 +1,4 @@
-// What schedules tell the rest of dbops after each run (the alert observer listens), and the sampler they call.
+// What schedules tell the rest of dbops after each run (alerts observe it), and the history sampler's shape.
 import type { ChannelRef } from '../notify/poster.js';
 
 export interface ScheduledRunReport {

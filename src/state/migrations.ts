@@ -2,6 +2,7 @@
 import type pg from 'pg';
 import { ALERTS_HISTORY_MIGRATION } from '../alerts/migration.js';
 import { DIGEST_MIGRATION } from '../digest/migration.js';
+import { SCHEDULES_MIGRATION } from '../schedules/migration.js';
 import { BACKENDS_MIGRATION } from './backends.js';
 import { REFS_MIGRATION } from './paged-reads.js';
 import { REASONS_MIGRATION } from './reasons-migration.js';
@@ -137,6 +138,7 @@ CREATE INDEX dbops_requests_approved_expiry ON dbops_requests (expires_at) WHERE
 `,
   },
   BACKENDS_MIGRATION,
+  SCHEDULES_MIGRATION,
   ALERTS_HISTORY_MIGRATION,
   REASONS_MIGRATION,
   REFS_MIGRATION,

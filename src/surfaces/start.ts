@@ -2,7 +2,9 @@
 import type { App } from '../app.js';
 import type { Config } from '../config/schema.js';
 import type { Logger } from '../core/log.js';
+import { SurfacePosters } from '../notify/poster.js';
 import type { Metrics } from '../observability/metrics.js';
+import { startSchedules } from '../schedules/start.js';
 import { startDiscord } from './discord/index.js';
 import { startSlack } from './slack/index.js';
 import type { RunningSurface } from './types.js';
@@ -25,6 +27,18 @@ export async function startSurfaces(options: SurfaceOptions): Promise<RunningSur
     if (slack) started.push(slack);
     const discord = await startDiscord(options);
     if (discord) started.push(discord);
+    // Schedules post through the running chat surfaces, tell the alert observer of every run, and sample
+    // history; they run where the chat surfaces run: in `dbops start`, never in exec or the console.
+    const posters = {
+      ...(slack?.poster ? { slack: slack.poster } : {}),
+      ...(discord?.poster ? { discord: discord.poster } : {}),
+    };
+    const poster = Object.keys(posters).length > 0 ? new SurfacePosters(posters) : undefined;
+    const service = options.app.schedules;
+    service.poster = poster;
+    service.observe(options.app.alertObserver(poster));
+    const schedules = startSchedules(options);
+    if (schedules) started.push(schedules);
   } catch (err) {
     await Promise.allSettled(started.map((s) => s.stop()));
     throw err;

@@ -3,12 +3,12 @@ import type { ChannelPoster } from '../notify/poster.js';
 import type { Lane, LaneStats } from './lanes.js';
 
 export interface RunningSurface {
-  name: 'slack' | 'discord';
+  name: 'slack' | 'discord' | 'schedules';
   /** Connected and able to take commands (for /readyz). */
   healthy(): boolean;
   /** Why it is not healthy, when it is not. */
   problem(): string | undefined;
-  /** What is wrong without making it not ready (a user group it cannot read), for /readyz. */
+  /** What is wrong without making dbops not ready (a user group it cannot read, a channel schedules cannot post to), for /readyz. */
   detail?(): string[];
   /** Its work queues with work in them, per lane (`target:<name>`, `builtins`, …), for /metrics and /readyz. */
   lanes?(): Record<Lane, LaneStats>;

@@ -29,6 +29,8 @@ export const BUILTIN_HELP: Record<Builtin, string> = {
   page: 'page <ref> <n> — page n of a long answer, as its Next page button asks for it',
   digest: 'digest <target> [--since 7d] — growers, new slow queries, new unused indexes, forecasts',
   trend: 'trend <target> <metric> [--since 7d] [--table t] — a chart, the rate and the forecast',
+  schedules: 'schedules [name] — what dbops runs by itself: cron, last run and outcome, next run',
+  'run-schedule': 'run-schedule <name> — run a schedule now (admins, or who may run its operation)',
 };
 
 /** Operations as a table whose descriptions wrap within their column. */

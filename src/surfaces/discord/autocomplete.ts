@@ -145,5 +145,9 @@ function builtinSummary(name: (typeof BUILTINS)[number]): string {
       return 'the weekly review of a target, with charts';
     case 'trend':
       return 'a stored metric as a chart, with its forecast';
+    case 'schedules':
+      return 'what dbops runs by itself, last and next run';
+    case 'run-schedule':
+      return 'run a schedule now';
   }
 }
