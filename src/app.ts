@@ -50,10 +50,17 @@ export interface AppOptions {
   outcomeRetryDelaysMs?: readonly number[];
   /** These packs instead of the configured ones (`dbops pack test` runs exactly the pack under test). */
   packs?: LoadedPack[];
+  /** Where validated packs are kept between processes (the CLI's cache directory); none: no cache. */
+  packCacheDir?: string;
 }
 
 export async function createApp(options: AppOptions): Promise<App> {
-  const packs = options.packs ?? loadConfiguredPacks(options.config);
+  const packs =
+    options.packs ??
+    loadConfiguredPacks(
+      options.config,
+      options.packCacheDir !== undefined ? { cacheDir: options.packCacheDir } : {},
+    );
   const catalog = new Catalog(operations, packCatalogEntries(packs, { runCommand: runPackCommand }));
   const state = await PgStateStore.open(options.config.state.url, { log: options.log });
   try {

@@ -5,7 +5,7 @@ import type { LoadedPack } from '../packs/load.js';
 import { configSettingWarnings } from '../packs/names.js';
 import { loadConfiguredPacks } from '../packs/registry.js';
 import type { CHECK_CONFIG_OPTIONS, parseCommand } from './args.js';
-import { configPath, loadConfigOrExit } from './shared.js';
+import { configPath, loadConfigOrExit, packCacheDir } from './shared.js';
 
 export type CheckConfigArgs = ReturnType<typeof parseCommand<typeof CHECK_CONFIG_OPTIONS>>;
 
@@ -15,7 +15,8 @@ export async function checkConfig({ values }: CheckConfigArgs): Promise<number> 
   // The packs are part of the configuration: a broken pack or a wrong setting is a config error.
   let packs: LoadedPack[];
   try {
-    packs = loadConfiguredPacks(config);
+    const cacheDir = packCacheDir();
+    packs = loadConfiguredPacks(config, cacheDir !== undefined ? { cacheDir } : {});
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`dbops: ${err.message}\n`);
