@@ -448,6 +448,7 @@ function build(parsed: ParsedConfig, source: string): Config {
         ? { sensitive: { columns: t.sensitive.columns, visibleTo: t.sensitive.visible_to } }
         : {}),
       limits: { ...parsed.limits, ...definedLimits(t.limits) },
+      ...(t.prepared_statements ? {} : { preparedStatements: false }),
     };
   }
   const people: Record<string, ResolvedPerson> = {};
