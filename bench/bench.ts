@@ -258,11 +258,19 @@ async function slackHttp(app: App, config: Config, rounds: number, concurrency: 
     });
     fakeProcess.catch(reject);
   });
-  const counts = async (from: number): Promise<{ total: number; replies: number }> =>
-    (await (await fetch(`${fake.control}/?from=${from}`)).json()) as { total: number; replies: number };
-  const waitForReplies = async (from: number, want: number, what: string, timeoutMs: number) => {
+  type Counts = { total: number; replies: number; responses: number };
+  const counts = async (from: number): Promise<Counts> =>
+    (await (await fetch(`${fake.control}/?from=${from}`)).json()) as Counts;
+  /** Thread replies (a read's answer), or response_url answers (what only the person sees: targets). */
+  const waitForReplies = async (
+    from: number,
+    want: number,
+    what: string,
+    timeoutMs: number,
+    kind: 'replies' | 'responses' = 'replies',
+  ) => {
     const deadline = Date.now() + timeoutMs;
-    while ((await counts(from)).replies < want) {
+    while ((await counts(from))[kind] < want) {
       if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
       await new Promise((r) => setTimeout(r, 20));
     }
@@ -330,7 +338,8 @@ async function slackHttp(app: App, config: Config, rounds: number, concurrency: 
       await new Promise((r) => setTimeout(r, 200));
       const from = (await counts(0)).total;
       const report = await send({ ...load, text });
-      await waitForReplies(from, concurrency, `${concurrency} replies`, 120_000);
+      const kind = text.startsWith('targets') ? 'responses' : 'replies';
+      await waitForReplies(from, concurrency, `${concurrency} ${kind} to ${text}`, 120_000, kind);
       return {
         acks: report.acks,
         perSecond: concurrency / ((Date.now() - report.startedAt) / 1000),
@@ -503,7 +512,9 @@ async function main(): Promise<void> {
   try {
     await sql(server.url('postgres'), 'CREATE DATABASE app');
     await sql(server.url('postgres'), 'CREATE DATABASE dbops_state');
-    progress('loading the target: 30 application tables and a 1,000,000-row table');
+    progress(
+      `loading the target: 30 application tables${only.has('memory') ? ' and a 1,000,000-row table' : ''}`,
+    );
     await sql(server.url('app'), APP_SCHEMA_SQL);
     // The big table only serves the memory part (it takes a while to load on a busy machine).
     if (only.has('memory')) await sql(server.url('app'), BIG_TABLE_SQL);
