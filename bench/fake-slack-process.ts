@@ -9,8 +9,11 @@ const control = createServer((req, res) => {
   const url = new URL(req.url ?? '/', 'http://127.0.0.1');
   const from = Number(url.searchParams.get('from') ?? '0');
   const replies = fake.callsOf('chat.postMessage', from).filter((c) => c.body.thread_ts).length;
+  // Answers only the person sees (e.g. /db targets): ephemerals, or the command's response_url.
+  const responses =
+    fake.callsOf('chat.postEphemeral', from).length + fake.callsOf('response_url', from).length;
   res.setHeader('content-type', 'application/json');
-  res.end(JSON.stringify({ total: fake.calls.length, replies }));
+  res.end(JSON.stringify({ total: fake.calls.length, replies, responses }));
 });
 control.listen(0, '127.0.0.1', () => {
   const address = control.address();

@@ -82,10 +82,17 @@ export interface AppOptions {
   outcomeRetryDelaysMs?: readonly number[];
   /** These packs instead of the configured ones (`dbops pack test` runs exactly the pack under test). */
   packs?: LoadedPack[];
+  /** Where validated packs are kept between processes (the CLI's cache directory); none: no cache. */
+  packCacheDir?: string;
 }
 
 export async function createApp(options: AppOptions): Promise<App> {
-  const packs = options.packs ?? loadConfiguredPacks(options.config);
+  const packs =
+    options.packs ??
+    loadConfiguredPacks(
+      options.config,
+      options.packCacheDir !== undefined ? { cacheDir: options.packCacheDir } : {},
+    );
   // Text answers of this process read their times in the configured zone (one deployment, one zone).
   setDisplayTimeZone(options.config.timeZone);
   const catalog = new Catalog(operations, packCatalogEntries(packs, { runCommand: runPackCommand }));

@@ -13,7 +13,7 @@ import { loadConfiguredPacks, packCatalogEntries } from '../packs/registry.js';
 import { schedulePostWarnings, scheduleProblems } from '../schedules/validate.js';
 import { DEFAULT_API_URL } from '../surfaces/slack/settings.js';
 import type { CHECK_CONFIG_OPTIONS, parseCommand } from './args.js';
-import { configPath, env, loadConfigOrExit } from './shared.js';
+import { configPath, env, loadConfigOrExit, packCacheDir } from './shared.js';
 
 export type CheckConfigArgs = ReturnType<typeof parseCommand<typeof CHECK_CONFIG_OPTIONS>>;
 
@@ -23,7 +23,8 @@ export async function checkConfig({ values }: CheckConfigArgs): Promise<number> 
   // The packs are part of the configuration: a broken pack or a wrong setting is a config error.
   let packs: LoadedPack[];
   try {
-    packs = loadConfiguredPacks(config);
+    const cacheDir = packCacheDir();
+    packs = loadConfiguredPacks(config, cacheDir !== undefined ? { cacheDir } : {});
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`dbops: ${err.message}\n`);

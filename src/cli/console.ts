@@ -4,15 +4,17 @@ import { visible } from '../core/visible.js';
 import { defaultExportDir } from '../surfaces/attachments.js';
 import { runConsole } from '../surfaces/console.js';
 import type { CONSOLE_OPTIONS, parseCommand } from './args.js';
-import { configPath, env, loadConfigOrExit, quietLogger } from './shared.js';
+import { configPath, env, loadConfigOrExit, packCacheDir, quietLogger } from './shared.js';
 
 export type ConsoleArgs = ReturnType<typeof parseCommand<typeof CONSOLE_OPTIONS>>;
 
 export async function consoleCommand({ values }: ConsoleArgs): Promise<number> {
   const config = loadConfigOrExit(configPath(values.config));
+  const cacheDir = packCacheDir();
   const app = await createApp({
     config,
     log: quietLogger(),
+    ...(cacheDir !== undefined ? { packCacheDir: cacheDir } : {}),
     onProgress: (_requestId, _inv, line) =>
       process.stdout.write(`… ${visible(line, Number.POSITIVE_INFINITY)}\n`),
   });

@@ -14,7 +14,7 @@ import { showInvisible, terminalSafeJson, visible } from '../core/visible.js';
 import { defaultExportDir, describeSaved, saveAttachments } from '../surfaces/attachments.js';
 import { fileByteCap, localInvocationFiles } from '../surfaces/files.js';
 import type { EXEC_OPTIONS, parseCommand } from './args.js';
-import { configPath, env, quietLogger } from './shared.js';
+import { configPath, env, packCacheDir, quietLogger } from './shared.js';
 
 export type ExecArgs = ReturnType<typeof parseCommand<typeof EXEC_OPTIONS>>;
 
@@ -67,9 +67,11 @@ async function execOnce({ values, positionals }: ExecArgs, json: boolean): Promi
   let app: App;
   try {
     // Progress of long operations (vacuum, backup, restore…) on stderr: stdout stays the answer alone.
+    const cacheDir = packCacheDir();
     app = await createApp({
       config,
       log,
+      ...(cacheDir !== undefined ? { packCacheDir: cacheDir } : {}),
       onProgress: (_requestId, _inv, line) =>
         process.stderr.write(`… ${visible(line, Number.POSITIVE_INFINITY)}\n`),
     });

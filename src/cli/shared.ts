@@ -1,6 +1,6 @@
 // What the dbops commands share: the environment (read here only), the config file and a quiet logger.
 import { existsSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { pino } from 'pino';
 import { loadConfigFile } from '../config/load.js';
 import type { Config } from '../config/schema.js';
@@ -28,6 +28,17 @@ export function loadConfigOrExit(path: string): Config {
     }
     throw err;
   }
+}
+
+/**
+ * Where validated packs are kept between runs: $DBOPS_CACHE_DIR, else $XDG_CACHE_HOME/dbops, else
+ * ~/.cache/dbops; undefined (no cache) when none is known or DBOPS_CACHE_DIR is empty.
+ */
+export function packCacheDir(): string | undefined {
+  if (env.DBOPS_CACHE_DIR !== undefined)
+    return env.DBOPS_CACHE_DIR === '' ? undefined : resolve(env.DBOPS_CACHE_DIR);
+  if (env.XDG_CACHE_HOME) return join(resolve(env.XDG_CACHE_HOME), 'dbops');
+  return env.HOME ? join(env.HOME, '.cache', 'dbops') : undefined;
 }
 
 /** exec and console keep the terminal clean: logs go to $DBOPS_LOG_FILE, or only warnings to stderr. */

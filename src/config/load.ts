@@ -472,6 +472,7 @@ function build(parsed: ParsedConfig, source: string): Config {
         ...(t.forecast?.disk_budget !== undefined ? { diskBudgetBytes: t.forecast.disk_budget } : {}),
         horizonSeconds: t.forecast?.horizon ?? DEFAULT_FORECAST_HORIZON_SECONDS,
       },
+      ...(t.prepared_statements ? {} : { preparedStatements: false }),
     };
   }
   const people: Record<string, ResolvedPerson> = {};

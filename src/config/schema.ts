@@ -73,6 +73,11 @@ export const targetSchema = z
     settings: z.record(z.string(), z.record(z.string(), z.unknown())).default({}),
     limits: limitOverridesSchema.optional(),
     /**
+     * Operations' statements are prepared by name on each connection (parsed and planned once); false
+     * for a connection pooler that cannot keep them (PgBouncer in transaction mode before 1.21).
+     */
+    prepared_statements: z.boolean().default(true),
+    /**
      * Columns whose values ad-hoc SQL shows masked: `users.email`, `*.password_hash`, `public.users.ssn`
      * (`*` for any table or schema), unless the person holds one of `visible_to`.
      */
@@ -291,6 +296,8 @@ export interface ResolvedTarget {
   /** Per-pack settings for this target (absent: none). */
   settings?: Readonly<Record<string, Readonly<Record<string, unknown>>>>;
   limits: Limits;
+  /** false: never prepare statements by name on this target (absent: they are prepared). */
+  preparedStatements?: boolean;
   /** Sensitive columns of this target and the roles that see them unmasked (absent: none). */
   sensitive?: { columns: readonly string[]; visibleTo: readonly string[] };
   /** Forecast limits of this target: the disk budget in bytes (absent: none) and the warning horizon. */

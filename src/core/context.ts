@@ -152,5 +152,10 @@ export interface CoreServices {
   /** Aborts a run of this replica that a person cancelled; false when it does not run here. */
   stopRun(id: number, by: Actor): boolean;
   /** Runs an approved request exactly once. */
-  runApproved(ctx: InvocationContext, approved: ApprovalRequest): Promise<Reply>;
+  /** `audited`: the caller has just written the approval's audit record (else runApproved writes one). */
+  runApproved(
+    ctx: InvocationContext,
+    approved: ApprovalRequest,
+    options?: { audited?: boolean },
+  ): Promise<Reply>;
 }

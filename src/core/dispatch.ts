@@ -314,8 +314,12 @@ export class Core implements CoreServices {
   }
 
   /** Runs an approved request exactly once (see Runs.runApproved). */
-  async runApproved(ctx: InvocationContext, approved: ApprovalRequest): Promise<Reply> {
-    return await this.#runs.runApproved(ctx, approved);
+  async runApproved(
+    ctx: InvocationContext,
+    approved: ApprovalRequest,
+    options: { audited?: boolean } = {},
+  ): Promise<Reply> {
+    return await this.#runs.runApproved(ctx, approved, options);
   }
 
   actor(ctx: InvocationContext): Actor {

@@ -125,7 +125,11 @@ export class Runs {
    * Runs an approved request exactly once: compare-and-set approved → running, execute with the stored
    * arguments and preview facts, then running → succeeded | failed.
    */
-  async runApproved(ctx: InvocationContext, approved: ApprovalRequest): Promise<Reply> {
+  async runApproved(
+    ctx: InvocationContext,
+    approved: ApprovalRequest,
+    options: { audited?: boolean } = {},
+  ): Promise<Reply> {
     const { audit, state } = this.#deps;
     const about = {
       operation: approved.operation,
@@ -156,6 +160,10 @@ export class Runs {
         `request #${approved.id} names ${spec ? `target ${approved.target}` : `operation ${approved.operation}`}, which this dbops no longer has`,
       );
     }
+    // Nothing runs without its record: the approval's own record was written just now (`audited`), or
+    // this start (an approver again, dbops once the target is free) is recorded first; if that write
+    // fails, the request stays approved and nothing runs.
+    if (!options.audited) await audit.orStop(ctx, { event: 'approved', outcome: 'starting', ...about });
     const started = await state.startRun(approved.id, this.#deps.clock(), this.#lease());
     if (!started.ok) {
       if (started.code === 'expired') {

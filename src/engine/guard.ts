@@ -9,6 +9,7 @@ import { formatDuration } from '../core/duration.js';
 import { UserError } from '../core/errors.js';
 import { FREE_ROWS, reserveRows } from '../core/result-budget.js';
 import { OperationCancelledError } from './cancel.js';
+import { preparedStatementFailed, statementName } from './prepared.js';
 import type { ResultField, Session } from './types.js';
 
 /** Rows read per round trip by `cursor()`. */
@@ -129,12 +130,13 @@ export class ClientGuard {
   }
 }
 
-function extended(sql: string, params: readonly unknown[] | undefined) {
+function extended(sql: string, params: readonly unknown[] | undefined, name: string | undefined) {
   // The extended protocol refuses a second statement even when there are no parameters.
   const config: pg.QueryConfig & { queryMode: 'extended' } = {
     text: sql,
     values: [...(params ?? [])],
     queryMode: 'extended',
+    ...(name !== undefined ? { name } : {}),
   };
   return config;
 }
@@ -147,26 +149,35 @@ export class GuardedSession implements Session {
     readonly backendPid: number,
     private readonly rowCap: number,
     private readonly deadlineMs: number | undefined,
+    /** Whether statements may be prepared by name on this target (`prepared_statements`). */
+    private readonly prepare = true,
   ) {}
+
+  /** Sends one statement, prepared by name when it may be (parsed and planned once per connection). */
+  async #send(sql: string, params: readonly unknown[] | undefined, what: string): Promise<pg.QueryResult> {
+    const name = statementName(this.client, sql, this.prepare);
+    try {
+      return await this.guard.step(
+        () => this.client.query(extended(sql, params, name)),
+        this.deadlineMs,
+        what,
+      );
+    } catch (err) {
+      if (name !== undefined) preparedStatementFailed(this.client, sql, err);
+      throw err;
+    }
+  }
 
   async query<T extends object = Record<string, unknown>>(
     sql: string,
     params?: readonly unknown[],
   ): Promise<T[]> {
-    const result = await this.guard.step(
-      () => this.client.query(extended(sql, params)),
-      this.deadlineMs,
-      'a query',
-    );
+    const result = await this.#send(sql, params, 'a query');
     return result.rows as T[];
   }
 
   async execute(sql: string, params?: readonly unknown[]): Promise<{ rowCount: number }> {
-    const result = await this.guard.step(
-      () => this.client.query(extended(sql, params)),
-      this.deadlineMs,
-      'a statement',
-    );
+    const result = await this.#send(sql, params, 'a statement');
     return { rowCount: result.rowCount ?? 0 };
   }
 

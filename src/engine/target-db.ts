@@ -8,6 +8,7 @@ import { OperationCancelledError } from './cancel.js';
 import { ClientGuard, clientDeadlineMs, destroyConnection, GuardedSession } from './guard.js';
 import { type ErrorLimits, toUserError } from './pg-errors.js';
 import { TYPES } from './pg-types.js';
+import { holdsStaleStatement } from './prepared.js';
 import type { QueryLimits, Session, TargetDb } from './types.js';
 
 /** TCP keepalive on every target connection: a peer that vanished is noticed even between statements. */
@@ -390,6 +391,7 @@ class PooledTargetDb implements TargetDb {
       stopCancel();
       client.removeListener('error', onError);
       discard ??= guard.broken;
+      if (!discard && holdsStaleStatement(client)) discard = new Error('a prepared plan went stale');
       if (!discard && client.getTransactionStatus() !== 'I') {
         discard = new Error('connection left inside a transaction');
       }
@@ -416,7 +418,9 @@ class PooledTargetDb implements TargetDb {
       await guard.step(() => client.query(beginWithTimeouts(mode, limits)), connectDeadline, 'BEGIN');
     }
     guard.pid ??= await guard.step(() => this.#backendPid(client), connectDeadline, 'a pid query');
-    const result = await fn(new GuardedSession(client, guard, guard.pid, limits.rowCap, deadline));
+    const prepare = this.target.preparedStatements !== false;
+    const session = new GuardedSession(client, guard, guard.pid, limits.rowCap, deadline, prepare);
+    const result = await fn(session);
     if (mode === 'read') await guard.step(() => client.query('ROLLBACK'), connectDeadline, 'ROLLBACK');
     else if (mode === 'write') {
       await guard.step(

@@ -1,6 +1,5 @@
 // The one way dbops runs external programs (pg_dump, pg_restore, psql, pack commands): no shell, bounded,
 // supervised (they die with dbops) and redacted (no byte of their output reaches anyone unredacted).
-import { execa } from 'execa';
 import { UserError } from '../core/errors.js';
 import { redactSecrets } from '../core/log.js';
 import { OperationCancelledError } from './cancel.js';
@@ -163,6 +162,8 @@ function formatLimit(ms: number): string {
  * with the exit code and the last stderr lines, or an OperationCancelledError when `cancelSignal` fired.
  */
 export async function runTool(invocation: ToolInvocation, options: RunToolOptions): Promise<ToolOutput> {
+  // execa (a hundred modules) is loaded by the first command that runs a tool, not by every process.
+  const { execa } = await import('execa');
   const redactor = toolRedactor(invocation.env);
   const cancelSignal = options.cancelSignal ?? options.signal;
   if (cancelSignal?.aborted) throw new OperationCancelledError(invocation.name);

@@ -5,7 +5,8 @@ import type { Config } from '../config/schema.js';
 import { Catalog, type PackOperations } from '../core/catalog.js';
 import { ConfigError } from '../core/errors.js';
 import { closest } from '../core/suggest.js';
-import { builtinPacksDir, type LoadedPack, loadPacks } from './load.js';
+import { loadPacksCached } from './cache.js';
+import { builtinPacksDir, type LoadedPack } from './load.js';
 import { nameCollisions, sharedNames } from './names.js';
 import { type PackOperationOptions, packOperationSpec } from './operation.js';
 import type { PackSetting } from './schema.js';
@@ -74,11 +75,14 @@ export function checkConfigPacks(config: Config, packs: readonly LoadedPack[]): 
   return problems;
 }
 
-/** The shipped packs plus the config's pack directories, validated together. */
-export function loadConfiguredPacks(config: Config): LoadedPack[] {
+/**
+ * The shipped packs plus the config's pack directories, validated together; with `cacheDir`, packs
+ * validated by an earlier process from the same files are reused.
+ */
+export function loadConfiguredPacks(config: Config, options: { cacheDir?: string } = {}): LoadedPack[] {
   const builtin = builtinPacksDir();
   const dirs = [...(existsSync(builtin) ? [builtin] : []), ...config.packDirs];
-  const packs = loadPacks(dirs);
+  const packs = loadPacksCached(dirs, options.cacheDir);
   // Names the catalog would refuse are the pack's fault (file:line), not the config's.
   const collisions = nameCollisions(
     packs,

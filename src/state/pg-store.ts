@@ -5,6 +5,7 @@ import { redactSecrets } from '../core/log.js';
 import type { OperationResult, RequestStatus } from '../core/types.js';
 import { queryAudit } from './audit-query.js';
 import { migrate } from './migrations.js';
+import { NamedStatementClient } from './named-client.js';
 import { loadPagedRead, savePagedRead } from './paged-reads.js';
 import {
   isUniqueViolation,
@@ -55,6 +56,8 @@ export class PgStateStore implements StateStore {
   /** Opens the pool and checks that the database answers; does not migrate (call `migrate()`). */
   static async open(url: string, opts: PgStateStoreOptions = {}): Promise<PgStateStore> {
     const pool = new pg.Pool({
+      // Statements prepared by name per connection: parsed and planned once (named-client.ts).
+      Client: NamedStatementClient,
       connectionString: url,
       max: opts.poolMax ?? 5,
       application_name: opts.applicationName ?? 'dbops-state',

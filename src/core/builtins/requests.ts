@@ -124,7 +124,7 @@ export const approve: Handler = async (core, ctx, tokens) => {
   core.changed(vote.request, 'approved');
   const approvers = vote.request.votes.filter((v) => v.vote === 'approve').map((v) => v.person);
   await core.auditOrStop(ctx, { ...about, event: 'approved', outcome: 'approved', approvers });
-  return await core.runApproved(ctx, vote.request);
+  return await core.runApproved(ctx, vote.request, { audited: true });
 };
 
 export const deny: Handler = async (core, ctx, tokens) => {

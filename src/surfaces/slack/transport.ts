@@ -4,6 +4,7 @@ import type { Logger } from '../../core/log.js';
 import { redactSecrets } from '../../core/log.js';
 import type { Metrics } from '../../observability/metrics.js';
 import { FastAckReceiver } from './fast-receiver.js';
+import { keepAliveFetch } from './keep-alive-fetch.js';
 import type { SlackSettings } from './settings.js';
 import type { RefusalReason } from './signed-requests.js';
 
@@ -40,10 +41,14 @@ function sdkLogger(log: Logger): SdkLogger {
         .map((p) => (p instanceof Error ? p.message : typeof p === 'string' ? p : JSON.stringify(p)))
         .join(' '),
     );
+  // The SDK's debug lines cost a join and a redaction each: only built when debug logging is on.
+  const debug = (msg: unknown[]) => {
+    if (log.isLevelEnabled('debug')) log.debug(text(msg));
+  };
   return {
     // The SDK's info lines (connections, retries) are routine: debug for dbops.
-    debug: (...msg: unknown[]) => log.debug(text(msg)),
-    info: (...msg: unknown[]) => log.debug(text(msg)),
+    debug: (...msg: unknown[]) => debug(msg),
+    info: (...msg: unknown[]) => debug(msg),
     warn: (...msg: unknown[]) => log.warn(text(msg)),
     error: (...msg: unknown[]) => {
       const line = text(msg);
@@ -85,16 +90,32 @@ export function createTransport(settings: SlackSettings, log: Logger, metrics?: 
     maxTimeout: 10_000,
     randomize: true,
   };
-  const clientOptions = { slackApiUrl: settings.apiUrl, retryConfig, timeout: API_TIMEOUT_MS };
-  if (settings.mode === 'socket') {
-    if (!settings.appToken) throw new Error('Socket Mode needs SLACK_APP_TOKEN');
-    return socketTransport(settings, settings.appToken, clientOptions, logger, log);
-  }
-  if (!settings.signingSecret) throw new Error('HTTP mode needs SLACK_SIGNING_SECRET');
-  return httpTransport(settings, settings.signingSecret, clientOptions, logger, log, metrics);
+  // Web API calls over kept-alive connections, with the time limit on the socket (timeout 0: the SDK
+  // then makes no abort signal per call).
+  const fetch = keepAliveFetch(API_TIMEOUT_MS);
+  const clientOptions = { slackApiUrl: settings.apiUrl, retryConfig, timeout: 0, fetch };
+  if (settings.mode === 'socket' && !settings.appToken) throw new Error('Socket Mode needs SLACK_APP_TOKEN');
+  if (settings.mode !== 'socket' && !settings.signingSecret)
+    throw new Error('HTTP mode needs SLACK_SIGNING_SECRET');
+  const transport =
+    settings.mode === 'socket'
+      ? socketTransport(settings, settings.appToken ?? '', clientOptions, logger, log)
+      : httpTransport(settings, settings.signingSecret ?? '', clientOptions, logger, log, metrics);
+  return {
+    ...transport,
+    async stop() {
+      await transport.stop();
+      fetch.close();
+    },
+  };
 }
 
-type ClientOptions = { slackApiUrl: string; retryConfig: Record<string, unknown>; timeout: number };
+type ClientOptions = {
+  slackApiUrl: string;
+  retryConfig: Record<string, unknown>;
+  timeout: number;
+  fetch: ReturnType<typeof keepAliveFetch>;
+};
 
 function socketTransport(
   settings: SlackSettings,

@@ -1,0 +1,106 @@
+// The Slack Web API client's fetch over kept-alive connections: one connection for many calls, the SDK's
+// own calls and results unchanged, and a peer that stalls, redirects or floods fails the call.
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { WebClient } from '@slack/web-api';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { keepAliveFetch } from '../src/surfaces/slack/keep-alive-fetch.js';
+
+let server: Server;
+let base: string;
+const sockets = new Set<unknown>();
+const bodies: string[] = [];
+
+function handle(req: IncomingMessage, res: ServerResponse): void {
+  sockets.add(req.socket);
+  let body = '';
+  req.on('data', (c: Buffer) => {
+    body += c.toString();
+  });
+  req.on('end', () => {
+    bodies.push(body);
+    if (req.url === '/stall') return; // never answers
+    if (req.url === '/redirect') {
+      res.writeHead(302, { location: 'http://example.invalid/' }).end();
+      return;
+    }
+    if (req.url === '/flood') {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      const chunk = Buffer.alloc(1024 * 1024, 'x');
+      for (let i = 0; i < 20; i++) res.write(chunk);
+      res.end();
+      return;
+    }
+    res.writeHead(200, { 'content-type': 'application/json; charset=utf-8', 'x-probe': 'yes' });
+    res.end(JSON.stringify({ ok: true, channel: 'C1', ts: '1.2', echo: body }));
+  });
+}
+
+beforeAll(async () => {
+  server = createServer(handle);
+  await new Promise<void>((done) => server.listen(0, '127.0.0.1', done));
+  base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+});
+
+afterAll(async () => {
+  server.closeAllConnections();
+  await new Promise((done) => server.close(done));
+});
+
+describe('keepAliveFetch', () => {
+  it('carries the SDK calls over one kept-alive connection, results unchanged', async () => {
+    const fetch = keepAliveFetch(5_000);
+    try {
+      sockets.clear();
+      const client = new WebClient('xoxb-test', {
+        slackApiUrl: `${base}/api/`,
+        fetch,
+        timeout: 0,
+        retryConfig: { retries: 0 },
+      });
+      for (let i = 0; i < 5; i++) {
+        const result = await client.chat.postMessage({ channel: 'C1', text: `hello ${i}` });
+        expect(result.ok).toBe(true);
+        expect(String((result as { echo?: unknown }).echo)).toContain(`text=hello%20${i}`);
+      }
+      expect(sockets.size).toBe(1);
+      const direct = await fetch(`${base}/x`, { method: 'POST', body: 'a=1' });
+      expect(direct.status).toBe(200);
+      expect(direct.headers.get('x-probe')).toBe('yes');
+      expect(JSON.parse(await direct.text())).toMatchObject({ ok: true, echo: 'a=1' });
+    } finally {
+      fetch.close();
+    }
+  });
+
+  it('fails a call that gets no answer, a redirect, and an oversized answer', async () => {
+    const fetch = keepAliveFetch(300);
+    try {
+      await expect(fetch(`${base}/stall`, { method: 'POST', body: '' })).rejects.toThrow(/no answer/);
+      await expect(
+        fetch(`${base}/redirect`, { method: 'POST', body: '', redirect: 'error' }),
+      ).rejects.toThrow(/redirect/);
+      await expect(fetch(`${base}/flood`, { method: 'POST', body: '' })).rejects.toThrow(/over/);
+      // A caller's abort ends the call too.
+      const controller = new AbortController();
+      const pending = fetch(`${base}/stall`, { method: 'POST', body: '', signal: controller.signal });
+      controller.abort(new Error('stopped by the caller'));
+      await expect(pending).rejects.toThrow(/stopped by the caller/);
+    } finally {
+      fetch.close();
+    }
+  });
+
+  it('sends bodies that are not text (file uploads) through the global fetch', async () => {
+    const fetch = keepAliveFetch(5_000);
+    try {
+      const form = new FormData();
+      form.append('file', new Blob([new Uint8Array([1, 2, 3])]), 'data.bin');
+      const response = await fetch(`${base}/upload`, { method: 'POST', body: form });
+      expect(response.status).toBe(200);
+      expect(bodies.at(-1)).toContain('filename="data.bin"');
+    } finally {
+      fetch.close();
+    }
+  });
+});
