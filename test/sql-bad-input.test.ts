@@ -77,10 +77,11 @@ for (const major of majors()) {
       return row?.s ?? '';
     }
 
-    async function lastAudit(requestId: number | null) {
+    /** The audit records of one reply, by its reference (refusals take no request number). */
+    async function lastAudit(ref: string | undefined) {
       const rows = await adminQuery<{ event: string; outcome: string; args: unknown; error: string | null }>(
-        'SELECT event, outcome, args, error FROM dbops_audit WHERE request_id = $1 ORDER BY id',
-        [requestId],
+        'SELECT event, outcome, args, error FROM dbops_audit WHERE ref = $1 ORDER BY id',
+        [ref],
         state.name,
       );
       return rows.at(-1);
@@ -96,7 +97,7 @@ for (const major of majors()) {
         });
         expect(reply.status).toBe('refused');
         expect(reply.text).toMatch(reason);
-        const audited = await lastAudit(reply.requestId);
+        const audited = await lastAudit(reply.ref);
         expect(audited).toMatchObject({ event: 'refused', outcome: 'denied', args: { statement } });
         expect(audited?.error).toMatch(reason);
         expect(await canary()).toBe('0/30');

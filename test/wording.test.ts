@@ -10,6 +10,9 @@ import { formatTime } from '../src/core/time-format.js';
 import { as, FIXTURE_YAML, type Fixture, makeFixture, startApp } from './helpers/app.js';
 import { adminQuery } from './helpers/db.js';
 
+/** Text with its wrapping undone: answers wrap at 80 columns, sentences are checked whole. */
+const flat = (text: string) => text.replace(/\s+/g, ' ');
+
 let fx: Fixture;
 let app: App;
 let alice: (text: string) => Promise<Reply>;
@@ -80,7 +83,7 @@ describe('one time format', () => {
     );
     const card = (await alice(`status ${id}`)).text;
     expect(card).toMatch(/by alice (\d+s ago|just now)/);
-    expect(card).toMatch(/Expires at \d{4}-\d\d-\d\d \d\d:\d\d UTC\./);
+    expect(flat(card)).toMatch(/Expires at \d{4}-\d\d-\d\d \d\d:\d\d UTC\./);
   });
 
   it('--json keeps ISO 8601', async () => {
@@ -115,7 +118,11 @@ describe('statistics disclaimers', () => {
       'unused-indexes staging',
     ]) {
       const text = (await alice(command)).text;
-      const lines = text.split('\n').filter((l) => /statistics|counters/.test(l));
+      // Notes wrap at 80 columns (continuations indented): read each note as one line.
+      const lines = text
+        .replace(/\n {2,}(?=\S)/g, ' ')
+        .split('\n')
+        .filter((l) => /statistics|counters/.test(l));
       expect(lines, `${command}:\n${text}`).toHaveLength(1);
       expect(lines[0]).toMatch(/^statistics (since|never reset)/);
       expect(lines[0]).toMatch(/this server only/);
@@ -172,7 +179,7 @@ describe('typed input', () => {
     const denied = await bob(`deny ${deny.requestId} ‘not now, it’s exam week’`);
     expect(denied.status, denied.text).toBe('ok');
     // The apostrophe closed the quote: "not now, it" then "s exam week’" glued on, as with straight quotes.
-    expect((await alice(`status ${deny.requestId}`)).text).toContain(
+    expect(flat((await alice(`status ${deny.requestId}`)).text)).toContain(
       'denied by bob: not now, its exam week’',
     );
     const open = await alice('describe staging ‘exams');
@@ -232,7 +239,7 @@ describe('display.time_zone', () => {
       const r = await as(berlin, 'alice')('vacuum staging exams --full');
       expect(r.status).toBe('pending');
       const card = (await as(berlin, 'alice')(`status ${r.requestId}`)).text;
-      expect(card).toContain('Expires at 2026-12-06 04:01 CET.');
+      expect(flat(card)).toContain('Expires at 2026-12-06 04:01 CET.');
       const audit = await as(berlin, 'alice')('audit staging --limit 1');
       // The state database stamps audit records itself: the text shows that instant in Berlin time.
       const json = replyJson(audit, []) as { rows: { at: string }[] };

@@ -84,15 +84,20 @@ export function wholeColumns(columns: readonly Column[], cells: readonly (readon
  * `text` as lines of at most `width` characters, broken at spaces. A word longer than a line keeps a line
  * of its own, whole, unless `breakWords` (free text); continuation lines start with `indent`.
  */
+/** A time in the one format ("2026-12-06 02:46 UTC") is one word to wrapping: never split over two lines. */
+const TIME_WORDS = /(\d{4}-\d\d-\d\d) (\d\d:\d\d(?::\d\d)?) ([A-Z][A-Za-z0-9+-]*)/g;
+const GLUE = '\u0001';
+
 export function wrapText(text: string, width: number, indent = '', breakWords = false): string[] {
   const lines: string[] = [];
   let line = '';
   const room = () => width - (lines.length === 0 ? 0 : indent.length);
   const push = () => {
-    lines.push((lines.length === 0 ? line : `${indent}${line}`).trimEnd());
+    lines.push((lines.length === 0 ? line : `${indent}${line}`).trimEnd().replaceAll(GLUE, ' '));
     line = '';
   };
-  for (let word of text.trimEnd().split(' ')) {
+  const glued = text.trimEnd().replace(TIME_WORDS, `$1${GLUE}$2${GLUE}$3`);
+  for (let word of glued.split(' ')) {
     if (line !== '' && line.length + 1 + word.length <= room()) {
       line += ` ${word}`;
       continue;

@@ -4,6 +4,7 @@ import type { z } from 'zod';
 import type { Limits, ResolvedTarget } from '../config/schema.js';
 import type { TargetDb } from '../engine/types.js';
 import type { HistoryStore } from '../history/store.js';
+import { wrapText } from './layout.js';
 import type { Action } from './policy.js';
 import type { InvocationFile, OperationResult, Risk } from './types.js';
 
@@ -115,18 +116,14 @@ export async function unavailableOn(
   return out;
 }
 
-/** Words laid out in lines of at most `width` characters (a longer word stands alone, never cut). */
+/**
+ * Words laid out in lines of at most `width` characters, every line indented by `indent` (a longer word
+ * stands alone, never cut; a time in the one format stays on one line).
+ */
 export function wrapWords(text: string, width: number, indent: string): string[] {
-  const lines: string[] = [];
-  let line = '';
-  for (const word of text.split(/\s+/).filter((w) => w !== '')) {
-    if (line !== '' && indent.length + line.length + 1 + word.length > width) {
-      lines.push(indent + line);
-      line = word;
-    } else line = line === '' ? word : `${line} ${word}`;
-  }
-  if (line !== '') lines.push(indent + line);
-  return lines;
+  const flat = text.replace(/\s+/g, ' ').trim();
+  if (flat === '') return [];
+  return wrapText(flat, width - indent.length).map((line) => indent + line);
 }
 
 /**

@@ -12,7 +12,11 @@ import type { OperationResult, PageInfo } from './types.js';
  * Reads that are not lists, or whose rows cost too much to read again for each page: they keep their own
  * options, and `--page` is refused as an unknown option like any other.
  */
-const NOT_PAGED = new Set(['export', 'explain', 'health', 'check-indexes']);
+/*
+ * Not paged: answers that are not one list (export's file, a plan, a checklist) and wraparound, whose answer
+ * is every database and then its own top-N tables: its --limit counts tables, not rows of the answer.
+ */
+const NOT_PAGED = new Set(['export', 'explain', 'health', 'check-indexes', 'wraparound']);
 
 /** How deep pages reach, in page sizes of the row cap: page 21 of a 1,000-row cap is past it. */
 export const MAX_DEPTH_PAGES = 20;
@@ -97,6 +101,8 @@ export interface PagePlan {
   rowCap: number;
   /** What `--limit` adds to the canonical command (nothing for operations with their own `limit`). */
   limitOption: string;
+  /** False when the page after this one could not be read (past what the operation lists): none is offered. */
+  nextReachable?: boolean;
 }
 
 /**
@@ -129,6 +135,7 @@ export function planPage(
       args: { ...args, limit: wanted },
       rowCap: Math.max(rowCap, wanted),
       limitOption: '',
+      nextReachable: fits(spec, (page + 1) * size),
     };
   }
   const size = request?.limit ?? rowCap;
@@ -145,7 +152,14 @@ export function planPage(
       `--page ${page} reaches row ${depth}, past the ${rowCap * MAX_DEPTH_PAGES} rows pages reach; narrow the read instead`,
     );
   }
-  return { page, size, args, rowCap: Math.max(rowCap, depth + 1), limitOption: ` --limit ${size}` };
+  return {
+    page,
+    size,
+    args,
+    rowCap: Math.max(rowCap, depth + 1),
+    limitOption: ` --limit ${size}`,
+    nextReachable: (page + 1) * size <= rowCap * MAX_DEPTH_PAGES,
+  };
 }
 
 function fits(spec: AnyOperation, limit: number): boolean {
@@ -166,7 +180,9 @@ export function cutPage(result: OperationResult, plan: PagePlan, command: string
     size: plan.size,
     first: first + 1,
     more,
-    ...(more ? { next: `/db ${command}${plan.limitOption} --page ${plan.page + 1}` } : {}),
+    ...(more && plan.nextReachable !== false
+      ? { next: `/db ${command}${plan.limitOption} --page ${plan.page + 1}` }
+      : {}),
   };
   return { ...result, rows, truncated: more, page };
 }
@@ -232,6 +248,8 @@ export function countLines(result: OperationResult, count: string): string[] {
     return [result.truncated ? `${count} shown — more rows exist (capped; narrow the query)` : count];
   if (result.rows.length === 0) return [`page ${page.number} is past the end of the list`];
   const which = `rows ${page.first}–${page.first + result.rows.length - 1}, page ${page.number}`;
+  if (!page.next && page.more)
+    return [`${count} shown (${which}) — more rows exist, past what pages reach: narrow the read`];
   if (!page.next) return [`${count} (${which}, the last)`];
   return [`${count} shown (${which}) — more rows exist; next page:`, page.next];
 }
