@@ -27,7 +27,6 @@ import { runPackCommand } from './packs/command.js';
 import type { LoadedPack } from './packs/load.js';
 import { loadConfiguredPacks, packCatalogEntries } from './packs/registry.js';
 import type { AfterScheduledRun, SampleTarget } from './schedules/hooks.js';
-import { scheduleMetricsOf } from './schedules/metrics.js';
 import { ScheduleService } from './schedules/service.js';
 import { scheduleProblems } from './schedules/validate.js';
 import { ReplicaPids } from './state/backends.js';
@@ -158,7 +157,6 @@ export async function createApp(options: AppOptions): Promise<App> {
     state,
     runner,
     ...(options.clock ? { clock: options.clock } : {}),
-    ...(metrics ? { metrics: scheduleMetricsOf(metrics.registry) } : {}),
   });
   if (metrics) changeListeners.add((request, change) => metrics.requestChanged(request, change));
   const core: Core = new Core({

@@ -146,7 +146,7 @@ schedules:
     expect(executed).toEqual([{ person: 'robot', identity: 'service:robot' }]);
     const listed = await alice('/db schedules');
     expect(listed.text).toMatch(
-      /^nightly: backup staging as robot → audit only\n {2}cron 0 2 \* \* \* \(Europe\/Berlin\) · next \d{4}-\d\d-\d\d \d\d:00Z\n {2}last: succeeded .*by hand \(alice\)/,
+      /^nightly: backup staging as robot → audit only\n {2}cron 0 2 \* \* \* \(Europe\/Berlin\) · next \d{4}-\d\d-\d\d \d\d:00 UTC\n {2}last: succeeded .*by hand \(alice\)/,
     );
     for (const line of listed.text.split('\n')) expect(line.length).toBeLessThanOrEqual(80);
   });

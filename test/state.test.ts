@@ -134,6 +134,7 @@ describe('migrations', () => {
         'dbops_channel_bindings',
         'dbops_check_states',
         'dbops_deliveries',
+        'dbops_digest_snapshots',
         'dbops_paged_reads',
         'dbops_request_id_seq',
         'dbops_requests',

@@ -12,7 +12,6 @@ import { crossCheckSchedules, resolveSchedule } from '../schedules/schema.js';
 import {
   type Config,
   configSchema,
-  DEFAULT_FORECAST_HORIZON_SECONDS,
   type Limits,
   type ParsedConfig,
   type ResolvedPerson,
@@ -468,10 +467,14 @@ function build(parsed: ParsedConfig, source: string): Config {
         ? { sensitive: { columns: t.sensitive.columns, visibleTo: t.sensitive.visible_to } }
         : {}),
       limits: { ...parsed.limits, ...definedLimits(t.limits) },
-      forecast: {
-        ...(t.forecast?.disk_budget !== undefined ? { diskBudgetBytes: t.forecast.disk_budget } : {}),
-        horizonSeconds: t.forecast?.horizon ?? DEFAULT_FORECAST_HORIZON_SECONDS,
-      },
+      ...(t.forecast
+        ? {
+            forecast: {
+              ...(t.forecast.disk_budget !== undefined ? { diskBudgetBytes: t.forecast.disk_budget } : {}),
+              horizonSeconds: t.forecast.horizon,
+            },
+          }
+        : {}),
       ...(t.prepared_statements ? {} : { preparedStatements: false }),
     };
   }

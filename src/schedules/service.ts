@@ -38,7 +38,7 @@ export interface ScheduleOverview {
 
 export class ScheduleService {
   readonly store: ScheduleStore;
-  readonly #options: ScheduleServiceOptions;
+  #options: ScheduleServiceOptions;
   readonly #clock: () => Date;
   #leaseMs: number;
   readonly #postProblems = new Map<string, string>();
@@ -71,6 +71,11 @@ export class ScheduleService {
   /** How long a run may miss heartbeats before it is reported interrupted (`DBOPS_SCHEDULE_LEASE`). */
   setLease(ms: number): void {
     this.#leaseMs = ms;
+  }
+
+  /** Counts runs in the metrics registry (`dbops start` only: exec and the console load no registry). */
+  useMetrics(metrics: ScheduleMetrics): void {
+    this.#options = { ...this.#options, metrics };
   }
 
   now(): Date {

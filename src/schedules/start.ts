@@ -32,6 +32,7 @@ export function startSchedules(options: ScheduleStartOptions): RunningSurface | 
   if (Object.keys(service.config.schedules).length === 0) return undefined;
   const tickMs = seconds(options.env, 'DBOPS_SCHEDULE_TICK', 5) * 1000;
   service.setLease(seconds(options.env, 'DBOPS_SCHEDULE_LEASE', 30) * 1000);
+  if (options.metrics) service.useMetrics(scheduleMetricsOf(options.metrics.registry));
   const engine = new ScheduleEngine({
     service,
     log: options.log,
