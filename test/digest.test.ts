@@ -2,7 +2,9 @@
 // digest (remembered in the state database), slow queries or why not, and the charts it attaches.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { App } from '../src/app.js';
-import { as, type Fixture, makeFixture, startApp } from './helpers/app.js';
+import { loadConfigText } from '../src/config/load.js';
+import type { ChannelRef, OutgoingPost } from '../src/notify/poster.js';
+import { as, FIXTURE_YAML, type Fixture, makeFixture, startApp } from './helpers/app.js';
 import { adminQuery } from './helpers/db.js';
 import { decodePng, inkedPixels } from './helpers/png.js';
 
@@ -97,5 +99,51 @@ describe('/db digest', () => {
       fx.state.name,
     );
     expect(audited.length).toBeGreaterThanOrEqual(2);
+  });
+});
+
+describe('the digest schedule', () => {
+  it('runs /db digest as its service person and posts the text with its charts', async () => {
+    const yaml = `${FIXTURE_YAML.replace('people:\n', 'people:\n  robot: { service: true, roles: [oncall] }\n')}
+schedules:
+  weekly:
+    cron: "0 9 * * 1"
+    kind: digest
+    target: staging
+    args: "--since 14d"
+    as: robot
+    post: "slack:CREVIEW"
+`;
+    const scheduled = await startApp(loadConfigText(yaml, 'digest.yaml', fx.env), () => now);
+    const posts: { to: ChannelRef; message: OutgoingPost }[] = [];
+    scheduled.schedules.poster = {
+      post: async (to, message) => {
+        posts.push({ to, message });
+        return { ...to, id: String(posts.length) };
+      },
+    };
+    try {
+      const reply = await as(scheduled, 'alice')('/db run-schedule weekly');
+      expect(reply.status, reply.text).toBe('ok');
+      expect(posts).toHaveLength(1);
+      const [post] = posts;
+      expect(post?.to).toEqual({ surface: 'slack', channel: 'CREVIEW' });
+      expect(post?.message.text).toContain('digest of staging');
+      expect(post?.message.text).toContain('biggest growers');
+      expect(post?.message.files?.map((f) => f.name)).toEqual([
+        'digest-staging-size.png',
+        'digest-staging-growers.png',
+      ]);
+      for (const file of post?.message.files ?? []) expect(decodePng(file.data).width).toBe(1600);
+      // The digest's reads ran as the service person, audited.
+      const audited = await adminQuery<{ person: string }>(
+        "SELECT DISTINCT person FROM dbops_audit WHERE operation = 'unused-indexes' AND identity = 'service:robot'",
+        [],
+        fx.state.name,
+      );
+      expect(audited).toEqual([{ person: 'robot' }]);
+    } finally {
+      await scheduled.close();
+    }
   });
 });

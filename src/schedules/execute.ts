@@ -66,6 +66,7 @@ export async function executeSchedule(
     let result: TargetOutcome;
     let data: unknown;
     let text: string | undefined;
+    let files: { name: string; data: Buffer }[] | undefined;
     try {
       if (schedule.kind === 'sample') {
         if (!deps.sample) throw new Error('history sampling is not available in this dbops');
@@ -73,7 +74,7 @@ export async function executeSchedule(
         result = { target, outcome: 'succeeded', message: `${taken.samples} samples`, request: null };
         data = taken;
       } else {
-        ({ result, data, text } = await runOperation(deps, schedule, run, target));
+        ({ result, data, text, files } = await runOperation(deps, schedule, run, target));
       }
     } catch (err) {
       deps.log.error({ err, schedule: schedule.name, target }, 'scheduled run failed');
@@ -95,6 +96,7 @@ export async function executeSchedule(
       finishedAt: deps.clock(),
       ...(data !== undefined ? { data } : {}),
       ...(text !== undefined ? { text } : {}),
+      ...(files && files.length > 0 ? { files } : {}),
       ...(result.outcome !== 'succeeded' ? { error: result.message } : {}),
       ...(schedule.post ? { post: schedule.post } : {}),
     });
@@ -117,7 +119,7 @@ async function runOperation(
   schedule: ResolvedSchedule,
   run: Pick<ScheduleRun, 'id'>,
   target: string,
-): Promise<{ result: TargetOutcome; data: unknown; text: string }> {
+): Promise<{ result: TargetOutcome; data: unknown; text: string; files: { name: string; data: Buffer }[] }> {
   const as = schedule.as ?? '';
   const thread = `schedule:${schedule.name}:${run.id}`;
   const command = `/db ${schedule.operation} ${target}${schedule.args ? ` ${schedule.args}` : ''}`;
@@ -158,7 +160,11 @@ async function runOperation(
       }
     }
   }
-  return { result, data: replyJson(answer, []), text };
+  // Binary attachments (a digest's charts) go with the post; text files (CSV) stay in the answer's text.
+  const files = (answer.result?.attachments ?? []).flatMap((a) =>
+    a.bytes ? [{ name: a.filename, data: Buffer.from(a.bytes) }] : [],
+  );
+  return { result, data: replyJson(answer, []), text, files };
 }
 
 function keepText(keep: NonNullable<ResolvedSchedule['keep']>): string {
@@ -250,7 +256,8 @@ export async function report(
     return;
   }
   try {
-    await deps.poster.post(schedule.post, { text: body });
+    const files = run.outcome === 'succeeded' ? (run.files ?? []) : [];
+    await deps.poster.post(schedule.post, { text: body, ...(files.length > 0 ? { files } : {}) });
     deps.postProblem(schedule.post, undefined);
   } catch (err) {
     const error = err instanceof Error ? err.message : String(err);

@@ -12,6 +12,8 @@ export interface ScheduledRunReport {
   /** The operation's structured result (what --json prints). */
   data?: unknown;
   text?: string;
+  /** Files the answer brought (a digest's charts): posted with it. */
+  files?: { name: string; data: Buffer }[];
   error?: string;
   post?: ChannelRef;
 }

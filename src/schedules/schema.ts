@@ -5,8 +5,11 @@ import type { ChannelRef } from '../notify/poster.js';
 
 const NAME = /^[a-z][a-z0-9_-]{0,62}$/;
 
-/** What a schedule runs: a catalog operation as its service person, or a history sample (no operation). */
-export const SCHEDULE_KINDS = ['operation', 'sample'] as const;
+/**
+ * What a schedule runs: a catalog operation as its service person, a history sample (no operation), or the
+ * digest (`/db digest` as its service person, posted with its charts).
+ */
+export const SCHEDULE_KINDS = ['operation', 'sample', 'digest'] as const;
 export type ScheduleKind = (typeof SCHEDULE_KINDS)[number];
 
 export const keepSchema = z
@@ -38,8 +41,8 @@ export const scheduleSchema = z
       .string()
       .regex(/^(slack|discord):[A-Za-z0-9_-]+$/, 'write the channel as "slack:C0123" or "discord:1234"')
       .optional(),
-    /** What is posted: only runs that did not succeed (default), or every run's answer. */
-    notify: z.enum(['failures', 'always']).default('failures'),
+    /** What is posted: only runs that did not succeed (default), or every run's answer (a digest's default). */
+    notify: z.enum(['failures', 'always']).optional(),
     /** The service person it runs as (people.<name> with service: true). */
     as: z.string().optional(),
     /** `backup` only: which backups of each target to keep; older ones are deleted (audited). */
@@ -125,11 +128,11 @@ export function resolveSchedule(name: string, raw: RawSchedule): ResolvedSchedul
     cron: raw.cron,
     timezone: raw.timezone,
     kind: raw.kind,
-    operation: raw.kind === 'sample' ? 'sample' : (raw.operation ?? ''),
+    operation: raw.kind === 'operation' ? (raw.operation ?? '') : raw.kind,
     targets: [...new Set(targets)],
     args: raw.args,
     ...(raw.post !== undefined ? { post: channelRef(raw.post) } : {}),
-    notify: raw.notify,
+    notify: raw.notify ?? (raw.kind === 'digest' ? 'always' : 'failures'),
     ...(raw.as !== undefined ? { as: raw.as } : {}),
     ...(raw.keep !== undefined
       ? {
@@ -167,7 +170,7 @@ export function crossCheckSchedules(
       const problem = cronProblem(s.cron, tz);
       if (problem) report(at(problem.startsWith('timezone') ? 'timezone' : 'cron'), problem);
     }
-    const kind = s.kind === 'sample' ? 'sample' : 'operation';
+    const kind = s.kind === 'sample' || s.kind === 'digest' ? s.kind : 'operation';
     const listed = [
       ...(typeof s.target === 'string' ? [s.target] : []),
       ...(Array.isArray(s.targets) ? s.targets.filter((t): t is string => typeof t === 'string') : []),
@@ -182,12 +185,11 @@ export function crossCheckSchedules(
         );
       }
     }
-    if (kind === 'sample') {
+    if (kind !== 'operation') {
       if (s.operation !== undefined)
-        report(at('operation'), 'a sample schedule runs no operation; remove it');
-      continue;
-    }
-    if (typeof s.operation !== 'string' || s.operation === '') {
+        report(at('operation'), `a ${kind} schedule runs no operation; remove it`);
+      if (kind === 'sample') continue;
+    } else if (typeof s.operation !== 'string' || s.operation === '') {
       report(['schedules', name], 'names no operation; add operation: <name> (or kind: sample)');
     }
     if (typeof s.as !== 'string') {

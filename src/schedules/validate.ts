@@ -16,6 +16,23 @@ export function scheduleProblems(config: Config, catalog: Catalog): string[] {
     const at = `schedules.${schedule.name}`;
     if (schedule.kind === 'sample') continue;
     const person = schedule.as !== undefined ? servicePerson(config, schedule.as) : undefined;
+    if (schedule.kind === 'digest') {
+      // The digest reads (slow queries, unused indexes) as its person: the policy must let it read there.
+      for (const name of schedule.targets) {
+        const target = config.targets[name];
+        if (!target || !person) continue;
+        const decision = decide({
+          person,
+          identity: `service:${person.name}`,
+          action: 'read',
+          environment: target.environment,
+          policy: config.policy,
+        });
+        if (!decision.allowed)
+          problems.push(`${at}.as: the policy would refuse its reads on ${name}: ${decision.reason}`);
+      }
+      continue;
+    }
     for (const name of schedule.targets) {
       const target = config.targets[name];
       if (!target) continue; // reported by the file check
