@@ -18,6 +18,7 @@ import { loadConfigText } from '../src/config/load.js';
 import { silentLogger } from '../src/core/log.js';
 import type { Invocation } from '../src/core/types.js';
 import { startThrowawayPostgres, type ThrowawayPostgres } from '../src/demo/embedded.js';
+import { measureCharts } from './charts.js';
 import { wholeProcesses } from './processes.js';
 import { roundTrips } from './round-trips.js';
 import { cpuRows, processRows, roundTripRows } from './rows.js';
@@ -235,7 +236,7 @@ async function startup(env: Record<string, string>, server: Server, runs: number
   return { one, many, targetConnectionsAfter: Number(connections?.n ?? 0) };
 }
 
-const PARTS = ['sizes', 'memory', 'slack', 'startup', 'processes', 'roundtrips', 'sql'] as const;
+const PARTS = ['sizes', 'memory', 'slack', 'startup', 'processes', 'roundtrips', 'sql', 'charts'] as const;
 
 function table(rows: string[][]): string {
   const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length))) ?? [];
@@ -333,6 +334,8 @@ async function main(): Promise<void> {
     }
     // Issue 16: reviewing ad-hoc SQL (bench/sql-classify.ts) against running the statement itself.
     const review = only.has('sql') ? await sqlReviewCost(server.url('app'), runs) : undefined;
+    // Issue 19: what a chart costs (render time and memory per chart; bench/charts.ts).
+    const charts = only.has('charts') ? await measureCharts(10) : undefined;
 
     const ms = (n: number) => `${n.toFixed(1)} ms`;
     const yes = (ok: boolean) => (ok ? 'yes' : 'NO');
@@ -377,9 +380,18 @@ async function main(): Promise<void> {
         yes(start.many.poolConnectionsOpened === 0 && start.targetConnectionsAfter === 0),
       ]);
     }
-    if (slack) rows.push(...slackRows(slack, ms, yes));
     if (review) rows.push(...sqlReviewRows(review));
     if (slack) rows.push(...slackRows(slack, ms, yes), ...cpuRows(slack.cpuSplit));
+    for (const c of charts ?? []) {
+      rows.push([
+        `chart: ${c.series} series, ${c.points} points, PNG ${c.pngKiB} KiB, median`,
+        ms(c.medianMs),
+        `first (loads the libraries) ${ms(c.firstMs)}`,
+        `p95 ${ms(c.p95Ms)}`,
+        `RSS +${c.rssGrowthMiB} MiB over ${c.charts}`,
+        '-',
+      ]);
+    }
     if (processes) rows.push(...processRows(processes));
     if (trips) rows.push(...roundTripRows(trips));
     const results = {
@@ -395,6 +407,7 @@ async function main(): Promise<void> {
       ...(start ? { startup: start } : {}),
       ...(slack ? { slack } : {}),
       ...(review ? { sqlReview: review } : {}),
+      ...(charts ? { charts } : {}),
       ...(processes ? { processes: { ...processes, targetExecRatio: 5, targetHelpRatio: 2 } } : {}),
       ...(trips ? { statementsPerCommand: trips } : {}),
     };
