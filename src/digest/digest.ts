@@ -15,9 +15,9 @@ import type { Attachment, Row } from '../core/types.js';
 import { visible } from '../core/visible.js';
 import { sinceOf } from '../history/args.js';
 import { targetForecasts } from '../history/forecasts.js';
-import type { DigestSnapshot, HistoryStore } from '../history/store.js';
+import type { DigestSnapshot } from '../history/store.js';
 import { utcMinute } from '../history/time.js';
-import { seriesOf } from '../history/trend.js';
+import { seriesOf, tableGrowth } from '../history/trend.js';
 
 const USAGE = 'usage: /db digest <target> [--since 7d]';
 const WIDTH = 80;
@@ -29,24 +29,6 @@ export interface Digest {
   text: string;
   attachments: Attachment[];
   data: Record<string, unknown>;
-}
-
-interface Grower {
-  table: string;
-  grewBytes: number;
-  nowBytes: number;
-}
-
-async function growers(store: HistoryStore, target: string, since: Date): Promise<Grower[]> {
-  const { points } = await store.series({ target, metric: 'table_bytes', since, limit: MAX_POINTS });
-  return seriesOf('table_bytes', target, points)
-    .map((s) => ({
-      table: s.name,
-      grewBytes: (s.points.at(-1)?.value ?? 0) - (s.points[0]?.value ?? 0),
-      nowBytes: s.points.at(-1)?.value ?? 0,
-    }))
-    .filter((g) => g.grewBytes > 0)
-    .sort((a, b) => b.grewBytes - a.grewBytes);
 }
 
 /** Runs a read operation of the catalog as the asking person (policy and audit as always); rows or why not. */
@@ -94,8 +76,7 @@ export async function buildDigest(
   });
   const sizeSeries = seriesOf('database_bytes', target.name, size.points);
   const sizePoints = sizeSeries[0]?.points ?? [];
-  const grown = growers(store, target.name, since);
-  const top = (await grown).slice(0, LISTED);
+  const top = (await tableGrowth(store, target.name, since)).slice(0, LISTED);
   lines.push('', 'size');
   if (sizePoints.length >= 2) {
     const first = sizePoints[0]?.value ?? 0;

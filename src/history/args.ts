@@ -8,6 +8,7 @@ import { UserError } from '../core/errors.js';
 import type { Token } from '../core/grammar.js';
 import { clipInput, closest } from '../core/suggest.js';
 import { METRIC_NAMES, type Metric, metricNamed } from './metrics.js';
+import type { HistoryStore, SeriesPoint } from './store.js';
 
 export const DEFAULT_SINCE_SECONDS = 7 * 86_400;
 
@@ -79,4 +80,34 @@ export function tableSubject(metric: Metric, tokens: readonly Token[], usage: st
   const name = table ?? sequence;
   if (name === undefined) return undefined;
   return name.includes('.') ? name : `public.${name}`;
+}
+
+/**
+ * What `/db history` and `/db trend` read: the named target, metric and subject since --since, at most
+ * `limit` points (the newest when there are more).
+ */
+export async function readMetric(
+  core: CoreServices,
+  ctx: InvocationContext,
+  tokens: readonly Token[],
+  usage: string,
+  limit: number,
+): Promise<{
+  store: HistoryStore;
+  target: ResolvedTarget;
+  metric: Metric;
+  subject: string | undefined;
+  since: Date;
+  points: SeriesPoint[];
+  more: boolean;
+}> {
+  const store = core.history;
+  if (!store) {
+    throw new UserError('invalid_argument', 'history is not kept by this dbops (no state database for it)');
+  }
+  const { target, metric } = await targetAndMetric(core, ctx, tokens, usage);
+  const subject = tableSubject(metric, tokens, usage);
+  const since = sinceOf(core, tokens, usage);
+  const { points, more } = await store.series({ target: target.name, metric, since, subject, limit });
+  return { store, target, metric, subject, since, points, more };
 }

@@ -1,10 +1,9 @@
 // `/db history <target> <metric> [--since 7d] [--table t]`: a stored metric of a target as a table over time.
 import { type Handler, ok } from '../core/builtins/common.js';
-import { UserError } from '../core/errors.js';
 import { wrapWords } from '../core/operation.js';
 import { formatValue, renderTable } from '../core/render.js';
 import type { Column, Row } from '../core/types.js';
-import { sinceOf, tableSubject, targetAndMetric } from './args.js';
+import { readMetric } from './args.js';
 import { METRICS, type Metric } from './metrics.js';
 import type { SeriesPoint } from './store.js';
 import { utcMinute } from './time.js';
@@ -77,20 +76,13 @@ function trend(metric: Metric, points: readonly SeriesPoint[]): string {
 }
 
 export const history: Handler = async (core, ctx, tokens) => {
-  const store = core.history;
-  if (!store) {
-    throw new UserError('invalid_argument', 'history is not kept by this dbops (no state database for it)');
-  }
-  const { target, metric } = await targetAndMetric(core, ctx, tokens, USAGE);
-  const subject = tableSubject(metric, tokens, USAGE);
-  const since = sinceOf(core, tokens, USAGE);
-  const { points, more } = await store.series({
-    target: target.name,
-    metric,
-    since,
-    subject,
-    limit: MAX_POINTS,
-  });
+  const { target, metric, subject, since, points, more } = await readMetric(
+    core,
+    ctx,
+    tokens,
+    USAGE,
+    MAX_POINTS,
+  );
   const bySubject = METRICS[metric].subject !== undefined && subject === undefined;
   const about = `${metric} of ${target.name}${subject ? ` (${subject})` : ''} since ${utcMinute(since)}`;
   const { columns, rows } = layout(metric, points, bySubject);

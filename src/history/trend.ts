@@ -10,13 +10,12 @@ import {
 import { rateOf } from '../charts/forecast.js';
 import { sparkline } from '../charts/sparkline.js';
 import { type Handler, ok } from '../core/builtins/common.js';
-import { UserError } from '../core/errors.js';
 import { wrapWords } from '../core/operation.js';
 import { renderTable } from '../core/render.js';
 import { displayTimeZone } from '../core/time-format.js';
 import type { Column, ColumnKind, Row } from '../core/types.js';
 import { visible } from '../core/visible.js';
-import { sinceOf, tableSubject, targetAndMetric } from './args.js';
+import { readMetric } from './args.js';
 import { forecastOf, type LimitForecast, limitOf } from './forecasts.js';
 import { METRICS, type Metric } from './metrics.js';
 import type { HistoryStore, SeriesPoint } from './store.js';
@@ -75,16 +74,20 @@ function overDays(days: number): string {
 }
 
 /** The growth of each table between its first and last sample in the window, largest first. */
-async function tableGrowth(
+export async function tableGrowth(
   store: HistoryStore,
   target: string,
   since: Date,
-): Promise<{ table: string; bytes: number }[]> {
+): Promise<{ table: string; grewBytes: number; nowBytes: number }[]> {
   const { points } = await store.series({ target, metric: 'table_bytes', since, limit: MAX_POINTS });
   return seriesOf('table_bytes', target, points)
-    .map((s) => ({ table: s.name, bytes: (s.points.at(-1)?.value ?? 0) - (s.points[0]?.value ?? 0) }))
-    .filter((g) => g.bytes > 0)
-    .sort((a, b) => b.bytes - a.bytes);
+    .map((s) => ({
+      table: s.name,
+      grewBytes: (s.points.at(-1)?.value ?? 0) - (s.points[0]?.value ?? 0),
+      nowBytes: s.points.at(-1)?.value ?? 0,
+    }))
+    .filter((g) => g.grewBytes > 0)
+    .sort((a, b) => b.grewBytes - a.grewBytes);
 }
 
 /** "+1.2 GB/day over 7 days; public.events is 61% of it" — the line above the chart. */
@@ -113,7 +116,7 @@ async function summaryOf(
     if (metric === 'database_bytes' && last > first) {
       const [top] = await tableGrowth(store, target, since);
       if (top) {
-        const share = Math.round((100 * top.bytes) / (last - first));
+        const share = Math.round((100 * top.grewBytes) / (last - first));
         if (share > 0) line += `; ${visible(top.table, 63)} is ${Math.min(share, 100)}% of it`;
       }
     }
@@ -157,20 +160,13 @@ const COLUMNS: Column[] = [
 ];
 
 export const trend: Handler = async (core, ctx, tokens) => {
-  const store = core.history;
-  if (!store) {
-    throw new UserError('invalid_argument', 'history is not kept by this dbops (no state database for it)');
-  }
-  const { target, metric } = await targetAndMetric(core, ctx, tokens, USAGE);
-  const subject = tableSubject(metric, tokens, USAGE);
-  const since = sinceOf(core, tokens, USAGE);
-  const { points, more } = await store.series({
-    target: target.name,
-    metric,
-    since,
-    subject,
-    limit: MAX_POINTS,
-  });
+  const { store, target, metric, subject, since, points, more } = await readMetric(
+    core,
+    ctx,
+    tokens,
+    USAGE,
+    MAX_POINTS,
+  );
   const unit = unitOf(metric);
   const all = seriesOf(metric, target.name, points);
   const shown = limitSeries(all);
