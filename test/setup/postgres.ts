@@ -21,7 +21,12 @@ async function startServer(moduleName: string): Promise<{ url: string; stop: () 
   const server = await startThrowawayPostgres({
     prefix: 'dbops-test-pg-',
     moduleName,
-    settings: { max_connections: '300', shared_preload_libraries: 'pg_stat_statements' },
+    settings: {
+      max_connections: '300',
+      shared_preload_libraries: 'pg_stat_statements',
+      // The whole suite shares the server: room for every file's statements, so none is evicted mid-test.
+      'pg_stat_statements.max': '20000',
+    },
   });
   return { url: server.url('postgres'), stop: () => server.stop() };
 }
