@@ -4,6 +4,7 @@ import { loadConfigText } from '../src/config/load.js';
 import { ConfigError } from '../src/core/errors.js';
 import { silentLogger } from '../src/core/log.js';
 import type { ChannelPoster, ChannelRef, OutgoingPost } from '../src/notify/poster.js';
+import { ChannelPostError } from '../src/notify/poster.js';
 import { ScheduleEngine } from '../src/schedules/engine.js';
 import type { ScheduledRunReport } from '../src/schedules/hooks.js';
 import { cronProblem } from '../src/schedules/schema.js';
@@ -282,6 +283,19 @@ schedules:
     await a.schedules.runNow('every-minute', 'alice');
     expect(a.schedules.problems()).toEqual([]);
     expect(posts.at(-1)?.message.text).toMatch(/FAILED: history store unavailable/);
+  });
+
+  it("an alert that cannot be posted is reported like a run's own post", async () => {
+    a.schedules.sample = async () => ({ samples: 0 });
+    const stop = a.schedules.observe(async () => {
+      throw new ChannelPostError({ surface: 'slack', channel: 'CPAGER' }, 'channel_not_found');
+    });
+    try {
+      await a.schedules.runNow('every-minute', 'alice');
+      expect(a.schedules.problems()).toContain('cannot post to slack:CPAGER: channel_not_found');
+    } finally {
+      stop();
+    }
   });
 });
 

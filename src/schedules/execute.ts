@@ -6,7 +6,7 @@ import type { Config } from '../config/schema.js';
 import type { Logger } from '../core/log.js';
 import type { Reply } from '../core/reply.js';
 import type { Invocation } from '../core/types.js';
-import type { ChannelPoster, ChannelRef } from '../notify/poster.js';
+import { ChannelPostError, type ChannelPoster, type ChannelRef } from '../notify/poster.js';
 import type { StateStore } from '../state/types.js';
 import type { AfterScheduledRun, SampleTarget, ScheduledRunReport } from './hooks.js';
 import { deleteBackup, retentionPlan } from './retention.js';
@@ -237,6 +237,8 @@ export async function report(
     try {
       await observer(run);
     } catch (err) {
+      // An alert that could not be posted is a channel problem like a run's own post: /readyz detail too.
+      if (err instanceof ChannelPostError) deps.postProblem(err.to, err.reason);
       deps.log.error({ err, schedule: schedule.name, target: run.target }, 'a scheduled-run observer failed');
     }
   }
