@@ -136,7 +136,9 @@ describe('/db trend', () => {
   it('makes health warn when a forecast falls inside the horizon, and stay quiet without samples', async () => {
     const reply = await as(app, 'alice')('/db health staging');
     const row = reply.result?.rows.find((r) => r.check === 'forecast');
-    expect(row).toMatchObject({ status: 'warn', detail: '1 limit within 30 days' });
+    // The disk budget is a day away; connections may be too, depending on the server's max_connections.
+    expect(row?.status).toBe('warn');
+    expect(row?.detail).toMatch(/^[12] limits? within 30 days$/);
     expect(reply.result?.notes?.join(' ')).toMatch(/forecast: the disk budget 10 GB in 24 hours/);
     const quiet = await as(app, 'alice')('/db health kasm');
     expect(quiet.result?.rows.some((r) => r.check === 'forecast')).toBe(false);
