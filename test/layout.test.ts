@@ -54,7 +54,7 @@ describe('tables that must fit', () => {
   it('hides connection details first, says so in one line, and shortens the query', () => {
     const text = renderResult({ columns: SESSIONS, rows: sessions, truncated: false });
     expect(widest(text)).toBeLessThanOrEqual(80);
-    expect(text).toContain('(hidden: client addr, backend type — use --json)');
+    expect(text).toContain('(hidden: client addr, backend type — dbops exec --json shows all)');
     for (const row of sessions) expect(text).toContain(String(row.pid));
     expect(text).toContain('exam_user_staging');
     expect(text).toContain('SELECT e.id');

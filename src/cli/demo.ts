@@ -44,7 +44,7 @@ export async function demo(): Promise<number> {
       output: process.stdout,
       exportDir: join(dir, 'exports'),
       banner:
-        `${DEMO_TRY_FIRST}\n(config: ${environment.configPath}; log: ${logFile})\n` +
+        `${DEMO_TRY_FIRST}\nconfig: ${environment.configPath}\nlog:    ${logFile}\n` +
         environment.notes.map((note) => `\nNote: ${note}\n`).join(''),
     });
   } finally {

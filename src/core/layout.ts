@@ -299,6 +299,6 @@ export function layoutRows(
 }
 
 /** The one line that says which columns a narrow table left out. */
-export function hiddenNote(hidden: readonly string[], where = 'use --json'): string {
+export function hiddenNote(hidden: readonly string[], where = 'dbops exec --json shows all'): string {
   return `(hidden: ${hidden.join(', ')} — ${where})`;
 }

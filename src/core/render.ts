@@ -74,7 +74,7 @@ export interface TableOptions {
   maxWidth?: number;
   /** No free-text column wider than this (default: the width). */
   maxColumnWidth?: number;
-  /** How the hidden-columns line says where the rest is (default "use --json"). */
+  /** How the hidden-columns line says where the rest is (default "dbops exec --json shows all"). */
   hiddenHint?: string;
 }
 
