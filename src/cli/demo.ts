@@ -8,6 +8,7 @@ import { loadConfigFile } from '../config/load.js';
 import { createLogger } from '../core/log.js';
 import { visible } from '../core/visible.js';
 import { DEMO_TRY_FIRST, startDemoEnvironment } from '../demo/environment.js';
+import { seedDemoHistory } from '../demo/history-seed.js';
 import { runConsole } from '../surfaces/console.js';
 import { env } from './shared.js';
 
@@ -35,6 +36,10 @@ export async function demo(): Promise<number> {
       process.stdout.write(`… ${visible(line, Number.POSITIVE_INFINITY)}\n`),
   });
   app.startSweeper(5);
+  // A week of history (one real sample per target, the hours before drawn back from it): trends to show.
+  await seedDemoHistory(Object.keys(config.targets), app.sampler, app.history, new Date()).catch(
+    (err: unknown) => log.warn({ err }, 'demo: could not seed the history samples'),
+  );
   try {
     await runConsole({
       core: app.core,

@@ -83,6 +83,8 @@ Try first:
   /db audit staging               who asked, who approved, what happened
   /db sql kasm "SELECT count(*) FROM users"
                                   ad-hoc SQL: parsed, read-only, audited
+  /db trend kasm size             a week of size as a chart, with the forecast
+  /db digest kasm                 the weekly review: growers, new slow queries
 Also: /db help, /db targets, /db describe kasm users, /db slow-queries kasm,
 /db backup kasm, /db export activity users --limit 100, /db migrations staging.
 When you leave, the server stops; backups, exports and the log are kept in a
