@@ -86,6 +86,8 @@ export function wholeColumns(columns: readonly Column[], cells: readonly (readon
  */
 /** A time in the one format ("2026-12-06 02:46 UTC") is one word to wrapping: never split over two lines. */
 const TIME_WORDS = /(\d{4}-\d\d-\d\d) (\d\d:\d\d(?::\d\d)?) ([A-Z][A-Za-z0-9+-]*)/g;
+/** Nor is a number with its unit ("6.8 MB", "1,497 rows" stays free): the unit is what the number means. */
+const UNIT_WORDS = /(\d[\d,.]*) (bytes|kB|MB|GB|TB|ms|s|%)(?=[\s,;:)/.]|$)/g;
 const GLUE = '\u0001';
 
 export function wrapText(text: string, width: number, indent = '', breakWords = false): string[] {
@@ -96,7 +98,7 @@ export function wrapText(text: string, width: number, indent = '', breakWords = 
     lines.push((lines.length === 0 ? line : `${indent}${line}`).trimEnd().replaceAll(GLUE, ' '));
     line = '';
   };
-  const glued = text.trimEnd().replace(TIME_WORDS, `$1${GLUE}$2${GLUE}$3`);
+  const glued = text.trimEnd().replace(TIME_WORDS, `$1${GLUE}$2${GLUE}$3`).replace(UNIT_WORDS, `$1${GLUE}$2`);
   for (let word of glued.split(' ')) {
     if (line !== '' && line.length + 1 + word.length <= room()) {
       line += ` ${word}`;

@@ -47,5 +47,8 @@ export async function saveAttachments(
 }
 
 export function describeSaved(saved: readonly SavedAttachment[]): string {
-  return saved.map((s) => `attached: ${s.filename} (${formatBytes(s.bytes)}) saved to ${s.path}`).join('\n');
+  // The path on a line of its own: it is what the next command (open, scp) needs, whole.
+  return saved
+    .map((s) => `attached: ${s.filename} (${formatBytes(s.bytes)}), saved to\n  ${s.path}`)
+    .join('\n');
 }
