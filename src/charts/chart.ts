@@ -127,15 +127,25 @@ export async function renderChartSvg(spec: ChartSpec): Promise<string> {
         top: 8,
         textStyle: { fontFamily: FONT, fontSize: 20, fontWeight: 'bold' },
       },
+      // Under the title; server-side text measuring underestimates DejaVu's width, hence the wide gap.
       legend:
         series.length > 1
-          ? { bottom: 4, textStyle: { fontFamily: FONT, fontSize: 15 }, itemWidth: 18 }
+          ? {
+              top: 44,
+              left: 12,
+              // Measured narrower than DejaVu draws: wrap early so no name runs off the picture.
+              right: 200,
+              itemGap: 36,
+              textStyle: { fontFamily: FONT, fontSize: 15 },
+              itemWidth: 18,
+            }
           : { show: false },
       grid: {
         left: 16,
         right: 28,
-        top: 56,
-        bottom: series.length > 1 ? 84 : 56,
+        // Room for the legend: one line for up to three series, two beyond (it wraps within the width).
+        top: series.length > 3 ? 124 : series.length > 1 ? 96 : 56,
+        bottom: 56,
         outerBoundsMode: 'same',
         outerBoundsContain: 'all',
       },
