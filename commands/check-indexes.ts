@@ -210,6 +210,8 @@ export default defineOperation({
   // --parent stays a read: it changes nothing, lock_timeout keeps its ShareLock from queueing in front of
   // writers, and the answer says how long writes to each table may have waited (one check at most).
   risk: 'read',
+  // Findings in sections, not one list.
+  paged: false,
   async run(ctx) {
     const { heapallindexed, parent } = ctx.args;
     const setup = await ctx.db.read(async (session) => {

@@ -142,6 +142,8 @@ export default defineOperation({
   positionals: ['statement'],
   args,
   risk: 'read',
+  // A plan, not a list.
+  paged: false,
   actionFor: () => 'sql_read',
 
   run: explainQuery,

@@ -309,6 +309,8 @@ const exportOperation = defineOperation({
   positionals: ['table'],
   args,
   risk: 'read',
+  // One file, not a list of pages.
+  paged: false,
 
   async run(ctx) {
     const { limit } = ctx.args;

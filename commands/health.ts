@@ -434,6 +434,8 @@ export default defineOperation({
     idle_in_transaction: durationArg('5m'),
   }),
   risk: 'read',
+  // A checklist, not a list.
+  paged: false,
   async run(ctx) {
     const started = performance.now();
     const ran: { checks?: Check[] } = {};

@@ -207,6 +207,8 @@ export default defineOperation({
     system: z.boolean().default(false),
   }),
   risk: 'read',
+  // Every database, then its own top-N tables: --limit counts tables, not rows of the answer.
+  paged: false,
   async run(ctx) {
     return await ctx.db.read(async (session) => {
       const [settings] = await session.query<Settings>(SETTINGS_SQL);

@@ -7,9 +7,9 @@ import { UserError } from '../core/errors.js';
 import { wrapWords } from '../core/operation.js';
 import { renderTable } from '../core/render.js';
 import { clipInput } from '../core/suggest.js';
+import { formatTime } from '../core/time-format.js';
 import type { Column, Row } from '../core/types.js';
 import { showInvisible } from '../core/visible.js';
-import { utcMinute } from '../history/time.js';
 import type { Alert, AlertBook } from './store.js';
 
 const USAGE = 'usage: /db alerts [target] | /db alerts ack <id> | /db alerts mute <id> --for 1h|4h|24h';
@@ -24,7 +24,7 @@ function bookOf(core: CoreServices): AlertBook {
 
 function silence(alert: Alert, now: Date): string {
   if (alert.acked) return `ack ${alert.acked.by}`;
-  if (alert.muted && alert.muted.until > now) return `muted to ${utcMinute(alert.muted.until).slice(11)}`;
+  if (alert.muted && alert.muted.until > now) return `muted to ${formatTime(alert.muted.until).slice(11)}`;
   return '';
 }
 
@@ -48,7 +48,7 @@ async function list(core: CoreServices, ctx: InvocationContext, targetName: stri
     status: a.status,
     target: a.target,
     check: a.check,
-    since: utcMinute(a.openedAt),
+    since: formatTime(a.openedAt),
     silenced: silence(a, now),
   }));
   const headline = `${alerts.length} open alert${alerts.length === 1 ? '' : 's'}${targetName ? ` on ${targetName}` : ''}`;
@@ -86,7 +86,7 @@ async function alertFor(
   if (alert.resolvedAt) {
     throw new UserError(
       'not_found',
-      `alert #${id} resolved at ${utcMinute(alert.resolvedAt)}; nothing to silence`,
+      `alert #${id} resolved at ${formatTime(alert.resolvedAt)}; nothing to silence`,
     );
   }
   return alert;
@@ -117,6 +117,6 @@ export const alerts: Handler = async (core, ctx, tokens) => {
     ...about,
   });
   await bookOf(core).mute(alert.id, by, until);
-  const text = `${by} muted alert #${alert.id} (${alert.target} · ${alert.check}) until ${utcMinute(until)}: no reminders until then.`;
+  const text = `${by} muted alert #${alert.id} (${alert.target} · ${alert.check}) until ${formatTime(until)}: no reminders until then.`;
   return ok(ctx, text, text, { ephemeral: false });
 };

@@ -3,7 +3,7 @@
 import { durationText } from '../core/args.js';
 import { formatDuration } from '../core/duration.js';
 import type { Logger } from '../core/log.js';
-import { utcMinute } from '../history/time.js';
+import { formatTime } from '../core/time-format.js';
 import {
   ChannelPostError,
   type ChannelPoster,
@@ -41,7 +41,7 @@ function since(alert: Alert, at: Date): string {
 function openingPost(alert: Alert, check: DeclaredCheck, remindEvery: number): OutgoingPost {
   const lines = [
     `${label(alert.status)} ${alert.target} · ${alert.check}: ${alert.detail}`,
-    `alert #${alert.id}, opened ${utcMinute(alert.openedAt)} by ${alert.source}`,
+    `alert #${alert.id}, opened ${formatTime(alert.openedAt)} by ${alert.source}`,
     `while it fails it is posted again every ${durationText(remindEvery)}; Acknowledge or Mute silences that`,
     `\`/db alerts\` lists open alerts`,
   ];
@@ -163,7 +163,7 @@ export function createAlertObserver(deps: AlertObserverDeps): AfterScheduledRun 
           alert,
           to,
           {
-            text: `still ${label(alert.status)}: ${alert.target} · ${alert.check} since ${utcMinute(alert.openedAt)} (${since(alert, at)}): ${check.detail}`,
+            text: `still ${label(alert.status)}: ${alert.target} · ${alert.check} since ${formatTime(alert.openedAt)} (${since(alert, at)}): ${check.detail}`,
           },
           at,
         );

@@ -63,6 +63,11 @@ export interface OperationSpec<S extends z.ZodObject = z.ZodObject> {
   /** Zod object for every argument; option names are the keys (`older_than` ← `--older-than`). */
   args: S;
   risk: Risk;
+  /**
+   * False for a read that is not one list (a file, a plan, a checklist, sections with their own limits):
+   * it takes no `--page`, and its answer is never cut into pages (src/core/paging.ts).
+   */
+  paged?: false;
   /** Raises the risk for some arguments (e.g. `vacuum --full` is destructive). */
   riskFor?(args: z.output<S>): Risk;
   /**

@@ -8,16 +8,6 @@ import type { Token } from './grammar.js';
 import type { AnyOperation } from './operation.js';
 import type { OperationResult, PageInfo } from './types.js';
 
-/**
- * Reads that are not lists, or whose rows cost too much to read again for each page: they keep their own
- * options, and `--page` is refused as an unknown option like any other.
- */
-/*
- * Not paged: answers that are not one list (export's file, a plan, a checklist) and wraparound, whose answer
- * is every database and then its own top-N tables: its --limit counts tables, not rows of the answer.
- */
-const NOT_PAGED = new Set(['export', 'explain', 'health', 'check-indexes', 'wraparound']);
-
 /** How deep pages reach, in page sizes of the row cap: page 21 of a 1,000-row cap is past it. */
 export const MAX_DEPTH_PAGES = 20;
 
@@ -33,7 +23,7 @@ export interface PageRequest {
  * `page` argument of its own (`tables`, paged in its SQL) keeps it.
  */
 export function pagesOf(spec: AnyOperation): boolean {
-  return spec.risk === 'read' && !NOT_PAGED.has(spec.name) && !('page' in spec.args.shape);
+  return spec.risk === 'read' && spec.paged !== false && !('page' in spec.args.shape);
 }
 
 /** Whether the operation's own arguments include a `limit` (a top-N: `table-sizes --limit 20`). */

@@ -10,13 +10,12 @@ import { UserError } from '../core/errors.js';
 import { wrapWords } from '../core/operation.js';
 import { formatBytes } from '../core/render.js';
 import { clipInput } from '../core/suggest.js';
-import { displayTimeZone } from '../core/time-format.js';
+import { displayTimeZone, formatTime } from '../core/time-format.js';
 import type { Attachment, Row } from '../core/types.js';
 import { visible } from '../core/visible.js';
 import { sinceOf } from '../history/args.js';
 import { targetForecasts } from '../history/forecasts.js';
 import type { DigestSnapshot } from '../history/store.js';
-import { utcMinute } from '../history/time.js';
 import { seriesOf, tableGrowth } from '../history/trend.js';
 
 const USAGE = 'usage: /db digest <target> [--since 7d]';
@@ -46,11 +45,6 @@ async function readRows(
   return { rows: reply.result.rows };
 }
 
-function clip(text: string, width: number): string {
-  const flat = text.replace(/\s+/g, ' ').trim();
-  return flat.length <= width ? flat : `${flat.slice(0, width - 1)}…`;
-}
-
 /** The digest of one target over a window ending now; saves what it saw for the next one. */
 export async function buildDigest(
   core: CoreServices,
@@ -65,7 +59,7 @@ export async function buildDigest(
   const lines: string[] = [];
   /** A wrapped entry: every line indented alike (2 under a heading, 4 under a sub-heading). */
   const add = (text: string, indent = '  ') => lines.push(...wrapWords(text, WIDTH, indent));
-  const headline = `digest of ${target.name}: ${utcMinute(since)} → ${utcMinute(now)}`;
+  const headline = `digest of ${target.name}: ${formatTime(since)} → ${formatTime(now)}`;
 
   // Size and the biggest growers.
   const size = await store.series({
@@ -121,7 +115,15 @@ export async function buildDigest(
   if ('why' in slow) add(`not available: ${slow.why}`, '  ');
   else if (newSlow.length === 0) lines.push('  none');
   for (const r of newSlow.slice(0, LISTED)) {
-    add(`${r.queryid}: ${clip(String(r.query ?? ''), 56)}`, '  ');
+    add(
+      `${r.queryid}: ${visible(
+        String(r.query ?? '')
+          .replace(/\s+/g, ' ')
+          .trim(),
+        56,
+      )}`,
+      '  ',
+    );
   }
   if (newSlow.length > LISTED)
     lines.push(`  and ${newSlow.length - LISTED} more: /db slow-queries ${target.name}`);

@@ -1,12 +1,13 @@
 // `/db history <target> <metric> [--since 7d] [--table t]`: a stored metric of a target as a table over time.
+
 import { type Handler, ok } from '../core/builtins/common.js';
 import { wrapWords } from '../core/operation.js';
 import { formatValue, renderTable } from '../core/render.js';
+import { formatTime } from '../core/time-format.js';
 import type { Column, Row } from '../core/types.js';
 import { readMetric } from './args.js';
 import { METRICS, type Metric } from './metrics.js';
 import type { SeriesPoint } from './store.js';
-import { utcMinute } from './time.js';
 
 const USAGE = 'usage: /db history <target> <metric> [--since 7d] [--table t | --sequence s]';
 /** Rows one answer shows; older ones are left out with a note. */
@@ -37,7 +38,7 @@ function layout(
     const states = [...new Set(points.map((p) => p.subject))];
     const rows = new Map<number, Row>();
     for (const p of points) {
-      const row = rows.get(p.at.getTime()) ?? { at: utcMinute(p.at) };
+      const row = rows.get(p.at.getTime()) ?? { at: formatTime(p.at) };
       row[`s:${p.subject}`] = p.value === null ? null : p.value;
       rows.set(p.at.getTime(), row);
     }
@@ -56,12 +57,12 @@ function layout(
         { key: 'subject', label: METRICS[metric].subject ?? 'subject', kind: 'text' },
         valueColumn('value', metric),
       ],
-      rows: points.map((p) => ({ at: utcMinute(p.at), subject: p.subject, value: value(p.value) })),
+      rows: points.map((p) => ({ at: formatTime(p.at), subject: p.subject, value: value(p.value) })),
     };
   }
   return {
     columns: [{ key: 'at', label: 'at', kind: 'text' }, valueColumn('value', metric)],
-    rows: points.map((p) => ({ at: utcMinute(p.at), value: value(p.value) })),
+    rows: points.map((p) => ({ at: formatTime(p.at), value: value(p.value) })),
   };
 }
 
@@ -84,7 +85,7 @@ export const history: Handler = async (core, ctx, tokens) => {
     MAX_POINTS,
   );
   const bySubject = METRICS[metric].subject !== undefined && subject === undefined;
-  const about = `${metric} of ${target.name}${subject ? ` (${subject})` : ''} since ${utcMinute(since)}`;
+  const about = `${metric} of ${target.name}${subject ? ` (${subject})` : ''} since ${formatTime(since)}`;
   const { columns, rows } = layout(metric, points, bySubject);
   const headline = `${about}: ${rows.length} sample${rows.length === 1 ? '' : 's'}${bySubject ? '' : trend(metric, points)}`;
   const notes = [`${metric}: ${METRICS[metric].summary}`];

@@ -4,9 +4,9 @@ import { describeForecast, type Forecast, forecastLimit, type Sample } from '../
 import type { ResolvedTarget } from '../config/schema.js';
 import { DEFAULT_FORECAST_HORIZON_SECONDS } from '../config/schema.js';
 import { formatBytes, formatCount } from '../core/render.js';
+import { formatTime } from '../core/time-format.js';
 import type { Metric } from './metrics.js';
 import type { HistoryStore, SeriesPoint } from './store.js';
-import { utcMinute } from './time.js';
 
 /**
  * PostgreSQL stops assigning transaction IDs 3 million short of 2^31 (wraparound protection): the hard
@@ -80,7 +80,7 @@ export function forecastOf(
       ? totalPerTime(points)
       : points.flatMap((p) => (p.value === null ? [] : [{ at: p.at, value: p.value }]));
   const forecast = forecastLimit(samples, limit.limit, now);
-  return { metric, ...limit, forecast, text: describeForecast(forecast, limit.what, utcMinute) };
+  return { metric, ...limit, forecast, text: describeForecast(forecast, limit.what, formatTime) };
 }
 
 /** Every limit forecast of a target from the last week of samples (none without samples). */

@@ -12,14 +12,13 @@ import { sparkline } from '../charts/sparkline.js';
 import { type Handler, ok } from '../core/builtins/common.js';
 import { wrapWords } from '../core/operation.js';
 import { renderTable } from '../core/render.js';
-import { displayTimeZone } from '../core/time-format.js';
+import { displayTimeZone, formatTime } from '../core/time-format.js';
 import type { Column, ColumnKind, Row } from '../core/types.js';
 import { visible } from '../core/visible.js';
 import { readMetric } from './args.js';
-import { forecastOf, type LimitForecast, limitOf } from './forecasts.js';
+import { forecastOf, type LimitForecast, limitOf, totalPerTime } from './forecasts.js';
 import { METRICS, type Metric } from './metrics.js';
 import type { HistoryStore, SeriesPoint } from './store.js';
-import { utcMinute } from './time.js';
 
 const USAGE = 'usage: /db trend <target> <metric> [--since 7d] [--table t | --sequence s]';
 const WIDTH = 80;
@@ -111,7 +110,7 @@ async function summaryOf(
     let line = `${rate ? signed(rate.perDay, unit) : 'no change'} ${overDays(days)} (${formatUnit(first, unit)} → ${formatUnit(last, unit)})`;
     if (metric === 'connections') {
       const peak = total.reduce((a, p) => (p.value > a.value ? p : a));
-      line += `; peak ${formatUnit(peak.value, unit)} at ${utcMinute(peak.at)}`;
+      line += `; peak ${formatUnit(peak.value, unit)} at ${formatTime(peak.at)}`;
     }
     if (metric === 'database_bytes' && last > first) {
       const [top] = await tableGrowth(store, target, since);
@@ -132,11 +131,11 @@ async function summaryOf(
     : `${series.length} series ${overDays(days)}`;
 }
 
+/** Several series summed per time (connections over their states), as forecasts sum them. */
 function mergeSum(series: readonly ChartSeries[]): { at: Date; value: number }[] {
-  const sums = new Map<number, number>();
-  for (const s of series)
-    for (const p of s.points) sums.set(p.at.getTime(), (sums.get(p.at.getTime()) ?? 0) + p.value);
-  return [...sums.entries()].sort((a, b) => a[0] - b[0]).map(([at, value]) => ({ at: new Date(at), value }));
+  return totalPerTime(
+    series.flatMap((s) => s.points.map((p) => ({ subject: s.name, at: p.at, value: p.value }))),
+  );
 }
 
 /** max_connections of the target, read live (the limit connections are forecast against). */
@@ -170,7 +169,7 @@ export const trend: Handler = async (core, ctx, tokens) => {
   const unit = unitOf(metric);
   const all = seriesOf(metric, target.name, points);
   const shown = limitSeries(all);
-  const about = `${metric} of ${target.name}${subject ? ` (${subject})` : ''} since ${utcMinute(since)}`;
+  const about = `${metric} of ${target.name}${subject ? ` (${subject})` : ''} since ${formatTime(since)}`;
   if (all.length === 0) {
     const text = wrapWords(
       `${about}: no samples. History is sampled by a schedule of kind sample for this target (see \`/db schedules\`).`,
