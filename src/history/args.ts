@@ -7,7 +7,7 @@ import { parseDuration } from '../core/duration.js';
 import { UserError } from '../core/errors.js';
 import type { Token } from '../core/grammar.js';
 import { clipInput, closest } from '../core/suggest.js';
-import { METRIC_NAMES, type Metric, metricNamed } from './metrics.js';
+import { METRIC_ALIASES, METRIC_NAMES, type Metric, metricNamed } from './metrics.js';
 import type { HistoryStore, SeriesPoint } from './store.js';
 
 export const DEFAULT_SINCE_SECONDS = 7 * 86_400;
@@ -45,10 +45,11 @@ export async function targetAndMetric(
   }
   const metric = metricName === undefined ? undefined : metricNamed(metricName);
   if (!metric) {
-    const guesses = metricName ? closest(metricName, METRIC_NAMES) : [];
+    // Aliases are guessed too: `sizee` → `size`.
+    const guesses = metricName ? closest(metricName, [...METRIC_NAMES, ...Object.keys(METRIC_ALIASES)]) : [];
     throw new UserError(
       'invalid_argument',
-      `${metricName ? `unknown metric \`${clipInput(metricName)}\`` : 'which metric?'}${didYouMean(guesses)} Metrics: ${METRIC_NAMES.join(', ')}. ${usage}`,
+      `${metricName ? `unknown metric \`${clipInput(metricName)}\`` : 'which metric?'}${guesses.length > 0 ? didYouMean(guesses) : '.'} Metrics: ${METRIC_NAMES.join(', ')}. ${usage}`,
     );
   }
   return { target, metric };

@@ -54,7 +54,7 @@ export function isMetric(name: string): name is Metric {
 }
 
 /** Words people use for the metrics ("size", "xid-age", "lag"); the stored names work as well. */
-const METRIC_ALIASES: Readonly<Record<string, Metric>> = {
+export const METRIC_ALIASES: Readonly<Record<string, Metric>> = {
   size: 'database_bytes',
   'database-size': 'database_bytes',
   'db-size': 'database_bytes',
