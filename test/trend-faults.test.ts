@@ -9,7 +9,6 @@ import { adminQuery } from './helpers/db.js';
 import { HalfOpenProxy } from './helpers/proxy.js';
 
 const NOW = new Date('2026-12-06T12:00:00Z');
-const HOUR = 3_600_000;
 let fx: Fixture;
 let app: App;
 let proxy: HalfOpenProxy;

@@ -1,7 +1,9 @@
 // Alert state in the state database: each (target, check)'s last verdict, and the alerts it opens and
 // resolves; every change is a compare-and-set under a row lock, so each change is reported once.
+
 import type pg from 'pg';
 import type { ChannelRef, PostedRef } from '../notify/poster.js';
+import { inTransaction } from '../state/transaction.js';
 
 export const CHECK_STATUSES = ['ok', 'warn', 'fail'] as const;
 export type CheckStatus = (typeof CHECK_STATUSES)[number];
@@ -91,23 +93,7 @@ export class AlertBook {
 
   /** Records one verdict; the returned transition is seen by exactly one caller. */
   async record(v: Verdict): Promise<Transition> {
-    const client = await this.#pool.connect();
-    let broken: Error | undefined;
-    try {
-      await client.query('BEGIN');
-      try {
-        const out = await this.#record(client, v);
-        await client.query('COMMIT');
-        return out;
-      } catch (err) {
-        await client.query('ROLLBACK').catch((e: unknown) => {
-          broken = e instanceof Error ? e : new Error(String(e));
-        });
-        throw err;
-      }
-    } finally {
-      client.release(broken);
-    }
+    return await inTransaction(this.#pool, (client) => this.#record(client, v));
   }
 
   async #record(client: pg.PoolClient, v: Verdict): Promise<Transition> {

@@ -1,7 +1,9 @@
 // The schedule runs in the state database: enqueueing a slot once, starting, heartbeats, outcomes, sweeps.
+
 import pg from 'pg';
 import type { Logger } from '../core/log.js';
 import { redactSecrets } from '../core/log.js';
+import { inTransaction } from '../state/transaction.js';
 
 export const RUN_STATES = ['queued', 'running', 'succeeded', 'failed', 'refused', 'interrupted'] as const;
 export type RunState = (typeof RUN_STATES)[number];
@@ -103,19 +105,10 @@ export class ScheduleStore {
 
   /** Runs `work` in one transaction holding the schedule's advisory lock (enqueueing serializes per schedule). */
   async locked<T>(schedule: string, work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
-    const client = await this.pool.connect();
-    try {
-      await client.query('BEGIN');
+    return await inTransaction(this.pool, async (client) => {
       await client.query("SELECT pg_advisory_xact_lock(hashtext('dbops:schedule:' || $1))", [schedule]);
-      const result = await work(client);
-      await client.query('COMMIT');
-      return result;
-    } catch (err) {
-      await client.query('ROLLBACK').catch(() => {});
-      throw err;
-    } finally {
-      client.release();
-    }
+      return await work(client);
+    });
   }
 
   /** When dbops first saw the schedule (recorded now if never): slots before it are not caught up. */

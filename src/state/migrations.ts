@@ -1,4 +1,5 @@
 // The state database's schema as an ordered list of versioned migrations, applied once under an advisory lock.
+
 import type pg from 'pg';
 import { ALERTS_HISTORY_MIGRATION } from '../alerts/migration.js';
 import { DIGEST_MIGRATION } from '../digest/migration.js';
@@ -6,6 +7,7 @@ import { SCHEDULES_MIGRATION } from '../schedules/migration.js';
 import { BACKENDS_MIGRATION } from './backends.js';
 import { REFS_MIGRATION } from './paged-reads.js';
 import { REASONS_MIGRATION } from './reasons-migration.js';
+import { inTransaction } from './transaction.js';
 
 export interface Migration {
   version: number;
@@ -158,38 +160,25 @@ export async function migrate(
   migrations: readonly Migration[] = MIGRATIONS,
 ): Promise<number[]> {
   const ordered = [...migrations].sort((a, b) => a.version - b.version);
-  const client = await pool.connect();
-  let broken: Error | undefined;
-  try {
-    await client.query('BEGIN');
-    try {
-      await client.query('SELECT pg_advisory_xact_lock($1)', [MIGRATION_LOCK_KEY]);
-      await client.query(`CREATE TABLE IF NOT EXISTS dbops_schema_migrations (
-        version int PRIMARY KEY,
-        name text NOT NULL,
-        applied_at timestamptz NOT NULL DEFAULT now()
-      )`);
-      const done = await client.query<{ version: number }>('SELECT version FROM dbops_schema_migrations');
-      const applied = new Set(done.rows.map((r) => r.version));
-      const ran: number[] = [];
-      for (const m of ordered) {
-        if (applied.has(m.version)) continue;
-        await client.query(m.sql);
-        await client.query(
-          'INSERT INTO dbops_schema_migrations (version, name, applied_at) VALUES ($1, $2, now())',
-          [m.version, m.name],
-        );
-        ran.push(m.version);
-      }
-      await client.query('COMMIT');
-      return ran;
-    } catch (err) {
-      await client.query('ROLLBACK').catch((rollbackErr: unknown) => {
-        broken = rollbackErr instanceof Error ? rollbackErr : new Error(String(rollbackErr));
-      });
-      throw err;
+  return await inTransaction(pool, async (client) => {
+    await client.query('SELECT pg_advisory_xact_lock($1)', [MIGRATION_LOCK_KEY]);
+    await client.query(`CREATE TABLE IF NOT EXISTS dbops_schema_migrations (
+      version int PRIMARY KEY,
+      name text NOT NULL,
+      applied_at timestamptz NOT NULL DEFAULT now()
+    )`);
+    const done = await client.query<{ version: number }>('SELECT version FROM dbops_schema_migrations');
+    const applied = new Set(done.rows.map((r) => r.version));
+    const ran: number[] = [];
+    for (const m of ordered) {
+      if (applied.has(m.version)) continue;
+      await client.query(m.sql);
+      await client.query(
+        'INSERT INTO dbops_schema_migrations (version, name, applied_at) VALUES ($1, $2, now())',
+        [m.version, m.name],
+      );
+      ran.push(m.version);
     }
-  } finally {
-    client.release(broken);
-  }
+    return ran;
+  });
 }

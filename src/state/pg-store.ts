@@ -1,4 +1,5 @@
 // The StateStore on PostgreSQL: every transition is a compare-and-set, so replicas can share one database.
+
 import pg from 'pg';
 import type { Logger } from '../core/log.js';
 import { redactSecrets } from '../core/log.js';
@@ -21,6 +22,7 @@ import {
   toRequest,
   withVotes,
 } from './rows.js';
+import { inTransaction } from './transaction.js';
 import type {
   Actor,
   ApprovalRequest,
@@ -474,29 +476,7 @@ export class PgStateStore implements StateStore {
 
   /** Runs `fn` in one transaction on one connection; commits when it resolves (refusals included). */
   private async transaction<R>(fn: (client: pg.PoolClient) => Promise<R>): Promise<R> {
-    const client = await this.pool.connect();
-    // A checked-out client has no pool listener; without this one a dropped connection would crash the process.
-    let lost: Error | undefined;
-    const onError = (err: Error): void => {
-      lost = err;
-    };
-    client.on('error', onError);
-    try {
-      await client.query('BEGIN');
-      try {
-        const result = await fn(client);
-        await client.query('COMMIT');
-        return result;
-      } catch (err) {
-        await client.query('ROLLBACK').catch((rollbackErr: unknown) => {
-          lost ??= rollbackErr instanceof Error ? rollbackErr : new Error(String(rollbackErr));
-        });
-        throw err;
-      }
-    } finally {
-      client.off('error', onError);
-      client.release(lost);
-    }
+    return await inTransaction(this.pool, fn);
   }
 }
 
