@@ -272,6 +272,8 @@ export async function createApp(options: AppOptions): Promise<App> {
       };
     },
     async close() {
+      // The closing audit records of the last replies are written before anything closes.
+      await core.settled();
       for (const timer of timers) clearInterval(timer);
       directory.stop();
       core.stopJournal();

@@ -57,6 +57,8 @@ export class Core implements CoreServices {
   #inFlight = 0;
   #draining = false;
   readonly #whenIdle = new Set<() => void>();
+  /** Writes made after their reply (a direct run's closing audit record) still under way. */
+  readonly #afterReply = new Set<Promise<void>>();
 
   readonly #runner: string;
   readonly #audit: AuditTrail;
@@ -96,6 +98,7 @@ export class Core implements CoreServices {
       runner: this.#runner,
       runLeaseMs: deps.runLeaseMs ?? DEFAULT_RUN_LEASE_MS,
       history: deps.history,
+      afterReply: (work) => this.#later(work),
       onTargetFree: (target) => {
         if (this.#draining) return;
         this.#tracked(() => this.#startWaiting(target)).catch((err: unknown) =>
@@ -187,6 +190,24 @@ export class Core implements CoreServices {
       }, timeoutMs);
       this.#whenIdle.add(done);
     });
+  }
+
+  /**
+   * Runs `work` once the reply being made has been handed to its surface (the next turn of the event
+   * loop, after the promise callbacks that carry the reply on); counted as in flight until it is done.
+   */
+  #later(work: () => Promise<void>): void {
+    const done = this.#tracked(async () => {
+      await new Promise((resolve) => setImmediate(resolve));
+      await work();
+    }).catch((err: unknown) => this.#deps.log.error({ err }, 'a write after the reply failed'));
+    this.#afterReply.add(done);
+    void done.finally(() => this.#afterReply.delete(done));
+  }
+
+  /** Resolves when every write made after its reply (closing audit records) has ended. */
+  async settled(): Promise<void> {
+    while (this.#afterReply.size > 0) await Promise.all([...this.#afterReply]);
   }
 
   async #tracked<T>(work: () => Promise<T>): Promise<T> {

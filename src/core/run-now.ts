@@ -1,9 +1,10 @@
-// Operations that run at once (reads, and writes the policy lets through): audited before and after, and
-// a read answered in pages (paging.ts) remembered under the invocation's reference for its page button.
+// Operations that run at once (reads, and writes the policy lets through): audited before they run and,
+// off the reply's path, after; a read answered in pages (paging.ts) remembered under the invocation's
+// reference for its page button.
 import type { ResolvedTarget } from '../config/schema.js';
 import type { StateStore } from '../state/types.js';
 import type { AuditTrail } from './audit.js';
-import type { About, InvocationContext } from './context.js';
+import type { About, AuditInput, InvocationContext } from './context.js';
 import { formatDuration } from './duration.js';
 import { widthFor, wrapLines } from './layout.js';
 import type { AnyOperation } from './operation.js';
@@ -25,6 +26,11 @@ export interface RunNowInfo {
 export interface RunNowDeps {
   audit: AuditTrail;
   state: StateStore;
+  /**
+   * Writes the record of how the run ended after the reply is on its way: durably (retried, then the
+   * local journal), failures logged. A process killed before it is written leaves the record of the start.
+   */
+  recordAfterReply(ctx: InvocationContext, event: AuditInput): void;
   /** Runs the operation's run step with these arguments, and a row cap above its own when given. */
   run(
     ctx: InvocationContext,
@@ -63,9 +69,7 @@ export async function runNow(
       pages: info.pages,
     });
     const durationMs = Date.now() - started;
-    await audit
-      .record(ctx, { event: 'executed', outcome: 'ok', durationMs, ...info.about })
-      .catch((err: unknown) => ctx.log.error({ err }, 'audit write failed after the operation ran'));
+    deps.recordAfterReply(ctx, { event: 'executed', outcome: 'ok', durationMs, ...info.about });
     // The command in the note works when pasted anyway; only the page button needs this.
     if (remember) {
       await deps.state

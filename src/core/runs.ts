@@ -37,6 +37,11 @@ export interface RunsDeps {
   onOperationRun?: ((run: OperationRun) => void) | undefined;
   runner: string;
   runLeaseMs: number;
+  /**
+   * Runs `work` after the reply now being made has gone to its surface, keeping track of it (shutdown and
+   * app.close() wait for it); a failure of `work` is logged.
+   */
+  afterReply: (work: () => Promise<void>) => void;
   /** Called when a run this replica started has ended, so the next approved request there may start. */
   onTargetFree?: (target: string) => void;
   /** Stored history samples, for operations that forecast from them (`health`); absent when not kept. */
@@ -111,6 +116,7 @@ export class Runs {
       {
         audit: this.#deps.audit,
         state: this.#deps.state,
+        recordAfterReply: (c, event) => this.#recordAfterReply(c, event),
         run: (c, op, t, a, rowCap) => this.step(c, op, t, a, runStep, 'run', undefined, rowCap),
       },
       ctx,
@@ -119,6 +125,21 @@ export class Runs {
       args,
       info,
     );
+  }
+
+  /**
+   * The audit record of how a direct run ended, written once the reply is on its way: timed now, retried
+   * and journaled like a run's outcome (DurableOutcomes), so it is never silently lost while this process
+   * lives; a process killed first leaves the record of the start, with no outcome.
+   */
+  #recordAfterReply(ctx: InvocationContext, event: AuditInput): void {
+    const { audit, outcomes, clock } = this.#deps;
+    const record = audit.build(ctx, event);
+    const at = clock();
+    this.#deps.afterReply(async () => {
+      await outcomes.audit(record, at);
+      ctx.log.info({ audit: record }, 'audit');
+    });
   }
 
   /**

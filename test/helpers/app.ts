@@ -100,7 +100,19 @@ export async function startApp(
 }
 
 /** Sends one command as a person through the whole core. */
+/**
+ * Dispatches as `identity`; resolves once the writes made after the reply (a read's closing audit
+ * record) are done too, so a test reads the audit log as it will stay.
+ */
 export function as(app: App, identity: string, surface: Surface = 'cli', channel?: string) {
-  return (text: string): Promise<Reply> =>
-    app.core.dispatch({ surface, identity, text, ...(channel !== undefined ? { channel } : {}) });
+  return async (text: string): Promise<Reply> => {
+    const reply = await app.core.dispatch({
+      surface,
+      identity,
+      text,
+      ...(channel !== undefined ? { channel } : {}),
+    });
+    await app.core.settled();
+    return reply;
+  };
 }
