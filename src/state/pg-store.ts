@@ -13,14 +13,14 @@ import {
   json,
   listLimit,
   loadRequest,
-  loadVotes,
-  mustLoad,
-  type Queryable,
   type RequestRow,
+  type RequestVotesRow,
   single,
   toId,
   toRequest,
+  toRequestWithVotes,
   withVotes,
+  withVotesOf,
 } from './rows.js';
 import { inTransaction } from './transaction.js';
 import type {
@@ -35,8 +35,8 @@ import type {
   RunLease,
   StateStore,
   Transition,
-  TransitionRefusal,
 } from './types.js';
+import { approveLocked, denyLocked, expireLocked, lockRequest, refuseVote } from './votes.js';
 
 export interface PgStateStoreOptions {
   /** Pool size; the state queries are short, a handful of connections is plenty. */
@@ -164,22 +164,7 @@ export class PgStateStore implements StateStore {
     return await this.transaction(async (c): Promise<Transition & { reached?: boolean }> => {
       const row = await lockRequest(c, id);
       if (row === undefined) return { ok: false, code: 'not_found' };
-      const refusal = await refuseVote(c, row, voter, now);
-      if (refusal !== undefined) return refusal;
-      await insertVote(c, id, voter, 'approve', undefined, now);
-      const counted = await c.query<{ n: number }>(
-        "SELECT count(*)::int AS n FROM dbops_votes WHERE request_id = $1 AND vote = 'approve'",
-        [id],
-      );
-      const reached = judge
-        ? judge(await mustLoad(c, id))
-        : (counted.rows[0]?.n ?? 0) >= row.approvals_required;
-      await c.query('UPDATE dbops_requests SET status = $2, updated_at = $3 WHERE id = $1', [
-        id,
-        reached ? 'approved' : 'pending',
-        now,
-      ]);
-      return { ok: true, request: await mustLoad(c, id), reached };
+      return (await refuseVote(c, row, voter, now)) ?? (await approveLocked(c, row, voter, now, judge));
     });
   }
 
@@ -187,14 +172,7 @@ export class PgStateStore implements StateStore {
     return await this.transaction(async (c): Promise<Transition> => {
       const row = await lockRequest(c, id);
       if (row === undefined) return { ok: false, code: 'not_found' };
-      const refusal = await refuseVote(c, row, voter, now);
-      if (refusal !== undefined) return refusal;
-      await insertVote(c, id, voter, 'deny', reason, now);
-      await c.query(
-        "UPDATE dbops_requests SET status = 'denied', reason = $2, updated_at = $3 WHERE id = $1",
-        [id, reason ?? null, now],
-      );
-      return { ok: true, request: await mustLoad(c, id) };
+      return (await refuseVote(c, row, voter, now)) ?? (await denyLocked(c, row, voter, reason, now));
     });
   }
 
@@ -203,42 +181,50 @@ export class PgStateStore implements StateStore {
       const row = await lockRequest(c, id);
       if (row === undefined) return { ok: false, code: 'not_found' };
       if (row.requester_person !== actor.person) {
-        return { ok: false, code: 'not_requester', request: await mustLoad(c, id) };
+        return { ok: false, code: 'not_requester', request: toRequestWithVotes(row) };
       }
       if (row.status !== 'pending' && row.status !== 'approved')
-        return { ok: false, code: 'not_pending', request: await mustLoad(c, id) };
+        return { ok: false, code: 'not_pending', request: toRequestWithVotes(row) };
       if (now.getTime() >= row.expires_at.getTime()) return await expireLocked(c, id, now);
-      await c.query("UPDATE dbops_requests SET status = 'cancelled', updated_at = $2 WHERE id = $1", [
-        id,
-        now,
-      ]);
-      return { ok: true, request: await mustLoad(c, id) };
+      const { rows } = await c.query<RequestVotesRow>(
+        withVotesOf(
+          "UPDATE dbops_requests SET status = 'cancelled', updated_at = $2 WHERE id = $1 RETURNING *",
+        ),
+        [id, now],
+      );
+      return { ok: true, request: toRequestWithVotes(single(rows)) };
     });
   }
 
   async voidRequest(id: number, reason: string, now: Date): Promise<Transition> {
-    const { rows } = await this.pool.query<RequestRow>(
-      `UPDATE dbops_requests SET status = 'cancelled', reason = $2, updated_at = $3
+    const { rows } = await this.pool.query<RequestVotesRow>(
+      withVotesOf(
+        `UPDATE dbops_requests SET status = 'cancelled', reason = $2, updated_at = $3
        WHERE id = $1 AND status IN ('pending', 'approved') RETURNING *`,
+      ),
       [id, reason, now],
     );
     return await this.afterCompareAndSet(id, rows);
   }
 
   async reopen(id: number, now: Date): Promise<Transition> {
-    const { rows } = await this.pool.query<RequestRow>(
-      `UPDATE dbops_requests SET status = 'pending', updated_at = $2
+    const { rows } = await this.pool.query<RequestVotesRow>(
+      withVotesOf(
+        `UPDATE dbops_requests SET status = 'pending', updated_at = $2
        WHERE id = $1 AND status = 'approved' RETURNING *`,
+      ),
       [id, now],
     );
     return await this.afterCompareAndSet(id, rows);
   }
 
   async requestCancel(id: number, by: Actor, now: Date): Promise<Transition> {
-    const { rows } = await this.pool.query<RequestRow>(
-      `UPDATE dbops_requests SET cancel_requested_by = coalesce(cancel_requested_by, $2::jsonb),
+    const { rows } = await this.pool.query<RequestVotesRow>(
+      withVotesOf(
+        `UPDATE dbops_requests SET cancel_requested_by = coalesce(cancel_requested_by, $2::jsonb),
          cancel_requested_at = coalesce(cancel_requested_at, $3)
        WHERE id = $1 AND status = 'running' RETURNING *`,
+      ),
       [id, json(by), now],
     );
     return await this.afterCompareAndSet(id, rows);
@@ -257,22 +243,25 @@ export class PgStateStore implements StateStore {
       runner: 'unnamed',
       until: new Date(now.getTime() + DEFAULT_LEASE_MS),
     };
-    let rows: RequestRow[];
+    let rows: RequestVotesRow[];
     try {
-      ({ rows } = await this.pool.query<RequestRow>(
-        `UPDATE dbops_requests SET status = 'running', updated_at = $2, runner = $3, lease_until = $4
+      ({ rows } = await this.pool.query<RequestVotesRow>(
+        withVotesOf(
+          `UPDATE dbops_requests SET status = 'running', updated_at = $2, runner = $3, lease_until = $4
          WHERE id = $1 AND status = 'approved' AND expires_at > $2 RETURNING *`,
+        ),
         [id, now, runner, until],
       ));
       if (rows.length === 0) {
-        const overdue = await this.pool.query<RequestRow>(
-          `UPDATE dbops_requests SET status = 'expired', updated_at = $2
+        const overdue = await this.pool.query<RequestVotesRow>(
+          withVotesOf(
+            `UPDATE dbops_requests SET status = 'expired', updated_at = $2
            WHERE id = $1 AND status = 'approved' AND expires_at <= $2 RETURNING *`,
+          ),
           [id, now],
         );
         const row = overdue.rows[0];
-        if (row !== undefined)
-          return { ok: false, code: 'expired', request: toRequest(row, await loadVotes(this.pool, id)) };
+        if (row !== undefined) return { ok: false, code: 'expired', request: toRequestWithVotes(row) };
       }
     } catch (err) {
       if (isUniqueViolation(err, ONE_RUNNING_PER_TARGET)) {
@@ -292,10 +281,12 @@ export class PgStateStore implements StateStore {
     now: Date,
     runner?: string,
   ): Promise<Transition> {
-    const { rows } = await this.pool.query<RequestRow>(
-      `UPDATE dbops_requests SET status = $2, result = $3, error = $4, updated_at = $5
+    const { rows } = await this.pool.query<RequestVotesRow>(
+      withVotesOf(
+        `UPDATE dbops_requests SET status = $2, result = $3, error = $4, updated_at = $5
        WHERE id = $1 AND (status = 'running'
          OR (status = 'failed' AND runner = $6 AND starts_with(error, $7))) RETURNING *`,
+      ),
       [
         id,
         outcome.status,
@@ -465,9 +456,9 @@ export class PgStateStore implements StateStore {
   }
 
   /** Turns the rows of a compare-and-set UPDATE into a transition: zero rows means not found or not allowed. */
-  private async afterCompareAndSet(id: number, rows: RequestRow[]): Promise<Transition> {
+  private async afterCompareAndSet(id: number, rows: RequestVotesRow[]): Promise<Transition> {
     const row = rows[0];
-    if (row !== undefined) return { ok: true, request: toRequest(row, await loadVotes(this.pool, id)) };
+    if (row !== undefined) return { ok: true, request: toRequestWithVotes(row) };
     const current = await loadRequest(this.pool, id);
     return current === undefined
       ? { ok: false, code: 'not_found' }
@@ -478,53 +469,4 @@ export class PgStateStore implements StateStore {
   private async transaction<R>(fn: (client: pg.PoolClient) => Promise<R>): Promise<R> {
     return await inTransaction(this.pool, fn);
   }
-}
-
-// ---- transitions inside a transaction ----
-
-async function lockRequest(c: Queryable, id: number): Promise<RequestRow | undefined> {
-  const { rows } = await c.query<RequestRow>('SELECT * FROM dbops_requests WHERE id = $1 FOR UPDATE', [id]);
-  return rows[0];
-}
-
-/** The refusals shared by approve and deny, checked with the row locked. Marks an overdue request expired. */
-async function refuseVote(
-  c: Queryable,
-  row: RequestRow,
-  voter: Actor,
-  now: Date,
-): Promise<TransitionRefusal | undefined> {
-  const id = toId(row.id);
-  // Same person whatever identity or surface: people, not accounts, are the four eyes.
-  if (row.requester_person === voter.person) {
-    return { ok: false, code: 'self_approval', request: await mustLoad(c, id) };
-  }
-  if (row.status !== 'pending') return { ok: false, code: 'not_pending', request: await mustLoad(c, id) };
-  if (now.getTime() >= row.expires_at.getTime()) return await expireLocked(c, id, now);
-  const voted = await c.query('SELECT 1 FROM dbops_votes WHERE request_id = $1 AND person = $2', [
-    id,
-    voter.person,
-  ]);
-  if (voted.rows.length > 0) return { ok: false, code: 'already_voted', request: await mustLoad(c, id) };
-  return undefined;
-}
-
-async function expireLocked(c: Queryable, id: number, now: Date): Promise<TransitionRefusal> {
-  await c.query("UPDATE dbops_requests SET status = 'expired', updated_at = $2 WHERE id = $1", [id, now]);
-  return { ok: false, code: 'expired', request: await mustLoad(c, id) };
-}
-
-async function insertVote(
-  c: Queryable,
-  id: number,
-  voter: Actor,
-  vote: 'approve' | 'deny',
-  reason: string | undefined,
-  now: Date,
-): Promise<void> {
-  await c.query(
-    `INSERT INTO dbops_votes (request_id, person, identity, surface, vote, reason, at)
-     VALUES ($1, $2, $3, $4, $5, $6, $7)`,
-    [id, voter.person, voter.identity, voter.surface, vote, reason ?? null, now],
-  );
 }

@@ -79,10 +79,53 @@ export interface AuditRow {
 
 // ---- reading ----
 
+/**
+ * The votes of the request row `alias` as one JSON array, in loadVotes' order (at, person), so that one
+ * statement reads a request — or changes it (withVotesOf) — together with its votes.
+ */
+export function votesJson(alias: string): string {
+  return `(SELECT coalesce(json_agg(json_build_object('person', v.person, 'identity', v.identity,
+      'surface', v.surface, 'vote', v.vote, 'reason', v.reason,
+      'at_ms', floor(extract(epoch FROM v.at) * 1000)::bigint) ORDER BY v.at, v.person), '[]'::json)
+    FROM dbops_votes v WHERE v.request_id = ${alias}.id) AS votes_json`;
+}
+
+/** A compare-and-set `UPDATE dbops_requests … RETURNING *` that returns the changed rows with their votes. */
+export function withVotesOf(update: string): string {
+  return `WITH changed AS (${update}) SELECT changed.*, ${votesJson('changed')} FROM changed`;
+}
+
+/** A vote as votesJson gives it. */
+interface VoteJson {
+  person: string;
+  identity: string;
+  surface: string;
+  vote: string;
+  reason: string | null;
+  at_ms: number | string;
+}
+
+/** A request row read with votesJson. */
+export interface RequestVotesRow extends RequestRow {
+  votes_json: VoteJson[];
+}
+
+export function votesOf(row: RequestVotesRow): Vote[] {
+  return row.votes_json.map((v) => toVote({ ...v, request_id: row.id, at: new Date(Number(v.at_ms)) }));
+}
+
+/** A request row read with votesJson, as the request with its votes. */
+export function toRequestWithVotes(row: RequestVotesRow): ApprovalRequest {
+  return toRequest(row, votesOf(row));
+}
+
 export async function loadRequest(c: Queryable, id: number): Promise<ApprovalRequest | undefined> {
-  const { rows } = await c.query<RequestRow>('SELECT * FROM dbops_requests WHERE id = $1', [id]);
+  const { rows } = await c.query<RequestVotesRow>(
+    `SELECT r.*, ${votesJson('r')} FROM dbops_requests r WHERE r.id = $1`,
+    [id],
+  );
   const row = rows[0];
-  return row === undefined ? undefined : toRequest(row, await loadVotes(c, id));
+  return row === undefined ? undefined : toRequestWithVotes(row);
 }
 
 /** For a request this transaction holds locked: it exists. */
@@ -90,14 +133,6 @@ export async function mustLoad(c: Queryable, id: number): Promise<ApprovalReques
   const request = await loadRequest(c, id);
   if (request === undefined) throw new Error(`request ${id} vanished while locked`);
   return request;
-}
-
-export async function loadVotes(c: Queryable, id: number): Promise<Vote[]> {
-  const { rows } = await c.query<VoteRow>(
-    'SELECT * FROM dbops_votes WHERE request_id = $1 ORDER BY at, person',
-    [id],
-  );
-  return rows.map(toVote);
 }
 
 export async function withVotes(c: Queryable, rows: RequestRow[]): Promise<ApprovalRequest[]> {
