@@ -301,6 +301,17 @@ function countingAuditFailures(state: PgStateStore, metrics: Metrics): StateStor
         };
         return audit;
       }
+      if (property === 'auditAll') {
+        const auditAll: StateStore['auditAll'] = async (events, now) => {
+          try {
+            await target.auditAll(events, now);
+          } catch (err) {
+            for (const event of events) metrics.auditWriteFailed(event.event);
+            throw err;
+          }
+        };
+        return auditAll;
+      }
       const value: unknown = Reflect.get(target, property, target);
       return typeof value === 'function' ? value.bind(target) : value;
     },

@@ -121,7 +121,8 @@ export class Approvals {
   async sweep(): Promise<ApprovalRequest[]> {
     const { state, audit, changed, log } = this.#deps;
     const now = this.#deps.clock();
-    for (const request of await state.interruptAbandoned(now)) {
+    const { interrupted, expired } = await state.sweepDue(now);
+    for (const request of interrupted) {
       log.warn(
         { requestId: request.id, runner: request.runner, target: request.target },
         'a running request was left behind by a replica that stopped; reported interrupted',
@@ -135,7 +136,6 @@ export class Approvals {
       });
       changed(request, 'failed');
     }
-    const expired = await state.expireDue(now);
     for (const request of expired) {
       await audit.bySystem(request, now, { event: 'expired', outcome: 'expired' });
       changed(request, 'expired');

@@ -42,10 +42,18 @@ export class AuditTrail {
     return record;
   }
 
-  /** Like record(), but a failed write becomes a user-facing error: nothing runs without its record. */
-  async orStop(ctx: InvocationContext, event: AuditInput): Promise<void> {
+  /**
+   * Like record(), but a failed write becomes a user-facing error: nothing runs without its record.
+   * Several events are written in one statement, in order (all or none).
+   */
+  async orStop(ctx: InvocationContext, event: AuditInput | readonly AuditInput[]): Promise<void> {
     try {
-      await this.record(ctx, event);
+      if (!isMany(event)) await this.record(ctx, event);
+      else {
+        const records = event.map((e) => this.build(ctx, e));
+        await this.#state.auditAll(records, this.#clock());
+        for (const record of records) ctx.log.info({ audit: record }, 'audit');
+      }
     } catch (err) {
       ctx.log.error({ err }, 'audit write failed; refusing to run');
       throw new UserError(
@@ -138,6 +146,10 @@ export class AuditTrail {
         ),
       );
   }
+}
+
+function isMany(event: AuditInput | readonly AuditInput[]): event is readonly AuditInput[] {
+  return Array.isArray(event);
 }
 
 export function withoutUndefined<T extends object>(value: T): T {

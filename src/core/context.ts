@@ -135,7 +135,8 @@ export interface CoreServices {
   actor(ctx: InvocationContext): Actor;
   changed(request: ApprovalRequest, change: RequestChange): void;
   audit(ctx: InvocationContext, event: AuditInput): Promise<void>;
-  auditOrStop(ctx: InvocationContext, event: AuditInput): Promise<void>;
+  /** Several events: written in one statement, in order. */
+  auditOrStop(ctx: InvocationContext, event: AuditInput | readonly AuditInput[]): Promise<void>;
   refuse(ctx: InvocationContext, code: UserError['code'], message: string, about?: About): Promise<Reply>;
   /** Binds arguments, decides by policy, then runs at once or stores a request for approval. */
   runOperation(

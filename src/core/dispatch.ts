@@ -366,7 +366,7 @@ export class Core implements CoreServices {
   }
 
   /** Like audit(), but a failed write becomes a user-facing error: nothing runs without its record. */
-  async auditOrStop(ctx: InvocationContext, event: AuditInput): Promise<void> {
+  async auditOrStop(ctx: InvocationContext, event: AuditInput | readonly AuditInput[]): Promise<void> {
     await this.#audit.orStop(ctx, event);
   }
 

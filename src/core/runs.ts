@@ -128,7 +128,7 @@ export class Runs {
   }
 
   /**
-   * The audit record of how a direct run ended, written once the reply is on its way: timed now, retried
+   * The audit record of how a run ended, written once the reply is on its way: timed now, retried
    * and journaled like a run's outcome (DurableOutcomes), so it is never silently lost while this process
    * lives; a process killed first leaves the record of the start, with no outcome.
    */
@@ -349,8 +349,8 @@ export class Runs {
   }
 
   /**
-   * Records how a run ended — the request's outcome, then its audit record — durably: retried, and
-   * journaled when the state database cannot take them (`delayed`).
+   * Records how a run ended — the request's outcome now, its audit record once the reply is on its way —
+   * durably: retried, and journaled when the state database cannot take them (`delayed`: the outcome).
    */
   async #record(
     ctx: InvocationContext,
@@ -358,7 +358,7 @@ export class Runs {
     outcome: RunOutcome,
     event: AuditInput,
   ): Promise<{ request?: ApprovalRequest; delayed: boolean }> {
-    const { outcomes, clock, runner, changed, audit } = this.#deps;
+    const { outcomes, clock, runner, changed } = this.#deps;
     const id = event.requestId ?? ctx.requestId;
     if (id === undefined) throw new Error('a run outcome without the request it belongs to');
     const finished = await outcomes.finish(id, outcome, clock(), runner);
@@ -366,12 +366,10 @@ export class Runs {
     if (finished.transition && !finished.transition.ok)
       ctx.log.warn({ requestId: id }, 'the run finished but its request could not be updated');
     if (request) changed(request, outcome.status);
-    const record = audit.build(ctx, event);
-    const audited = await outcomes.audit(record, clock());
-    ctx.log.info({ audit: record }, 'audit');
-    const delayed = finished.delayed || audited.delayed;
-    if (delayed) live.delayed = true;
-    return { ...(request ? { request } : {}), delayed };
+    // The request shows the outcome before the reply; its audit record follows the reply, as durably.
+    this.#recordAfterReply(ctx, event);
+    if (finished.delayed) live.delayed = true;
+    return { ...(request ? { request } : {}), delayed: finished.delayed };
   }
 
   /** The end of a run a person stopped: recorded as cancelled with what was and was not done, audited. */

@@ -1,7 +1,8 @@
-// Reading the audit log with filters: `/db audit` (newest first) and `dbops audit export` (oldest first, by pages).
+// The audit log's SQL: records written (one or several per statement), and read with filters — `/db audit`
+// (newest first) and `dbops audit export` (oldest first, by pages).
 
-import { type AuditRow, type Queryable, toAuditRecord } from './rows.js';
-import type { AuditFilter, AuditRecord } from './types.js';
+import { type AuditRow, json, type Queryable, toAuditRecord } from './rows.js';
+import type { AuditEvent, AuditFilter, AuditRecord } from './types.js';
 
 const MAX_PAGE = 5000;
 
@@ -29,4 +30,42 @@ export async function queryAudit(q: Queryable, filter: AuditFilter): Promise<Aud
     params,
   );
   return rows.map(toAuditRecord);
+}
+
+const AUDIT_COLUMNS = 18;
+
+/** INSERT of `count` audit records (auditValues gives each one's parameters), in order of their ids. */
+export function auditInsertSql(count: number): string {
+  const rows = Array.from(
+    { length: count },
+    (_, r) =>
+      `(${Array.from({ length: AUDIT_COLUMNS }, (_, c) => `$${r * AUDIT_COLUMNS + c + 1}`).join(', ')})`,
+  );
+  return `INSERT INTO dbops_audit (at, request_id, event, person, identity, surface, channel, thread, operation,
+     target, args, risk, approvers, outcome, duration_ms, error, detail, ref)
+   VALUES ${rows.join(',\n     ')}`;
+}
+
+/** The parameters of one audit record, in auditInsertSql's column order. */
+export function auditValues(event: AuditEvent, now: Date): unknown[] {
+  return [
+    now,
+    event.requestId,
+    event.event,
+    event.person,
+    event.identity,
+    event.surface,
+    event.channel ?? null,
+    event.thread ?? null,
+    event.operation ?? null,
+    event.target ?? null,
+    event.args === undefined ? null : json(event.args),
+    event.risk ?? null,
+    event.approvers ?? null,
+    event.outcome,
+    event.durationMs === undefined ? null : Math.round(event.durationMs),
+    event.error ?? null,
+    event.detail === undefined ? null : json(event.detail),
+    event.ref ?? null,
+  ];
 }

@@ -4,7 +4,7 @@ import pg from 'pg';
 import type { Logger } from '../core/log.js';
 import { redactSecrets } from '../core/log.js';
 import type { OperationResult, RequestStatus } from '../core/types.js';
-import { queryAudit } from './audit-query.js';
+import { auditInsertSql, auditValues, queryAudit } from './audit-query.js';
 import { migrate } from './migrations.js';
 import { NamedStatementClient } from './named-client.js';
 import { loadPagedRead, savePagedRead } from './paged-reads.js';
@@ -19,6 +19,7 @@ import {
   toId,
   toRequest,
   toRequestWithVotes,
+  votesJson,
   withVotes,
   withVotesOf,
 } from './rows.js';
@@ -37,6 +38,21 @@ import type {
   Transition,
 } from './types.js';
 import { approveLocked, denyLocked, expireLocked, lockRequest, refuseVote } from './votes.js';
+
+/** Runs left behind by a stopped replica ($3) and requests past their time ($4), with their votes. */
+const SWEEP_SQL = `
+WITH interrupted AS (
+  UPDATE dbops_requests SET status = 'failed', updated_at = $1,
+    error = $2 || ' the dbops replica running it (' || coalesce(runner, 'unknown') ||
+      ') stopped answering before it finished; whether the operation took effect is unknown, so check the target before trying again'
+  WHERE $3::boolean AND status = 'running' AND lease_until < $1 RETURNING *
+), expired AS (
+  UPDATE dbops_requests SET status = 'expired', updated_at = $1
+  WHERE $4::boolean AND status IN ('pending', 'approved') AND expires_at <= $1 RETURNING *
+)
+SELECT 'interrupted' AS swept, interrupted.*, ${votesJson('interrupted')} FROM interrupted
+UNION ALL
+SELECT 'expired', expired.*, ${votesJson('expired')} FROM expired`;
 
 export interface PgStateStoreOptions {
   /** Pool size; the state queries are short, a handful of connections is plenty. */
@@ -310,27 +326,26 @@ export class PgStateStore implements StateStore {
   }
 
   async interruptAbandoned(now: Date): Promise<ApprovalRequest[]> {
-    // One statement, like expireDue: a row another replica changes at the same moment is re-checked after
-    // its commit and skipped, because it is no longer running (or its lease was renewed).
-    const { rows } = await this.pool.query<RequestRow>(
-      `UPDATE dbops_requests SET status = 'failed', updated_at = $1,
-         error = $2 || ' the dbops replica running it (' || coalesce(runner, 'unknown') ||
-           ') stopped answering before it finished; whether the operation took effect is unknown, so check the target before trying again'
-       WHERE status = 'running' AND lease_until < $1 RETURNING *`,
-      [now, INTERRUPTED],
-    );
-    return await withVotes(this.pool, rows);
+    return (await this.sweepDue(now, { expire: false })).interrupted;
   }
 
   async expireDue(now: Date): Promise<ApprovalRequest[]> {
-    // One statement: a row another replica is expiring at the same moment is re-checked after its commit
-    // and skipped, because its status is no longer pending.
-    const { rows } = await this.pool.query<RequestRow>(
-      `UPDATE dbops_requests SET status = 'expired', updated_at = $1
-       WHERE status IN ('pending', 'approved') AND expires_at <= $1 RETURNING *`,
-      [now],
+    return (await this.sweepDue(now, { interrupt: false })).expired;
+  }
+
+  async sweepDue(
+    now: Date,
+    which: { interrupt?: boolean; expire?: boolean } = {},
+  ): Promise<{ interrupted: ApprovalRequest[]; expired: ApprovalRequest[] }> {
+    // One statement: a row another replica changes at the same moment is re-checked after its commit and
+    // skipped, because it is no longer running (or its lease was renewed) or no longer pending.
+    const { rows } = await this.pool.query<RequestVotesRow & { swept: 'interrupted' | 'expired' }>(
+      SWEEP_SQL,
+      [now, INTERRUPTED, which.interrupt ?? true, which.expire ?? true],
     );
-    return await withVotes(this.pool, rows);
+    const interrupted = rows.filter((r) => r.swept === 'interrupted').map(toRequestWithVotes);
+    const expired = rows.filter((r) => r.swept === 'expired').map(toRequestWithVotes);
+    return { interrupted, expired };
   }
 
   /** Marks a pending request escalated; true for exactly one caller across replicas (migration 9). */
@@ -412,30 +427,14 @@ export class PgStateStore implements StateStore {
   }
 
   async audit(event: AuditEvent, now: Date): Promise<void> {
+    await this.auditAll([event], now);
+  }
+
+  async auditAll(events: readonly AuditEvent[], now: Date): Promise<void> {
+    if (events.length === 0) return;
     await this.pool.query(
-      `INSERT INTO dbops_audit (at, request_id, event, person, identity, surface, channel, thread, operation,
-         target, args, risk, approvers, outcome, duration_ms, error, detail, ref)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)`,
-      [
-        now,
-        event.requestId,
-        event.event,
-        event.person,
-        event.identity,
-        event.surface,
-        event.channel ?? null,
-        event.thread ?? null,
-        event.operation ?? null,
-        event.target ?? null,
-        event.args === undefined ? null : json(event.args),
-        event.risk ?? null,
-        event.approvers ?? null,
-        event.outcome,
-        event.durationMs === undefined ? null : Math.round(event.durationMs),
-        event.error ?? null,
-        event.detail === undefined ? null : json(event.detail),
-        event.ref ?? null,
-      ],
+      auditInsertSql(events.length),
+      events.flatMap((e) => auditValues(e, now)),
     );
   }
 

@@ -244,6 +244,8 @@ export interface StateStore {
    * call changed (exactly once).
    */
   expireDue(now: Date): Promise<ApprovalRequest[]>;
+  /** interruptAbandoned and expireDue in one statement (one round trip), each list as those calls return it. */
+  sweepDue(now: Date): Promise<{ interrupted: ApprovalRequest[]; expired: ApprovalRequest[] }>;
   /** Merges surface references into the request (e.g. the Slack card's ts). */
   setRefs(id: number, refs: Record<string, unknown>): Promise<void>;
   /** Marks a pending request escalated; true for exactly one caller across replicas. */
@@ -266,6 +268,8 @@ export interface StateStore {
   getPagedRead(ref: string, now: Date): Promise<PagedRead | undefined>;
   /** Writes one audit record; throws if it cannot (callers then run nothing). */
   audit(event: AuditEvent, now: Date): Promise<void>;
+  /** Writes several audit records in one statement, in this order: all of them or none. */
+  auditAll(events: readonly AuditEvent[], now: Date): Promise<void>;
   /** Newest first, or oldest first after `afterId` (see AuditFilter). */
   listAudit(filter: AuditFilter): Promise<AuditRecord[]>;
   close(): Promise<void>;

@@ -106,8 +106,9 @@ export const approve: Handler = async (core, ctx, tokens) => {
     if (vote.code === 'expired') core.changed(vote.request, 'expired');
     return await core.refuse(ctx, vote.code, refusalMessage(vote, id), about);
   }
-  await core.auditOrStop(ctx, { ...about, event: 'vote', outcome: 'approve' });
+  const voted = { ...about, event: 'vote' as const, outcome: 'approve' };
   if (!vote.reached) {
+    await core.auditOrStop(ctx, voted);
     core.changed(vote.request, 'voted');
     const now = judge(config, vote.request);
     const have = now.valid ? now.counted.length : 0;
@@ -121,9 +122,10 @@ export const approve: Handler = async (core, ctx, tokens) => {
       { request: vote.request, ephemeral: false },
     );
   }
-  core.changed(vote.request, 'approved');
   const approvers = vote.request.votes.filter((v) => v.vote === 'approve').map((v) => v.person);
-  await core.auditOrStop(ctx, { ...about, event: 'approved', outcome: 'approved', approvers });
+  // The vote and the approval it completed: two records, one statement.
+  await core.auditOrStop(ctx, [voted, { ...about, event: 'approved', outcome: 'approved', approvers }]);
+  core.changed(vote.request, 'approved');
   return await core.runApproved(ctx, vote.request, { audited: true });
 };
 
