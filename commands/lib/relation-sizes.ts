@@ -46,7 +46,8 @@ export function tableSizeColumns(pgClass: string): string {
           ${toastBytes(pgClass)} AS toast_bytes`;
 }
 
-function toastBytes(pgClass: string): string {
+/** TOAST bytes (the TOAST table and its index) of a pg_class alias's table; 0 without one. */
+export function toastBytes(pgClass: string): string {
   return `CASE WHEN ${pgClass}.reltoastrelid = 0 THEN 0 ELSE pg_total_relation_size(${pgClass}.reltoastrelid) END`;
 }
 
