@@ -10,15 +10,20 @@ let server: Server;
 let base: string;
 const sockets = new Set<unknown>();
 const bodies: string[] = [];
+/** Each request's bytes and content type, for the multipart uploads. */
+const raw: { bytes: Buffer; type: string }[] = [];
 
 function handle(req: IncomingMessage, res: ServerResponse): void {
   sockets.add(req.socket);
   let body = '';
+  const chunks: Buffer[] = [];
   req.on('data', (c: Buffer) => {
     body += c.toString();
+    chunks.push(c);
   });
   req.on('end', () => {
     bodies.push(body);
+    raw.push({ bytes: Buffer.concat(chunks), type: req.headers['content-type'] ?? '' });
     if (req.url === '/stall') return; // never answers
     if (req.url === '/redirect') {
       res.writeHead(302, { location: 'http://example.invalid/' }).end();
@@ -91,14 +96,38 @@ describe('keepAliveFetch', () => {
     }
   });
 
-  it('sends bodies that are not text (file uploads) through the global fetch', async () => {
+  it('sends file uploads (FormData) as multipart over the same kept-alive connection', async () => {
     const fetch = keepAliveFetch(5_000);
     try {
+      sockets.clear();
+      const bytes = new Uint8Array(70_000).map((_, i) => (i * 7) % 256);
       const form = new FormData();
-      form.append('file', new Blob([new Uint8Array([1, 2, 3])]), 'data.bin');
-      const response = await fetch(`${base}/upload`, { method: 'POST', body: form });
-      expect(response.status).toBe(200);
-      expect(bodies.at(-1)).toContain('filename="data.bin"');
+      form.append('note', 'line one\nline two');
+      form.append('we"ird\nname', 'x');
+      form.append('body', new Blob([bytes]), 'a "quoted"\nname.csv');
+      form.append('typed', new Blob(['a,b\r\n1,2\r\n'], { type: 'text/csv' }), 'typed.csv');
+      for (let i = 0; i < 3; i++) {
+        const response = await fetch(`${base}/upload`, { method: 'POST', body: form });
+        expect(response.status).toBe(200);
+        await fetch(`${base}/api/chat.postMessage`, { method: 'POST', body: 'channel=C1' });
+      }
+      // One connection for uploads and calls alike.
+      expect(sockets.size).toBe(1);
+      const sent = raw.at(-2);
+      expect(sent?.type).toMatch(/^multipart\/form-data; boundary=/);
+      // What a server makes of it (the WHATWG parser): every field, name and byte as the form had them.
+      const parsed = await new Response(new Uint8Array(sent?.bytes ?? Buffer.alloc(0)), {
+        headers: { 'content-type': sent?.type ?? '' },
+      }).formData();
+      expect(parsed.get('note')).toBe('line one\r\nline two');
+      expect(parsed.get('we"ird\r\nname')).toBe('x');
+      const file = parsed.get('body') as File;
+      expect(file.name).toBe('a "quoted"\nname.csv');
+      expect(new Uint8Array(await file.arrayBuffer())).toEqual(bytes);
+      const typed = parsed.get('typed') as File;
+      expect(typed.type).toBe('text/csv');
+      expect(await typed.text()).toBe('a,b\r\n1,2\r\n');
+      expect(sent?.bytes.toString('latin1')).toContain('filename="a %22quoted%22%0Aname.csv"');
     } finally {
       fetch.close();
     }

@@ -1,6 +1,7 @@
-// The Slack Web API client's fetch: form posts over kept-alive node:http(s) connections with one socket
-// timeout, instead of the global fetch's web streams and a fresh abort signal per call (half of the
-// bot's own CPU per command went there). Anything but a text body goes to the global fetch.
+// The Slack Web API client's fetch: form posts and file uploads over kept-alive node:http(s) connections
+// with one socket timeout, instead of the global fetch's web streams and a fresh abort signal per call
+// (half of the bot's own CPU per command went there). Other bodies go to the global fetch.
+import { randomBytes } from 'node:crypto';
 import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 
@@ -59,22 +60,65 @@ function headerRecord(headers: RequestInit['headers']): Record<string, string> {
   return out;
 }
 
+/** A field name (newlines made CRLF) or file name in a part's header, escaped as the fetch standard does. */
+function partName(name: string, field = true): string {
+  return (field ? name.replace(/\r\n?|\n/g, '\r\n') : name)
+    .replace(/\n/g, '%0A')
+    .replace(/\r/g, '%0D')
+    .replace(/"/g, '%22');
+}
+
 /**
- * A fetch for the Slack SDK (`clientOptions.fetch`): POSTs of a text body over kept-alive connections;
- * a call that gets no answer within `timeoutMs` (socket idle) fails. Bodies that are not text (file
- * uploads as FormData) use the global fetch.
+ * A FormData (the SDK's file uploads) as multipart/form-data bytes, as the global fetch would send it:
+ * one part per entry, files with their name and type (application/octet-stream when it has none).
+ */
+export async function multipartBody(form: FormData): Promise<{ body: Buffer; contentType: string }> {
+  const boundary = `----dbops-formdata-${randomBytes(12).toString('hex')}`;
+  const parts: Buffer[] = [];
+  for (const [name, value] of form) {
+    const disposition = `--${boundary}\r\nContent-Disposition: form-data; name="${partName(name)}"`;
+    if (typeof value === 'string') {
+      parts.push(Buffer.from(`${disposition}\r\n\r\n${value.replace(/\r\n?|\n/g, '\r\n')}\r\n`));
+      continue;
+    }
+    const type = value.type || 'application/octet-stream';
+    parts.push(
+      Buffer.from(
+        `${disposition}; filename="${partName(value.name, false)}"\r\nContent-Type: ${type}\r\n\r\n`,
+      ),
+      Buffer.from(await value.arrayBuffer()),
+      Buffer.from('\r\n'),
+    );
+  }
+  parts.push(Buffer.from(`--${boundary}--\r\n`));
+  return { body: Buffer.concat(parts), contentType: `multipart/form-data; boundary=${boundary}` };
+}
+
+/**
+ * A fetch for the Slack SDK (`clientOptions.fetch`): POSTs of a text body or a FormData (file uploads,
+ * encoded here) over kept-alive connections; a call that gets no answer within `timeoutMs` (socket
+ * idle) fails. Other bodies use the global fetch.
  */
 export function keepAliveFetch(timeoutMs: number): FetchLike & { close(): void } {
   const agents = {
     'http:': new HttpAgent({ keepAlive: true, maxSockets: MAX_SOCKETS, maxFreeSockets: MAX_SOCKETS }),
     'https:': new HttpsAgent({ keepAlive: true, maxSockets: MAX_SOCKETS, maxFreeSockets: MAX_SOCKETS }),
   };
-  const fetchFn = (input: string | URL, init: RequestInit = {}): Promise<Response> => {
+  const fetchFn = async (input: string | URL, init: RequestInit = {}): Promise<Response> => {
     const url = new URL(String(input));
-    const body = init.body;
-    if ((body !== undefined && body !== null && typeof body !== 'string') || !(url.protocol in agents)) {
-      return globalThis.fetch(input, init);
+    if (!(url.protocol in agents)) return await globalThis.fetch(input, init);
+    if (init.body instanceof FormData) {
+      const { body, contentType } = await multipartBody(init.body);
+      const headers = headerRecord(init.headers);
+      headers['content-type'] = contentType;
+      return await post(url, { ...init, headers }, body);
     }
+    const body = init.body;
+    if (body !== undefined && body !== null && typeof body !== 'string')
+      return await globalThis.fetch(input, init);
+    return await post(url, init, body ?? undefined);
+  };
+  const post = (url: URL, init: RequestInit, body: string | Buffer | undefined): Promise<Response> => {
     const secure = url.protocol === 'https:';
     return new Promise<Response>((resolve, reject) => {
       const signal = init.signal ?? undefined;
@@ -83,7 +127,7 @@ export function keepAliveFetch(timeoutMs: number): FetchLike & { close(): void }
         return;
       }
       const headers = headerRecord(init.headers);
-      if (typeof body === 'string') headers['content-length'] = String(Buffer.byteLength(body));
+      if (body !== undefined) headers['content-length'] = String(Buffer.byteLength(body));
       const req = (secure ? httpsRequest : httpRequest)(url, {
         method: init.method ?? 'GET',
         headers,
@@ -135,7 +179,7 @@ export function keepAliveFetch(timeoutMs: number): FetchLike & { close(): void }
           reject(err);
         });
       });
-      req.end(body ?? undefined);
+      req.end(body);
     });
   };
   return Object.assign(fetchFn, {
