@@ -77,7 +77,7 @@ export async function runNow(
         .catch((err: unknown) => ctx.log.warn({ err }, 'could not remember the paged read'));
     }
     const width = widthFor(ctx.inv.surface);
-    return reply({
+    const answer = reply({
       status: 'ok',
       requestId: null,
       ref: ctx.ref,
@@ -86,10 +86,38 @@ export async function runNow(
       risk: info.risk,
       result,
       message: `${shown} — done in ${formatDuration(durationMs / 1000)}`,
-      text: `${renderResult(result, { maxWidth: width })}\n${wrapLines(`(${shown} · ref ${ctx.ref} · ${formatDuration(durationMs / 1000)})`, width)}`,
+      text: '',
     });
+    // Chat surfaces draw the result themselves: the text is laid out only when something reads it.
+    return lazyText(
+      answer,
+      () =>
+        `${renderResult(result, { maxWidth: width })}\n${wrapLines(`(${shown} · ref ${ctx.ref} · ${formatDuration(durationMs / 1000)})`, width)}`,
+    );
   } catch (err) {
     const durationMs = Date.now() - started;
     return await audit.fail(ctx, err, { ...info.about, durationMs });
   }
+}
+
+/**
+ * The reply with its `text` made by `make` on first read (then kept, like any value; assignable): an
+ * enumerable property all the same, so spreading or serializing the reply sees the text.
+ */
+export function lazyText(answer: Reply, make: () => string): Reply {
+  const settle = (target: Reply, value: string) =>
+    Object.defineProperty(target, 'text', { value, writable: true, enumerable: true, configurable: true });
+  Object.defineProperty(answer, 'text', {
+    enumerable: true,
+    configurable: true,
+    get(this: Reply) {
+      const value = make();
+      settle(this, value);
+      return value;
+    },
+    set(this: Reply, value: string) {
+      settle(this, value);
+    },
+  });
+  return answer;
 }
