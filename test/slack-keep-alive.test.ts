@@ -72,6 +72,15 @@ describe('keepAliveFetch', () => {
       const direct = await fetch(`${base}/x`, { method: 'POST', body: 'a=1' });
       expect(direct.status).toBe(200);
       expect(direct.headers.get('x-probe')).toBe('yes');
+      expect(direct.headers.get('X-Probe')).toBe('yes');
+      expect(direct.headers.get('x-missing')).toBeNull();
+      // As a WebAPIHTTPError lists them: every header, lower-case names, sorted.
+      const listed = [...direct.headers.entries()];
+      expect(Object.fromEntries(listed)).toMatchObject({
+        'content-type': 'application/json; charset=utf-8',
+        'x-probe': 'yes',
+      });
+      expect(listed.map(([k]) => k)).toEqual([...listed.map(([k]) => k)].sort());
       expect(JSON.parse(await direct.text())).toMatchObject({ ok: true, echo: 'a=1' });
     } finally {
       fetch.close();

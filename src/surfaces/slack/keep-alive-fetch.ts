@@ -12,13 +12,51 @@ const MAX_SOCKETS = 64;
 
 type FetchLike = (url: string | URL, init?: RequestInit) => Promise<Response>;
 
+/** The response headers as the SDK reads them (get, has, entries): node's own object, nothing copied. */
+class PlainHeaders {
+  constructor(private readonly raw: IncomingMessage['headers']) {}
+
+  get(name: string): string | null {
+    const value = this.raw[name.toLowerCase()];
+    if (value === undefined) return null;
+    return Array.isArray(value) ? value.join(', ') : value;
+  }
+
+  has(name: string): boolean {
+    return this.raw[name.toLowerCase()] !== undefined;
+  }
+
+  *entries(): IterableIterator<[string, string]> {
+    for (const key of Object.keys(this.raw).sort()) {
+      const value = this.get(key);
+      if (value !== null) yield [key, value];
+    }
+  }
+
+  *keys(): IterableIterator<string> {
+    for (const [key] of this.entries()) yield key;
+  }
+
+  *values(): IterableIterator<string> {
+    for (const [, value] of this.entries()) yield value;
+  }
+
+  forEach(fn: (value: string, key: string) => void): void {
+    for (const [key, value] of this.entries()) fn(value, key);
+  }
+
+  [Symbol.iterator](): IterableIterator<[string, string]> {
+    return this.entries();
+  }
+}
+
 /** The part of a Response the Slack SDK reads: status, headers, url and the body as text or bytes. */
 class PlainResponse {
   readonly ok: boolean;
   readonly redirected = false;
   readonly type = 'basic';
   readonly bodyUsed = false;
-  readonly headers: Headers;
+  readonly headers: PlainHeaders;
 
   constructor(
     readonly status: number,
@@ -28,12 +66,7 @@ class PlainResponse {
     private readonly body: Buffer,
   ) {
     this.ok = status >= 200 && status < 300;
-    const list: [string, string][] = [];
-    for (const [key, value] of Object.entries(headers)) {
-      if (value === undefined) continue;
-      list.push([key, Array.isArray(value) ? value.join(', ') : value]);
-    }
-    this.headers = new Headers(list);
+    this.headers = new PlainHeaders(headers);
   }
 
   async text(): Promise<string> {
@@ -54,6 +87,11 @@ class PlainResponse {
 function headerRecord(headers: RequestInit['headers']): Record<string, string> {
   const out: Record<string, string> = {};
   if (!headers) return out;
+  // The SDK passes a plain object: copied with lower-case names, as Headers would have them.
+  if (!(headers instanceof Headers) && !Array.isArray(headers)) {
+    for (const [key, value] of Object.entries(headers)) out[key.toLowerCase()] = String(value).trim();
+    return out;
+  }
   new Headers(headers).forEach((value, key) => {
     out[key] = value;
   });
