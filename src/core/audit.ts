@@ -19,8 +19,38 @@ export class AuditTrail {
   /** Writes the audit record (state database) and logs it as one line. Throws when the write fails. */
   async record(ctx: InvocationContext, event: AuditInput): Promise<void> {
     const record = this.build(ctx, event);
-    await this.#state.audit(record, this.#clock());
+    const delivery = ctx.delivery;
+    if (delivery?.state === 'unclaimed') {
+      // The invocation's first record claims its delivery in the same statement (one round trip).
+      const first = await this.#state.auditClaiming(delivery.key, record, this.#clock());
+      delivery.state = first ? 'first' : 'repeat';
+      if (!first) throw new RepeatedDelivery(delivery.key);
+    } else await this.#state.audit(record, this.#clock());
     ctx.log.info({ audit: record }, 'audit');
+  }
+
+  /**
+   * Claims the invocation's delivery on its own (before a built-in or a request, which do more than
+   * write their record first); throws RepeatedDelivery for a repeat. Nothing to do without one.
+   */
+  async claim(ctx: InvocationContext): Promise<void> {
+    const delivery = ctx.delivery;
+    if (delivery?.state !== 'unclaimed') {
+      if (delivery?.state === 'repeat') throw new RepeatedDelivery(delivery.key);
+      return;
+    }
+    let first: boolean;
+    try {
+      first = await this.#state.claimDelivery(delivery.key, this.#clock());
+    } catch (err) {
+      ctx.log.error({ err, delivery: delivery.key }, 'cannot record the delivery; refusing to run');
+      throw new UserError(
+        'state_unavailable',
+        'the state database is unreachable, so nothing was run; try again shortly',
+      );
+    }
+    delivery.state = first ? 'first' : 'repeat';
+    if (!first) throw new RepeatedDelivery(delivery.key);
   }
 
   /** The audit record of an event of this invocation, as stored. */
@@ -55,6 +85,7 @@ export class AuditTrail {
         for (const record of records) ctx.log.info({ audit: record }, 'audit');
       }
     } catch (err) {
+      if (err instanceof RepeatedDelivery) throw err;
       ctx.log.error({ err }, 'audit write failed; refusing to run');
       throw new UserError(
         'state_unavailable',
@@ -146,6 +177,28 @@ export class AuditTrail {
         ),
       );
   }
+}
+
+/** A delivery another dispatch (on this replica or another) claimed first: nothing is to run. */
+export class RepeatedDelivery extends Error {
+  constructor(readonly key: string) {
+    super(`repeated delivery ${key}`);
+  }
+}
+
+/** What a repeated delivery answers: nothing ran, and the surface posts nothing. */
+export function repeated(ctx: InvocationContext): Reply {
+  ctx.log.info({ delivery: ctx.delivery?.key }, 'repeated delivery dropped');
+  return {
+    ...reply({
+      status: 'refused',
+      requestId: null,
+      ref: ctx.ref,
+      message: 'this delivery was already taken; nothing was run',
+      ephemeral: true,
+    }),
+    duplicate: true,
+  };
 }
 
 function isMany(event: AuditInput | readonly AuditInput[]): event is readonly AuditInput[] {

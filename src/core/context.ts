@@ -111,6 +111,8 @@ export interface InvocationContext {
   log: Logger;
   /** The `--reason` given with the command (set by intake once parsed); in every audit record of it. */
   reason?: string;
+  /** The delivery to claim (Invocation.delivery) and whether it was claimed yet: first, or a repeat. */
+  delivery?: { key: string; state: 'unclaimed' | 'first' | 'repeat' };
 }
 
 /** What built-in commands may use of the core: the seam that keeps imports pointing one way. */

@@ -9,7 +9,7 @@ import { directoryOf } from '../identity/people.js';
 import type { ScheduleService } from '../schedules/service.js';
 import type { Actor, ApprovalRequest, StateStore } from '../state/types.js';
 import { Approvals } from './approvals.js';
-import { AuditTrail } from './audit.js';
+import { AuditTrail, RepeatedDelivery, repeated } from './audit.js';
 import type { Catalog } from './catalog.js';
 import type {
   About,
@@ -21,6 +21,7 @@ import type {
 } from './context.js';
 import { isUserError, type UserError } from './errors.js';
 import type { Token } from './grammar.js';
+import { InFlight } from './in-flight.js';
 import { Intake, unknownPerson } from './intake.js';
 import type { Standing } from './judgement.js';
 import type { AnyOperation } from './operation.js';
@@ -54,11 +55,8 @@ export class Core implements CoreServices {
   readonly #config: Config;
   readonly #clock: () => Date;
   /** Dispatches and expiry sweeps under way, which a graceful shutdown waits for. */
-  #inFlight = 0;
+  readonly #work: InFlight;
   #draining = false;
-  readonly #whenIdle = new Set<() => void>();
-  /** Writes made after their reply (a direct run's closing audit record) still under way. */
-  readonly #afterReply = new Set<Promise<void>>();
 
   readonly #runner: string;
   readonly #audit: AuditTrail;
@@ -72,6 +70,7 @@ export class Core implements CoreServices {
     this.#config = deps.config;
     this.catalog = deps.catalog;
     this.#clock = deps.clock ?? (() => new Date());
+    this.#work = new InFlight(deps.log);
     this.#runner = deps.runner ?? `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
     const config = () => this.config;
     const changed = (request: ApprovalRequest, change: RequestChange) => this.changed(request, change);
@@ -98,12 +97,14 @@ export class Core implements CoreServices {
       runner: this.#runner,
       runLeaseMs: deps.runLeaseMs ?? DEFAULT_RUN_LEASE_MS,
       history: deps.history,
-      afterReply: (work) => this.#later(work),
+      afterReply: (work) => this.#work.later(work),
       onTargetFree: (target) => {
         if (this.#draining) return;
-        this.#tracked(() => this.#startWaiting(target)).catch((err: unknown) =>
-          deps.log.warn({ err, target }, 'could not start the next approved request'),
-        );
+        this.#work
+          .track(() => this.#startWaiting(target))
+          .catch((err: unknown) =>
+            deps.log.warn({ err, target }, 'could not start the next approved request'),
+          );
       },
     });
     this.#approvals = new Approvals({
@@ -163,7 +164,7 @@ export class Core implements CoreServices {
 
   /** Dispatches and expiry sweeps under way right now. */
   get inFlight(): number {
-    return this.#inFlight;
+    return this.#work.count;
   }
 
   /** True once drain() was called: new invocations are answered with SHUTTING_DOWN_MESSAGE. */
@@ -178,49 +179,12 @@ export class Core implements CoreServices {
    */
   async drain(timeoutMs: number): Promise<boolean> {
     this.#draining = true;
-    if (this.#inFlight === 0) return true;
-    return await new Promise<boolean>((resolve) => {
-      const done = () => {
-        clearTimeout(timer);
-        resolve(true);
-      };
-      const timer = setTimeout(() => {
-        this.#whenIdle.delete(done);
-        resolve(false);
-      }, timeoutMs);
-      this.#whenIdle.add(done);
-    });
-  }
-
-  /**
-   * Runs `work` once the reply being made has been handed to its surface (the next turn of the event
-   * loop, after the promise callbacks that carry the reply on); counted as in flight until it is done.
-   */
-  #later(work: () => Promise<void>): void {
-    const done = this.#tracked(async () => {
-      await new Promise((resolve) => setImmediate(resolve));
-      await work();
-    }).catch((err: unknown) => this.#deps.log.error({ err }, 'a write after the reply failed'));
-    this.#afterReply.add(done);
-    void done.finally(() => this.#afterReply.delete(done));
+    return await this.#work.idle(timeoutMs);
   }
 
   /** Resolves when every write made after its reply (closing audit records) has ended. */
   async settled(): Promise<void> {
-    while (this.#afterReply.size > 0) await Promise.all([...this.#afterReply]);
-  }
-
-  async #tracked<T>(work: () => Promise<T>): Promise<T> {
-    this.#inFlight += 1;
-    try {
-      return await work();
-    } finally {
-      this.#inFlight -= 1;
-      if (this.#inFlight === 0) {
-        for (const notify of [...this.#whenIdle]) notify();
-        this.#whenIdle.clear();
-      }
-    }
+    await this.#work.settled();
   }
 
   async dispatch(inv: Invocation): Promise<Reply> {
@@ -236,7 +200,7 @@ export class Core implements CoreServices {
         ephemeral: true,
       });
     } else {
-      answer = await this.#tracked(() => this.#dispatch(inv));
+      answer = await this.#work.track(() => this.#dispatch(inv));
     }
     if (this.#deps.onDispatched) {
       try {
@@ -267,10 +231,20 @@ export class Core implements CoreServices {
       person,
       identity,
       log: this.#deps.log.child({ ref, person: person?.name ?? null, identity, surface: inv.surface }),
+      ...(inv.delivery !== undefined ? { delivery: { key: inv.delivery, state: 'unclaimed' as const } } : {}),
     };
     try {
-      return await this.#intake.handle(ctx);
+      const answer = await this.#intake.handle(ctx);
+      // A path that wrote no record (or whose record could not be written) claims its delivery now.
+      if (ctx.delivery?.state === 'unclaimed') {
+        await this.#audit.claim(ctx).catch((err: unknown) => {
+          if (err instanceof RepeatedDelivery) throw err;
+          ctx.log.warn({ err, delivery: ctx.delivery?.key }, 'could not record the delivery');
+        });
+      }
+      return ctx.delivery?.state === 'repeat' ? repeated(ctx) : answer;
     } catch (err) {
+      if (err instanceof RepeatedDelivery || ctx.delivery?.state === 'repeat') return repeated(ctx);
       if (isUserError(err)) return await this.fail(ctx, err, {});
       ctx.log.error({ err }, 'internal error');
       await this.audit(ctx, { event: 'failed', outcome: 'internal error', error: String(err) }).catch(
@@ -391,7 +365,7 @@ export class Core implements CoreServices {
    */
   async startWaitingRuns(): Promise<void> {
     if (this.#draining) return;
-    await this.#tracked(async () => {
+    await this.#work.track(async () => {
       const waiting = await this.state.listRequests({ statuses: ['approved'], limit: 200 });
       for (const target of new Set(waiting.map((r) => r.target))) await this.#startWaiting(target);
     });
@@ -429,7 +403,7 @@ export class Core implements CoreServices {
   async sweepExpired(): Promise<ApprovalRequest[]> {
     // While shutting down, expiry is left to the other replicas (or the next start): it is idempotent.
     if (this.#draining) return [];
-    return await this.#tracked(async () => {
+    return await this.#work.track(async () => {
       // Outcomes journaled here first: a run whose outcome waited locally is never reported interrupted.
       await this.replayJournal();
       return await this.#approvals.sweep();

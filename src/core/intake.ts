@@ -48,6 +48,8 @@ export class Intake {
     const name = parsed.operation;
     if (isBuiltin(name)) {
       if (!ctx.person && name !== 'help') throw unknownPerson(ctx, this.#config);
+      // A built-in may change state before (or without) its record: a repeated delivery stops here.
+      await this.#deps.audit.claim(ctx);
       return await builtinHandlers[name as Builtin](this.#deps.services(), ctx, parsed.tokens);
     }
     if (!ctx.person) {
@@ -138,6 +140,8 @@ export class Intake {
           about,
         );
       }
+      // A request runs its preview before its record: a repeated delivery stops here.
+      await this.#deps.audit.claim(ctx);
       return await this.#deps.approvals.request(ctx, spec, target, args, {
         normalized,
         command,

@@ -31,6 +31,8 @@ export interface Reply {
   text: string;
   /** Refusals and usage errors are shown only to the person who typed the command. */
   ephemeral: boolean;
+  /** A repeated delivery (Invocation.delivery claimed before): nothing ran; surfaces post nothing. */
+  duplicate?: true;
 }
 
 /** Which reply status a user-facing error code answers with. */

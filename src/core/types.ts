@@ -38,6 +38,12 @@ export interface Invocation {
    * empty list when the payload carried no roles. Absent on other surfaces.
    */
   memberRoles?: readonly string[];
+  /**
+   * A surface's key for this delivery (`slack:command:<trigger_id>`) when a platform may deliver it again:
+   * the first claim of it across replicas runs, a repeat answers `duplicate` and runs nothing. Claimed
+   * with the invocation's first audit record (one statement), or before a built-in or a request.
+   */
+  delivery?: string;
 }
 
 /** One file sent with a command: its name as the sender gave it, and its exact bytes. */

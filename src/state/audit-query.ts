@@ -69,3 +69,20 @@ export function auditValues(event: AuditEvent, now: Date): unknown[] {
     event.ref ?? null,
   ];
 }
+
+/**
+ * A delivery's claim ($19) and its first audit record (auditValues' $1–$18) in one statement: the record
+ * is inserted only by the first claim. Answers `claimed` 1 (first) or 0 (a repeat).
+ */
+export const AUDIT_CLAIMING_SQL = `
+WITH claim AS (
+  INSERT INTO dbops_deliveries (key, seen_at) VALUES ($19, $1) ON CONFLICT (key) DO NOTHING RETURNING key
+), audited AS (
+  INSERT INTO dbops_audit (at, request_id, event, person, identity, surface, channel, thread, operation,
+     target, args, risk, approvers, outcome, duration_ms, error, detail, ref)
+  SELECT $1::timestamptz, $2::bigint, $3::text, $4::text, $5::text, $6::text, $7::text, $8::text, $9::text,
+     $10::text, $11::jsonb, $12::text, $13::text[], $14::text, $15::int, $16::text, $17::jsonb, $18::text
+  WHERE EXISTS (SELECT 1 FROM claim)
+  RETURNING id
+)
+SELECT (SELECT count(*) FROM claim)::int AS claimed, (SELECT count(*) FROM audited)::int AS audited`;

@@ -4,7 +4,7 @@ import pg from 'pg';
 import type { Logger } from '../core/log.js';
 import { redactSecrets } from '../core/log.js';
 import type { OperationResult, RequestStatus } from '../core/types.js';
-import { auditInsertSql, auditValues, queryAudit } from './audit-query.js';
+import { AUDIT_CLAIMING_SQL, auditInsertSql, auditValues, queryAudit } from './audit-query.js';
 import { migrate } from './migrations.js';
 import { NamedStatementClient } from './named-client.js';
 import { loadPagedRead, savePagedRead } from './paged-reads.js';
@@ -416,18 +416,28 @@ export class PgStateStore implements StateStore {
       'INSERT INTO dbops_deliveries (key, seen_at) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING',
       [key, now],
     );
-    // Old claims go now and then (Slack and Discord retry within minutes, not days).
-    if (Math.random() < 0.01) {
-      await this.pool.query(
-        "DELETE FROM dbops_deliveries WHERE seen_at < $1::timestamptz - interval '1 day'",
-        [now],
-      );
-    }
+    if (Math.random() < 0.01) await this.#forgetOldDeliveries(now);
     return (rowCount ?? 0) === 1;
+  }
+
+  /** Old claims go now and then (Slack and Discord retry within minutes, not days). */
+  async #forgetOldDeliveries(now: Date): Promise<void> {
+    await this.pool.query("DELETE FROM dbops_deliveries WHERE seen_at < $1::timestamptz - interval '1 day'", [
+      now,
+    ]);
   }
 
   async audit(event: AuditEvent, now: Date): Promise<void> {
     await this.auditAll([event], now);
+  }
+
+  async auditClaiming(key: string, event: AuditEvent, now: Date): Promise<boolean> {
+    const { rows } = await this.pool.query<{ claimed: number }>(AUDIT_CLAIMING_SQL, [
+      ...auditValues(event, now),
+      key,
+    ]);
+    if (Math.random() < 0.01) await this.#forgetOldDeliveries(now);
+    return rows[0]?.claimed === 1;
   }
 
   async auditAll(events: readonly AuditEvent[], now: Date): Promise<void> {

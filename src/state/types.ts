@@ -268,6 +268,11 @@ export interface StateStore {
   getPagedRead(ref: string, now: Date): Promise<PagedRead | undefined>;
   /** Writes one audit record; throws if it cannot (callers then run nothing). */
   audit(event: AuditEvent, now: Date): Promise<void>;
+  /**
+   * claimDelivery and audit in one statement: the record is written only when this is the first claim of
+   * `key`; false (nothing written) for a repeat. Throws when it cannot.
+   */
+  auditClaiming(key: string, event: AuditEvent, now: Date): Promise<boolean>;
   /** Writes several audit records in one statement, in this order: all of them or none. */
   auditAll(events: readonly AuditEvent[], now: Date): Promise<void>;
   /** Newest first, or oldest first after `afterId` (see AuditFilter). */

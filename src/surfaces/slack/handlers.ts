@@ -109,6 +109,10 @@ export function registerHandlers(deps: HandlerDeps): void {
     withResultScope(async () => {
       deps.conversations.set(inv, conversation);
       const reply = await withInvocationFiles(inv, () => app.core.dispatch(inv));
+      if (reply.duplicate) {
+        log.info({ delivery: inv.delivery }, 'slack: repeated delivery dropped');
+        return reply;
+      }
       try {
         await threads.deliver(reply, conversation);
       } catch (err) {
@@ -164,11 +168,14 @@ export function registerHandlers(deps: HandlerDeps): void {
           parentText: `${mentionUser(command.user_id)} ran ${inlineCode(`${command.command} ${text}`.trim())}`,
           respond,
         });
-        if (!(await firstDelivery(command.trigger_id && `slack:command:${command.trigger_id}`, conversation)))
-          return;
         const identity = slackIdentity(command.team_id, command.user_id);
         if (!identity) return await unidentified(conversation);
-        await run({ surface: 'slack', identity, channel: command.channel_id, text }, conversation);
+        // The delivery is claimed by the core with the command's first audit record (one round trip).
+        const delivery = command.trigger_id ? { delivery: `slack:command:${command.trigger_id}` } : {};
+        await run(
+          { surface: 'slack', identity, channel: command.channel_id, text, ...delivery },
+          conversation,
+        );
       },
       { text: commandText(command.text ?? ''), channel: command.channel_id },
     );
@@ -181,15 +188,19 @@ export function registerHandlers(deps: HandlerDeps): void {
         if (!event.user) return;
         const thread = event.thread_ts ?? event.ts;
         const conversation = threads.conversation({ channel: event.channel, user: event.user, thread });
-        if (!(await firstDelivery(body.event_id && `slack:event:${body.event_id}`, conversation))) return;
+        const key = body.event_id && `slack:event:${body.event_id}`;
+        const remote = remoteFiles(event);
+        // A mention with files claims its delivery before downloading them; one without, with its record.
+        if (remote.length > 0 && !(await firstDelivery(key, conversation))) return;
         const identity = slackIdentity(event.user_team ?? event.team ?? body.team_id, event.user);
         if (!identity) return await unidentified(conversation);
         const text = commandText(event.text, context.botUserId) || 'help';
         // A file attached to the mention (the CSV for `import`) goes with the command.
-        const files = await download(remoteFiles(event), conversation);
+        const files = await download(remote, conversation);
         if (!files) return;
+        const delivery = remote.length === 0 && key ? { delivery: key } : {};
         await run(
-          { surface: 'slack', identity, channel: event.channel, thread, text, ...files },
+          { surface: 'slack', identity, channel: event.channel, thread, text, ...files, ...delivery },
           conversation,
         );
       },
