@@ -19,6 +19,7 @@ import { renderResult } from './render.js';
 import { type Reply, reply, statusOfCode } from './reply.js';
 import { requestLine } from './reply-text.js';
 import { type RunNowInfo, runNow } from './run-now.js';
+import { recordAfterReply, recordRunEnd } from './run-records.js';
 import type { Invocation, OperationResult } from './types.js';
 
 export interface RunsDeps {
@@ -116,7 +117,7 @@ export class Runs {
       {
         audit: this.#deps.audit,
         state: this.#deps.state,
-        recordAfterReply: (c, event) => this.#recordAfterReply(c, event),
+        recordAfterReply: (c, event) => recordAfterReply(this.#deps, c, event),
         run: (c, op, t, a, rowCap) => this.step(c, op, t, a, runStep, 'run', undefined, rowCap),
       },
       ctx,
@@ -125,21 +126,6 @@ export class Runs {
       args,
       info,
     );
-  }
-
-  /**
-   * The audit record of how a run ended, written once the reply is on its way: timed now, retried
-   * and journaled like a run's outcome (DurableOutcomes), so it is never silently lost while this process
-   * lives; a process killed first leaves the record of the start, with no outcome.
-   */
-  #recordAfterReply(ctx: InvocationContext, event: AuditInput): void {
-    const { audit, outcomes, clock } = this.#deps;
-    const record = audit.build(ctx, event);
-    const at = clock();
-    this.#deps.afterReply(async () => {
-      await outcomes.audit(record, at);
-      ctx.log.info({ audit: record }, 'audit');
-    });
   }
 
   /**
@@ -348,28 +334,13 @@ export class Runs {
     });
   }
 
-  /**
-   * Records how a run ended — the request's outcome now, its audit record once the reply is on its way —
-   * durably: retried, and journaled when the state database cannot take them (`delayed`: the outcome).
-   */
   async #record(
     ctx: InvocationContext,
     live: LiveRun,
     outcome: RunOutcome,
     event: AuditInput,
   ): Promise<{ request?: ApprovalRequest; delayed: boolean }> {
-    const { outcomes, clock, runner, changed } = this.#deps;
-    const id = event.requestId ?? ctx.requestId;
-    if (id === undefined) throw new Error('a run outcome without the request it belongs to');
-    const finished = await outcomes.finish(id, outcome, clock(), runner);
-    const request = finished.transition?.ok ? finished.transition.request : undefined;
-    if (finished.transition && !finished.transition.ok)
-      ctx.log.warn({ requestId: id }, 'the run finished but its request could not be updated');
-    if (request) changed(request, outcome.status);
-    // The request shows the outcome before the reply; its audit record follows the reply, as durably.
-    this.#recordAfterReply(ctx, event);
-    if (finished.delayed) live.delayed = true;
-    return { ...(request ? { request } : {}), delayed: finished.delayed };
+    return await recordRunEnd(this.#deps, ctx, live, outcome, event);
   }
 
   /** The end of a run a person stopped: recorded as cancelled with what was and was not done, audited. */

@@ -1,5 +1,5 @@
-// The audit log's SQL: records written (one or several per statement), and read with filters — `/db audit`
-// (newest first) and `dbops audit export` (oldest first, by pages).
+// The audit log's SQL: records written (one or several per statement, or with a delivery's claim), and
+// read with filters — `/db audit` (newest first) and `dbops audit export` (oldest first, by pages).
 
 import { type AuditRow, json, type Queryable, toAuditRecord } from './rows.js';
 import type { AuditEvent, AuditFilter, AuditRecord } from './types.js';
@@ -86,3 +86,39 @@ WITH claim AS (
   RETURNING id
 )
 SELECT (SELECT count(*) FROM claim)::int AS claimed, (SELECT count(*) FROM audited)::int AS audited`;
+
+/** Writes audit records in one statement, in order (all or none). */
+export async function writeAudit(q: Queryable, events: readonly AuditEvent[], now: Date): Promise<void> {
+  if (events.length === 0) return;
+  await q.query(
+    auditInsertSql(events.length),
+    events.flatMap((e) => auditValues(e, now)),
+  );
+}
+
+/** The first claim of a delivery key across replicas: true for exactly one caller. */
+export async function claimDelivery(q: Queryable, key: string, now: Date): Promise<boolean> {
+  const { rowCount } = await q.query(
+    'INSERT INTO dbops_deliveries (key, seen_at) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING',
+    [key, now],
+  );
+  if (Math.random() < 0.01) await forgetOldDeliveries(q, now);
+  return (rowCount ?? 0) === 1;
+}
+
+/** claimDelivery and the invocation's first audit record in one statement (AUDIT_CLAIMING_SQL). */
+export async function auditClaiming(
+  q: Queryable,
+  key: string,
+  event: AuditEvent,
+  now: Date,
+): Promise<boolean> {
+  const { rows } = await q.query<{ claimed: number }>(AUDIT_CLAIMING_SQL, [...auditValues(event, now), key]);
+  if (Math.random() < 0.01) await forgetOldDeliveries(q, now);
+  return rows[0]?.claimed === 1;
+}
+
+/** Old claims go now and then (Slack and Discord retry within minutes, not days). */
+async function forgetOldDeliveries(q: Queryable, now: Date): Promise<void> {
+  await q.query("DELETE FROM dbops_deliveries WHERE seen_at < $1::timestamptz - interval '1 day'", [now]);
+}

@@ -4,7 +4,7 @@ import pg from 'pg';
 import type { Logger } from '../core/log.js';
 import { redactSecrets } from '../core/log.js';
 import type { OperationResult, RequestStatus } from '../core/types.js';
-import { AUDIT_CLAIMING_SQL, auditInsertSql, auditValues, queryAudit } from './audit-query.js';
+import { auditClaiming, claimDelivery, queryAudit, writeAudit } from './audit-query.js';
 import { migrate } from './migrations.js';
 import { NamedStatementClient } from './named-client.js';
 import { loadPagedRead, savePagedRead } from './paged-reads.js';
@@ -15,11 +15,11 @@ import {
   loadRequest,
   type RequestRow,
   type RequestVotesRow,
+  SWEEP_SQL,
   single,
   toId,
   toRequest,
   toRequestWithVotes,
-  votesJson,
   withVotes,
   withVotesOf,
 } from './rows.js';
@@ -38,21 +38,6 @@ import type {
   Transition,
 } from './types.js';
 import { approveLocked, denyLocked, expireLocked, lockRequest, refuseVote } from './votes.js';
-
-/** Runs left behind by a stopped replica ($3) and requests past their time ($4), with their votes. */
-const SWEEP_SQL = `
-WITH interrupted AS (
-  UPDATE dbops_requests SET status = 'failed', updated_at = $1,
-    error = $2 || ' the dbops replica running it (' || coalesce(runner, 'unknown') ||
-      ') stopped answering before it finished; whether the operation took effect is unknown, so check the target before trying again'
-  WHERE $3::boolean AND status = 'running' AND lease_until < $1 RETURNING *
-), expired AS (
-  UPDATE dbops_requests SET status = 'expired', updated_at = $1
-  WHERE $4::boolean AND status IN ('pending', 'approved') AND expires_at <= $1 RETURNING *
-)
-SELECT 'interrupted' AS swept, interrupted.*, ${votesJson('interrupted')} FROM interrupted
-UNION ALL
-SELECT 'expired', expired.*, ${votesJson('expired')} FROM expired`;
 
 export interface PgStateStoreOptions {
   /** Pool size; the state queries are short, a handful of connections is plenty. */
@@ -412,40 +397,19 @@ export class PgStateStore implements StateStore {
   }
 
   async claimDelivery(key: string, now: Date): Promise<boolean> {
-    const { rowCount } = await this.pool.query(
-      'INSERT INTO dbops_deliveries (key, seen_at) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING',
-      [key, now],
-    );
-    if (Math.random() < 0.01) await this.#forgetOldDeliveries(now);
-    return (rowCount ?? 0) === 1;
-  }
-
-  /** Old claims go now and then (Slack and Discord retry within minutes, not days). */
-  async #forgetOldDeliveries(now: Date): Promise<void> {
-    await this.pool.query("DELETE FROM dbops_deliveries WHERE seen_at < $1::timestamptz - interval '1 day'", [
-      now,
-    ]);
+    return await claimDelivery(this.pool, key, now);
   }
 
   async audit(event: AuditEvent, now: Date): Promise<void> {
-    await this.auditAll([event], now);
+    await writeAudit(this.pool, [event], now);
   }
 
   async auditClaiming(key: string, event: AuditEvent, now: Date): Promise<boolean> {
-    const { rows } = await this.pool.query<{ claimed: number }>(AUDIT_CLAIMING_SQL, [
-      ...auditValues(event, now),
-      key,
-    ]);
-    if (Math.random() < 0.01) await this.#forgetOldDeliveries(now);
-    return rows[0]?.claimed === 1;
+    return await auditClaiming(this.pool, key, event, now);
   }
 
   async auditAll(events: readonly AuditEvent[], now: Date): Promise<void> {
-    if (events.length === 0) return;
-    await this.pool.query(
-      auditInsertSql(events.length),
-      events.flatMap((e) => auditValues(e, now)),
-    );
+    await writeAudit(this.pool, events, now);
   }
 
   async savePagedRead(read: PagedRead): Promise<void> {

@@ -95,6 +95,21 @@ export function withVotesOf(update: string): string {
   return `WITH changed AS (${update}) SELECT changed.*, ${votesJson('changed')} FROM changed`;
 }
 
+/** Runs left behind by a stopped replica ($3) and requests past their time ($4), with their votes. */
+export const SWEEP_SQL = `
+WITH interrupted AS (
+  UPDATE dbops_requests SET status = 'failed', updated_at = $1,
+    error = $2 || ' the dbops replica running it (' || coalesce(runner, 'unknown') ||
+      ') stopped answering before it finished; whether the operation took effect is unknown, so check the target before trying again'
+  WHERE $3::boolean AND status = 'running' AND lease_until < $1 RETURNING *
+), expired AS (
+  UPDATE dbops_requests SET status = 'expired', updated_at = $1
+  WHERE $4::boolean AND status IN ('pending', 'approved') AND expires_at <= $1 RETURNING *
+)
+SELECT 'interrupted' AS swept, interrupted.*, ${votesJson('interrupted')} FROM interrupted
+UNION ALL
+SELECT 'expired', expired.*, ${votesJson('expired')} FROM expired`;
+
 /** A vote as votesJson gives it. */
 interface VoteJson {
   person: string;
