@@ -46,8 +46,15 @@ export async function roundTrips(
   options: { stateDb: string; targetDb: string; targetUrl: string; requester: string; approver: string },
 ): Promise<{ read: RoundTrips; destructiveRequest: RoundTrips; destructiveApprove: RoundTrips }> {
   const dispatch = (identity: string, text: string) => app.core.dispatch({ surface: 'cli', identity, text });
+  const settled = async (reply: Promise<Reply>) => {
+    const answer = await reply;
+    await app.core.settled();
+    return answer;
+  };
   for (let i = 0; i < 3; i++) ok(await dispatch(options.requester, '/db sizes app'), 'ok', 'warm-up');
-  const read = await counting(() => dispatch(options.requester, '/db sizes app'));
+  // Writes made after a reply (closing audit records) count with their command, not the next one.
+  await app.core.settled();
+  const read = await counting(() => settled(dispatch(options.requester, '/db sizes app')));
   ok(read.value, 'ok', '/db sizes app');
   const idle = new pg.Client({ connectionString: options.targetUrl, application_name: 'bench-idle' });
   // Terminating it is the point: its end must not crash the benchmark.
@@ -55,9 +62,9 @@ export async function roundTrips(
   await idle.connect();
   try {
     const pid = Number((await idle.query('SELECT pg_backend_pid() AS pid')).rows[0]?.pid);
-    const requested = await counting(() => dispatch(options.requester, `/db terminate app ${pid}`));
+    const requested = await counting(() => settled(dispatch(options.requester, `/db terminate app ${pid}`)));
     const id = ok(requested.value, 'pending', 'terminate').requestId;
-    const approved = await counting(() => dispatch(options.approver, `/db approve ${id}`));
+    const approved = await counting(() => settled(dispatch(options.approver, `/db approve ${id}`)));
     ok(approved.value, 'ok', 'approve');
     return {
       read: split(read.counts, options.stateDb, options.targetDb),
