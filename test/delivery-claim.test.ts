@@ -1,6 +1,6 @@
-// A surface's delivery key is claimed by the core with the invocation's first audit record, in one
-// statement: a re-delivered command runs once, a repeat writes and posts nothing, and a read's reply
-// costs the state database one statement.
+// Bookkeeping in few statements: a surface's delivery key is claimed with the invocation's first audit
+// record (a re-delivered command runs once, a repeat writes and posts nothing, a read's reply costs the
+// state database one statement), and a destructive request is stored with its record in one.
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { App } from '../src/app.js';
@@ -102,5 +102,51 @@ describe('a delivery claimed with the first audit record', () => {
     expect(after.texts).toHaveLength(1);
     expect(after.texts[0]).toMatch(/INSERT INTO dbops_audit/);
     expect(await records(value.ref)).toEqual(['requested:running', 'executed:ok']);
+  });
+});
+
+describe('a destructive request stored with its record', () => {
+  it('takes its number, writes its pending record and the request in one statement', async () => {
+    const { value, texts } = await stateStatements(() =>
+      app.core.dispatch({ surface: 'cli', identity: 'alice', text: '/db vacuum staging exams --full' }),
+    );
+    expect(value.status).toBe('pending');
+    expect(texts).toHaveLength(1);
+    expect(texts[0]).toMatch(/nextval[\s\S]*INSERT INTO dbops_audit[\s\S]*INSERT INTO dbops_requests/);
+    const rows = await adminQuery<{ event: string; request_id: string }>(
+      'SELECT event, request_id FROM dbops_audit WHERE ref = $1 ORDER BY id',
+      [value.ref],
+      fx.state.name,
+    );
+    expect(rows).toEqual([{ event: 'pending', request_id: String(value.requestId) }]);
+  });
+
+  it('stores neither when the record is refused', async () => {
+    await adminQuery(
+      `CREATE FUNCTION refuse_pending() RETURNS trigger LANGUAGE plpgsql AS $$
+       BEGIN IF NEW.event = 'pending' THEN RAISE EXCEPTION 'refused (test)'; END IF; RETURN NEW; END $$;
+       CREATE TRIGGER refuse_pending BEFORE INSERT ON dbops_audit
+         FOR EACH ROW EXECUTE FUNCTION refuse_pending();`,
+      [],
+      fx.state.name,
+    );
+    try {
+      const count = async () =>
+        Number(
+          (await adminQuery<{ n: string }>('SELECT count(*) AS n FROM dbops_requests', [], fx.state.name))[0]
+            ?.n,
+        );
+      const before = await count();
+      const reply = await app.core.dispatch({
+        surface: 'cli',
+        identity: 'alice',
+        text: '/db vacuum staging exams --full',
+      });
+      expect(reply.status).toBe('failed');
+      expect(reply.code).toBe('state_unavailable');
+      expect(await count()).toBe(before);
+    } finally {
+      await adminQuery('DROP TRIGGER refuse_pending ON dbops_audit', [], fx.state.name);
+    }
   });
 });

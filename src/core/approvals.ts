@@ -38,7 +38,7 @@ export class Approvals {
     args: Record<string, unknown>,
     info: { normalized: Record<string, unknown>; command: string; risk: Risk; approvalsRequired: number },
   ): Promise<Reply> {
-    const { audit, state } = this.#deps;
+    const { audit } = this.#deps;
     const about = { operation: spec.name, target: target.name, args: info.normalized, risk: info.risk };
     let preview: Preview;
     try {
@@ -82,26 +82,27 @@ export class Approvals {
     const expirySeconds = rules?.expiry ?? config.state.expirySeconds;
     const actor = this.#deps.actor(ctx);
     // The number is taken only now, for a request that will exist: refusals and reads never take one.
-    const id = await state.nextRequestId();
-    ctx.requestId = id;
-    await audit.orStop(ctx, { event: 'pending', outcome: 'awaiting approval', ...about });
-    const request = await state.createRequest({
-      id,
-      operation: spec.name,
-      target: target.name,
-      environment: target.environment,
-      args: info.normalized,
-      command: info.command,
-      risk: info.risk,
-      requester: actor,
-      ...(ctx.inv.channel !== undefined ? { channel: ctx.inv.channel } : {}),
-      ...(ctx.inv.thread !== undefined ? { thread: ctx.inv.thread } : {}),
-      preview: { result: preview.result, state: preview.state },
-      approvalsRequired: info.approvalsRequired,
-      expiresAt: new Date(ctx.now.getTime() + expirySeconds * 1000),
-      now: ctx.now,
-      ...(ctx.reason !== undefined ? { requestReason: ctx.reason } : {}),
-    });
+    // Number, record and request are one statement: the request never exists without its record.
+    const request = await audit.request(
+      ctx,
+      { event: 'pending', outcome: 'awaiting approval', ...about },
+      {
+        operation: spec.name,
+        target: target.name,
+        environment: target.environment,
+        args: info.normalized,
+        command: info.command,
+        risk: info.risk,
+        requester: actor,
+        ...(ctx.inv.channel !== undefined ? { channel: ctx.inv.channel } : {}),
+        ...(ctx.inv.thread !== undefined ? { thread: ctx.inv.thread } : {}),
+        preview: { result: preview.result, state: preview.state },
+        approvalsRequired: info.approvalsRequired,
+        expiresAt: new Date(ctx.now.getTime() + expirySeconds * 1000),
+        now: ctx.now,
+        ...(ctx.reason !== undefined ? { requestReason: ctx.reason } : {}),
+      },
+    );
     this.#deps.changed(request, 'created');
     return reply({
       status: 'pending',

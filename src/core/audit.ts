@@ -1,5 +1,5 @@
 // The audit trail of the core: records of invocations and requests, refusals and failures as replies.
-import type { ApprovalRequest, AuditEvent, StateStore } from '../state/types.js';
+import type { ApprovalRequest, AuditEvent, NewRequest, StateStore } from '../state/types.js';
 import type { About, AuditInput, InvocationContext } from './context.js';
 import { isUserError, UserError } from './errors.js';
 import type { Logger } from './log.js';
@@ -27,6 +27,31 @@ export class AuditTrail {
       if (!first) throw new RepeatedDelivery(delivery.key);
     } else await this.#state.audit(record, this.#clock());
     ctx.log.info({ audit: record }, 'audit');
+  }
+
+  /**
+   * Stores a new pending request with its audit record `event`, taking its number, in one statement;
+   * sets the invocation's request id. A failed write becomes a user-facing error: nothing was requested.
+   */
+  async request(
+    ctx: InvocationContext,
+    event: AuditInput,
+    input: Omit<NewRequest, 'id'>,
+  ): Promise<ApprovalRequest> {
+    const record = this.build(ctx, event);
+    let request: ApprovalRequest;
+    try {
+      request = await this.#state.createRequestAudited(input, record, this.#clock());
+    } catch (err) {
+      ctx.log.error({ err }, 'audit write failed; no request stored');
+      throw new UserError(
+        'state_unavailable',
+        'the audit log cannot be written right now, so nothing was run; try again shortly',
+      );
+    }
+    ctx.requestId = request.id;
+    ctx.log.info({ audit: { ...record, requestId: request.id } }, 'audit');
+    return request;
   }
 
   /**

@@ -7,6 +7,7 @@ import type { OperationResult, RequestStatus } from '../core/types.js';
 import { auditClaiming, claimDelivery, queryAudit, writeAudit } from './audit-query.js';
 import { migrate } from './migrations.js';
 import { NamedStatementClient } from './named-client.js';
+import { insertAuditedRequest, insertRequest } from './new-request.js';
 import { loadPagedRead, savePagedRead } from './paged-reads.js';
 import {
   isUniqueViolation,
@@ -18,7 +19,6 @@ import {
   SWEEP_SQL,
   single,
   toId,
-  toRequest,
   toRequestWithVotes,
   withVotes,
   withVotesOf,
@@ -99,33 +99,15 @@ export class PgStateStore implements StateStore {
   }
 
   async createRequest(input: NewRequest): Promise<ApprovalRequest> {
-    const { rows } = await this.pool.query<RequestRow>(
-      `INSERT INTO dbops_requests (id, status, operation, target, environment, args, command, risk,
-         requester_person, requester_identity, requester_surface, channel, thread, preview,
-         approvals_required, created_at, expires_at, updated_at, request_reason)
-       VALUES ($1, 'pending', $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $15, $17)
-       RETURNING *`,
-      [
-        input.id,
-        input.operation,
-        input.target,
-        input.environment,
-        json(input.args),
-        input.command,
-        input.risk,
-        input.requester.person,
-        input.requester.identity,
-        input.requester.surface,
-        input.channel ?? null,
-        input.thread ?? null,
-        json(input.preview),
-        input.approvalsRequired,
-        input.now,
-        input.expiresAt,
-        input.requestReason ?? null,
-      ],
-    );
-    return toRequest(single(rows), []);
+    return await insertRequest(this.pool, input);
+  }
+
+  async createRequestAudited(
+    input: Omit<NewRequest, 'id'>,
+    record: AuditEvent,
+    now: Date,
+  ): Promise<ApprovalRequest> {
+    return await insertAuditedRequest(this.pool, input, record, now);
   }
 
   async getRequest(id: number): Promise<ApprovalRequest | undefined> {

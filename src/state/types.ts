@@ -178,6 +178,15 @@ export interface StateStore {
   /** A new request number from a database sequence (only approval requests take one). */
   nextRequestId(): Promise<number>;
   createRequest(input: NewRequest): Promise<ApprovalRequest>;
+  /**
+   * Takes the next request number and stores `record` (as that request's audit record) and the pending
+   * request in one statement: both or neither.
+   */
+  createRequestAudited(
+    input: Omit<NewRequest, 'id'>,
+    record: AuditEvent,
+    now: Date,
+  ): Promise<ApprovalRequest>;
   getRequest(id: number): Promise<ApprovalRequest | undefined>;
   listRequests(filter: {
     statuses?: RequestStatus[];
