@@ -31,6 +31,8 @@ export interface RunNowDeps {
    * local journal), failures logged. A process killed before it is written leaves the record of the start.
    */
   recordAfterReply(ctx: InvocationContext, event: AuditInput): void;
+  /** Runs `work` once the reply is on its way (tracked; shutdown waits for it). */
+  afterReply(work: () => Promise<void>): void;
   /** Runs the operation's run step with these arguments, and a row cap above its own when given. */
   run(
     ctx: InvocationContext,
@@ -71,10 +73,13 @@ export async function runNow(
     const durationMs = Date.now() - started;
     deps.recordAfterReply(ctx, { event: 'executed', outcome: 'ok', durationMs, ...info.about });
     // The command in the note works when pasted anyway; only the page button needs this.
+    // Off the reply's path too: nobody presses the page button before the page is posted.
     if (remember) {
-      await deps.state
-        .savePagedRead(remember)
-        .catch((err: unknown) => ctx.log.warn({ err }, 'could not remember the paged read'));
+      deps.afterReply(() =>
+        deps.state
+          .savePagedRead(remember)
+          .catch((err: unknown) => ctx.log.warn({ err }, 'could not remember the paged read')),
+      );
     }
     const width = widthFor(ctx.inv.surface);
     const answer = reply({

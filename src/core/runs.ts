@@ -38,10 +38,7 @@ export interface RunsDeps {
   onOperationRun?: ((run: OperationRun) => void) | undefined;
   runner: string;
   runLeaseMs: number;
-  /**
-   * Runs `work` after the reply now being made has gone to its surface, keeping track of it (shutdown and
-   * app.close() wait for it); a failure of `work` is logged.
-   */
+  /** Runs `work` after the reply has gone to its surface; tracked (shutdown and close wait), failures logged. */
   afterReply: (work: () => Promise<void>) => void;
   /** Called when a run this replica started has ended, so the next approved request there may start. */
   onTargetFree?: (target: string) => void;
@@ -118,6 +115,7 @@ export class Runs {
         audit: this.#deps.audit,
         state: this.#deps.state,
         recordAfterReply: (c, event) => recordAfterReply(this.#deps, c, event),
+        afterReply: (work) => this.#deps.afterReply(work),
         run: (c, op, t, a, rowCap) => this.step(c, op, t, a, runStep, 'run', undefined, rowCap),
       },
       ctx,
