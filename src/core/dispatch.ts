@@ -19,7 +19,7 @@ import type {
   InvocationContext,
   RequestChange,
 } from './context.js';
-import { isUserError, type UserError } from './errors.js';
+import { isUserError, UserError } from './errors.js';
 import type { Token } from './grammar.js';
 import { Intake, unknownPerson } from './intake.js';
 import type { Standing } from './judgement.js';
@@ -234,7 +234,16 @@ export class Core implements CoreServices {
     const identity = scheduled ? `service:${inv.identity}` : `${kind}:${inv.identity}`;
     // Only an approval request takes a number (Approvals.request); every invocation gets a reference.
     const ref = newRef();
-    if (kind === 'discord') directoryOf(this.config)?.observeDiscord(inv.identity, inv.memberRoles ?? []);
+    // A guild payload's roles are stored for every replica before anything is decided on them (a DM has none).
+    const unstored =
+      kind === 'discord' && inv.memberRoles !== undefined
+        ? await directoryOf(this.config)
+            ?.observeDiscord(inv.identity, inv.memberRoles)
+            .then(
+              () => undefined,
+              (err: unknown) => ({ err }),
+            )
+        : undefined;
     // A scheduled run names its service person; no identity on any surface resolves to a service person.
     const person = scheduled
       ? servicePerson(this.config, inv.identity)
@@ -248,6 +257,13 @@ export class Core implements CoreServices {
       log: this.#deps.log.child({ ref, person: person?.name ?? null, identity, surface: inv.surface }),
     };
     try {
+      if (unstored) {
+        ctx.log.error({ err: unstored.err }, 'could not store the Discord roles of the payload');
+        throw new UserError(
+          'state_unavailable',
+          'your Discord roles could not be stored in the state database, so nothing was done; try again shortly',
+        );
+      }
       return await this.#intake.handle(ctx);
     } catch (err) {
       if (isUserError(err)) return await this.fail(ctx, err, {});

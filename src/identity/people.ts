@@ -1,6 +1,9 @@
 // A person as the platforms see them now: roles listed by hand plus roles held through groups and roles.
 import type { Config, ResolvedPerson } from '../config/schema.js';
+import { UserError } from '../core/errors.js';
+import { redactSecrets } from '../core/log.js';
 import type { IdentityKind } from '../core/types.js';
+import type { ApprovalRequest } from '../state/types.js';
 import type { RoleDirectory } from './directory.js';
 
 const directories = new WeakMap<Config, RoleDirectory>();
@@ -53,11 +56,35 @@ export function withPlatformRoles(
 }
 
 /**
- * Why someone may be missing roles they had: Slack groups that cannot be read (past keep_last_known), for
- * the refusal of an identity dbops does not know. Empty when nothing is wrong or the identity is not Slack.
+ * Why someone may be missing roles they had: Slack groups, or the Discord member listing, that cannot be
+ * read (past keep_last_known), for the refusal of an identity dbops does not know. Empty when nothing is
+ * wrong, or for CLI identities.
  */
 export function membershipProblems(config: Config, identity: string): string[] {
   const directory = directories.get(config);
+  if (directory && identity.startsWith('discord:')) {
+    const problem = directory.discord.listingProblem();
+    return problem ? [problem] : [];
+  }
   if (!directory || !identity.startsWith('slack:')) return [];
   return directory.slackGroups.flatMap((group) => directory.groupProblem(group) ?? []);
+}
+
+/**
+ * Before a request is judged: the Discord roles of its requester and voters as any replica last stored
+ * them, so that every replica, and a restarted one, counts the same votes. Fails (nothing is decided)
+ * when the state database cannot be read.
+ */
+export async function prepareJudgement(config: Config, request: ApprovalRequest): Promise<void> {
+  const directory = directories.get(config);
+  if (!directory?.discord.enabled) return;
+  try {
+    await directory.prepare([request.requester.identity, ...request.votes.map((v) => v.identity)]);
+  } catch (err) {
+    const why = redactSecrets(err instanceof Error ? err.message : String(err));
+    throw new UserError(
+      'state_unavailable',
+      `the Discord roles of #${request.id}'s voters cannot be read from the state database right now (${why}), so nothing was decided; try again shortly`,
+    );
+  }
 }
