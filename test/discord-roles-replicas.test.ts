@@ -4,12 +4,13 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type App, createApp } from '../src/app.js';
 import { loadConfigText } from '../src/config/load.js';
-import { silentLogger } from '../src/core/log.js';
+import { createLogger, silentLogger } from '../src/core/log.js';
 import { startDiscordSurface } from '../src/surfaces/discord/index.js';
 import { readDiscordSettings } from '../src/surfaces/discord/settings.js';
 import type { RunningSurface } from '../src/surfaces/types.js';
 import { FakeDiscord, type FakeUser, fakeUser } from './fakes/discord.js';
 import { adminQuery, createDatabase } from './helpers/db.js';
+import { cuttableProxy } from './helpers/state-proxy.js';
 
 const ALICE = fakeUser('200000000000000001', 'alice');
 const DAN = fakeUser('200000000000000004', 'dan');
@@ -50,15 +51,12 @@ let stagingUrl: string;
 const running: Replica[] = [];
 
 /** A dbops replica on the shared state database, with its own config object and Discord connection. */
-async function replica(gateway: FakeDiscord): Promise<Replica> {
-  const config = loadConfigText(YAML, 'replicas.yaml', { STATE_URL: stateDb.url, STAGING_URL: stagingUrl });
-  const app = await createApp({ config, log: silentLogger() });
+async function replica(gateway: FakeDiscord, stateUrl = stateDb.url, log = silentLogger()): Promise<Replica> {
+  const config = loadConfigText(YAML, 'replicas.yaml', { STATE_URL: stateUrl, STAGING_URL: stagingUrl });
+  const app = await createApp({ config, log });
   const settings = readDiscordSettings(gateway.env());
   if (!settings) throw new Error('no Discord settings');
-  const surface = await startDiscordSurface(
-    { app, config, env: gateway.env(), log: silentLogger() },
-    settings,
-  );
+  const surface = await startDiscordSurface({ app, config, env: gateway.env(), log }, settings);
   const started = { app, surface, gateway };
   running.push(started);
   return started;
@@ -294,5 +292,42 @@ describe('the state database cannot take the roles', () => {
     }
     const again = await answerOf(gwA, gwA.command(ERIN, { operation: 'sizes', target: 'staging' }));
     expect(again).toContain('exams');
+  });
+});
+
+describe('the state database is down when a payload is observed', () => {
+  it('answers with a clear failure and logs the audit record it could not write; works again once it is back', async () => {
+    const proxy = await cuttableProxy(stateDb.url);
+    const gwC = await FakeDiscord.start({ guildRoles: [ROLE_DBA] });
+    const lines: string[] = [];
+    const log = createLogger({ level: 'info', destination: { write: (line: string) => lines.push(line) } });
+    const c = await replica(gwC, proxy.url, log);
+    try {
+      proxy.drop();
+      gwC.memberRoles.set(ERIN.id, [ROLE_DBA]);
+      const answer = await answerOf(gwC, gwC.command(ERIN, { operation: 'sizes', target: 'staging' }));
+      expect(answer).toContain('your Discord roles could not be stored in the state database');
+      expect(answer).not.toContain('internal error');
+      // The refusal was audited: its record could not be written, so the log says so.
+      expect(lines.some((l) => l.includes('could not store the Discord roles of the payload'))).toBe(true);
+      expect(lines.some((l) => l.includes('audit write failed for an error'))).toBe(true);
+      // The bot keeps answering: another command right after is answered too.
+      const next = await answerOf(gwC, gwC.command(DAN, { operation: 'pending' }));
+      expect(next).toContain('could not be stored');
+
+      proxy.restore();
+      await expect
+        .poll(async () => answerOf(gwC, gwC.command(ERIN, { operation: 'sizes', target: 'staging' })), {
+          timeout: 20_000,
+          interval: 500,
+        })
+        .toContain('exams');
+      expect((await storedRoles(ERIN))?.role_ids).toContain(ROLE_DBA);
+    } finally {
+      proxy.restore();
+      await stop(c);
+      await gwC.stop();
+      await proxy.close();
+    }
   });
 });
