@@ -170,6 +170,41 @@ describe('Discord roles on every replica', () => {
     expect(await statusOf(a, id)).toBe('pending');
   });
 
+  it('a DM command on a replica that never saw the member is judged on the roles another one stored', async () => {
+    gwA.memberRoles.set(ERIN.id, [ROLE_DBA]);
+    const id = await request(a, 'prod');
+    await answerOf(gwA, gwA.command(ERIN, { operation: 'pending' }));
+    await stop(b);
+    b = await replica(gwB);
+    const dm = await openDm(gwB, ERIN);
+    const answer = await answerOf(gwB, gwB.command(ERIN, { operation: 'approve', target: String(id) }, dm));
+    expect(answer).toContain(`Approval 1 of 2 recorded for #${id}`);
+  });
+
+  it('roles last seen longer ago than keep_last_known grant nothing, and the refusal says so', async () => {
+    let shift = 0;
+    const config = loadConfigText(YAML, 'replicas.yaml', { STATE_URL: stateDb.url, STAGING_URL: stagingUrl });
+    const d = await createApp({ config, log: silentLogger(), clock: () => new Date(Date.now() + shift) });
+    try {
+      const erin = (memberRoles?: string[]) =>
+        d.core.dispatch({
+          surface: 'discord',
+          identity: ERIN.id,
+          text: '/db sizes staging',
+          ...(memberRoles ? { memberRoles } : {}),
+        });
+      expect((await erin([ROLE_DBA])).status).toBe('ok');
+      expect((await erin()).status).toBe('ok');
+      shift = 2 * 60 * 60 * 1000;
+      const stale = await erin();
+      expect(stale.status).toBe('refused');
+      expect(stale.message).toContain('your Discord roles were last seen at');
+      expect(stale.message).toContain('use /db in the server once');
+    } finally {
+      await d.close();
+    }
+  });
+
   it('an older observation (a replica whose clock is behind) never overwrites a newer one', async () => {
     const user = '200000000000000077';
     const at = (ms: number) => new Date(Date.now() + ms);
@@ -276,7 +311,7 @@ describe('the state database cannot take the roles', () => {
     try {
       gwA.memberRoles.set(ERIN.id, [ROLE_DBA]);
       const answer = await answerOf(gwA, gwA.command(ERIN, { operation: 'sizes', target: 'staging' }));
-      expect(answer).toContain('your Discord roles could not be stored in the state database');
+      expect(answer).toContain('your Discord roles could not be kept in the state database');
       expect(answer).not.toContain('exams');
       const audited = await adminQuery<{ outcome: string; error: string }>(
         `SELECT outcome, error FROM dbops_audit WHERE identity = $1 ORDER BY id DESC LIMIT 1`,
@@ -306,14 +341,16 @@ describe('the state database is down when a payload is observed', () => {
       proxy.drop();
       gwC.memberRoles.set(ERIN.id, [ROLE_DBA]);
       const answer = await answerOf(gwC, gwC.command(ERIN, { operation: 'sizes', target: 'staging' }));
-      expect(answer).toContain('your Discord roles could not be stored in the state database');
+      expect(answer).toContain('your Discord roles could not be kept in the state database');
       expect(answer).not.toContain('internal error');
       // The refusal was audited: its record could not be written, so the log says so.
-      expect(lines.some((l) => l.includes('could not store the Discord roles of the payload'))).toBe(true);
+      expect(lines.some((l) => l.includes('could not store or load the Discord roles of the user'))).toBe(
+        true,
+      );
       expect(lines.some((l) => l.includes('audit write failed for an error'))).toBe(true);
       // The bot keeps answering: another command right after is answered too.
       const next = await answerOf(gwC, gwC.command(DAN, { operation: 'pending' }));
-      expect(next).toContain('could not be stored');
+      expect(next).toContain('could not be kept');
 
       proxy.restore();
       await expect

@@ -234,11 +234,12 @@ export class Core implements CoreServices {
     const identity = scheduled ? `service:${inv.identity}` : `${kind}:${inv.identity}`;
     // Only an approval request takes a number (Approvals.request); every invocation gets a reference.
     const ref = newRef();
-    // A guild payload's roles are stored for every replica before anything is decided on them (a DM has none).
+    // A guild payload's roles are stored for every replica before anything is decided on them; a DM has
+    // none, so the roles last stored for the user are loaded.
     const unstored =
-      kind === 'discord' && inv.memberRoles !== undefined
+      kind === 'discord'
         ? await directoryOf(this.config)
-            ?.observeDiscord(inv.identity, inv.memberRoles)
+            ?.discordActor(inv.identity, inv.memberRoles)
             .then(
               () => undefined,
               (err: unknown) => ({ err }),
@@ -258,10 +259,10 @@ export class Core implements CoreServices {
     };
     try {
       if (unstored) {
-        ctx.log.error({ err: unstored.err }, 'could not store the Discord roles of the payload');
+        ctx.log.error({ err: unstored.err }, 'could not store or load the Discord roles of the user');
         throw new UserError(
           'state_unavailable',
-          'your Discord roles could not be stored in the state database, so nothing was done; try again shortly',
+          'your Discord roles could not be kept in the state database, so nothing was done; try again shortly',
         );
       }
       return await this.#intake.handle(ctx);

@@ -162,12 +162,14 @@ export class RoleDirectory {
   }
 
   /**
-   * Remembers the role ids a guild payload of `userId` carried (never anything typed; an empty list when
-   * the member's roles are missing) and stores them for every replica; rejects when the state database
-   * cannot take them. Votes cast earlier are judged on the newest observation until `keep_last_known`.
+   * Before a Discord user's command. A guild payload's role ids (never anything typed; an empty list when
+   * the member's roles are missing) are remembered and stored for every replica; from a DM (no member,
+   * `roleIds` undefined) the roles any replica last stored for the user are loaded instead. Rejects when
+   * the state database cannot do either. Votes are judged on the newest observation until keep_last_known.
    */
-  async observeDiscord(userId: string, roleIds: readonly string[]): Promise<void> {
-    await this.discord.observe(userId, roleIds);
+  async discordActor(userId: string, roleIds: readonly string[] | undefined): Promise<void> {
+    if (roleIds === undefined) await this.discord.load([userId]);
+    else await this.discord.observe(userId, roleIds);
   }
 
   /**

@@ -127,6 +127,17 @@ export class DiscordMembers {
     return listed ?? [];
   }
 
+  /**
+   * Why a member's roles are no longer known: their last observation is older than keep_last_known and
+   * no fresh listing stands in. Undefined when they are known, or were never seen.
+   */
+  staleness(userId: string): string | undefined {
+    const seen = this.#observed.get(userId);
+    if (!seen || this.#clock().getTime() - seen.at.getTime() <= this.#keepMs) return undefined;
+    if (this.listing && this.listingProblem() === undefined) return undefined;
+    return `your Discord roles were last seen at ${seen.at.toISOString()}, longer ago than keep_last_known allows; use /db in the server once`;
+  }
+
   /** Members known (observed or listed) to hold `roleId` now. */
   holdersOf(roleId: string): string[] {
     const users = new Set([...this.#observed.keys(), ...this.#listing.members.keys()]);

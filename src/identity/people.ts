@@ -63,8 +63,9 @@ export function withPlatformRoles(
 export function membershipProblems(config: Config, identity: string): string[] {
   const directory = directories.get(config);
   if (directory && identity.startsWith('discord:')) {
+    const stale = directory.discord.staleness(identity.slice('discord:'.length));
     const problem = directory.discord.listingProblem();
-    return problem ? [problem] : [];
+    return [...(problem ? [problem] : []), ...(stale ? [stale] : [])];
   }
   if (!directory || !identity.startsWith('slack:')) return [];
   return directory.slackGroups.flatMap((group) => directory.groupProblem(group) ?? []);
