@@ -91,7 +91,13 @@ async function readDiscordMembers(
 ): Promise<boolean> {
   if (!directory.discord.listing) return false;
   const { readDiscordSettings, restOptions } = await import('../surfaces/discord/settings.js');
-  const settings = readDiscordSettings(env);
+  let settings: ReturnType<typeof readDiscordSettings>;
+  try {
+    settings = readDiscordSettings(env);
+  } catch (err) {
+    process.stdout.write(`Discord members were not read: ${err instanceof Error ? err.message : err}\n`);
+    return false;
+  }
   if (!settings) {
     process.stdout.write('Discord members were not read: set DISCORD_TOKEN to see who holds each role.\n');
     return false;
