@@ -5,7 +5,7 @@ import { hostname } from 'node:os';
 import { resolvePerson, servicePerson } from '../config/load.js';
 import type { Config, ResolvedPerson, ResolvedTarget } from '../config/schema.js';
 import type { TargetDb } from '../engine/types.js';
-import { directoryOf } from '../identity/people.js';
+import { keepDiscordRoles } from '../identity/people.js';
 import type { ScheduleService } from '../schedules/service.js';
 import type { Actor, ApprovalRequest, StateStore } from '../state/types.js';
 import { Approvals } from './approvals.js';
@@ -19,7 +19,7 @@ import type {
   InvocationContext,
   RequestChange,
 } from './context.js';
-import { isUserError, UserError } from './errors.js';
+import { isUserError, type UserError } from './errors.js';
 import type { Token } from './grammar.js';
 import { Intake, unknownPerson } from './intake.js';
 import type { Standing } from './judgement.js';
@@ -234,17 +234,8 @@ export class Core implements CoreServices {
     const identity = scheduled ? `service:${inv.identity}` : `${kind}:${inv.identity}`;
     // Only an approval request takes a number (Approvals.request); every invocation gets a reference.
     const ref = newRef();
-    // A guild payload's roles are stored for every replica before anything is decided on them; a DM has
-    // none, so the roles last stored for the user are loaded.
-    const unstored =
-      kind === 'discord'
-        ? await directoryOf(this.config)
-            ?.discordActor(inv.identity, inv.memberRoles)
-            .then(
-              () => undefined,
-              (err: unknown) => ({ err }),
-            )
-        : undefined;
+    // Discord: the payload's roles are stored (from a DM, loaded) before anything is decided on them.
+    const unkept = await keepDiscordRoles(this.config, inv);
     // A scheduled run names its service person; no identity on any surface resolves to a service person.
     const person = scheduled
       ? servicePerson(this.config, inv.identity)
@@ -258,12 +249,9 @@ export class Core implements CoreServices {
       log: this.#deps.log.child({ ref, person: person?.name ?? null, identity, surface: inv.surface }),
     };
     try {
-      if (unstored) {
-        ctx.log.error({ err: unstored.err }, 'could not store or load the Discord roles of the user');
-        throw new UserError(
-          'state_unavailable',
-          'your Discord roles could not be kept in the state database, so nothing was done; try again shortly',
-        );
+      if (unkept) {
+        ctx.log.error({ err: unkept.cause }, 'could not store or load the Discord roles of the user');
+        throw unkept.error;
       }
       return await this.#intake.handle(ctx);
     } catch (err) {

@@ -2,7 +2,7 @@
 import type { Config, ResolvedPerson } from '../config/schema.js';
 import { UserError } from '../core/errors.js';
 import { redactSecrets } from '../core/log.js';
-import type { IdentityKind } from '../core/types.js';
+import type { IdentityKind, Invocation } from '../core/types.js';
 import type { ApprovalRequest } from '../state/types.js';
 import type { RoleDirectory } from './directory.js';
 
@@ -87,5 +87,28 @@ export async function prepareJudgement(config: Config, request: ApprovalRequest)
       'state_unavailable',
       `the Discord roles of #${request.id}'s voters cannot be read from the state database right now (${why}), so nothing was decided; try again shortly`,
     );
+  }
+}
+
+/**
+ * Before a Discord command: the guild payload's roles are stored for every replica (from a DM, which has
+ * no member, the stored ones are loaded). The refusal to answer with, and its cause, when the state
+ * database cannot do that: nothing may be decided on roles the other replicas cannot see.
+ */
+export async function keepDiscordRoles(
+  config: Config,
+  inv: Invocation,
+): Promise<{ error: UserError; cause: unknown } | undefined> {
+  const directory = directories.get(config);
+  if (inv.surface !== 'discord' || !directory) return undefined;
+  try {
+    await directory.discordActor(inv.identity, inv.memberRoles);
+    return undefined;
+  } catch (cause) {
+    const error = new UserError(
+      'state_unavailable',
+      'your Discord roles could not be kept in the state database, so nothing was done; try again shortly',
+    );
+    return { error, cause };
   }
 }
