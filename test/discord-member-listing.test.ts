@@ -95,15 +95,18 @@ async function request(): Promise<number> {
 async function dmCard(user: FakeUser, id: number): Promise<FakeMessage> {
   let card: FakeMessage | undefined;
   await expect
-    .poll(() => {
-      const dm = [...gateway.channels.values()].find(
-        (c) => c.type === 1 && c.recipients?.[0]?.id === user.id,
-      );
-      card = [...gateway.messages.values()].find(
-        (m) => m.channel_id === dm?.id && JSON.stringify(m).includes(`dbops:approve:${id}`),
-      );
-      return card !== undefined;
-    })
+    .poll(
+      () => {
+        const dm = [...gateway.channels.values()].find(
+          (c) => c.type === 1 && c.recipients?.[0]?.id === user.id,
+        );
+        card = [...gateway.messages.values()].find(
+          (m) => m.channel_id === dm?.id && JSON.stringify(m).includes(`dbops:approve:${id}`),
+        );
+        return card !== undefined;
+      },
+      { timeout: 10_000 },
+    )
     .toBe(true);
   if (!card) throw new Error('no DM card');
   return card;
@@ -111,7 +114,9 @@ async function dmCard(user: FakeUser, id: number): Promise<FakeMessage> {
 
 describe('Discord guild members listed', () => {
   it('reads every page of the guild with the bot token', async () => {
-    await expect.poll(() => app.directory.discord.holdersOf(ROLE_DBA)).toEqual([ALICE.id, FRANK.id]);
+    await expect
+      .poll(() => app.directory.discord.holdersOf(ROLE_DBA), { timeout: 10_000 })
+      .toEqual([ALICE.id, FRANK.id]);
     const pages = gateway.calls.filter((c) => /^\/guilds\/\d+\/members$/.test(c.path));
     expect(pages.length).toBeGreaterThanOrEqual(2);
     expect(pages.every((c) => c.auth === `Bot ${gateway.token}` && c.query.get('limit') === '1000')).toBe(

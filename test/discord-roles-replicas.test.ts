@@ -267,12 +267,15 @@ describe('DMs to members known to hold an approver role', () => {
       );
       let card: ReturnType<typeof gwB.messages.get>;
       await expect
-        .poll(() => {
-          card = [...gwB.messages.values()].find(
-            (m) => m.channel_id === channel?.id && JSON.stringify(m).includes(`dbops:approve:${id}`),
-          );
-          return card !== undefined;
-        })
+        .poll(
+          () => {
+            card = [...gwB.messages.values()].find(
+              (m) => m.channel_id === channel?.id && JSON.stringify(m).includes(`dbops:approve:${id}`),
+            );
+            return card !== undefined;
+          },
+          { timeout: 10_000 },
+        )
         .toBe(true);
       if (!card) throw new Error('no DM card');
       return card;
