@@ -140,8 +140,15 @@ export async function createApp(options: AppOptions): Promise<App> {
         { group, error: message },
         'a Slack user group cannot be read; its last known membership is kept',
       ),
+    onDiscordProblem: (message) =>
+      options.log.warn(
+        { error: message },
+        'the Discord guild members cannot be read; the last listing is kept',
+      ),
   });
   attachDirectory(options.config, directory);
+  // Discord roles seen in payloads are stored for every replica (migration 12).
+  directory.discord.useStore(state);
   const changeListeners = new Set<NonNullable<CoreDeps['onRequestChange']>>();
   const progressListeners = new Set<NonNullable<CoreDeps['onProgress']>>();
   if (options.onRequestChange) changeListeners.add(options.onRequestChange);

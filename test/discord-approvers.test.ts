@@ -1,6 +1,6 @@
 // Roles and approvers in Discord, through the Discord surface and the fake Discord: roles from the
 // payload's member (missing roles mean none), approver roles mentioned with allowed_mentions limited to
-// them, the card sent as a DM and approved from there, and clicks from a DM that carry no roles.
+// them, the card sent as a DM and approved from there, where the roles last seen in the guild apply.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type App, createApp } from '../src/app.js';
 import { loadConfigText } from '../src/config/load.js';
@@ -132,7 +132,10 @@ describe('Discord approvers told', () => {
       .toBe('succeeded');
   });
 
-  it('sends the card as a DM to each eligible approver; approving from the DM works, roles never come from a DM', async () => {
+  it('sends the card as a DM to each eligible approver; approving from the DM works on the roles last seen in the guild', async () => {
+    // erin's latest guild payload carries no roles: she holds none now, so she is not told.
+    gateway.memberRoles.set(ERIN.id, []);
+    await answerOf(gateway.command(ERIN, { operation: 'pending' }));
     const from = gateway.calls.length;
     gateway.command(ALICE, { operation: 'vacuum', target: 'prod', args: 'exams --full' });
     const opened = await gateway.waitForCall(
@@ -149,21 +152,25 @@ describe('Discord approvers told', () => {
     expect(dm.body.allowed_mentions).toEqual({ parse: [] });
     expect(String(dm.body.content)).toContain('needs 1 of: dba — not alice');
     const id = Number(/dbops:approve:(\d+)/.exec(JSON.stringify(dm.body))?.[1]);
-    // Only dan was told: erin's role is not listable, alice requested it.
+    // Only dan was told: erin holds no role now, alice requested it.
     expect(gateway.calls.slice(from).filter((c) => c.path === '/users/@me/channels')).toHaveLength(1);
     const dmMessage = [...gateway.messages.values()].find(
       (m) => m.channel_id === dm.path.split('/')[2] && JSON.stringify(m).includes(`dbops:approve:${id}`),
     );
     if (!dmMessage) throw new Error('the DM card was not stored by the fake');
 
-    // Someone not in the config, and erin from a DM (no member, so no roles): refused, nothing approved.
-    for (const user of [MALLORY, ERIN]) {
+    // Someone not in the config, the requester, and erin from a DM (a DM carries no member: her roles
+    // are the ones last seen in the guild, none): refused, nothing approved.
+    for (const user of [MALLORY, ALICE, ERIN]) {
       const click = gateway.click(user, dmMessage.id, `dbops:approve:${id}`);
-      expect(await answerOf(click)).toMatch(/not in dbops|may not approve|Refused/);
+      expect(await answerOf(click)).toMatch(/not in dbops|may not approve|Refused|requested/);
     }
     expect((await app.state.getRequest(id))?.status).toBe('pending');
 
-    gateway.click(DAN, dmMessage.id, `dbops:approve:${id}`);
+    // erin acts in the guild holding the role: from her DM she now approves like anyone holding it.
+    gateway.memberRoles.set(ERIN.id, [ROLE_DBA]);
+    await answerOf(gateway.command(ERIN, { operation: 'pending' }));
+    gateway.click(ERIN, dmMessage.id, `dbops:approve:${id}`);
     await expect
       .poll(async () => (await app.state.getRequest(id))?.status, { timeout: 10_000 })
       .toBe('succeeded');

@@ -135,6 +135,7 @@ describe('migrations', () => {
         'dbops_check_states',
         'dbops_deliveries',
         'dbops_digest_snapshots',
+        'dbops_member_roles',
         'dbops_paged_reads',
         'dbops_request_id_seq',
         'dbops_requests',

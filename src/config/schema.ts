@@ -191,6 +191,11 @@ export const roleSourcesSchema = z
     refresh: durationSchema.default(5 * 60),
     /** How long the last known membership is kept while it cannot be read; after that the group grants nothing. */
     keep_last_known: durationSchema.default(60 * 60),
+    /**
+     * Opt-in: also read the members of the bot's guilds over REST every `refresh` (needs the privileged
+     * Server Members intent), so holders of a Discord role are known before they act.
+     */
+    discord_member_listing: z.boolean().default(false),
     roles: z.record(z.string().regex(NAME, nameMessage), roleSourceSchema).default({}),
   })
   .strict();
@@ -307,6 +312,8 @@ export interface ResolvedTarget {
 export interface RoleSources {
   refreshSeconds: number;
   keepSeconds: number;
+  /** role_sources.discord_member_listing: guild members are read over REST, not only seen in payloads. */
+  discordMemberListing?: boolean;
   roles: Readonly<Record<string, { slackGroups: readonly string[]; discordRoles: readonly string[] }>>;
 }
 

@@ -212,7 +212,8 @@ export class Intake {
 export function unknownPerson(ctx: InvocationContext, config?: Config): UserError {
   // A group that cannot be read grants nothing: say so, so the refusal names the cause.
   const problems = config ? membershipProblems(config, ctx.identity) : [];
-  const why = problems.length > 0 ? ` (roles from Slack groups are unavailable: ${problems.join('; ')})` : '';
+  const source = ctx.identity.startsWith('discord:') ? 'Discord roles' : 'Slack groups';
+  const why = problems.length > 0 ? ` (roles from ${source} are unavailable: ${problems.join('; ')})` : '';
   return new UserError(
     'unknown_person',
     `your identity ${ctx.identity} is not in dbops' people list${why}; ask an admin to add it to a person in the config`,

@@ -5,6 +5,7 @@ import { ALERTS_HISTORY_MIGRATION } from '../alerts/migration.js';
 import { DIGEST_MIGRATION } from '../digest/migration.js';
 import { SCHEDULES_MIGRATION } from '../schedules/migration.js';
 import { BACKENDS_MIGRATION } from './backends.js';
+import { MEMBER_ROLES_MIGRATION } from './member-roles.js';
 import { REFS_MIGRATION } from './paged-reads.js';
 import { REASONS_MIGRATION } from './reasons-migration.js';
 import { inTransaction } from './transaction.js';
@@ -145,6 +146,7 @@ CREATE INDEX dbops_requests_approved_expiry ON dbops_requests (expires_at) WHERE
   REASONS_MIGRATION,
   REFS_MIGRATION,
   DIGEST_MIGRATION,
+  MEMBER_ROLES_MIGRATION,
 ];
 
 /** Any fixed bigint; every dbops replica uses the same one so their migrations serialize. */
