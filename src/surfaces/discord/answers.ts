@@ -4,11 +4,13 @@ import type { App } from '../../app.js';
 import type { Config } from '../../config/schema.js';
 import type { Logger } from '../../core/log.js';
 import type { Reply } from '../../core/reply.js';
+import { approverNotice } from '../../identity/approvers.js';
 import type { ApprovalRequest } from '../../state/types.js';
 import { type DiscordApi, discordErrorCode, type OutgoingMessage, safeError } from './api.js';
 import type { Conversation } from './conversation.js';
 import { refsValue } from './refs.js';
 import {
+  type CardContext,
   clip,
   LIMITS,
   renderRequestCard,
@@ -32,6 +34,11 @@ const TOO_LARGE = 40005;
 
 export function approverRoles(config: Config, request: ApprovalRequest): readonly string[] {
   return config.policy[request.environment]?.approve ?? [];
+}
+
+/** What a card of the request shows about its approvers; `ping` only when the card is first posted. */
+export function cardContext(config: Config, request: ApprovalRequest, ping = false): CardContext {
+  return { approverRoles: approverRoles(config, request), notice: approverNotice(config, request), ping };
 }
 
 export async function deliverReply(
@@ -89,8 +96,9 @@ export async function postRequestCard(
   conversation: Conversation,
   request: ApprovalRequest,
 ): Promise<void> {
-  const context = { approverRoles: approverRoles(deps.config, request) };
-  const card = await conversation.answer(renderRequestCard(request, context));
+  const context = cardContext(deps.config, request);
+  // The card is the one message that pings the approver roles (notify: mention).
+  const card = await conversation.answer(renderRequestCard(request, { ...context, ping: true }));
   const refs = { channel: card.channelId, message: card.id };
   await deps.app.state.setRefs(request.id, refsValue(refs));
   let thread: string | undefined;

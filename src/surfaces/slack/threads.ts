@@ -7,6 +7,7 @@ import type { RequestChange } from '../../core/dispatch.js';
 import type { Logger } from '../../core/log.js';
 import { redactSecrets } from '../../core/log.js';
 import type { Reply } from '../../core/reply.js';
+import { approverNotice } from '../../identity/approvers.js';
 import type { ApprovalRequest } from '../../state/types.js';
 import { type CardRef, cardRef, renderCard, requestHeadline } from './cards.js';
 import {
@@ -267,7 +268,7 @@ export class SlackThreads {
   async #postCard(request: ApprovalRequest, conversation: Conversation): Promise<void> {
     const place = await conversation.thread();
     await conversation.flushProgress();
-    const card = renderCard(request, this.#approverRoles(request));
+    const card = this.renderCard(request);
     const ts = await this.post(place, card);
     const ref: CardRef = { channel: place.channel, ts, thread: place.thread };
     // The card's place is stored with the request: after a restart, or on another replica, it can still be updated.
@@ -285,12 +286,14 @@ export class SlackThreads {
     }
   }
 
-  #approverRoles(request: ApprovalRequest): string[] {
-    return this.#config.policy[request.environment]?.approve ?? [];
+  /** The card of a request as it stands, with who is asked to approve it (mentioned per `notify`). */
+  renderCard(request: ApprovalRequest): ReturnType<typeof renderCard> {
+    const roles = this.#config.policy[request.environment]?.approve ?? [];
+    return renderCard(request, roles, approverNotice(this.#config, request));
   }
 
   async #updateCard(request: ApprovalRequest, where: { channel: string; ts: string }): Promise<void> {
-    const card = renderCard(request, this.#approverRoles(request));
+    const card = this.renderCard(request);
     await this.client.chat.update({
       channel: where.channel,
       ts: where.ts,
