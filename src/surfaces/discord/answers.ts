@@ -118,3 +118,29 @@ export async function postRequestCard(
   await deps.api.send(thread, renderRequestIntro(request, context));
   deps.onCardPosted?.(request, thread);
 }
+
+/**
+ * The card of a request made outside chat, at the top of an approvals channel, with a thread started from
+ * it; returns its refs for the caller to store with the request (once, across replicas).
+ */
+export async function announceRequestCard(
+  deps: AnswerDeps,
+  request: ApprovalRequest,
+  channel: string,
+): Promise<Record<string, unknown>> {
+  const context = cardContext(deps.config, request);
+  const card = await deps.api.send(channel, renderRequestCard(request, { ...context, ping: true }));
+  const refs = { channel: card.channelId, message: card.id };
+  let thread: string | undefined;
+  try {
+    thread = await deps.api.startThread(card.channelId, card.id, threadName(request.id, request.command));
+    await deps.api.send(thread, renderRequestIntro(request, context));
+  } catch (err) {
+    deps.log.warn(
+      { err: safeError(err), requestId: request.id },
+      'could not start a thread for the announced request; outcomes will be replies to the card',
+    );
+  }
+  deps.onCardPosted?.(request, thread ?? card.channelId);
+  return refsValue(thread ? { ...refs, thread } : refs);
+}

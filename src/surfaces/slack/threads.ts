@@ -286,6 +286,29 @@ export class SlackThreads {
     }
   }
 
+  /**
+   * The card of a request made outside chat, at the top of an approvals channel: its thread starts from
+   * the card. The caller stores the returned ref with the request (once, across replicas).
+   */
+  async announceCard(request: ApprovalRequest, channel: string): Promise<CardRef> {
+    const card = this.renderCard(request);
+    const ts = await this.post({ channel }, card);
+    const ref: CardRef = { channel, ts, thread: ts };
+    if (card.omittedRows > 0) {
+      await this.upload(
+        { channel, thread: ts },
+        resultFiles(request.preview.result, card.omittedRows, {
+          operation: `${request.operation}-preview`,
+          target: request.target,
+          requestId: request.id,
+        }),
+      ).catch((err: unknown) =>
+        this.log.warn({ err: errText(err), requestId: request.id }, 'slack: preview file not posted'),
+      );
+    }
+    return ref;
+  }
+
   /** The card of a request as it stands, with who is asked to approve it (mentioned per `notify`). */
   renderCard(request: ApprovalRequest): ReturnType<typeof renderCard> {
     const roles = this.#config.policy[request.environment]?.approve ?? [];
