@@ -308,6 +308,37 @@ describe('requests made outside chat, announced in the approvals channel', () =>
     expect(cardsOf(made.id)).toHaveLength(1);
   });
 
+  it('names a channel it cannot post to in /readyz detail, and does not try it every sweep', async () => {
+    const from = slack.calls.length;
+    slack.fail = (method, body) =>
+      method === 'chat.postMessage' && body.channel === 'C0APPROVALS' ? 'not_in_channel' : undefined;
+    try {
+      const made = await request('/db vacuum prod exams --full');
+      await slack.until(
+        () => slack.callsOf('chat.postMessage', from).find((c) => c.body.channel === 'C0APPROVALS'),
+        'the attempt',
+      );
+      await severalSweeps();
+      // One attempt by one replica; the others wait out the retry time instead of trying every 2 s.
+      expect(
+        slack.callsOf('chat.postMessage', from).filter((c) => c.body.channel === 'C0APPROVALS'),
+      ).toHaveLength(1);
+      expect((await announced(made.id)).at).toBeNull();
+      const detail = replicas.flatMap(
+        (r) => r.surfaces.find((s) => s.name === 'approvals')?.detail?.() ?? [],
+      );
+      expect(detail.join('\n')).toContain('cannot be posted in slack:C0APPROVALS');
+      expect(detail.join('\n')).toContain('not_in_channel');
+      await adminQuery(
+        "UPDATE dbops_requests SET status = 'cancelled' WHERE id = $1",
+        [made.id],
+        stateDb.name,
+      );
+    } finally {
+      slack.fail = () => undefined;
+    }
+  });
+
   it('posts the Discord card in its channel pinging only the approver role, and approves from it', async () => {
     const from = discord.calls.length;
     const made = await request('/db vacuum stage exams --full');

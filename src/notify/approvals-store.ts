@@ -61,12 +61,15 @@ export class AnnouncementStore {
     return rowCount === 1;
   }
 
-  /** Nothing could be posted: another sweep (of any replica) may try again at once. */
-  async release(id: number, owner: string): Promise<void> {
+  /**
+   * Nothing could be posted (the bot is not in the channel, the platform is down): any replica may try
+   * again after `retrySeconds`, so a channel the bot cannot post to is not tried every sweep.
+   */
+  async release(id: number, owner: string, retrySeconds: number): Promise<void> {
     await this.#pool.query(
-      `UPDATE dbops_requests SET announce_until = NULL
+      `UPDATE dbops_requests SET announce_until = now() + make_interval(secs => $3)
        WHERE id = $1 AND announce_claim = $2 AND announced_at IS NULL`,
-      [id, owner],
+      [id, owner, retrySeconds],
     );
   }
 }

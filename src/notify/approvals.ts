@@ -18,6 +18,8 @@ export interface ApprovalCardPoster {
 
 /** How long one replica holds a request while posting its card (a replica that died leaves it after this). */
 const CLAIM_SECONDS = 600;
+/** How long a request whose card could not be posted anywhere waits before any replica tries again. */
+const RETRY_SECONDS = 30;
 const SWEEP_MS = 2_000;
 
 function channelOf(rules: EnvironmentPolicy | undefined, surface: CardSurface): string | undefined {
@@ -50,6 +52,8 @@ export class ApprovalAnnouncer {
   #running: Promise<number[]> | undefined;
   #timer: NodeJS.Timeout | undefined;
   #failing: { since: Date; error: string } | undefined;
+  /** The last card that could not be posted, per surface and channel, for /readyz detail. */
+  readonly #unposted = new Map<string, { at: Date; error: string }>();
 
   constructor(deps: AnnouncerDeps) {
     this.#config = deps.config;
@@ -79,11 +83,18 @@ export class ApprovalAnnouncer {
       .map(([name]) => name);
   }
 
-  /** Why announcing fails right now (the state database away), for /readyz detail. */
-  problem(): string | undefined {
-    return this.#failing
-      ? `approval requests made outside chat cannot be announced since ${this.#failing.since.toISOString()}: ${this.#failing.error}`
-      : undefined;
+  /** Why announcing fails right now (the state database away, a channel it cannot post to), for /readyz. */
+  problems(): string[] {
+    const problems = [...this.#unposted].map(
+      ([where, { at, error }]) =>
+        `approval cards cannot be posted in ${where} (last tried ${at.toISOString()}): ${error}`,
+    );
+    if (this.#failing) {
+      problems.unshift(
+        `approval requests made outside chat cannot be announced since ${this.#failing.since.toISOString()}: ${this.#failing.error}`,
+      );
+    }
+    return problems;
   }
 
   /** One pass; a pass already under way is joined rather than run twice. Returns the requests announced. */
@@ -139,7 +150,7 @@ export class ApprovalAnnouncer {
     }
     const refs = await this.#post(request);
     if (Object.keys(refs).length === 0) {
-      await this.#store.release(id, this.#owner);
+      await this.#store.release(id, this.#owner, RETRY_SECONDS);
       this.#held.delete(id);
       return;
     }
@@ -161,7 +172,10 @@ export class ApprovalAnnouncer {
       if (!poster || !channel) continue;
       try {
         Object.assign(refs, await poster.postCard(request, channel));
+        this.#unposted.delete(`${surface}:${channel}`);
       } catch (err) {
+        const error = redactSecrets(err instanceof Error ? err.message : String(err));
+        this.#unposted.set(`${surface}:${channel}`, { at: new Date(), error });
         this.#log.warn(
           { err, requestId: request.id, surface, channel },
           'could not post the approval card in the approvals channel',

@@ -77,10 +77,7 @@ function startAnnouncer(
     name: 'approvals',
     healthy: () => true,
     problem: () => undefined,
-    detail: () => {
-      const problem = announcer.problem();
-      return problem ? [problem] : [];
-    },
+    detail: () => announcer.problems(),
     stop: () => announcer.stop(),
   };
 }
