@@ -112,7 +112,8 @@ describe('what dbops exec says about a request', () => {
       'Approvers are told in #ops-approvals by the running bot (dbops start).',
     );
     const without = toldLines(config(`${BASE} }`), request(), 'console') ?? '';
-    expect(without).toContain('dbops exec approve 12');
+    expect(without).toContain('/db approve 12 in chat');
+    expect(without).toContain('dbops exec --as <approver> -- "/db approve 12"');
     expect(without).toContain('(dba)');
     for (const line of without.split('\n')) expect(line.length).toBeLessThanOrEqual(80);
     expect(toldLines(withChannel, request(), 'slack')).toBeUndefined();

@@ -260,7 +260,7 @@ describe('requests made outside chat, announced in the approvals channel', () =>
   it('says how to get it approved where no approvals channel is set, and posts nothing', async () => {
     const from = slack.calls.length;
     const made = await request('/db vacuum lab exams --full');
-    expect(made.text).toContain(`dbops exec approve ${made.id}`);
+    expect(made.text).toContain(`/db approve ${made.id} in chat`);
     expect(made.text).toContain('nobody is told');
     for (const line of made.text.split('\n')) expect(line.length).toBeLessThanOrEqual(80);
     await severalSweeps();
