@@ -16,8 +16,8 @@ export function approvalsChannelWarnings(
     if (requests && notify !== 'none' && !channel) {
       warnings.push(
         `policy.${environment}: notify: ${notify} tells approvers of requests made in chat only; ` +
-          'requests made with dbops exec, the console or a schedule reach nobody (until escalate_after): ' +
-          'set approvals_channel: { slack: C…, discord: "…" }',
+          `requests made with dbops exec, the console or a schedule reach nobody${rules.escalate_after !== undefined ? ' until escalate_after' : ''}: ` +
+          'set approvals_channel (a Slack and/or Discord channel id)',
       );
     }
     for (const surface of ['slack', 'discord'] as const) {
