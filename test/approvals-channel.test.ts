@@ -257,6 +257,36 @@ describe('requests made outside chat, announced in the approvals channel', () =>
     }
   });
 
+  it('is woken at once by the process that made the request (LISTEN/NOTIFY), not only by its sweeps', async () => {
+    const posted: number[] = [];
+    const announcer = new ApprovalAnnouncer({
+      config: directConfig,
+      state: cli.state,
+      stateUrl: stateDb.url,
+      posters: {
+        slack: {
+          async postCard(request: { id: number }) {
+            posted.push(request.id);
+            return { slack: { channel: 'C0WOKEN', ts: `2.${request.id}`, thread: `2.${request.id}` } };
+          },
+        },
+      },
+      log: silentLogger(),
+      owner: 'replica-woken',
+    });
+    try {
+      proxy.drop();
+      // Its timer would next look in ten minutes: only the wake-up can announce the request sooner.
+      announcer.start(600_000);
+      await new Promise((r) => setTimeout(r, 1_000));
+      const made = await request('/db vacuum prod exams --full');
+      await expect.poll(() => posted, { timeout: 10_000 }).toEqual([made.id]);
+    } finally {
+      proxy.restore();
+      await announcer.stop();
+    }
+  });
+
   it('says how to get it approved where no approvals channel is set, and posts nothing', async () => {
     const from = slack.calls.length;
     const made = await request('/db vacuum lab exams --full');

@@ -5,6 +5,14 @@ import type pg from 'pg';
 /** Surfaces whose requests have a chat thread of their own (their card is posted where they were made). */
 export const CHAT_SURFACES = ['slack', 'discord'] as const;
 
+/** The NOTIFY channel a process that made a request outside chat wakes the running bots' announcers on. */
+export const WAKE_CHANNEL = 'dbops_approval_requests';
+
+/** Wakes the announcers for a request made outside chat (best effort: they also sweep every few seconds). */
+export async function wakeAnnouncers(pool: pg.Pool, requestId: number): Promise<void> {
+  await pool.query('SELECT pg_notify($1, $2)', [WAKE_CHANNEL, String(requestId)]);
+}
+
 export class AnnouncementStore {
   readonly #pool: pg.Pool;
 

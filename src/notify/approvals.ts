@@ -6,7 +6,7 @@ import pg from 'pg';
 import type { Config, EnvironmentPolicy } from '../config/schema.js';
 import { type Logger, redactSecrets } from '../core/log.js';
 import type { ApprovalRequest, StateStore } from '../state/types.js';
-import { AnnouncementStore, CHAT_SURFACES } from './approvals-store.js';
+import { AnnouncementStore, CHAT_SURFACES, WAKE_CHANNEL } from './approvals-store.js';
 
 export type CardSurface = (typeof CHAT_SURFACES)[number];
 
@@ -21,6 +21,8 @@ const CLAIM_SECONDS = 600;
 /** How long a request whose card could not be posted anywhere waits before any replica tries again. */
 const RETRY_SECONDS = 30;
 const SWEEP_MS = 2_000;
+/** How soon a LISTEN connection that was lost is opened again (the sweeps go on meanwhile). */
+const RELISTEN_MS = 5_000;
 
 function channelOf(rules: EnvironmentPolicy | undefined, surface: CardSurface): string | undefined {
   return rules?.approvals_channel?.[surface];
@@ -50,7 +52,13 @@ export class ApprovalAnnouncer {
   /** Requests this replica claimed and has not finished with. */
   readonly #held = new Set<number>();
   #running: Promise<number[]> | undefined;
+  /** Woken while a pass ran (it may have looked before the request existed): one more pass follows. */
+  #again = false;
   #timer: NodeJS.Timeout | undefined;
+  readonly #stateUrl: string;
+  #listener: pg.Client | undefined;
+  #relisten: NodeJS.Timeout | undefined;
+  #stopped = false;
   #failing: { since: Date; error: string } | undefined;
   /** The last card that could not be posted, per surface and channel, for /readyz detail. */
   readonly #unposted = new Map<string, { at: Date; error: string }>();
@@ -61,6 +69,7 @@ export class ApprovalAnnouncer {
     this.#posters = deps.posters;
     this.#log = deps.log.child({ component: 'approvals-channel' });
     this.#owner = deps.owner ?? `${hostname()}:${process.pid}`;
+    this.#stateUrl = deps.stateUrl;
     this.#pool = new pg.Pool({
       connectionString: deps.stateUrl,
       max: 1,
@@ -97,9 +106,16 @@ export class ApprovalAnnouncer {
     return problems;
   }
 
-  /** One pass; a pass already under way is joined rather than run twice. Returns the requests announced. */
+  /**
+   * One pass; a pass already under way is joined (and followed by one more, since it may have looked
+   * before the request that woke this one existed). Returns the requests announced.
+   */
   sweep(): Promise<number[]> {
-    this.#running ??= this.#sweep()
+    if (this.#running) {
+      this.#again = true;
+      return this.#running;
+    }
+    this.#running = this.#sweep()
       .then((ids) => {
         this.#failing = undefined;
         return ids;
@@ -112,6 +128,10 @@ export class ApprovalAnnouncer {
       })
       .finally(() => {
         this.#running = undefined;
+        if (this.#again && !this.#stopped) {
+          this.#again = false;
+          void this.sweep();
+        }
       });
     return this.#running;
   }
@@ -210,17 +230,59 @@ export class ApprovalAnnouncer {
       );
   }
 
-  /** Sweeps every `everyMs` (and once now) until stop(). */
+  /**
+   * Sweeps every `everyMs` (and once now) until stop(), and at once when a process that made a request
+   * outside chat wakes it (LISTEN; see wakeAnnouncers, called where requests are made).
+   */
   start(everyMs = SWEEP_MS): void {
     if (this.#timer) return;
     void this.sweep();
     this.#timer = setInterval(() => void this.sweep(), everyMs);
     this.#timer.unref();
+    void this.#listen();
+  }
+
+  async #listen(): Promise<void> {
+    if (this.#stopped) return;
+    const client = new pg.Client({
+      connectionString: this.#stateUrl,
+      application_name: 'dbops-announce-listen',
+      connectionTimeoutMillis: 5_000,
+    });
+    const lost = () => {
+      if (this.#listener !== client) return;
+      this.#listener = undefined;
+      void client.end().catch(() => undefined);
+      if (this.#stopped) return;
+      this.#relisten = setTimeout(() => void this.#listen(), RELISTEN_MS);
+      this.#relisten.unref();
+    };
+    client.on('notification', () => void this.sweep());
+    client.on('error', (err) => {
+      this.#log.debug({ error: redactSecrets(err.message) }, 'approvals LISTEN connection lost');
+      lost();
+    });
+    client.on('end', lost);
+    this.#listener = client;
+    try {
+      await client.connect();
+      await client.query(`LISTEN ${WAKE_CHANNEL}`);
+      // A wake-up sent while this was away is not replayed: look now.
+      void this.sweep();
+    } catch (err) {
+      this.#log.debug({ error: redactSecrets(String(err)) }, 'approvals LISTEN not possible now');
+      lost();
+    }
   }
 
   async stop(): Promise<void> {
+    this.#stopped = true;
     clearInterval(this.#timer);
+    clearTimeout(this.#relisten);
     this.#timer = undefined;
+    const listener = this.#listener;
+    this.#listener = undefined;
+    await listener?.end().catch(() => undefined);
     await this.#running;
     await this.#pool.end();
   }
