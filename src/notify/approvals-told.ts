@@ -27,11 +27,12 @@ export function toldLines(
     return wrapLines(`Approvers are told in ${channel.name ?? ids} by the running bot (dbops start).`, width);
   }
   const roles = rules?.approve.length ? ` (${rules.approve.join(', ')})` : '';
-  // The command on a line of its own, never split by the wrapping.
+  // The commands on lines of their own, never split by the wrapping.
   return wrapLines(
     [
       `No approvals channel is set for ${request.environment}, so nobody is told.`,
-      `Ask an approver${roles} to approve it: /db approve ${request.id} in chat, or`,
+      `Ask an approver${roles} to approve it:`,
+      `  /db approve ${request.id} in chat, or`,
       `  dbops exec --as <approver> -- "/db approve ${request.id}"`,
     ].join('\n'),
     width,
