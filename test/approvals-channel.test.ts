@@ -2,8 +2,11 @@
 // by the running bot: once across two replicas, with the group mention on the card, approved from that card
 // with a signed click, escalated into its thread (injected clock); a state database that drops while the
 // card is posted loses nothing and posts nothing twice; Discord's card pings only the approver role.
-import { resolve } from 'node:path';
+import { writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { App } from '../src/app.js';
 import type { Config } from '../src/config/schema.js';
@@ -39,6 +42,9 @@ targets:
   lab:
     url: \${TARGET_URL}
     environment: lab
+  dmt:
+    url: \${TARGET_URL}
+    environment: dmenv
 people:
   bob: { cli: bob, roles: [oncall] }
   dan: { cli: dan, slack: T1/UDAN, discord: "${DAN.id}", roles: [dba] }
@@ -62,12 +68,20 @@ policy:
     notify: mention
     approvals_channel: { discord: "${discordChannel}" }
   lab: { read: [oncall, dba], request: [oncall, dba], approve: [dba], notify: mention }
+  dmenv:
+    read: [oncall, dba]
+    request: [oncall, dba]
+    approve: [dba]
+    notify: dm
+    approvals_channel: { slack: C0DMAPPROVALS }
 `;
 
 let slack: FakeSlack;
 let discord: FakeDiscord;
 let proxy: CuttableProxy;
 let stateDb: { name: string; url: string };
+let targetUrl: string;
+let configPath: string;
 let cli: App;
 let directConfig: Config;
 const replicas: { app: App; surfaces: RunningSurface[]; url: string }[] = [];
@@ -124,6 +138,9 @@ beforeAll(async () => {
   discord = await FakeDiscord.start({ guildRoles: [ROLE_DBA] });
   proxy = await cuttableProxy(stateDb.url);
   const text = yaml(discord.channel.id);
+  targetUrl = target.url;
+  configPath = join(tmpdir(), `dbops-announce-${stateDb.name}.yaml`);
+  writeFileSync(configPath, text);
   // The requesting process (as `dbops exec` is) reaches the state database directly; the replicas
   // through a proxy a test cuts.
   const direct: Config = loadConfigText(text, 'announce.yaml', {
@@ -285,6 +302,63 @@ describe('requests made outside chat, announced in the approvals channel', () =>
       proxy.restore();
       await announcer.stop();
     }
+  });
+
+  it('announces a request made by the built dbops exec in a process of its own', async () => {
+    const from = slack.calls.length;
+    const run = await execa(
+      'node',
+      [
+        resolve('dist/src/cli.js'),
+        'exec',
+        '--config',
+        configPath,
+        '--as',
+        'bob',
+        '--',
+        '/db vacuum prod exams --full',
+      ],
+      {
+        env: { PATH: process.env.PATH ?? '', STATE_URL: stateDb.url, TARGET_URL: targetUrl },
+        extendEnv: false,
+        reject: false,
+      },
+    );
+    expect(run.exitCode).toBe(0);
+    expect(run.stdout).toContain('Approvers are told in #ops-approvals by the running bot (dbops start).');
+    const id = Number(/#(\d+)/.exec(run.stdout)?.[1]);
+    const card = await slack.until(() => cardsOf(id)[0], 'the card of the exec request');
+    expect(slack.calls.indexOf(card)).toBeGreaterThanOrEqual(from);
+    await severalSweeps();
+    expect(cardsOf(id)).toHaveLength(1);
+    await adminQuery("UPDATE dbops_requests SET status = 'cancelled' WHERE id = $1", [id], stateDb.name);
+  });
+
+  it('with notify: dm, posts the card without a mention and sends it to each approver', async () => {
+    const from = slack.calls.length;
+    const made = await request('/db vacuum dmt exams --full');
+    const card = await slack.until(
+      () =>
+        slack
+          .callsOf('chat.postMessage', from)
+          .find((c) => c.body.channel === 'C0DMAPPROVALS' && textOf(c).includes('dbops_approve')),
+      'the card in the dm environment’s channel',
+    );
+    expect(String(card.body.text)).toContain('needs 1 of: dba — not bob');
+    expect(textOf(card)).not.toContain('subteam');
+    const opened = await slack.until(
+      () => slack.callsOf('conversations.open', from).find((c) => c.body.users === 'UDAN'),
+      'the DM to dan',
+    );
+    expect(opened).toBeTruthy();
+    await slack.until(
+      () =>
+        slack
+          .callsOf('chat.postMessage', from)
+          .find((c) => c.body.channel === 'DUDAN' && textOf(c).includes(`"value":"${made.id}"`)),
+      'the card in the DM',
+    );
+    await adminQuery("UPDATE dbops_requests SET status = 'cancelled' WHERE id = $1", [made.id], stateDb.name);
   });
 
   it('says how to get it approved where no approvals channel is set, and posts nothing', async () => {
