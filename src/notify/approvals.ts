@@ -1,6 +1,7 @@
 // Approval requests made outside chat (`dbops exec`, the console, schedules) announced by the running bot:
 // each pending one gets its card, with working buttons, in its environment's approvals channel, exactly
 // once across replicas (a claim, then a mark in the state database, migration 13).
+import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import pg from 'pg';
 import type { Config, EnvironmentPolicy } from '../config/schema.js';
@@ -68,7 +69,7 @@ export class ApprovalAnnouncer {
     this.#state = deps.state;
     this.#posters = deps.posters;
     this.#log = deps.log.child({ component: 'approvals-channel' });
-    this.#owner = deps.owner ?? `${hostname()}:${process.pid}`;
+    this.#owner = deps.owner ?? `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
     this.#stateUrl = deps.stateUrl;
     this.#pool = new pg.Pool({
       connectionString: deps.stateUrl,
