@@ -115,10 +115,11 @@ export const GROUP_ID = /^S[A-Z0-9]{2,31}$/;
 /**
  * Who is asked, on the card itself: "<!subteam^S0DBA> needs 1 of: dba — not @alice". The groups are
  * mentioned only when the environment says `notify: mention`; with `dm` or `none` the line names the roles
- * and pings nobody. Slack notifies from the top-level `text` on mobile and (since July 2026) from the
- * blocks first on desktop (docs.slack.dev changelog 2026/07/13 "notification changes"), so the line is in
- * both. Slack does not notify anyone again when a message is edited (chat.update): a card redrawn after
- * a vote keeps the line without a second ping.
+ * and pings nobody. Slack builds mobile notifications from the top-level `text` only, desktop ones from
+ * the blocks first (docs.slack.dev changelog 2026/07/13 "notification changes"), so the line is in both:
+ * the mention in `text` is what certainly notifies (Slack documents the Block Kit form of a group mention
+ * as the rich_text `usergroup` element; a `<!subteam^…>` in mrkdwn renders as the same mention). An
+ * edit (chat.update) notifies nobody again: a card redrawn after a vote keeps the line without a ping.
  */
 export function askLine(request: ApprovalRequest, notice: ApproverNotice): string {
   const groups =
