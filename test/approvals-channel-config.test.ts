@@ -8,7 +8,7 @@ import type { ApproverNotice } from '../src/identity/approvers.js';
 import { toldLines } from '../src/notify/approvals-told.js';
 import type { ApprovalRequest } from '../src/state/types.js';
 import { renderRequestCard } from '../src/surfaces/discord/render.js';
-import { askLine, renderCard } from '../src/surfaces/slack/cards.js';
+import { askBlock, askLine, renderCard } from '../src/surfaces/slack/cards.js';
 
 const config = (production: string) =>
   loadConfigText(
@@ -124,10 +124,15 @@ describe('who is asked, on the card', () => {
   it('Slack: mentions only well-formed group ids, and only with notify: mention', () => {
     const line = askLine(request(), notice('mention'));
     expect(line).toBe('<!subteam^S0DBA> needs 1 of: dba — not alice');
+    const block = JSON.stringify(askBlock(request(), notice('mention')));
+    expect(block.match(/usergroup_id/g)).toHaveLength(1);
+    expect(block).toContain('"usergroup_id":"S0DBA"');
     for (const mode of ['none', 'dm'] as const) {
       const card = renderCard(request(), ['dba'], notice(mode));
       expect(card.text).toContain('needs 1 of: dba — not alice');
+      expect(JSON.stringify(card.blocks)).toContain('needs 1 of: dba — not ');
       expect(JSON.stringify(card)).not.toContain('subteam');
+      expect(JSON.stringify(card)).not.toContain('usergroup');
     }
   });
 
@@ -149,6 +154,7 @@ describe('who is asked, on the card', () => {
     expect(voted.text).toContain('<!subteam^S0DBA> needs 1 of: dba');
     const decided = renderCard(request({ status: 'succeeded', votes: [vote] }), ['dba'], notice('mention'));
     expect(JSON.stringify(decided)).not.toContain('subteam');
+    expect(JSON.stringify(decided)).not.toContain('usergroup');
     expect(JSON.stringify(decided)).toContain('approved by dan');
   });
 

@@ -265,7 +265,9 @@ describe('approvers told (the whole bot)', () => {
     );
     // Mobile notifications read `text`, desktop ones the blocks: the mention is in both.
     expect(String(card.body.text)).toContain('<!subteam^S0DBA> needs 1 of: dba — not <@UALICE>');
-    expect(JSON.stringify(card.body.blocks)).toContain('<!subteam^S0DBA> needs 1 of: dba');
+    // In the blocks, the group mention is Block Kit's rich_text usergroup element.
+    expect(JSON.stringify(card.body.blocks)).toContain('{"type":"usergroup","usergroup_id":"S0DBA"}');
+    expect(JSON.stringify(card.body.blocks)).toContain('needs 1 of: dba — not ');
     await new Promise((r) => setTimeout(r, 500));
     const mentions = fake.callsOf('chat.postMessage', from).filter((c) => textOf(c).includes('subteam'));
     expect(mentions).toEqual([card]);
@@ -317,6 +319,7 @@ describe('approvers told (the whole bot)', () => {
     );
     expect(textOf(decided)).toContain('<@UDAN>');
     expect(textOf(decided)).not.toContain('subteam');
+    expect(textOf(decided)).not.toContain('usergroup');
     expect(fake.callsOf('chat.postMessage', mark).filter((c) => textOf(c).includes('subteam'))).toEqual([]);
   });
 });

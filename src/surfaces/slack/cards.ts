@@ -2,6 +2,7 @@
 import type { types } from '@slack/bolt';
 import { approvers } from '../../core/reply-text.js';
 import { formatTime } from '../../core/time-format.js';
+import { showInvisible } from '../../core/visible.js';
 import type { ApproverNotice } from '../../identity/approvers.js';
 import type { ApprovalRequest } from '../../state/types.js';
 import { actorMention } from './identity.js';
@@ -117,9 +118,8 @@ export const GROUP_ID = /^S[A-Z0-9]{2,31}$/;
  * mentioned only when the environment says `notify: mention`; with `dm` or `none` the line names the roles
  * and pings nobody. Slack builds mobile notifications from the top-level `text` only, desktop ones from
  * the blocks first (docs.slack.dev changelog 2026/07/13 "notification changes"), so the line is in both:
- * the mention in `text` is what certainly notifies (Slack documents the Block Kit form of a group mention
- * as the rich_text `usergroup` element; a `<!subteam^…>` in mrkdwn renders as the same mention). An
- * edit (chat.update) notifies nobody again: a card redrawn after a vote keeps the line without a ping.
+ * this one in `text`, askBlock's in the blocks. An edit (chat.update) notifies nobody again: a card
+ * redrawn after a vote keeps the line without a ping.
  */
 export function askLine(request: ApprovalRequest, notice: ApproverNotice): string {
   const groups =
@@ -130,6 +130,32 @@ export function askLine(request: ApprovalRequest, notice: ApproverNotice): strin
   const roles = notice.roles.length > 0 ? notice.roles.map(escapeText).join(', ') : 'nobody';
   const who = groups.length > 0 ? `${groups.join(' ')} ` : '';
   return `${who}needs ${need} of: ${roles} — not ${actorMention(request.requester)}`;
+}
+
+/**
+ * The same line as a block: a rich_text block, whose `usergroup` element is the Block Kit form of a group
+ * mention (docs.slack.dev block-elements/usergroup-element); its text elements are literal text, so no
+ * role name or person can be markup.
+ */
+export function askBlock(request: ApprovalRequest, notice: ApproverNotice): types.RichTextBlock {
+  const groups = notice.mode === 'mention' ? notice.slackGroups.filter((g) => GROUP_ID.test(g)) : [];
+  const need = Math.max(1, request.approvalsRequired - approvers(request).length);
+  const roles = notice.roles.length > 0 ? notice.roles.join(', ') : 'nobody';
+  const requester = /^slack:[A-Z0-9]+\/([UW][A-Z0-9]+)$/.exec(request.requester.identity)?.[1];
+  const elements: types.RichTextElement[] = [
+    { type: 'emoji', name: 'bell' },
+    { type: 'text', text: ' ' },
+  ];
+  for (const group of groups) {
+    elements.push({ type: 'usergroup', usergroup_id: group }, { type: 'text', text: ' ' });
+  }
+  elements.push({ type: 'text', text: showInvisible(`needs ${need} of: ${roles} — not `) });
+  elements.push(
+    requester
+      ? { type: 'user', user_id: requester }
+      : { type: 'text', text: showInvisible(request.requester.person) },
+  );
+  return { type: 'rich_text', elements: [{ type: 'rich_text_section', elements }] };
 }
 
 export interface RenderedCard {
@@ -163,7 +189,7 @@ export function renderCard(
         ),
       },
     },
-    ...(ask ? [section(`:bell: ${ask}`)] : []),
+    ...(ask && notice ? [askBlock(request, notice)] : []),
     {
       type: 'section',
       fields: [
