@@ -2,6 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { catalog as operations } from '../../commands/index.js';
 import { approvalWarningLines } from '../config/approval-rules.js';
+import { approvalsChannelWarnings } from '../config/approvals-channel.js';
 import { checkTargets, expectationProblems, formatCheckReport } from '../config/check.js';
 import type { Config } from '../config/schema.js';
 import { Catalog } from '../core/catalog.js';
@@ -46,6 +47,8 @@ export async function checkConfig({ values }: CheckConfigArgs): Promise<number> 
   for (const warning of approvalWarningLines(config, readFileSync(path, 'utf8')))
     process.stdout.write(`warning: ${wrapWords(warning, 71, '').join('\n         ')}\n`);
   for (const warning of schedulePostWarnings(config, env)) process.stdout.write(`warning: ${warning}\n`);
+  for (const warning of approvalsChannelWarnings(config, env))
+    process.stdout.write(`warning: ${wrapWords(warning, 71, '').join('\n         ')}\n`);
   const checks = await checkTargets(config, { packs });
   process.stdout.write(`${formatCheckReport(checks)}\n`);
   const rolesOk = await reportRoleHolders(config);

@@ -158,6 +158,26 @@ export const environmentPolicySchema = z
     escalate_after: durationSchema.optional(),
     /** The roles whose groups are told when a request is escalated. */
     escalate_to: z.array(z.string()).optional(),
+    /**
+     * Where the running bot posts the cards of requests made outside chat (`dbops exec`, the console,
+     * schedules), which have no thread of their own: a Slack channel id and/or a Discord channel id.
+     */
+    approvals_channel: z
+      .object({
+        slack: z
+          .string()
+          .regex(/^[CG][A-Z0-9]{2,31}$/, 'expected a Slack channel id such as C0123ABCD (not a #name)')
+          .optional(),
+        discord: z
+          .string()
+          .regex(/^\d{5,25}$/, 'expected a Discord channel id (a snowflake such as "1122334455667788")')
+          .optional(),
+        /** How `dbops exec` names it ("#ops-approvals"); the ids when left out. */
+        name: z.string().max(80).optional(),
+      })
+      .strict()
+      .refine((c) => c.slack !== undefined || c.discord !== undefined, 'expected slack and/or discord')
+      .optional(),
   })
   .strict();
 export type EnvironmentPolicy = z.infer<typeof environmentPolicySchema>;

@@ -3,6 +3,7 @@
 import type pg from 'pg';
 import { ALERTS_HISTORY_MIGRATION } from '../alerts/migration.js';
 import { DIGEST_MIGRATION } from '../digest/migration.js';
+import { ANNOUNCE_MIGRATION } from '../notify/approvals-migration.js';
 import { SCHEDULES_MIGRATION } from '../schedules/migration.js';
 import { BACKENDS_MIGRATION } from './backends.js';
 import { MEMBER_ROLES_MIGRATION } from './member-roles.js';
@@ -147,6 +148,7 @@ CREATE INDEX dbops_requests_approved_expiry ON dbops_requests (expires_at) WHERE
   REFS_MIGRATION,
   DIGEST_MIGRATION,
   MEMBER_ROLES_MIGRATION,
+  ANNOUNCE_MIGRATION,
 ];
 
 /** Any fixed bigint; every dbops replica uses the same one so their migrations serialize. */

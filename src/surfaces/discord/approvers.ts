@@ -1,5 +1,5 @@
-// Tells a request's approvers in Discord: their roles mentioned in the request's thread (allowed_mentions
-// limited to those roles), or the card sent as a DM to each eligible approver; and once more on escalation.
+// Tells a request's approvers in Discord beyond the card (whose content mentions their roles itself): the
+// card sent as a DM to each eligible approver; and once more on escalation, in the request's thread.
 import type { Config } from '../../config/schema.js';
 import type { Logger } from '../../core/log.js';
 import { type ApproverNotice, approverNotice } from '../../identity/approvers.js';
@@ -23,10 +23,15 @@ export class DiscordApproverNotices {
     this.#log = deps.log;
   }
 
-  /** A new request's card is posted; `channelId` is its thread (or the card's channel). */
+  /**
+   * A new request's card is posted; `channelId` is its thread (or the card's channel). With `notify:
+   * mention` the card itself pinged the roles (renderRequestCard with `ping`); with `dm` the DMs go out.
+   */
   async cardPosted(request: ApprovalRequest, channelId: string): Promise<void> {
+    if (this.#config.policy[request.environment]?.notify !== 'dm') return;
     await this.#knownHolders(request);
-    await this.#tell(request, approverNotice(this.#config, request), channelId, false);
+    const notice = approverNotice(this.#config, request);
+    await this.#tell(request, notice, channelId, false);
   }
 
   async escalated(request: ApprovalRequest): Promise<void> {

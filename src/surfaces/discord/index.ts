@@ -5,6 +5,7 @@ import type { Logger } from '../../core/log.js';
 import { DiscordChannelPoster } from '../../notify/discord-poster.js';
 import type { SurfaceOptions } from '../start.js';
 import type { RunningSurface } from '../types.js';
+import { announceRequestCard } from './answers.js';
 import { DiscordApi, safeError } from './api.js';
 import { DiscordApproverNotices } from './approvers.js';
 import { RequestCards } from './cards.js';
@@ -139,6 +140,21 @@ export async function startDiscordSurface(
   return {
     name: 'discord',
     poster: new DiscordChannelPoster(api),
+    // Requests made outside chat: their card at the top of the approvals channel (src/notify/approvals.ts).
+    approvalCards: {
+      postCard: (request, channel) =>
+        announceRequestCard(
+          {
+            app,
+            config,
+            api,
+            log,
+            onCardPosted: (posted, where) => tell(notices.cardPosted(posted, where)),
+          },
+          request,
+          channel,
+        ),
+    },
     healthy: () => !stopped && health.problem() === undefined,
     problem: () => (stopped ? 'the Discord surface is stopped' : health.problem()),
     detail: () => members.problems(),
