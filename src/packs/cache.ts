@@ -20,6 +20,25 @@ import { type LoadedPack, type LoadedPackOperation, loadPacks } from './load.js'
 /** The loader's own modules: a cache written by another version of them is never used. */
 const LOADER_MODULES = ['load.js', 'schema.js', 'named-params.js', 'examples.js', 'args.js', 'cache.js'];
 
+/**
+ * In the bundled CLI (scripts/bundle-cli.mjs) the loader's modules are not files beside this one: the
+ * bundler puts the hash of their sources here instead. Undefined in tsc's modules.
+ */
+declare const __DBOPS_PACK_LOADER_HASH__: string | undefined;
+
+function hashLoader(hash: ReturnType<typeof createHash>): void {
+  if (typeof __DBOPS_PACK_LOADER_HASH__ === 'string') {
+    hash.update(`loader bundle ${__DBOPS_PACK_LOADER_HASH__}\0`);
+    return;
+  }
+  const here = fileURLToPath(new URL('.', import.meta.url));
+  for (const name of LOADER_MODULES) {
+    const file = join(here, name);
+    hash.update(`loader ${name}\0`);
+    if (existsSync(file)) hash.update(readFileSync(file));
+  }
+}
+
 /** What is kept of a pack: everything but the `file:line` functions, rebuilt lazily from the files. */
 type StoredOperation = Omit<LoadedPackOperation, 'at'>;
 type StoredPack = Omit<LoadedPack, 'at' | 'operations'> & { operations: StoredOperation[] };
@@ -37,12 +56,7 @@ interface CacheFile {
 export function packsFingerprint(dirs: readonly string[]): string | undefined {
   const hash = createHash('sha256');
   try {
-    const here = fileURLToPath(new URL('.', import.meta.url));
-    for (const name of LOADER_MODULES) {
-      const file = join(here, name);
-      hash.update(`loader ${name}\0`);
-      if (existsSync(file)) hash.update(readFileSync(file));
-    }
+    hashLoader(hash);
     for (const root of dirs) {
       hash.update(`root ${root}\0`);
       for (const entry of readdirSync(root).sort()) {

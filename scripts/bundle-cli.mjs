@@ -1,0 +1,129 @@
+// Bundles the dbops command (run by `npm run build` after tsc): dist/src/cli.js becomes one entry file
+// plus a few shared chunks beside it, so `dbops exec`, `console`, `check-config`, `audit export` and
+// `--help` compile a handful of files instead of ~1,000 modules. `start`, `demo`, `discord register` and
+// `pack` stay tsc's unbundled modules (loaded by path on demand: worker threads and fixture files sit
+// beside them), and so do packages with native or wasm parts, chat SDKs and anything loaded lazily.
+import { createHash } from 'node:crypto';
+import { readdirSync, readFileSync, rmSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { build } from 'esbuild';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const outdir = join(root, 'dist', 'src');
+
+/** Pure-JS packages the short commands load: inlined (zod alone is ~270 ES modules). */
+const INLINED = new Set([
+  'zod',
+  'yaml',
+  'pg',
+  'pg-pool',
+  'pg-protocol',
+  'pg-types',
+  'pg-connection-string',
+  'pg-int8',
+  'pgpass',
+  'split2',
+  'postgres-array',
+  'postgres-bytea',
+  'postgres-date',
+  'postgres-interval',
+  'xtend',
+  'pg-cursor',
+  'pg-copy-streams',
+  'obuf',
+  'csv-parse',
+  'croner',
+]);
+
+/** The commands whose modules are not bundled: long-running or rare, with files found beside them. */
+const UNBUNDLED_COMMANDS = new Set(['./cli/start.js', './cli/demo.js', './cli/discord.js', './packs/pack-test.js']);
+
+/** The pack loader's sources: a pack cache written by another loader is never reused (src/packs/cache.ts). */
+const LOADER_SOURCES = ['load.ts', 'schema.ts', 'named-params.ts', 'examples.ts', 'args.ts', 'cache.ts'];
+
+function loaderHash() {
+  const hash = createHash('sha256');
+  for (const name of LOADER_SOURCES) {
+    hash.update(`loader ${name}\0`);
+    hash.update(readFileSync(join(root, 'src', 'packs', name)));
+  }
+  return hash.digest('hex');
+}
+
+function packageName(specifier) {
+  const parts = specifier.split('/');
+  return specifier.startsWith('@') ? parts.slice(0, 2).join('/') : (parts[0] ?? specifier);
+}
+
+const externals = {
+  name: 'dbops-externals',
+  setup(b) {
+    b.onResolve({ filter: /.*/ }, (args) => {
+      if (args.kind === 'entry-point') return undefined;
+      if (args.path.startsWith('node:')) return { path: args.path, external: true };
+      if (args.path.startsWith('.') || args.path.startsWith('/')) {
+        // cli.ts hands these commands to tsc's modules next to it in dist/src.
+        if (args.importer.endsWith(join('src', 'cli.ts')) && UNBUNDLED_COMMANDS.has(args.path))
+          return { path: args.path, external: true };
+        return undefined;
+      }
+      return INLINED.has(packageName(args.path)) ? undefined : { path: args.path, external: true };
+    });
+  },
+};
+
+/**
+ * Two start-up costs of inlined packages that a CLI on Node never needs, cut at bundle time (the build
+ * fails if the text they replace is gone, e.g. after an upgrade, rather than silently keeping the cost):
+ * - pg asks whether it runs in a Cloudflare Worker by constructing a `Response`, which makes Node 20 load
+ *   its whole fetch implementation (undici, ~20 ms of CPU) on every start;
+ * - zod's namespace carries ~40 translations of its messages (~350 KB to compile); dbops uses English,
+ *   which zod registers from locales/en.js itself, so `z.locales` keeps only `en`.
+ */
+const trims = {
+  name: 'dbops-trims',
+  setup(b) {
+    b.onLoad({ filter: /[\\/]node_modules[\\/]pg[\\/]lib[\\/]stream\.js$/ }, (args) => {
+      const text = readFileSync(args.path, 'utf8');
+      const probe = 'if (isCloudflareRuntime()) {';
+      if (!text.includes(probe)) throw new Error(`${args.path}: "${probe}" not found; update scripts/bundle-cli.mjs`);
+      return { contents: text.replace(probe, 'if (false) {'), loader: 'js' };
+    });
+    b.onLoad({ filter: /[\\/]node_modules[\\/]zod[\\/]v4[\\/]locales[\\/]index\.js$/ }, (args) => {
+      const text = readFileSync(args.path, 'utf8');
+      const probe = 'export { default as en } from "./en.js";';
+      if (!text.includes(probe)) throw new Error(`${args.path}: "${probe}" not found; update scripts/bundle-cli.mjs`);
+      return { contents: probe, loader: 'js', resolveDir: dirname(args.path) };
+    });
+  },
+};
+
+// The chunks of an earlier build go first (their names carry a hash).
+for (const file of readdirSync(outdir)) {
+  if (/^chunk-[A-Z0-9]+\.js(\.map)?$/.test(file)) rmSync(join(outdir, file));
+}
+
+await build({
+  absWorkingDir: root,
+  entryPoints: { cli: join(root, 'src', 'cli.ts') },
+  outdir,
+  bundle: true,
+  splitting: true,
+  format: 'esm',
+  platform: 'node',
+  target: 'node20',
+  chunkNames: 'chunk-[hash]',
+  sourcemap: true,
+  legalComments: 'none',
+  logLevel: 'warning',
+  // Identifiers keep their names (stack traces stay readable; source maps beside the files).
+  minifyWhitespace: true,
+  minifySyntax: true,
+  plugins: [externals, trims],
+  define: { __DBOPS_PACK_LOADER_HASH__: JSON.stringify(loaderHash()) },
+  // Inlined CommonJS packages require Node built-ins (and pg its optional parts): a real require.
+  banner: {
+    js: "import { createRequire as __dbopsCreateRequire } from 'node:module';\nconst require = __dbopsCreateRequire(import.meta.url);",
+  },
+});
