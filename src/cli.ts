@@ -16,6 +16,12 @@ import {
 import { COMMANDS, commandHelp, findCommand, mainHelp, readVersion } from './cli/help.js';
 import { visible } from './core/visible.js';
 
+/** Short-lived commands set zod up for one process before their schemas are built (cli/one-shot.ts). */
+async function oneShot(): Promise<void> {
+  const { oneShotProcess } = await import('./cli/one-shot.js');
+  oneShotProcess();
+}
+
 function printHelp(name: string): number {
   const command = findCommand(name);
   process.stdout.write(`${command ? commandHelp(command) : mainHelp()}\n`);
@@ -44,6 +50,7 @@ async function main(argv: string[]): Promise<number> {
       if (!args.values.as) throw new UsageError('exec', '--as PERSON is required');
       if (args.positionals.length === 0)
         throw new UsageError('exec', 'the command to run is missing, e.g. -- "/db sizes kasm"');
+      await oneShot();
       const { exec } = await import('./cli/exec.js');
       return await exec(args);
     }
@@ -51,6 +58,7 @@ async function main(argv: string[]): Promise<number> {
       const args = parseCommand('console', rest, CONSOLE_OPTIONS);
       if (args.values.help) return printHelp('console');
       if (!args.values.as) throw new UsageError('console', '--as PERSON is required');
+      await oneShot();
       const { consoleCommand } = await import('./cli/console.js');
       return await consoleCommand(args);
     }
@@ -62,6 +70,7 @@ async function main(argv: string[]): Promise<number> {
     case 'check-config': {
       const args = parseCommand('check-config', rest, CHECK_CONFIG_OPTIONS);
       if (args.values.help) return printHelp('check-config');
+      await oneShot();
       const { checkConfig } = await import('./cli/check-config.js');
       return await checkConfig(args);
     }
@@ -88,6 +97,7 @@ async function main(argv: string[]): Promise<number> {
       if (sub !== 'export') throw unknownCommand('audit', sub, ['export']);
       const args = parseCommand('audit export', more, AUDIT_EXPORT_OPTIONS);
       if (args.values.help) return printHelp('audit export');
+      await oneShot();
       const { auditExport } = await import('./cli/audit-export.js');
       return await auditExport(args);
     }
