@@ -1,8 +1,9 @@
-// Bundles the dbops command (run by `npm run build` after tsc): dist/src/cli.js becomes one entry file
-// plus a few shared chunks beside it, so `dbops exec`, `console`, `check-config`, `audit export` and
-// `--help` compile a handful of files instead of ~1,000 modules. `start`, `demo`, `discord register` and
-// `pack` stay tsc's unbundled modules (loaded by path on demand: worker threads and fixture files sit
-// beside them), and so do packages with native or wasm parts, chat SDKs and anything loaded lazily.
+// Bundles the dbops command (run by `npm run build` after tsc): dist/src/cli.js becomes one small entry
+// with a few chunks (usage, help), and exec, console, check-config and audit export one script beside it
+// (short-commands.cjs, compiled through V8's code cache: src/cli/code-cache.ts), instead of ~1,000
+// modules. `start`, `demo`, `discord register` and `pack` stay tsc's unbundled modules (loaded by path on
+// demand: worker threads and fixture files sit beside them), and so do packages with native or wasm
+// parts, chat SDKs and anything loaded lazily.
 import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -36,8 +37,18 @@ const INLINED = new Set([
   'croner',
 ]);
 
-/** The commands whose modules are not bundled: long-running or rare, with files found beside them. */
-const UNBUNDLED_COMMANDS = new Set(['./cli/start.js', './cli/demo.js', './cli/discord.js', './packs/pack-test.js']);
+/**
+ * What cli.ts loads by path instead of from its chunks: start, demo, discord register and pack (long-running
+ * or rare, with files found beside their modules) as tsc's modules, and the short-lived commands, which
+ * come from short-commands.cjs (below) and fall back to tsc's modules only without it.
+ */
+const UNBUNDLED_COMMANDS = new Set([
+  './cli/start.js',
+  './cli/demo.js',
+  './cli/discord.js',
+  './packs/pack-test.js',
+  './cli/short-commands.js',
+]);
 
 /** The pack loader's sources: a pack cache written by another loader is never reused (src/packs/cache.ts). */
 const LOADER_SOURCES = ['load.ts', 'schema.ts', 'named-params.ts', 'examples.ts', 'args.ts', 'cache.ts'];
@@ -87,13 +98,15 @@ const trims = {
     b.onLoad({ filter: /[\\/]node_modules[\\/]pg[\\/]lib[\\/]stream\.js$/ }, (args) => {
       const text = readFileSync(args.path, 'utf8');
       const probe = 'if (isCloudflareRuntime()) {';
-      if (!text.includes(probe)) throw new Error(`${args.path}: "${probe}" not found; update scripts/bundle-cli.mjs`);
+      if (!text.includes(probe))
+        throw new Error(`${args.path}: "${probe}" not found; update scripts/bundle-cli.mjs`);
       return { contents: text.replace(probe, 'if (false) {'), loader: 'js' };
     });
     b.onLoad({ filter: /[\\/]node_modules[\\/]zod[\\/]v4[\\/]locales[\\/]index\.js$/ }, (args) => {
       const text = readFileSync(args.path, 'utf8');
       const probe = 'export { default as en } from "./en.js";';
-      if (!text.includes(probe)) throw new Error(`${args.path}: "${probe}" not found; update scripts/bundle-cli.mjs`);
+      if (!text.includes(probe))
+        throw new Error(`${args.path}: "${probe}" not found; update scripts/bundle-cli.mjs`);
       return { contents: probe, loader: 'js', resolveDir: dirname(args.path) };
     });
   },
@@ -104,16 +117,11 @@ for (const file of readdirSync(outdir)) {
   if (/^chunk-[A-Z0-9]+\.js(\.map)?$/.test(file)) rmSync(join(outdir, file));
 }
 
-await build({
+const shared = {
   absWorkingDir: root,
-  entryPoints: { cli: join(root, 'src', 'cli.ts') },
-  outdir,
   bundle: true,
-  splitting: true,
-  format: 'esm',
   platform: 'node',
   target: 'node20',
-  chunkNames: 'chunk-[hash]',
   sourcemap: true,
   legalComments: 'none',
   logLevel: 'warning',
@@ -122,6 +130,29 @@ await build({
   minifySyntax: true,
   plugins: [externals, trims],
   define: { __DBOPS_PACK_LOADER_HASH__: JSON.stringify(loaderHash()) },
+};
+
+// exec, console, check-config and audit export as one CommonJS script, which cli/code-cache.ts compiles
+// with V8's code cache (Node 20 keeps none for ES modules). import() of a package becomes require()
+// (Node >= 20.19 requires ES modules too), and import.meta.url the script's own URL.
+await build({
+  ...shared,
+  entryPoints: [join(root, 'src', 'cli', 'short-commands.ts')],
+  outfile: join(outdir, 'short-commands.cjs'),
+  format: 'cjs',
+  supported: { 'dynamic-import': false },
+  define: { ...shared.define, 'import.meta.url': '__dbopsModuleUrl' },
+  banner: { js: 'var __dbopsModuleUrl = require("node:url").pathToFileURL(__filename).href;' },
+});
+
+// The command itself: an ES module entry and the chunks it shares (help, usage) beside it.
+await build({
+  ...shared,
+  entryPoints: { cli: join(root, 'src', 'cli.ts') },
+  outdir,
+  splitting: true,
+  format: 'esm',
+  chunkNames: 'chunk-[hash]',
   // Inlined CommonJS packages require Node built-ins (and pg its optional parts): a real require.
   banner: {
     js: "import { createRequire as __dbopsCreateRequire } from 'node:module';\nconst require = __dbopsCreateRequire(import.meta.url);",

@@ -1,20 +1,12 @@
 // Remembers validated packs between processes: a pack whose files have not changed is not parsed and
 // validated again on every `dbops exec` (YAML parsing and zod cost more than the command itself).
 import { createHash } from 'node:crypto';
-import {
-  existsSync,
-  mkdirSync,
-  readdirSync,
-  readFileSync,
-  renameSync,
-  rmSync,
-  statSync,
-  writeFileSync,
-} from 'node:fs';
+import { existsSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { LineCounter, parseDocument } from 'yaml';
 import { Locator, type Path } from '../config/yaml-locator.js';
+import { ownedPrivately, trustedDir } from '../core/private-dir.js';
 import { type LoadedPack, type LoadedPackOperation, loadPacks } from './load.js';
 
 /** The loader's own modules: a cache written by another version of them is never used. */
@@ -110,22 +102,6 @@ function store(pack: LoadedPack): StoredPack {
   return { ...rest, operations: operations.map(({ at: _opAt, ...op }) => op) };
 }
 
-/**
- * A cache directory dbops may trust: its own, not writable by others (what it holds is SQL that runs).
- * Created (0700) when missing; undefined when it cannot be.
- */
-function trustedDir(dir: string): string | undefined {
-  try {
-    mkdirSync(dir, { recursive: true, mode: 0o700 });
-    const s = statSync(dir);
-    const uid = process.getuid?.();
-    if (!s.isDirectory() || (s.mode & 0o022) !== 0 || (uid !== undefined && s.uid !== uid)) return undefined;
-    return dir;
-  } catch {
-    return undefined;
-  }
-}
-
 function cacheFile(dir: string): string {
   return join(dir, 'packs.json');
 }
@@ -136,9 +112,7 @@ export function readCachedPacks(cacheDir: string, fingerprint: string): LoadedPa
   if (!dir) return undefined;
   try {
     const file = cacheFile(dir);
-    const s = statSync(file);
-    const uid = process.getuid?.();
-    if ((s.mode & 0o022) !== 0 || (uid !== undefined && s.uid !== uid)) return undefined;
+    if (!ownedPrivately(statSync(file))) return undefined;
     const cached = JSON.parse(readFileSync(file, 'utf8')) as CacheFile;
     if (cached.fingerprint !== fingerprint || !Array.isArray(cached.packs)) return undefined;
     return cached.packs.map(revive);
