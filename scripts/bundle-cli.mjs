@@ -145,9 +145,14 @@ await build({
   banner: { js: 'var __dbopsModuleUrl = require("node:url").pathToFileURL(__filename).href;' },
 });
 
-// The command itself: an ES module entry and the chunks it shares (help, usage) beside it.
+// The command itself: an ES module entry and the chunks it shares (help, usage) beside it. It names the
+// script above by its hash, the key of the script's compiled code (src/cli/code-cache.ts).
+const scriptHash = createHash('sha256')
+  .update(readFileSync(join(outdir, 'short-commands.cjs')))
+  .digest('hex');
 await build({
   ...shared,
+  define: { ...shared.define, __DBOPS_SHORT_COMMANDS_SHA256__: JSON.stringify(scriptHash) },
   entryPoints: { cli: join(root, 'src', 'cli.ts') },
   outdir,
   splitting: true,

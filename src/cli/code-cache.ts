@@ -17,6 +17,9 @@ export interface LoadedCommands {
 }
 
 const BUNDLE = 'short-commands.cjs';
+
+/** The sha256 of short-commands.cjs, written in by scripts/bundle-cli.mjs; undefined in tsc's module. */
+declare const __DBOPS_SHORT_COMMANDS_SHA256__: string | undefined;
 const PREFIX = 'code-';
 
 /**
@@ -27,10 +30,15 @@ export function loadShortCommands(cacheDir: string | undefined): LoadedCommands 
   const file = join(dirname(fileURLToPath(import.meta.url)), BUNDLE);
   if (!existsSync(file)) return undefined;
   const source = readFileSync(file, 'utf8');
-  // V8 checks its own version and flags, and only the length of the source: the key names the content.
+  // V8 checks its own version and flags, and only the length of the source: the key names the content,
+  // by the hash the bundler wrote in (and the file's size and time), else by hashing it here (~4 ms).
+  const { size, mtimeMs } = statSync(file);
+  const content =
+    typeof __DBOPS_SHORT_COMMANDS_SHA256__ === 'string'
+      ? `${__DBOPS_SHORT_COMMANDS_SHA256__} ${size} ${mtimeMs}`
+      : createHash('sha256').update(source).digest('hex');
   const key = createHash('sha256')
-    .update(`${process.version}\0${process.arch}\0${process.execArgv.join(' ')}\0`)
-    .update(source)
+    .update(`${process.version}\0${process.arch}\0${process.execArgv.join(' ')}\0${content}`)
     .digest('hex')
     .slice(0, 32);
   const dir = cacheDir !== undefined ? trustedDir(cacheDir) : undefined;
