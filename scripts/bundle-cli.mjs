@@ -35,6 +35,17 @@ const INLINED = new Set([
   'obuf',
   'csv-parse',
   'croner',
+  // pino without its transports' worker machinery (thread-stream stays a file: it finds its worker
+  // beside itself), which dbops never starts: its logs go to a file descriptor.
+  'pino',
+  '@pinojs/redact',
+  'atomic-sleep',
+  'on-exit-leak-free',
+  'pino-std-serializers',
+  'process-warning',
+  'quick-format-unescaped',
+  'safe-stable-stringify',
+  'sonic-boom',
 ]);
 
 /**
