@@ -96,6 +96,7 @@ export class Intake {
     if (reason !== undefined) ctx.reason = reason;
     const { rest: unpaged, paging } = takePaging(spec, operands);
     const args = bindArguments(spec, unpaged);
+    if (spec.preload) await spec.preload();
     const risk: Risk = spec.riskFor ? spec.riskFor(args) : spec.risk;
     const normalized = normalizeArgs(spec, args);
     const command = formatCommand(spec.name, target?.name, spec, args);
