@@ -23,8 +23,6 @@ export interface AckedEvent {
   body: Record<string, unknown>;
   retryNum?: number;
   retryReason?: string;
-  /** From the request's headers being read to the 200 being written. */
-  ackMs: number;
 }
 
 export interface AckThreadData {
@@ -42,7 +40,11 @@ export interface AckThreadData {
 export type AckThreadMessage =
   | { type: 'listening'; port: number }
   | { type: 'failed'; message: string }
-  | { type: 'events'; events: AckedEvent[] }
+  /**
+   * Bodies acknowledged, and for each 200 finished since the last message the time from the request's
+   * 'request' event (its headers parsed) to the response's 'finish' (written to the socket), in ms.
+   */
+  | { type: 'events'; events: AckedEvent[]; ackMs: number[] }
   | { type: 'refused'; reason: RefusalReason; remote: string | undefined }
   | { type: 'closed' };
 
@@ -60,16 +62,18 @@ function run(port: NonNullable<typeof parentPort>, data: AckThreadData): void {
   let inProgress = 0;
   let lastActivity = 0;
   const held: AckedEvent[] = [];
+  /** Acknowledgement times not yet told (they go with the next events). */
+  const acked: number[] = [];
   let heldSince = 0;
   let timer: NodeJS.Timeout | undefined;
   let closing = false;
   const pass = () => {
     timer = undefined;
-    if (held.length === 0) return;
+    if (held.length === 0 && acked.length === 0) return;
     const now = performance.now();
     const busy = inProgress > 0 || now - lastActivity < QUIET_MS;
-    if (busy && now - heldSince < MAX_HOLD_MS && !closing) timer = setTimeout(pass, 1);
-    else tell({ type: 'events', events: held.splice(0) });
+    if (busy && (held.length === 0 || now - heldSince < MAX_HOLD_MS) && !closing) timer = setTimeout(pass, 1);
+    else tell({ type: 'events', events: held.splice(0), ackMs: acked.splice(0) });
   };
   const hold = (event: AckedEvent) => {
     if (held.length === 0) heldSince = performance.now();
@@ -82,6 +86,7 @@ function run(port: NonNullable<typeof parentPort>, data: AckThreadData): void {
   const silent = new Map<Socket, NodeJS.Timeout>();
   // The request timeouts below are enforced on this interval (Node's default: every 30 s).
   const server = createServer({ connectionsCheckingInterval: 2_000 }, (req, res) => {
+    const startedAt = performance.now();
     const deadline = silent.get(req.socket);
     if (deadline) {
       clearTimeout(deadline);
@@ -103,7 +108,6 @@ function run(port: NonNullable<typeof parentPort>, data: AckThreadData): void {
       res.writeHead(404).end();
       return;
     }
-    const startedAt = performance.now();
     const remote = req.socket.remoteAddress;
     const chunks: Buffer[] = [];
     let size = 0;
@@ -149,13 +153,16 @@ function run(port: NonNullable<typeof parentPort>, data: AckThreadData): void {
         return;
       }
       // Slack needs nothing in the 200: the bot answers with its own messages.
+      res.once('finish', () => {
+        acked.push(performance.now() - startedAt);
+        timer ??= setTimeout(pass, 1);
+      });
       res.writeHead(200).end();
       if (body.ssl_check === '1') return;
       const retry = header(req, 'x-slack-retry-num');
       const reason = header(req, 'x-slack-retry-reason');
       hold({
         body,
-        ackMs: performance.now() - startedAt,
         ...(retry !== undefined && /^\d+$/.test(retry) ? { retryNum: Number(retry) } : {}),
         ...(reason !== undefined ? { retryReason: reason } : {}),
       });
