@@ -18,6 +18,7 @@ import { loadConfigText } from '../src/config/load.js';
 import { silentLogger } from '../src/core/log.js';
 import type { Invocation } from '../src/core/types.js';
 import { startThrowawayPostgres, type ThrowawayPostgres } from '../src/demo/embedded.js';
+import { BIG_READ_ROWS, BIG_READS, botMemory } from './bot-memory.js';
 import { measureCharts } from './charts.js';
 import { wholeProcesses } from './processes.js';
 import { roundTrips } from './round-trips.js';
@@ -57,7 +58,7 @@ CREATE TABLE big AS
 ALTER TABLE big ADD PRIMARY KEY (id);
 ANALYZE big;`;
 
-function configYaml(targets: number): string {
+function configYaml(targets: number, rowCap?: number): string {
   const lines = [
     'state:',
     `  url: \${BENCH_STATE_URL}`,
@@ -65,6 +66,7 @@ function configYaml(targets: number): string {
     '  app:',
     `    url: \${BENCH_TARGET_URL}`,
     '    environment: development',
+    ...(rowCap ? [`    limits: { row_cap: ${rowCap} }`] : []),
   ];
   for (let i = 1; i < targets; i++) {
     lines.push(`  app-${i}:`, `    url: \${BENCH_TARGET_URL}`, '    environment: development');
@@ -74,7 +76,8 @@ function configYaml(targets: number): string {
     '  bench: { cli: bench, slack: T1/UBENCH, roles: [dba] }',
     '  bench2: { cli: bench2, roles: [dba] }',
     'policy:',
-    '  development: { read: [everyone], write: [dba], request: [dba], approve: [dba] }',
+    // Ad-hoc SQL reads only for the memory part's /db sql (rowCap set): other parts keep today's config.
+    `  development: { read: [everyone], write: [dba], request: [dba], approve: [dba]${rowCap ? ', sql_read: [dba]' : ''} }`,
   );
   return `${lines.join('\n')}\n`;
 }
@@ -236,7 +239,17 @@ async function startup(env: Record<string, string>, server: Server, runs: number
   return { one, many, targetConnectionsAfter: Number(connections?.n ?? 0) };
 }
 
-const PARTS = ['sizes', 'memory', 'slack', 'startup', 'processes', 'roundtrips', 'sql', 'charts'] as const;
+const PARTS = [
+  'sizes',
+  'memory',
+  'bigreads',
+  'slack',
+  'startup',
+  'processes',
+  'roundtrips',
+  'sql',
+  'charts',
+] as const;
 
 function table(rows: string[][]): string {
   const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length))) ?? [];
@@ -270,12 +283,11 @@ async function main(): Promise<void> {
   try {
     await sql(server.url('postgres'), 'CREATE DATABASE app');
     await sql(server.url('postgres'), 'CREATE DATABASE dbops_state');
-    progress(
-      `loading the target: 30 application tables${only.has('memory') ? ' and a 1,000,000-row table' : ''}`,
-    );
+    const big = only.has('memory') || only.has('bigreads');
+    progress(`loading the target: 30 application tables${big ? ' and a 1,000,000-row table' : ''}`);
     await sql(server.url('app'), APP_SCHEMA_SQL);
-    // The big table only serves the memory part (it takes a while to load on a busy machine).
-    if (only.has('memory')) await sql(server.url('app'), BIG_TABLE_SQL);
+    // The big table only serves the memory parts (it takes a while to load on a busy machine).
+    if (big) await sql(server.url('app'), BIG_TABLE_SQL);
     const env = { BENCH_STATE_URL: server.url('dbops_state'), BENCH_TARGET_URL: server.url('app') };
 
     const config = loadConfigText(configYaml(1), 'bench.yaml', env);
@@ -286,6 +298,7 @@ async function main(): Promise<void> {
     let start: Awaited<ReturnType<typeof startup>> | undefined;
     let processes: Awaited<ReturnType<typeof wholeProcesses>> | undefined;
     let trips: Awaited<ReturnType<typeof roundTrips>> | undefined;
+    let bigReads: Awaited<ReturnType<typeof botMemory>> | undefined;
     try {
       if (only.has('processes')) {
         progress(
@@ -318,6 +331,12 @@ async function main(): Promise<void> {
       if (only.has('memory')) {
         progress('memory: reads of the 1,000,000-row table');
         mem = await memoryOnBigReads(app, server);
+      }
+      if (only.has('bigreads')) {
+        progress(
+          `memory of dbops start: ${BIG_READS} concurrent ${BIG_READ_ROWS.toLocaleString('en-US')}-row reads over Slack`,
+        );
+        bigReads = await botMemory({ root: ROOT, configYaml: configYaml(1, BIG_READ_ROWS), env });
       }
       if (only.has('slack')) {
         progress(
@@ -370,6 +389,16 @@ async function main(): Promise<void> {
         yes(mem.rssGrowthMb < 50),
       ]);
     }
+    if (bigReads) {
+      rows.push([
+        `dbops start RSS, ${bigReads.reads} x ${bigReads.rowsEach.toLocaleString('en-US')}-row reads, peak`,
+        `${bigReads.peakRssMiB} MiB`,
+        `idle ${bigReads.idleRssMiB} MiB, limit ${bigReads.limitMiB} MiB`,
+        bigReads.ofLimit.toFixed(2),
+        '< 1.0 of the k8s limit',
+        yes(bigReads.ofLimit < 1 && bigReads.replies === bigReads.reads),
+      ]);
+    }
     if (start) {
       rows.push([
         'start-up, 200 targets, median',
@@ -404,6 +433,7 @@ async function main(): Promise<void> {
       },
       ...(sizes ? { sizes: { ...sizes, targetRatio: 0.08 } } : {}),
       ...(mem ? { memory: { ...mem, targetGrowthMb: 50 } } : {}),
+      ...(bigReads ? { botMemoryUnderBigReads: bigReads } : {}),
       ...(start ? { startup: start } : {}),
       ...(slack ? { slack } : {}),
       ...(review ? { sqlReview: review } : {}),

@@ -7,7 +7,9 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 
 const TEAM = process.argv[2] ?? 'T1';
 const HOST = '127.0.0.1';
-const WAIT_TIMEOUT_MS = 120_000;
+const WAIT_TIMEOUT_MS = Number(process.env.BENCH_FAKE_SLACK_WAIT_MS ?? 120_000);
+/** BENCH_FAKE_SLACK_LOG=1 prints what the bot sends to response_url and chat.postEphemeral (debugging). */
+const LOG = process.env.BENCH_FAKE_SLACK_LOG === '1';
 
 let total = 0;
 let replies = 0;
@@ -85,9 +87,11 @@ function handle(req: IncomingMessage, res: ServerResponse, raw: Buffer): void {
   if (url.startsWith('/api/')) {
     total += 1;
     const method = url.slice(5).split('?')[0] ?? '';
+    if (LOG) process.stderr.write(`fake slack: ${method} ${raw.toString().slice(0, 2000)}\n`);
     send(res, answer(method, raw));
   } else if (url.startsWith('/respond/')) {
     total += 1;
+    if (LOG) process.stderr.write(`fake slack: response_url ${raw.toString().slice(0, 2000)}\n`);
     responses += 1;
     send(res, OK);
   } else if (url.startsWith('/upload/')) {
