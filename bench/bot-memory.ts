@@ -38,6 +38,14 @@ export async function kubernetesMemoryLimit(root: string): Promise<{ file: strin
   return { file, mib };
 }
 
+/**
+ * The old-space size V8 gives itself on 64-bit Node when the machine (or the container's cgroup limit,
+ * which Node passes to V8) has `limitMiB` of memory: a quarter of it, times two for 8-byte pointers.
+ */
+export function containerOldSpaceMiB(limitMiB: number): number {
+  return Math.round((limitMiB / 4) * 2);
+}
+
 /** VmRSS and VmHWM (peak) of a process, in MiB, from /proc/<pid>/status. */
 async function rssOf(pid: number): Promise<{ rss: number; hwm: number }> {
   const text = await readFile(`/proc/${pid}/status`, 'utf8');
@@ -87,8 +95,9 @@ export interface BotMemory {
   ofLimit: number;
   seconds: number;
   replies: number;
+  /** CSV attachments uploaded: one per read that succeeded (a failed read posts its error instead). */
   uploads: number;
-  /** V8's heap limit in the process (node picks it from the machine's memory unless told). */
+  /** Node flags of the bot: none (V8 sizes its heap from this machine's memory) or the container's size. */
   nodeOptions: string;
 }
 
@@ -97,6 +106,8 @@ export async function botMemory(options: {
   root: string;
   configYaml: string;
   env: Record<string, string>;
+  /** Node flags for the bot, e.g. the heap size V8 would pick under the container's limit. */
+  nodeOptions?: string;
 }): Promise<BotMemory> {
   const limit = await kubernetesMemoryLimit(options.root);
   const dir = await mkdtemp(join(tmpdir(), 'dbops-bench-rss-'));
@@ -111,7 +122,7 @@ export async function botMemory(options: {
     const httpPort = await freePort();
     const secret = 'bench-signing-secret';
     const cli = join(options.root, 'dist', 'src', 'cli.js');
-    const nodeOptions = process.env.BENCH_BOT_NODE_OPTIONS ?? '';
+    const nodeOptions = options.nodeOptions ?? '';
     bot = spawn(process.execPath, [cli, 'start', '--config', configFile], {
       stdio: ['ignore', 'ignore', 'inherit'],
       env: {
