@@ -1,6 +1,6 @@
 // What a Slack HTTP request must be before anything acts on it: signed with the app's signing secret,
 // recent, small, and parseable. Used by the acknowledging thread (ack-thread.ts); no Bolt, no dbops state.
-import { createHmac, timingSafeEqual } from 'node:crypto';
+import { createHmac, type KeyObject, timingSafeEqual } from 'node:crypto';
 
 /** Slack refuses nothing older; neither do we (replays of captured requests). */
 export const MAX_AGE_SECONDS = 5 * 60;
@@ -15,7 +15,7 @@ export type RefusalReason = 'bad_signature' | 'stale_timestamp' | 'too_large' | 
  * timestamp's age; undefined when the request is Slack's, else why not (both are answered 401).
  */
 export function signatureProblem(
-  secret: string,
+  secret: string | KeyObject,
   timestamp: string | undefined,
   signature: string | undefined,
   body: string,
@@ -30,13 +30,21 @@ export function signatureProblem(
 }
 
 export function verifySignature(
-  secret: string,
+  secret: string | KeyObject,
   timestamp: string | undefined,
   signature: string | undefined,
   body: string,
   nowSeconds: number,
 ): boolean {
   return signatureProblem(secret, timestamp, signature, body, nowSeconds) === undefined;
+}
+
+/**
+ * Whether a body must be parsed before it is answered: JSON (the Events API: Slack's URL check is answered
+ * with its challenge, a garbled body with 400). Forms (slash commands, interactions) can be answered first.
+ */
+export function parsesBeforeAck(contentType: string | undefined): boolean {
+  return contentType?.includes('application/json') === true;
 }
 
 /** The body as Bolt expects it: form fields, an interaction's `payload` JSON, or an Events API JSON. */
