@@ -46,7 +46,7 @@ export interface AckThreadData {
 /** A request acknowledged and held until the burst is over: its body parsed, or (a form) not yet. */
 interface Held {
   body?: Record<string, unknown>;
-  raw?: string;
+  raw?: Buffer;
   remote: string | undefined;
   retryNum?: number;
   retryReason?: string;
@@ -91,7 +91,7 @@ function run(port: NonNullable<typeof parentPort>, data: AckThreadData): void {
     let body = h.body;
     if (!body) {
       try {
-        body = parseBody(h.raw ?? '', FORM);
+        body = parseBody(h.raw?.toString('utf8') ?? '', FORM);
       } catch {
         tell({ type: 'refused', reason: 'unparseable', remote: h.remote });
         return undefined;
@@ -170,12 +170,12 @@ function run(port: NonNullable<typeof parentPort>, data: AckThreadData): void {
     });
     req.on('end', () => {
       if (res.headersSent) return;
-      const raw = Buffer.concat(chunks).toString('utf8');
+      const bytes = chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks);
       const problem = signatureProblem(
         key,
         header(req, 'x-slack-request-timestamp'),
         header(req, 'x-slack-signature'),
-        raw,
+        bytes,
         Math.floor(Date.now() / 1000),
       );
       if (problem) {
@@ -190,7 +190,7 @@ function run(port: NonNullable<typeof parentPort>, data: AckThreadData): void {
       let body: Record<string, unknown> | undefined;
       if (parsesBeforeAck(contentType)) {
         try {
-          body = parseBody(raw, contentType);
+          body = parseBody(bytes.toString('utf8'), contentType);
         } catch {
           res.writeHead(400).end();
           tell({ type: 'refused', reason: 'unparseable', remote });
@@ -212,7 +212,7 @@ function run(port: NonNullable<typeof parentPort>, data: AckThreadData): void {
       const retry = header(req, 'x-slack-retry-num');
       const reason = header(req, 'x-slack-retry-reason');
       hold({
-        ...(body ? { body } : { raw }),
+        ...(body ? { body } : { raw: bytes }),
         remote,
         ...(retry !== undefined && /^\d+$/.test(retry) ? { retryNum: Number(retry) } : {}),
         ...(reason !== undefined ? { retryReason: reason } : {}),
