@@ -229,3 +229,18 @@ export async function botMemory(options: {
     await rm(dir, { recursive: true, force: true });
   }
 }
+
+/** The table's row for one run: peak RSS beside idle and the limit; met when under it with four CSVs. */
+export function bigReadRow(b: BotMemory): string[] {
+  const heap = b.nodeOptions
+    ? `heap as in the pod (${b.nodeOptions.replace(/^--/, '')})`
+    : "this machine's heap";
+  return [
+    `dbops start RSS, ${b.reads} x ${b.rowsEach.toLocaleString('en-US')}-row reads, peak, ${heap}`,
+    `${b.peakRssMiB} MiB`,
+    `idle ${b.idleRssMiB} MiB, limit ${b.limitMiB} MiB`,
+    b.ofLimit.toFixed(2),
+    `< 1.0 of the limit, ${b.reads} CSVs`,
+    b.ofLimit < 1 && b.uploads === b.reads ? 'yes' : 'NO',
+  ];
+}
