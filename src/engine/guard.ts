@@ -232,9 +232,9 @@ export class GuardedSession implements Session {
             // for waiting its turn. So the cursor closes, the wait holds no statement, and the read starts
             // again from its first row once the room is granted (one statement, one snapshot).
             await this.guard.step(() => cursor.close(), this.deadlineMs, 'closing a cursor');
+            rows = [];
             release = await reserveRows(cap + 1 - FREE_ROWS);
             cursor = this.client.query(new Cursor<T>(sql, [...(params ?? [])]));
-            rows = [];
           }
           reserved = true;
         }
