@@ -105,7 +105,9 @@ export async function slackHttp(
   const fakeProcess = spawn(process.execPath, [FAKE_SLACK_SCRIPT, TEAM], {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
-  const loadProcess = spawn(process.execPath, [LOAD_SCRIPT], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const loadProcess = spawn(process.execPath, [LOAD_SCRIPT], {
+    stdio: ['pipe', 'pipe', 'inherit'],
+  });
   const bare = await startBareServer();
   const recorder = new AckRecorder();
   let surface: Awaited<ReturnType<typeof startSlack>> | undefined;
@@ -237,18 +239,30 @@ export async function slackHttp(
     const throughput: number[] = [];
     let reused = 0;
     let bareReused = 0;
-    // Bare and bot bursts alternate, so neither always meets the machine's quieter moments.
-    for (let round = 0; round < rounds; round++) {
+    // Bare and bot bursts alternate, and which goes first alternates too (bare, bot, bot, bare, …): the
+    // second burst of a pair ran measurably slower whichever server it hit, so neither side always gets it.
+    const bareBurst = async () => {
       await idle();
       const b = await send(bareLoad);
       floor.push(...b.acks);
       floorServer.push(...(await bare.take()));
       bareReused += b.reused;
+    };
+    const botBurst = async () => {
       const warm = await burst();
       acks.push(...warm.acks);
       serverAcks.push(...warm.serverAcks);
       throughput.push(warm.perSecond);
       reused += warm.reused;
+    };
+    for (let round = 0; round < rounds * 2; round++) {
+      if (round % 2 === 0) {
+        await bareBurst();
+        await botBurst();
+      } else {
+        await botBurst();
+        await bareBurst();
+      }
     }
     loop.disable();
     gcObserver.disconnect();
@@ -265,7 +279,7 @@ export async function slackHttp(
       rounds,
       concurrency,
       /** Requests of the measured bursts sent on a connection opened and warmed before the burst. */
-      warmConnections: { bot: reused, bare: bareReused, of: rounds * concurrency },
+      warmConnections: { bot: reused, bare: bareReused, of: 2 * rounds * concurrency },
       ack: bot.client,
       serverAck: bot.server,
       ackSlowestMs: [...acks]
