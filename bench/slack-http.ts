@@ -312,7 +312,9 @@ export function slackRows(
   ms: (n: number) => string,
   yes: (ok: boolean) => string,
 ): string[][] {
-  const pct = (s: Stats) => `${ms(s.medianMs)} / ${ms(s.p90Ms)} / ${ms(s.p99Ms)} / ${ms(s.maxMs)}`;
+  // Server-side times are tenths of a millisecond at the median: two decimals.
+  const pct = (s: Stats) =>
+    `${[s.medianMs, s.p90Ms, s.p99Ms, s.maxMs].map((n) => n.toFixed(2)).join(' / ')} ms`;
   const w = slack.warmConnections;
   return [
     [
