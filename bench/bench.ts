@@ -2,7 +2,7 @@
 // machine. It starts its own embedded PostgreSQL 15, prints a table and writes bench/results.json. Not a
 // test: the numbers are reported, never asserted. Options: --runs N (default 100) side-by-side runs of
 // /db sizes; --process-runs N (default 10) runs of each whole process (dbops exec, psql, dbops --help,
-// node -e 0); --only sizes,memory,slack,startup,processes,roundtrips runs just those parts.
+// node -e 0); --only sizes,memory,bigreads,slack,startup,processes,roundtrips,sql,charts runs just those.
 
 import { existsSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
@@ -18,10 +18,20 @@ import { loadConfigText } from '../src/config/load.js';
 import { silentLogger } from '../src/core/log.js';
 import type { Invocation } from '../src/core/types.js';
 import { startThrowawayPostgres, type ThrowawayPostgres } from '../src/demo/embedded.js';
+import {
+  BIG_READ_ROWS,
+  BIG_READS,
+  bigReadRow,
+  botMemory,
+  containerOldSpaceMiB,
+  kubernetesMemoryLimit,
+} from './bot-memory.js';
 import { measureCharts } from './charts.js';
+import { footnote } from './footnote.js';
 import { wholeProcesses } from './processes.js';
 import { roundTrips } from './round-trips.js';
 import { cpuRows, processRows, roundTripRows } from './rows.js';
+import { APP_SCHEMA_SQL, BIG_ROWS, BIG_TABLE_SQL, configYaml } from './setup.js';
 import { SLACK_CONCURRENCY, SLACK_ROUNDS, slackHttp, slackRows } from './slack-http.js';
 import { sqlReviewCost, sqlReviewRows } from './sql-classify.js';
 import { round, stats } from './stats.js';
@@ -36,48 +46,6 @@ const RESULTS = join(ROOT, 'bench', 'results.json');
  * $1 = --limit 10), as one psql -c, the way the runbooks paste SQL today. The same constants, so both sides always run the same SQL.
  */
 const SIZES_SQL = `${DATABASE_SIZE_SQL};\n${RELATION_SIZES_SQL.replace(/\$1\b/g, '10').replace(/\$2::text/g, 'NULL::text')};`;
-
-/** A target shaped like a small application: a few dozen tables with rows, indexes and TOAST. */
-const APP_SCHEMA_SQL = `
-DO $$
-BEGIN
-  FOR i IN 1..30 LOOP
-    EXECUTE format('CREATE TABLE app_%s (id serial PRIMARY KEY, owner text, body text, at timestamptz DEFAULT now())', i);
-    EXECUTE format('CREATE INDEX ON app_%s (owner)', i);
-    EXECUTE format('INSERT INTO app_%s (owner, body) SELECT md5(g::text), repeat(md5(g::text), 1 + g %% 5) FROM generate_series(1, %s) g', i, i * 300);
-  END LOOP;
-END $$;
-ANALYZE;`;
-
-const BIG_ROWS = 1_000_000;
-const BIG_TABLE_SQL = `
-CREATE TABLE big AS
-  SELECT g::bigint AS id, md5(g::text) AS payload, now() - g * interval '1 second' AS created_at
-  FROM generate_series(1, ${BIG_ROWS}) g;
-ALTER TABLE big ADD PRIMARY KEY (id);
-ANALYZE big;`;
-
-function configYaml(targets: number): string {
-  const lines = [
-    'state:',
-    `  url: \${BENCH_STATE_URL}`,
-    'targets:',
-    '  app:',
-    `    url: \${BENCH_TARGET_URL}`,
-    '    environment: development',
-  ];
-  for (let i = 1; i < targets; i++) {
-    lines.push(`  app-${i}:`, `    url: \${BENCH_TARGET_URL}`, '    environment: development');
-  }
-  lines.push(
-    'people:',
-    '  bench: { cli: bench, slack: T1/UBENCH, roles: [dba] }',
-    '  bench2: { cli: bench2, roles: [dba] }',
-    'policy:',
-    '  development: { read: [everyone], write: [dba], request: [dba], approve: [dba] }',
-  );
-  return `${lines.join('\n')}\n`;
-}
 
 const MB = 1024 * 1024;
 
@@ -236,7 +204,17 @@ async function startup(env: Record<string, string>, server: Server, runs: number
   return { one, many, targetConnectionsAfter: Number(connections?.n ?? 0) };
 }
 
-const PARTS = ['sizes', 'memory', 'slack', 'startup', 'processes', 'roundtrips', 'sql', 'charts'] as const;
+const PARTS = [
+  'sizes',
+  'memory',
+  'bigreads',
+  'slack',
+  'startup',
+  'processes',
+  'roundtrips',
+  'sql',
+  'charts',
+] as const;
 
 function table(rows: string[][]): string {
   const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length))) ?? [];
@@ -270,12 +248,11 @@ async function main(): Promise<void> {
   try {
     await sql(server.url('postgres'), 'CREATE DATABASE app');
     await sql(server.url('postgres'), 'CREATE DATABASE dbops_state');
-    progress(
-      `loading the target: 30 application tables${only.has('memory') ? ' and a 1,000,000-row table' : ''}`,
-    );
+    const big = only.has('memory') || only.has('bigreads');
+    progress(`loading the target: 30 application tables${big ? ' and a 1,000,000-row table' : ''}`);
     await sql(server.url('app'), APP_SCHEMA_SQL);
-    // The big table only serves the memory part (it takes a while to load on a busy machine).
-    if (only.has('memory')) await sql(server.url('app'), BIG_TABLE_SQL);
+    // The big table only serves the memory parts (it takes a while to load on a busy machine).
+    if (big) await sql(server.url('app'), BIG_TABLE_SQL);
     const env = { BENCH_STATE_URL: server.url('dbops_state'), BENCH_TARGET_URL: server.url('app') };
 
     const config = loadConfigText(configYaml(1), 'bench.yaml', env);
@@ -286,6 +263,7 @@ async function main(): Promise<void> {
     let start: Awaited<ReturnType<typeof startup>> | undefined;
     let processes: Awaited<ReturnType<typeof wholeProcesses>> | undefined;
     let trips: Awaited<ReturnType<typeof roundTrips>> | undefined;
+    const bigReads: Awaited<ReturnType<typeof botMemory>>[] = [];
     try {
       if (only.has('processes')) {
         progress(
@@ -318,6 +296,19 @@ async function main(): Promise<void> {
       if (only.has('memory')) {
         progress('memory: reads of the 1,000,000-row table');
         mem = await memoryOnBigReads(app, server);
+      }
+      if (only.has('bigreads')) {
+        progress(
+          `memory of dbops start: ${BIG_READS} concurrent ${BIG_READ_ROWS.toLocaleString('en-US')}-row reads over Slack`,
+        );
+        // As the pod runs it (Node gives V8 the cgroup's limit, so the heap is sized from it), then with
+        // the heap V8 picks on this machine (much larger: garbage is collected later).
+        const limit = await kubernetesMemoryLimit(ROOT);
+        for (const nodeOptions of [`--max-old-space-size=${containerOldSpaceMiB(limit.mib)}`, '']) {
+          bigReads.push(
+            await botMemory({ root: ROOT, configYaml: configYaml(1, BIG_READ_ROWS), env, nodeOptions }),
+          );
+        }
       }
       if (only.has('slack')) {
         progress(
@@ -370,6 +361,7 @@ async function main(): Promise<void> {
         yes(mem.rssGrowthMb < 50),
       ]);
     }
+    rows.push(...bigReads.map(bigReadRow));
     if (start) {
       rows.push([
         'start-up, 200 targets, median',
@@ -404,6 +396,7 @@ async function main(): Promise<void> {
       },
       ...(sizes ? { sizes: { ...sizes, targetRatio: 0.08 } } : {}),
       ...(mem ? { memory: { ...mem, targetGrowthMb: 50 } } : {}),
+      ...(bigReads.length > 0 ? { botMemoryUnderBigReads: bigReads } : {}),
       ...(start ? { startup: start } : {}),
       ...(slack ? { slack } : {}),
       ...(review ? { sqlReview: review } : {}),
@@ -414,15 +407,12 @@ async function main(): Promise<void> {
     await writeFile(RESULTS, `${JSON.stringify(results, null, 2)}\n`);
     process.stdout.write(`\n${table(rows)}\n\n`);
     process.stdout.write(
-      `psql: a fresh ${PSQL} process per run (connect, authenticate, query, exit), as the runbooks do;\n` +
-        'dbops: core.dispatch from invocation to reply (parse, policy, audit records, pooled query, render).\n' +
-        `Slack: ${SLACK_CONCURRENCY} signed slash commands at once to the HTTP receiver (sent by a separate process; the fake Web\n` +
-        'API in its own process too); ack = time to the HTTP response; throughput = commands / time until every reply was\n' +
-        `posted. The first burst after start is reported apart, then ${SLACK_ROUNDS} warm bursts are pooled.\n` +
-        'sql review: parse + classify in process, then the catalog checks before a run, against the statement on\n' +
-        'the server through a plain pg client; ratio = parse+classify / query, then everything dbops adds / query.\n' +
-        `Machine: ${results.machine.cpus} CPUs, load ${results.machine.loadavg.join(' ')}; shared and noisy, so ` +
-        `compare the columns of one run. Written to ${RESULTS}\n`,
+      footnote({
+        psql: PSQL,
+        cpus: results.machine.cpus,
+        loadavg: results.machine.loadavg,
+        results: RESULTS,
+      }),
     );
   } finally {
     await server.stop();

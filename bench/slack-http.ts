@@ -1,26 +1,98 @@
-// The benchmark's Slack HTTP part: bursts of signed slash commands from a separate process against the
-// bot's receiver, the fake Web API in its own process; acknowledgements, throughput and the CPU split.
-import { createServer as createHttpServer } from 'node:http';
+// The benchmark's Slack HTTP part: bursts of signed slash commands from a separate process over connections
+// opened and warmed before each burst, against the bot's receiver and a bare node:http server measured the
+// same way; acknowledgements seen by the client and inside the server, throughput and the CPU split.
+import { type ChildProcess, spawn } from 'node:child_process';
+import { get } from 'node:http';
 import { cpus } from 'node:os';
 import { monitorEventLoopDelay, PerformanceObserver } from 'node:perf_hooks';
+import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { execa } from 'execa';
 import type { App } from '../src/app.js';
 import type { Config } from '../src/config/schema.js';
 import { silentLogger } from '../src/core/log.js';
 import { freePort } from '../src/demo/embedded.js';
+import type { Metrics } from '../src/observability/metrics.js';
 import { startSlack } from '../src/surfaces/slack/index.js';
-import { TEAM } from '../test/fakes/slack.js';
+import { HTTP_EVENTS_PATH, HTTP_HEALTH_PATH } from '../src/surfaces/slack/transport.js';
+import { startBareServer } from './bare-server.js';
 import { ownCpuMs, postmasterPid, processCpuMs, serverCpuMs } from './cpu.js';
-import { round, stats } from './stats.js';
+import type { BurstReport, Load } from './slack-load.js';
+import { round, type Stats, stats } from './stats.js';
 
 const HOST = '127.0.0.1';
+const TEAM = 'T1';
 const LOAD_SCRIPT = fileURLToPath(new URL('./slack-load.js', import.meta.url));
 const FAKE_SLACK_SCRIPT = fileURLToPath(new URL('./fake-slack-process.js', import.meta.url));
 export const SLACK_CONCURRENCY = 100;
 export const SLACK_ROUNDS = 5;
 
-/** (d) The Slack HTTP receiver: signed slash commands, `concurrency` at once, against a local fake Slack API. */
+/** Reads one line of JSON at a time from a child's stdout; fails the waiting reads if the child exits. */
+function lineReader(child: ChildProcess): () => Promise<string> {
+  const waiting: { resolve: (line: string) => void; reject: (err: Error) => void }[] = [];
+  const ready: string[] = [];
+  let exited: Error | undefined;
+  if (!child.stdout) throw new Error('the child has no stdout');
+  createInterface({ input: child.stdout }).on('line', (line) => {
+    const next = waiting.shift();
+    if (next) next.resolve(line);
+    else ready.push(line);
+  });
+  child.once('exit', (code) => {
+    exited = new Error(`the child exited (code ${code})`);
+    for (const w of waiting.splice(0)) w.reject(exited);
+  });
+  return () => {
+    const line = ready.shift();
+    if (line !== undefined) return Promise.resolve(line);
+    if (exited) return Promise.reject(exited);
+    return new Promise((resolve, reject) => waiting.push({ resolve, reject }));
+  };
+}
+
+/** A GET answered with JSON, over node:http (the bench process is the bot's: no undici for it). */
+function getJson<T>(url: string): Promise<{ status: number; body: T }> {
+  return new Promise((resolve, reject) => {
+    get(url, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => {
+        text += c;
+      });
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) as T }));
+    }).on('error', reject);
+  });
+}
+
+/**
+ * The bot's acknowledgement times as its receiver reports them (the thread's 'request' event to the
+ * response's 'finish'; FastAckReceiver's onAcked → Metrics.slackAcked), kept in a preallocated array.
+ */
+class AckRecorder {
+  readonly #ms = new Float64Array(1 << 16);
+  #count = 0;
+
+  slackAcked(ms: number): void {
+    this.#ms[this.#count % this.#ms.length] = ms;
+    this.#count += 1;
+  }
+
+  slackRequestRefused(): void {}
+
+  take(): number[] {
+    const taken = [...this.#ms.subarray(0, Math.min(this.#count, this.#ms.length))];
+    this.#count = 0;
+    return taken;
+  }
+}
+
+interface AckSide {
+  /** Client-side: from the request being written by the load generator to its response read. */
+  client: Stats;
+  /** Server-side: from the 'request' event to the response's 'finish', inside the server. */
+  server: Stats;
+}
+
+/** (d) The Slack HTTP receiver: signed slash commands, `concurrency` at once, against a fake Slack API. */
 export async function slackHttp(
   app: App,
   config: Config,
@@ -30,101 +102,88 @@ export async function slackHttp(
 ) {
   // The fake Slack Web API runs in its own process, as Slack does: answering the bot's chat.postMessage
   // calls must not share the event loop of the bot whose acknowledgements are measured.
-  const fakeProcess = execa('node', [FAKE_SLACK_SCRIPT], { reject: false, buffer: false, stdout: 'pipe' });
-  const fake = await new Promise<{ apiUrl: string; url: string; control: string }>((resolve, reject) => {
-    let text = '';
-    fakeProcess.stdout?.on('data', (chunk: Buffer) => {
-      text += chunk.toString();
-      const line = text.split('\n')[0];
-      if (text.includes('\n') && line)
-        resolve(JSON.parse(line) as { apiUrl: string; url: string; control: string });
-    });
-    fakeProcess.catch(reject);
+  const fakeProcess = spawn(process.execPath, [FAKE_SLACK_SCRIPT, TEAM], {
+    stdio: ['ignore', 'pipe', 'inherit'],
   });
-  type Counts = { total: number; replies: number; responses: number };
-  const counts = async (from: number): Promise<Counts> =>
-    (await (await fetch(`${fake.control}/?from=${from}`)).json()) as Counts;
-  /** Thread replies (a read's answer), or response_url answers (what only the person sees: targets). */
-  const waitForReplies = async (
-    from: number,
-    want: number,
-    what: string,
-    timeoutMs: number,
-    kind: 'replies' | 'responses' = 'replies',
-  ) => {
-    const deadline = Date.now() + timeoutMs;
-    while ((await counts(from))[kind] < want) {
-      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-      await new Promise((r) => setTimeout(r, 20));
-    }
-  };
-  const secret = 'bench-signing-secret';
-  const port = await freePort();
-  const url = `http://${HOST}:${port}/slack/events`;
-  const surface = await startSlack({
-    app,
-    config,
-    env: {
-      SLACK_BOT_TOKEN: 'xoxb-bench',
-      SLACK_MODE: 'http',
-      SLACK_SIGNING_SECRET: secret,
-      SLACK_PORT: String(port),
-      SLACK_API_URL: fake.apiUrl,
-      SLACK_API_RETRIES: '0',
-    },
-    log: silentLogger(),
+  const loadProcess = spawn(process.execPath, [LOAD_SCRIPT], {
+    stdio: ['pipe', 'pipe', 'inherit'],
   });
-  if (!surface) throw new Error('the Slack surface did not start');
-  const load = {
-    url,
-    secret,
-    respondUrl: `${fake.url}/respond/`,
-    count: concurrency,
-    team: TEAM,
-    user: 'UBENCH',
-    channel: 'CBENCH',
-    text: 'sizes app',
-  };
-  const send = async (target: typeof load) => {
-    // The sender runs in its own process too: its work must not count as the bot's.
-    const sent = await execa('node', [LOAD_SCRIPT, JSON.stringify(target)], { reject: false });
-    if (sent.exitCode !== 0) throw new Error(`the Slack load generator failed: ${sent.stderr}`);
-    return JSON.parse(sent.stdout) as { startedAt: number; acks: number[]; cpuMs: number };
-  };
+  const bare = await startBareServer();
+  const recorder = new AckRecorder();
+  let surface: Awaited<ReturnType<typeof startSlack>> | undefined;
   try {
-    for (let i = 0; i < 5; i++) {
-      const from = (await counts(0)).total;
-      await send({ ...load, count: 1 });
-      await waitForReplies(from, 1, 'a warm-up reply', 30_000);
-    }
-    // What the same burst costs against a bare node:http server that answers at once: this machine's floor.
-    const floor: number[] = [];
-    const bare = createHttpServer((req, res) => {
-      req.resume();
-      req.on('end', () => res.end());
+    const fake = JSON.parse(await lineReader(fakeProcess)()) as { apiUrl: string; url: string };
+    const readLoad = lineReader(loadProcess);
+    type Counts = { total: number; replies: number; responses: number };
+    const counts = async () => (await getJson<Counts>(`${fake.url}/_counts`)).body;
+    const waitFor = async (kind: 'replies' | 'responses', want: number, what: string) => {
+      const answer = await getJson<Counts>(`${fake.url}/_wait?${kind}=${want}`);
+      if (answer.status !== 200) throw new Error(`timed out waiting for ${what}`);
+    };
+    const secret = 'bench-signing-secret';
+    const port = await freePort();
+    surface = await startSlack({
+      app,
+      config,
+      env: {
+        SLACK_BOT_TOKEN: 'xoxb-bench',
+        SLACK_MODE: 'http',
+        SLACK_SIGNING_SECRET: secret,
+        SLACK_PORT: String(port),
+        SLACK_API_URL: fake.apiUrl,
+        SLACK_API_RETRIES: '0',
+      },
+      log: silentLogger(),
+      // Only the Slack receiver's two hooks are called through this; the recorder keeps the ack times.
+      metrics: recorder as unknown as Metrics,
     });
-    await new Promise<void>((done) => bare.listen(0, HOST, done));
-    const barePort = (bare.address() as { port: number }).port;
-    try {
-      for (let round = 0; round < rounds; round++) {
-        floor.push(...(await send({ ...load, url: `http://${HOST}:${barePort}/slack/events` })).acks);
-      }
-    } finally {
-      bare.closeAllConnections();
-      await new Promise((done) => bare.close(done));
+    if (!surface) throw new Error('the Slack surface did not start');
+    const load: Load = {
+      url: `http://${HOST}:${port}${HTTP_EVENTS_PATH}`,
+      warmUrl: `http://${HOST}:${port}${HTTP_HEALTH_PATH}`,
+      secret,
+      respondUrl: `${fake.url}/respond/`,
+      count: concurrency,
+      team: TEAM,
+      user: 'UBENCH',
+      channel: 'CBENCH',
+      text: 'sizes app',
+    };
+    const send = async (target: Load): Promise<BurstReport> => {
+      loadProcess.stdin?.write(`${JSON.stringify(target)}\n`);
+      const report = JSON.parse(await readLoad()) as BurstReport & { error?: string };
+      if (report.error) throw new Error(`the Slack load generator failed: ${report.error}`);
+      return report;
+    };
+    for (let i = 0; i < 5; i++) {
+      const from = (await counts()).replies;
+      await send({ ...load, count: 1 });
+      await waitFor('replies', from + 1, 'a warm-up reply');
     }
-    const burst = async (text = load.text) => {
+    // The same bursts against a bare node:http server that answers at once: this machine's floor.
+    const bareUrl = `http://${HOST}:${bare.port}`;
+    const bareLoad = { ...load, url: `${bareUrl}/slack/events`, warmUrl: `${bareUrl}/warm` };
+    await send(bareLoad);
+    await bare.take();
+    const floor: number[] = [];
+    const floorServer: number[] = [];
+    const idle = async () => {
       // Each burst starts on an idle bot: the previous burst's last commands (audit, card, final posts)
-      // have finished, so every burst measures 100 concurrent commands, not 100 plus a tail.
+      // have finished, so every burst measures `concurrency` concurrent commands, not those plus a tail.
       const idleBy = Date.now() + 30_000;
       while (app.core.inFlight > 0 && Date.now() < idleBy) await new Promise((r) => setTimeout(r, 10));
       await new Promise((r) => setTimeout(r, 200));
-      const from = (await counts(0)).total;
-      const report = await send({ ...load, text });
+    };
+    const burst = async (text = load.text) => {
+      await idle();
       const kind = text.startsWith('targets') ? 'responses' : 'replies';
-      await waitForReplies(from, concurrency, `${concurrency} ${kind} to ${text}`, 120_000, kind);
+      const from = (await counts())[kind];
+      const report = await send({ ...load, text });
+      await waitFor(kind, from + concurrency, `${concurrency} ${kind} to ${text}`);
       return {
         acks: report.acks,
+        serverAcks: recorder.take(),
+        reused: report.reused,
         perSecond: concurrency / ((Date.now() - report.startedAt) / 1000),
         loadCpuMs: report.cpuMs,
       };
@@ -176,16 +235,41 @@ export async function slackHttp(
     loop.enable();
     const cold = await burst();
     const acks: number[] = [];
+    const serverAcks: number[] = [];
     const throughput: number[] = [];
-    for (let round = 0; round < rounds; round++) {
+    let reused = 0;
+    let bareReused = 0;
+    // Bare and bot bursts alternate, and which goes first alternates too (bare, bot, bot, bare, …): the
+    // second burst of a pair ran measurably slower whichever server it hit, so neither side always gets it.
+    const bareBurst = async () => {
+      await idle();
+      const b = await send(bareLoad);
+      floor.push(...b.acks);
+      floorServer.push(...(await bare.take()));
+      bareReused += b.reused;
+    };
+    const botBurst = async () => {
       const warm = await burst();
       acks.push(...warm.acks);
+      serverAcks.push(...warm.serverAcks);
       throughput.push(warm.perSecond);
+      reused += warm.reused;
+    };
+    for (let round = 0; round < rounds * 2; round++) {
+      if (round % 2 === 0) {
+        await bareBurst();
+        await botBurst();
+      } else {
+        await botBurst();
+        await bareBurst();
+      }
     }
     loop.disable();
     gcObserver.disconnect();
     // The same warm bursts again with each process's CPU counted: a read with SQL, one with almost none.
     const cpuSplit = [await sustained(load.text), await sustained('targets')];
+    const bot: AckSide = { client: stats(acks), server: stats(serverAcks) };
+    const bareSide: AckSide = { client: stats(floor), server: stats(floorServer) };
     return {
       cpuSplit,
       measured: true as const,
@@ -194,20 +278,32 @@ export async function slackHttp(
       botGc: { count: gcs.length, maxMs: round(Math.max(0, ...gcs), 1) },
       rounds,
       concurrency,
-      ack: stats(acks),
+      /** Requests of the measured bursts sent on a connection opened and warmed before the burst. */
+      warmConnections: { bot: reused, bare: bareReused, of: 2 * rounds * concurrency },
+      ack: bot.client,
+      serverAck: bot.server,
       ackSlowestMs: [...acks]
         .sort((a, b) => b - a)
         .slice(0, 8)
         .map((a) => round(a, 1)),
       firstBurstAck: stats(cold.acks),
+      firstBurstServerAck: stats(cold.serverAcks),
       firstBurstCommandsPerSecond: round(cold.perSecond, 1),
-      bareServerAck: stats(floor),
+      bareServerAck: bareSide.client,
+      bareServerServerAck: bareSide.server,
       commandsPerSecond: round(stats(throughput).medianMs, 1),
     };
   } finally {
-    await surface.stop();
+    await surface?.stop();
+    await bare.close();
+    loadProcess.stdin?.end();
     fakeProcess.kill('SIGTERM');
-    await fakeProcess;
+    await Promise.all(
+      [loadProcess, fakeProcess].map(
+        (child) =>
+          new Promise((done) => (child.exitCode !== null ? done(undefined) : child.once('exit', done))),
+      ),
+    );
   }
 }
 
@@ -216,17 +312,21 @@ export function slackRows(
   ms: (n: number) => string,
   yes: (ok: boolean) => string,
 ): string[][] {
+  // Server-side times are tenths of a millisecond at the median: two decimals.
+  const pct = (s: Stats) =>
+    `${[s.medianMs, s.p90Ms, s.p99Ms, s.maxMs].map((n) => n.toFixed(2)).join(' / ')} ms`;
+  const w = slack.warmConnections;
   return [
     [
-      `Slack HTTP ack, ${SLACK_CONCURRENCY} concurrent, median`,
+      `Slack HTTP ack, ${SLACK_CONCURRENCY} concurrent, client: median`,
       ms(slack.ack.medianMs),
       `bare node:http ${ms(slack.bareServerAck.medianMs)}`,
-      '-',
+      (slack.ack.medianMs / slack.bareServerAck.medianMs).toFixed(2),
       '-',
       '-',
     ],
     [
-      `Slack HTTP ack, ${SLACK_CONCURRENCY} concurrent, p99`,
+      `Slack HTTP ack, ${SLACK_CONCURRENCY} concurrent, client: p99`,
       ms(slack.ack.p99Ms),
       `bare node:http ${ms(slack.bareServerAck.p99Ms)}`,
       (slack.ack.p99Ms / slack.bareServerAck.p99Ms).toFixed(2),
@@ -234,9 +334,25 @@ export function slackRows(
       yes(slack.ack.p99Ms <= 1.1 * slack.bareServerAck.p99Ms),
     ],
     [
+      'Slack HTTP ack, server: median/p90/p99/max',
+      pct(slack.serverAck),
+      `bare ${pct(slack.bareServerServerAck)}`,
+      (slack.serverAck.p99Ms / slack.bareServerServerAck.p99Ms).toFixed(2),
+      '(p99 ratio)',
+      '-',
+    ],
+    [
+      'Slack HTTP ack, connections opened before',
+      `${w.bot} of ${w.of}`,
+      `bare ${w.bare} of ${w.of}`,
+      '-',
+      'all',
+      yes(w.bot === w.of && w.bare === w.of),
+    ],
+    [
       'Slack HTTP ack, first burst after start, p99',
       ms(slack.firstBurstAck.p99Ms),
-      '-',
+      `server ${ms(slack.firstBurstServerAck.p99Ms)}`,
       '-',
       '(cold pools)',
       '-',

@@ -7,7 +7,7 @@ import { limitsSchema, type ResolvedTarget } from '../src/config/schema.js';
 import { TargetPools } from '../src/engine/target-db.js';
 import { classify } from '../src/sql/classify.js';
 import { lintStatement } from '../src/sql/lint.js';
-import { parseStatement } from '../src/sql/parse.js';
+import { loadSqlParser, parseStatement } from '../src/sql/parse.js';
 import { checkAgainstTarget } from '../src/sql/target-check.js';
 
 /** Statements over bench.ts's app_* tables: chat-sized ones, a write, and a 29 kB IN list. */
@@ -51,6 +51,7 @@ const round = (n: number, digits = 3) => Math.round(n * 10 ** digits) / 10 ** di
 
 /** Each statement `runs` times (after a warm-up): review steps and the query itself, interleaved. */
 export async function sqlReviewCost(url: string, runs: number): Promise<StatementCost[]> {
+  await loadSqlParser();
   const target: ResolvedTarget = {
     name: 'bench',
     url,

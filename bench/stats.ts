@@ -3,6 +3,7 @@
 export interface Stats {
   runs: number;
   medianMs: number;
+  p90Ms: number;
   p99Ms: number;
   minMs: number;
   maxMs: number;
@@ -20,6 +21,7 @@ export function stats(samples: readonly number[]): Stats {
   return {
     runs: sorted.length,
     medianMs: round(median),
+    p90Ms: round(at(0.9)),
     p99Ms: round(at(0.99)),
     minMs: round(sorted[0] ?? NaN),
     maxMs: round(sorted.at(-1) ?? NaN),

@@ -5,8 +5,8 @@ import { formatDuration } from '../src/core/duration.js';
 import { UserError } from '../src/core/errors.js';
 import { defineOperation } from '../src/core/operation.js';
 import type { OperationResult } from '../src/core/types.js';
+import { isoTimestamp } from './lib/activity.js';
 import {
-  isoTimestamp,
   POLL_LIMIT_MS,
   parseSignalState,
   refusalAtExecute,
@@ -19,7 +19,7 @@ import {
   signalSql,
   watchSession,
   whoText,
-} from './lib/activity.js';
+} from './lib/signals.js';
 
 /** States in which a backend runs something a cancel interrupts; an idle backend ignores a cancel. */
 const RUNNING_STATES: readonly string[] = ['active', 'fastpath function call'];

@@ -6,13 +6,12 @@ import { formatCount } from '../src/core/render.js';
 import type { Column, Row } from '../src/core/types.js';
 import {
   CLIENT_ADDRESS,
-  headroomText,
   IDLE_IN_TRANSACTION_STATES,
   notDbops,
   plural,
   READ_ALL_STATS_FIX,
-  readHeadroom,
 } from './lib/activity.js';
+import { headroomText, readHeadroom } from './lib/headroom.js';
 
 /*
  * Server-wide, like max_connections: one row per (database, user, application, client) with counts by

@@ -7,7 +7,7 @@ import { formatBytes } from '../src/core/render.js';
 import type { OperationResult } from '../src/core/types.js';
 import { quoteIdent } from '../src/engine/relations.js';
 import { classify } from '../src/sql/classify.js';
-import { MAX_STATEMENT_BYTES, parseStatement, SqlRefusal } from '../src/sql/parse.js';
+import { loadSqlParser, MAX_STATEMENT_BYTES, parseStatement, SqlRefusal } from '../src/sql/parse.js';
 import {
   costliestNodes,
   estimateMisses,
@@ -81,6 +81,7 @@ async function explainQuery(ctx: OperationContext<z.output<typeof args>>): Promi
       return found.query;
     });
   }
+  await loadSqlParser();
   const classified = classify(parseStatement(text ?? ''));
   const { parsed } = classified;
   if (parsed.type === 'ExplainStmt') throw new SqlRefusal('give the query itself, without EXPLAIN');

@@ -11,7 +11,7 @@ import type { Column, OperationResult, Risk, Row } from '../src/core/types.js';
 import { type Classified, classify, type SqlKind } from '../src/sql/classify.js';
 import { columnsOf, dryRun, toCell } from '../src/sql/dry-run.js';
 import { lintStatement } from '../src/sql/lint.js';
-import { MAX_STATEMENT_BYTES, parseStatement, SqlRefusal } from '../src/sql/parse.js';
+import { loadSqlParser, MAX_STATEMENT_BYTES, parseStatement, SqlRefusal } from '../src/sql/parse.js';
 import { costliestNodes, explainIn, renderPlanTree, wrapNotes } from '../src/sql/plan.js';
 import { decodeNamedRows, type NamedRow, namedRowsSql } from '../src/sql/rows.js';
 import { maskRows, sensitivePlan } from '../src/sql/sensitive.js';
@@ -52,8 +52,10 @@ export function statementHash(text: string): string {
 function kindOrUndefined(statement: string): SqlKind | undefined {
   try {
     return classify(parseStatement(statement)).kind;
-  } catch {
-    return undefined;
+  } catch (err) {
+    // A refused statement is refused by its run or preview; anything else (no parser loaded) is a bug.
+    if (err instanceof UserError) return undefined;
+    throw err;
   }
 }
 
@@ -147,6 +149,7 @@ function parsedFor(statement: string): Classified {
 }
 
 async function previewStatement(ctx: OperationContext<Args>): Promise<Preview> {
+  await loadSqlParser();
   const classified = parsedFor(ctx.args.statement);
   const sha256 = statementHash(ctx.args.statement);
   if (classified.kind === 'read') {
@@ -234,6 +237,7 @@ async function executeStatement(
     throw new UserError('stale_preview', 'the statement is not the one approved; nothing was run');
   }
   // Re-classified and re-checked: the rules and the target may have changed since the preview.
+  await loadSqlParser();
   const classified = parsedFor(ctx.args.statement);
   if (classified.kind !== approved.kind) {
     throw new UserError(
@@ -286,10 +290,13 @@ const sqlOperation = defineOperation({
   positionals: ['statement'],
   args,
   risk: 'read',
+  // riskFor and actionFor parse the statement: the parser is loaded before they are asked.
+  preload: loadSqlParser,
   riskFor: (a) => sqlRisk(a.statement),
   actionFor: (a) => sqlAction(a.statement),
 
   async run(ctx) {
+    await loadSqlParser();
     const classified = parsedFor(ctx.args.statement);
     if (classified.kind !== 'read') {
       throw new SqlRefusal(

@@ -17,7 +17,7 @@ import {
   signalSql,
   watchSession,
   whoText,
-} from './lib/activity.js';
+} from './lib/signals.js';
 
 const TERMINATE_SQL = signalSql('pg_terminate_backend');
 

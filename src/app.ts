@@ -21,6 +21,7 @@ import { HistoryStore } from './history/store.js';
 import { RoleDirectory } from './identity/directory.js';
 import { Escalations } from './identity/escalation.js';
 import { attachDirectory } from './identity/people.js';
+import { CHAT_SURFACES, wakeAnnouncers } from './notify/approvals-store.js';
 import type { ChannelPoster } from './notify/poster.js';
 import type { Metrics } from './observability/metrics.js';
 import { runPackCommand } from './packs/command.js';
@@ -140,8 +141,15 @@ export async function createApp(options: AppOptions): Promise<App> {
         { group, error: message },
         'a Slack user group cannot be read; its last known membership is kept',
       ),
+    onDiscordProblem: (message) =>
+      options.log.warn(
+        { error: message },
+        'the Discord guild members cannot be read; the last listing is kept',
+      ),
   });
   attachDirectory(options.config, directory);
+  // Discord roles seen in payloads are stored for every replica (migration 12).
+  directory.discord.useStore(state);
   const changeListeners = new Set<NonNullable<CoreDeps['onRequestChange']>>();
   const progressListeners = new Set<NonNullable<CoreDeps['onProgress']>>();
   if (options.onRequestChange) changeListeners.add(options.onRequestChange);
@@ -159,6 +167,14 @@ export async function createApp(options: AppOptions): Promise<App> {
     ...(options.clock ? { clock: options.clock } : {}),
   });
   if (metrics) changeListeners.add((request, change) => metrics.requestChanged(request, change));
+  // A request made here outside chat wakes the running bots, which post its card in the approvals channel.
+  changeListeners.add((request, change) => {
+    if (change !== 'created' || !options.config.policy[request.environment]?.approvals_channel) return;
+    if ((CHAT_SURFACES as readonly string[]).includes(request.requester.surface)) return;
+    wakeAnnouncers(records, request.id).catch((err: unknown) =>
+      options.log.debug({ err, requestId: request.id }, 'could not wake the approvals announcers'),
+    );
+  });
   const core: Core = new Core({
     config: options.config,
     runner,

@@ -14,7 +14,24 @@ import {
   unknownCommand,
 } from './cli/args.js';
 import { COMMANDS, commandHelp, findCommand, mainHelp, readVersion } from './cli/help.js';
+import type { ShortCommands } from './cli/short-types.js';
 import { visible } from './core/visible.js';
+
+/** Keeps the compiled code of the short-lived commands for the next process, once they have run. */
+let keepCompiledCode: (() => void) | undefined;
+
+/**
+ * exec, console, check-config and audit export: the bundle of them through V8's code cache
+ * (cli/code-cache.ts), or tsc's modules when there is no bundle.
+ */
+async function shortCommands(): Promise<ShortCommands> {
+  const { loadShortCommands } = await import('./cli/code-cache.js');
+  const { cacheDir } = await import('./cli/env.js');
+  const bundled = loadShortCommands(cacheDir());
+  if (!bundled) return await import('./cli/short-commands.js');
+  keepCompiledCode = bundled.keep;
+  return bundled.commands;
+}
 
 function printHelp(name: string): number {
   const command = findCommand(name);
@@ -44,14 +61,14 @@ async function main(argv: string[]): Promise<number> {
       if (!args.values.as) throw new UsageError('exec', '--as PERSON is required');
       if (args.positionals.length === 0)
         throw new UsageError('exec', 'the command to run is missing, e.g. -- "/db sizes kasm"');
-      const { exec } = await import('./cli/exec.js');
+      const { exec } = await shortCommands();
       return await exec(args);
     }
     case 'console': {
       const args = parseCommand('console', rest, CONSOLE_OPTIONS);
       if (args.values.help) return printHelp('console');
       if (!args.values.as) throw new UsageError('console', '--as PERSON is required');
-      const { consoleCommand } = await import('./cli/console.js');
+      const { consoleCommand } = await shortCommands();
       return await consoleCommand(args);
     }
     case 'demo': {
@@ -62,7 +79,7 @@ async function main(argv: string[]): Promise<number> {
     case 'check-config': {
       const args = parseCommand('check-config', rest, CHECK_CONFIG_OPTIONS);
       if (args.values.help) return printHelp('check-config');
-      const { checkConfig } = await import('./cli/check-config.js');
+      const { checkConfig } = await shortCommands();
       return await checkConfig(args);
     }
     case 'start': {
@@ -88,7 +105,7 @@ async function main(argv: string[]): Promise<number> {
       if (sub !== 'export') throw unknownCommand('audit', sub, ['export']);
       const args = parseCommand('audit export', more, AUDIT_EXPORT_OPTIONS);
       if (args.values.help) return printHelp('audit export');
-      const { auditExport } = await import('./cli/audit-export.js');
+      const { auditExport } = await shortCommands();
       return await auditExport(args);
     }
     case 'pack': {
@@ -143,6 +160,11 @@ const argv = process.argv.slice(2);
 main(argv).then(
   (code) => {
     process.exitCode = code;
+    try {
+      keepCompiledCode?.();
+    } catch {
+      // only the next start is slower
+    }
   },
   async (err: unknown) => {
     if (err instanceof UsageError) {

@@ -9,7 +9,7 @@ import cancelQuery from '../commands/cancel-query.js';
 import connections from '../commands/connections.js';
 import health from '../commands/health.js';
 import idle from '../commands/idle.js';
-import type { SignalState } from '../commands/lib/activity.js';
+import type { SignalState } from '../commands/lib/signals.js';
 import locks from '../commands/locks.js';
 import longRunning from '../commands/long-running.js';
 import terminate from '../commands/terminate.js';

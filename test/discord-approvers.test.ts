@@ -1,6 +1,6 @@
 // Roles and approvers in Discord, through the Discord surface and the fake Discord: roles from the
 // payload's member (missing roles mean none), approver roles mentioned with allowed_mentions limited to
-// them, the card sent as a DM and approved from there, and clicks from a DM that carry no roles.
+// them, the card sent as a DM and approved from there, where the roles last seen in the guild apply.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type App, createApp } from '../src/app.js';
 import { loadConfigText } from '../src/config/load.js';
@@ -28,6 +28,9 @@ targets:
   prod:
     url: \${STAGING_URL}
     environment: production
+  crit:
+    url: \${STAGING_URL}
+    environment: critical
 people:
   alice: { discord: "${ALICE.id}", roles: [oncall] }
   dan: { discord: "${DAN.id}", roles: [dba] }
@@ -37,6 +40,7 @@ role_sources:
 policy:
   staging: { read: [oncall, dba], request: [oncall, dba], approve: [dba], notify: mention }
   production: { read: [oncall, dba], request: [oncall, dba], approve: [dba], notify: dm }
+  critical: { read: [oncall, dba], request: [oncall, dba], approve: [dba], approvals: 2, notify: mention }
 `;
 
 let gateway: FakeDiscord;
@@ -80,6 +84,14 @@ async function answerOf(i: { id: string; token: string }): Promise<string> {
   return JSON.stringify(gateway.callsOf(i).map((c) => c.body));
 }
 
+/** Where the card is, once the surface stored it with the request (right after posting it). */
+async function cardRefs(id: number): Promise<{ channel: string; message: string }> {
+  await expect
+    .poll(async () => (await app.state.getRequest(id))?.refs.discord, { timeout: 10_000 })
+    .toBeTruthy();
+  return (await app.state.getRequest(id))?.refs.discord as { channel: string; message: string };
+}
+
 async function pendingCard(from: number): Promise<{ id: number; message: Call }> {
   const card = await gateway.waitForCall(
     (c) => gateway.calls.indexOf(c) >= from && JSON.stringify(c.body ?? {}).includes('dbops:approve:'),
@@ -117,6 +129,10 @@ describe('Discord approvers told', () => {
     );
     expect(mention.body.allowed_mentions).toEqual({ parse: [], roles: [ROLE_DBA] });
     expect(String(mention.body.content)).toContain('needs 1 of: dba — not alice');
+    // The mention is on the card itself (the message with the buttons), not a message of its own; the
+    // card is a new message of the bot's, since the edit of a deferred response would ping nobody.
+    expect(JSON.stringify(mention.body)).toContain('dbops:approve:');
+    expect(`${mention.method} ${mention.path}`).toMatch(/^POST \/channels\/\d+\/messages$/);
     // Nothing else dbops sent may ping.
     for (const call of gateway.messageCalls().slice(0)) {
       if (call === mention) continue;
@@ -124,7 +140,7 @@ describe('Discord approvers told', () => {
     }
 
     const { id } = await pendingCard(from);
-    const stored = (await app.state.getRequest(id))?.refs.discord as { channel: string; message: string };
+    const stored = await cardRefs(id);
     gateway.memberRoles.set(ERIN.id, [ROLE_DBA]);
     gateway.click(ERIN, stored.message, `dbops:approve:${id}`);
     await expect
@@ -132,7 +148,51 @@ describe('Discord approvers told', () => {
       .toBe('succeeded');
   });
 
-  it('sends the card as a DM to each eligible approver; approving from the DM works, roles never come from a DM', async () => {
+  it('edits the card after a vote without pinging again (parse [], no roles); a decided card drops the mention', async () => {
+    const from = gateway.calls.length;
+    gateway.command(ALICE, { operation: 'vacuum', target: 'crit', args: 'exams --full' });
+    const { id, message } = await pendingCard(from);
+    expect(String(message.body.content)).toContain(`<@&${ROLE_DBA}> needs 2 of: dba — not alice`);
+    expect(message.body.allowed_mentions).toEqual({ parse: [], roles: [ROLE_DBA] });
+    const stored = await cardRefs(id);
+    const edits = (after: number) =>
+      gateway.calls
+        .slice(after)
+        .filter(
+          (c) => c.method === 'PATCH' && c.path === `/channels/${stored.channel}/messages/${stored.message}`,
+        );
+
+    let mark = gateway.calls.length;
+    gateway.memberRoles.set(ERIN.id, [ROLE_DBA]);
+    gateway.click(ERIN, stored.message, `dbops:approve:${id}`);
+    const voted = await gateway.waitForCall(
+      (c) => edits(mark).includes(c) && String(c.body?.content ?? '').includes('needs 1 of'),
+    );
+    expect(String(voted.body.content)).toContain('needs 1 of: dba — not alice');
+    expect(voted.body.allowed_mentions).toEqual({ parse: [] });
+
+    mark = gateway.calls.length;
+    gateway.click(DAN, stored.message, `dbops:approve:${id}`);
+    await expect
+      .poll(async () => (await app.state.getRequest(id))?.status, { timeout: 10_000 })
+      .toBe('succeeded');
+    const decided = await gateway.waitForCall(
+      (c) => edits(mark).includes(c) && String(c.body?.content ?? '').includes('succeeded'),
+    );
+    expect(String(decided.body.content)).not.toContain('<@&');
+    for (const call of [...edits(from)]) expect(call.body.allowed_mentions).toEqual({ parse: [] });
+    // No message after the card's own pinged a role.
+    for (const call of gateway
+      .messageCalls()
+      .filter((c) => gateway.calls.indexOf(c) > gateway.calls.indexOf(message))) {
+      expect(call.body?.allowed_mentions?.roles ?? []).toEqual([]);
+    }
+  });
+
+  it('sends the card as a DM to each eligible approver; approving from the DM works on the roles last seen in the guild', async () => {
+    // erin's latest guild payload carries no roles: she holds none now, so she is not told.
+    gateway.memberRoles.set(ERIN.id, []);
+    await answerOf(gateway.command(ERIN, { operation: 'pending' }));
     const from = gateway.calls.length;
     gateway.command(ALICE, { operation: 'vacuum', target: 'prod', args: 'exams --full' });
     const opened = await gateway.waitForCall(
@@ -149,21 +209,25 @@ describe('Discord approvers told', () => {
     expect(dm.body.allowed_mentions).toEqual({ parse: [] });
     expect(String(dm.body.content)).toContain('needs 1 of: dba — not alice');
     const id = Number(/dbops:approve:(\d+)/.exec(JSON.stringify(dm.body))?.[1]);
-    // Only dan was told: erin's role is not listable, alice requested it.
+    // Only dan was told: erin holds no role now, alice requested it.
     expect(gateway.calls.slice(from).filter((c) => c.path === '/users/@me/channels')).toHaveLength(1);
     const dmMessage = [...gateway.messages.values()].find(
       (m) => m.channel_id === dm.path.split('/')[2] && JSON.stringify(m).includes(`dbops:approve:${id}`),
     );
     if (!dmMessage) throw new Error('the DM card was not stored by the fake');
 
-    // Someone not in the config, and erin from a DM (no member, so no roles): refused, nothing approved.
-    for (const user of [MALLORY, ERIN]) {
+    // Someone not in the config, the requester, and erin from a DM (a DM carries no member: her roles
+    // are the ones last seen in the guild, none): refused, nothing approved.
+    for (const user of [MALLORY, ALICE, ERIN]) {
       const click = gateway.click(user, dmMessage.id, `dbops:approve:${id}`);
-      expect(await answerOf(click)).toMatch(/not in dbops|may not approve|Refused/);
+      expect(await answerOf(click)).toMatch(/not in dbops|may not approve|Refused|requested/);
     }
     expect((await app.state.getRequest(id))?.status).toBe('pending');
 
-    gateway.click(DAN, dmMessage.id, `dbops:approve:${id}`);
+    // erin acts in the guild holding the role: from her DM she now approves like anyone holding it.
+    gateway.memberRoles.set(ERIN.id, [ROLE_DBA]);
+    await answerOf(gateway.command(ERIN, { operation: 'pending' }));
+    gateway.click(ERIN, dmMessage.id, `dbops:approve:${id}`);
     await expect
       .poll(async () => (await app.state.getRequest(id))?.status, { timeout: 10_000 })
       .toBe('succeeded');

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { canonicalDuration, formatDuration, parseDuration } from '../src/core/duration.js';
-import { formatBytes, formatValue, renderResult, renderTable } from '../src/core/render.js';
+import { formatBytes, formatCount, formatValue, renderResult, renderTable } from '../src/core/render.js';
 import type { Column } from '../src/core/types.js';
 
 describe('units', () => {
@@ -32,6 +32,50 @@ describe('units', () => {
     expect(formatValue(null, 'text')).toBe('');
     expect(formatValue('select 1\n  from t', 'text')).toBe('select 1 from t');
     expect(formatValue('2026-11-21T05:55:12.345Z', 'timestamp')).toBe('2026-11-21 05:55 UTC');
+  });
+});
+
+describe('counts without Intl (its first formatter costs ~50 ms of start-up)', () => {
+  const whole = new Intl.NumberFormat('en-US');
+  const fraction = new Intl.NumberFormat('en-US', { maximumFractionDigits: 2 });
+  const intl = (n: number) => (Number.isInteger(n) ? whole.format(n) : fraction.format(n));
+
+  it('writes every number as Intl.NumberFormat en-US does', () => {
+    const values = [
+      ...[0, -0, 7, -7, 999, 1000, -1000, 9000, 1234567, 2 ** 53, 2 ** 60, 1e21, 1.5e300, -1e22],
+      ...[0.005, 1.005, 2.675, 0.125, -2.5, 0.995, 9.995, 999.995, -0.004, -0.001, 1e-7, -1e-7, 0.1 + 0.2],
+      ...[
+        1 / 3,
+        4503599627370495.5,
+        Number.MAX_VALUE,
+        Number.MIN_VALUE,
+        Number.NaN,
+        Number.POSITIVE_INFINITY,
+      ],
+    ];
+    // A fixed pseudo-random walk over magnitudes 1e-6 … 1e33: integers, fractions, cents.
+    let seed = 15;
+    const next = () => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return seed / 2 ** 31;
+    };
+    for (let i = 0; i < 20_000; i++) {
+      const magnitude = 10 ** Math.floor(next() * 40 - 6);
+      values.push(
+        (next() - 0.5) * magnitude,
+        Math.floor((next() - 0.5) * magnitude),
+        Math.round(next() * 1e5) / 1000,
+      );
+      values.push(2 ** Math.floor(next() * 1000));
+    }
+    const wrong = values.filter((n) => formatCount(n) !== intl(n)).map((n) => [n, formatCount(n), intl(n)]);
+    expect(wrong).toEqual([]);
+  });
+
+  it('groups exact bigint text of count columns', () => {
+    expect(formatValue('-12345678901234567890123', 'count')).toBe('-12,345,678,901,234,567,890,123');
+    expect(formatValue('007', 'count')).toBe('7');
+    expect(formatValue('-0', 'number')).toBe('0');
   });
 });
 

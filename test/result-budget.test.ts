@@ -14,7 +14,11 @@ beforeAll(async () => {
     'budget',
     'CREATE TABLE big AS SELECT i AS id, md5(i::text) AS v FROM generate_series(1, 5000) i',
   );
-  h = new OpHarness([testTarget('t', db.url, { limits: { row_cap: 100_000, pool_max: 8 } })]);
+  h = new OpHarness([
+    testTarget('t', db.url, { limits: { row_cap: 100_000, pool_max: 8 } }),
+    // A short statement_timeout: a read waiting for room must not be cancelled for waiting.
+    testTarget('short', db.url, { limits: { row_cap: 100_000, pool_max: 8, statement_timeout: 1 } }),
+  ]);
 });
 
 afterAll(async () => {
@@ -30,8 +34,8 @@ async function until(what: string, done: () => boolean): Promise<void> {
   }
 }
 
-const read = (cap: number) =>
-  h.pools.get('t').read((session) => session.cursor('SELECT id, v FROM big ORDER BY id', [], cap));
+const read = (cap: number, target = 't') =>
+  h.pools.get(target).read((session) => session.cursor('SELECT id, v FROM big ORDER BY id', [], cap));
 
 describe('RowBudget', () => {
   it('grants in order, makes a request wait for room, and clamps one larger than the whole', async () => {
@@ -100,6 +104,37 @@ describe('large reads share one budget per process', () => {
     delivered();
     expect((await a).rows).toHaveLength(2_500);
     expect((await b).rows).toHaveLength(2_500);
+    expect(resultBudget.inUse).toBe(0);
+  });
+
+  it('a read waiting for room longer than statement_timeout is not cancelled, and reads every row', async () => {
+    resultBudget.total = 3_000;
+    resultBudget.waitMs = 30_000;
+    let delivered!: () => void;
+    const gate = new Promise<void>((r) => {
+      delivered = r;
+    });
+    let aRead = false;
+    const a = withResultScope(async () => {
+      const rows = await read(2_500, 'short');
+      aRead = true;
+      await gate;
+      return rows;
+    });
+    await until('A to hold its rows', () => aRead);
+    const b = withResultScope(() => read(2_500, 'short'));
+    await until('B to wait for room', () => resultBudget.waiting === 1);
+    // Longer than the target's statement_timeout (1 s): a wait with B's cursor open would be cancelled.
+    await new Promise((r) => setTimeout(r, 1_500));
+    delivered();
+    expect((await a).rows).toHaveLength(2_500);
+    const got = await b;
+    expect(got.rows).toHaveLength(2_500);
+    expect(got.truncated).toBe(true);
+    expect(got.rows.map((r) => (r as { id: number }).id)).toEqual(
+      Array.from({ length: 2_500 }, (_, i) => i + 1),
+    );
+    expect(got.fields?.map((f) => f.name)).toEqual(['id', 'v']);
     expect(resultBudget.inUse).toBe(0);
   });
 

@@ -1,7 +1,7 @@
 // Approvers in Slack, through the built bot in HTTP mode with signed requests and the fake Slack: roles
 // from user groups (granted, then revoked after a membership change and the refresh), the card sent as a
-// DM to each eligible approver and approved from the DM, forged clicks refused, group mentions in the
-// card's thread, an unreadable group named in /readyz; escalation once, with an injected clock.
+// DM to each eligible approver and approved from the DM, forged clicks refused, group mentions on the
+// card itself (and not again when it is redrawn), an unreadable group named in /readyz; escalation once, with an injected clock.
 import { writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -39,6 +39,9 @@ targets:
   prod:
     url: \${STAGING_URL}
     environment: production
+  crit:
+    url: \${STAGING_URL}
+    environment: critical
 people:
   alice: { slack: T1/UALICE, roles: [oncall] }
 role_sources:
@@ -52,6 +55,7 @@ role_sources:
 policy:
   staging: { read: [dba, oncall], request: [dba, oncall], approve: [dba], notify: dm, reason_pattern: 'INC-\\d+' }
   production: { read: [dba, oncall], request: [dba, oncall], approve: [dba], notify: mention, escalate_after: 10m, escalate_to: [lead] }
+  critical: { read: [dba, oncall], request: [dba, oncall], approve: [dba], approvals: 2, notify: mention }
 `;
 
 let fake: FakeSlack;
@@ -252,16 +256,71 @@ describe('approvers told (the whole bot)', () => {
     expect(fake.callsOf('conversations.open', from)).toEqual([]);
   });
 
-  it('mentions the approver groups in the card’s thread where the environment says so', async () => {
+  it('mentions the approver groups on the card itself (blocks and text), and nowhere else', async () => {
     const from = fake.calls.length;
     await command('UALICE', 'vacuum prod exams --full');
-    const mention = await fake.until(
-      () => fake.callsOf('chat.postMessage', from).find((c) => textOf(c).includes('<!subteam^S0DBA>')),
-      'the group mention',
+    const card = await fake.until(
+      () => fake.callsOf('chat.postMessage', from).find((c) => textOf(c).includes('dbops_approve')),
+      'the card',
     );
-    expect(mention.body.thread_ts).toBeTruthy();
-    expect(String(mention.body.text)).toContain('needs 1 of: dba — not <@UALICE>');
+    // Mobile notifications read `text`, desktop ones the blocks: the mention is in both.
+    expect(String(card.body.text)).toContain('<!subteam^S0DBA> needs 1 of: dba — not <@UALICE>');
+    // In the blocks, the group mention is Block Kit's rich_text usergroup element.
+    expect(JSON.stringify(card.body.blocks)).toContain('{"type":"usergroup","usergroup_id":"S0DBA"}');
+    expect(JSON.stringify(card.body.blocks)).toContain('needs 1 of: dba — not ');
+    await new Promise((r) => setTimeout(r, 500));
+    const mentions = fake.callsOf('chat.postMessage', from).filter((c) => textOf(c).includes('subteam'));
+    expect(mentions).toEqual([card]);
     expect(fake.callsOf('conversations.open', from)).toEqual([]);
+  });
+
+  it('keeps the line on the card after a vote without a new mention; a decided card drops it', async () => {
+    const from = fake.calls.length;
+    await command('UALICE', 'vacuum crit exams --full');
+    const card = await fake.until(
+      () => fake.callsOf('chat.postMessage', from).find((c) => textOf(c).includes('dbops_approve')),
+      'the card',
+    );
+    expect(String(card.body.text)).toContain('<!subteam^S0DBA> needs 2 of: dba');
+    const ts = String(card.response?.ts);
+    const id = Number(/#(\d+)/.exec(String(card.body.text))?.[1]);
+    const click = (user: string) =>
+      interactionBody(
+        blockAction(fake, {
+          user,
+          channel: String(card.body.channel),
+          messageTs: ts,
+          threadTs: String(card.body.thread_ts),
+          actionId: 'dbops_approve',
+          value: String(id),
+        }),
+      );
+    let mark = fake.calls.length;
+    expect((await post(click('UDAN'))).status).toBe(200);
+    const voted = await fake.until(
+      () => fake.callsOf('chat.update', mark).find((c) => c.body.ts === ts),
+      'the card redrawn after the vote',
+    );
+    expect(String(voted.body.text)).toContain('needs 1 of: dba — not <@UALICE>');
+    expect(JSON.stringify(voted.body.blocks)).toContain('needs 1 of: dba');
+    // The redraw is an edit (Slack pings nobody on chat.update); no new message mentions the group.
+    expect(fake.callsOf('chat.postMessage', mark).filter((c) => textOf(c).includes('subteam'))).toEqual([]);
+
+    mark = fake.calls.length;
+    expect((await post(click('UERIN'))).status).toBe(200);
+    await eventually(async () => (await requestStatus(id)) === 'succeeded', 'the request run');
+    const decided = await fake.until(
+      () =>
+        fake
+          .callsOf('chat.update', mark)
+          .filter((c) => c.body.ts === ts)
+          .find((c) => textOf(c).includes('approved by')),
+      'the decided card',
+    );
+    expect(textOf(decided)).toContain('<@UDAN>');
+    expect(textOf(decided)).not.toContain('subteam');
+    expect(textOf(decided)).not.toContain('usergroup');
+    expect(fake.callsOf('chat.postMessage', mark).filter((c) => textOf(c).includes('subteam'))).toEqual([]);
   });
 });
 

@@ -134,4 +134,61 @@ describe('the acknowledging thread', () => {
       await receiver.stop();
     }
   });
+
+  it('answers a signed form before parsing it: a garbled one is refused after its 200, an SSL check is not passed on, every 200 is timed', async () => {
+    const bodies: Record<string, unknown>[] = [];
+    const refused: string[] = [];
+    const acks: number[] = [];
+    const receiver = new FastAckReceiver({
+      signingSecret: SECRET,
+      path: '/slack/events',
+      healthPath: '/slack/healthz',
+      onError: () => {},
+      onRefused: (reason) => refused.push(reason),
+      onAcked: (ms) => acks.push(ms),
+      threadModule: ACK_THREAD,
+    });
+    receiver.init({
+      processEvent: async (event: ReceiverEvent) => {
+        bodies.push(event.body);
+      },
+    } as unknown as App);
+    const port = await receiver.start(0);
+    const url = `http://127.0.0.1:${port}/slack/events`;
+    const form = 'application/x-www-form-urlencoded';
+    try {
+      const garbled = await postSigned(url, {
+        secret: SECRET,
+        body: 'payload=%7B%22type%22%3A',
+        contentType: form,
+      });
+      const ssl = await postSigned(url, {
+        secret: SECRET,
+        body: formBody({ ssl_check: '1' }),
+        contentType: form,
+      });
+      const good = await postSigned(url, {
+        secret: SECRET,
+        body: formBody({ command: '/db', text: 'targets', trigger_id: 't-2' }),
+        contentType: form,
+      });
+      const forged = await postSigned(url, {
+        secret: 'not-the-secret',
+        body: formBody({ command: '/db', text: 'targets' }),
+        contentType: form,
+      });
+      expect([garbled.status, ssl.status, good.status, forged.status]).toEqual([200, 200, 200, 401]);
+      await until('the command to reach Bolt', () => bodies.length > 0 && refused.length >= 2);
+      expect(bodies).toEqual([
+        expect.objectContaining({ command: '/db', text: 'targets', trigger_id: 't-2' }),
+      ]);
+      expect(refused.sort()).toEqual(['bad_signature', 'unparseable']);
+      // The three 200s, each from its 'request' event to its 'finish'.
+      await until('the ack times', () => acks.length >= 3);
+      expect(acks).toHaveLength(3);
+      for (const ms of acks) expect(ms).toBeGreaterThanOrEqual(0);
+    } finally {
+      await receiver.stop();
+    }
+  });
 });

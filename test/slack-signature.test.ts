@@ -25,4 +25,26 @@ describe('Slack request signatures', () => {
     expect(verifySignature(secret, String(now), undefined, body, now)).toBe(false);
     expect(verifySignature('other-secret', String(now), sign(String(now), body), body, now)).toBe(false);
   });
+
+  it('checks the bytes as they came, and refuses a signature of any other shape', () => {
+    const good = sign(String(now), body);
+    expect(verifySignature(secret, String(now), good, Buffer.from(body), now)).toBe(true);
+    // Non-ASCII bodies: the MAC is over the UTF-8 bytes, as Slack computes it.
+    const accented = 'command=%2Fdb&text=caf\u00e9';
+    expect(
+      verifySignature(secret, String(now), sign(String(now), accented), Buffer.from(accented), now),
+    ).toBe(true);
+    for (const shape of [
+      good.toUpperCase(),
+      good.slice(3),
+      `v1=${good.slice(3)}`,
+      `${good}0`,
+      good.slice(0, -1),
+      'v0=',
+    ]) {
+      expect(verifySignature(secret, String(now), shape, body, now)).toBe(false);
+    }
+    const notHex = `${good.slice(0, -1)}g`;
+    expect(verifySignature(secret, String(now), notHex, body, now)).toBe(false);
+  });
 });

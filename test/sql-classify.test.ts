@@ -1,9 +1,9 @@
 // Ad-hoc SQL classification from the real parser's tree: what is a read, a write or DDL, and what is refused.
-import { describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { sqlAction, sqlRisk } from '../commands/sql.js';
 import { classify } from '../src/sql/classify.js';
 import { touchedRelations } from '../src/sql/lint.js';
-import { MAX_STATEMENT_BYTES, parseStatement, SqlRefusal } from '../src/sql/parse.js';
+import { loadSqlParser, MAX_STATEMENT_BYTES, parseStatement, SqlRefusal } from '../src/sql/parse.js';
 
 function kind(text: string): string {
   return classify(parseStatement(text)).kind;
@@ -18,6 +18,9 @@ function refusal(text: string): string {
   }
   throw new Error(`not refused: ${text}`);
 }
+
+// The parser loads lazily (only what reads SQL text pays for it).
+beforeAll(loadSqlParser);
 
 describe('classification', () => {
   it.each([

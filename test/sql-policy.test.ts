@@ -62,7 +62,9 @@ describe('sql policy', () => {
     expect(decision(analyst, 'sql_read', held)).toMatchObject({ allowed: true, needsApproval: true });
   });
 
-  it('the sql operation asks for sql_read or sql_write by what the statement is', () => {
+  it('the sql operation asks for sql_read or sql_write by what the statement is', async () => {
+    // The core awaits preload (the SQL parser) before it asks riskFor / actionFor.
+    await sql.preload?.();
     expect(sql.actionFor?.({ statement: 'SELECT 1', all_rows: false })).toBe('sql_read');
     expect(sql.actionFor?.({ statement: 'DELETE FROM t WHERE id = 1', all_rows: false })).toBe('sql_write');
     expect(sql.riskFor?.({ statement: 'DROP TABLE t', all_rows: false })).toBe('destructive');

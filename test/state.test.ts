@@ -2,7 +2,7 @@
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { REQUEST_STATUSES } from '../src/core/types.js';
-import { MIGRATIONS, migrate } from '../src/state/migrations.js';
+import { MIGRATION_LOCK_KEY, MIGRATIONS, migrate } from '../src/state/migrations.js';
 import { PgStateStore } from '../src/state/pg-store.js';
 import type { Actor, ApprovalRequest, AuditEvent, NewRequest, Transition } from '../src/state/types.js';
 import { adminQuery, adminUrl, createDatabase } from './helpers/db.js';
@@ -97,6 +97,29 @@ async function voteRows(id: number): Promise<{ person: string; vote: string }[]>
 }
 
 describe('migrations', () => {
+  it('an up-to-date schema costs one read: a start does not wait on the migration lock; a missing version still runs', async () => {
+    const fresh = await createDatabase('state_migrate_fast');
+    const pool = new pg.Pool({ connectionString: fresh.url, max: 1 });
+    const holder = new pg.Client({ connectionString: fresh.url });
+    try {
+      expect(await migrate(pool)).toEqual(MIGRATIONS.map((m) => m.version));
+      // Another replica in the middle of migrating holds the lock.
+      await holder.connect();
+      await holder.query('BEGIN');
+      await holder.query('SELECT pg_advisory_xact_lock($1)', [MIGRATION_LOCK_KEY]);
+      const waited = new Promise((resolve) => setTimeout(() => resolve('waited for the lock'), 10_000));
+      expect(await Promise.race([migrate(pool), waited])).toEqual([]);
+      await holder.query('COMMIT');
+      // A version the table lacks goes through the locked transaction, once.
+      const extra = { version: 9_999, name: 'test only', sql: 'CREATE TABLE fast_path_probe (id int)' };
+      expect(await migrate(pool, [...MIGRATIONS, extra])).toEqual([9_999]);
+      expect(await migrate(pool, [...MIGRATIONS, extra])).toEqual([]);
+    } finally {
+      await holder.end();
+      await pool.end();
+    }
+  });
+
   it('two replicas migrating a fresh database at once apply each version exactly once, and again is a no-op', async () => {
     const fresh = await createDatabase('state_migrate');
     const poolA = new pg.Pool({ connectionString: fresh.url, max: 1 });
@@ -135,6 +158,7 @@ describe('migrations', () => {
         'dbops_check_states',
         'dbops_deliveries',
         'dbops_digest_snapshots',
+        'dbops_member_roles',
         'dbops_paged_reads',
         'dbops_request_id_seq',
         'dbops_requests',

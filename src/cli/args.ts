@@ -10,14 +10,25 @@ function shown(typed: string): string {
 }
 
 /** A wrong command line: printed on stderr with a pointer to the help, exit code 2. */
+const USAGE_ERROR = Symbol.for('dbops.UsageError');
+
 export class UsageError extends Error {
   /** The command whose --help to point at ('' for dbops itself). */
   readonly command: string;
+  readonly [USAGE_ERROR] = true;
 
   constructor(command: string, message: string) {
     super(message);
     this.name = 'UsageError';
     this.command = command;
+  }
+
+  /**
+   * A UsageError of either copy of this class: cli.ts's own, or the one bundled into the short commands'
+   * script (dist/src/short-commands.cjs) that throws it.
+   */
+  static override [Symbol.hasInstance](value: unknown): boolean {
+    return typeof value === 'object' && value !== null && USAGE_ERROR in value;
   }
 }
 

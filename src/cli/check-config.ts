@@ -2,6 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { catalog as operations } from '../../commands/index.js';
 import { approvalWarningLines } from '../config/approval-rules.js';
+import { approvalsChannelWarnings } from '../config/approvals-channel.js';
 import { checkTargets, expectationProblems, formatCheckReport } from '../config/check.js';
 import type { Config } from '../config/schema.js';
 import { Catalog } from '../core/catalog.js';
@@ -46,13 +47,18 @@ export async function checkConfig({ values }: CheckConfigArgs): Promise<number> 
   for (const warning of approvalWarningLines(config, readFileSync(path, 'utf8')))
     process.stdout.write(`warning: ${wrapWords(warning, 71, '').join('\n         ')}\n`);
   for (const warning of schedulePostWarnings(config, env)) process.stdout.write(`warning: ${warning}\n`);
+  for (const warning of approvalsChannelWarnings(config, env))
+    process.stdout.write(`warning: ${wrapWords(warning, 71, '').join('\n         ')}\n`);
   const checks = await checkTargets(config, { packs });
   process.stdout.write(`${formatCheckReport(checks)}\n`);
   const rolesOk = await reportRoleHolders(config);
   return checks.every((c) => c.reachable) && expectationProblems(checks).length === 0 && rolesOk ? 0 : 1;
 }
 
-/** With SLACK_BOT_TOKEN set, reads the configured Slack groups and prints who holds each role. */
+/**
+ * With SLACK_BOT_TOKEN set, reads the configured Slack groups, and with DISCORD_TOKEN set (and
+ * role_sources.discord_member_listing on) the guilds' members, then prints who holds each role.
+ */
 async function reportRoleHolders(config: Config): Promise<boolean> {
   if (!config.roleSources) return true;
   const { RoleDirectory } = await import('../identity/directory.js');
@@ -73,8 +79,35 @@ async function reportRoleHolders(config: Config): Promise<boolean> {
   } else if (directory.usesSlack) {
     process.stdout.write('Slack groups were not read: set SLACK_BOT_TOKEN to see their members.\n');
   }
-  const report = roleHolderReport(config, directory);
+  const discordRead = await readDiscordMembers(directory);
+  const report = roleHolderReport(config, directory, { read: discordRead });
   process.stdout.write(`\n${report.lines.join('\n')}\n`);
   for (const problem of report.problems) process.stdout.write(`problem: ${problem}\n`);
-  return !slack || report.problems.length === 0;
+  const slackFailed = slack !== undefined && directory.slackGroups.some((g) => directory.groupProblem(g));
+  const discordFailed = discordRead && directory.discord.listingProblem() !== undefined;
+  return !slackFailed && !discordFailed;
+}
+
+/** Lists the Discord guilds' members when the config asks for it and DISCORD_TOKEN is set. */
+async function readDiscordMembers(
+  directory: import('../identity/directory.js').RoleDirectory,
+): Promise<boolean> {
+  if (!directory.discord.listing) return false;
+  const { readDiscordSettings, restOptions } = await import('../surfaces/discord/settings.js');
+  let settings: ReturnType<typeof readDiscordSettings>;
+  try {
+    settings = readDiscordSettings(env);
+  } catch (err) {
+    process.stdout.write(`Discord members were not read: ${err instanceof Error ? err.message : err}\n`);
+    return false;
+  }
+  if (!settings) {
+    process.stdout.write('Discord members were not read: set DISCORD_TOKEN to see who holds each role.\n');
+    return false;
+  }
+  const { REST } = await import('discord.js');
+  const { guildMemberReader } = await import('../surfaces/discord/members.js');
+  directory.discord.useReader(guildMemberReader(new REST(restOptions(settings)).setToken(settings.token)));
+  await directory.discord.refresh();
+  return true;
 }

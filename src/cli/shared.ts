@@ -1,14 +1,14 @@
-// What the dbops commands share: the environment (read here only), the config file and a quiet logger.
+// What the dbops commands share: the environment (cli/env.ts), the config file and a quiet logger.
 import { existsSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import { pino } from 'pino';
 import { loadConfigFile } from '../config/load.js';
 import type { Config } from '../config/schema.js';
 import { ConfigError } from '../core/errors.js';
 import { createLogger, type Logger } from '../core/log.js';
+import { cacheDir, env } from './env.js';
 
-/** The only place that reads process.env; everything below receives it. */
-export const env: Record<string, string | undefined> = { ...process.env };
+export { env } from './env.js';
 
 export function configPath(flag: string | undefined): string {
   return resolve(flag ?? env.DBOPS_CONFIG ?? 'dbops.yaml');
@@ -30,15 +30,9 @@ export function loadConfigOrExit(path: string): Config {
   }
 }
 
-/**
- * Where validated packs are kept between runs: $DBOPS_CACHE_DIR, else $XDG_CACHE_HOME/dbops, else
- * ~/.cache/dbops; undefined (no cache) when none is known or DBOPS_CACHE_DIR is empty.
- */
+/** Where validated packs are kept between runs (the cache directory: cli/env.ts). */
 export function packCacheDir(): string | undefined {
-  if (env.DBOPS_CACHE_DIR !== undefined)
-    return env.DBOPS_CACHE_DIR === '' ? undefined : resolve(env.DBOPS_CACHE_DIR);
-  if (env.XDG_CACHE_HOME) return join(resolve(env.XDG_CACHE_HOME), 'dbops');
-  return env.HOME ? join(env.HOME, '.cache', 'dbops') : undefined;
+  return cacheDir();
 }
 
 /** exec and console keep the terminal clean: logs go to $DBOPS_LOG_FILE, or only warnings to stderr. */

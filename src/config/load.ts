@@ -515,7 +515,12 @@ function roleSourcesOf(raw: NonNullable<ParsedConfig['role_sources']>): RoleSour
   for (const [role, source] of Object.entries(raw.roles)) {
     roles[role] = { slackGroups: source.slack_groups, discordRoles: source.discord_roles };
   }
-  return { refreshSeconds: Math.max(1, raw.refresh), keepSeconds: raw.keep_last_known, roles };
+  return {
+    refreshSeconds: Math.max(1, raw.refresh),
+    keepSeconds: raw.keep_last_known,
+    ...(raw.discord_member_listing ? { discordMemberListing: true } : {}),
+    roles,
+  };
 }
 
 /** Validates YAML text; `source` is the file name used in messages and for resolving relative paths. */

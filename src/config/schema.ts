@@ -158,6 +158,26 @@ export const environmentPolicySchema = z
     escalate_after: durationSchema.optional(),
     /** The roles whose groups are told when a request is escalated. */
     escalate_to: z.array(z.string()).optional(),
+    /**
+     * Where the running bot posts the cards of requests made outside chat (`dbops exec`, the console,
+     * schedules), which have no thread of their own: a Slack channel id and/or a Discord channel id.
+     */
+    approvals_channel: z
+      .object({
+        slack: z
+          .string()
+          .regex(/^[CG][A-Z0-9]{2,31}$/, 'expected a Slack channel id such as C0123ABCD (not a #name)')
+          .optional(),
+        discord: z
+          .string()
+          .regex(/^\d{5,25}$/, 'expected a Discord channel id (a snowflake such as "1122334455667788")')
+          .optional(),
+        /** How `dbops exec` names it ("#ops-approvals"); the ids when left out. */
+        name: z.string().max(80).optional(),
+      })
+      .strict()
+      .refine((c) => c.slack !== undefined || c.discord !== undefined, 'expected slack and/or discord')
+      .optional(),
   })
   .strict();
 export type EnvironmentPolicy = z.infer<typeof environmentPolicySchema>;
@@ -191,6 +211,11 @@ export const roleSourcesSchema = z
     refresh: durationSchema.default(5 * 60),
     /** How long the last known membership is kept while it cannot be read; after that the group grants nothing. */
     keep_last_known: durationSchema.default(60 * 60),
+    /**
+     * Opt-in: also read the members of the bot's guilds over REST every `refresh` (needs the privileged
+     * Server Members intent), so holders of a Discord role are known before they act.
+     */
+    discord_member_listing: z.boolean().default(false),
     roles: z.record(z.string().regex(NAME, nameMessage), roleSourceSchema).default({}),
   })
   .strict();
@@ -307,6 +332,8 @@ export interface ResolvedTarget {
 export interface RoleSources {
   refreshSeconds: number;
   keepSeconds: number;
+  /** role_sources.discord_member_listing: guild members are read over REST, not only seen in payloads. */
+  discordMemberListing?: boolean;
   roles: Readonly<Record<string, { slackGroups: readonly string[]; discordRoles: readonly string[] }>>;
 }
 

@@ -1,5 +1,6 @@
 // Approval requests: a preview stored for a second person, and the sweep that expires or closes them.
 import type { Config, ResolvedTarget } from '../config/schema.js';
+import { toldLines } from '../notify/approvals-told.js';
 import type { Actor, ApprovalRequest, StateStore } from '../state/types.js';
 import type { AuditTrail } from './audit.js';
 import type { InvocationContext, RequestChange } from './context.js';
@@ -114,7 +115,9 @@ export class Approvals {
       result: preview.result,
       request,
       message: `request #${request.id} (${info.command}) waits for approval`,
-      text: requestCard(request, ctx.now, rules?.approve ?? []),
+      text: [requestCard(request, ctx.now, rules?.approve ?? []), toldLines(config, request, ctx.inv.surface)]
+        .filter((part) => part !== undefined)
+        .join('\n\n'),
     });
   }
 

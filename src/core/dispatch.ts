@@ -5,7 +5,7 @@ import { hostname } from 'node:os';
 import { resolvePerson, servicePerson } from '../config/load.js';
 import type { Config, ResolvedPerson, ResolvedTarget } from '../config/schema.js';
 import type { TargetDb } from '../engine/types.js';
-import { directoryOf } from '../identity/people.js';
+import { keepDiscordRoles } from '../identity/people.js';
 import type { ScheduleService } from '../schedules/service.js';
 import type { Actor, ApprovalRequest, StateStore } from '../state/types.js';
 import { Approvals } from './approvals.js';
@@ -219,7 +219,8 @@ export class Core implements CoreServices {
     const identity = scheduled ? `service:${inv.identity}` : `${kind}:${inv.identity}`;
     // Only an approval request takes a number (Approvals.request); every invocation gets a reference.
     const ref = newRef();
-    if (kind === 'discord') directoryOf(this.config)?.observeDiscord(inv.identity, inv.memberRoles ?? []);
+    // Discord: the payload's roles are stored (from a DM, loaded) before anything is decided on them.
+    const unkept = await keepDiscordRoles(this.config, inv);
     // A scheduled run names its service person; no identity on any surface resolves to a service person.
     const person = scheduled
       ? servicePerson(this.config, inv.identity)
@@ -234,6 +235,10 @@ export class Core implements CoreServices {
       ...(inv.delivery !== undefined ? { delivery: { key: inv.delivery, state: 'unclaimed' as const } } : {}),
     };
     try {
+      if (unkept) {
+        ctx.log.error({ err: unkept.cause }, 'could not store or load the Discord roles of the user');
+        throw unkept.error;
+      }
       const answer = await this.#intake.handle(ctx);
       // A path that wrote no record (or whose record could not be written) claims its delivery now.
       if (ctx.delivery?.state === 'unclaimed') {

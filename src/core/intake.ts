@@ -98,6 +98,7 @@ export class Intake {
     if (reason !== undefined) ctx.reason = reason;
     const { rest: unpaged, paging } = takePaging(spec, operands);
     const args = bindArguments(spec, unpaged);
+    if (spec.preload) await spec.preload();
     const risk: Risk = spec.riskFor ? spec.riskFor(args) : spec.risk;
     const normalized = normalizeArgs(spec, args);
     const command = formatCommand(spec.name, target?.name, spec, args);
@@ -216,7 +217,8 @@ export class Intake {
 export function unknownPerson(ctx: InvocationContext, config?: Config): UserError {
   // A group that cannot be read grants nothing: say so, so the refusal names the cause.
   const problems = config ? membershipProblems(config, ctx.identity) : [];
-  const why = problems.length > 0 ? ` (roles from Slack groups are unavailable: ${problems.join('; ')})` : '';
+  const source = ctx.identity.startsWith('discord:') ? 'Discord roles' : 'Slack groups';
+  const why = problems.length > 0 ? ` (roles from ${source} are unavailable: ${problems.join('; ')})` : '';
   return new UserError(
     'unknown_person',
     `your identity ${ctx.identity} is not in dbops' people list${why}; ask an admin to add it to a person in the config`,

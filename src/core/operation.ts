@@ -68,6 +68,11 @@ export interface OperationSpec<S extends z.ZodObject = z.ZodObject> {
    * it takes no `--page`, and its answer is never cut into pages (src/core/paging.ts).
    */
   paged?: false;
+  /**
+   * Loads what riskFor and actionFor need that the process loads lazily (ad-hoc SQL: the SQL parser);
+   * awaited before the arguments are judged.
+   */
+  preload?(): Promise<void>;
   /** Raises the risk for some arguments (e.g. `vacuum --full` is destructive). */
   riskFor?(args: z.output<S>): Risk;
   /**

@@ -66,6 +66,12 @@ export class RowBudget {
     });
   }
 
+  /** The rows' release function when they fit now and nobody waits before them; undefined otherwise. */
+  tryAcquire(rows: number): (() => void) | undefined {
+    const want = Math.min(Math.max(0, Math.ceil(rows)), this.total);
+    return this.#queue.length === 0 && this.#inUse + want <= this.total ? this.#take(want) : undefined;
+  }
+
   #take(rows: number): () => void {
     this.#inUse += rows;
     let released = false;
@@ -125,4 +131,21 @@ export async function reserveRows(
   if (!scope) return release;
   scope.releases.push(release);
   return undefined;
+}
+
+/**
+ * Like reserveRows, but never waits: undefined when the rows do not fit now (nothing is reserved), else
+ * what reserveRows would have resolved with.
+ */
+export function tryReserveRows(
+  rows: number,
+  budget: RowBudget = resultBudget,
+): { release: (() => void) | undefined } | undefined {
+  const scope = scopes.getStore();
+  if (scope && scope.releases.length > 0) return { release: undefined };
+  const release = budget.tryAcquire(rows);
+  if (!release) return undefined;
+  if (!scope) return { release };
+  scope.releases.push(release);
+  return { release: undefined };
 }

@@ -3,6 +3,7 @@
 import type { Config, ResolvedTarget } from '../config/schema.js';
 import type { TargetDb } from '../engine/types.js';
 import type { HistoryStore } from '../history/store.js';
+import { prepareJudgement } from '../identity/people.js';
 import type { Actor, ApprovalRequest, RunLease, StateStore } from '../state/types.js';
 import type { AuditTrail } from './audit.js';
 import { type LiveRun, RunControl, stoppedOutcome } from './cancel.js';
@@ -215,6 +216,8 @@ export class Runs {
    * its environment lost its policy) is cancelled by dbops, audited, and answered with the reason.
    */
   async standing(ctx: InvocationContext, request: ApprovalRequest): Promise<Standing | Reply> {
+    // Discord roles as any replica last stored them, so every replica (and a restart) judges alike.
+    await prepareJudgement(this.#deps.config(), request);
     const judgement = judge(this.#deps.config(), request);
     if (judgement.valid) return judgement;
     const about = {

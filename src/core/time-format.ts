@@ -39,6 +39,8 @@ function formatterFor(zone: string): ZoneFormatter {
 
 /** True when the runtime knows the IANA zone name ("Europe/Berlin", "UTC"). */
 export function isTimeZone(zone: string): boolean {
+  // The default needs no Intl (the first DateTimeFormat sets up ICU's zones: ~10–20 ms of start-up).
+  if (zone === 'UTC') return true;
   try {
     new Intl.DateTimeFormat('en-US', { timeZone: zone });
     return true;

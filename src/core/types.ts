@@ -35,7 +35,8 @@ export interface Invocation {
   attachments?: readonly InvocationFile[];
   /**
    * Discord: the role ids of the guild member from the interaction payload (never from typed text); an
-   * empty list when the payload carried no roles. Absent on other surfaces.
+   * empty list when the payload carried no roles. Absent in a DM (no guild member: the roles last
+   * observed for the user apply) and on other surfaces.
    */
   memberRoles?: readonly string[];
   /**

@@ -7,7 +7,7 @@ import { from as copyFromStdin } from 'pg-copy-streams';
 import Cursor from 'pg-cursor';
 import { formatDuration } from '../core/duration.js';
 import { UserError } from '../core/errors.js';
-import { FREE_ROWS, reserveRows } from '../core/result-budget.js';
+import { FREE_ROWS, reserveRows, tryReserveRows } from '../core/result-budget.js';
 import { OperationCancelledError } from './cancel.js';
 import { preparedStatementFailed, statementName } from './prepared.js';
 import type { ResultField, Session } from './types.js';
@@ -200,8 +200,8 @@ export class GuardedSession implements Session {
   ): Promise<{ rows: T[]; truncated: boolean; fields: ResultField[] }> {
     if (!Number.isSafeInteger(cap) || cap < 0)
       throw new RangeError(`cursor cap must be a whole number, got ${cap}`);
-    const cursor = this.client.query(new Cursor<T>(sql, [...(params ?? [])]));
-    const rows: T[] = [];
+    let cursor = this.client.query(new Cursor<T>(sql, [...(params ?? [])]));
+    let rows: T[] = [];
     let fields: ResultField[] = [];
     // The callback form of read() also hands over the result's description (names, source columns).
     const read = (want: number) =>
@@ -224,7 +224,18 @@ export class GuardedSession implements Session {
       // One row past the cap tells whether more existed, without reading them.
       while (rows.length <= cap) {
         if (!reserved && rows.length >= FREE_ROWS) {
-          release = await reserveRows(cap + 1 - rows.length);
+          const now = tryReserveRows(cap + 1 - rows.length);
+          if (now) release = now.release;
+          else {
+            // No room now. Waiting with the cursor open would keep its statement running on the server,
+            // where statement_timeout counts on while a portal is suspended: the read would be cancelled
+            // for waiting its turn. So the cursor closes, the wait holds no statement, and the read starts
+            // again from its first row once the room is granted (one statement, one snapshot).
+            await this.guard.step(() => cursor.close(), this.deadlineMs, 'closing a cursor');
+            rows = [];
+            release = await reserveRows(cap + 1 - FREE_ROWS);
+            cursor = this.client.query(new Cursor<T>(sql, [...(params ?? [])]));
+          }
           reserved = true;
         }
         const want = Math.min(batch, cap + 1 - rows.length, reserved ? cap + 1 : FREE_ROWS - rows.length);

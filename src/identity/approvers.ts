@@ -18,7 +18,7 @@ export interface ApproverNotice {
   discordRoles: readonly string[];
   /** Slack user ids (`U…`) of eligible approvers, to DM: never the requester under any identity. */
   slackUsers: readonly string[];
-  /** Discord user ids of eligible approvers listed in config.people (role members cannot be listed). */
+  /** Discord user ids of eligible approvers: listed in config.people, or known to hold an approving role. */
   discordUsers: readonly string[];
   /** "needs 1 of: dba — not alice" */
   summary: string;
@@ -79,6 +79,10 @@ export function approverNotice(config: Config, request: ApprovalRequest, escalat
         const identity = `${team}/${user}`;
         if (eligible(resolvePerson(config, 'slack', identity), `slack:${identity}`)) slackUsers.add(user);
       }
+    }
+    // Members whose observed (or listed) Discord roles map to an approving role; never the requester.
+    for (const user of holder.discordMembers) {
+      if (eligible(resolvePerson(config, 'discord', user), `discord:${user}`)) discordUsers.add(user);
     }
   }
   const need = request.approvalsRequired - request.votes.filter((v) => v.vote === 'approve').length;

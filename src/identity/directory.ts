@@ -1,5 +1,7 @@
-// Roles held through chat platform groups: Slack user groups read in the background, Discord roles from payloads.
+// Roles held through chat platform groups: Slack user groups read in the background, Discord roles from
+// payloads (kept in the state database for every replica) and, opt-in, from the guilds' member listing.
 import type { Config, RoleSources } from '../config/schema.js';
+import { DiscordMembers } from './discord-members.js';
 
 /** Reads the user ids (`U…`, `W…`) of one Slack user group; throws with Slack's error code on failure. */
 export type SlackGroupReader = (groupId: string) => Promise<readonly string[]>;
@@ -17,12 +19,21 @@ export interface RoleHolders {
   role: string;
   slack: { group: string; members: readonly string[]; problem?: string }[];
   discord: readonly string[];
+  /** Discord members known (observed within keep_last_known, or listed) to hold one of those role ids. */
+  discordMembers: readonly string[];
 }
 
 export interface DirectoryOptions {
   clock?: () => Date;
   /** Called with each refresh failure (a group that cannot be read), for the log. */
   onProblem?: (group: string, message: string) => void;
+  /** Called with each failure to read the Discord guild members (listing on), for the log. */
+  onDiscordProblem?: (message: string) => void;
+}
+
+/** A platform identity as audited: `discord:8035…` gives the Discord user id. */
+function discordUser(identity: string): string | undefined {
+  return /^discord:(\d{5,25})$/.exec(identity)?.[1];
 }
 
 export class RoleDirectory {
@@ -30,8 +41,8 @@ export class RoleDirectory {
   readonly #clock: () => Date;
   readonly #onProblem: DirectoryOptions['onProblem'];
   readonly #groups = new Map<string, GroupState>();
-  /** Discord user id → role ids of the member as the latest interaction payload carried them. */
-  readonly #discord = new Map<string, { roles: readonly string[]; at: Date }>();
+  /** Discord members' role ids: observed in payloads (stored for every replica) and listed. */
+  readonly discord: DiscordMembers;
   #reader: SlackGroupReader | undefined;
   #refreshing: Promise<void> | undefined;
   #timer: NodeJS.Timeout | undefined;
@@ -41,6 +52,7 @@ export class RoleDirectory {
     this.#sources = config.roleSources;
     this.#clock = options.clock ?? (() => new Date());
     this.#onProblem = options.onProblem;
+    this.discord = new DiscordMembers(config.roleSources, this.#clock, options.onDiscordProblem);
   }
 
   /** Every Slack group id the config names. */
@@ -150,21 +162,31 @@ export class RoleDirectory {
   }
 
   /**
-   * Remembers the role ids the Discord payload of `userId` carried (never anything typed): an empty list
-   * when the member's roles are missing. Votes cast earlier are judged on these until `keep_last_known`.
+   * Before a Discord user's command. A guild payload's role ids (never anything typed; an empty list when
+   * the member's roles are missing) are remembered and stored for every replica; from a DM (no member,
+   * `roleIds` undefined) the roles any replica last stored for the user are loaded instead. Rejects when
+   * the state database cannot do either. Votes are judged on the newest observation until keep_last_known.
    */
-  observeDiscord(userId: string, roleIds: readonly string[]): void {
-    this.#discord.set(userId, { roles: [...roleIds], at: this.#clock() });
+  async discordActor(userId: string, roleIds: readonly string[] | undefined): Promise<void> {
+    if (roleIds === undefined) await this.discord.load([userId]);
+    else await this.discord.observe(userId, roleIds);
   }
 
-  /** The roles a Discord user holds through the role ids last seen on them. */
+  /**
+   * Before judging: loads what any replica stored about the Discord identities among `identities`
+   * (`discord:…`, as audited), so the judgement is the same on every replica and after a restart.
+   */
+  async prepare(identities: readonly string[]): Promise<void> {
+    const users = identities.flatMap((identity) => discordUser(identity) ?? []);
+    await this.discord.load(users);
+  }
+
+  /** The roles a Discord user holds through the role ids last seen on them (or listed). */
   discordRoles(userId: string): string[] {
-    const seen = this.#discord.get(userId);
-    if (!seen) return [];
-    const keepMs = (this.#sources?.keepSeconds ?? 3600) * 1000;
-    if (this.#clock().getTime() - seen.at.getTime() > keepMs) return [];
+    const held = this.discord.roleIdsOf(userId);
+    if (held.length === 0) return [];
     return Object.entries(this.#sources?.roles ?? {})
-      .filter(([, source]) => source.discordRoles.some((id) => seen.roles.includes(id)))
+      .filter(([, source]) => source.discordRoles.some((id) => held.includes(id)))
       .map(([role]) => role);
   }
 
@@ -178,6 +200,7 @@ export class RoleDirectory {
         return { group, members, ...(problem ? { problem } : {}) };
       }),
       discord: source.discordRoles,
+      discordMembers: [...new Set(source.discordRoles.flatMap((id) => this.discord.holdersOf(id)))].sort(),
     }));
   }
 

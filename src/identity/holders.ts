@@ -1,12 +1,14 @@
 // `check-config`'s account of who holds each role: people listed by hand, Slack group members as read now,
-// Discord roles by id (their members are known only when they act), and every group that cannot be read.
+// Discord role members as listed now (opt-in) or else learned from payloads, and what cannot be read.
 import type { Config } from '../config/schema.js';
+import { wrapWords } from '../core/operation.js';
 import type { RoleDirectory } from './directory.js';
 
 /** Lines for the report, and the problems (a group that cannot be read) that make check-config fail. */
 export function roleHolderReport(
   config: Config,
   directory: RoleDirectory,
+  discord: { read: boolean } = { read: false },
 ): { lines: string[]; problems: string[] } {
   const roles = new Set<string>();
   for (const person of Object.values(config.people)) for (const role of person.roles) roles.add(role);
@@ -14,6 +16,7 @@ export function roleHolderReport(
   const holders = new Map(directory.holders().map((h) => [h.role, h]));
   const lines: string[] = ['Who holds each role:'];
   const problems: string[] = [];
+  const listingProblem = directory.discord.listingProblem();
   for (const role of [...roles].sort()) {
     const listed = Object.values(config.people)
       .filter((p) => p.roles.includes(role))
@@ -31,8 +34,20 @@ export function roleHolderReport(
       }
     }
     for (const id of source?.discord ?? []) {
-      lines.push(`    discord role ${id}: members are read from each interaction`);
+      if (!directory.discord.listing) {
+        lines.push(`    discord role ${id}: learned from each interaction's payload`);
+      } else if (!discord.read) {
+        lines.push(`    discord role ${id}: not listed (set DISCORD_TOKEN to see its members)`);
+      } else if (listingProblem) {
+        lines.push(`    discord role ${id}: cannot be listed (see the problem below)`);
+      } else {
+        const who = directory.discord.holdersOf(id);
+        // Whole ids, wrapped within 80 columns under the role.
+        const [first = '', ...rest] = wrapWords(who.length > 0 ? who.join(', ') : 'nobody', 80, '      ');
+        lines.push(`    discord role ${id}:`, first, ...rest);
+      }
     }
   }
+  if (listingProblem && discord.read) problems.push(listingProblem);
   return { lines, problems };
 }

@@ -1,24 +1,35 @@
 // Remembers validated packs between processes: a pack whose files have not changed is not parsed and
 // validated again on every `dbops exec` (YAML parsing and zod cost more than the command itself).
 import { createHash } from 'node:crypto';
-import {
-  existsSync,
-  mkdirSync,
-  readdirSync,
-  readFileSync,
-  renameSync,
-  rmSync,
-  statSync,
-  writeFileSync,
-} from 'node:fs';
+import { existsSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { LineCounter, parseDocument } from 'yaml';
 import { Locator, type Path } from '../config/yaml-locator.js';
+import { ownedPrivately, trustedDir } from '../core/private-dir.js';
 import { type LoadedPack, type LoadedPackOperation, loadPacks } from './load.js';
 
 /** The loader's own modules: a cache written by another version of them is never used. */
 const LOADER_MODULES = ['load.js', 'schema.js', 'named-params.js', 'examples.js', 'args.js', 'cache.js'];
+
+/**
+ * In the bundled CLI (scripts/bundle-cli.mjs) the loader's modules are not files beside this one: the
+ * bundler puts the hash of their sources here instead. Undefined in tsc's modules.
+ */
+declare const __DBOPS_PACK_LOADER_HASH__: string | undefined;
+
+function hashLoader(hash: ReturnType<typeof createHash>): void {
+  if (typeof __DBOPS_PACK_LOADER_HASH__ === 'string') {
+    hash.update(`loader bundle ${__DBOPS_PACK_LOADER_HASH__}\0`);
+    return;
+  }
+  const here = fileURLToPath(new URL('.', import.meta.url));
+  for (const name of LOADER_MODULES) {
+    const file = join(here, name);
+    hash.update(`loader ${name}\0`);
+    if (existsSync(file)) hash.update(readFileSync(file));
+  }
+}
 
 /** What is kept of a pack: everything but the `file:line` functions, rebuilt lazily from the files. */
 type StoredOperation = Omit<LoadedPackOperation, 'at'>;
@@ -37,12 +48,7 @@ interface CacheFile {
 export function packsFingerprint(dirs: readonly string[]): string | undefined {
   const hash = createHash('sha256');
   try {
-    const here = fileURLToPath(new URL('.', import.meta.url));
-    for (const name of LOADER_MODULES) {
-      const file = join(here, name);
-      hash.update(`loader ${name}\0`);
-      if (existsSync(file)) hash.update(readFileSync(file));
-    }
+    hashLoader(hash);
     for (const root of dirs) {
       hash.update(`root ${root}\0`);
       for (const entry of readdirSync(root).sort()) {
@@ -96,22 +102,6 @@ function store(pack: LoadedPack): StoredPack {
   return { ...rest, operations: operations.map(({ at: _opAt, ...op }) => op) };
 }
 
-/**
- * A cache directory dbops may trust: its own, not writable by others (what it holds is SQL that runs).
- * Created (0700) when missing; undefined when it cannot be.
- */
-function trustedDir(dir: string): string | undefined {
-  try {
-    mkdirSync(dir, { recursive: true, mode: 0o700 });
-    const s = statSync(dir);
-    const uid = process.getuid?.();
-    if (!s.isDirectory() || (s.mode & 0o022) !== 0 || (uid !== undefined && s.uid !== uid)) return undefined;
-    return dir;
-  } catch {
-    return undefined;
-  }
-}
-
 function cacheFile(dir: string): string {
   return join(dir, 'packs.json');
 }
@@ -122,9 +112,7 @@ export function readCachedPacks(cacheDir: string, fingerprint: string): LoadedPa
   if (!dir) return undefined;
   try {
     const file = cacheFile(dir);
-    const s = statSync(file);
-    const uid = process.getuid?.();
-    if ((s.mode & 0o022) !== 0 || (uid !== undefined && s.uid !== uid)) return undefined;
+    if (!ownedPrivately(statSync(file))) return undefined;
     const cached = JSON.parse(readFileSync(file, 'utf8')) as CacheFile;
     if (cached.fingerprint !== fingerprint || !Array.isArray(cached.packs)) return undefined;
     return cached.packs.map(revive);

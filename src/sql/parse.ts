@@ -1,10 +1,35 @@
 // Ad-hoc SQL through the real PostgreSQL parser (libpg-query): exactly one statement, and its whole tree walked.
-import { loadModule, parseSync } from 'libpg-query';
+import type * as LibPgQuery from 'libpg-query';
 import { UserError } from '../core/errors.js';
 import { formatBytes } from '../core/render.js';
 
-// The WASM parser loads once per process (about 10 ms), so every parse after it is synchronous.
-await loadModule();
+let parser: typeof LibPgQuery | undefined;
+let loading: Promise<void> | undefined;
+
+/**
+ * Loads the WASM parser, once per process (tens of ms of CPU compiling it): only what reads SQL text
+ * awaits it (ad-hoc SQL, explain, sensitive-column checks), so `dbops exec … /db sizes` never pays it.
+ * Every parse after it is synchronous.
+ */
+export function loadSqlParser(): Promise<void> {
+  loading ??= (async () => {
+    const loaded = await import('libpg-query');
+    await loaded.loadModule();
+    parser = loaded;
+  })();
+  return loading;
+}
+
+/** The loaded parser; a caller that did not await loadSqlParser() is a bug, said as such (not a refusal). */
+function loadedParser(): typeof LibPgQuery {
+  if (!parser) throw new Error('internal error: the SQL parser was used before loadSqlParser()');
+  return parser;
+}
+
+/** libpg-query's parseSync, once loadSqlParser() has finished. */
+export function parseSync(text: string): ReturnType<typeof LibPgQuery.parseSync> {
+  return loadedParser().parseSync(text);
+}
 
 /** Larger statements are refused before the parser sees them (a statement typed in chat is far smaller). */
 export const MAX_STATEMENT_BYTES = 100 * 1024;
@@ -106,9 +131,10 @@ export function parseStatement(text: string): ParsedStatement {
     );
   }
   if (text.trim() === '') throw new SqlRefusal('there is no statement to run (the text is empty)');
+  const loaded = loadedParser();
   let result: ReturnType<typeof parseSync>;
   try {
-    result = parseSync(text);
+    result = loaded.parseSync(text);
   } catch (err) {
     refuseParseError(err, text);
   }
@@ -180,8 +206,9 @@ export function parseStatement(text: string): ParsedStatement {
 
 /** Column names referenced by an expression as EXPLAIN prints it (a Filter), via the parser. */
 export function columnsOfExpression(expression: string): string[] {
+  const loaded = loadedParser();
   try {
-    const result = parseSync(`SELECT 1 WHERE ${expression}`);
+    const result = loaded.parseSync(`SELECT 1 WHERE ${expression}`);
     const columns: string[] = [];
     walk(result.stmts?.[0]?.stmt, (kind, fields) => {
       if (kind !== 'ColumnRef') return;

@@ -2,7 +2,7 @@
 import { randomBytes } from 'node:crypto';
 import { formatCount } from '../core/render.js';
 import type { Session } from '../engine/types.js';
-import { columnsOfExpression } from './parse.js';
+import { columnsOfExpression, loadSqlParser } from './parse.js';
 
 /** Lines of the rendered plan are wrapped at this width. */
 export const PLAN_WIDTH = 80;
@@ -235,6 +235,7 @@ export async function seqScanAdvice(session: Session, root: PlanNode): Promise<s
       notes.push(`${scanned} without a filter: it reads the whole table`);
       continue;
     }
+    await loadSqlParser();
     const columns = columnsOfExpression(node.Filter).filter((c) => facts.columns.includes(c));
     if (columns.length === 0) {
       notes.push(`${scanned}, filtered by ${node.Filter}`);

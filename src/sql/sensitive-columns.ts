@@ -1,8 +1,7 @@
 // Which columns of a target hold sensitive values: config patterns on tables, followed through views, and the result columns a query derives from them.
-import { parseSync } from 'libpg-query';
 import type { ResolvedTarget } from '../config/schema.js';
 import type { ResultField, Session } from '../engine/types.js';
-import { type Fields, walk } from './parse.js';
+import { type Fields, loadSqlParser, parseSync, walk } from './parse.js';
 
 /** What a masked value shows instead (NULL stays NULL: it shows no value). */
 export const MASK = '••••••';
@@ -191,6 +190,7 @@ export class SensitiveColumns {
    * read) is sensitive too, and so is any output whose expression uses one, a whole row or `*`.
    */
   async taint(sql: string, depth = 0): Promise<QueryTaint> {
+    await loadSqlParser();
     let tree: unknown;
     try {
       tree = parseSync(sql).stmts?.[0]?.stmt;

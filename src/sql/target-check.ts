@@ -1,7 +1,13 @@
 // The checks of an ad-hoc statement that need the target: function volatility and what its relations reach.
 import type { Session } from '../engine/types.js';
 import { type Classified, refusedFunction } from './classify.js';
-import { type ParsedStatement, parseStatement, type RelationRef, SqlRefusal } from './parse.js';
+import {
+  loadSqlParser,
+  type ParsedStatement,
+  parseStatement,
+  type RelationRef,
+  SqlRefusal,
+} from './parse.js';
 
 /** Volatile functions a read may still call: they return values and change nothing. */
 const VOLATILE_READ_ALLOWLIST = new Set([
@@ -203,6 +209,8 @@ export function checkFunctions(kind: Classified['kind'], functions: readonly Res
  * will run in, so names resolve on the same search_path and snapshot). Throws SqlRefusal.
  */
 export async function checkAgainstTarget(session: Session, classified: Classified): Promise<void> {
+  // Views' definitions are parsed too.
+  await loadSqlParser();
   const { parsed } = classified;
   const calls: { schema: string; name: string; via: string }[] = parsed.functions.map((f) => ({
     schema: f.schema ?? '',

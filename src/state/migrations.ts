@@ -3,8 +3,10 @@
 import type pg from 'pg';
 import { ALERTS_HISTORY_MIGRATION } from '../alerts/migration.js';
 import { DIGEST_MIGRATION } from '../digest/migration.js';
+import { ANNOUNCE_MIGRATION } from '../notify/approvals-migration.js';
 import { SCHEDULES_MIGRATION } from '../schedules/migration.js';
 import { BACKENDS_MIGRATION } from './backends.js';
+import { MEMBER_ROLES_MIGRATION } from './member-roles.js';
 import { REFS_MIGRATION } from './paged-reads.js';
 import { REASONS_MIGRATION } from './reasons-migration.js';
 import { inTransaction } from './transaction.js';
@@ -145,21 +147,45 @@ CREATE INDEX dbops_requests_approved_expiry ON dbops_requests (expires_at) WHERE
   REASONS_MIGRATION,
   REFS_MIGRATION,
   DIGEST_MIGRATION,
+  MEMBER_ROLES_MIGRATION,
+  ANNOUNCE_MIGRATION,
 ];
 
 /** Any fixed bigint; every dbops replica uses the same one so their migrations serialize. */
 export const MIGRATION_LOCK_KEY = 4_242_017_001;
 
+/** PostgreSQL's undefined_table: the versions table does not exist yet (a fresh state database). */
+const UNDEFINED_TABLE = '42P01';
+
 /**
- * Brings the schema up to date in one transaction. The advisory lock is taken before anything else, so
- * replicas starting together wait for each other instead of racing on CREATE TABLE; each sees what the
- * previous one recorded and applies only what is still missing. Returns the versions this call applied.
+ * True when every migration is recorded already: one read, no lock, no transaction, which is what every
+ * start after the first finds (each `dbops exec` is a start).
+ */
+async function upToDate(pool: pg.Pool, migrations: readonly Migration[]): Promise<boolean> {
+  try {
+    const { rows } = await pool.query<{ n: number }>(
+      'SELECT count(*)::int AS n FROM dbops_schema_migrations WHERE version = ANY($1::int[])',
+      [migrations.map((m) => m.version)],
+    );
+    return rows[0]?.n === migrations.length;
+  } catch (err) {
+    if ((err as { code?: unknown }).code === UNDEFINED_TABLE) return false;
+    throw err;
+  }
+}
+
+/**
+ * Brings the schema up to date in one transaction, unless one read shows it is already. The advisory
+ * lock is taken before anything else, so replicas starting together wait for each other instead of
+ * racing on CREATE TABLE; each sees what the previous one recorded and applies only what is still
+ * missing. Returns the versions this call applied.
  */
 export async function migrate(
   pool: pg.Pool,
   migrations: readonly Migration[] = MIGRATIONS,
 ): Promise<number[]> {
   const ordered = [...migrations].sort((a, b) => a.version - b.version);
+  if (await upToDate(pool, ordered)) return [];
   return await inTransaction(pool, async (client) => {
     await client.query('SELECT pg_advisory_xact_lock($1)', [MIGRATION_LOCK_KEY]);
     await client.query(`CREATE TABLE IF NOT EXISTS dbops_schema_migrations (

@@ -5,6 +5,7 @@ import type { Logger } from '../core/log.js';
 import { redactSecrets } from '../core/log.js';
 import type { OperationResult, RequestStatus } from '../core/types.js';
 import { auditClaiming, claimDelivery, queryAudit, writeAudit } from './audit-query.js';
+import { loadMemberRoles, membersWithRoles, type ObservedRoles, saveMemberRoles } from './member-roles.js';
 import { migrate } from './migrations.js';
 import { NamedStatementClient } from './named-client.js';
 import { insertAuditedRequest, insertRequest } from './new-request.js';
@@ -404,6 +405,23 @@ export class PgStateStore implements StateStore {
 
   async listAudit(filter: AuditFilter): Promise<AuditRecord[]> {
     return await queryAudit(this.pool, filter);
+  }
+
+  /** Member roles a platform payload showed (migration 12); see member-roles.ts. */
+  async saveMemberRoles(platform: string, observed: ObservedRoles): Promise<void> {
+    await saveMemberRoles(this.pool, platform, observed);
+  }
+
+  async loadMemberRoles(platform: string, userIds: readonly string[]): Promise<ObservedRoles[]> {
+    return await loadMemberRoles(this.pool, platform, userIds);
+  }
+
+  async membersWithRoles(
+    platform: string,
+    roleIds: readonly string[],
+    since: Date,
+  ): Promise<ObservedRoles[]> {
+    return await membersWithRoles(this.pool, platform, roleIds, since);
   }
 
   async close(): Promise<void> {

@@ -2,6 +2,7 @@
 import type { App } from '../app.js';
 import type { Config } from '../config/schema.js';
 import type { Logger } from '../core/log.js';
+import { ApprovalAnnouncer } from '../notify/approvals.js';
 import { SurfacePosters } from '../notify/poster.js';
 import type { Metrics } from '../observability/metrics.js';
 import { startSchedules } from '../schedules/start.js';
@@ -39,9 +40,44 @@ export async function startSurfaces(options: SurfaceOptions): Promise<RunningSur
     service.observe(options.app.alertObserver(poster));
     const schedules = startSchedules(options);
     if (schedules) started.push(schedules);
+    const announcer = startAnnouncer(options, slack, discord);
+    if (announcer) started.push(announcer);
   } catch (err) {
     await Promise.allSettled(started.map((s) => s.stop()));
     throw err;
   }
   return started;
+}
+
+/**
+ * Requests made outside chat (`dbops exec`, the console, schedules) announced in their environment's
+ * approvals channel by whichever replica claims them first; undefined when no environment has one here.
+ */
+function startAnnouncer(
+  options: SurfaceOptions,
+  slack: RunningSurface | undefined,
+  discord: RunningSurface | undefined,
+): RunningSurface | undefined {
+  const announcer = new ApprovalAnnouncer({
+    config: options.config,
+    state: options.app.state,
+    stateUrl: options.config.state.url,
+    posters: {
+      ...(slack?.approvalCards ? { slack: slack.approvalCards } : {}),
+      ...(discord?.approvalCards ? { discord: discord.approvalCards } : {}),
+    },
+    log: options.log,
+  });
+  if (announcer.environments().length === 0) {
+    void announcer.stop();
+    return undefined;
+  }
+  announcer.start();
+  return {
+    name: 'approvals',
+    healthy: () => true,
+    problem: () => undefined,
+    detail: () => announcer.problems(),
+    stop: () => announcer.stop(),
+  };
 }

@@ -1,9 +1,10 @@
 // What `dbops start` runs besides the core: chat surfaces, each connected by its own SDK.
+import type { ApprovalCardPoster } from '../notify/approvals.js';
 import type { ChannelPoster } from '../notify/poster.js';
 import type { Lane, LaneStats } from './lanes.js';
 
 export interface RunningSurface {
-  name: 'slack' | 'discord' | 'schedules';
+  name: 'slack' | 'discord' | 'schedules' | 'approvals';
   /** Connected and able to take commands (for /readyz). */
   healthy(): boolean;
   /** Why it is not healthy, when it is not. */
@@ -14,6 +15,8 @@ export interface RunningSurface {
   lanes?(): Record<Lane, LaneStats>;
   /** Posts to this surface's channels without an invocation (schedules, alerts). */
   poster?: ChannelPoster;
+  /** Posts the approval cards of requests made outside chat in an approvals channel. */
+  approvalCards?: ApprovalCardPoster;
   /** Stops taking commands and disconnects. */
   stop(): Promise<void>;
 }

@@ -149,6 +149,10 @@ export class FakeDiscord {
   readonly interactions = new Map<string, FakeInteraction>();
   /** Guild role ids of a member in interaction payloads (default none; `null` leaves `roles` out). */
   readonly memberRoles = new Map<string, string[] | null>();
+  /** The guild's members as GET /guilds/{id}/members lists them: user id → role ids. */
+  readonly guildMembers = new Map<string, string[]>();
+  /** Whether the application has the privileged Server Members intent enabled (else listing is refused). */
+  membersIntent = true;
   readonly #guildRoles: string[];
   /** Every gateway payload the bot sent (IDENTIFY, heartbeats, RESUME). */
   readonly received: { op: number; d: JsonBody; at: number }[] = [];
@@ -735,6 +739,19 @@ export class FakeDiscord {
       this.#requireBot(call);
       return { status: 200, body: this.bot };
     }
+    if (method === 'GET' && path === '/users/@me/guilds') {
+      this.#requireBot(call);
+      const after = BigInt(call.query.get('after') ?? '0');
+      const guilds = BigInt(this.guildId) > after ? [{ id: this.guildId, name: 'ops', icon: null }] : [];
+      return { status: 200, body: guilds };
+    }
+    m = on('GET', /^\/guilds\/(\d+)\/members$/);
+    if (m) {
+      this.#requireBot(call);
+      if (m[1] !== this.guildId) throw new HttpError(404, 10004, 'Unknown Guild');
+      if (!this.membersIntent) throw new HttpError(403, 50001, 'Missing Access');
+      return { status: 200, body: this.#memberPage(call.query) };
+    }
     if (method === 'GET' && path === '/applications/@me') {
       this.#requireBot(call);
       return { status: 200, body: { id: this.applicationId, name: 'dbops', bot: this.bot, flags: 0 } };
@@ -853,6 +870,26 @@ export class FakeDiscord {
       return { status: 200, body: commands };
     }
     throw new HttpError(404, 0, `404: Not Found (${method} ${path})`);
+  }
+
+  /** One page of members as Discord lists them: ordered by user id, `limit` (1–1000, default 1) after `after`. */
+  #memberPage(query: URLSearchParams): JsonBody[] {
+    const limit = Number(query.get('limit') ?? '1');
+    if (!Number.isInteger(limit) || limit < 1 || limit > 1000)
+      throw new HttpError(400, 50035, 'Invalid Form Body (limit)');
+    const after = BigInt(query.get('after') ?? '0');
+    return [...this.guildMembers.entries()]
+      .filter(([id]) => BigInt(id) > after)
+      .sort(([a], [b]) => (BigInt(a) < BigInt(b) ? -1 : 1))
+      .slice(0, limit)
+      .map(([id, roles]) => ({
+        user: fakeUser(id, `user-${id.slice(-4)}`),
+        roles,
+        joined_at: new Date().toISOString(),
+        deaf: false,
+        mute: false,
+        flags: 0,
+      }));
   }
 
   #byToken(applicationId: string, token: string): FakeInteraction {

@@ -4,11 +4,13 @@ import type { App } from '../../app.js';
 import type { Config } from '../../config/schema.js';
 import type { Logger } from '../../core/log.js';
 import type { Reply } from '../../core/reply.js';
+import { approverNotice } from '../../identity/approvers.js';
 import type { ApprovalRequest } from '../../state/types.js';
 import { type DiscordApi, discordErrorCode, type OutgoingMessage, safeError } from './api.js';
 import type { Conversation } from './conversation.js';
 import { refsValue } from './refs.js';
 import {
+  type CardContext,
   clip,
   LIMITS,
   renderRequestCard,
@@ -32,6 +34,11 @@ const TOO_LARGE = 40005;
 
 export function approverRoles(config: Config, request: ApprovalRequest): readonly string[] {
   return config.policy[request.environment]?.approve ?? [];
+}
+
+/** What a card of the request shows about its approvers; `ping` only when the card is first posted. */
+export function cardContext(config: Config, request: ApprovalRequest, ping = false): CardContext {
+  return { approverRoles: approverRoles(config, request), notice: approverNotice(config, request), ping };
 }
 
 export async function deliverReply(
@@ -89,8 +96,9 @@ export async function postRequestCard(
   conversation: Conversation,
   request: ApprovalRequest,
 ): Promise<void> {
-  const context = { approverRoles: approverRoles(deps.config, request) };
-  const card = await conversation.answer(renderRequestCard(request, context));
+  const context = cardContext(deps.config, request);
+  // The card is the one message that pings the approver roles (notify: mention).
+  const card = await conversation.answer(renderRequestCard(request, { ...context, ping: true }));
   const refs = { channel: card.channelId, message: card.id };
   await deps.app.state.setRefs(request.id, refsValue(refs));
   let thread: string | undefined;
@@ -109,4 +117,30 @@ export async function postRequestCard(
   await deps.app.state.setRefs(request.id, refsValue({ ...refs, thread }));
   await deps.api.send(thread, renderRequestIntro(request, context));
   deps.onCardPosted?.(request, thread);
+}
+
+/**
+ * The card of a request made outside chat, at the top of an approvals channel, with a thread started from
+ * it; returns its refs for the caller to store with the request (once, across replicas).
+ */
+export async function announceRequestCard(
+  deps: AnswerDeps,
+  request: ApprovalRequest,
+  channel: string,
+): Promise<Record<string, unknown>> {
+  const context = cardContext(deps.config, request);
+  const card = await deps.api.send(channel, renderRequestCard(request, { ...context, ping: true }));
+  const refs = { channel: card.channelId, message: card.id };
+  let thread: string | undefined;
+  try {
+    thread = await deps.api.startThread(card.channelId, card.id, threadName(request.id, request.command));
+    await deps.api.send(thread, renderRequestIntro(request, context));
+  } catch (err) {
+    deps.log.warn(
+      { err: safeError(err), requestId: request.id },
+      'could not start a thread for the announced request; outcomes will be replies to the card',
+    );
+  }
+  deps.onCardPosted?.(request, thread ?? card.channelId);
+  return refsValue(thread ? { ...refs, thread } : refs);
 }

@@ -28,6 +28,11 @@ export interface OutgoingMessage {
   files?: OutgoingFile[];
   /** 64 = ephemeral (interaction responses and follow-ups only). */
   flags?: number;
+  /**
+   * The only mentions that may ping: these role ids (an approval card's approver roles, when first
+   * posted). Absent, nothing pings. Never sent as a field of its own.
+   */
+  mentionRoles?: readonly string[];
 }
 
 /** Where a message landed. */
@@ -36,7 +41,10 @@ export interface PostedMessage {
   channelId: string;
 }
 
-/** The JSON body of a message create or edit, with mentions disabled and attachments declared. */
+/**
+ * The JSON body of a message create or edit, with mentions disabled (or limited to `mentionRoles`) and
+ * attachments declared.
+ */
 export function messageBody(
   message: OutgoingMessage,
   extra: Record<string, unknown> = {},
@@ -49,7 +57,10 @@ export function messageBody(
     ...(message.flags !== undefined ? { flags: message.flags } : {}),
     ...(files.length > 0 ? { attachments: files.map((f, i) => ({ id: i, filename: f.name })) } : {}),
     ...extra,
-    allowed_mentions: NO_MENTIONS,
+    allowed_mentions:
+      message.mentionRoles && message.mentionRoles.length > 0
+        ? { parse: [], roles: [...message.mentionRoles] }
+        : NO_MENTIONS,
   };
 }
 

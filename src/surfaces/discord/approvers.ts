@@ -1,8 +1,9 @@
-// Tells a request's approvers in Discord: their roles mentioned in the request's thread (allowed_mentions
-// limited to those roles), or the card sent as a DM to each eligible approver; and once more on escalation.
+// Tells a request's approvers in Discord beyond the card (whose content mentions their roles itself): the
+// card sent as a DM to each eligible approver; and once more on escalation, in the request's thread.
 import type { Config } from '../../config/schema.js';
 import type { Logger } from '../../core/log.js';
 import { type ApproverNotice, approverNotice } from '../../identity/approvers.js';
+import { directoryOf } from '../../identity/people.js';
 import type { ApprovalRequest } from '../../state/types.js';
 import { type DiscordApi, safeError } from './api.js';
 import { mentionOfActor } from './identity.js';
@@ -22,12 +23,19 @@ export class DiscordApproverNotices {
     this.#log = deps.log;
   }
 
-  /** A new request's card is posted; `channelId` is its thread (or the card's channel). */
+  /**
+   * A new request's card is posted; `channelId` is its thread (or the card's channel). With `notify:
+   * mention` the card itself pinged the roles (renderRequestCard with `ping`); with `dm` the DMs go out.
+   */
   async cardPosted(request: ApprovalRequest, channelId: string): Promise<void> {
-    await this.#tell(request, approverNotice(this.#config, request), channelId, false);
+    if (this.#config.policy[request.environment]?.notify !== 'dm') return;
+    await this.#knownHolders(request);
+    const notice = approverNotice(this.#config, request);
+    await this.#tell(request, notice, channelId, false);
   }
 
   async escalated(request: ApprovalRequest): Promise<void> {
+    await this.#knownHolders(request);
     const refs = discordRefs(request);
     await this.#tell(
       request,
@@ -35,6 +43,22 @@ export class DiscordApproverNotices {
       refs?.thread ?? refs?.channel,
       true,
     );
+  }
+
+  /**
+   * Before DMs: the members any replica saw holding a configured Discord role (within keep_last_known),
+   * besides those this replica saw or listed. approverNotice never picks the requester's identity.
+   */
+  async #knownHolders(request: ApprovalRequest): Promise<void> {
+    const directory = directoryOf(this.#config);
+    const rules = this.#config.policy[request.environment];
+    if (!directory?.discord.enabled || rules?.notify !== 'dm') return;
+    await directory.discord.loadHolders().catch((err: unknown) => {
+      this.#log.warn(
+        { err: safeError(err), requestId: request.id },
+        'discord: could not read the members holding approver roles; only listed people get a DM',
+      );
+    });
   }
 
   /** "🔔 <@&role> #12 vacuum … needs 1 of: dba — not alice" */

@@ -5,7 +5,7 @@ import type { Config } from '../../config/schema.js';
 import type { RequestChange } from '../../core/dispatch.js';
 import type { Logger } from '../../core/log.js';
 import type { ApprovalRequest } from '../../state/types.js';
-import { approverRoles } from './answers.js';
+import { cardContext } from './answers.js';
 import { type DiscordApi, type OutgoingMessage, safeError } from './api.js';
 import type { ProgressSink } from './progress.js';
 import { type DiscordRefs, discordRefs } from './refs.js';
@@ -55,7 +55,8 @@ export class RequestCards {
         const latest = this.#latest.get(request.id);
         if (!latest) break;
         this.#latest.delete(request.id);
-        const card = renderRequestCard(latest, { approverRoles: approverRoles(this.#config, latest) });
+        // An edit never pings again: without `ping`, allowed_mentions parses nothing.
+        const card = renderRequestCard(latest, cardContext(this.#config, latest));
         await this.#api.edit(refs.channel, refs.message, card).catch((err: unknown) => {
           this.#log.warn({ err: safeError(err), requestId: latest.id }, 'could not update the approval card');
         });

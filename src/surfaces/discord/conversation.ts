@@ -109,6 +109,19 @@ export class CommandConversation implements Conversation {
   async answer(message: OutgoingMessage): Promise<PostedMessage> {
     if (this.#respondedPrivately) throw new Error('the command was already answered privately');
     await this.defer();
+    if (message.mentionRoles?.length && !this.#posted) {
+      // Mentions in the edit of a deferred response ping nobody (discord/discord-api-docs#5497): a card
+      // that must ping its approver roles is a new message of the bot's, and the "thinking" one goes.
+      const sent = await this.#api.send(this.#place.channelId, message).catch(() => undefined);
+      if (sent) {
+        this.#posted = sent;
+        if (this.#fresh()) {
+          await this.#api.deleteOriginal(this.#applicationId, this.#token).catch(() => undefined);
+        }
+        return sent;
+      }
+      // The bot may not post here (slash commands work without that permission): the card, unpinged.
+    }
     if (this.#fresh()) {
       this.#posted = await this.#api.editOriginal(this.#applicationId, this.#token, message);
     } else if (this.#posted) {

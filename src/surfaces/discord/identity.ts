@@ -24,6 +24,7 @@ const SNOWFLAKE = /^\d{5,25}$/;
 /**
  * The role ids of a guild member as the gateway payload carried them: discord.js gives a GuildMember
  * (roles.cache) or the raw API member (roles: string[]). No member, or no roles, means no roles.
+ * @everyone is not a role: nobody can be granted a dbops role for merely being in the guild.
  */
 export function memberRoleIds(member: unknown): string[] {
   if (typeof member !== 'object' || member === null) return [];
@@ -34,5 +35,7 @@ export function memberRoleIds(member: unknown): string[] {
     const cache: unknown = (roles as { cache?: unknown }).cache;
     if (cache instanceof Map) ids = [...cache.keys()];
   }
-  return ids.filter((id): id is string => typeof id === 'string' && SNOWFLAKE.test(id));
+  // discord.js lists @everyone (its id is the guild's) among a GuildMember's roles: it is no role held.
+  const guild: unknown = (member as { guild?: { id?: unknown } }).guild?.id;
+  return ids.filter((id): id is string => typeof id === 'string' && SNOWFLAKE.test(id) && id !== guild);
 }

@@ -5,11 +5,13 @@ import type { Logger } from '../../core/log.js';
 import { DiscordChannelPoster } from '../../notify/discord-poster.js';
 import type { SurfaceOptions } from '../start.js';
 import type { RunningSurface } from '../types.js';
+import { announceRequestCard } from './answers.js';
 import { DiscordApi, safeError } from './api.js';
 import { DiscordApproverNotices } from './approvers.js';
 import { RequestCards } from './cards.js';
 import { connectGateway, createGatewayClient, GatewayHealth } from './gateway.js';
 import { DiscordHandlers } from './interactions.js';
+import { guildMemberReader } from './members.js';
 import { ProgressRelay } from './progress.js';
 import { attachmentOrigins, type DiscordSettings, readDiscordSettings } from './settings.js';
 
@@ -70,6 +72,9 @@ export async function startDiscordSurface(
   const cards = new RequestCards({ api, config, log });
   const progress = new ProgressRelay();
   const notices = new DiscordApproverNotices({ api, config, log });
+  // Opt-in: who holds a Discord role is read from the guilds' member listing too, in the background.
+  const members = app.directory.discord;
+  if (members.listing) members.useReader(guildMemberReader(client.rest));
   const told = new Set<Promise<void>>();
   const tell = (work: Promise<void>) => {
     const tracked = work.catch((err: unknown) =>
@@ -130,15 +135,33 @@ export async function startDiscordSurface(
     { user: client.user?.id, application: applicationId, guilds: client.guilds.cache.size },
     'discord connected',
   );
+  const stopListing = members.start();
 
   return {
     name: 'discord',
     poster: new DiscordChannelPoster(api),
+    // Requests made outside chat: their card at the top of the approvals channel (src/notify/approvals.ts).
+    approvalCards: {
+      postCard: (request, channel) =>
+        announceRequestCard(
+          {
+            app,
+            config,
+            api,
+            log,
+            onCardPosted: (posted, where) => tell(notices.cardPosted(posted, where)),
+          },
+          request,
+          channel,
+        ),
+    },
     healthy: () => !stopped && health.problem() === undefined,
     problem: () => (stopped ? 'the Discord surface is stopped' : health.problem()),
+    detail: () => members.problems(),
     async stop() {
       if (stopped) return;
       stopped = true;
+      stopListing();
       client.off(Events.InteractionCreate, onInteraction);
       client.off(Events.MessageCreate, onMessage);
       await inFlight.settle(tuning.drainMs ?? 10_000);

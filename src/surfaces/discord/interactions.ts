@@ -66,7 +66,7 @@ function invocation(
   identity: string,
   text: string,
   where: { channel: string; thread?: string },
-  member: unknown,
+  from: { guildId: string | null; member?: unknown },
 ): Invocation {
   return {
     surface: 'discord',
@@ -74,8 +74,9 @@ function invocation(
     text,
     channel: where.channel,
     ...(where.thread !== undefined ? { thread: where.thread } : {}),
-    // Roles come from the payload's member only; a DM or a member without roles holds none.
-    memberRoles: memberRoleIds(member),
+    // Roles come from a guild payload's member only (a member without roles holds none); a DM carries no
+    // member, so the roles last observed (or listed) for this user apply.
+    ...(from.guildId !== null ? { memberRoles: memberRoleIds(from.member) } : {}),
   };
 }
 
@@ -176,7 +177,7 @@ export class DiscordHandlers {
       if (!isUserError(err)) throw err;
       return replyOf({ status: 'invalid', requestId: null, code: err.code, message: err.message });
     }
-    const inv = { ...invocation(identityOf(interaction.user), text, where, interaction.member), ...files };
+    const inv = { ...invocation(identityOf(interaction.user), text, where, interaction), ...files };
     return await this.#dispatch(inv, this.#threadFor(conversation, text));
   }
 
@@ -235,7 +236,7 @@ export class DiscordHandlers {
       identityOf(interaction.user),
       `/db approve ${parsed.requestId}`,
       where,
-      interaction.member,
+      interaction,
     );
     const progress = await this.#requestProgress(parsed.requestId);
     const reply = await this.#run(inv, new PrivateConversation(this.#api, interaction), progress);
@@ -251,7 +252,7 @@ export class DiscordHandlers {
     if (!(await this.#ack(interaction, () => interaction.deferReply({ flags: MessageFlags.Ephemeral }))))
       return;
     const where = locate(interaction.channel, interaction.channelId);
-    const inv = invocation(identityOf(interaction.user), text, where, interaction.member);
+    const inv = invocation(identityOf(interaction.user), text, where, interaction);
     await this.#run(inv, new PrivateConversation(this.#api, interaction), undefined);
   }
 
@@ -278,7 +279,7 @@ export class DiscordHandlers {
       identityOf(interaction.user),
       `/db page ${wanted.ref} ${wanted.page}`,
       where,
-      interaction.member,
+      interaction,
     );
     await withResultScope(async () => {
       const reply = await this.#dispatch(inv, undefined);
@@ -311,7 +312,7 @@ export class DiscordHandlers {
       identityOf(interaction.user),
       denyCommand(parsed.requestId, reason),
       where,
-      interaction.member,
+      interaction,
     );
     await this.#run(inv, new PrivateConversation(this.#api, interaction), undefined);
   }
@@ -334,7 +335,7 @@ export class DiscordHandlers {
     const files = await this.#download([...message.attachments.values()], conversation);
     if (!files) return;
     const inv = {
-      ...invocation(identityOf(message.author), text || 'help', where, message.member),
+      ...invocation(identityOf(message.author), text || 'help', where, message),
       ...files,
     };
     await this.#run(inv, conversation, this.#threadFor(conversation, text));

@@ -7,6 +7,7 @@ import type { RequestChange } from '../../core/dispatch.js';
 import { type Reply, replyTag } from '../../core/reply.js';
 import type { OperationResult } from '../../core/types.js';
 import { showInvisible } from '../../core/visible.js';
+import type { ApproverNotice } from '../../identity/approvers.js';
 import type { ApprovalRequest } from '../../state/types.js';
 import type { OutgoingFile, OutgoingMessage } from './api.js';
 import { approvalButtons, pageButtons } from './components.js';
@@ -265,6 +266,30 @@ function field(name: string, value: string, inline = false): APIEmbedField {
 export interface CardContext {
   /** The roles that may approve on the request's environment (policy). */
   approverRoles: readonly string[];
+  /** Who is asked: the card's content names them ("<@&role> needs 1 of: dba — not alice"). */
+  notice?: ApproverNotice;
+  /**
+   * True only when the card is first posted: its `allowed_mentions` then lists the approver roles (with
+   * `notify: mention`). Edits leave it out, so they parse no mention and nobody is pinged again.
+   */
+  ping?: boolean;
+}
+
+const SNOWFLAKE = /^\d{5,25}$/;
+
+/** "<@&123…> needs 1 of: dba — not alice": role mentions only with `notify: mention`, ids checked. */
+function askLine(request: ApprovalRequest, notice: ApproverNotice): { text: string; roles: string[] } {
+  const roles = notice.mode === 'mention' ? notice.discordRoles.filter((id) => SNOWFLAKE.test(id)) : [];
+  const need = Math.max(
+    1,
+    request.approvalsRequired - request.votes.filter((v) => v.vote === 'approve').length,
+  );
+  const names = notice.roles.length > 0 ? notice.roles.map(escapeText).join(', ') : 'nobody';
+  const who = roles.length > 0 ? `${roles.map((id) => `<@&${id}>`).join(' ')} ` : '';
+  return {
+    text: `${who}needs ${need} of: ${names} — not ${escapeText(request.requester.person)}`,
+    roles,
+  };
 }
 
 /** The approval card: an embed with the preview and the request's state, and buttons while it is pending. */
@@ -305,14 +330,17 @@ export function renderRequestCard(request: ApprovalRequest, context: CardContext
     timestamp: request.createdAt.toISOString(),
   };
   embed.description = cardPreview(request, embedLength(embed)).description;
+  // While pending the content asks the approvers; once decided it says the outcome (the mention is gone).
+  const ask = request.status === 'pending' && context.notice ? askLine(request, context.notice) : undefined;
   const content =
     request.status === 'pending'
-      ? `Approval needed: **#${request.id}** ${escapeText(clip(request.command, 200))}`
+      ? `Approval needed: **#${request.id}** ${escapeText(clip(request.command, 200))}${ask ? `\n🔔 ${ask.text}` : ''}`
       : `**#${request.id}** ${escapeText(clip(request.command, 200))} — ${request.status}`;
   return {
     content,
     embeds: [embed],
     components: request.status === 'pending' ? [approvalButtons(request.id)] : [],
+    ...(ask && context.ping && ask.roles.length > 0 ? { mentionRoles: ask.roles } : {}),
   };
 }
 

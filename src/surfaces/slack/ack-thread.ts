@@ -8,10 +8,17 @@
 // went in the last QUIET_MS), the bodies already acknowledged are held and then passed on together, but
 // none is held longer than MAX_HOLD_MS, so a steady stream never starves the work. On a machine with few
 // cores the queries and API calls of a burst's first commands would otherwise slow the acks of the rest.
+import { createSecretKey } from 'node:crypto';
 import { createServer, type IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import { parentPort, workerData } from 'node:worker_threads';
-import { MAX_BODY_BYTES, parseBody, type RefusalReason, signatureProblem } from './signed-requests.js';
+import {
+  MAX_BODY_BYTES,
+  parseBody,
+  parsesBeforeAck,
+  type RefusalReason,
+  signatureProblem,
+} from './signed-requests.js';
 
 const QUIET_MS = 5;
 const HEADERS_TIMEOUT_MS = 10_000;
@@ -23,8 +30,6 @@ export interface AckedEvent {
   body: Record<string, unknown>;
   retryNum?: number;
   retryReason?: string;
-  /** From the request's headers being read to the 200 being written. */
-  ackMs: number;
 }
 
 export interface AckThreadData {
@@ -38,11 +43,26 @@ export interface AckThreadData {
   headersTimeoutMs?: number;
 }
 
+/** A request acknowledged and held until the burst is over: its body parsed, or (a form) not yet. */
+interface Held {
+  body?: Record<string, unknown>;
+  raw?: Buffer;
+  remote: string | undefined;
+  retryNum?: number;
+  retryReason?: string;
+}
+
+const FORM = 'application/x-www-form-urlencoded';
+
 /** What the thread tells the main thread. */
 export type AckThreadMessage =
   | { type: 'listening'; port: number }
   | { type: 'failed'; message: string }
-  | { type: 'events'; events: AckedEvent[] }
+  /**
+   * Bodies acknowledged, and for each 200 finished since the last message the time from the request's
+   * 'request' event (its headers parsed) to the response's 'finish' (written to the socket), in ms.
+   */
+  | { type: 'events'; events: AckedEvent[]; ackMs: number[] }
   | { type: 'refused'; reason: RefusalReason; remote: string | undefined }
   | { type: 'closed' };
 
@@ -59,21 +79,50 @@ function run(port: NonNullable<typeof parentPort>, data: AckThreadData): void {
   /** Requests being read or answered, and when one last came or went. */
   let inProgress = 0;
   let lastActivity = 0;
-  const held: AckedEvent[] = [];
+  const held: Held[] = [];
+  /** Acknowledgement times not yet told (they go with the next events). */
+  const acked: number[] = [];
   let heldSince = 0;
   let timer: NodeJS.Timeout | undefined;
   let closing = false;
+  const key = createSecretKey(Buffer.from(data.signingSecret, 'utf8'));
+  /** Form bodies were acknowledged unparsed: they are parsed here, once the burst is over. */
+  const parsed = (h: Held): AckedEvent | undefined => {
+    let body = h.body;
+    if (!body) {
+      try {
+        body = parseBody(h.raw?.toString('utf8') ?? '', FORM);
+      } catch {
+        tell({ type: 'refused', reason: 'unparseable', remote: h.remote });
+        return undefined;
+      }
+    }
+    if (body.ssl_check === '1') return undefined;
+    return {
+      body,
+      ...(h.retryNum !== undefined ? { retryNum: h.retryNum } : {}),
+      ...(h.retryReason !== undefined ? { retryReason: h.retryReason } : {}),
+    };
+  };
   const pass = () => {
     timer = undefined;
-    if (held.length === 0) return;
+    if (held.length === 0 && acked.length === 0) return;
     const now = performance.now();
     const busy = inProgress > 0 || now - lastActivity < QUIET_MS;
-    if (busy && now - heldSince < MAX_HOLD_MS && !closing) timer = setTimeout(pass, 1);
-    else tell({ type: 'events', events: held.splice(0) });
+    if (busy && (held.length === 0 || now - heldSince < MAX_HOLD_MS) && !closing) {
+      timer = setTimeout(pass, 1);
+      return;
+    }
+    const events: AckedEvent[] = [];
+    for (const h of held.splice(0)) {
+      const event = parsed(h);
+      if (event) events.push(event);
+    }
+    tell({ type: 'events', events, ackMs: acked.splice(0) });
   };
-  const hold = (event: AckedEvent) => {
+  const hold = (h: Held) => {
     if (held.length === 0) heldSince = performance.now();
-    held.push(event);
+    held.push(h);
     if (closing) pass();
     else timer ??= setTimeout(pass, 1);
   };
@@ -82,6 +131,7 @@ function run(port: NonNullable<typeof parentPort>, data: AckThreadData): void {
   const silent = new Map<Socket, NodeJS.Timeout>();
   // The request timeouts below are enforced on this interval (Node's default: every 30 s).
   const server = createServer({ connectionsCheckingInterval: 2_000 }, (req, res) => {
+    const startedAt = performance.now();
     const deadline = silent.get(req.socket);
     if (deadline) {
       clearTimeout(deadline);
@@ -103,7 +153,6 @@ function run(port: NonNullable<typeof parentPort>, data: AckThreadData): void {
       res.writeHead(404).end();
       return;
     }
-    const startedAt = performance.now();
     const remote = req.socket.remoteAddress;
     const chunks: Buffer[] = [];
     let size = 0;
@@ -121,12 +170,12 @@ function run(port: NonNullable<typeof parentPort>, data: AckThreadData): void {
     });
     req.on('end', () => {
       if (res.headersSent) return;
-      const raw = Buffer.concat(chunks).toString('utf8');
+      const bytes = chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks);
       const problem = signatureProblem(
-        data.signingSecret,
+        key,
         header(req, 'x-slack-request-timestamp'),
         header(req, 'x-slack-signature'),
-        raw,
+        bytes,
         Math.floor(Date.now() / 1000),
       );
       if (problem) {
@@ -134,28 +183,37 @@ function run(port: NonNullable<typeof parentPort>, data: AckThreadData): void {
         tell({ type: 'refused', reason: problem, remote });
         return;
       }
-      let body: Record<string, unknown>;
-      try {
-        body = parseBody(raw, header(req, 'content-type'));
-      } catch {
-        res.writeHead(400).end();
-        tell({ type: 'refused', reason: 'unparseable', remote });
-        return;
-      }
-      if (body.type === 'url_verification') {
-        res
-          .writeHead(200, { 'content-type': 'application/json' })
-          .end(JSON.stringify({ challenge: body.challenge }));
-        return;
+      // A JSON body (Events API) is parsed before the answer: it may be Slack's URL check, which is
+      // answered with its challenge, and a garbled one gets its 400. A form (slash commands, buttons) is
+      // answered first and parsed after the burst (parsed() above): its 200 waits for nothing but the HMAC.
+      const contentType = header(req, 'content-type');
+      let body: Record<string, unknown> | undefined;
+      if (parsesBeforeAck(contentType)) {
+        try {
+          body = parseBody(bytes.toString('utf8'), contentType);
+        } catch {
+          res.writeHead(400).end();
+          tell({ type: 'refused', reason: 'unparseable', remote });
+          return;
+        }
+        if (body.type === 'url_verification') {
+          res
+            .writeHead(200, { 'content-type': 'application/json' })
+            .end(JSON.stringify({ challenge: body.challenge }));
+          return;
+        }
       }
       // Slack needs nothing in the 200: the bot answers with its own messages.
+      res.once('finish', () => {
+        acked.push(performance.now() - startedAt);
+        timer ??= setTimeout(pass, 1);
+      });
       res.writeHead(200).end();
-      if (body.ssl_check === '1') return;
       const retry = header(req, 'x-slack-retry-num');
       const reason = header(req, 'x-slack-retry-reason');
       hold({
-        body,
-        ackMs: performance.now() - startedAt,
+        ...(body ? { body } : { raw: bytes }),
+        remote,
         ...(retry !== undefined && /^\d+$/.test(retry) ? { retryNum: Number(retry) } : {}),
         ...(reason !== undefined ? { retryReason: reason } : {}),
       });

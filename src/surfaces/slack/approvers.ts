@@ -1,18 +1,17 @@
-// Tells a request's approvers in Slack: their user groups mentioned in the card's thread, or the card sent to
+// Tells a request's approvers in Slack beyond the card (which mentions their groups itself): the card sent to
 // each eligible approver as a DM (its buttons work there, under the same checks); and once more on escalation.
 import type { App as BoltApp } from '@slack/bolt';
 import type { Config } from '../../config/schema.js';
 import type { Logger } from '../../core/log.js';
 import { type ApproverNotice, approverNotice } from '../../identity/approvers.js';
 import type { ApprovalRequest } from '../../state/types.js';
-import { cardRef, renderCard } from './cards.js';
+import { cardRef, GROUP_ID, renderCard } from './cards.js';
 import { actorMention } from './identity.js';
 import { escapeText } from './render.js';
 
 type WebClient = BoltApp['client'];
 
-/** Slack ids as config and Slack give them; anything else is never put into a mention. */
-const GROUP_ID = /^S[A-Z0-9]{2,31}$/;
+/** Slack user ids as config and Slack give them; anything else is never DMed. */
 const USER_ID = /^[UW][A-Z0-9]{2,31}$/;
 
 export class SlackApproverNotices {
@@ -26,9 +25,14 @@ export class SlackApproverNotices {
     this.#log = deps.log;
   }
 
-  /** A new request's card is in `place`: mention the approver groups there, or DM each approver. */
+  /**
+   * A new request's card is in `place`. With `notify: mention` the card itself mentions the groups (see
+   * askLine in cards.ts), so nothing more is posted; with `notify: dm` each approver gets the card by DM.
+   */
   async cardPosted(request: ApprovalRequest, place: { channel: string; thread: string }): Promise<void> {
-    await this.#tell(request, approverNotice(this.#config, request), place, false);
+    const notice = approverNotice(this.#config, request);
+    if (notice.mode !== 'dm') return;
+    await this.#tell(request, notice, place, false);
   }
 
   /** The request waited `escalate_after`: tell the `escalate_to` groups (in the card's thread, or by DM). */

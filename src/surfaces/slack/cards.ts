@@ -2,6 +2,8 @@
 import type { types } from '@slack/bolt';
 import { approvers } from '../../core/reply-text.js';
 import { formatTime } from '../../core/time-format.js';
+import { showInvisible } from '../../core/visible.js';
+import type { ApproverNotice } from '../../identity/approvers.js';
 import type { ApprovalRequest } from '../../state/types.js';
 import { actorMention } from './identity.js';
 import {
@@ -108,6 +110,54 @@ export function requestHeadline(request: ApprovalRequest): string {
   return `*#${request.id}* ${inlineCode(request.command)}${by ? ` — approved by ${by}` : ''}`;
 }
 
+/** Slack user group ids as config and Slack give them; nothing else is ever put into a `<!subteam^…>`. */
+export const GROUP_ID = /^S[A-Z0-9]{2,31}$/;
+
+/**
+ * Who is asked, on the card itself: "<!subteam^S0DBA> needs 1 of: dba — not @alice". The groups are
+ * mentioned only when the environment says `notify: mention`; with `dm` or `none` the line names the roles
+ * and pings nobody. Slack builds mobile notifications from the top-level `text` only, desktop ones from
+ * the blocks first (docs.slack.dev changelog 2026/07/13 "notification changes"), so the line is in both:
+ * this one in `text`, askBlock's in the blocks. An edit (chat.update) notifies nobody again: a card
+ * redrawn after a vote keeps the line without a ping.
+ */
+export function askLine(request: ApprovalRequest, notice: ApproverNotice): string {
+  const groups =
+    notice.mode === 'mention'
+      ? notice.slackGroups.filter((g) => GROUP_ID.test(g)).map((g) => `<!subteam^${g}>`)
+      : [];
+  const need = Math.max(1, request.approvalsRequired - approvers(request).length);
+  const roles = notice.roles.length > 0 ? notice.roles.map(escapeText).join(', ') : 'nobody';
+  const who = groups.length > 0 ? `${groups.join(' ')} ` : '';
+  return `${who}needs ${need} of: ${roles} — not ${actorMention(request.requester)}`;
+}
+
+/**
+ * The same line as a block: a rich_text block, whose `usergroup` element is the Block Kit form of a group
+ * mention (docs.slack.dev block-elements/usergroup-element); its text elements are literal text, so no
+ * role name or person can be markup.
+ */
+export function askBlock(request: ApprovalRequest, notice: ApproverNotice): types.RichTextBlock {
+  const groups = notice.mode === 'mention' ? notice.slackGroups.filter((g) => GROUP_ID.test(g)) : [];
+  const need = Math.max(1, request.approvalsRequired - approvers(request).length);
+  const roles = notice.roles.length > 0 ? notice.roles.join(', ') : 'nobody';
+  const requester = /^slack:[A-Z0-9]+\/([UW][A-Z0-9]+)$/.exec(request.requester.identity)?.[1];
+  const elements: types.RichTextElement[] = [
+    { type: 'emoji', name: 'bell' },
+    { type: 'text', text: ' ' },
+  ];
+  for (const group of groups) {
+    elements.push({ type: 'usergroup', usergroup_id: group }, { type: 'text', text: ' ' });
+  }
+  elements.push({ type: 'text', text: showInvisible(`needs ${need} of: ${roles} — not `) });
+  elements.push(
+    requester
+      ? { type: 'user', user_id: requester }
+      : { type: 'text', text: showInvisible(request.requester.person) },
+  );
+  return { type: 'rich_text', elements: [{ type: 'rich_text_section', elements }] };
+}
+
 export interface RenderedCard {
   text: string;
   blocks: Block[];
@@ -120,8 +170,14 @@ export interface RenderedCard {
  * request is pending — Approve / Deny buttons whose value is the request id. Once decided the buttons are
  * replaced by the outcome, so a second click is not even offered (the core refuses it anyway).
  */
-export function renderCard(request: ApprovalRequest, approverRoles: readonly string[]): RenderedCard {
+export function renderCard(
+  request: ApprovalRequest,
+  approverRoles: readonly string[],
+  notice?: ApproverNotice,
+): RenderedCard {
   const args = argumentsOf(request);
+  // While pending, who is asked; once decided the mention is gone and the status line says who decided.
+  const ask = request.status === 'pending' && notice ? askLine(request, notice) : undefined;
   const blocks: Block[] = [
     {
       type: 'header',
@@ -133,6 +189,7 @@ export function renderCard(request: ApprovalRequest, approverRoles: readonly str
         ),
       },
     },
+    ...(ask && notice ? [askBlock(request, notice)] : []),
     {
       type: 'section',
       fields: [
@@ -151,9 +208,12 @@ export function renderCard(request: ApprovalRequest, approverRoles: readonly str
   if (request.status === 'pending') {
     const need = request.approvalsRequired - approvers(request).length;
     const roles = approverRoles.length > 0 ? approverRoles.map(escapeText).join(' or ') : 'nobody (no role)';
+    const typed = `${inlineCode(`/db approve ${request.id}`)} / ${inlineCode(`/db deny ${request.id} <reason>`)}`;
     blocks.push(
       context(
-        `Needs ${need} more approval${need === 1 ? '' : 's'} from ${roles}, not the requester. Or type ${inlineCode(`/db approve ${request.id}`)} / ${inlineCode(`/db deny ${request.id} <reason>`)}.`,
+        ask
+          ? `Approve or deny here, or type ${typed}.`
+          : `Needs ${need} more approval${need === 1 ? '' : 's'} from ${roles}, not the requester. Or type ${typed}.`,
       ),
     );
     if (approvers(request).length > 0) blocks.push(section(statusLine(request)));
@@ -188,8 +248,9 @@ export function renderCard(request: ApprovalRequest, approverRoles: readonly str
   } else {
     blocks.push(section(statusLine(request)));
   }
+  const state = request.status === 'pending' ? 'waits for approval' : request.status;
   return {
-    text: `#${request.id} ${escapeText(request.command)}: ${request.status === 'pending' ? 'waits for approval' : request.status}`,
+    text: clip(`#${request.id} ${escapeText(request.command)}: ${state}`, 2000) + (ask ? ` — ${ask}` : ''),
     blocks: withinBlockLimit(blocks),
     omittedRows: preview.omittedRows + preview.hiddenColumns,
   };

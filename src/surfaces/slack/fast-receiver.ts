@@ -22,7 +22,7 @@ export interface FastAckReceiverOptions {
   onError: (err: unknown) => void;
   /** A request refused before anything read it: forged, stale, too large or unparseable (answered 4xx). */
   onRefused?: (reason: RefusalReason, remote: string | undefined) => void;
-  /** How long an accepted request took from its headers to its 200, in milliseconds. */
+  /** How long an accepted request took from its headers to its 200 being written out, in milliseconds. */
   onAcked?: (ms: number) => void;
   /** The acknowledging thread ended without being asked to; it is started again. */
   onThreadLost?: (why: string) => void;
@@ -163,9 +163,10 @@ export class FastAckReceiver implements Receiver {
       return;
     }
     if (m.type !== 'events') return;
+    const onAcked = this.#options.onAcked;
+    if (onAcked) for (const ms of m.ackMs) onAcked(ms);
     const app = this.#app;
     for (const event of m.events) {
-      this.#options.onAcked?.(event.ackMs);
       if (!app) {
         this.#options.onError(new Error('a Slack request arrived before Bolt was initialised'));
         continue;

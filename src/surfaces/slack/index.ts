@@ -1,5 +1,6 @@
 // The Slack surface: `/db` commands, @mentions in threads and approval buttons, over Socket Mode or HTTP.
 import type { Invocation } from '../../core/types.js';
+import type { ApprovalCardPoster } from '../../notify/approvals.js';
 import { SlackChannelPoster } from '../../notify/slack-poster.js';
 import { LaneQueue, laneOf } from '../lanes.js';
 import type { SurfaceOptions } from '../start.js';
@@ -70,6 +71,14 @@ export async function startSlack(options: SurfaceOptions): Promise<RunningSurfac
     void tracked.finally(() => told.delete(tracked));
   };
   threads.onCardPosted = (request, place) => tell(notices.cardPosted(request, place));
+  // Requests made outside chat: their card at the top of the approvals channel (src/notify/approvals.ts).
+  const approvalCards: ApprovalCardPoster = {
+    async postCard(request, channel) {
+      const ref = await threads.announceCard(request, channel);
+      tell(notices.cardPosted(request, { channel, thread: ref.thread }));
+      return { slack: ref };
+    },
+  };
   const unsubscribe = [
     options.app.escalations.onEscalate((request) => tell(notices.escalated(request))),
     options.app.events.onRequestChange((request, change) => threads.onRequestChange(request, change)),
@@ -88,6 +97,7 @@ export async function startSlack(options: SurfaceOptions): Promise<RunningSurfac
   return {
     name: 'slack',
     poster: new SlackChannelPoster(transport.bolt.client),
+    approvalCards,
     healthy: () => transport.healthy(),
     lanes: () => queue.stats(),
     problem: () => transport.problem(),

@@ -7,6 +7,7 @@ import type { RequestChange } from '../../core/dispatch.js';
 import type { Logger } from '../../core/log.js';
 import { redactSecrets } from '../../core/log.js';
 import type { Reply } from '../../core/reply.js';
+import { approverNotice } from '../../identity/approvers.js';
 import type { ApprovalRequest } from '../../state/types.js';
 import { type CardRef, cardRef, renderCard, requestHeadline } from './cards.js';
 import {
@@ -267,7 +268,7 @@ export class SlackThreads {
   async #postCard(request: ApprovalRequest, conversation: Conversation): Promise<void> {
     const place = await conversation.thread();
     await conversation.flushProgress();
-    const card = renderCard(request, this.#approverRoles(request));
+    const card = this.renderCard(request);
     const ts = await this.post(place, card);
     const ref: CardRef = { channel: place.channel, ts, thread: place.thread };
     // The card's place is stored with the request: after a restart, or on another replica, it can still be updated.
@@ -285,12 +286,37 @@ export class SlackThreads {
     }
   }
 
-  #approverRoles(request: ApprovalRequest): string[] {
-    return this.#config.policy[request.environment]?.approve ?? [];
+  /**
+   * The card of a request made outside chat, at the top of an approvals channel: its thread starts from
+   * the card. The caller stores the returned ref with the request (once, across replicas).
+   */
+  async announceCard(request: ApprovalRequest, channel: string): Promise<CardRef> {
+    const card = this.renderCard(request);
+    const ts = await this.post({ channel }, card);
+    const ref: CardRef = { channel, ts, thread: ts };
+    if (card.omittedRows > 0) {
+      await this.upload(
+        { channel, thread: ts },
+        resultFiles(request.preview.result, card.omittedRows, {
+          operation: `${request.operation}-preview`,
+          target: request.target,
+          requestId: request.id,
+        }),
+      ).catch((err: unknown) =>
+        this.log.warn({ err: errText(err), requestId: request.id }, 'slack: preview file not posted'),
+      );
+    }
+    return ref;
+  }
+
+  /** The card of a request as it stands, with who is asked to approve it (mentioned per `notify`). */
+  renderCard(request: ApprovalRequest): ReturnType<typeof renderCard> {
+    const roles = this.#config.policy[request.environment]?.approve ?? [];
+    return renderCard(request, roles, approverNotice(this.#config, request));
   }
 
   async #updateCard(request: ApprovalRequest, where: { channel: string; ts: string }): Promise<void> {
-    const card = renderCard(request, this.#approverRoles(request));
+    const card = this.renderCard(request);
     await this.client.chat.update({
       channel: where.channel,
       ts: where.ts,
