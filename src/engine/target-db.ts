@@ -4,125 +4,31 @@ import type { ResolvedTarget } from '../config/schema.js';
 import { formatDuration } from '../core/duration.js';
 import { UserError } from '../core/errors.js';
 import { type Logger, redactSecrets, silentLogger } from '../core/log.js';
+import {
+  BackendRegistry,
+  NO_STATS,
+  type OwnBackend,
+  type PoolHost,
+  type PoolStats,
+  type SharedOwnPids,
+  serverKeyOf,
+  type TargetPoolsOptions,
+} from './backend-registry.js';
 import { OperationCancelledError } from './cancel.js';
 import { ClientGuard, clientDeadlineMs, destroyConnection, GuardedSession } from './guard.js';
 import { type ErrorLimits, toUserError } from './pg-errors.js';
 import { TYPES } from './pg-types.js';
 import { holdsStaleStatement } from './prepared.js';
+import { beginWithTimeouts, RESET_TIMEOUTS, SET_SESSION_TIMEOUTS, wholeMs } from './timeouts-sql.js';
 import type { QueryLimits, Session, TargetDb } from './types.js';
+
+export type { OwnBackend, PoolStats, SharedOwnPids, TargetPoolsOptions } from './backend-registry.js';
+export { serverKeyOf };
 
 /** TCP keepalive on every target connection: a peer that vanished is noticed even between statements. */
 const KEEPALIVE_DELAY_MS = 10_000;
 
-export interface TargetPoolsOptions {
-  /** Sent as application_name on every connection (default "dbops"). */
-  applicationName?: string;
-  log?: Logger;
-  /** The pids other dbops replicas hold (src/state/backends.ts); without it only this process's count. */
-  sharedPids?: SharedOwnPids;
-}
-
-/** dbops' own backends across replicas: recognised by pid, never by a name a client can choose. */
-export interface SharedOwnPids {
-  /** Pids other replicas hold on `server` (host:port), as last read. */
-  others(server: string): readonly number[];
-  /** This process opened or closed a connection: publish soon. */
-  changed(): void;
-  /** Brings `others` up to date before a transaction starts; cheap when recent, never throws. */
-  refresh(): Promise<void>;
-}
-
-/** One backend this process holds: the server (host:port) and its pid. */
-export interface OwnBackend {
-  server: string;
-  pid: number;
-}
-
-export interface PoolStats {
-  /** Connections open (idle or checked out). */
-  total: number;
-  idle: number;
-  /** Callers waiting for a connection because the pool is at pool_max. */
-  waiting: number;
-  /** Units of work (read / write / direct) started and not finished, waiting for a connection included. */
-  inFlight: number;
-  /** How long the oldest of them has been running, in ms (0 when none). */
-  oldestMs: number;
-}
-
-const NO_STATS: PoolStats = { total: 0, idle: 0, waiting: 0, inFlight: 0, oldestMs: 0 };
-
-/**
- * A timeout as it goes into SQL text: a finite, non-negative number of whole milliseconds (PostgreSQL would
- * round 899.9999999999999 itself; rounding here keeps the statement text plain).
- */
-function wholeMs(ms: number): number {
-  if (!Number.isFinite(ms) || ms < 0) throw new Error(`not a timeout in milliseconds: ${ms}`);
-  return Math.round(ms);
-}
-
-/**
- * BEGIN and the transaction's timeouts in one round trip: a simple-protocol statement list cannot take
- * bind parameters, so the two values — numbers computed by dbops, never text from a person — are written
- * in as whole milliseconds.
- */
-function beginWithTimeouts(mode: 'read' | 'write', limits: QueryLimits): string {
-  const begin = mode === 'read' ? 'BEGIN READ ONLY' : 'BEGIN';
-  return `${begin}; SET LOCAL statement_timeout = ${wholeMs(limits.statementTimeoutMs)}; SET LOCAL lock_timeout = ${wholeMs(limits.lockTimeoutMs)}`;
-}
-const SET_SESSION_TIMEOUTS =
-  "SELECT set_config('statement_timeout', $1, false), set_config('lock_timeout', $2, false)";
-const RESET_TIMEOUTS = 'RESET statement_timeout; RESET lock_timeout';
-
 type Mode = 'read' | 'write' | 'direct';
-
-/** Pids dbops holds, per server (host:port), so no operation ever signals the bot's own connections. */
-class BackendRegistry {
-  readonly #byServer = new Map<string, Map<pg.ClientBase, number>>();
-
-  add(server: string, client: pg.ClientBase, pid: number): void {
-    let clients = this.#byServer.get(server);
-    if (!clients) {
-      clients = new Map();
-      this.#byServer.set(server, clients);
-    }
-    clients.set(client, pid);
-  }
-
-  remove(server: string, client: pg.ClientBase): void {
-    const clients = this.#byServer.get(server);
-    clients?.delete(client);
-    if (clients?.size === 0) this.#byServer.delete(server);
-  }
-
-  pidOf(server: string, client: pg.ClientBase): number | undefined {
-    return this.#byServer.get(server)?.get(client);
-  }
-
-  pids(server: string): number[] {
-    return [...(this.#byServer.get(server)?.values() ?? [])];
-  }
-
-  all(): OwnBackend[] {
-    return [...this.#byServer].flatMap(([server, clients]) =>
-      [...clients.values()].map((pid) => ({ server, pid })),
-    );
-  }
-}
-
-/** host:port exactly as node-postgres resolves the URL (environment defaults, socket directories). */
-export function serverKeyOf(url: string): string {
-  const resolved = new pg.Client({ connectionString: url });
-  return `${resolved.host}:${resolved.port}`;
-}
-
-interface PoolHost {
-  readonly registry: BackendRegistry;
-  readonly shared: SharedOwnPids | undefined;
-  readonly applicationName: string;
-  readonly log: Logger;
-  readonly closed: boolean;
-}
 
 class PooledTargetDb implements TargetDb {
   readonly name: string;
