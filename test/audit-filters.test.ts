@@ -54,6 +54,50 @@ describe('/db audit filters', () => {
     expect(early.map((r) => r.operation)).not.toContain('table-sizes');
   });
 
+  it('says a run whose closing record never came has no outcome recorded (after 15 minutes)', async () => {
+    const start = (ref: string, at: Date) =>
+      dbops.state.audit(
+        {
+          requestId: null,
+          ref,
+          event: 'requested',
+          outcome: 'running',
+          person: 'bob',
+          identity: 'cli:bob',
+          surface: 'cli',
+          operation: 'vacuum-stats',
+          target: 'staging',
+          risk: 'read',
+        },
+        at,
+      );
+    await start('rkill1', new Date(now.getTime() - 60 * 60_000)); // killed before its end was written
+    await start('rlive1', new Date(now.getTime() - 60_000)); // still running
+    await start('rdone1', new Date(now.getTime() - 60 * 60_000));
+    await dbops.state.audit(
+      {
+        requestId: null,
+        ref: 'rdone1',
+        event: 'executed',
+        outcome: 'ok',
+        person: 'bob',
+        identity: 'cli:bob',
+        surface: 'cli',
+        operation: 'vacuum-stats',
+        target: 'staging',
+        risk: 'read',
+      },
+      new Date(now.getTime() - 59 * 60_000),
+    );
+    const listed = rows(await as(dbops, 'alice')('/db audit --operation vacuum-stats --limit 50'));
+    const outcome = (ref: string, event = 'requested') =>
+      listed.find((r) => r.request === ref && r.event === event)?.outcome;
+    expect(outcome('rkill1')).toBe('no outcome recorded');
+    expect(outcome('rlive1')).toBe('running');
+    expect(outcome('rdone1')).toBe('running');
+    expect(outcome('rdone1', 'executed')).toBe('ok');
+  });
+
   it('refuses unknown options and odd values', async () => {
     const alice = as(dbops, 'alice');
     expect((await alice('/db audit --who bob')).message).toContain('unknown option --who');

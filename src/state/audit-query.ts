@@ -7,6 +7,14 @@ import type { AuditEvent, AuditFilter, AuditRecord } from './types.js';
 const MAX_PAGE = 5000;
 
 /** The records matching `filter`: newest first, or — with `afterId` — oldest first after that id. */
+/**
+ * True for the record of a run's start ('requested', outcome 'running') with no later record of the same
+ * reference: its closing record was never written (the process stopped first) or the run is still going.
+ */
+const UNFINISHED = `CASE WHEN event = 'requested' AND outcome = 'running' AND ref IS NOT NULL
+  THEN NOT EXISTS (SELECT 1 FROM dbops_audit later WHERE later.ref = dbops_audit.ref AND later.id > dbops_audit.id)
+  ELSE false END`;
+
 export async function queryAudit(q: Queryable, filter: AuditFilter): Promise<AuditRecord[]> {
   const where: string[] = [];
   const params: unknown[] = [];
@@ -24,12 +32,12 @@ export async function queryAudit(q: Queryable, filter: AuditFilter): Promise<Aud
   const ascending = filter.afterId !== undefined;
   if (ascending) add((n) => `id > ${n}`, filter.afterId);
   params.push(Math.min(Math.max(1, Math.trunc(filter.limit ?? 20)), MAX_PAGE));
-  const { rows } = await q.query<AuditRow>(
-    `SELECT * FROM dbops_audit ${where.length > 0 ? `WHERE ${where.join(' AND ')}` : ''}
+  const { rows } = await q.query<AuditRow & { unfinished: boolean | null }>(
+    `SELECT *, ${UNFINISHED} AS unfinished FROM dbops_audit ${where.length > 0 ? `WHERE ${where.join(' AND ')}` : ''}
      ORDER BY ${ascending ? 'id ASC' : 'at DESC, id DESC'} LIMIT $${params.length}`,
     params,
   );
-  return rows.map(toAuditRecord);
+  return rows.map((row) => ({ ...toAuditRecord(row), ...(row.unfinished ? { unfinished: true } : {}) }));
 }
 
 const AUDIT_COLUMNS = 18;

@@ -125,6 +125,8 @@ export interface AuditEvent {
 export interface AuditRecord extends AuditEvent {
   id: number;
   at: Date;
+  /** A run's start with no later record of its reference (listAudit only): still running, or never closed. */
+  unfinished?: boolean;
 }
 
 /** Which audit records to read (every field narrows). */

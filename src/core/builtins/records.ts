@@ -55,7 +55,7 @@ export const audit: Handler = async (core, ctx, tokens) => {
     surface: r.surface,
     operation: r.operation ?? '',
     target: r.target ?? '',
-    outcome: r.error ? `${r.outcome}: ${r.error}` : r.outcome,
+    outcome: r.error ? `${r.outcome}: ${r.error}` : outcomeOf(r, ctx.now),
   }));
   return ok(
     ctx,
@@ -66,6 +66,14 @@ export const audit: Handler = async (core, ctx, tokens) => {
     },
   );
 };
+
+/** Past this age a run's start without a closing record is not running any more: its end was never recorded. */
+const UNFINISHED_AFTER_MS = 15 * 60_000;
+
+function outcomeOf(record: AuditRecord, now: Date): string {
+  if (!record.unfinished || now.getTime() - record.at.getTime() < UNFINISHED_AFTER_MS) return record.outcome;
+  return 'no outcome recorded';
+}
 
 export const lookup: Handler = async (core, ctx, tokens) => {
   const usage = 'usage: /db lookup [target] <what> <key>';
