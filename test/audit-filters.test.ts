@@ -55,13 +55,13 @@ describe('/db audit filters', () => {
   });
 
   it('says a run whose closing record never came has no outcome recorded (after 15 minutes)', async () => {
-    const start = (ref: string, at: Date) =>
+    const record = (ref: string, minutesAgo: number, event: 'requested' | 'executed' = 'requested') =>
       dbops.state.audit(
         {
           requestId: null,
           ref,
-          event: 'requested',
-          outcome: 'running',
+          event,
+          outcome: event === 'requested' ? 'running' : 'ok',
           person: 'bob',
           identity: 'cli:bob',
           surface: 'cli',
@@ -69,26 +69,12 @@ describe('/db audit filters', () => {
           target: 'staging',
           risk: 'read',
         },
-        at,
+        new Date(now.getTime() - minutesAgo * 60_000),
       );
-    await start('rkill1', new Date(now.getTime() - 60 * 60_000)); // killed before its end was written
-    await start('rlive1', new Date(now.getTime() - 60_000)); // still running
-    await start('rdone1', new Date(now.getTime() - 60 * 60_000));
-    await dbops.state.audit(
-      {
-        requestId: null,
-        ref: 'rdone1',
-        event: 'executed',
-        outcome: 'ok',
-        person: 'bob',
-        identity: 'cli:bob',
-        surface: 'cli',
-        operation: 'vacuum-stats',
-        target: 'staging',
-        risk: 'read',
-      },
-      new Date(now.getTime() - 59 * 60_000),
-    );
+    await record('rkill1', 60); // killed before its end was written
+    await record('rlive1', 1); // still running
+    await record('rdone1', 60);
+    await record('rdone1', 59, 'executed');
     const listed = rows(await as(dbops, 'alice')('/db audit --operation vacuum-stats --limit 50'));
     const outcome = (ref: string, event = 'requested') =>
       listed.find((r) => r.request === ref && r.event === event)?.outcome;

@@ -2,6 +2,7 @@
 // payloads (kept in the state database for every replica) and, opt-in, from the guilds' member listing.
 import type { Config, RoleSources } from '../config/schema.js';
 import { DiscordMembers } from './discord-members.js';
+import { Refresher } from './refresher.js';
 
 /** Reads the user ids (`U…`, `W…`) of one Slack user group; throws with Slack's error code on failure. */
 export type SlackGroupReader = (groupId: string) => Promise<readonly string[]>;
@@ -44,8 +45,7 @@ export class RoleDirectory {
   /** Discord members' role ids: observed in payloads (stored for every replica) and listed. */
   readonly discord: DiscordMembers;
   #reader: SlackGroupReader | undefined;
-  #refreshing: Promise<void> | undefined;
-  #timer: NodeJS.Timeout | undefined;
+  readonly #refresher = new Refresher(() => this.#readGroups());
   #lastAttempt: Date | undefined;
 
   constructor(config: Config, options: DirectoryOptions = {}) {
@@ -76,41 +76,35 @@ export class RoleDirectory {
 
   /** Reads every configured Slack group once; failures keep the last known membership. */
   async refresh(): Promise<void> {
-    if (this.#refreshing) return await this.#refreshing;
+    if (!this.#reader) return;
+    await this.#refresher.run();
+  }
+
+  async #readGroups(): Promise<void> {
     const reader = this.#reader;
     if (!reader) return;
     this.#lastAttempt = this.#clock();
-    this.#refreshing = (async () => {
-      for (const group of this.slackGroups) {
-        const state = this.#groups.get(group) ?? { members: new Set<string>() };
-        try {
-          const members = await reader(group);
-          this.#groups.set(group, { members: new Set(members), readAt: this.#clock() });
-        } catch (err) {
-          const message = err instanceof Error ? err.message : String(err);
-          this.#groups.set(group, { ...state, error: { message, at: this.#clock() } });
-          this.#onProblem?.(group, message);
-        }
+    for (const group of this.slackGroups) {
+      const state = this.#groups.get(group) ?? { members: new Set<string>() };
+      try {
+        const members = await reader(group);
+        this.#groups.set(group, { members: new Set(members), readAt: this.#clock() });
+      } catch (err) {
+        const message = err instanceof Error ? err.message : String(err);
+        this.#groups.set(group, { ...state, error: { message, at: this.#clock() } });
+        this.#onProblem?.(group, message);
       }
-    })().finally(() => {
-      this.#refreshing = undefined;
-    });
-    return await this.#refreshing;
+    }
   }
 
   /** Reads the groups now, then again every `refresh` seconds; returns a stop function. */
   start(): () => void {
     if (!this.#reader || !this.usesSlack) return () => {};
-    this.refresh().catch(() => {});
-    const seconds = this.#sources?.refreshSeconds ?? 300;
-    this.#timer = setInterval(() => this.refresh().catch(() => {}), seconds * 1000);
-    this.#timer.unref();
-    return () => this.stop();
+    return this.#refresher.start(this.#sources?.refreshSeconds ?? 300);
   }
 
   stop(): void {
-    if (this.#timer) clearInterval(this.#timer);
-    this.#timer = undefined;
+    this.#refresher.stop();
   }
 
   /**
@@ -205,7 +199,7 @@ export class RoleDirectory {
   }
 
   #refreshIfDue(): void {
-    if (!this.#reader || this.#refreshing) return;
+    if (!this.#reader || this.#refresher.running) return;
     const dueMs = (this.#sources?.refreshSeconds ?? 300) * 1000;
     const last = this.#lastAttempt;
     if (last && this.#clock().getTime() - last.getTime() <= dueMs) return;

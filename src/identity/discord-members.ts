@@ -2,6 +2,7 @@
 // database (newest wins across replicas), and — opt-in — the guilds' member listing read in the background.
 import type { RoleSources } from '../config/schema.js';
 import type { ObservedRoles } from '../state/member-roles.js';
+import { Refresher } from './refresher.js';
 
 const PLATFORM = 'discord';
 
@@ -35,8 +36,7 @@ export class DiscordMembers {
   #listing: Listing = { members: new Map() };
   #store: MemberRoleStore | undefined;
   #reader: DiscordMemberReader | undefined;
-  #refreshing: Promise<void> | undefined;
-  #timer: NodeJS.Timeout | undefined;
+  readonly #refresher = new Refresher(() => this.#readListing());
 
   constructor(sources: RoleSources | undefined, clock: () => Date, onProblem?: (message: string) => void) {
     this.#sources = sources;
@@ -146,43 +146,37 @@ export class DiscordMembers {
 
   /** Reads the guilds' members once; a failure keeps the last listing (until keep_last_known). */
   async refresh(): Promise<void> {
-    if (this.#refreshing) return await this.#refreshing;
+    if (!this.#reader || !this.listing) return;
+    await this.#refresher.run();
+  }
+
+  async #readListing(): Promise<void> {
     const reader = this.#reader;
-    if (!reader || !this.listing) return;
+    if (!reader) return;
     const wanted = new Set(this.roleIds);
-    this.#refreshing = (async () => {
-      try {
-        const all = await reader();
-        const members = new Map<string, readonly string[]>();
-        for (const [user, roles] of all) {
-          const held = roles.filter((id) => wanted.has(id));
-          if (held.length > 0) members.set(user, held);
-        }
-        this.#listing = { members, readAt: this.#clock() };
-      } catch (err) {
-        const message = err instanceof Error ? err.message : String(err);
-        this.#listing = { ...this.#listing, error: { message, at: this.#clock() } };
-        this.#onProblem?.(message);
+    try {
+      const all = await reader();
+      const members = new Map<string, readonly string[]>();
+      for (const [user, roles] of all) {
+        const held = roles.filter((id) => wanted.has(id));
+        if (held.length > 0) members.set(user, held);
       }
-    })().finally(() => {
-      this.#refreshing = undefined;
-    });
-    return await this.#refreshing;
+      this.#listing = { members, readAt: this.#clock() };
+    } catch (err) {
+      const message = err instanceof Error ? err.message : String(err);
+      this.#listing = { ...this.#listing, error: { message, at: this.#clock() } };
+      this.#onProblem?.(message);
+    }
   }
 
   /** Reads the members now, then every `refresh`; returns a stop function (nothing when listing is off). */
   start(): () => void {
     if (!this.#reader || !this.listing) return () => {};
-    this.refresh().catch(() => {});
-    const seconds = this.#sources?.refreshSeconds ?? 300;
-    this.#timer = setInterval(() => this.refresh().catch(() => {}), seconds * 1000);
-    this.#timer.unref();
-    return () => this.stop();
+    return this.#refresher.start(this.#sources?.refreshSeconds ?? 300);
   }
 
   stop(): void {
-    if (this.#timer) clearInterval(this.#timer);
-    this.#timer = undefined;
+    this.#refresher.stop();
   }
 
   /** Why the member listing grants nothing now (never read, or read too long ago); undefined when usable. */
