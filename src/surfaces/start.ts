@@ -18,6 +18,8 @@ export interface SurfaceOptions {
   log: Logger;
   /** Where a surface counts what only it sees (Slack: refused requests, acknowledgement time). */
   metrics?: Metrics;
+  /** How often the approvals announcer looks for requests made outside chat (default 2 s; tests go faster). */
+  announceEveryMs?: number;
 }
 
 /** Each surface returns undefined when it is not configured; one that is configured but fails throws. */
@@ -72,7 +74,7 @@ function startAnnouncer(
     void announcer.stop();
     return undefined;
   }
-  announcer.start();
+  announcer.start(options.announceEveryMs);
   return {
     name: 'approvals',
     healthy: () => true,

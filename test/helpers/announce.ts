@@ -124,7 +124,13 @@ export async function startWorld(prefix: string): Promise<World> {
       SLACK_API_RETRIES: '0',
       ...(withDiscord ? discord.env() : {}),
     };
-    const surfaces = await startSurfaces({ app, config, env, log: silentLogger() });
+    const surfaces = await startSurfaces({
+      app,
+      config,
+      env,
+      log: silentLogger(),
+      announceEveryMs: SWEEP_MS,
+    });
     replicas.push({ app, surfaces, url: `http://127.0.0.1:${port}/slack/events` });
   }
   return {
@@ -189,5 +195,8 @@ export async function request(world: World, text: string): Promise<{ id: number;
   return { id: reply.requestId ?? -1, text: reply.text };
 }
 
-/** Longer than a few sweeps of every replica (each sweeps every 2 s). */
-export const severalSweeps = () => new Promise((r) => setTimeout(r, 5_000));
+/** How often each replica sweeps in these tests (2 s in production). */
+const SWEEP_MS = 250;
+
+/** Longer than a few sweeps of every replica. */
+export const severalSweeps = () => new Promise((r) => setTimeout(r, 6 * SWEEP_MS));
