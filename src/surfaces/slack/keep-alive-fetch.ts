@@ -180,7 +180,12 @@ export function keptAliveHttp(timeoutMs: number): KeptAliveHttp {
       }
       const headers = options.headers;
       if (body !== undefined) headers['content-length'] = String(Buffer.byteLength(body));
-      const req = (secure ? httpsRequest : httpRequest)(url, {
+      // Plain options rather than the URL: node would convert the URL object on every request.
+      const req = (secure ? httpsRequest : httpRequest)({
+        protocol: url.protocol,
+        hostname: url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname,
+        port: url.port || (secure ? 443 : 80),
+        path: `${url.pathname}${url.search}`,
         method: options.method ?? 'GET',
         headers,
         agent: secure ? agents['https:'] : agents['http:'],

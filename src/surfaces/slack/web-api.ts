@@ -104,6 +104,8 @@ export class SlackApi {
   readonly #retries: number;
   readonly #log: Logger;
   readonly #retryBaseMs: number;
+  /** Each method's URL, parsed once. */
+  readonly #urls = new Map<string, URL>();
 
   constructor(options: SlackApiOptions) {
     this.#base = options.apiUrl.endsWith('/') ? options.apiUrl : `${options.apiUrl}/`;
@@ -118,9 +120,14 @@ export class SlackApi {
   async call(method: string, args: Record<string, unknown>): Promise<SlackResult> {
     const json = JSON_METHODS.has(method);
     const body = json ? JSON.stringify(args) : formBody(args);
+    let url = this.#urls.get(method);
+    if (!url) {
+      url = new URL(method, this.#base);
+      this.#urls.set(method, url);
+    }
     const answer = await this.#send(
       method,
-      new URL(method, this.#base),
+      url,
       () => ({
         'content-type': json ? 'application/json; charset=utf-8' : 'application/x-www-form-urlencoded',
         accept: 'application/json',
