@@ -6,7 +6,6 @@ import { createServer } from 'node:http';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { webApi } from '@slack/bolt';
 import { execa } from 'execa';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -19,6 +18,7 @@ import type { OperationResult } from '../src/core/types.js';
 import type { ApprovalRequest } from '../src/state/types.js';
 import { renderCard } from '../src/surfaces/slack/cards.js';
 import { commandText } from '../src/surfaces/slack/identity.js';
+import { keptAliveHttp } from '../src/surfaces/slack/keep-alive-fetch.js';
 import {
   type Block,
   escapeText,
@@ -28,6 +28,7 @@ import {
   textBlocks,
 } from '../src/surfaces/slack/render.js';
 import { SlackThreads } from '../src/surfaces/slack/threads.js';
+import { SlackApi } from '../src/surfaces/slack/web-api.js';
 import {
   type ApiCall,
   appMention,
@@ -924,12 +925,16 @@ describe('progress of a long operation', () => {
     const fake = await FakeSlack.start();
     const config = loadConfigText(CONFIG, 'slack.yaml', { STATE_URL: stateDb.url, STAGING_URL: staging.url });
     const app = await createApp({ config, log: silentLogger() });
+    const http = keptAliveHttp(5_000);
     try {
-      const client = new webApi.WebClient('xoxb-test', {
-        slackApiUrl: fake.apiUrl,
-        retryConfig: { retries: 0 },
+      const api = new SlackApi({
+        apiUrl: fake.apiUrl,
+        token: 'xoxb-test',
+        http,
+        retries: 0,
+        log: silentLogger(),
       });
-      const threads = new SlackThreads({ client, app, config, log: silentLogger() });
+      const threads = new SlackThreads({ api, app, config, log: silentLogger() });
       const conversation = threads.conversation({ channel: 'COPS', user: 'UALICE', parentText: 'parent' });
       conversation.progress('vacuum public.a (1.2 GB)…');
       conversation.progress('1 of 2 done; vacuum public.b…');
@@ -946,6 +951,7 @@ describe('progress of a long operation', () => {
       expect(edit?.body).toMatchObject({ channel: 'COPS', ts: first?.response?.ts });
       expect(textOf(edit as ApiCall)).toContain('2 of 2 done &lt;!channel&gt;');
     } finally {
+      http.close();
       await app.close();
       await fake.close();
     }

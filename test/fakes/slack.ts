@@ -15,6 +15,8 @@ export interface ApiCall {
   method: string;
   body: Record<string, unknown>;
   authorization: string | undefined;
+  /** The request's content type (Web API methods only). */
+  contentType?: string;
   /** What the fake answered. */
   response?: Record<string, unknown>;
 }
@@ -56,6 +58,20 @@ function json(res: ServerResponse, status: number, body: unknown): void {
 /** Why a method should fail for a given body (e.g. not_in_channel for one channel), or undefined. */
 export type Failure = (method: string, body: Record<string, unknown>) => string | undefined;
 
+/**
+ * How to hold a Web API or response_url call back before answering it: an HTTP status (429 with
+ * Retry-After seconds, a 5xx), or 'hang' (never answered); undefined answers it.
+ */
+export type Hold = (method: string) => { status: number; retryAfter?: number } | 'hang' | undefined;
+
+/** Every arrival of a Web API or response_url call, answered or held back, in order. */
+export interface Arrival {
+  method: string;
+  at: number;
+  /** What it got: 200, the held status, or 0 for never answered. */
+  status: number;
+}
+
 export class FakeSlack {
   readonly calls: ApiCall[] = [];
   readonly uploads: Upload[] = [];
@@ -63,6 +79,8 @@ export class FakeSlack {
   /** WebSocket connections opened by the bot, in order; the last one is live. */
   readonly sockets: WebSocket[] = [];
   fail: Failure = () => undefined;
+  hold: Hold = () => undefined;
+  readonly arrivals: Arrival[] = [];
   /** Slack user groups by id (`S…`) and their members' user ids, answered by usergroups.users.list. */
   readonly userGroups = new Map<string, string[]>();
   #server: Server;
@@ -189,6 +207,7 @@ export class FakeSlack {
       return;
     }
     if (path.startsWith('/respond/')) {
+      if (this.#held('response_url', res)) return;
       this.calls.push({
         seq: this.#tick(),
         method: 'response_url',
@@ -205,17 +224,38 @@ export class FakeSlack {
       return;
     }
     const method = path.slice('/api/'.length);
+    if (this.#held(method, res)) return;
     const text = raw.toString();
     const body = contentType.includes('application/json')
       ? (JSON.parse(text) as Record<string, unknown>)
       : decodeForm(text);
     const authorization = req.headers.authorization;
-    const call: ApiCall = { seq: this.#tick(), method, body, authorization };
-    const failure = this.fail(method, body);
+    const call: ApiCall = { seq: this.#tick(), method, body, authorization, contentType };
+    // As Slack: a JSON body is only read with the token in the Authorization header.
+    const unauthed =
+      contentType.startsWith('application/json') && !authorization?.startsWith('Bearer ')
+        ? 'not_authed'
+        : undefined;
+    const failure = unauthed ?? this.fail(method, body);
     call.response = failure ? { ok: false, error: failure } : this.#answer(method, body, authorization);
     this.calls.push(call);
     this.#changed();
     json(res, 200, call.response);
+  }
+
+  /** Answers (or never answers) a held call; false when the call goes on to be answered. */
+  #held(method: string, res: ServerResponse): boolean {
+    const held = this.hold(method);
+    this.arrivals.push({ method, at: Date.now(), status: held === 'hang' ? 0 : (held?.status ?? 200) });
+    if (!held) return false;
+    if (held !== 'hang') {
+      res.writeHead(held.status, {
+        'content-type': 'application/json',
+        ...(held.retryAfter !== undefined ? { 'retry-after': String(held.retryAfter) } : {}),
+      });
+      res.end(JSON.stringify({ ok: false, error: held.status === 429 ? 'ratelimited' : 'fatal_error' }));
+    }
+    return true;
   }
 
   #answer(
@@ -344,6 +384,8 @@ export class FakeSlack {
 
   async close(): Promise<void> {
     for (const socket of this.sockets) socket.terminate();
+    // Calls held unanswered ('hang') and idle keep-alive connections end with the fake.
+    this.#server.closeAllConnections();
     await new Promise<void>((resolve) => this.#wss.close(() => resolve()));
     await new Promise<void>((resolve) => this.#server.close(() => resolve()));
   }

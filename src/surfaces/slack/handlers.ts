@@ -1,6 +1,6 @@
 // The Slack listeners: each acks at once, drops retried deliveries, builds one Invocation and hands it to
 // dispatch(); the answer goes to threads.ts. No authorization is decided here: the core decides every click.
-import type { BlockAction, App as BoltApp, ButtonAction, RespondFn } from '@slack/bolt';
+import type { BlockAction, App as BoltApp, ButtonAction } from '@slack/bolt';
 import { ALERT_ACTION_PREFIX, alertCommand } from '../../alerts/buttons.js';
 import type { App } from '../../app.js';
 import { isUserError } from '../../core/errors.js';
@@ -157,7 +157,7 @@ export function registerHandlers(deps: HandlerDeps): void {
   }
 
   // `/db …` (whatever the command is called in the app's manifest: it is the app's only command).
-  bolt.command(/^\/[\w-]+$/, async ({ command, ack, respond }) => {
+  bolt.command(/^\/[\w-]+$/, async ({ command, ack }) => {
     await ack();
     deps.track(
       async () => {
@@ -166,7 +166,7 @@ export function registerHandlers(deps: HandlerDeps): void {
           channel: command.channel_id,
           user: command.user_id,
           parentText: `${mentionUser(command.user_id)} ran ${inlineCode(`${command.command} ${text}`.trim())}`,
-          respond,
+          responseUrl: command.response_url,
         });
         const identity = slackIdentity(command.team_id, command.user_id);
         if (!identity) return await unidentified(conversation);
@@ -209,7 +209,7 @@ export function registerHandlers(deps: HandlerDeps): void {
   });
 
   /** Where a click on a card came from: the card message and its thread. */
-  function clickConversation(body: BlockAction, respond: RespondFn): Conversation | undefined {
+  function clickConversation(body: BlockAction): Conversation | undefined {
     const channel = body.channel?.id ?? body.container.channel_id;
     const cardTs = body.message?.ts ?? body.container.message_ts;
     if (typeof channel !== 'string' || typeof cardTs !== 'string') return undefined;
@@ -219,53 +219,50 @@ export function registerHandlers(deps: HandlerDeps): void {
       user: body.user.id,
       thread: typeof thread === 'string' ? thread : cardTs,
       card: { channel, ts: cardTs },
-      respond,
+      responseUrl: body.response_url,
     });
   }
 
   // Approve: dispatched as the person who clicked; the core refuses self-approval and non-approvers.
-  bolt.action<BlockAction<ButtonAction>>(
-    { action_id: ACTION_APPROVE },
-    async ({ ack, body, action, respond }) => {
-      await ack();
-      deps.track(
-        async () => {
-          const id = parseRequestId(action.value);
-          const conversation = clickConversation(body, respond);
-          if (id === undefined || !conversation) {
-            log.warn({ value: action.value }, 'slack: approve click without a request id or a message');
-            return;
-          }
-          if (!(await firstDelivery(`slack:action:${body.trigger_id}:${action.action_ts}`, conversation)))
-            return;
-          const identity = identityOfUser(body.user, body.team?.id);
-          if (!identity) return await unidentified(conversation);
-          const reply = await run(
-            {
-              surface: 'slack',
-              identity,
-              channel: conversation.origin.channel,
-              ...(conversation.origin.thread ? { thread: conversation.origin.thread } : {}),
-              text: `/db approve ${id}`,
-            },
-            conversation,
-          );
-          // A refused click may come from a card that is out of date (decided from the CLI, another surface).
-          if (reply.status === 'refused') await threads.refreshCard(id, conversation.origin.card);
-        },
-        { text: `approve ${parseRequestId(action.value) ?? ''}` },
-      );
-    },
-  );
+  bolt.action<BlockAction<ButtonAction>>({ action_id: ACTION_APPROVE }, async ({ ack, body, action }) => {
+    await ack();
+    deps.track(
+      async () => {
+        const id = parseRequestId(action.value);
+        const conversation = clickConversation(body);
+        if (id === undefined || !conversation) {
+          log.warn({ value: action.value }, 'slack: approve click without a request id or a message');
+          return;
+        }
+        if (!(await firstDelivery(`slack:action:${body.trigger_id}:${action.action_ts}`, conversation)))
+          return;
+        const identity = identityOfUser(body.user, body.team?.id);
+        if (!identity) return await unidentified(conversation);
+        const reply = await run(
+          {
+            surface: 'slack',
+            identity,
+            channel: conversation.origin.channel,
+            ...(conversation.origin.thread ? { thread: conversation.origin.thread } : {}),
+            text: `/db approve ${id}`,
+          },
+          conversation,
+        );
+        // A refused click may come from a card that is out of date (decided from the CLI, another surface).
+        if (reply.status === 'refused') await threads.refreshCard(id, conversation.origin.card);
+      },
+      { text: `approve ${parseRequestId(action.value) ?? ''}` },
+    );
+  });
 
   // Acknowledge / Mute on an alert post: the command it stands for, as the person who clicked.
   bolt.action<BlockAction<ButtonAction>>(
     { action_id: new RegExp(`^${ALERT_ACTION_PREFIX}`) },
-    async ({ ack, body, action, respond }) => {
+    async ({ ack, body, action }) => {
       await ack();
       deps.track(async () => {
         const text = alertCommand(action.action_id, action.value ?? '');
-        const conversation = clickConversation(body, respond);
+        const conversation = clickConversation(body);
         if (!text || !conversation) {
           log.warn({ action: action.action_id }, 'slack: alert click without a command or a message');
           return;
@@ -290,68 +287,59 @@ export function registerHandlers(deps: HandlerDeps): void {
 
   // Next page: `/db page <ref> <n>` as the person who pressed (their permissions, the policy in force);
   // the page replaces the message the button was on. A value dbops did not make runs nothing.
-  bolt.action<BlockAction<ButtonAction>>(
-    { action_id: ACTION_PAGE },
-    async ({ ack, body, action, respond }) => {
-      await ack();
-      deps.track(
-        async () => {
-          const wanted = parsePageValue(action.value);
-          const conversation = clickConversation(body, respond);
-          const card = conversation?.origin.card;
-          if (!conversation || !card) return;
-          if (!wanted) {
-            log.warn('slack: a page button with a value dbops did not make');
-            const text = 'This button does not name a page of a dbops answer, so nothing was run.';
-            await conversation.ephemeral({ text, blocks: [section(text)] }).catch(() => {});
-            return;
-          }
-          if (!(await firstDelivery(`slack:action:${body.trigger_id}:${action.action_ts}`, conversation)))
-            return;
-          const identity = identityOfUser(body.user, body.team?.id);
-          if (!identity) return await unidentified(conversation);
-          const inv: Invocation = {
-            surface: 'slack',
-            identity,
-            channel: conversation.origin.channel,
-            ...(conversation.origin.thread ? { thread: conversation.origin.thread } : {}),
-            text: `/db page ${wanted.ref} ${wanted.page}`,
-          };
-          await withResultScope(async () => {
-            deps.conversations.set(inv, conversation);
-            const reply = await app.core.dispatch(inv);
-            try {
-              if (reply.status !== 'ok' || reply.ephemeral || !reply.result) {
-                await threads.deliver(reply, conversation);
-                return;
-              }
-              const rendered = renderReply(reply);
-              await threads.client.chat.update({
-                channel: card.channel,
-                ts: card.ts,
-                text: rendered.text,
-                blocks: rendered.blocks,
-              });
-              if (rendered.files.length > 0)
-                await threads.upload(await conversation.thread(), rendered.files);
-            } catch (err) {
-              log.error({ err: errText(err), ref: reply.ref }, 'slack: page not delivered');
+  bolt.action<BlockAction<ButtonAction>>({ action_id: ACTION_PAGE }, async ({ ack, body, action }) => {
+    await ack();
+    deps.track(
+      async () => {
+        const wanted = parsePageValue(action.value);
+        const conversation = clickConversation(body);
+        const card = conversation?.origin.card;
+        if (!conversation || !card) return;
+        if (!wanted) {
+          log.warn('slack: a page button with a value dbops did not make');
+          const text = 'This button does not name a page of a dbops answer, so nothing was run.';
+          await conversation.ephemeral({ text, blocks: [section(text)] }).catch(() => {});
+          return;
+        }
+        if (!(await firstDelivery(`slack:action:${body.trigger_id}:${action.action_ts}`, conversation)))
+          return;
+        const identity = identityOfUser(body.user, body.team?.id);
+        if (!identity) return await unidentified(conversation);
+        const inv: Invocation = {
+          surface: 'slack',
+          identity,
+          channel: conversation.origin.channel,
+          ...(conversation.origin.thread ? { thread: conversation.origin.thread } : {}),
+          text: `/db page ${wanted.ref} ${wanted.page}`,
+        };
+        await withResultScope(async () => {
+          deps.conversations.set(inv, conversation);
+          const reply = await app.core.dispatch(inv);
+          try {
+            if (reply.status !== 'ok' || reply.ephemeral || !reply.result) {
+              await threads.deliver(reply, conversation);
+              return;
             }
-          });
-        },
-        // The lane of the target the page reads (lanes.ts looks the reference up).
-        { text: `page ${parsePageValue(action.value)?.ref ?? ''}` },
-      );
-    },
-  );
+            const rendered = renderReply(reply);
+            await threads.update(card, rendered);
+            if (rendered.files.length > 0) await threads.upload(await conversation.thread(), rendered.files);
+          } catch (err) {
+            log.error({ err: errText(err), ref: reply.ref }, 'slack: page not delivered');
+          }
+        });
+      },
+      // The lane of the target the page reads (lanes.ts looks the reference up).
+      { text: `page ${parsePageValue(action.value)?.ref ?? ''}` },
+    );
+  });
 
   // Deny: ask why in a modal (trigger_id lives ~3 s, so it opens before anything else).
   bolt.action<BlockAction<ButtonAction>>(
     { action_id: ACTION_DENY },
-    async ({ ack, body, action, respond, client }) => {
+    async ({ ack, body, action, client }) => {
       await ack();
       const id = parseRequestId(action.value);
-      const conversation = clickConversation(body, respond);
+      const conversation = clickConversation(body);
       if (id === undefined || !conversation?.origin.thread) return;
       try {
         await client.views.open({

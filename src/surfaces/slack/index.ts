@@ -22,7 +22,7 @@ export async function startSlack(options: SurfaceOptions): Promise<RunningSurfac
   const log = options.log.child({ surface: 'slack' });
   const transport = createTransport(settings, log, options.metrics);
   const threads = new SlackThreads({
-    client: transport.bolt.client,
+    api: transport.api,
     app: options.app,
     config: options.config,
     log,

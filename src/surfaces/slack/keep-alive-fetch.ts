@@ -1,6 +1,7 @@
 // The Slack Web API client's fetch: form posts and file uploads over kept-alive node:http(s) connections
 // with one socket timeout, instead of the global fetch's web streams and a fresh abort signal per call
-// (half of the bot's own CPU per command went there). Other bodies go to the global fetch.
+// (half of the bot's own CPU per command went there). Other bodies go to the global fetch. The same
+// connections carry web-api.ts's calls.
 import { randomBytes } from 'node:crypto';
 import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
@@ -132,42 +133,60 @@ export async function multipartBody(form: FormData): Promise<{ body: Buffer; con
   return { body: Buffer.concat(parts), contentType: `multipart/form-data; boundary=${boundary}` };
 }
 
+/** What a request over the kept-alive connections answered: status, headers and the whole body. */
+export interface RawAnswer {
+  status: number;
+  statusText: string;
+  headers: IncomingMessage['headers'];
+  body: Buffer;
+}
+
+/** A call that got no answer within the time limit (its socket stayed silent). */
+export class NoAnswerError extends Error {
+  readonly code = 'no_answer';
+}
+
+export interface SendOptions {
+  method?: string;
+  headers: Record<string, string>;
+  body?: string | Buffer | undefined;
+  signal?: AbortSignal | undefined;
+  /** 'error': a 3xx answer is a failure (what the SDK asks for). */
+  redirect?: RequestInit['redirect'] | undefined;
+}
+
+/** The kept-alive connections and their one request function, shared by the SDK's fetch and web-api.ts. */
+export interface KeptAliveHttp {
+  send(url: URL, options: SendOptions): Promise<RawAnswer>;
+  close(): void;
+}
+
 /**
- * A fetch for the Slack SDK (`clientOptions.fetch`): POSTs of a text body or a FormData (file uploads,
- * encoded here) over kept-alive connections; a call that gets no answer within `timeoutMs` (socket
- * idle) fails. Other bodies use the global fetch.
+ * Requests over kept-alive node:http(s) connections; a call that gets no answer within `timeoutMs`
+ * (socket idle) fails with NoAnswerError.
  */
-export function keepAliveFetch(timeoutMs: number): FetchLike & { close(): void } {
+export function keptAliveHttp(timeoutMs: number): KeptAliveHttp {
   const agents = {
     'http:': new HttpAgent({ keepAlive: true, maxSockets: MAX_SOCKETS, maxFreeSockets: MAX_SOCKETS }),
     'https:': new HttpsAgent({ keepAlive: true, maxSockets: MAX_SOCKETS, maxFreeSockets: MAX_SOCKETS }),
   };
-  const fetchFn = async (input: string | URL, init: RequestInit = {}): Promise<Response> => {
-    const url = new URL(String(input));
-    if (!(url.protocol in agents)) return await globalThis.fetch(input, init);
-    if (init.body instanceof FormData) {
-      const { body, contentType } = await multipartBody(init.body);
-      const headers = headerRecord(init.headers);
-      headers['content-type'] = contentType;
-      return await post(url, { ...init, headers }, body);
-    }
-    const body = init.body;
-    if (body !== undefined && body !== null && typeof body !== 'string')
-      return await globalThis.fetch(input, init);
-    return await post(url, init, body ?? undefined);
-  };
-  const post = (url: URL, init: RequestInit, body: string | Buffer | undefined): Promise<Response> => {
+  const send = (url: URL, options: SendOptions): Promise<RawAnswer> => {
     const secure = url.protocol === 'https:';
-    return new Promise<Response>((resolve, reject) => {
-      const signal = init.signal ?? undefined;
+    const { body, signal } = options;
+    return new Promise<RawAnswer>((resolve, reject) => {
       if (signal?.aborted) {
         reject(signal.reason ?? new Error('aborted'));
         return;
       }
-      const headers = headerRecord(init.headers);
+      const headers = options.headers;
       if (body !== undefined) headers['content-length'] = String(Buffer.byteLength(body));
-      const req = (secure ? httpsRequest : httpRequest)(url, {
-        method: init.method ?? 'GET',
+      // Plain options rather than the URL: node would convert the URL object on every request.
+      const req = (secure ? httpsRequest : httpRequest)({
+        protocol: url.protocol,
+        hostname: url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname,
+        port: url.port || (secure ? 443 : 80),
+        path: `${url.pathname}${url.search}`,
+        method: options.method ?? 'GET',
         headers,
         agent: secure ? agents['https:'] : agents['http:'],
       });
@@ -176,7 +195,7 @@ export function keepAliveFetch(timeoutMs: number): FetchLike & { close(): void }
       signal?.addEventListener('abort', onAbort, { once: true });
       const done = () => signal?.removeEventListener('abort', onAbort);
       req.setTimeout(timeoutMs, () =>
-        req.destroy(new Error(`no answer from ${url.host} within ${Math.round(timeoutMs / 1000)}s`)),
+        req.destroy(new NoAnswerError(`no answer from ${url.host} within ${Math.round(timeoutMs / 1000)}s`)),
       );
       req.on('error', (err) => {
         done();
@@ -184,8 +203,7 @@ export function keepAliveFetch(timeoutMs: number): FetchLike & { close(): void }
       });
       req.on('response', (res) => {
         const status = res.statusCode ?? 0;
-        // As fetch with redirect: 'error' (what the SDK asks for): a redirect is a failure.
-        if (status >= 300 && status < 400 && init.redirect === 'error') {
+        if (status >= 300 && status < 400 && options.redirect === 'error') {
           res.resume();
           done();
           reject(new TypeError(`${url.host} answered with a redirect (${status})`));
@@ -203,14 +221,8 @@ export function keepAliveFetch(timeoutMs: number): FetchLike & { close(): void }
         });
         res.on('end', () => {
           done();
-          const response = new PlainResponse(
-            status,
-            res.statusMessage ?? '',
-            res.headers,
-            url.toString(),
-            Buffer.concat(chunks),
-          );
-          resolve(response as unknown as Response);
+          const whole = chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks);
+          resolve({ status, statusText: res.statusMessage ?? '', headers: res.headers, body: whole });
         });
         res.on('error', (err) => {
           done();
@@ -220,10 +232,61 @@ export function keepAliveFetch(timeoutMs: number): FetchLike & { close(): void }
       req.end(body);
     });
   };
-  return Object.assign(fetchFn, {
+  return {
+    send,
     close() {
       agents['http:'].destroy();
       agents['https:'].destroy();
+    },
+  };
+}
+
+/**
+ * A fetch for the Slack SDK (`clientOptions.fetch`): POSTs of a text body or a FormData (file uploads,
+ * encoded here) over the kept-alive connections of `shared` (its own, with that time limit, when given a
+ * number; close() closes only those). Other bodies use the global fetch.
+ */
+export function keepAliveFetch(shared: KeptAliveHttp | number): FetchLike & { close(): void } {
+  const http = typeof shared === 'number' ? keptAliveHttp(shared) : shared;
+  const post = async (
+    url: URL,
+    init: RequestInit,
+    headers: Record<string, string>,
+    body?: string | Buffer,
+  ) => {
+    const answer = await http.send(url, {
+      method: init.method ?? 'GET',
+      headers,
+      body,
+      signal: init.signal ?? undefined,
+      redirect: init.redirect,
+    });
+    const response = new PlainResponse(
+      answer.status,
+      answer.statusText,
+      answer.headers,
+      url.toString(),
+      answer.body,
+    );
+    return response as unknown as Response;
+  };
+  const fetchFn = async (input: string | URL, init: RequestInit = {}): Promise<Response> => {
+    const url = new URL(String(input));
+    if (url.protocol !== 'http:' && url.protocol !== 'https:') return await globalThis.fetch(input, init);
+    if (init.body instanceof FormData) {
+      const { body, contentType } = await multipartBody(init.body);
+      const headers = headerRecord(init.headers);
+      headers['content-type'] = contentType;
+      return await post(url, init, headers, body);
+    }
+    const body = init.body;
+    if (body !== undefined && body !== null && typeof body !== 'string')
+      return await globalThis.fetch(input, init);
+    return await post(url, init, headerRecord(init.headers), body ?? undefined);
+  };
+  return Object.assign(fetchFn, {
+    close() {
+      if (typeof shared === 'number') http.close();
     },
   });
 }

@@ -1,6 +1,5 @@
 // Where answers go: one thread per request (a parent message for slash commands), ephemerals to the person,
 // file uploads, progress, and the approval card kept up to date through request.refs.
-import type { App as BoltApp, RespondFn } from '@slack/bolt';
 import type { App } from '../../app.js';
 import type { Config } from '../../config/schema.js';
 import type { RequestChange } from '../../core/dispatch.js';
@@ -19,8 +18,7 @@ import {
   tailCodeBlock,
   type UploadFile,
 } from './render.js';
-
-type WebClient = BoltApp['client'];
+import type { SlackApi } from './web-api.js';
 
 /** A thread: the channel and the ts of the message that starts it. */
 export interface Place {
@@ -40,7 +38,7 @@ export interface Origin {
   /** The card a click came from, updated directly if its request has no refs yet. */
   card?: { channel: string; ts: string };
   /** response_url: reaches the person even where the bot cannot post (a private channel it is not in). */
-  respond?: RespondFn;
+  responseUrl?: string | undefined;
 }
 
 /** Slack errors meaning "the bot cannot post here", answered privately with how to fix it. */
@@ -96,9 +94,9 @@ export class Conversation {
   }
 
   async ephemeral(message: Pick<RenderedMessage, 'text' | 'blocks'>): Promise<void> {
-    const { channel, user, thread, respond } = this.origin;
+    const { channel, user, thread, responseUrl } = this.origin;
     try {
-      await this.#threads.client.chat.postEphemeral({
+      await this.#threads.api.postEphemeral({
         channel,
         user,
         text: message.text,
@@ -106,9 +104,9 @@ export class Conversation {
         ...(thread ? { thread_ts: thread } : {}),
       });
     } catch (err) {
-      if (!respond) throw err;
+      if (!responseUrl) throw err;
       // Not a member of the channel (a DM, a private channel): the command's response_url still reaches them.
-      await respond({
+      await this.#threads.api.respond(responseUrl, {
         response_type: 'ephemeral',
         replace_original: false,
         text: message.text,
@@ -138,11 +136,7 @@ export class Conversation {
         const place = await this.thread();
         const message = { text: 'progress', blocks: [section(text)] };
         if (this.#progressTs) {
-          await this.#threads.client.chat.update({
-            channel: place.channel,
-            ts: this.#progressTs,
-            ...message,
-          });
+          await this.#threads.api.update({ channel: place.channel, ts: this.#progressTs, ...message });
         } else {
           this.#progressTs = await this.#threads.post(place, message);
         }
@@ -161,7 +155,8 @@ interface CardUpdate {
 }
 
 export interface ThreadsDeps {
-  client: WebClient;
+  /** The Web API calls of the reply path (the Bolt client keeps the rest). */
+  api: SlackApi;
   app: App;
   config: Config;
   log: Logger;
@@ -169,7 +164,7 @@ export interface ThreadsDeps {
 
 /** Posting for the workspace: messages in threads, uploads, approval cards and their updates. */
 export class SlackThreads {
-  readonly client: WebClient;
+  readonly api: SlackApi;
   readonly log: Logger;
   readonly #app: App;
   readonly #config: Config;
@@ -182,7 +177,7 @@ export class SlackThreads {
   onCardPosted: ((request: ApprovalRequest, place: { channel: string; thread: string }) => void) | undefined;
 
   constructor(deps: ThreadsDeps) {
-    this.client = deps.client;
+    this.api = deps.api;
     this.log = deps.log;
     this.#app = deps.app;
     this.#config = deps.config;
@@ -197,7 +192,7 @@ export class SlackThreads {
     place: { channel: string; thread?: string },
     message: { text: string; blocks: Block[] },
   ): Promise<string> {
-    const response = await this.client.chat.postMessage({
+    const response = await this.api.postMessage({
       channel: place.channel,
       text: message.text,
       ...(message.blocks.length > 0 ? { blocks: message.blocks } : {}),
@@ -205,23 +200,27 @@ export class SlackThreads {
       unfurl_links: false,
       unfurl_media: false,
     });
-    if (!response.ts) throw new Error('chat.postMessage answered without a ts');
+    if (typeof response.ts !== 'string' || !response.ts)
+      throw new Error('chat.postMessage answered without a ts');
     return response.ts;
+  }
+
+  /** Replaces a message's text and blocks (chat.update). */
+  async update(
+    where: { channel: string; ts: string },
+    message: { text: string; blocks: Block[] },
+  ): Promise<void> {
+    await this.api.update({
+      channel: where.channel,
+      ts: where.ts,
+      text: message.text,
+      blocks: message.blocks,
+    });
   }
 
   /** Uploads files into the thread (files.getUploadURLExternal, the upload, files.completeUploadExternal). */
   async upload(place: Place, files: readonly UploadFile[]): Promise<void> {
-    for (const file of files) {
-      await this.client.filesUploadV2({
-        channel_id: place.channel,
-        thread_ts: place.thread,
-        filename: file.filename,
-        title: file.title,
-        ...(typeof file.content === 'string'
-          ? { content: file.content }
-          : { file: Buffer.from(file.content) }),
-      });
-    }
+    for (const file of files) await this.api.upload(place, file);
   }
 
   /** Answers one reply where it belongs: privately, in the request's thread, or in the conversation's thread. */
@@ -317,12 +316,7 @@ export class SlackThreads {
 
   async #updateCard(request: ApprovalRequest, where: { channel: string; ts: string }): Promise<void> {
     const card = this.renderCard(request);
-    await this.client.chat.update({
-      channel: where.channel,
-      ts: where.ts,
-      text: card.text,
-      blocks: card.blocks,
-    });
+    await this.update(where, card);
     this.#drawn.delete(request.id);
     this.#drawn.set(request.id, `${request.status}:${request.votes.length}`);
     if (this.#drawn.size > DRAWN_KEPT) {

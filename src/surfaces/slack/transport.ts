@@ -4,9 +4,10 @@ import type { Logger } from '../../core/log.js';
 import { redactSecrets } from '../../core/log.js';
 import type { Metrics } from '../../observability/metrics.js';
 import { FastAckReceiver } from './fast-receiver.js';
-import { keepAliveFetch } from './keep-alive-fetch.js';
+import { keepAliveFetch, keptAliveHttp } from './keep-alive-fetch.js';
 import type { SlackSettings } from './settings.js';
 import type { RefusalReason } from './signed-requests.js';
+import { SlackApi } from './web-api.js';
 
 /** The path Slack posts commands, interactions and events to in HTTP mode. */
 export const HTTP_EVENTS_PATH = '/slack/events';
@@ -24,6 +25,8 @@ const API_TIMEOUT_MS = 15_000;
 
 export interface SlackTransport {
   bolt: App;
+  /** The reply path's Web API calls (web-api.ts), over the same kept-alive connections as the Bolt client. */
+  api: SlackApi;
   /** Connects (Socket Mode) or listens (HTTP); throws when Slack cannot be reached or refuses the tokens. */
   start(): Promise<void>;
   stop(): Promise<void>;
@@ -92,7 +95,15 @@ export function createTransport(settings: SlackSettings, log: Logger, metrics?: 
   };
   // Web API calls over kept-alive connections, with the time limit on the socket (timeout 0: the SDK
   // then makes no abort signal per call).
-  const fetch = keepAliveFetch(API_TIMEOUT_MS);
+  const http = keptAliveHttp(API_TIMEOUT_MS);
+  const fetch = keepAliveFetch(http);
+  const api = new SlackApi({
+    apiUrl: settings.apiUrl,
+    token: settings.botToken,
+    http,
+    retries: settings.apiRetries,
+    log: log.child({ component: 'slack-api' }),
+  });
   const clientOptions = { slackApiUrl: settings.apiUrl, retryConfig, timeout: 0, fetch };
   if (settings.mode === 'socket' && !settings.appToken) throw new Error('Socket Mode needs SLACK_APP_TOKEN');
   if (settings.mode !== 'socket' && !settings.signingSecret)
@@ -103,9 +114,10 @@ export function createTransport(settings: SlackSettings, log: Logger, metrics?: 
       : httpTransport(settings, settings.signingSecret ?? '', clientOptions, logger, log, metrics);
   return {
     ...transport,
+    api,
     async stop() {
       await transport.stop();
-      fetch.close();
+      http.close();
     },
   };
 }
@@ -123,7 +135,7 @@ function socketTransport(
   clientOptions: ClientOptions,
   logger: SdkLogger,
   log: Logger,
-): SlackTransport {
+): Omit<SlackTransport, 'api'> {
   const receiver = new SocketModeReceiver({
     appToken,
     logger,
@@ -280,7 +292,7 @@ function httpTransport(
   logger: SdkLogger,
   log: Logger,
   metrics: Metrics | undefined,
-): SlackTransport {
+): Omit<SlackTransport, 'api'> {
   let started = false;
   const logRefusal = refusalLogger(log);
   // Our receiver answers Slack's 200 from a thread of its own as soon as the signature checks out, then
