@@ -226,6 +226,13 @@ async function auditCount(id: number, event: string): Promise<number> {
   return Number(rows[0]?.n ?? 0);
 }
 
+/** The closing 'executed' record follows the reply (written just after it): wait for it, then check it stays one. */
+async function executedOnce(id: number): Promise<number> {
+  await expect.poll(() => auditCount(id, 'executed'), { timeout: 10_000 }).toBeGreaterThan(0);
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  return await auditCount(id, 'executed');
+}
+
 // ---- the bot process -------------------------------------------------------------------------------------
 
 describe('the Discord bot process', () => {
@@ -450,7 +457,7 @@ describe('the Discord bot process', () => {
     expect(texts.filter((t) => t.startsWith('✅'))).toHaveLength(1);
     expect(texts.filter((t) => t.startsWith('Refused:'))).toHaveLength(1);
     expect(fake.callsOf(first).filter((c) => c.path.endsWith('/callback'))).toHaveLength(1);
-    expect(await auditCount(id, 'executed')).toBe(1);
+    expect(await executedOnce(id)).toBe(1);
 
     const thread = await threadMessages(card.id, 3);
     const cardEdits = () =>
@@ -599,7 +606,7 @@ describe('the Discord bot process', () => {
       /^✅ #\d+ vacuum staging exams --full — approved by bob, done/,
     );
     await expect.poll(() => fake.messages.get(card.id)?.components).toEqual([]);
-    expect(await auditCount(id, 'executed')).toBe(1);
+    expect(await executedOnce(id)).toBe(1);
 
     // The sandbox request expired after 1 s; the next look at requests expires it and its card follows.
     const pending = fake.command(CAROL, { operation: 'pending' });
