@@ -7,7 +7,7 @@ import { type KeptAliveHttp, keptAliveHttp } from '../src/surfaces/slack/keep-al
 import { SlackApi, SlackCallError } from '../src/surfaces/slack/web-api.js';
 import { FakeSlack } from './fakes/slack.js';
 
-const TOKEN = 'xoxb-1234-secret-token';
+const TOKEN = 'xoxb-fixture'; // not a real token: the fake Slack checks only the prefix
 
 let fake: FakeSlack;
 let http: KeptAliveHttp;
