@@ -1,4 +1,6 @@
 // The audit trail of the core: records of invocations and requests, refusals and failures as replies.
+
+import { systemRecord } from '../state/system-record.js';
 import type { ApprovalRequest, AuditEvent, NewRequest, StateStore } from '../state/types.js';
 import type { About, AuditInput, InvocationContext } from './context.js';
 import { isUserError, UserError } from './errors.js';
@@ -181,20 +183,7 @@ export class AuditTrail {
     what: Pick<AuditEvent, 'event' | 'outcome' | 'approvers' | 'error' | 'detail'>,
   ): Promise<void> {
     await this.#state
-      .audit(
-        {
-          requestId: request.id,
-          person: null,
-          identity: 'dbops',
-          surface: request.requester.surface,
-          operation: request.operation,
-          target: request.target,
-          args: request.args,
-          risk: request.risk,
-          ...what,
-        },
-        now,
-      )
+      .audit(systemRecord(request, what), now)
       .catch((err: unknown) =>
         this.#log.error(
           { err, requestId: request.id },

@@ -1,6 +1,7 @@
 // Escalation: a request pending longer than its environment's `escalate_after` is escalated once, across replicas.
 import type { Config } from '../config/schema.js';
 import type { Logger } from '../core/log.js';
+import { systemRecord } from '../state/system-record.js';
 import type { ApprovalRequest, StateStore } from '../state/types.js';
 
 export type EscalationListener = (request: ApprovalRequest) => void;
@@ -47,17 +48,10 @@ export class Escalations {
       const marked = { ...request, escalatedAt: now };
       await this.#state
         .audit(
-          {
-            requestId: request.id,
+          systemRecord(request, {
             event: 'pending',
             outcome: `escalated to ${rules.escalate_to.join(', ')}`,
-            person: null,
-            identity: 'dbops',
-            surface: request.requester.surface,
-            operation: request.operation,
-            target: request.target,
-            risk: request.risk,
-          },
+          }),
           now,
         )
         .catch((err: unknown) =>

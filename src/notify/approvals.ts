@@ -6,6 +6,7 @@ import { hostname } from 'node:os';
 import pg from 'pg';
 import type { Config, EnvironmentPolicy } from '../config/schema.js';
 import { type Logger, redactSecrets } from '../core/log.js';
+import { systemRecord } from '../state/system-record.js';
 import type { ApprovalRequest, StateStore } from '../state/types.js';
 import { AnnouncementStore, CHAT_SURFACES, WAKE_CHANNEL } from './approvals-store.js';
 
@@ -213,17 +214,7 @@ export class ApprovalAnnouncer {
     );
     await this.#state
       .audit(
-        {
-          requestId: request.id,
-          event: 'pending',
-          outcome: `announced in ${where.join(', ')}`,
-          person: null,
-          identity: 'dbops',
-          surface: request.requester.surface,
-          operation: request.operation,
-          target: request.target,
-          risk: request.risk,
-        },
+        systemRecord(request, { event: 'pending', outcome: `announced in ${where.join(', ')}` }),
         new Date(),
       )
       .catch((err: unknown) =>
