@@ -83,7 +83,7 @@ export class Intake {
     const guesses = closest(name, [...this.#deps.catalog.allNames(), ...BUILTINS]);
     return new UserError(
       'unknown_operation',
-      `unknown operation \`${clipInput(name)}\`${guesses.length > 0 ? ` — did you mean ${guesses.map((g) => `\`${g}\``).join(' or ')}?` : ''} Try \`/db help\`.`,
+      `unknown operation \`${clipInput(name)}\`${guesses.length > 0 ? ` — did you mean ${guesses.map((g) => `\`${g}\``).join(' or ')}?` : '.'} Try \`/db help\`.`,
     );
   }
 
