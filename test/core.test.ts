@@ -77,6 +77,10 @@ describe('reads', () => {
     const op = await as(app, 'carol')('/db sizse staging');
     expect(op).toMatchObject({ status: 'invalid', code: 'unknown_operation', ephemeral: true });
     expect(op.message).toContain('did you mean `sizes`');
+    // Without a guess the sentence still ends before the hint.
+    expect((await as(app, 'carol')('/db frobnicate staging')).message).toContain(
+      'unknown operation `frobnicate`. Try `/db help`.',
+    );
     const target = await as(app, 'carol')('/db sizes stagin');
     expect(target).toMatchObject({ status: 'invalid', code: 'unknown_target' });
     expect(target.message).toContain('did you mean `staging`');
