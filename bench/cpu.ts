@@ -1,5 +1,6 @@
 // CPU time of other processes on this machine (Linux /proc): the PostgreSQL server of the benchmark
 // (postmaster and its backends, found by port) and helper processes, to split a run's CPU between them.
+import { execFileSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 
 /** Linux's USER_HZ: /proc reports CPU time in these ticks. */
@@ -58,4 +59,24 @@ export function processCpuMs(pid: number | undefined): number {
 export function ownCpuMs(): number {
   const u = process.cpuUsage();
   return (u.user + u.system) / 1000;
+}
+
+/** The postmaster and every process it started (its backends and workers). */
+export function serverPids(postmaster: number): number[] {
+  return [postmaster, ...allPids().filter((pid) => statOf(pid)?.ppid === postmaster)];
+}
+
+/**
+ * Binds processes (every thread of each) to the CPUs in `cpuList` ("0", "1", "0-1") with taskset;
+ * a backend forked later inherits its postmaster's binding. False when taskset is missing or refused.
+ */
+export function pinTo(pids: readonly number[], cpuList: string): boolean {
+  try {
+    for (const pid of pids) {
+      execFileSync('taskset', ['-a', '-p', '-c', cpuList, String(pid)], { stdio: 'ignore' });
+    }
+    return true;
+  } catch {
+    return false;
+  }
 }

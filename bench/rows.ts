@@ -43,6 +43,9 @@ export function roundTripRows(t: {
 
 export interface CpuSplit {
   text: string;
+  /** shared: every process on every CPU; pinned: PostgreSQL on a CPU of its own, the rest on the others. */
+  layout: 'shared' | 'pinned';
+  postgresCpus: number;
   commandsPerSecond: number;
   cpuMsPerCommand: { bot: number; postgres: number; loadGenerator: number; fakeSlack: number };
   postgresBoundCeiling?: number;
@@ -52,9 +55,10 @@ export interface CpuSplit {
 export function cpuRows(splits: readonly CpuSplit[]): string[][] {
   return splits.flatMap((s) => {
     const c = s.cpuMsPerCommand;
+    const where = s.layout === 'pinned' ? `, PG pinned to ${s.postgresCpus} CPU` : '';
     const rows = [
       [
-        `Slack /db ${s.text}: CPU per command`,
+        `Slack /db ${s.text}${where}: CPU per command`,
         `bot ${c.bot.toFixed(2)} ms`,
         `PG ${c.postgres.toFixed(2)}, load ${c.loadGenerator.toFixed(2)}, fake ${c.fakeSlack.toFixed(2)}`,
         '-',
@@ -73,7 +77,7 @@ export function cpuRows(splits: readonly CpuSplit[]): string[][] {
       ]);
     } else if (s.postgresBoundCeiling !== undefined && s.ofCeiling !== undefined) {
       rows.push([
-        `Slack /db ${s.text}: sustained`,
+        `Slack /db ${s.text}${where}: sustained`,
         `${s.commandsPerSecond} commands/s`,
         `PG-bound ceiling ${s.postgresBoundCeiling}/s`,
         s.ofCeiling.toFixed(2),

@@ -15,7 +15,7 @@ import type { Metrics } from '../src/observability/metrics.js';
 import { startSlack } from '../src/surfaces/slack/index.js';
 import { HTTP_EVENTS_PATH, HTTP_HEALTH_PATH } from '../src/surfaces/slack/transport.js';
 import { startBareServer } from './bare-server.js';
-import { ownCpuMs, postmasterPid, processCpuMs, serverCpuMs } from './cpu.js';
+import { ownCpuMs, pinTo, postmasterPid, processCpuMs, serverCpuMs, serverPids } from './cpu.js';
 import type { BurstReport, Load } from './slack-load.js';
 import { round, type Stats, stats } from './stats.js';
 
@@ -188,9 +188,37 @@ export async function slackHttp(
         loadCpuMs: report.cpuMs,
       };
     };
-    /** Warm bursts of one command with the CPU each process spent on them, per command. */
-    const sustained = async (text: string) => {
+    /**
+     * Warm bursts of one command with the CPU each process spent on them, per command. `pinned`: the
+     * PostgreSQL server gets the last CPU to itself and everything else (the bot, the load generator, the
+     * fake Slack) shares the others, so the ceiling is what PostgreSQL's own CPUs allow and the bursts show
+     * whether the bot keeps them busy; `shared`: every process may run on every CPU, as a one-box install.
+     */
+    const sustained = async (text: string, layout: 'shared' | 'pinned' = 'shared') => {
       const postmaster = postmasterPid(pgPort);
+      const all = cpus().length;
+      const pgCpus = layout === 'pinned' ? 1 : all;
+      const others = [process.pid, fakeProcess.pid, loadProcess.pid].filter(
+        (p): p is number => p !== undefined,
+      );
+      if (layout === 'pinned') {
+        if (!postmaster || all < 2) return undefined;
+        const pinned =
+          pinTo(serverPids(postmaster), String(all - 1)) && pinTo(others, all === 2 ? '0' : `0-${all - 2}`);
+        if (!pinned) return undefined;
+      }
+      try {
+        return await measureSustained(text, layout, postmaster, pgCpus);
+      } finally {
+        if (layout === 'pinned' && postmaster) pinTo([...serverPids(postmaster), ...others], `0-${all - 1}`);
+      }
+    };
+    const measureSustained = async (
+      text: string,
+      layout: 'shared' | 'pinned',
+      postmaster: number | undefined,
+      pgCpus: number,
+    ) => {
       const cpu0 = {
         bot: ownCpuMs(),
         pg: postmaster ? serverCpuMs(postmaster) : 0,
@@ -207,10 +235,13 @@ export async function slackHttp(
       const per = (ms: number) => round(ms / commands, 3);
       const pgMs = per((postmaster ? serverCpuMs(postmaster) : 0) - cpu0.pg);
       const commandsPerSecond = round(stats(rates).medianMs, 1);
-      // What PostgreSQL alone could serve with every core of this machine: the bound no bot can pass.
-      const ceiling = pgMs > 0 ? round((cpus().length * 1000) / pgMs, 1) : undefined;
+      // What PostgreSQL alone could serve with its CPUs (every core, or its own when pinned): the bound
+      // no bot can pass.
+      const ceiling = pgMs > 0 ? round((pgCpus * 1000) / pgMs, 1) : undefined;
       return {
         text,
+        layout,
+        postgresCpus: pgCpus,
         commandsPerSecond,
         cpuMsPerCommand: {
           bot: per(ownCpuMs() - cpu0.bot),
@@ -267,7 +298,11 @@ export async function slackHttp(
     loop.disable();
     gcObserver.disconnect();
     // The same warm bursts again with each process's CPU counted: a read with SQL, one with almost none.
-    const cpuSplit = [await sustained(load.text), await sustained('targets')];
+    const cpuSplit = [
+      await sustained(load.text),
+      await sustained('targets'),
+      await sustained(load.text, 'pinned'),
+    ].filter((split) => split !== undefined);
     const bot: AckSide = { client: stats(acks), server: stats(serverAcks) };
     const bareSide: AckSide = { client: stats(floor), server: stats(floorServer) };
     return {
