@@ -332,7 +332,8 @@ export class FakeSlack {
         cleanup();
         reject(
           new Error(
-            `fake Slack: timed out waiting for ${what}; calls: ${this.calls.map((c) => c.method).join(', ')}`,
+            `fake Slack: timed out waiting for ${what}; calls: ${this.calls.map((c) => c.method).join(', ')}; ` +
+              `the last ones: ${this.calls.slice(-8).map(describeCall).join(' | ')}`,
           ),
         );
       }, ms);
@@ -603,4 +604,11 @@ export function formBody(fields: Record<string, string>): string {
 /** An interaction as Slack posts it: `payload=<json>`, form-encoded. */
 export function interactionBody(payload: Record<string, unknown>): string {
   return new URLSearchParams({ payload: JSON.stringify(payload) }).toString();
+}
+
+/** One call as a failed wait names it: method, channel, thread and the start of its text. */
+function describeCall(c: ApiCall): string {
+  const b = c.body;
+  const text = typeof b.text === 'string' ? b.text.slice(0, 120) : '';
+  return `${c.method} ${String(b.channel ?? '')} thread=${String(b.thread_ts ?? '-')} ${JSON.stringify(text)}`;
 }
