@@ -10,6 +10,8 @@ const INVISIBLE =
   /[\u00ad\u061c\u115f\u1160\u180e\u200b-\u200f\u2028-\u202e\u2060-\u206f\u3164\ufeff\uffa0\ufff9-\ufffb]/g;
 
 const INVISIBLE_ONE = new RegExp(INVISIBLE.source);
+/** Anything showInvisible changes (newlines aside): most values hold none, and are returned as they are. */
+const CHANGED = new RegExp(`${CONTROL.source}|${INVISIBLE.source}|\r`);
 
 const NAMES: Readonly<Record<number, string>> = {
   27: 'ESCAPE',
@@ -66,6 +68,7 @@ export interface VisibleOptions {
  */
 export function showInvisible(text: string, options: VisibleOptions = {}): string {
   const newlines = options.newlines ?? true;
+  if (!CHANGED.test(text) && (newlines || !text.includes('\n'))) return text;
   let out = text.replace(CONTROL, standIn).replace(INVISIBLE, standIn);
   out = newlines ? out.replace(/\r\n/g, '\n').replace(/\r/g, '\\r') : out.replace(/\r/g, '\\r');
   return newlines ? out : out.replace(/\n/g, '\\n');
