@@ -135,7 +135,13 @@ function csvReply(answer: Reply, about: { of: string; operation: string; target:
   const taken = formatTime(about.at);
   const name = `${about.operation}-${about.target}-${about.of}`.replace(/[^A-Za-z0-9._-]/g, '_');
   const title = `${about.operation} ${about.target} — all ${formatCount(result.columns.length)} columns, ${formatCount(rows)} row${rows === 1 ? '' : 's'}, taken ${taken}`;
-  const more = result.truncated ? ' (more rows exist: the row cap cut it; narrow the read)' : '';
+  const page = result.page;
+  const more =
+    page && (page.number > 1 || page.more)
+      ? ` (rows ${page.first}–${page.first + rows - 1}, page ${page.number}${page.more ? '; more rows exist' : ''})`
+      : result.truncated
+        ? ' (more rows exist: the row cap cut it; narrow the read)'
+        : '';
   return reply({
     status: 'ok',
     requestId: null,

@@ -1,0 +1,84 @@
+// `/db csv <ref>` through the whole core against real PostgreSQL, on every surface: the read a reference
+// ran is found in the audit and run again as whoever asks, page and arguments included, and answered as one
+// CSV file with every column; anything else is refused with a sentence and runs nothing.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { App } from '../src/app.js';
+import type { Reply } from '../src/core/reply.js';
+import { as, type Fixture, makeFixture, startApp } from './helpers/app.js';
+import { adminQuery } from './helpers/db.js';
+
+let fx: Fixture;
+let app: App;
+
+beforeAll(async () => {
+  fx = await makeFixture();
+  app = await startApp(fx.config);
+}, 60_000);
+
+afterAll(async () => {
+  await app?.close();
+});
+
+const alice = () => as(app, 'alice');
+const carol = () => as(app, 'carol');
+
+function csvOf(reply: Reply): string[] {
+  const file = reply.result?.attachments?.find((a) => a.filename.endsWith('.csv'));
+  if (!file) throw new Error(`no CSV: ${reply.text}`);
+  return file.content.split('\r\n').filter((l) => l.length > 0);
+}
+
+describe('/db csv <ref>', () => {
+  it('runs the read of a page again as it was asked, with every column, titled with the time', async () => {
+    const page = await alice()('settings staging --limit 5 --page 2');
+    expect(page.status).toBe('ok');
+    const names = (page.result?.rows ?? []).map((r) => String(r.name));
+    expect(names).toHaveLength(5);
+    const made = await alice()(`csv ${page.ref}`);
+    expect(made).toMatchObject({ status: 'ok', ephemeral: false, operation: 'settings', target: 'staging' });
+    expect(made.ref).not.toBe(page.ref);
+    const lines = csvOf(made);
+    expect(lines[0]).toBe((page.result?.columns ?? []).map((c) => c.key).join(','));
+    // Page 2's rows, not page 1's.
+    expect(lines.slice(1).map((l) => l.split(',')[0])).toEqual(names);
+    expect(made.message).toMatch(
+      new RegExp(
+        `^settings staging — all \\d+ columns, 5 rows, taken \\d{4}-\\d{2}-\\d{2} \\d{2}:\\d{2} UTC, of ${page.ref} \\(rows 6–10, page 2; more rows exist\\)$`,
+      ),
+    );
+    // Audited as alice's read, page included, under the new reference.
+    const [record] = await adminQuery<{ person: string; args: Record<string, unknown> }>(
+      "SELECT person, args FROM dbops_audit WHERE ref = $1 AND event = 'requested'",
+      [made.ref],
+      fx.state.name,
+    );
+    expect(record).toMatchObject({ person: 'alice', args: { page: 2, limit: 5 } });
+  });
+
+  it('reads in the asker’s own right: carol may read staging, not production', async () => {
+    const staging = await alice()('sizes staging');
+    expect(csvOf(await carol()(`csv ${staging.ref}`))[0]).toContain('relation');
+    const kasm = await alice()('sizes kasm');
+    expect(kasm.status).toBe('ok');
+    const refused = await carol()(`csv ${kasm.ref}`);
+    expect(refused).toMatchObject({ status: 'refused', code: 'not_found' });
+    expect(refused.message).toBe(
+      `${kasm.ref} names no answer of a read you may see (dbops keeps no other), so nothing was run; \`/db audit ${kasm.ref}\` shows what it was`,
+    );
+  });
+
+  it('refuses what names no read, with the usage for what is not a reference', async () => {
+    const help = await alice()('targets');
+    expect((await alice()(`csv ${help.ref}`)).message).toContain('names no answer of a read');
+    for (const text of ['csv', 'csv r7f3kq r7f3kq', 'csv r7f3kq --all', 'csv kasm', 'csv #7']) {
+      const answer = await alice()(text);
+      expect(answer.status).toBe('invalid');
+      expect(answer.message).toContain('usage: /db csv <ref>');
+    }
+  });
+
+  it('is in /db help', async () => {
+    expect((await alice()('help')).text).toContain('csv <ref>');
+    expect((await alice()('help csv')).text).toContain('every column');
+  });
+});
