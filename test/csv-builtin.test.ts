@@ -4,6 +4,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { App } from '../src/app.js';
 import type { Reply } from '../src/core/reply.js';
+import { renderResultReply } from '../src/surfaces/discord/render.js';
+import { renderReply } from '../src/surfaces/slack/render.js';
 import { as, type Fixture, makeFixture, startApp } from './helpers/app.js';
 import { adminQuery } from './helpers/db.js';
 
@@ -75,6 +77,18 @@ describe('/db csv <ref>', () => {
       expect(answer.status).toBe('invalid');
       expect(answer.message).toContain('usage: /db csv <ref>');
     }
+  });
+
+  it('is one file on every surface: Slack and Discord attach it, with the line that says what it is', async () => {
+    const sizes = await alice()('sizes staging');
+    const made = await alice()(`csv ${sizes.ref}`);
+    const slack = renderReply(made);
+    expect(slack.files.map((f) => f.filename)).toEqual([`sizes-staging-${sizes.ref}.csv`]);
+    expect(JSON.stringify(slack.blocks)).toContain('sizes staging — all 7 columns');
+    expect(JSON.stringify(slack.blocks)).not.toContain('dbops_csv');
+    const discord = renderResultReply(made);
+    expect(discord.files?.map((f) => f.name)).toEqual([`sizes-staging-${sizes.ref}.csv`]);
+    expect(discord.content).toContain('sizes staging — all 7 columns');
   });
 
   it('is in /db help', async () => {

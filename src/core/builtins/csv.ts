@@ -52,7 +52,10 @@ export const csv: Handler = async (core, ctx, tokens) => {
       `${ref} is about approval request #${request.requestId}; a CSV is made only of reads that ran at once, never by repeating a request, so nothing was run (\`/db status ${request.requestId}\` shows its result)`,
     );
   }
-  const run = mine.find((r) => r.event === 'requested' && r.operation !== undefined);
+  // The record of the run's start (or of its end: both name the operation, target and arguments).
+  const run = mine.find(
+    (r) => (r.event === 'requested' || r.event === 'executed') && r.operation !== undefined,
+  );
   if (!run?.operation || !run.target) return await core.refuse(ctx, 'not_found', unknown);
   const target = core.config.targets[run.target];
   if (!target) {
