@@ -91,6 +91,15 @@ describe('/db csv <ref>', () => {
     expect(discord.content).toContain('sizes staging — all 7 columns');
   });
 
+  it('answers an export with its own CSV, its arguments as they were', async () => {
+    const exported = await alice()('export staging exams --where "id=7" --columns id,title');
+    expect(exported.status).toBe('ok');
+    const again = await alice()(`csv ${exported.ref}`);
+    expect(again.operation).toBe('export');
+    expect(csvOf(again)).toEqual(csvOf(exported));
+    expect(csvOf(again)).toHaveLength(2);
+  });
+
   it('is in /db help', async () => {
     expect((await alice()('help')).text).toContain('csv <ref>');
     expect((await alice()('help csv')).text).toContain('every column');

@@ -115,7 +115,10 @@ const STATE_ONLY = new Set([
  * the target it names, the target bound to its channel, or `builtins`. Anything unparsable goes to
  * `builtins`, where the core answers it quickly with the parse error.
  */
-/** What laneOf needs of the app: the target of an approval request, or of a paged read (`page`). */
+/**
+ * What laneOf needs of the app: the target of an approval request, of a paged read (`page`), or of the
+ * read a reference ran (`csv`).
+ */
 export interface RequestTargets {
   state: {
     getRequest(id: number): Promise<{ target: string } | undefined>;

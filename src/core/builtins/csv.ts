@@ -119,9 +119,14 @@ export const csv: Handler = async (core, ctx, tokens) => {
     );
   }
   const answer = await core.runOperation(ctx, spec, target, rest);
-  if (answer.status !== 'ok' || !answer.result) return answer;
+  // A read that makes its own CSV (`export`) answers with it, as it did.
+  if (answer.status !== 'ok' || !answer.result || ownCsv(answer)) return answer;
   return csvReply(answer, { of: ref, operation: spec.name, target: target.name, at: ctx.now });
 };
+
+function ownCsv(answer: Reply): boolean {
+  return (answer.result?.attachments ?? []).some((a) => a.filename.endsWith('.csv'));
+}
 
 function pageNumber(value: unknown): boolean {
   return typeof value === 'number' && Number.isSafeInteger(value) && value >= 1;
