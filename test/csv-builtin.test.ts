@@ -3,10 +3,11 @@
 // CSV file with every column; anything else is refused with a sentence and runs nothing.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { App } from '../src/app.js';
+import { loadConfigText } from '../src/config/load.js';
 import type { Reply } from '../src/core/reply.js';
 import { renderResultReply } from '../src/surfaces/discord/render.js';
 import { renderReply } from '../src/surfaces/slack/render.js';
-import { as, type Fixture, makeFixture, startApp } from './helpers/app.js';
+import { as, FIXTURE_YAML, type Fixture, makeFixture, startApp } from './helpers/app.js';
 import { adminQuery } from './helpers/db.js';
 
 let fx: Fixture;
@@ -103,5 +104,51 @@ describe('/db csv <ref>', () => {
   it('is in /db help', async () => {
     expect((await alice()('help')).text).toContain('csv <ref>');
     expect((await alice()('help csv')).text).toContain('every column');
+  });
+});
+
+describe('/db csv <ref> of an ad-hoc SQL read', () => {
+  const SQL_POLICY = 'staging:     { sql_read: [everyone], read: [everyone],';
+  const SENSITIVE =
+    '    description: exam platform (Alembic)\n    sensitive: { columns: [exams.title], visible_to: [privacy] }\n';
+  const yaml = (policy: string) =>
+    FIXTURE_YAML.replace('staging:     { read: [everyone],', policy).replace(
+      '    description: exam platform (Alembic)\n',
+      SENSITIVE,
+    );
+
+  it('keeps sensitive columns masked, and never goes through approval where SQL reads need it', async () => {
+    const sqlApp = await startApp(loadConfigText(yaml(SQL_POLICY), 'f.yaml', fx.env));
+    // The same state database, where SQL reads wait for approval (another replica's config, say).
+    const held = await startApp(
+      loadConfigText(
+        yaml('staging:     { sql_read: [everyone], approve_sql_reads: true, read: [everyone],'),
+        'f.yaml',
+        fx.env,
+      ),
+    );
+    try {
+      const read = await as(
+        sqlApp,
+        'alice',
+      )('sql staging "SELECT id, title FROM exams WHERE id < 4 ORDER BY id"');
+      expect(read.status).toBe('ok');
+      const lines = csvOf(await as(sqlApp, 'carol')(`csv ${read.ref}`));
+      expect(lines[0]).toBe('id,title');
+      expect(lines).toHaveLength(4);
+      // No title in clear: the same mask as in the answer.
+      for (const line of lines.slice(1)) expect(line).not.toMatch(/[0-9a-f]{32}/);
+      const requests = 'SELECT count(*)::text AS n FROM dbops_requests';
+      const before = await adminQuery<{ n: string }>(requests, [], fx.state.name);
+      const refused = await as(held, 'alice')(`csv ${read.ref}`);
+      expect(refused).toMatchObject({ status: 'refused' });
+      expect(refused.message).toBe(
+        '`sql staging` needs approval on staging; a CSV is never made through an approval request, so nothing was run',
+      );
+      expect(await adminQuery<{ n: string }>(requests, [], fx.state.name)).toEqual(before);
+    } finally {
+      await sqlApp.close();
+      await held.close();
+    }
   });
 });
