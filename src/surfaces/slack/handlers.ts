@@ -12,6 +12,7 @@ import { withResultScope } from '../../core/result-budget.js';
 import type { Invocation, InvocationFile } from '../../core/types.js';
 import { downloadFile, type RemoteFile } from '../download.js';
 import { fileByteCap } from '../files.js';
+import { registerCsvAction } from './actions-csv.js';
 import {
   ACTION_APPROVE,
   ACTION_DENY,
@@ -22,10 +23,9 @@ import {
   parseRequestId,
   VIEW_DENY,
 } from './cards.js';
-import { ACTION_CSV, parseCsvValue } from './csv-button.js';
 import { commandText, identityOfUser, mentionUser, slackIdentity } from './identity.js';
 import { ACTION_PAGE, parsePageValue } from './paging.js';
-import { clip, inlineCode, renderReply, section } from './render.js';
+import { inlineCode, renderReply, section } from './render.js';
 import type { Conversation, SlackThreads } from './threads.js';
 
 export interface HandlerDeps {
@@ -334,57 +334,8 @@ export function registerHandlers(deps: HandlerDeps): void {
     );
   });
 
-  // All columns (CSV): `/db csv <ref>` as the person who pressed (their permissions, the policy in force);
-  // the file goes into the answer's thread, titled with what was read and when. A forged value runs nothing.
-  bolt.action<BlockAction<ButtonAction>>({ action_id: ACTION_CSV }, async ({ ack, body, action }) => {
-    await ack();
-    deps.track(
-      async () => {
-        const ref = parseCsvValue(action.value);
-        const conversation = clickConversation(body);
-        if (!conversation) return;
-        if (!ref) {
-          log.warn('slack: a CSV button with a value dbops did not make');
-          const text = 'This button does not name a dbops answer, so nothing was run.';
-          await conversation.ephemeral({ text, blocks: [section(text)] }).catch(() => {});
-          return;
-        }
-        if (!(await firstDelivery(`slack:action:${body.trigger_id}:${action.action_ts}`, conversation)))
-          return;
-        const identity = identityOfUser(body.user, body.team?.id);
-        if (!identity) return await unidentified(conversation);
-        const inv: Invocation = {
-          surface: 'slack',
-          identity,
-          channel: conversation.origin.channel,
-          ...(conversation.origin.thread ? { thread: conversation.origin.thread } : {}),
-          text: `/db csv ${ref}`,
-        };
-        await withResultScope(async () => {
-          deps.conversations.set(inv, conversation);
-          const reply = await app.core.dispatch(inv);
-          if (reply.duplicate) return;
-          const file = reply.result?.attachments?.find((a) => a.filename.endsWith('.csv'));
-          try {
-            if (reply.status !== 'ok' || reply.ephemeral || !file) {
-              await threads.deliver(reply, conversation);
-              return;
-            }
-            // The file alone (three calls): its title says what was read, when, and of which answer.
-            await threads.upload(await conversation.thread(), [
-              { filename: file.filename, title: clip(reply.message, 250), content: file.content },
-            ]);
-          } catch (err) {
-            log.error({ err: errText(err), ref: reply.ref }, 'slack: CSV not delivered');
-            const text = `dbops could not post the CSV here (${replyTag(reply) ?? 'no ref'}): ${reply.message}`;
-            await conversation.ephemeral({ text, blocks: [section(text)] }).catch(() => {});
-          }
-        });
-      },
-      // The lane of the target the read is on (lanes.ts looks the reference up).
-      { text: `csv ${parseCsvValue(action.value) ?? ''}` },
-    );
-  });
+  // All columns (CSV): `/db csv <ref>` as the person who pressed (actions-csv.ts).
+  registerCsvAction({ ...deps, firstDelivery, clickConversation, unidentified, errText });
 
   // Deny: ask why in a modal (trigger_id lives ~3 s, so it opens before anything else).
   bolt.action<BlockAction<ButtonAction>>(
