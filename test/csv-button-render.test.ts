@@ -66,7 +66,7 @@ describe('the All columns (CSV) button', () => {
       expect.objectContaining({ action_id: 'dbops_csv', value: 'r7f3kq' }),
     ]);
     expect(contextText(message.blocks)).toContain(
-      '(hidden: client, application — all columns: the All columns (CSV) button)',
+      '(hidden: client, application — the All columns (CSV) button has them)',
     );
   });
 

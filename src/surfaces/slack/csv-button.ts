@@ -10,7 +10,7 @@ export const ACTION_CSV = 'dbops_csv';
 export const CSV_BUTTON_TEXT = 'All columns (CSV)';
 
 /** What the count line says of the hidden columns when the button offers them. */
-export const CSV_BUTTON_NOTE = `all columns: the ${CSV_BUTTON_TEXT} button`;
+export const CSV_BUTTON_NOTE = `the ${CSV_BUTTON_TEXT} button has them`;
 
 /**
  * Whether this reply's hidden columns may be offered by the button: a read that ran at once and is posted
