@@ -6,6 +6,8 @@ const TARGETS = ['kasm', 'staging'];
 const state = {
   getRequest: async (id: number) => (id === 7 ? { target: 'kasm' } : undefined),
   getPagedRead: async (ref: string) => (ref === 'rabcde' ? { target: 'staging' } : undefined),
+  listAudit: async (filter: { ref: string }) =>
+    filter.ref === 'rkasmm' ? [{}, { target: 'kasm' }] : filter.ref === 'rgonee' ? [{ target: 'old' }] : [],
 };
 const app = { state };
 
@@ -45,6 +47,21 @@ describe('laneOf', () => {
       },
     };
     expect(await laneOf(down, TARGETS, { surface: 'slack', text: 'page rabcde' })).toBe('builtins');
+  });
+
+  it('puts an All columns (CSV) press in the lane of the target its answer read', async () => {
+    expect(await lane('csv rkasmm')).toBe('target:kasm');
+    expect(await lane('csv RKASMM')).toBe('target:kasm');
+    expect(await lane('csv rgonee')).toBe('builtins');
+    expect(await lane('csv rzzzzz')).toBe('builtins');
+    expect(await lane('csv kasm')).toBe('builtins');
+    const down = {
+      state: {
+        getRequest: async () => undefined,
+        listAudit: () => Promise.reject(new Error('state down')),
+      },
+    };
+    expect(await laneOf(down, TARGETS, { surface: 'slack', text: 'csv rkasmm' })).toBe('builtins');
   });
 });
 

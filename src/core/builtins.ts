@@ -6,6 +6,7 @@ import { history } from '../history/command.js';
 import { trend } from '../history/trend.js';
 import { runSchedule, schedules } from '../schedules/builtins.js';
 import type { Handler } from './builtins/common.js';
+import { csv } from './builtins/csv.js';
 import { help, targets } from './builtins/help.js';
 import { page } from './builtins/paging.js';
 import { audit, bind, lookup, unbind } from './builtins/records.js';
@@ -27,6 +28,7 @@ export const builtinHandlers: Record<Builtin, Handler> = {
   alerts,
   history,
   page,
+  csv,
   trend,
   digest,
   schedules,

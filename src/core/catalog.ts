@@ -16,6 +16,7 @@ export const BUILTINS = [
   'alerts',
   'history',
   'page',
+  'csv',
   'trend',
   'digest',
   'schedules',

@@ -115,11 +115,16 @@ const STATE_ONLY = new Set([
  * the target it names, the target bound to its channel, or `builtins`. Anything unparsable goes to
  * `builtins`, where the core answers it quickly with the parse error.
  */
-/** What laneOf needs of the app: the target of an approval request, or of a paged read (`page`). */
+/**
+ * What laneOf needs of the app: the target of an approval request, of a paged read (`page`), or of the
+ * read a reference ran (`csv`).
+ */
 export interface RequestTargets {
   state: {
     getRequest(id: number): Promise<{ target: string } | undefined>;
     getPagedRead?(ref: string, now: Date): Promise<{ target: string } | undefined>;
+    /** The audit records of a reference (`csv <ref>` runs the read they name again). */
+    listAudit?(filter: { ref: string; limit: number }): Promise<{ target?: string | undefined }[]>;
   };
 }
 
@@ -144,6 +149,18 @@ export async function laneOf(
     try {
       const read = await app.state.getPagedRead(ref, new Date());
       return read && targets.includes(read.target) ? `target:${read.target}` : 'builtins';
+    } catch {
+      return 'builtins';
+    }
+  }
+  if (operation === 'csv') {
+    // An All columns (CSV) press runs the read of the answer it is under again, on that read's target.
+    const ref = (words[0] ?? '').toLowerCase();
+    if (!/^r[a-z2-9]{5}$/.test(ref) || !app.state.listAudit) return 'builtins';
+    try {
+      const records = await app.state.listAudit({ ref, limit: 20 });
+      const target = records.find((r) => r.target !== undefined)?.target;
+      return target && targets.includes(target) ? `target:${target}` : 'builtins';
     } catch {
       return 'builtins';
     }

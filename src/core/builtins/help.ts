@@ -27,6 +27,7 @@ export const BUILTIN_HELP: Record<Builtin, string> = {
   alerts: 'alerts [target] — open alerts; alerts ack <id> | mute <id> --for 4h',
   history: 'history <target> <metric> [--since 7d] [--table t] — a metric over time',
   page: 'page <ref> <n> — page n of a long answer, as its Next page button asks for it',
+  csv: 'csv <ref> — a read’s answer again as a CSV file with every column (its All columns button)',
   digest: 'digest <target> [--since 7d] — growers, new slow queries, new unused indexes, forecasts',
   trend: 'trend <target> <metric> [--since 7d] [--table t] — a chart, the rate and the forecast',
   schedules: 'schedules [name] — what dbops runs by itself: cron, last run and outcome, next run',

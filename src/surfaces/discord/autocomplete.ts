@@ -141,6 +141,8 @@ function builtinSummary(name: (typeof BUILTINS)[number]): string {
       return 'a stored metric over time';
     case 'page':
       return 'a page of a long answer (its Next page button)';
+    case 'csv':
+      return "a read's answer as CSV with every column";
     case 'digest':
       return 'the weekly review of a target, with charts';
     case 'trend':

@@ -12,6 +12,7 @@ import { withResultScope } from '../../core/result-budget.js';
 import type { Invocation, InvocationFile } from '../../core/types.js';
 import { downloadFile, type RemoteFile } from '../download.js';
 import { fileByteCap } from '../files.js';
+import { registerCsvAction } from './actions-csv.js';
 import {
   ACTION_APPROVE,
   ACTION_DENY,
@@ -332,6 +333,9 @@ export function registerHandlers(deps: HandlerDeps): void {
       { text: `page ${parsePageValue(action.value)?.ref ?? ''}` },
     );
   });
+
+  // All columns (CSV): `/db csv <ref>` as the person who pressed (actions-csv.ts).
+  registerCsvAction({ ...deps, firstDelivery, clickConversation, unidentified, errText });
 
   // Deny: ask why in a modal (trigger_id lives ~3 s, so it opens before anything else).
   bolt.action<BlockAction<ButtonAction>>(

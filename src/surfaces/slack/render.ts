@@ -7,6 +7,7 @@ import { formatCount, layoutResult, renderCard, textLines } from '../../core/ren
 import { type Reply, replyTag } from '../../core/reply.js';
 import type { OperationResult } from '../../core/types.js';
 import { showInvisible } from '../../core/visible.js';
+import { CSV_BUTTON_NOTE, csvButton, offersCsvButton } from './csv-button.js';
 import { pageButton } from './paging.js';
 
 export type Block = types.KnownBlock;
@@ -141,6 +142,11 @@ export interface RenderedResult {
   omittedRows: number;
   /** Columns the phone-width table left out (then the CSV carries them). */
   hiddenColumns: number;
+  /**
+   * Only columns were left out and the note points at the "All columns (CSV)" button (`csvButton`): no
+   * CSV goes with the message.
+   */
+  csvOnDemand: boolean;
 }
 
 function plural(n: number, word: string): string {
@@ -149,10 +155,15 @@ function plural(n: number, word: string): string {
 
 /**
  * A result as blocks: headline, the rows in one code block sized to fit a section, a row count that says
- * how many rows did not fit ("N more rows — full result attached as CSV"), and the notes.
+ * how many rows did not fit ("N more rows — full result attached as CSV"), and the notes. Columns hidden
+ * for a phone's width are in the attached CSV, or (`csvButton`, when every row fits) behind the button.
  */
-export function resultBlocks(result: OperationResult, options: { attach?: boolean } = {}): RenderedResult {
+export function resultBlocks(
+  result: OperationResult,
+  options: { attach?: boolean; csvButton?: boolean } = {},
+): RenderedResult {
   const attach = options.attach ?? true;
+  let csvOnDemand = false;
   const blocks: Block[] = [];
   if (result.headline) blocks.push(section(escapeText(result.headline)));
   let omittedRows = 0;
@@ -208,9 +219,15 @@ export function resultBlocks(result: OperationResult, options: { attach?: boolea
         parts[0] = omittedRows > 0 ? `${parts[0]} · ${which ?? ''}` : (which ?? '');
         if (next) parts.push(inlineCode(next));
       } else if (result.truncated) parts.push('more rows exist in the database (row cap; narrow it)');
+      csvOnDemand = attach && options.csvButton === true && omittedRows === 0 && hidden.length > 0;
       if (hidden.length > 0)
         parts.push(
-          escapeText(hiddenNote(hidden, attach ? 'all columns in the CSV' : 'use dbops exec --json')),
+          escapeText(
+            hiddenNote(
+              hidden,
+              csvOnDemand ? CSV_BUTTON_NOTE : attach ? 'all columns in the CSV' : 'use dbops exec --json',
+            ),
+          ),
         );
       hiddenColumns = hidden.length;
       blocks.push(context(parts.join(' · ')));
@@ -218,7 +235,7 @@ export function resultBlocks(result: OperationResult, options: { attach?: boolea
   }
   const notes = result.notes ?? [];
   if (notes.length > 0) blocks.push(context(escapeText(notes.join('\n'))));
-  return { blocks, omittedRows, hiddenColumns };
+  return { blocks, omittedRows, hiddenColumns, csvOnDemand };
 }
 
 /**
@@ -288,7 +305,7 @@ export function renderReply(
   let files: UploadFile[] = [];
   if (options.requestLine) blocks.push(section(options.requestLine));
   if (reply.result && (reply.status === 'ok' || reply.status === 'pending')) {
-    const rendered = resultBlocks(reply.result, { attach });
+    const rendered = resultBlocks(reply.result, { attach, csvButton: offersCsvButton(reply) });
     blocks.push(...rendered.blocks);
     // `#7` or `ref r7f3kq`, for the audit log — unless the message names it already.
     const tag = replyTag(reply);
@@ -296,7 +313,16 @@ export function renderReply(
     blocks.push(context(`${escapeText(reply.message)}${id}`));
     const next = pageButton(reply);
     if (next) blocks.push(next);
-    if (attach) files = resultFiles(reply.result, rendered.omittedRows + rendered.hiddenColumns, reply);
+    if (rendered.csvOnDemand && reply.ref !== undefined) {
+      // Beside "Next page" when there is one: one row of buttons.
+      const button = csvButton(reply.ref);
+      if (next?.type === 'actions') next.elements.push(button);
+      else blocks.push({ type: 'actions', block_id: `dbops_csv_${reply.ref}`, elements: [button] });
+    }
+    if (attach) {
+      const left = rendered.omittedRows + (rendered.csvOnDemand ? 0 : rendered.hiddenColumns);
+      files = resultFiles(reply.result, left, reply);
+    }
   } else {
     blocks.push(...textBlocks(reply.text));
   }

@@ -1,0 +1,81 @@
+// The "All columns (CSV)" press in Slack: `/db csv <ref>` dispatched as the person who pressed (their roles,
+// the policy in force); the CSV goes into the answer's thread on its own, titled with what was read and when.
+// A value dbops did not make runs nothing. The core decides everything; this only carries the press.
+import type { BlockAction, App as BoltApp, ButtonAction } from '@slack/bolt';
+import type { App } from '../../app.js';
+import type { Logger } from '../../core/log.js';
+import { replyTag } from '../../core/reply.js';
+import { withResultScope } from '../../core/result-budget.js';
+import type { Invocation } from '../../core/types.js';
+import { ACTION_CSV, parseCsvValue } from './csv-button.js';
+import { identityOfUser } from './identity.js';
+import { clip, section } from './render.js';
+import type { Conversation, SlackThreads } from './threads.js';
+
+/** What the press shares with the other listeners (handlers.ts): delivery claims and conversations. */
+export interface CsvActionDeps {
+  bolt: BoltApp;
+  app: App;
+  threads: SlackThreads;
+  log: Logger;
+  /** Runs the work after the ack, in the lane the command text picks (see HandlerDeps.track). */
+  track(work: () => Promise<void>, command?: { text: string; channel?: string | undefined }): void;
+  conversations: WeakMap<Invocation, Conversation>;
+  firstDelivery(key: string | undefined, conversation: Conversation): Promise<boolean>;
+  clickConversation(body: BlockAction): Conversation | undefined;
+  unidentified(conversation: Conversation): Promise<void>;
+  errText(err: unknown): string;
+}
+
+export function registerCsvAction(deps: CsvActionDeps): void {
+  const { bolt, app, threads, log, firstDelivery, clickConversation, unidentified, errText } = deps;
+  bolt.action<BlockAction<ButtonAction>>({ action_id: ACTION_CSV }, async ({ ack, body, action }) => {
+    await ack();
+    deps.track(
+      async () => {
+        const ref = parseCsvValue(action.value);
+        const conversation = clickConversation(body);
+        if (!conversation) return;
+        if (!ref) {
+          log.warn('slack: a CSV button with a value dbops did not make');
+          const text = 'This button does not name a dbops answer, so nothing was run.';
+          await conversation.ephemeral({ text, blocks: [section(text)] }).catch(() => {});
+          return;
+        }
+        if (!(await firstDelivery(`slack:action:${body.trigger_id}:${action.action_ts}`, conversation)))
+          return;
+        const identity = identityOfUser(body.user, body.team?.id);
+        if (!identity) return await unidentified(conversation);
+        const inv: Invocation = {
+          surface: 'slack',
+          identity,
+          channel: conversation.origin.channel,
+          ...(conversation.origin.thread ? { thread: conversation.origin.thread } : {}),
+          text: `/db csv ${ref}`,
+        };
+        await withResultScope(async () => {
+          deps.conversations.set(inv, conversation);
+          const reply = await app.core.dispatch(inv);
+          if (reply.duplicate) return;
+          const file = reply.result?.attachments?.find((a) => a.filename.endsWith('.csv'));
+          try {
+            if (reply.status !== 'ok' || reply.ephemeral || !file) {
+              await threads.deliver(reply, conversation);
+              return;
+            }
+            // The file alone (three calls): its title says what was read, when, and of which answer.
+            await threads.upload(await conversation.thread(), [
+              { filename: file.filename, title: clip(reply.message, 250), content: file.content },
+            ]);
+          } catch (err) {
+            log.error({ err: errText(err), ref: reply.ref }, 'slack: CSV not delivered');
+            const text = `dbops could not post the CSV here (${replyTag(reply) ?? 'no ref'}): ${reply.message}`;
+            await conversation.ephemeral({ text, blocks: [section(text)] }).catch(() => {});
+          }
+        });
+      },
+      // The lane of the target the read is on (lanes.ts looks the reference up).
+      { text: `csv ${parseCsvValue(action.value) ?? ''}` },
+    );
+  });
+}
