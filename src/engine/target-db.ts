@@ -321,17 +321,21 @@ class PooledTargetDb implements TargetDb {
     if (mode === 'direct') {
       const timeouts = [String(wholeMs(limits.statementTimeoutMs)), String(wholeMs(limits.lockTimeoutMs))];
       await guard.step(() => client.query(SET_SESSION_TIMEOUTS, timeouts), connectDeadline, 'SET');
-    } else if (mode === 'write') {
+    }
+    // A read sends each statement with its own BEGIN READ ONLY, timeouts and ROLLBACK (one-flight.ts).
+    // Without a statement timeout a statement has no client deadline: the BEGIN apart keeps the connect
+    // deadline's check that the server still answers.
+    const prepare = this.target.preparedStatements !== false;
+    const flights = mode === 'read' && deadline ? new ReadFlights(client, limits, prepare) : undefined;
+    if (mode === 'write' || (mode === 'read' && !flights)) {
       await guard.step(() => client.query(beginWithTimeouts(mode, limits)), connectDeadline, 'BEGIN');
     }
     guard.pid ??= await guard.step(() => this.#backendPid(client), connectDeadline, 'a pid query');
-    const prepare = this.target.preparedStatements !== false;
-    // A read sends each statement with its own BEGIN READ ONLY, timeouts and ROLLBACK (one-flight.ts).
-    const flights = mode === 'read' ? new ReadFlights(client, limits, prepare) : undefined;
     const session = new GuardedSession(client, guard, guard.pid, limits.rowCap, deadline, prepare, flights);
     const result = await fn(session);
     if (mode === 'read') {
-      if (flights?.open) await guard.step(() => client.query('ROLLBACK'), connectDeadline, 'ROLLBACK');
+      if (!flights || flights.open)
+        await guard.step(() => client.query('ROLLBACK'), connectDeadline, 'ROLLBACK');
     } else if (mode === 'write') {
       await guard.step(
         () => client.query('COMMIT'),
@@ -382,7 +386,7 @@ class PooledTargetDb implements TargetDb {
   async #restore(guard: ClientGuard, client: pg.PoolClient, mode: Mode): Promise<Error | undefined> {
     const deadline = this.#connectDeadlineMs();
     try {
-      // A read's flight that failed as it was written (a bind value pg could not encode) is still answered.
+      // An error before its ReadyForQuery: pg does not know the transaction's state yet (assume open).
       const answered = (client as { readyForQuery?: boolean }).readyForQuery !== false;
       if (mode === 'write' || (mode === 'read' && !answered) || client.getTransactionStatus() !== 'I')
         await guard.step(() => client.query('ROLLBACK'), deadline, 'ROLLBACK');
