@@ -311,6 +311,31 @@ describe.each(majors())('PostgreSQL %i', (major) => {
   });
 });
 
+describe('a bind value pg cannot encode', () => {
+  it('fails before anything is sent: the connection stays idle and clean', async () => {
+    const { url } = await createDatabase('flight_encode', SETUP);
+    const db = pool(url);
+    const loop: Record<string, unknown> = {};
+    loop.self = loop;
+    await db.read((s) => s.query('SELECT 1')); // the pool's one connection is open from here on
+    const { trips } = await counted(async () => {
+      const err = await failure(db.read((s) => s.query('SELECT $1::text AS v', [loop])));
+      expect(err).toBeInstanceOf(TypeError);
+    });
+    expect(trips).toBe(0); // nothing of the read went out
+    const after = await db.read(async (s) => ({
+      rows: await s.query<{ v: string }>('SELECT $1::text AS v', ['fine']),
+      pid: s.backendPid,
+    }));
+    expect(after.rows).toEqual([{ v: 'fine' }]);
+    const shown = await rawQuery(
+      await clientOf(after.pid),
+      "SELECT current_setting('transaction_read_only') AS ro",
+    );
+    expect(shown.rows).toEqual([{ ro: 'off' }]);
+  });
+});
+
 describe('needsTransaction', () => {
   it('names the statements that need a transaction outliving them', () => {
     for (const sql of [

@@ -3,6 +3,7 @@
 // statement's own answers reach its result. Statements that need a transaction across statements open
 // one that stays (ROLLBACK once at the end of the read).
 import pg from 'pg';
+import { prepareValue } from 'pg/lib/utils.js';
 import { statementName } from './prepared.js';
 import { beginWithTimeouts, wholeMs } from './timeouts-sql.js';
 import type { QueryLimits } from './types.js';
@@ -62,7 +63,9 @@ export class FlightQuery extends QueryBase {
   constructor(main: FlightStep, before: readonly FlightStep[], after: readonly FlightStep[]) {
     super({
       text: main.text,
-      values: [...main.values],
+      // Encoded now, so a value pg cannot encode throws before anything is sent (pg.Query would Sync
+      // after a BEGIN already on its way); encoded values pass through pg's encoding unchanged.
+      values: main.values.map((value) => prepareValue(value)),
       queryMode: 'extended',
       ...(main.name !== undefined ? { name: main.name } : {}),
     });
