@@ -24,9 +24,12 @@ INSERT INTO t SELECT generate_series(1, 1000);
 CREATE SEQUENCE s;
 `;
 
-type Client = pg.Client & { _handleReadyForQuery(msg: unknown): void };
+type Client = pg.Client & { _handleReadyForQuery(msg: unknown): void; _handleNotice(msg: unknown): void };
 const clientProto = pg.Client.prototype as unknown as Client;
 const originalReady = clientProto._handleReadyForQuery;
+const originalNotice = clientProto._handleNotice;
+/** Notices and warnings the server sent (each also a line in the server's log at the default settings). */
+const notices: string[] = [];
 const originalQuery = pg.Client.prototype.query;
 /** Round trips (ReadyForQuery messages) by client, and every client that sent a query. */
 const roundTrips = new Map<object, number>();
@@ -36,6 +39,10 @@ beforeAll(() => {
   clientProto._handleReadyForQuery = function (this: Client, msg: unknown) {
     roundTrips.set(this, (roundTrips.get(this) ?? 0) + 1);
     originalReady.call(this, msg);
+  };
+  clientProto._handleNotice = function (this: Client, msg: unknown) {
+    notices.push(String((msg as { message?: unknown }).message));
+    originalNotice.call(this, msg);
   };
   (pg.Client.prototype as unknown as { query: unknown }).query = function (
     this: pg.Client,
@@ -49,6 +56,7 @@ beforeAll(() => {
 const open: TargetPools[] = [];
 afterAll(async () => {
   clientProto._handleReadyForQuery = originalReady;
+  clientProto._handleNotice = originalNotice;
   pg.Client.prototype.query = originalQuery;
   await Promise.all(open.map((p) => p.closeAll()));
 });
@@ -124,6 +132,14 @@ describe.each(majors())('PostgreSQL %i', (major) => {
     );
     expect(two.value).toEqual([[{ a: 1 }], [{ b: 2 }]]);
     expect(two.trips).toBe(2);
+    // No "there is no transaction in progress" or the like: nothing for the server's log per read.
+    notices.length = 0;
+    await db.read(async (s) => {
+      await s.query('SELECT 1');
+      await s.query("SELECT set_config('work_mem', '8MB', true)");
+      await s.cursor('SELECT 2');
+    });
+    expect(notices).toEqual([]);
     const pid = await db.read((s) => Promise.resolve(s.backendPid));
     const [state] = await adminQuery(
       'SELECT state FROM pg_stat_activity WHERE pid = $1',
