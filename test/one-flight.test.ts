@@ -327,6 +327,74 @@ describe.each(majors())('PostgreSQL %i', (major) => {
   });
 });
 
+describe.each(majors())('a cursor in a read, PostgreSQL %i', (major) => {
+  let url: string;
+  let db: TargetDb;
+
+  beforeAll(async () => {
+    ({ url } = await createDatabase(`flight_cursor_${major}`, SETUP, major));
+    db = pool(url);
+    await db.read((s) => s.query('SELECT 1'));
+  });
+
+  it('has its own read-only transaction with the timeouts, opened and ended without round trips of their own', async () => {
+    const limits = { statementTimeoutMs: 2345, lockTimeoutMs: 250 };
+    const whole = await counted(() =>
+      db.read(
+        (s) =>
+          s.cursor(
+            "SELECT current_setting('transaction_read_only') AS ro, current_setting('statement_timeout') AS st, " +
+              "current_setting('lock_timeout') AS lt",
+          ),
+        limits,
+      ),
+    );
+    expect(whole.value.rows).toEqual([{ ro: 'on', st: '2345ms', lt: '250ms' }]);
+    // One Sync: the Close, ROLLBACK and Sync follow the rows (before: BEGIN, the cursor, ROLLBACK apart).
+    expect(whole.trips).toBe(1);
+    const cut = await counted(() => db.read((s) => s.cursor('SELECT id FROM t ORDER BY id', [], 3), limits));
+    expect(cut.value).toMatchObject({ rows: [{ id: 1 }, { id: 2 }, { id: 3 }], truncated: true });
+    expect(cut.trips).toBe(1);
+    const pid = await db.read(async (s) => {
+      await s.cursor('SELECT 1');
+      return s.backendPid;
+    });
+    const [state] = await adminQuery(
+      'SELECT state FROM pg_stat_activity WHERE pid = $1',
+      [pid],
+      'postgres',
+      major,
+    );
+    expect(state).toEqual({ state: 'idle' });
+  });
+
+  it('can never write, is cancelled past statement_timeout, and leaves the connection clean', async () => {
+    for (const sql of ['INSERT INTO t VALUES (-5) RETURNING id', "SELECT nextval('s')"]) {
+      expect(await failure(db.read((s) => s.cursor(sql)))).toMatchObject({ detail: { sqlstate: '25006' } });
+    }
+    const slow = await failure(db.read((s) => s.cursor('SELECT pg_sleep(3)'), { statementTimeoutMs: 200 }));
+    expect(slow).toMatchObject({ code: 'timeout', detail: { sqlstate: '57014' } });
+    const settings =
+      "SELECT current_setting('statement_timeout') AS st, current_setting('search_path') AS sp, " +
+      "current_setting('transaction_read_only') AS ro";
+    const defaults = await adminQuery(settings, [], url.split('/').pop(), major);
+    const pid = await db.read(async (s) => {
+      await s.cursor("SELECT set_config('search_path', 'nowhere', false)");
+      const [row] = (await s.cursor<{ sp: string }>("SELECT current_setting('search_path') AS sp")).rows;
+      expect(row).toEqual({ sp: (defaults[0] as { sp: string }).sp });
+      return s.backendPid;
+    });
+    expect((await rawQuery(await clientOf(pid), settings)).rows).toEqual(defaults);
+    const [counts] = await adminQuery(
+      'SELECT (SELECT count(*)::int FROM t) AS n, (SELECT last_value::int FROM s) AS seq',
+      [],
+      url.split('/').pop(),
+      major,
+    );
+    expect(counts).toEqual({ n: 1000, seq: 1 });
+  });
+});
+
 describe('a bind value pg cannot encode', () => {
   it('fails before anything is sent: the connection stays idle and clean', async () => {
     const { url } = await createDatabase('flight_encode', SETUP);

@@ -9,6 +9,7 @@ import { formatDuration } from '../core/duration.js';
 import { UserError } from '../core/errors.js';
 import { FREE_ROWS, reserveRows, tryReserveRows } from '../core/result-budget.js';
 import { OperationCancelledError } from './cancel.js';
+import { FlightCursor } from './flight-cursor.js';
 import type { FlightQuery, ReadFlights } from './one-flight.js';
 import { preparedStatementFailed, statementName } from './prepared.js';
 import type { ResultField, Session } from './types.js';
@@ -181,14 +182,21 @@ export class GuardedSession implements Session {
   }
 
   /**
-   * Before a cursor or a COPY in a read: its portal lives across several messages, so the read's
-   * transaction is opened (BEGIN READ ONLY with the timeouts) and kept until the read ends.
+   * Before a COPY in a read: it lives across several messages, so the read's transaction is opened
+   * (BEGIN READ ONLY with the timeouts) and kept until the read ends.
    */
   async #keepTransaction(what: string): Promise<void> {
     const flights = this.flights;
     if (!flights || flights.open) return;
     flights.opening();
     await this.guard.step(() => this.client.query(flights.begin()), this.deadlineMs, `BEGIN before ${what}`);
+  }
+
+  /** A cursor: inside the read's open transaction, or in one of its own that its Close ends (a read). */
+  #cursor<T>(sql: string, params: readonly unknown[]): Cursor<T> {
+    if (!this.flights || this.flights.open) return new Cursor<T>(sql, [...params]);
+    const { before, end } = this.flights.steps();
+    return new FlightCursor(sql, params, before, end) as unknown as Cursor<T>;
   }
 
   async query<T extends object = Record<string, unknown>>(
@@ -224,8 +232,7 @@ export class GuardedSession implements Session {
   ): Promise<{ rows: T[]; truncated: boolean; fields: ResultField[] }> {
     if (!Number.isSafeInteger(cap) || cap < 0)
       throw new RangeError(`cursor cap must be a whole number, got ${cap}`);
-    await this.#keepTransaction('a cursor read');
-    let cursor = this.client.query(new Cursor<T>(sql, [...(params ?? [])]));
+    let cursor = this.client.query(this.#cursor<T>(sql, params ?? []));
     let rows: T[] = [];
     let fields: ResultField[] = [];
     // The callback form of read() also hands over the result's description (names, source columns).
@@ -259,7 +266,7 @@ export class GuardedSession implements Session {
             await this.guard.step(() => cursor.close(), this.deadlineMs, 'closing a cursor');
             rows = [];
             release = await reserveRows(cap + 1 - FREE_ROWS);
-            cursor = this.client.query(new Cursor<T>(sql, [...(params ?? [])]));
+            cursor = this.client.query(this.#cursor<T>(sql, params ?? []));
           }
           reserved = true;
         }

@@ -16,7 +16,7 @@ export interface FlightStep {
 }
 
 /** What of pg's protocol connection a flight uses (pg-protocol messages; pg's prepared-name bookkeeping). */
-interface Connection {
+export interface Connection {
   stream: { cork?: () => void; uncork?: () => void };
   parse(msg: { text: string; name?: string; types?: number[] }): void;
   bind(msg: { portal?: string; statement?: string; values?: unknown[] }): void;
@@ -105,15 +105,7 @@ export class FlightQuery extends QueryBase {
   }
 
   #send(connection: Connection, step: FlightStep, index: number): void {
-    if (step.name === undefined || !known(connection, step.name)) {
-      connection.parse({ text: step.text, name: step.name ?? '', types: [] });
-      if (step.name !== undefined) {
-        connection.submittedNamedStatements[step.name] = step.text;
-        this.#parsing.add(index);
-      }
-    }
-    connection.bind({ portal: '', statement: step.name ?? '', values: [...step.values] });
-    connection.execute({ portal: '', rows: 0 });
+    if (sendStep(connection, step)) this.#parsing.add(index);
   }
 
   override handleRowDescription(msg: unknown): void {
@@ -135,13 +127,7 @@ export class FlightQuery extends QueryBase {
   }
 
   override handleError(err: Error, connection: Connection): void {
-    // The server skipped every step after the failed one: a Parse among them never happened.
-    for (const index of this.#parsing) {
-      const name = this.#steps[index]?.name;
-      if (index > this.#at && name !== undefined && connection.parsedStatements[name] === undefined) {
-        delete connection.submittedNamedStatements[name];
-      }
-    }
+    forgetSkippedParses(connection, this.#steps, this.#parsing, this.#at);
     this.#at = this.#steps.length;
     if (!(err instanceof pg.DatabaseError)) {
       super.handleError(err, connection);
@@ -157,6 +143,42 @@ export class FlightQuery extends QueryBase {
     };
     connection.once('readyForQuery', settle);
     connection.once('end', settle);
+  }
+}
+
+/**
+ * Sends Parse (unless the connection holds the named statement), Bind and Execute of `step` on the unnamed
+ * portal; returns whether a named statement was parsed (pg's record says so until its answer comes).
+ */
+export function sendStep(connection: Connection, step: FlightStep): boolean {
+  let parsed = false;
+  if (step.name === undefined || !known(connection, step.name)) {
+    connection.parse({ text: step.text, name: step.name ?? '', types: [] });
+    if (step.name !== undefined) {
+      connection.submittedNamedStatements[step.name] = step.text;
+      parsed = true;
+    }
+  }
+  connection.bind({ portal: '', statement: step.name ?? '', values: [...step.values] });
+  connection.execute({ portal: '', rows: 0 });
+  return parsed;
+}
+
+/**
+ * After an error answering step `at`: the server skipped every later step up to the Sync, so a Parse
+ * among them (indexes in `parsing`) never happened and pg must not count its statement as submitted.
+ */
+export function forgetSkippedParses(
+  connection: Connection,
+  steps: readonly FlightStep[],
+  parsing: ReadonlySet<number>,
+  at: number,
+): void {
+  for (const index of parsing) {
+    const name = steps[index]?.name;
+    if (index > at && name !== undefined && connection.parsedStatements[name] === undefined) {
+      delete connection.submittedNamedStatements[name];
+    }
   }
 }
 
@@ -186,9 +208,9 @@ export function needsTransaction(sql: string): boolean {
 }
 
 /**
- * The read-only transactions of one read session on one connection: each statement in its own
- * BEGIN READ ONLY … ROLLBACK flight (one round trip), until a statement, a cursor or a COPY needs one
- * transaction across statements; from then on one stays open and `open` says the read must end it.
+ * The read-only transactions of one read session on one connection: each statement (and each cursor,
+ * flight-cursor.ts) in its own BEGIN READ ONLY … ROLLBACK sent with it, until a statement or a COPY needs
+ * one transaction across statements; from then on one stays open and `open` says the read must end it.
  */
 export class ReadFlights {
   #open = false;
@@ -202,7 +224,7 @@ export class ReadFlights {
     this.#timeouts = [String(wholeMs(limits.statementTimeoutMs)), String(wholeMs(limits.lockTimeoutMs))];
   }
 
-  /** BEGIN READ ONLY with the timeouts, one simple-protocol round trip (before a cursor or a COPY). */
+  /** BEGIN READ ONLY with the timeouts, one simple-protocol round trip (before a COPY). */
   begin(): string {
     return beginWithTimeouts('read', this.limits);
   }
@@ -212,7 +234,7 @@ export class ReadFlights {
     return this.#open;
   }
 
-  /** Marks the transaction open: the caller is about to BEGIN it another way (before a cursor, a COPY). */
+  /** Marks the transaction open: the caller is about to BEGIN it another way (before a COPY). */
   opening(): void {
     this.#open = true;
   }
@@ -221,18 +243,26 @@ export class ReadFlights {
     return { text, name: statementName(this.connection, text, this.prepare), values };
   }
 
+  /** The steps that open a statement's transaction (BEGIN READ ONLY, the timeouts) and the one that ends it. */
+  steps(): { before: FlightStep[]; end: FlightStep } {
+    return {
+      before: [this.#step(BEGIN_READ_ONLY), this.#step(LOCAL_TIMEOUTS, this.#timeouts)],
+      end: this.#step(ROLLBACK),
+    };
+  }
+
   /**
    * The query that sends `sql` (prepared as `name`, or unnamed): inside the open transaction as it is;
    * otherwise after BEGIN READ ONLY and the timeouts, followed by ROLLBACK unless it opens the transaction.
    */
   query(sql: string, params: readonly unknown[], name: string | undefined): FlightQuery | undefined {
     if (this.#open) return undefined;
-    const before = [this.#step(BEGIN_READ_ONLY), this.#step(LOCAL_TIMEOUTS, this.#timeouts)];
+    const { before, end } = this.steps();
     const main = { text: sql, name, values: params };
     if (needsTransaction(sql)) {
       this.#open = true;
       return new FlightQuery(main, before, []);
     }
-    return new FlightQuery(main, before, [this.#step(ROLLBACK)]);
+    return new FlightQuery(main, before, [end]);
   }
 }
