@@ -14,7 +14,8 @@ type Method = (this: object, ...args: unknown[]) => unknown;
  * Counts, by database, while `work` runs (every client of this process; run nothing else): statements =
  * Execute messages of the extended protocol plus the statements of a simple-protocol query (its text split
  * at semicolons: dbops' own texts, no semicolon in a literal); round trips = messages after which the
- * client waits for the server (Sync, Flush, a simple query).
+ * client waits for the server (Sync, Flush, a simple query). A cursor's Flush after its Parse and the one
+ * after its first Execute go out before any answer: one wait, counted as two (no cursor in /db sizes).
  */
 async function counting<T>(work: () => Promise<T>): Promise<{ value: T; counts: Counts }> {
   const counts: Counts = {};
