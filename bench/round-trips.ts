@@ -22,7 +22,8 @@ async function counting<T>(work: () => Promise<T>): Promise<{ value: T; counts: 
   const databases = new WeakMap<object, string>();
   const add = (connection: object, statements: number, trips: number) => {
     const db = databases.get(connection) ?? '?';
-    const c = (counts[db] ??= { statements: 0, trips: 0 });
+    const c = counts[db] ?? { statements: 0, trips: 0 };
+    counts[db] = c;
     c.statements += statements;
     c.trips += trips;
   };
