@@ -2,6 +2,7 @@
 // the statement and ROLLBACK go out together before one Sync (extended protocol), and only the
 // statement's own answers reach its result. Statements that need a transaction across statements open
 // one that stays (ROLLBACK once at the end of the read).
+/// <reference path="./pg-lib-utils.d.ts" />
 import pg from 'pg';
 import { prepareValue } from 'pg/lib/utils.js';
 import { statementName } from './prepared.js';
