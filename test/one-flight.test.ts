@@ -338,6 +338,7 @@ describe.each(majors())('a cursor in a read, PostgreSQL %i', (major) => {
   });
 
   it('has its own read-only transaction with the timeouts, opened and ended without round trips of their own', async () => {
+    notices.length = 0;
     const limits = { statementTimeoutMs: 2345, lockTimeoutMs: 250 };
     const whole = await counted(() =>
       db.read(
@@ -357,8 +358,10 @@ describe.each(majors())('a cursor in a read, PostgreSQL %i', (major) => {
     expect(cut.trips).toBe(1);
     const pid = await db.read(async (s) => {
       await s.cursor('SELECT 1');
+      expect(await s.cursor('')).toMatchObject({ rows: [], truncated: false });
       return s.backendPid;
     });
+    expect(notices).toEqual([]);
     const [state] = await adminQuery(
       'SELECT state FROM pg_stat_activity WHERE pid = $1',
       [pid],

@@ -12,6 +12,7 @@ interface CursorInternals {
   _closePortal(): void;
   handleDataRow(msg: unknown): void;
   handleCommandComplete(msg: unknown): void;
+  handleEmptyQuery(): void;
   handleError(msg: unknown): void;
 }
 const CursorBase = Cursor as unknown as new (
@@ -76,9 +77,20 @@ export class FlightCursor extends CursorBase {
       super._closePortal();
       return;
     }
+    this.#end(connection, () => connection.close({ type: 'P', name: this._portal ?? '' }));
+    this.state = 'done';
+  }
+
+  /** An empty statement: pg-cursor would only Sync; the transaction ends with it. */
+  override handleEmptyQuery(): void {
+    if (this.connection) this.#end(this.connection, () => {});
+  }
+
+  /** `first` (closing the portal), then ROLLBACK and Sync, in one write. */
+  #end(connection: Connection, first: () => void): void {
     connection.stream.cork?.();
     try {
-      connection.close({ type: 'P', name: this._portal ?? '' });
+      first();
       this.#closing = true;
       const end = this.#steps[this.#steps.length - 1];
       if (end && sendStep(connection, end)) this.#parsing.add(this.#steps.length - 1);
@@ -86,7 +98,6 @@ export class FlightCursor extends CursorBase {
     } finally {
       connection.stream.uncork?.();
     }
-    this.state = 'done';
   }
 
   override handleDataRow(msg: unknown): void {
