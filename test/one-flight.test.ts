@@ -7,7 +7,8 @@ import type { Limits, ResolvedTarget } from '../src/config/schema.js';
 import { needsTransaction } from '../src/engine/one-flight.js';
 import { TargetPools } from '../src/engine/target-db.js';
 import type { Session, TargetDb } from '../src/engine/types.js';
-import { adminQuery, createDatabase, majors, openClient } from './helpers/db.js';
+import { adminQuery, createDatabase as createDb, majors, openClient } from './helpers/db.js';
+import type { Major } from './setup/postgres.js';
 
 const LIMITS: Limits = {
   statement_timeout: 5,
@@ -54,11 +55,23 @@ beforeAll(() => {
 });
 
 const open: TargetPools[] = [];
+const created: { name: string; major: Major }[] = [];
+
+/** A database for this file, dropped at its end. */
+async function createDatabase(prefix: string, setup: string, major: Major = 15): Promise<{ url: string }> {
+  const db = await createDb(prefix, setup, major);
+  created.push({ name: db.name, major });
+  return db;
+}
+
 afterAll(async () => {
   clientProto._handleReadyForQuery = originalReady;
   clientProto._handleNotice = originalNotice;
   pg.Client.prototype.query = originalQuery;
   await Promise.all(open.map((p) => p.closeAll()));
+  for (const db of created) {
+    await adminQuery(`DROP DATABASE IF EXISTS "${db.name}" WITH (FORCE)`, [], 'postgres', db.major);
+  }
 });
 
 function pool(url: string, extra: Partial<ResolvedTarget> = {}): TargetDb {
