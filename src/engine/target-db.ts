@@ -327,9 +327,8 @@ class PooledTargetDb implements TargetDb {
     // deadline's check that the server still answers.
     const prepare = this.target.preparedStatements !== false;
     const flights = mode === 'read' && deadline ? new ReadFlights(client, limits, prepare) : undefined;
-    if (mode === 'write' || (mode === 'read' && !flights)) {
+    if (mode === 'write' || (mode === 'read' && !flights))
       await guard.step(() => client.query(beginWithTimeouts(mode, limits)), connectDeadline, 'BEGIN');
-    }
     guard.pid ??= await guard.step(() => this.#backendPid(client), connectDeadline, 'a pid query');
     const session = new GuardedSession(client, guard, guard.pid, limits.rowCap, deadline, prepare, flights);
     const result = await fn(session);
