@@ -1,35 +1,89 @@
-// Counts the statements dbops sends per command, by database (the state database and the target), by
-// watching every pg client of this process: what one read and one approved destructive command cost.
+// Counts what dbops sends per command, by database (the state database and the target): the statements
+// PostgreSQL runs and the round trips they take (a read's statement rides in one flight with its BEGIN
+// READ ONLY, timeouts and ROLLBACK), by watching every pg connection of this process: what one read and
+// one approved destructive command cost.
 import pg from 'pg';
 import type { App } from '../src/app.js';
 import type { Reply } from '../src/core/reply.js';
 
-type Counts = Record<string, number>;
+type Counts = Record<string, { statements: number; trips: number }>;
 
-/** Counts pg queries by database while `work` runs (every client of this process; run nothing else). */
+type Method = (this: object, ...args: unknown[]) => unknown;
+
+/**
+ * Counts, by database, while `work` runs (every client of this process; run nothing else): statements =
+ * Execute messages of the extended protocol plus the statements of a simple-protocol query (its text split
+ * at semicolons: dbops' own texts, no semicolon in a literal); round trips = messages after which the
+ * client waits for the server (Sync, Flush, a simple query). A cursor's Flush after its Parse and the one
+ * after its first Execute go out before any answer: one wait, counted as two (no cursor in /db sizes).
+ */
 async function counting<T>(work: () => Promise<T>): Promise<{ value: T; counts: Counts }> {
   const counts: Counts = {};
-  const proto = pg.Client.prototype as unknown as { query: (...args: unknown[]) => unknown };
-  const original = proto.query;
-  proto.query = function (this: { database?: string }, ...args: unknown[]) {
-    const db = this.database ?? '?';
-    counts[db] = (counts[db] ?? 0) + 1;
-    return original.apply(this, args);
+  const databases = new WeakMap<object, string>();
+  const add = (connection: object, statements: number, trips: number) => {
+    const db = databases.get(connection) ?? '?';
+    const c = counts[db] ?? { statements: 0, trips: 0 };
+    counts[db] = c;
+    c.statements += statements;
+    c.trips += trips;
+  };
+  const client = pg.Client.prototype as unknown as { query: Method };
+  const connection = (pg as unknown as { Connection: { prototype: Record<string, Method> } }).Connection
+    .prototype;
+  const originals = {
+    query: client.query,
+    execute: connection.execute as Method,
+    sync: connection.sync as Method,
+    flush: connection.flush as Method,
+    simple: connection.query as Method,
+  };
+  client.query = function (this: { database?: string; connection?: object }, ...args: unknown[]) {
+    if (this.connection) databases.set(this.connection, this.database ?? '?');
+    return originals.query.apply(this, args);
+  };
+  connection.execute = function (this: object, ...args: unknown[]) {
+    add(this, 1, 0);
+    return originals.execute.apply(this, args);
+  };
+  connection.sync = function (this: object, ...args: unknown[]) {
+    add(this, 0, 1);
+    return originals.sync.apply(this, args);
+  };
+  connection.flush = function (this: object, ...args: unknown[]) {
+    add(this, 0, 1);
+    return originals.flush.apply(this, args);
+  };
+  connection.query = function (this: object, text: unknown, ...rest: unknown[]) {
+    const statements = String(text)
+      .split(';')
+      .filter((part) => part.trim() !== '').length;
+    add(this, statements, 1);
+    return originals.simple.apply(this, [text, ...rest]);
   };
   try {
     return { value: await work(), counts };
   } finally {
-    proto.query = original;
+    client.query = originals.query;
+    connection.execute = originals.execute;
+    connection.sync = originals.sync;
+    connection.flush = originals.flush;
+    connection.query = originals.simple;
   }
 }
 
+/** Statements by database (`state`, `target`), and the round trips they took (`trips`). */
 export interface RoundTrips {
   state: number;
   target: number;
+  trips: { state: number; target: number };
 }
 
 function split(counts: Counts, stateDb: string, targetDb: string): RoundTrips {
-  return { state: counts[stateDb] ?? 0, target: counts[targetDb] ?? 0 };
+  return {
+    state: counts[stateDb]?.statements ?? 0,
+    target: counts[targetDb]?.statements ?? 0,
+    trips: { state: counts[stateDb]?.trips ?? 0, target: counts[targetDb]?.trips ?? 0 },
+  };
 }
 
 function ok(reply: Reply, want: Reply['status'], what: string): Reply {
@@ -38,7 +92,7 @@ function ok(reply: Reply, want: Reply['status'], what: string): Reply {
 }
 
 /**
- * Statements per `/db sizes app` (after warm-up, so pools are open), and per approved destructive
+ * Statements and round trips per `/db sizes app` (after warm-up, so pools are open), and per approved destructive
  * command: `/db terminate app <pid>` of an idle session, requested by one person and approved by another.
  */
 export async function roundTrips(

@@ -34,10 +34,14 @@ export function roundTripRows(t: {
   destructiveApprove: RoundTrips;
 }): string[][] {
   const both = (r: RoundTrips) => `state ${r.state}, target ${r.target}`;
+  const trips = (r: RoundTrips) => `state ${r.trips.state}, target ${r.trips.target}`;
   return [
     ['statements per /db sizes', both(t.read), '-', '-', '-', '-'],
     ['statements per destructive request', both(t.destructiveRequest), '-', '-', '-', '-'],
     ['statements per approval that runs it', both(t.destructiveApprove), '-', '-', '-', '-'],
+    ['round trips per /db sizes', trips(t.read), '-', '-', '-', '-'],
+    ['round trips per destructive request', trips(t.destructiveRequest), '-', '-', '-', '-'],
+    ['round trips per approval that runs it', trips(t.destructiveApprove), '-', '-', '-', '-'],
   ];
 }
 

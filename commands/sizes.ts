@@ -16,6 +16,22 @@ export const DATABASE_SIZE_SQL =
  */
 export const RELATION_SIZES_SQL = TABLE_SIZES_SQL;
 
+/**
+ * Both in one statement, so `/db sizes` is one round trip: the database's row joined to every relation
+ * row (or to one row of NULLs when there is none), in RELATION_SIZES_SQL's order (sized by size, then
+ * skipped by name). Two reads on two connections at once were measured too: faster only while the
+ * server had a second core idle (1.9 against 2.7 ms once, slower in two runs of three on a shared
+ * 2-core machine), for about 30% more CPU in dbops and 7% more in PostgreSQL per command.
+ */
+export const SIZES_SQL = `
+WITH db AS MATERIALIZED (${DATABASE_SIZE_SQL}),
+rel AS (${RELATION_SIZES_SQL})
+SELECT db.database, db.bytes AS database_bytes, rel.*
+FROM db LEFT JOIN rel ON true
+ORDER BY rel.locked, rel.total_bytes DESC NULLS LAST, rel.relation`;
+
+type SizesRow = { database: string; database_bytes: number } & (SizeRow | { [K in keyof SizeRow]: null });
+
 export default defineOperation({
   name: 'sizes',
   summary: 'Database size and the largest tables, with table / index / TOAST split',
@@ -28,9 +44,11 @@ export default defineOperation({
   risk: 'read',
   async run(ctx) {
     return await ctx.db.read(async (session) => {
-      const [db] = await session.query<{ database: string; bytes: number }>(DATABASE_SIZE_SQL);
-      if (!db) throw new Error('pg_database_size returned no row');
-      const found = await session.query<SizeRow>(RELATION_SIZES_SQL, [ctx.args.limit, null]);
+      const all = await session.query<SizesRow>(SIZES_SQL, [ctx.args.limit, null]);
+      const first = all[0];
+      if (!first) throw new Error('pg_database_size returned no row');
+      const db = { database: first.database, bytes: first.database_bytes };
+      const found = all.filter((r): r is SizesRow & SizeRow => r.relation !== null);
       const sized = found.filter((r) => !r.locked);
       const locked = found.filter((r) => r.locked);
 

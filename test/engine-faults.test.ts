@@ -81,7 +81,8 @@ describe('a target that stops answering after login', () => {
       }),
     );
     expect(isUserError(cursorErr) && cursorErr.code).toBe('target_unresponsive');
-    expect((cursorErr as Error).message).toContain('no reply to a cursor read');
+    // A read opens its transaction just before its first cursor: the silence meets that BEGIN or the read.
+    expect((cursorErr as Error).message).toMatch(/no reply to (BEGIN before )?a cursor read/);
     // New connection: login hangs (the proxy accepts, then silence).
     const connectErr = await failure(sick.read((s) => s.query('SELECT 1')));
     expect(isUserError(connectErr)).toBe(true);
@@ -109,6 +110,25 @@ describe('a target that stops answering after login', () => {
     const rows = await pools.get('sick').read((s) => s.query<{ n: number }>('SELECT 41 + 1 AS n'));
     expect(rows).toEqual([{ n: 42 }]);
   }, 30_000);
+
+  it('a read without a statement timeout (no client deadline per statement) is still bounded', async () => {
+    const sick = pools.get('sick');
+    proxy.heal();
+    const ok = await sick.read(
+      (s) => s.query<{ ro: string }>("SELECT current_setting('transaction_read_only') AS ro"),
+      {
+        statementTimeoutMs: 0,
+      },
+    );
+    expect(ok).toEqual([{ ro: 'on' }]);
+    proxy.freeze();
+    const started = Date.now();
+    const err = await failure(sick.read((s) => s.query('SELECT 1'), { statementTimeoutMs: 0 }));
+    expect(Date.now() - started).toBeLessThan(30_000);
+    expect(isUserError(err) && err.code).toBe('target_unresponsive');
+    expect((err as Error).message).toMatch(/no reply to BEGIN within/);
+    proxy.heal();
+  }, 60_000);
 });
 
 describe('an AbortSignal cancels running work', () => {

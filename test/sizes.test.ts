@@ -1,6 +1,6 @@
 // `sizes` against a real database: exact sizes, the heap / index / TOAST split, --limit and DDL locks.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import sizes from '../commands/sizes.js';
+import sizes, { DATABASE_SIZE_SQL, RELATION_SIZES_SQL } from '../commands/sizes.js';
 import type { Limits, ResolvedTarget } from '../src/config/schema.js';
 import type { OperationContext } from '../src/core/operation.js';
 import { formatBytes } from '../src/core/render.js';
@@ -205,6 +205,52 @@ describe('sizes', () => {
     } finally {
       await ddl.query('ROLLBACK');
       await ddl.end();
+    }
+  });
+
+  it('one statement answers as the two it joins did: order, skipped names, database size', async () => {
+    const ddl = await openClient(dbUrl, 'ddl-two');
+    try {
+      await ddl.query('BEGIN');
+      await ddl.query('LOCK TABLE small IN ACCESS EXCLUSIVE MODE');
+      await ddl.query('LOCK TABLE other.mid IN ACCESS EXCLUSIVE MODE');
+      const result = await runSizes({ limit: 2 });
+      const [db] = await adminQuery<{ database: string; bytes: number }>(DATABASE_SIZE_SQL, [], dbName);
+      const apart = await adminQuery<{ relation: string; locked: boolean; total_bytes: number }>(
+        RELATION_SIZES_SQL,
+        [2, null],
+        dbName,
+      );
+      expect(result.headline).toBe(`Database ${dbName}: ${formatBytes(Number(db?.bytes ?? -1))}`);
+      expect(result.rows.map((r) => [r.relation, r.total_bytes])).toEqual(
+        apart.filter((r) => !r.locked).map((r) => [r.relation, Number(r.total_bytes)]),
+      );
+      expect(result.rows.map((r) => r.relation)).toEqual(['public.big', 'public.mv']);
+      expect(result.notes).toEqual([
+        'showing the 2 largest of 3 tables and materialized views; --limit (up to 100) shows more',
+        'skipped 2 relations locked by DDL: other.mid, public.small',
+      ]);
+    } finally {
+      await ddl.query('ROLLBACK');
+      await ddl.end();
+    }
+  });
+
+  it('a database without tables still has its size, and says there is nothing to list', async () => {
+    const empty = await createDatabase('sizes_empty');
+    const emptyTarget: ResolvedTarget = { ...target, name: 'empty', url: empty.url };
+    const emptyPools = new TargetPools({ empty: emptyTarget });
+    try {
+      const run = sizes.run;
+      if (!run) throw new Error('sizes has no run()');
+      const result = await run({ ...context(), target: emptyTarget, db: emptyPools.get('empty') });
+      expect(result.headline).toMatch(new RegExp(`^Database ${empty.name}: \\d`));
+      expect(result.rows).toEqual([]);
+      expect(result.notes).toEqual(['no tables or materialized views outside the system schemas']);
+      expect(result.data).toMatchObject({ database: empty.name, skippedLocked: [] });
+    } finally {
+      await emptyPools.closeAll();
+      await adminQuery(`DROP DATABASE IF EXISTS "${empty.name}" WITH (FORCE)`);
     }
   });
 });

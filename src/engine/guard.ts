@@ -9,6 +9,8 @@ import { formatDuration } from '../core/duration.js';
 import { UserError } from '../core/errors.js';
 import { FREE_ROWS, reserveRows, tryReserveRows } from '../core/result-budget.js';
 import { OperationCancelledError } from './cancel.js';
+import { FlightCursor } from './flight-cursor.js';
+import type { FlightQuery, ReadFlights } from './one-flight.js';
 import { preparedStatementFailed, statementName } from './prepared.js';
 import type { ResultField, Session } from './types.js';
 
@@ -141,6 +143,14 @@ function extended(sql: string, params: readonly unknown[] | undefined, name: str
   return config;
 }
 
+/** Runs a flight (one-flight.ts) on the client: resolves with the statement's result. */
+function fly(client: pg.PoolClient, flight: FlightQuery): Promise<pg.QueryResult> {
+  return new Promise((resolve, reject) => {
+    flight.callback = (err, result) => (err ? reject(err) : resolve(result as pg.QueryResult));
+    client.query(flight as unknown as pg.Submittable);
+  });
+}
+
 /** A checked-out connection as an operation sees it: bind parameters only, one statement per query. */
 export class GuardedSession implements Session {
   constructor(
@@ -151,14 +161,17 @@ export class GuardedSession implements Session {
     private readonly deadlineMs: number | undefined,
     /** Whether statements may be prepared by name on this target (`prepared_statements`). */
     private readonly prepare = true,
+    /** A read's transactions: each statement in one round trip with its BEGIN READ ONLY and ROLLBACK. */
+    private readonly flights?: ReadFlights,
   ) {}
 
   /** Sends one statement, prepared by name when it may be (parsed and planned once per connection). */
   async #send(sql: string, params: readonly unknown[] | undefined, what: string): Promise<pg.QueryResult> {
     const name = statementName(this.client, sql, this.prepare);
+    const flight = this.flights?.query(sql, params ?? [], name);
     try {
       return await this.guard.step(
-        () => this.client.query(extended(sql, params, name)),
+        () => (flight ? fly(this.client, flight) : this.client.query(extended(sql, params, name))),
         this.deadlineMs,
         what,
       );
@@ -166,6 +179,24 @@ export class GuardedSession implements Session {
       if (name !== undefined) preparedStatementFailed(this.client, sql, err);
       throw err;
     }
+  }
+
+  /**
+   * Before a COPY in a read: it lives across several messages, so the read's transaction is opened
+   * (BEGIN READ ONLY with the timeouts) and kept until the read ends.
+   */
+  async #keepTransaction(what: string): Promise<void> {
+    const flights = this.flights;
+    if (!flights || flights.open) return;
+    flights.opening();
+    await this.guard.step(() => this.client.query(flights.begin()), this.deadlineMs, `BEGIN before ${what}`);
+  }
+
+  /** A cursor: inside the read's open transaction, or in one of its own that its Close ends (a read). */
+  #cursor<T>(sql: string, params: readonly unknown[]): Cursor<T> {
+    if (!this.flights || this.flights.open) return new Cursor<T>(sql, [...params]);
+    const { before, end } = this.flights.steps();
+    return new FlightCursor(sql, params, before, end) as unknown as Cursor<T>;
   }
 
   async query<T extends object = Record<string, unknown>>(
@@ -184,6 +215,7 @@ export class GuardedSession implements Session {
   async copyFrom(sql: string, data: Iterable<Uint8Array>): Promise<{ rowCount: number }> {
     if (!/^\s*COPY\s[\s\S]*\sFROM\s+STDIN\b/i.test(sql))
       throw new Error('copyFrom takes a COPY … FROM STDIN statement');
+    await this.#keepTransaction('a COPY');
     const stream = this.client.query(copyFromStdin(sql));
     await this.guard.step(
       () => pipeline(Readable.from(data, { objectMode: false }), stream),
@@ -200,7 +232,7 @@ export class GuardedSession implements Session {
   ): Promise<{ rows: T[]; truncated: boolean; fields: ResultField[] }> {
     if (!Number.isSafeInteger(cap) || cap < 0)
       throw new RangeError(`cursor cap must be a whole number, got ${cap}`);
-    let cursor = this.client.query(new Cursor<T>(sql, [...(params ?? [])]));
+    let cursor = this.client.query(this.#cursor<T>(sql, params ?? []));
     let rows: T[] = [];
     let fields: ResultField[] = [];
     // The callback form of read() also hands over the result's description (names, source columns).
@@ -234,7 +266,7 @@ export class GuardedSession implements Session {
             await this.guard.step(() => cursor.close(), this.deadlineMs, 'closing a cursor');
             rows = [];
             release = await reserveRows(cap + 1 - FREE_ROWS);
-            cursor = this.client.query(new Cursor<T>(sql, [...(params ?? [])]));
+            cursor = this.client.query(this.#cursor<T>(sql, params ?? []));
           }
           reserved = true;
         }

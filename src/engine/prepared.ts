@@ -14,8 +14,18 @@ const unpreparable = new Set<string>();
 /** Connections holding a prepared statement that cannot run again: the pool must drop them. */
 const stale = new WeakSet<object>();
 
+/** Names of texts already hashed (the same few statements again and again); emptied when it grows past this. */
+const NAMES_KEPT = 200;
+const names = new Map<string, string>();
+
 function nameOf(text: string): string {
-  return `dbops_${createHash('sha256').update(text).digest('hex').slice(0, 24)}`;
+  let name = names.get(text);
+  if (name === undefined) {
+    name = `dbops_${createHash('sha256').update(text).digest('hex').slice(0, 24)}`;
+    if (names.size >= NAMES_KEPT) names.clear();
+    names.set(text, name);
+  }
+  return name;
 }
 
 /**

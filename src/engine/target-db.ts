@@ -16,6 +16,7 @@ import {
 } from './backend-registry.js';
 import { OperationCancelledError } from './cancel.js';
 import { ClientGuard, clientDeadlineMs, destroyConnection, GuardedSession } from './guard.js';
+import { ReadFlights } from './one-flight.js';
 import { type ErrorLimits, toUserError } from './pg-errors.js';
 import { TYPES } from './pg-types.js';
 import { holdsStaleStatement } from './prepared.js';
@@ -320,15 +321,21 @@ class PooledTargetDb implements TargetDb {
     if (mode === 'direct') {
       const timeouts = [String(wholeMs(limits.statementTimeoutMs)), String(wholeMs(limits.lockTimeoutMs))];
       await guard.step(() => client.query(SET_SESSION_TIMEOUTS, timeouts), connectDeadline, 'SET');
-    } else {
-      await guard.step(() => client.query(beginWithTimeouts(mode, limits)), connectDeadline, 'BEGIN');
     }
-    guard.pid ??= await guard.step(() => this.#backendPid(client), connectDeadline, 'a pid query');
+    // A read sends each statement with its own BEGIN READ ONLY, timeouts and ROLLBACK (one-flight.ts).
+    // Without a statement timeout a statement has no client deadline: the BEGIN apart keeps the connect
+    // deadline's check that the server still answers.
     const prepare = this.target.preparedStatements !== false;
-    const session = new GuardedSession(client, guard, guard.pid, limits.rowCap, deadline, prepare);
+    const flights = mode === 'read' && deadline ? new ReadFlights(client, limits, prepare) : undefined;
+    if (mode === 'write' || (mode === 'read' && !flights))
+      await guard.step(() => client.query(beginWithTimeouts(mode, limits)), connectDeadline, 'BEGIN');
+    guard.pid ??= await guard.step(() => this.#backendPid(client), connectDeadline, 'a pid query');
+    const session = new GuardedSession(client, guard, guard.pid, limits.rowCap, deadline, prepare, flights);
     const result = await fn(session);
-    if (mode === 'read') await guard.step(() => client.query('ROLLBACK'), connectDeadline, 'ROLLBACK');
-    else if (mode === 'write') {
+    if (mode === 'read') {
+      if (!flights || flights.open)
+        await guard.step(() => client.query('ROLLBACK'), connectDeadline, 'ROLLBACK');
+    } else if (mode === 'write') {
       await guard.step(
         () => client.query('COMMIT'),
         deadline ?? connectDeadline,
@@ -378,7 +385,9 @@ class PooledTargetDb implements TargetDb {
   async #restore(guard: ClientGuard, client: pg.PoolClient, mode: Mode): Promise<Error | undefined> {
     const deadline = this.#connectDeadlineMs();
     try {
-      if (mode !== 'direct' || client.getTransactionStatus() !== 'I')
+      // An error before its ReadyForQuery: pg does not know the transaction's state yet (assume open).
+      const answered = (client as { readyForQuery?: boolean }).readyForQuery !== false;
+      if (mode === 'write' || (mode === 'read' && !answered) || client.getTransactionStatus() !== 'I')
         await guard.step(() => client.query('ROLLBACK'), deadline, 'ROLLBACK');
       if (mode === 'direct') await guard.step(() => client.query(RESET_TIMEOUTS), deadline, 'RESET');
       return client.getTransactionStatus() === 'I' ? undefined : new Error('transaction state unknown');

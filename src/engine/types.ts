@@ -17,7 +17,13 @@ export interface ResultField {
   columnID: number;
 }
 
-/** A connection checked out for one unit of work, already inside the right kind of transaction. */
+/**
+ * A connection checked out for one unit of work. In a write, every statement runs in one transaction; in
+ * a read, each statement runs in its own read-only transaction with the timeouts, sent with it in one
+ * round trip, until a cursor, a COPY or a statement that needs a transaction across statements
+ * (a savepoint, set_config, SET LOCAL, PREPARE, DECLARE, an xact advisory lock: one-flight.ts) opens one
+ * that lasts to the end of the read.
+ */
 export interface Session {
   /** A small query whose whole result is wanted (catalog checks, single values). Bind parameters only. */
   query<T extends object = Record<string, unknown>>(sql: string, params?: readonly unknown[]): Promise<T[]>;
@@ -58,7 +64,10 @@ export interface TargetDb {
   // `signal`, when given and aborted (a person cancelled the run): the statement under way is cancelled on
   // the server (pg_cancel_backend of the session's backend), its transaction rolls back, and no further
   // statement is sent.
-  /** Runs `fn` inside `BEGIN READ ONLY` with `statement_timeout` and `lock_timeout` set locally; always rolls back. */
+  /**
+   * Runs `fn` read-only: each statement inside `BEGIN READ ONLY` with `statement_timeout` and `lock_timeout`
+   * set locally, always rolled back (see Session for when one transaction spans statements).
+   */
   read<R>(
     fn: (session: Session) => Promise<R>,
     limits?: Partial<QueryLimits>,
