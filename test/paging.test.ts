@@ -47,6 +47,17 @@ columns:
 sql: SELECT id, title FROM items ORDER BY id
 `,
   );
+  writeFileSync(
+    join(dir, 'shop', 'sold-out.yaml'),
+    `name: sold-out
+summary: The shop's items that are sold out (none)
+risk: read
+columns:
+  - { key: id, label: id, kind: id }
+  - { key: title, label: title }
+sql: SELECT id, title FROM items WHERE false
+`,
+  );
   const yaml = fx.yaml
     .replace('targets:\n', `packs:\n  dirs: [${dir}]\ntargets:\n`)
     .replace('    environment: staging\n', '    environment: staging\n    packs: [shop]\n');
@@ -162,6 +173,22 @@ describe('paging arguments', () => {
     expect(past.status).toBe('ok');
     expect(past.result?.rows).toEqual([]);
     expect(past.text).toContain('page 9 is past the end of the list');
+  });
+
+  it('an empty list on its first page is an empty list, not a page past the end', async () => {
+    for (const command of [
+      '/db sold-out staging',
+      '/db sold-out staging --limit 10',
+      '/db sold-out staging --page 1',
+    ]) {
+      const none = await as(app, 'alice')(command);
+      expect(none.status).toBe('ok');
+      expect(none.result?.rows).toEqual([]);
+      expect(none.text, command).toMatch(/^(\(no rows\)|0 rows)\n/);
+      expect(none.text, command).not.toContain('past the end');
+    }
+    const past = await as(app, 'alice')('/db sold-out staging --page 2');
+    expect(past.text).toContain('page 2 is past the end of the list');
   });
 
   it('an operation paged in its own SQL (tables) keeps its own --page', async () => {

@@ -236,7 +236,7 @@ export function countLines(result: OperationResult, count: string): string[] {
   const page = result.page;
   if (!page)
     return [result.truncated ? `${count} shown — more rows exist (capped; narrow the query)` : count];
-  if (result.rows.length === 0) return [`page ${page.number} is past the end of the list`];
+  if (result.rows.length === 0 && page.number > 1) return [`page ${page.number} is past the end of the list`];
   // One page that holds the whole list is just the list.
   if (page.number === 1 && !page.more) return [count];
   const which = `rows ${page.first}–${page.first + result.rows.length - 1}, page ${page.number}`;
