@@ -4,12 +4,13 @@ import pg from 'pg';
 import type { Logger } from '../core/log.js';
 import { redactSecrets } from '../core/log.js';
 import type { OperationResult, RequestStatus } from '../core/types.js';
-import { auditClaiming, claimDelivery, queryAudit, writeAudit } from './audit-query.js';
+import { forgetOld, queryAudit } from './audit-query.js';
+import { GroupCommit } from './group-commit.js';
 import { loadMemberRoles, membersWithRoles, type ObservedRoles, saveMemberRoles } from './member-roles.js';
 import { migrate } from './migrations.js';
 import { NamedStatementClient } from './named-client.js';
 import { insertAuditedRequest, insertRequest } from './new-request.js';
-import { loadPagedRead, savePagedRead } from './paged-reads.js';
+import { loadPagedRead } from './paged-reads.js';
 import {
   isUniqueViolation,
   json,
@@ -55,7 +56,22 @@ const INTERRUPTED = 'interrupted:';
 const DEFAULT_LEASE_MS = 10 * 60 * 1000;
 
 export class PgStateStore implements StateStore {
-  private constructor(private readonly pool: pg.Pool) {}
+  /** Audit records, delivery claims and paged reads of concurrent commands, one statement per group. */
+  readonly #group: GroupCommit;
+
+  private constructor(
+    private readonly pool: pg.Pool,
+    log: Logger | undefined,
+  ) {
+    this.#group = new GroupCommit(pool, {
+      housekeeping: forgetOld,
+      onGroupFailed: (err, writes) =>
+        log?.warn(
+          { error: redactSecrets(err instanceof Error ? err.message : String(err)), writes },
+          'a grouped state write failed',
+        ),
+    });
+  }
 
   /** Opens the pool and checks that the database answers; does not migrate (call `migrate()`). */
   static async open(url: string, opts: PgStateStoreOptions = {}): Promise<PgStateStore> {
@@ -87,7 +103,7 @@ export class PgStateStore implements StateStore {
       await pool.end().catch(() => {});
       throw err;
     }
-    return new PgStateStore(pool);
+    return new PgStateStore(pool, opts.log);
   }
 
   async migrate(): Promise<void> {
@@ -379,24 +395,26 @@ export class PgStateStore implements StateStore {
     return (rowCount ?? 0) > 0;
   }
 
+  // The writes every command makes go through the group commit (group-commit.ts): concurrent commands
+  // share a statement, and each learns its own result or failure as if it had sent its own.
   async claimDelivery(key: string, now: Date): Promise<boolean> {
-    return await claimDelivery(this.pool, key, now);
+    return await this.#group.claim(key, [], now);
   }
 
   async audit(event: AuditEvent, now: Date): Promise<void> {
-    await writeAudit(this.pool, [event], now);
+    await this.#group.audit([event], now);
   }
 
   async auditClaiming(key: string, event: AuditEvent, now: Date): Promise<boolean> {
-    return await auditClaiming(this.pool, key, event, now);
+    return await this.#group.claim(key, [event], now);
   }
 
   async auditAll(events: readonly AuditEvent[], now: Date): Promise<void> {
-    await writeAudit(this.pool, events, now);
+    await this.#group.audit(events, now);
   }
 
   async savePagedRead(read: PagedRead): Promise<void> {
-    await savePagedRead(this.pool, read);
+    await this.#group.pagedRead(read);
   }
 
   async getPagedRead(ref: string, now: Date): Promise<PagedRead | undefined> {
@@ -424,7 +442,13 @@ export class PgStateStore implements StateStore {
     return await membersWithRoles(this.pool, platform, roleIds, since);
   }
 
+  /** Writes queued or in flight in the group commit (they are sent before close() ends the pool). */
+  get pendingWrites(): number {
+    return this.#group.pending;
+  }
+
   async close(): Promise<void> {
+    await this.#group.drained();
     await this.pool.end();
   }
 

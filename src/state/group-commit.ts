@@ -1,0 +1,268 @@
+// Group commit for the state database: audit records, delivery claims and paged reads that concurrent
+// commands write at about the same time share one statement (one round trip, one commit) instead of
+// one each; every caller still learns its own result and sees its own failure.
+import { auditValues } from './audit-query.js';
+import type { Queryable } from './rows.js';
+import type { AuditEvent, PagedRead } from './types.js';
+
+/** The most writes one statement carries. */
+export const MAX_GROUP_WRITES = 100;
+/** The most bytes (of JSON) one statement carries; a single larger write goes alone. */
+export const MAX_GROUP_BYTES = 1024 * 1024;
+/** Statements in flight at once: a slow group does not hold every other command behind it. */
+const MAX_IN_FLIGHT = 2;
+
+/**
+ * One statement for the whole group, the same text whatever its size (one named statement per
+ * connection): $1 the audit rows and claims in order, $2 the paged reads, both as JSON arrays. A claim
+ * is taken by the first write of its key (DISTINCT ON … ORDER BY ord); the rows of a write with a
+ * claim are written only when that write took it. Records are inserted in `ord` order, so their ids keep the order in
+ * which they were asked for. Answers the keys this statement claimed.
+ */
+export const GROUP_SQL = `
+WITH input AS (
+  SELECT * FROM jsonb_to_recordset($1::jsonb) AS r(ord int, unit int, claim text, audited boolean,
+    at timestamptz, request_id bigint, event text, person text, identity text, surface text,
+    channel text, thread text, operation text, target text, args jsonb, risk text, approvers text[],
+    outcome text, duration_ms int, error text, detail jsonb, ref text)
+), first AS (
+  SELECT DISTINCT ON (claim) claim, unit, at FROM input WHERE claim IS NOT NULL ORDER BY claim, ord
+), claimed AS (
+  INSERT INTO dbops_deliveries (key, seen_at) SELECT claim, at FROM first
+  ON CONFLICT (key) DO NOTHING RETURNING key
+), audited AS (
+  INSERT INTO dbops_audit (at, request_id, event, person, identity, surface, channel, thread, operation,
+     target, args, risk, approvers, outcome, duration_ms, error, detail, ref)
+  SELECT i.at, i.request_id, i.event, i.person, i.identity, i.surface, i.channel, i.thread, i.operation,
+     i.target, i.args, i.risk, i.approvers, i.outcome, i.duration_ms, i.error, i.detail, i.ref
+  FROM input i
+  WHERE i.audited AND (i.claim IS NULL OR EXISTS (
+    SELECT 1 FROM claimed c JOIN first f ON f.claim = c.key WHERE c.key = i.claim AND f.unit = i.unit))
+  ORDER BY i.ord
+  RETURNING id
+), paged AS (
+  INSERT INTO dbops_paged_reads (ref, command, operation, target, identity, created_at)
+  SELECT p.ref, p.command, p.operation, p.target, p.identity, p.created_at
+  FROM jsonb_to_recordset($2::jsonb) AS p(ref text, command text, operation text, target text,
+    identity text, created_at timestamptz)
+  ON CONFLICT (ref) DO NOTHING
+)
+SELECT key FROM claimed`;
+
+/** One caller's write: rows written together or not at all, with at most one claim. */
+interface Unit {
+  /** Audit records (may be none: a claim alone). */
+  records: readonly AuditEvent[];
+  at: Date;
+  claim?: string;
+  paged?: PagedRead;
+  bytes: number;
+  resolve: (claimed: boolean) => void;
+  reject: (err: unknown) => void;
+}
+
+export interface GroupCommitOptions {
+  /** Called when a group's statement fails; the callers are told anyway. */
+  onGroupFailed?: (err: unknown, writes: number) => void;
+  /** Runs now and then after a group with claims or paged reads (old ones are forgotten); errors ignored. */
+  housekeeping?: (q: Queryable, now: Date) => Promise<void>;
+}
+
+/**
+ * Queues writes and sends them in groups: writes asked for in the same turn of the event loop, or while
+ * the statements allowed in flight are busy, go in the next group (capped by count and bytes, in the
+ * order asked). A group that fails on a data error (one hostile record) is split into its writes, each
+ * sent alone, so one bad write fails only its own caller; a lost connection fails the whole group.
+ */
+export class GroupCommit {
+  readonly #q: Queryable;
+  readonly #options: GroupCommitOptions;
+  #queue: Unit[] = [];
+  #scheduled = false;
+  #inFlight = 0;
+  readonly #running = new Set<Promise<void>>();
+
+  constructor(q: Queryable, options: GroupCommitOptions = {}) {
+    this.#q = q;
+    this.#options = options;
+  }
+
+  /** Writes audit records, in order, all or none. */
+  async audit(records: readonly AuditEvent[], at: Date): Promise<void> {
+    if (records.length === 0) return;
+    await this.#add({ records, at });
+  }
+
+  /** Claims `key` and, only when this is the first claim, writes the records; true when claimed. */
+  async claim(key: string, records: readonly AuditEvent[], at: Date): Promise<boolean> {
+    return await this.#add({ records, at, claim: key });
+  }
+
+  /** Remembers a paged read (a read with a next page), once per reference. */
+  async pagedRead(read: PagedRead): Promise<void> {
+    await this.#add({ records: [], at: read.createdAt, paged: read });
+  }
+
+  /** Writes queued or in flight right now. */
+  get pending(): number {
+    return this.#queue.length + this.#inFlight;
+  }
+
+  /** Resolves once every write asked for so far has ended (written or failed). */
+  async drained(): Promise<void> {
+    for (;;) {
+      if (this.#running.size > 0) await Promise.all([...this.#running]);
+      // Queued and not yet sent: the flush scheduled for this turn sends it.
+      else if (this.#queue.length > 0) await new Promise((resolve) => setImmediate(resolve));
+      else return;
+    }
+  }
+
+  #add(unit: Omit<Unit, 'bytes' | 'resolve' | 'reject'>): Promise<boolean> {
+    return new Promise<boolean>((resolve, reject) => {
+      const bytes = unitBytes(unit);
+      this.#queue.push({ ...unit, bytes, resolve, reject });
+      if (!this.#scheduled) {
+        this.#scheduled = true;
+        // What the rest of this turn of the event loop asks for joins the same group.
+        setImmediate(() => {
+          this.#scheduled = false;
+          this.#pump();
+        });
+      }
+    });
+  }
+
+  #pump(): void {
+    while (this.#inFlight < MAX_IN_FLIGHT && this.#queue.length > 0) {
+      const group = this.#take();
+      this.#inFlight += 1;
+      const sent = this.#send(group).finally(() => {
+        this.#inFlight -= 1;
+        this.#running.delete(sent);
+        this.#pump();
+      });
+      this.#running.add(sent);
+    }
+  }
+
+  /** The next group from the head of the queue: at least one write, then up to the caps. */
+  #take(): Unit[] {
+    let bytes = 0;
+    let count = 0;
+    for (const unit of this.#queue) {
+      if (count > 0 && (count >= MAX_GROUP_WRITES || bytes + unit.bytes > MAX_GROUP_BYTES)) break;
+      bytes += unit.bytes;
+      count += 1;
+    }
+    return this.#queue.splice(0, count);
+  }
+
+  async #send(group: Unit[]): Promise<void> {
+    let claimed: Set<string>;
+    try {
+      claimed = await this.#write(group);
+    } catch (err) {
+      this.#options.onGroupFailed?.(err, group.length);
+      if (group.length > 1 && isDataError(err)) {
+        // One write the database refuses (hostile text, a failing trigger) must not fail the others.
+        for (const unit of group) await this.#send([unit]);
+        return;
+      }
+      for (const unit of group) unit.reject(err);
+      return;
+    }
+    const taken = new Set<string>();
+    for (const unit of group) {
+      if (unit.claim === undefined) unit.resolve(true);
+      else if (claimed.has(unit.claim) && !taken.has(unit.claim)) {
+        // The first write of a key in the group took the claim; a repeat in the same group did not.
+        taken.add(unit.claim);
+        unit.resolve(true);
+      } else {
+        taken.add(unit.claim);
+        unit.resolve(false);
+      }
+    }
+    const keeps = group.some((u) => u.claim !== undefined || u.paged !== undefined);
+    if (this.#options.housekeeping && keeps && Math.random() < 0.01) {
+      await this.#options.housekeeping(this.#q, group[0]?.at ?? new Date()).catch(() => {});
+    }
+  }
+
+  async #write(group: readonly Unit[]): Promise<Set<string>> {
+    const rows: Record<string, unknown>[] = [];
+    const paged: Record<string, unknown>[] = [];
+    group.forEach((unit, at) => {
+      if (unit.paged) paged.push(pagedRow(unit.paged));
+      const claim = unit.claim ?? null;
+      if (claim !== null && unit.records.length === 0) {
+        rows.push({ ord: rows.length, unit: at, claim, audited: false, at: unit.at.toISOString() });
+      }
+      for (const record of unit.records) {
+        rows.push({ ...auditRow(record, unit.at), ord: rows.length, unit: at, claim });
+      }
+    });
+    const { rows: answer } = await this.#q.query<{ key: string }>(GROUP_SQL, [
+      JSON.stringify(rows),
+      JSON.stringify(paged),
+    ]);
+    return new Set(answer.map((r) => r.key));
+  }
+}
+
+/** An audit record as a row of GROUP_SQL's recordset (the columns of auditValues). */
+function auditRow(event: AuditEvent, at: Date): Record<string, unknown> {
+  const v = auditValues(event, at);
+  return {
+    audited: true,
+    at: at.toISOString(),
+    request_id: v[1],
+    event: v[2],
+    person: v[3],
+    identity: v[4],
+    surface: v[5],
+    channel: v[6],
+    thread: v[7],
+    operation: v[8],
+    target: v[9],
+    args: event.args ?? null,
+    risk: v[11],
+    approvers: v[12],
+    outcome: v[13],
+    duration_ms: v[14],
+    error: v[15],
+    detail: event.detail ?? null,
+    ref: v[17],
+  };
+}
+
+function pagedRow(read: PagedRead): Record<string, unknown> {
+  return {
+    ref: read.ref,
+    command: read.command,
+    operation: read.operation,
+    target: read.target,
+    identity: read.identity,
+    created_at: read.createdAt.toISOString(),
+  };
+}
+
+/** What a write adds to its statement, roughly (its JSON). */
+function unitBytes(unit: Omit<Unit, 'bytes' | 'resolve' | 'reject'>): number {
+  let bytes = 64 + (unit.claim?.length ?? 0);
+  for (const record of unit.records) bytes += JSON.stringify(record).length;
+  if (unit.paged) bytes += JSON.stringify(unit.paged).length;
+  return bytes;
+}
+
+/**
+ * An error PostgreSQL gave about the statement's data (SQLSTATE classes other than connection,
+ * resources, operator intervention and system errors): sending the writes one by one isolates it. A lost
+ * connection or a timeout has no such code, or one of those classes: every write of the group failed.
+ */
+export function isDataError(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  if (typeof code !== 'string' || !/^[0-9A-Z]{5}$/.test(code)) return false;
+  return !['08', '53', '57', '58', 'XX'].includes(code.slice(0, 2));
+}
