@@ -97,6 +97,29 @@ describe('group commit', () => {
     expect(await stored('turns-')).toHaveLength(40);
   });
 
+  it('lets records that follow their reply wait for company: they ride with the next group', async () => {
+    const { count } = await statements(async () => {
+      const later: Promise<void>[] = [];
+      for (let i = 0; i < 5; i++) {
+        later.push(store.auditLater(record(`linger-${i}`), new Date()));
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+      await Promise.all([...later, store.audit(record('linger-now'), new Date())]);
+      // Alone, one goes after LINGER_MS all the same.
+      await store.auditLater(record('linger-alone'), new Date());
+    });
+    expect(count).toBe(2);
+    expect((await stored('linger-')).map((r) => r.ref)).toEqual([
+      'linger-now',
+      'linger-0',
+      'linger-1',
+      'linger-2',
+      'linger-3',
+      'linger-4',
+      'linger-alone',
+    ]);
+  });
+
   it('caps a group at MAX_GROUP_WRITES writes', async () => {
     const { count } = await statements(() =>
       Promise.all(Array.from({ length: 250 }, (_, i) => store.audit(record(`cap-${i}`), new Date()))),

@@ -11,6 +11,11 @@ export const MAX_GROUP_WRITES = 100;
 export const MAX_GROUP_BYTES = 1024 * 1024;
 /** Statements in flight at once: a slow group does not hold every other command behind it. */
 const MAX_IN_FLIGHT = 2;
+/**
+ * How long a write that follows its reply (a closing record, a paged read) may wait for company: it
+ * rides with the next group sent, or goes after this long with whatever else waits by then.
+ */
+export const LINGER_MS = 25;
 
 /**
  * One statement for the whole group, the same text whatever its size (one named statement per
@@ -78,6 +83,11 @@ export class GroupCommit {
   readonly #q: Queryable;
   readonly #options: GroupCommitOptions;
   #queue: Unit[] = [];
+  /** Writes that follow their reply, waiting for company (LINGER_MS). */
+  #later: Unit[] = [];
+  #lingering: NodeJS.Timeout | undefined;
+  /** Set by hurry(): nothing lingers until everything asked for so far is written. */
+  #hurry = false;
   #scheduled = false;
   #inFlight = 0;
   readonly #running = new Set<Promise<void>>();
@@ -87,10 +97,13 @@ export class GroupCommit {
     this.#options = options;
   }
 
-  /** Writes audit records, in order, all or none. */
-  async audit(records: readonly AuditEvent[], at: Date): Promise<void> {
+  /**
+   * Writes audit records, in order, all or none. `later`: they follow a reply that is already on its
+   * way, so they may wait up to LINGER_MS to share a statement with others.
+   */
+  async audit(records: readonly AuditEvent[], at: Date, later = false): Promise<void> {
     if (records.length === 0) return;
-    await this.#add({ records, at });
+    await this.#add({ records, at }, later);
   }
 
   /** Claims `key` and, only when this is the first claim, writes the records; true when claimed. */
@@ -98,19 +111,26 @@ export class GroupCommit {
     return await this.#add({ records, at, claim: key });
   }
 
-  /** Remembers a paged read (a read with a next page), once per reference. */
+  /** Remembers a paged read (a read with a next page), once per reference; it follows its reply. */
   async pagedRead(read: PagedRead): Promise<void> {
-    await this.#add({ records: [], at: read.createdAt, paged: read });
+    await this.#add({ records: [], at: read.createdAt, paged: read }, true);
   }
 
-  /** Writes queued or in flight right now. */
+  /** Writes queued, lingering or in flight right now. */
   get pending(): number {
-    return this.#queue.length + this.#inFlight;
+    return this.#queue.length + this.#later.length + this.#inFlight;
+  }
+
+  /** Sends what lingers now, and lets nothing linger until all asked for so far is written (shutdown). */
+  hurry(): void {
+    this.#hurry = true;
+    this.#flushLater();
   }
 
   /** Resolves once every write asked for so far has ended (written or failed). */
   async drained(): Promise<void> {
     for (;;) {
+      this.hurry();
       if (this.#running.size > 0) await Promise.all([...this.#running]);
       // Queued and not yet sent: the flush scheduled for this turn sends it.
       else if (this.#queue.length > 0) await new Promise((resolve) => setImmediate(resolve));
@@ -118,9 +138,15 @@ export class GroupCommit {
     }
   }
 
-  #add(unit: Omit<Unit, 'bytes' | 'resolve' | 'reject'>): Promise<boolean> {
+  #add(unit: Omit<Unit, 'bytes' | 'resolve' | 'reject'>, later = false): Promise<boolean> {
     return new Promise<boolean>((resolve, reject) => {
       const bytes = unitBytes(unit);
+      if (later && !this.#hurry) {
+        this.#later.push({ ...unit, bytes, resolve, reject });
+        if (this.#later.length >= MAX_GROUP_WRITES) this.#flushLater();
+        else this.#lingering ??= setTimeout(() => this.#flushLater(), LINGER_MS);
+        return;
+      }
       this.#queue.push({ ...unit, bytes, resolve, reject });
       if (!this.#scheduled) {
         this.#scheduled = true;
@@ -133,6 +159,15 @@ export class GroupCommit {
     });
   }
 
+  #flushLater(): void {
+    clearTimeout(this.#lingering);
+    this.#lingering = undefined;
+    if (this.#later.length === 0) return;
+    this.#queue.push(...this.#later);
+    this.#later = [];
+    this.#pump();
+  }
+
   #pump(): void {
     while (this.#inFlight < MAX_IN_FLIGHT && this.#queue.length > 0) {
       const group = this.#take();
@@ -140,22 +175,40 @@ export class GroupCommit {
       const sent = this.#send(group).finally(() => {
         this.#inFlight -= 1;
         this.#running.delete(sent);
+        if (this.pending === 0) this.#hurry = false;
         this.#pump();
       });
       this.#running.add(sent);
     }
   }
 
-  /** The next group from the head of the queue: at least one write, then up to the caps. */
+  /**
+   * The next group from the head of the queue: at least one write, then up to the caps; lingering
+   * writes ride along where there is room.
+   */
   #take(): Unit[] {
     let bytes = 0;
+    const fits = (unit: Unit, count: number) =>
+      count === 0 || (count < MAX_GROUP_WRITES && bytes + unit.bytes <= MAX_GROUP_BYTES);
     let count = 0;
     for (const unit of this.#queue) {
-      if (count > 0 && (count >= MAX_GROUP_WRITES || bytes + unit.bytes > MAX_GROUP_BYTES)) break;
+      if (!fits(unit, count)) break;
       bytes += unit.bytes;
       count += 1;
     }
-    return this.#queue.splice(0, count);
+    const group = this.#queue.splice(0, count);
+    let riding = 0;
+    for (const unit of this.#later) {
+      if (!fits(unit, group.length + riding)) break;
+      bytes += unit.bytes;
+      riding += 1;
+    }
+    if (riding > 0) group.push(...this.#later.splice(0, riding));
+    if (this.#later.length === 0) {
+      clearTimeout(this.#lingering);
+      this.#lingering = undefined;
+    }
+    return group;
   }
 
   async #send(group: Unit[]): Promise<void> {

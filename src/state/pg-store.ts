@@ -405,6 +405,14 @@ export class PgStateStore implements StateStore {
     await this.#group.audit([event], now);
   }
 
+  async auditLater(event: AuditEvent, now: Date): Promise<void> {
+    await this.#group.audit([event], now, true);
+  }
+
+  hurry(): void {
+    this.#group.hurry();
+  }
+
   async auditClaiming(key: string, event: AuditEvent, now: Date): Promise<boolean> {
     return await this.#group.claim(key, [event], now);
   }
