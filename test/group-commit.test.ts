@@ -229,6 +229,28 @@ describe('group commit', () => {
     }
   });
 
+  it('claims a delivery while records wait on a lock held on the audit table', async () => {
+    const lock = await openClient(db.url, 'audit-lock');
+    try {
+      await lock.query('BEGIN');
+      await lock.query('LOCK TABLE dbops_audit IN ACCESS EXCLUSIVE MODE');
+      // Two groups of records stuck behind the lock: the statements allowed in flight are taken.
+      const first = store.audit(record('locked-0'), new Date());
+      await new Promise((resolve) => setImmediate(resolve));
+      const second = store.audit(record('locked-1'), new Date());
+      await new Promise((resolve) => setImmediate(resolve));
+      // Stalled statements stop counting, and a claim alone names no audit table: it is answered.
+      expect(await store.claimDelivery('slack:event:while-locked', new Date())).toBe(true);
+      await lock.query('COMMIT');
+      await Promise.all([first, second]);
+      // Two statements of two commands: which the lock lets go first is not ordered (as before groups).
+      expect((await stored('locked-')).map((r) => r.ref).sort()).toEqual(['locked-0', 'locked-1']);
+    } finally {
+      await lock.query('ROLLBACK').catch(() => {});
+      await lock.end();
+    }
+  });
+
   it('writes what is queued before close() ends the pool', async () => {
     const other = await PgStateStore.open(db.url);
     const writes = Array.from({ length: 30 }, (_, i) => other.audit(record(`close-${i}`), new Date()));

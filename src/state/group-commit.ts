@@ -9,8 +9,10 @@ import type { AuditEvent, PagedRead } from './types.js';
 export const MAX_GROUP_WRITES = 100;
 /** The most bytes (of JSON) one statement carries; a single larger write goes alone. */
 export const MAX_GROUP_BYTES = 1024 * 1024;
-/** Statements in flight at once: a slow group does not hold every other command behind it. */
+/** Statements in flight at once (beside stalled ones): a slow group does not hold every command back. */
 const MAX_IN_FLIGHT = 2;
+/** A statement in flight longer than this no longer counts against MAX_IN_FLIGHT (a lock, a slow disk). */
+const STALL_MS = 100;
 /**
  * How long a write that follows its reply (a closing record, a paged read) may wait for company: it
  * rides with the next group sent, or goes after this long with whatever else waits by then.
@@ -18,41 +20,77 @@ const MAX_IN_FLIGHT = 2;
 export const LINGER_MS = 25;
 
 /**
- * One statement for the whole group, the same text whatever its size (one named statement per
- * connection): $1 the audit rows and claims in order, $2 the paged reads, both as JSON arrays. A claim
- * is taken by the first write of its key (DISTINCT ON … ORDER BY ord); the rows of a write with a
- * claim are written only when that write took it. Records are inserted in `ord` order, so their ids keep the order in
- * which they were asked for. Answers the keys this statement claimed.
+ * Which tables a group writes: its statement names only those, so a claim alone never waits on a lock
+ * held on the audit table.
  */
-export const GROUP_SQL = `
-WITH input AS (
+export interface GroupShape {
+  claims: boolean;
+  audit: boolean;
+  paged: boolean;
+}
+
+const statements = new Map<string, string>();
+
+/**
+ * One statement for the whole group, the same text whatever its size (at most seven texts, one per
+ * shape: named statements stay few on each connection): $1 the audit rows and claims in order, then
+ * the paged reads, as JSON arrays. A claim is taken by the first write of its key (DISTINCT ON … ORDER
+ * BY ord); the rows of a write with a claim are written only when that write took it. Records are
+ * inserted in `ord` order, so their ids keep the order in which they were asked for. Answers the keys
+ * this statement claimed.
+ */
+export function groupSql(shape: GroupShape): string {
+  const key = `${shape.claims}${shape.audit}${shape.paged}`;
+  let text = statements.get(key);
+  if (text !== undefined) return text;
+  const parts: string[] = [];
+  if (shape.claims || shape.audit) {
+    parts.push(`input AS (
   SELECT * FROM jsonb_to_recordset($1::jsonb) AS r(ord int, unit int, claim text, audited boolean,
     at timestamptz, request_id bigint, event text, person text, identity text, surface text,
     channel text, thread text, operation text, target text, args jsonb, risk text, approvers text[],
     outcome text, duration_ms int, error text, detail jsonb, ref text)
-), first AS (
+)`);
+  }
+  if (shape.claims) {
+    parts.push(`first AS (
   SELECT DISTINCT ON (claim) claim, unit, at FROM input WHERE claim IS NOT NULL ORDER BY claim, ord
 ), claimed AS (
   INSERT INTO dbops_deliveries (key, seen_at) SELECT claim, at FROM first
   ON CONFLICT (key) DO NOTHING RETURNING key
-), audited AS (
+)`);
+  }
+  if (shape.audit) {
+    const taken = shape.claims
+      ? ` AND (i.claim IS NULL OR EXISTS (
+    SELECT 1 FROM claimed c JOIN first f ON f.claim = c.key WHERE c.key = i.claim AND f.unit = i.unit))`
+      : '';
+    parts.push(`audited AS (
   INSERT INTO dbops_audit (at, request_id, event, person, identity, surface, channel, thread, operation,
      target, args, risk, approvers, outcome, duration_ms, error, detail, ref)
   SELECT i.at, i.request_id, i.event, i.person, i.identity, i.surface, i.channel, i.thread, i.operation,
      i.target, i.args, i.risk, i.approvers, i.outcome, i.duration_ms, i.error, i.detail, i.ref
   FROM input i
-  WHERE i.audited AND (i.claim IS NULL OR EXISTS (
-    SELECT 1 FROM claimed c JOIN first f ON f.claim = c.key WHERE c.key = i.claim AND f.unit = i.unit))
+  WHERE i.audited${taken}
   ORDER BY i.ord
   RETURNING id
-), paged AS (
+)`);
+  }
+  if (shape.paged) {
+    const n = shape.claims || shape.audit ? 2 : 1;
+    parts.push(`paged AS (
   INSERT INTO dbops_paged_reads (ref, command, operation, target, identity, created_at)
   SELECT p.ref, p.command, p.operation, p.target, p.identity, p.created_at
-  FROM jsonb_to_recordset($2::jsonb) AS p(ref text, command text, operation text, target text,
+  FROM jsonb_to_recordset($${n}::jsonb) AS p(ref text, command text, operation text, target text,
     identity text, created_at timestamptz)
   ON CONFLICT (ref) DO NOTHING
-)
-SELECT key FROM claimed`;
+)`);
+  }
+  const answer = shape.claims ? 'SELECT key FROM claimed' : 'SELECT NULL::text AS key WHERE false';
+  text = `WITH ${parts.join(', ')}\n${answer}`;
+  statements.set(key, text);
+  return text;
+}
 
 /** One caller's write: rows written together or not at all, with at most one claim. */
 interface Unit {
@@ -89,7 +127,10 @@ export class GroupCommit {
   /** Set by hurry(): nothing lingers until everything asked for so far is written. */
   #hurry = false;
   #scheduled = false;
+  /** Statements sent and not stalled. */
   #inFlight = 0;
+  /** Writes in statements sent and not yet answered. */
+  #sending = 0;
   readonly #running = new Set<Promise<void>>();
 
   constructor(q: Queryable, options: GroupCommitOptions = {}) {
@@ -118,7 +159,7 @@ export class GroupCommit {
 
   /** Writes queued, lingering or in flight right now. */
   get pending(): number {
-    return this.#queue.length + this.#later.length + this.#inFlight;
+    return this.#queue.length + this.#later.length + this.#sending;
   }
 
   /** Sends what lingers now, and lets nothing linger until all asked for so far is written (shutdown). */
@@ -172,8 +213,17 @@ export class GroupCommit {
     while (this.#inFlight < MAX_IN_FLIGHT && this.#queue.length > 0) {
       const group = this.#take();
       this.#inFlight += 1;
-      const sent = this.#send(group).finally(() => {
+      this.#sending += group.length;
+      let counted = true;
+      const stalled = setTimeout(() => {
+        counted = false;
         this.#inFlight -= 1;
+        this.#pump();
+      }, STALL_MS);
+      const sent = this.#send(group).finally(() => {
+        clearTimeout(stalled);
+        if (counted) this.#inFlight -= 1;
+        this.#sending -= group.length;
         this.#running.delete(sent);
         if (this.pending === 0) this.#hurry = false;
         this.#pump();
@@ -256,15 +306,20 @@ export class GroupCommit {
         rows.push({ ...auditRow(record, unit.at), ord: rows.length, unit: at, claim });
       }
     });
-    const { rows: answer } = await this.#q.query<{ key: string }>(GROUP_SQL, [
-      JSON.stringify(rows),
-      JSON.stringify(paged),
-    ]);
+    const shape = {
+      claims: group.some((u) => u.claim !== undefined),
+      audit: group.some((u) => u.records.length > 0),
+      paged: paged.length > 0,
+    };
+    const values: string[] = [];
+    if (shape.claims || shape.audit) values.push(JSON.stringify(rows));
+    if (shape.paged) values.push(JSON.stringify(paged));
+    const { rows: answer } = await this.#q.query<{ key: string }>(groupSql(shape), values);
     return new Set(answer.map((r) => r.key));
   }
 }
 
-/** An audit record as a row of GROUP_SQL's recordset (the columns of auditValues). */
+/** An audit record as a row of groupSql's recordset (the columns of auditValues). */
 function auditRow(event: AuditEvent, at: Date): Record<string, unknown> {
   const v = auditValues(event, at);
   return {
