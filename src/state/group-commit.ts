@@ -10,7 +10,7 @@ export const MAX_GROUP_WRITES = 100;
 /** The most bytes (of JSON) one statement carries; a single larger write goes alone. */
 export const MAX_GROUP_BYTES = 1024 * 1024;
 /** Statements in flight at once (beside stalled ones): a slow group does not hold every command back. */
-const MAX_IN_FLIGHT = 2;
+const MAX_IN_FLIGHT = 1;
 /** A statement in flight longer than this no longer counts against MAX_IN_FLIGHT (a lock, a slow disk). */
 const STALL_MS = 100;
 /**
@@ -233,30 +233,44 @@ export class GroupCommit {
   }
 
   /**
-   * The next group from the head of the queue: at least one write, then up to the caps; lingering
-   * writes ride along where there is room.
+   * The next group: the head of the queue and the queued writes of its kind after it, up to the caps;
+   * lingering writes ride along where there is room. Claims alone go apart from writes that touch the
+   * audit table, so that a lock held there never holds up a claim; each kind keeps its order.
    */
   #take(): Unit[] {
     let bytes = 0;
-    const fits = (unit: Unit, count: number) =>
-      count === 0 || (count < MAX_GROUP_WRITES && bytes + unit.bytes <= MAX_GROUP_BYTES);
-    let count = 0;
+    const group: Unit[] = [];
+    const fits = (unit: Unit) =>
+      group.length === 0 || (group.length < MAX_GROUP_WRITES && bytes + unit.bytes <= MAX_GROUP_BYTES);
+    const add = (unit: Unit) => {
+      bytes += unit.bytes;
+      group.push(unit);
+    };
+    const head = this.#queue[0];
+    const claimsOnly = head !== undefined && claimOnly(head);
+    const left: Unit[] = [];
+    let full = false;
     for (const unit of this.#queue) {
-      if (!fits(unit, count)) break;
-      bytes += unit.bytes;
-      count += 1;
+      if (!full && claimOnly(unit) === claimsOnly && fits(unit)) add(unit);
+      else {
+        // Once one write of the kind does not fit, later ones wait too: the order of a kind is kept.
+        if (claimOnly(unit) === claimsOnly) full = true;
+        left.push(unit);
+      }
     }
-    const group = this.#queue.splice(0, count);
-    let riding = 0;
-    for (const unit of this.#later) {
-      if (!fits(unit, group.length + riding)) break;
-      bytes += unit.bytes;
-      riding += 1;
-    }
-    if (riding > 0) group.push(...this.#later.splice(0, riding));
-    if (this.#later.length === 0) {
-      clearTimeout(this.#lingering);
-      this.#lingering = undefined;
+    this.#queue = left;
+    if (!claimsOnly) {
+      let riding = 0;
+      for (const unit of this.#later) {
+        if (!fits(unit)) break;
+        add(unit);
+        riding += 1;
+      }
+      this.#later.splice(0, riding);
+      if (this.#later.length === 0) {
+        clearTimeout(this.#lingering);
+        this.#lingering = undefined;
+      }
     }
     return group;
   }
@@ -354,6 +368,11 @@ function pagedRow(read: PagedRead): Record<string, unknown> {
     identity: read.identity,
     created_at: read.createdAt.toISOString(),
   };
+}
+
+/** A claim without a record: its statement names only dbops_deliveries. */
+function claimOnly(unit: Unit): boolean {
+  return unit.records.length === 0 && unit.paged === undefined;
 }
 
 /** What a write adds to its statement, roughly (its JSON). */
