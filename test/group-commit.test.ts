@@ -120,6 +120,19 @@ describe('group commit', () => {
     ]);
   });
 
+  it('finds a paged read still waiting for company when its button is pressed at once', async () => {
+    const saving = store.savePagedRead({
+      ref: 'rquick',
+      command: 'sizes app',
+      operation: 'sizes',
+      target: 'app',
+      identity: 'slack:T1/UALICE',
+      createdAt: new Date(),
+    });
+    expect(await store.getPagedRead('rquick', new Date())).toMatchObject({ command: 'sizes app' });
+    await saving;
+  });
+
   it('caps a group at MAX_GROUP_WRITES writes', async () => {
     const { count } = await statements(() =>
       Promise.all(Array.from({ length: 250 }, (_, i) => store.audit(record(`cap-${i}`), new Date()))),

@@ -35,25 +35,24 @@ const statements = new Map<string, string>();
  * One statement for the whole group, the same text whatever its size (at most seven texts, one per
  * shape: named statements stay few on each connection): $1 the audit rows and claims in order, then
  * the paged reads, as JSON arrays. A claim is taken by the first write of its key (DISTINCT ON … ORDER
- * BY ord); the rows of a write with a claim are written only when that write took it. Records are
- * inserted in `ord` order, so their ids keep the order in which they were asked for. Answers the keys
- * this statement claimed.
+ * BY ord, its position in $1); the rows of a write with a claim are written only when that write took
+ * it. Records are inserted in `ord` order, so their ids keep the order in which they were asked for.
+ * Answers the keys this statement claimed (no result at all without claims).
  */
 export function groupSql(shape: GroupShape): string {
   const key = `${shape.claims}${shape.audit}${shape.paged}`;
   let text = statements.get(key);
   if (text !== undefined) return text;
-  const parts: string[] = [];
+  const ctes: string[] = [];
+  const writes: string[] = [];
   if (shape.claims || shape.audit) {
-    parts.push(`input AS (
-  SELECT * FROM jsonb_to_recordset($1::jsonb) AS r(ord int, unit int, claim text, audited boolean,
-    at timestamptz, request_id bigint, event text, person text, identity text, surface text,
-    channel text, thread text, operation text, target text, args jsonb, risk text, approvers text[],
-    outcome text, duration_ms int, error text, detail jsonb, ref text)
+    ctes.push(`input AS (
+  SELECT * FROM ROWS FROM (jsonb_to_recordset($1::jsonb) AS (${INPUT_COLUMNS.map((c) => c.join(' ')).join(', ')}))
+  WITH ORDINALITY AS r(${INPUT_COLUMNS.map((c) => c[0]).join(', ')}, ord)
 )`);
   }
   if (shape.claims) {
-    parts.push(`first AS (
+    ctes.push(`first AS (
   SELECT DISTINCT ON (claim) claim, unit, at FROM input WHERE claim IS NOT NULL ORDER BY claim, ord
 ), claimed AS (
   INSERT INTO dbops_deliveries (key, seen_at) SELECT claim, at FROM first
@@ -65,32 +64,74 @@ export function groupSql(shape: GroupShape): string {
       ? ` AND (i.claim IS NULL OR EXISTS (
     SELECT 1 FROM claimed c JOIN first f ON f.claim = c.key WHERE c.key = i.claim AND f.unit = i.unit))`
       : '';
-    parts.push(`audited AS (
-  INSERT INTO dbops_audit (at, request_id, event, person, identity, surface, channel, thread, operation,
-     target, args, risk, approvers, outcome, duration_ms, error, detail, ref)
-  SELECT i.at, i.request_id, i.event, i.person, i.identity, i.surface, i.channel, i.thread, i.operation,
-     i.target, i.args, i.risk, i.approvers, i.outcome, i.duration_ms, i.error, i.detail, i.ref
+    writes.push(`INSERT INTO dbops_audit (${AUDIT_COLUMNS.join(', ')})
+  SELECT ${AUDIT_COLUMNS.map((c) => `i.${c}`).join(', ')}
   FROM input i
   WHERE i.audited${taken}
-  ORDER BY i.ord
-  RETURNING id
-)`);
+  ORDER BY i.ord`);
   }
   if (shape.paged) {
     const n = shape.claims || shape.audit ? 2 : 1;
-    parts.push(`paged AS (
-  INSERT INTO dbops_paged_reads (ref, command, operation, target, identity, created_at)
+    writes.push(`INSERT INTO dbops_paged_reads (ref, command, operation, target, identity, created_at)
   SELECT p.ref, p.command, p.operation, p.target, p.identity, p.created_at
   FROM jsonb_to_recordset($${n}::jsonb) AS p(ref text, command text, operation text, target text,
     identity text, created_at timestamptz)
-  ON CONFLICT (ref) DO NOTHING
-)`);
+  ON CONFLICT (ref) DO NOTHING`);
   }
-  const answer = shape.claims ? 'SELECT key FROM claimed' : 'SELECT NULL::text AS key WHERE false';
-  text = `WITH ${parts.join(', ')}\n${answer}`;
+  // The last write is the statement itself unless claims are answered: no result to describe then.
+  const main = shape.claims ? 'SELECT key FROM claimed' : (writes.pop() ?? '');
+  ctes.push(...writes.map((w, i) => `w${i} AS (\n  ${w}\n)`));
+  text = `${ctes.length > 0 ? `WITH ${ctes.join(', ')}\n` : ''}${main}`;
   statements.set(key, text);
   return text;
 }
+
+/** The columns of dbops_audit a group writes, in auditValues' order. */
+const AUDIT_COLUMNS = [
+  'at',
+  'request_id',
+  'event',
+  'person',
+  'identity',
+  'surface',
+  'channel',
+  'thread',
+  'operation',
+  'target',
+  'args',
+  'risk',
+  'approvers',
+  'outcome',
+  'duration_ms',
+  'error',
+  'detail',
+  'ref',
+] as const;
+
+/** The audit recordset's columns: the write's number and claim, whether it is a record, the record. */
+const INPUT_COLUMNS: readonly (readonly [string, string])[] = [
+  ['unit', 'bigint'],
+  ['claim', 'text'],
+  ['audited', 'boolean'],
+  ['at', 'timestamptz'],
+  ['request_id', 'bigint'],
+  ['event', 'text'],
+  ['person', 'text'],
+  ['identity', 'text'],
+  ['surface', 'text'],
+  ['channel', 'text'],
+  ['thread', 'text'],
+  ['operation', 'text'],
+  ['target', 'text'],
+  ['args', 'jsonb'],
+  ['risk', 'text'],
+  ['approvers', 'text[]'],
+  ['outcome', 'text'],
+  ['duration_ms', 'int'],
+  ['error', 'text'],
+  ['detail', 'jsonb'],
+  ['ref', 'text'],
+];
 
 /** One caller's write: rows written together or not at all, with at most one claim. */
 interface Unit {
@@ -99,6 +140,9 @@ interface Unit {
   at: Date;
   claim?: string;
   paged?: PagedRead;
+  /** Its rows of groupSql's recordsets, as JSON objects (made once, when it is queued). */
+  rows: string[];
+  pagedRow?: string;
   bytes: number;
   resolve: (claimed: boolean) => void;
   reject: (err: unknown) => void;
@@ -127,6 +171,10 @@ export class GroupCommit {
   /** Set by hurry(): nothing lingers until everything asked for so far is written. */
   #hurry = false;
   #scheduled = false;
+  /** Paged reads queued or being written, by reference. */
+  readonly #paged = new Map<string, Promise<boolean>>();
+  /** Writes queued so far: each one's number tells its rows apart in a statement. */
+  #units = 0;
   /** Statements sent and not stalled. */
   #inFlight = 0;
   /** Writes in statements sent and not yet answered. */
@@ -154,7 +202,24 @@ export class GroupCommit {
 
   /** Remembers a paged read (a read with a next page), once per reference; it follows its reply. */
   async pagedRead(read: PagedRead): Promise<void> {
-    await this.#add({ records: [], at: read.createdAt, paged: read }, true);
+    const written = this.#add({ records: [], at: read.createdAt, paged: read }, true);
+    this.#paged.set(read.ref, written);
+    try {
+      await written;
+    } finally {
+      if (this.#paged.get(read.ref) === written) this.#paged.delete(read.ref);
+    }
+  }
+
+  /**
+   * Waits for the paged read of `ref` this process is still writing, if any (sent at once): its page
+   * button, pressed quicker than LINGER_MS, finds it all the same.
+   */
+  async pagedReadWritten(ref: string): Promise<void> {
+    const written = this.#paged.get(ref);
+    if (!written) return;
+    this.hurry();
+    await written.catch(() => {});
   }
 
   /** Writes queued, lingering or in flight right now. */
@@ -179,16 +244,21 @@ export class GroupCommit {
     }
   }
 
-  #add(unit: Omit<Unit, 'bytes' | 'resolve' | 'reject'>, later = false): Promise<boolean> {
+  #add(unit: Pick<Unit, 'records' | 'at' | 'claim' | 'paged'>, later = false): Promise<boolean> {
     return new Promise<boolean>((resolve, reject) => {
-      const bytes = unitBytes(unit);
+      this.#units += 1;
+      const rows = unitRows(unit, this.#units);
+      const pagedRow = unit.paged ? JSON.stringify(pagedRecord(unit.paged)) : undefined;
+      let bytes = pagedRow?.length ?? 0;
+      for (const row of rows) bytes += row.length;
+      const queued: Unit = { ...unit, rows, ...(pagedRow ? { pagedRow } : {}), bytes, resolve, reject };
       if (later && !this.#hurry) {
-        this.#later.push({ ...unit, bytes, resolve, reject });
+        this.#later.push(queued);
         if (this.#later.length >= MAX_GROUP_WRITES) this.#flushLater();
         else this.#lingering ??= setTimeout(() => this.#flushLater(), LINGER_MS);
         return;
       }
-      this.#queue.push({ ...unit, bytes, resolve, reject });
+      this.#queue.push(queued);
       if (!this.#scheduled) {
         this.#scheduled = true;
         // What the rest of this turn of the event loop asks for joins the same group.
@@ -308,29 +378,28 @@ export class GroupCommit {
   }
 
   async #write(group: readonly Unit[]): Promise<Set<string>> {
-    const rows: Record<string, unknown>[] = [];
-    const paged: Record<string, unknown>[] = [];
-    group.forEach((unit, at) => {
-      if (unit.paged) paged.push(pagedRow(unit.paged));
-      const claim = unit.claim ?? null;
-      if (claim !== null && unit.records.length === 0) {
-        rows.push({ ord: rows.length, unit: at, claim, audited: false, at: unit.at.toISOString() });
-      }
-      for (const record of unit.records) {
-        rows.push({ ...auditRow(record, unit.at), ord: rows.length, unit: at, claim });
-      }
-    });
     const shape = {
       claims: group.some((u) => u.claim !== undefined),
       audit: group.some((u) => u.records.length > 0),
-      paged: paged.length > 0,
+      paged: group.some((u) => u.pagedRow !== undefined),
     };
     const values: string[] = [];
-    if (shape.claims || shape.audit) values.push(JSON.stringify(rows));
-    if (shape.paged) values.push(JSON.stringify(paged));
+    if (shape.claims || shape.audit) values.push(`[${group.flatMap((u) => u.rows).join(',')}]`);
+    if (shape.paged) values.push(`[${group.flatMap((u) => u.pagedRow ?? []).join(',')}]`);
     const { rows: answer } = await this.#q.query<{ key: string }>(groupSql(shape), values);
     return new Set(answer.map((r) => r.key));
   }
+}
+
+/** A write's rows of the audit recordset: one per record, or one for a claim alone. */
+function unitRows(unit: Pick<Unit, 'records' | 'at' | 'claim'>, id: number): string[] {
+  const claim = unit.claim ?? null;
+  if (unit.records.length === 0) {
+    return claim === null
+      ? []
+      : [JSON.stringify({ unit: id, claim, audited: false, at: unit.at.toISOString() })];
+  }
+  return unit.records.map((record) => JSON.stringify({ unit: id, claim, ...auditRow(record, unit.at) }));
 }
 
 /** An audit record as a row of groupSql's recordset (the columns of auditValues). */
@@ -359,7 +428,7 @@ function auditRow(event: AuditEvent, at: Date): Record<string, unknown> {
   };
 }
 
-function pagedRow(read: PagedRead): Record<string, unknown> {
+function pagedRecord(read: PagedRead): Record<string, unknown> {
   return {
     ref: read.ref,
     command: read.command,
@@ -373,14 +442,6 @@ function pagedRow(read: PagedRead): Record<string, unknown> {
 /** A claim without a record: its statement names only dbops_deliveries. */
 function claimOnly(unit: Unit): boolean {
   return unit.records.length === 0 && unit.paged === undefined;
-}
-
-/** What a write adds to its statement, roughly (its JSON). */
-function unitBytes(unit: Omit<Unit, 'bytes' | 'resolve' | 'reject'>): number {
-  let bytes = 64 + (unit.claim?.length ?? 0);
-  for (const record of unit.records) bytes += JSON.stringify(record).length;
-  if (unit.paged) bytes += JSON.stringify(unit.paged).length;
-  return bytes;
 }
 
 /**

@@ -426,6 +426,7 @@ export class PgStateStore implements StateStore {
   }
 
   async getPagedRead(ref: string, now: Date): Promise<PagedRead | undefined> {
+    await this.#group.pagedReadWritten(ref);
     return await loadPagedRead(this.pool, ref, now);
   }
 
