@@ -133,6 +133,17 @@ describe('group commit', () => {
     await saving;
   });
 
+  it('writes a record that follows its reply once, when it is sent again after an unclear failure', async () => {
+    const at = new Date('2030-02-02T02:02:02.345Z');
+    await store.auditLater(record('once-0'), at);
+    // The same record again (a retry, or a journal replay, after its first statement did commit).
+    await Promise.all([store.auditLater(record('once-0'), at), store.auditLater(record('once-1'), at)]);
+    // Records before a run are never sent twice: they are not checked.
+    await store.audit(record('once-2'), at);
+    await store.audit(record('once-2'), at);
+    expect((await stored('once-')).map((r) => r.ref)).toEqual(['once-0', 'once-1', 'once-2', 'once-2']);
+  });
+
   it('caps a group at MAX_GROUP_WRITES writes', async () => {
     const { count } = await statements(() =>
       Promise.all(Array.from({ length: 250 }, (_, i) => store.audit(record(`cap-${i}`), new Date()))),

@@ -137,7 +137,10 @@ export class DurableOutcomes {
   async #apply(entry: JournalEntry): Promise<void> {
     const { state, changed } = this.#deps;
     if (entry.kind === 'audit') {
-      await state.audit(entry.event, new Date(entry.at));
+      // Written once even if an earlier attempt did commit before its connection was lost.
+      const at = new Date(entry.at);
+      state.hurry?.();
+      await (state.auditLater?.(entry.event, at) ?? state.audit(entry.event, at));
       return;
     }
     const done = await state.finishRun(entry.id, entry.outcome, new Date(entry.at), entry.runner);

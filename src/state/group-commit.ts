@@ -67,7 +67,7 @@ export function groupSql(shape: GroupShape): string {
     writes.push(`INSERT INTO dbops_audit (${AUDIT_COLUMNS.join(', ')})
   SELECT ${AUDIT_COLUMNS.map((c) => `i.${c}`).join(', ')}
   FROM input i
-  WHERE i.audited${taken}
+  WHERE i.audited${taken}${ONCE}
   ORDER BY i.ord`);
   }
   if (shape.paged) {
@@ -85,6 +85,15 @@ export function groupSql(shape: GroupShape): string {
   statements.set(key, text);
   return text;
 }
+
+/**
+ * A record that follows its reply is retried, and replayed from the journal, after a failure that may
+ * have come after its statement committed (a connection lost mid-answer): it is written once, keyed
+ * by its invocation's reference, event and time (dbops_audit_ref index).
+ */
+const ONCE = `
+    AND (i.once IS NOT TRUE OR i.ref IS NULL OR NOT EXISTS (
+      SELECT 1 FROM dbops_audit d WHERE d.ref = i.ref AND d.event = i.event AND d.at = i.at))`;
 
 /** The columns of dbops_audit a group writes, in auditValues' order. */
 const AUDIT_COLUMNS = [
@@ -112,6 +121,7 @@ const AUDIT_COLUMNS = [
 const INPUT_COLUMNS: readonly (readonly [string, string])[] = [
   ['unit', 'bigint'],
   ['claim', 'text'],
+  ['once', 'boolean'],
   ['audited', 'boolean'],
   ['at', 'timestamptz'],
   ['request_id', 'bigint'],
@@ -247,7 +257,7 @@ export class GroupCommit {
   #add(unit: Pick<Unit, 'records' | 'at' | 'claim' | 'paged'>, later = false): Promise<boolean> {
     return new Promise<boolean>((resolve, reject) => {
       this.#units += 1;
-      const rows = unitRows(unit, this.#units);
+      const rows = unitRows(unit, this.#units, later);
       const pagedRow = unit.paged ? JSON.stringify(pagedRecord(unit.paged)) : undefined;
       let bytes = pagedRow?.length ?? 0;
       for (const row of rows) bytes += row.length;
@@ -392,14 +402,16 @@ export class GroupCommit {
 }
 
 /** A write's rows of the audit recordset: one per record, or one for a claim alone. */
-function unitRows(unit: Pick<Unit, 'records' | 'at' | 'claim'>, id: number): string[] {
+function unitRows(unit: Pick<Unit, 'records' | 'at' | 'claim'>, id: number, once: boolean): string[] {
   const claim = unit.claim ?? null;
   if (unit.records.length === 0) {
     return claim === null
       ? []
       : [JSON.stringify({ unit: id, claim, audited: false, at: unit.at.toISOString() })];
   }
-  return unit.records.map((record) => JSON.stringify({ unit: id, claim, ...auditRow(record, unit.at) }));
+  return unit.records.map((record) =>
+    JSON.stringify({ unit: id, claim, ...auditRow(record, unit.at), ...(once ? { once } : {}) }),
+  );
 }
 
 /** An audit record as a row of groupSql's recordset (the columns of auditValues). */
