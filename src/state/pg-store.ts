@@ -5,6 +5,7 @@ import type { Logger } from '../core/log.js';
 import { redactSecrets } from '../core/log.js';
 import type { OperationResult, RequestStatus } from '../core/types.js';
 import { forgetOld, queryAudit } from './audit-query.js';
+import { getBinding, listBindings, removeBinding, setBinding } from './bindings.js';
 import { GroupCommit } from './group-commit.js';
 import { loadMemberRoles, membersWithRoles, type ObservedRoles, saveMemberRoles } from './member-roles.js';
 import { migrate } from './migrations.js';
@@ -350,49 +351,19 @@ export class PgStateStore implements StateStore {
   }
 
   async getBinding(channel: string): Promise<ChannelBinding | undefined> {
-    const { rows } = await this.pool.query<{
-      channel: string;
-      target: string;
-      bound_by: string;
-      bound_at: Date;
-    }>('SELECT channel, target, bound_by, bound_at FROM dbops_channel_bindings WHERE channel = $1', [
-      channel,
-    ]);
-    const row = rows[0];
-    return row
-      ? { channel: row.channel, target: row.target, boundBy: row.bound_by, boundAt: row.bound_at }
-      : undefined;
+    return await getBinding(this.pool, channel);
   }
 
   async listBindings(): Promise<ChannelBinding[]> {
-    const { rows } = await this.pool.query<{
-      channel: string;
-      target: string;
-      bound_by: string;
-      bound_at: Date;
-    }>('SELECT channel, target, bound_by, bound_at FROM dbops_channel_bindings ORDER BY channel');
-    return rows.map((row) => ({
-      channel: row.channel,
-      target: row.target,
-      boundBy: row.bound_by,
-      boundAt: row.bound_at,
-    }));
+    return await listBindings(this.pool);
   }
 
   async setBinding(binding: ChannelBinding): Promise<void> {
-    await this.pool.query(
-      `INSERT INTO dbops_channel_bindings (channel, target, bound_by, bound_at) VALUES ($1, $2, $3, $4)
-       ON CONFLICT (channel) DO UPDATE SET target = EXCLUDED.target, bound_by = EXCLUDED.bound_by,
-         bound_at = EXCLUDED.bound_at`,
-      [binding.channel, binding.target, binding.boundBy, binding.boundAt],
-    );
+    await setBinding(this.pool, binding);
   }
 
   async removeBinding(channel: string): Promise<boolean> {
-    const { rowCount } = await this.pool.query('DELETE FROM dbops_channel_bindings WHERE channel = $1', [
-      channel,
-    ]);
-    return (rowCount ?? 0) > 0;
+    return await removeBinding(this.pool, channel);
   }
 
   // The writes every command makes go through the group commit (group-commit.ts): concurrent commands
