@@ -4,6 +4,7 @@
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MAX_GROUP_WRITES } from '../src/state/group-commit.js';
+import { groupSql } from '../src/state/group-sql.js';
 import { PgStateStore } from '../src/state/pg-store.js';
 import type { AuditEvent } from '../src/state/types.js';
 import { adminQuery, createDatabase, openClient } from './helpers/db.js';
@@ -142,6 +143,23 @@ describe('group commit', () => {
     await store.audit(record('once-2'), at);
     await store.audit(record('once-2'), at);
     expect((await stored('once-')).map((r) => r.ref)).toEqual(['once-0', 'once-1', 'once-2', 'once-2']);
+  });
+
+  it('checks a closing record against the audit table by index, in a generic plan too', async () => {
+    const client = await openClient(db.url, 'plan');
+    try {
+      await client.query('SET plan_cache_mode = force_generic_plan');
+      for (const claims of [false, true]) {
+        const text = groupSql({ claims, audit: true, paged: false });
+        await client.query(`PREPARE g${claims}(jsonb) AS ${text.replace('$1::jsonb', '$1')}`);
+        const { rows } = await client.query<{ 'QUERY PLAN': string }>(`EXPLAIN EXECUTE g${claims}('[]')`);
+        const plan = rows.map((r) => r['QUERY PLAN']).join('\n');
+        expect(plan).toContain('dbops_audit d');
+        expect(plan).not.toMatch(/Seq Scan on dbops_audit/);
+      }
+    } finally {
+      await client.end();
+    }
   });
 
   it('caps a group at MAX_GROUP_WRITES writes', async () => {

@@ -73,11 +73,12 @@ export function groupSql(shape: GroupShape): string {
 /**
  * A record that follows its reply is retried, and replayed from the journal, after a failure that may
  * have come after its statement committed (a connection lost mid-answer): it is written once, keyed
- * by its invocation's reference, event and time (dbops_audit_ref index).
+ * by its invocation's reference, event and time (dbops_audit_ref index). A scalar subquery, probed
+ * per row: an EXISTS here may be planned as a hash of the whole audit table (generic plans do).
  */
 const ONCE = `
-    AND (i.once IS NOT TRUE OR i.ref IS NULL OR NOT EXISTS (
-      SELECT 1 FROM dbops_audit d WHERE d.ref = i.ref AND d.event = i.event AND d.at = i.at))`;
+    AND (SELECT d.id FROM dbops_audit d
+      WHERE i.once AND d.ref = i.ref AND d.event = i.event AND d.at = i.at LIMIT 1) IS NULL`;
 
 /** The columns of dbops_audit a group writes, in auditValues' order. */
 const AUDIT_COLUMNS = [
