@@ -38,16 +38,23 @@ const record = (ref: string, extra: Partial<AuditEvent> = {}): AuditEvent => ({
 });
 
 /** The statements this process sends to the state database while `work` runs. */
-async function statements<T>(work: () => Promise<T>): Promise<{ value: T; count: number }> {
+async function statements<T>(
+  work: () => Promise<T>,
+): Promise<{ value: T; count: number; texts: Set<string> }> {
   let count = 0;
+  const texts = new Set<string>();
   const proto = pg.Client.prototype as unknown as { query: (...args: unknown[]) => unknown };
   const original = proto.query;
   proto.query = function (this: { database?: string }, ...args: unknown[]) {
-    if (this.database === db.name) count += 1;
+    if (this.database === db.name) {
+      count += 1;
+      const [first] = args;
+      texts.add(String(typeof first === 'string' ? first : (first as { text?: string } | undefined)?.text));
+    }
     return original.apply(this, args);
   };
   try {
-    return { value: await work(), count };
+    return { value: await work(), count, texts };
   } finally {
     proto.query = original;
   }
@@ -162,12 +169,14 @@ describe('group commit', () => {
     }
   });
 
-  it('caps a group at MAX_GROUP_WRITES writes', async () => {
-    const { count } = await statements(() =>
+  it('caps a group at MAX_GROUP_WRITES writes, with one statement text whatever the size', async () => {
+    const { count, texts } = await statements(() =>
       Promise.all(Array.from({ length: 250 }, (_, i) => store.audit(record(`cap-${i}`), new Date()))),
     );
     expect(MAX_GROUP_WRITES).toBe(100);
     expect(count).toBe(3);
+    // Groups of 100, 100 and 50: one prepared statement per connection, not one per size.
+    expect(texts.size).toBe(1);
     expect(await stored('cap-')).toHaveLength(250);
   });
 
