@@ -317,6 +317,17 @@ function countingAuditFailures(state: PgStateStore, metrics: Metrics): StateStor
         };
         return audit;
       }
+      if (property === 'auditLater') {
+        const auditLater: NonNullable<StateStore['auditLater']> = async (event, now) => {
+          try {
+            await target.auditLater(event, now);
+          } catch (err) {
+            metrics.auditWriteFailed(event.event);
+            throw err;
+          }
+        };
+        return auditLater;
+      }
       if (property === 'auditAll') {
         const auditAll: StateStore['auditAll'] = async (events, now) => {
           try {

@@ -184,6 +184,8 @@ export class Core implements CoreServices {
 
   /** Resolves when every write made after its reply (closing audit records) has ended. */
   async settled(): Promise<void> {
+    // Writes that follow replies go now rather than wait for company (state/group-commit.ts).
+    this.#deps.state.hurry?.();
     await this.#work.settled();
   }
 

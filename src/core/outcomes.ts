@@ -63,8 +63,10 @@ export class DurableOutcomes {
 
   /** Writes an audit record after a run; `delayed` when it went to the journal instead. */
   async audit(event: AuditEvent, now: Date): Promise<{ delayed: boolean }> {
+    const { state } = this.#deps;
     try {
-      await this.#retried(() => this.#deps.state.audit(event, now));
+      // After the reply: it may wait a moment to share its statement (state/group-commit.ts).
+      await this.#retried(() => state.auditLater?.(event, now) ?? state.audit(event, now));
       return { delayed: false };
     } catch (err) {
       this.#journal({ kind: 'audit', event, at: now.toISOString() }, err, event.requestId ?? undefined);
@@ -135,7 +137,10 @@ export class DurableOutcomes {
   async #apply(entry: JournalEntry): Promise<void> {
     const { state, changed } = this.#deps;
     if (entry.kind === 'audit') {
-      await state.audit(entry.event, new Date(entry.at));
+      // Written once even if an earlier attempt did commit before its connection was lost.
+      const at = new Date(entry.at);
+      state.hurry?.();
+      await (state.auditLater?.(entry.event, at) ?? state.audit(entry.event, at));
       return;
     }
     const done = await state.finishRun(entry.id, entry.outcome, new Date(entry.at), entry.runner);

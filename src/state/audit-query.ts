@@ -1,6 +1,8 @@
-// The audit log's SQL: records written (one or several per statement, or with a delivery's claim), and
-// read with filters — `/db audit` (newest first) and `dbops audit export` (oldest first, by pages).
+// The audit log's SQL: a record's parameters (written by group-commit.ts and new-request.ts), old claims
+// forgotten, and records read with filters — `/db audit` (newest first) and `dbops audit export`
+// (oldest first, by pages).
 
+import { PAGED_READ_DAYS } from './paged-reads.js';
 import { type AuditRow, json, type Queryable, toAuditRecord } from './rows.js';
 import type { AuditEvent, AuditFilter, AuditRecord } from './types.js';
 
@@ -40,21 +42,7 @@ export async function queryAudit(q: Queryable, filter: AuditFilter): Promise<Aud
   return rows.map((row) => ({ ...toAuditRecord(row), ...(row.unfinished ? { unfinished: true } : {}) }));
 }
 
-const AUDIT_COLUMNS = 18;
-
-/** INSERT of `count` audit records (auditValues gives each one's parameters), in order of their ids. */
-export function auditInsertSql(count: number): string {
-  const rows = Array.from(
-    { length: count },
-    (_, r) =>
-      `(${Array.from({ length: AUDIT_COLUMNS }, (_, c) => `$${r * AUDIT_COLUMNS + c + 1}`).join(', ')})`,
-  );
-  return `INSERT INTO dbops_audit (at, request_id, event, person, identity, surface, channel, thread, operation,
-     target, args, risk, approvers, outcome, duration_ms, error, detail, ref)
-   VALUES ${rows.join(',\n     ')}`;
-}
-
-/** The parameters of one audit record, in auditInsertSql's column order. */
+/** The parameters of one audit record, in dbops_audit's column order (at, request_id, … detail, ref). */
 export function auditValues(event: AuditEvent, now: Date): unknown[] {
   return [
     now,
@@ -79,54 +67,15 @@ export function auditValues(event: AuditEvent, now: Date): unknown[] {
 }
 
 /**
- * A delivery's claim ($19) and its first audit record (auditValues' $1–$18) in one statement: the record
- * is inserted only by the first claim. Answers `claimed` 1 (first) or 0 (a repeat).
+ * Old claims go now and then (Slack and Discord retry within minutes, not days), and so do paged reads
+ * older than PAGED_READ_DAYS (their buttons are answered as stale anyway). One statement.
  */
-export const AUDIT_CLAIMING_SQL = `
-WITH claim AS (
-  INSERT INTO dbops_deliveries (key, seen_at) VALUES ($19, $1) ON CONFLICT (key) DO NOTHING RETURNING key
-), audited AS (
-  INSERT INTO dbops_audit (at, request_id, event, person, identity, surface, channel, thread, operation,
-     target, args, risk, approvers, outcome, duration_ms, error, detail, ref)
-  SELECT $1::timestamptz, $2::bigint, $3::text, $4::text, $5::text, $6::text, $7::text, $8::text, $9::text,
-     $10::text, $11::jsonb, $12::text, $13::text[], $14::text, $15::int, $16::text, $17::jsonb, $18::text
-  WHERE EXISTS (SELECT 1 FROM claim)
-  RETURNING id
-)
-SELECT (SELECT count(*) FROM claim)::int AS claimed, (SELECT count(*) FROM audited)::int AS audited`;
-
-/** Writes audit records in one statement, in order (all or none). */
-export async function writeAudit(q: Queryable, events: readonly AuditEvent[], now: Date): Promise<void> {
-  if (events.length === 0) return;
+export async function forgetOld(q: Queryable, now: Date): Promise<void> {
   await q.query(
-    auditInsertSql(events.length),
-    events.flatMap((e) => auditValues(e, now)),
+    `WITH deliveries AS (
+       DELETE FROM dbops_deliveries WHERE seen_at < $1::timestamptz - interval '1 day'
+     )
+     DELETE FROM dbops_paged_reads WHERE created_at < $1::timestamptz - make_interval(days => $2)`,
+    [now, PAGED_READ_DAYS],
   );
-}
-
-/** The first claim of a delivery key across replicas: true for exactly one caller. */
-export async function claimDelivery(q: Queryable, key: string, now: Date): Promise<boolean> {
-  const { rowCount } = await q.query(
-    'INSERT INTO dbops_deliveries (key, seen_at) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING',
-    [key, now],
-  );
-  if (Math.random() < 0.01) await forgetOldDeliveries(q, now);
-  return (rowCount ?? 0) === 1;
-}
-
-/** claimDelivery and the invocation's first audit record in one statement (AUDIT_CLAIMING_SQL). */
-export async function auditClaiming(
-  q: Queryable,
-  key: string,
-  event: AuditEvent,
-  now: Date,
-): Promise<boolean> {
-  const { rows } = await q.query<{ claimed: number }>(AUDIT_CLAIMING_SQL, [...auditValues(event, now), key]);
-  if (Math.random() < 0.01) await forgetOldDeliveries(q, now);
-  return rows[0]?.claimed === 1;
-}
-
-/** Old claims go now and then (Slack and Discord retry within minutes, not days). */
-async function forgetOldDeliveries(q: Queryable, now: Date): Promise<void> {
-  await q.query("DELETE FROM dbops_deliveries WHERE seen_at < $1::timestamptz - interval '1 day'", [now]);
 }

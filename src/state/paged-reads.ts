@@ -38,21 +38,6 @@ interface PagedReadRow {
   created_at: Date;
 }
 
-export async function savePagedRead(c: Queryable, read: PagedRead): Promise<void> {
-  await c.query(
-    `INSERT INTO dbops_paged_reads (ref, command, operation, target, identity, created_at)
-     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (ref) DO NOTHING`,
-    [read.ref, read.command, read.operation, read.target, read.identity, read.createdAt],
-  );
-  // Old ones go now and then: a button older than PAGED_READ_DAYS is answered as stale anyway.
-  if (Math.random() < 0.01) {
-    await c.query(
-      `DELETE FROM dbops_paged_reads WHERE created_at < $1::timestamptz - make_interval(days => $2)`,
-      [read.createdAt, PAGED_READ_DAYS],
-    );
-  }
-}
-
 /** The paged read of a reference, unless there is none or it is older than PAGED_READ_DAYS. */
 export async function loadPagedRead(c: Queryable, ref: string, now: Date): Promise<PagedRead | undefined> {
   const { rows } = await c.query<PagedReadRow>(

@@ -4,12 +4,14 @@ import pg from 'pg';
 import type { Logger } from '../core/log.js';
 import { redactSecrets } from '../core/log.js';
 import type { OperationResult, RequestStatus } from '../core/types.js';
-import { auditClaiming, claimDelivery, queryAudit, writeAudit } from './audit-query.js';
+import { forgetOld, queryAudit } from './audit-query.js';
+import { getBinding, listBindings, removeBinding, setBinding } from './bindings.js';
+import { GroupCommit } from './group-commit.js';
 import { loadMemberRoles, membersWithRoles, type ObservedRoles, saveMemberRoles } from './member-roles.js';
 import { migrate } from './migrations.js';
 import { NamedStatementClient } from './named-client.js';
 import { insertAuditedRequest, insertRequest } from './new-request.js';
-import { loadPagedRead, savePagedRead } from './paged-reads.js';
+import { loadPagedRead } from './paged-reads.js';
 import {
   isUniqueViolation,
   json,
@@ -55,7 +57,22 @@ const INTERRUPTED = 'interrupted:';
 const DEFAULT_LEASE_MS = 10 * 60 * 1000;
 
 export class PgStateStore implements StateStore {
-  private constructor(private readonly pool: pg.Pool) {}
+  /** Audit records, delivery claims and paged reads of concurrent commands, one statement per group. */
+  readonly #group: GroupCommit;
+
+  private constructor(
+    private readonly pool: pg.Pool,
+    log: Logger | undefined,
+  ) {
+    this.#group = new GroupCommit(pool, {
+      housekeeping: forgetOld,
+      onGroupFailed: (err, writes) =>
+        log?.warn(
+          { error: redactSecrets(err instanceof Error ? err.message : String(err)), writes },
+          'a grouped state write failed',
+        ),
+    });
+  }
 
   /** Opens the pool and checks that the database answers; does not migrate (call `migrate()`). */
   static async open(url: string, opts: PgStateStoreOptions = {}): Promise<PgStateStore> {
@@ -87,7 +104,7 @@ export class PgStateStore implements StateStore {
       await pool.end().catch(() => {});
       throw err;
     }
-    return new PgStateStore(pool);
+    return new PgStateStore(pool, opts.log);
   }
 
   async migrate(): Promise<void> {
@@ -334,72 +351,53 @@ export class PgStateStore implements StateStore {
   }
 
   async getBinding(channel: string): Promise<ChannelBinding | undefined> {
-    const { rows } = await this.pool.query<{
-      channel: string;
-      target: string;
-      bound_by: string;
-      bound_at: Date;
-    }>('SELECT channel, target, bound_by, bound_at FROM dbops_channel_bindings WHERE channel = $1', [
-      channel,
-    ]);
-    const row = rows[0];
-    return row
-      ? { channel: row.channel, target: row.target, boundBy: row.bound_by, boundAt: row.bound_at }
-      : undefined;
+    return await getBinding(this.pool, channel);
   }
 
   async listBindings(): Promise<ChannelBinding[]> {
-    const { rows } = await this.pool.query<{
-      channel: string;
-      target: string;
-      bound_by: string;
-      bound_at: Date;
-    }>('SELECT channel, target, bound_by, bound_at FROM dbops_channel_bindings ORDER BY channel');
-    return rows.map((row) => ({
-      channel: row.channel,
-      target: row.target,
-      boundBy: row.bound_by,
-      boundAt: row.bound_at,
-    }));
+    return await listBindings(this.pool);
   }
 
   async setBinding(binding: ChannelBinding): Promise<void> {
-    await this.pool.query(
-      `INSERT INTO dbops_channel_bindings (channel, target, bound_by, bound_at) VALUES ($1, $2, $3, $4)
-       ON CONFLICT (channel) DO UPDATE SET target = EXCLUDED.target, bound_by = EXCLUDED.bound_by,
-         bound_at = EXCLUDED.bound_at`,
-      [binding.channel, binding.target, binding.boundBy, binding.boundAt],
-    );
+    await setBinding(this.pool, binding);
   }
 
   async removeBinding(channel: string): Promise<boolean> {
-    const { rowCount } = await this.pool.query('DELETE FROM dbops_channel_bindings WHERE channel = $1', [
-      channel,
-    ]);
-    return (rowCount ?? 0) > 0;
+    return await removeBinding(this.pool, channel);
   }
 
+  // The writes every command makes go through the group commit (group-commit.ts): concurrent commands
+  // share a statement, and each learns its own result or failure as if it had sent its own.
   async claimDelivery(key: string, now: Date): Promise<boolean> {
-    return await claimDelivery(this.pool, key, now);
+    return await this.#group.claim(key, [], now);
   }
 
   async audit(event: AuditEvent, now: Date): Promise<void> {
-    await writeAudit(this.pool, [event], now);
+    await this.#group.audit([event], now);
+  }
+
+  async auditLater(event: AuditEvent, now: Date): Promise<void> {
+    await this.#group.audit([event], now, true);
+  }
+
+  hurry(): void {
+    this.#group.hurry();
   }
 
   async auditClaiming(key: string, event: AuditEvent, now: Date): Promise<boolean> {
-    return await auditClaiming(this.pool, key, event, now);
+    return await this.#group.claim(key, [event], now);
   }
 
   async auditAll(events: readonly AuditEvent[], now: Date): Promise<void> {
-    await writeAudit(this.pool, events, now);
+    await this.#group.audit(events, now);
   }
 
   async savePagedRead(read: PagedRead): Promise<void> {
-    await savePagedRead(this.pool, read);
+    await this.#group.pagedRead(read);
   }
 
   async getPagedRead(ref: string, now: Date): Promise<PagedRead | undefined> {
+    await this.#group.pagedReadWritten(ref);
     return await loadPagedRead(this.pool, ref, now);
   }
 
@@ -424,7 +422,13 @@ export class PgStateStore implements StateStore {
     return await membersWithRoles(this.pool, platform, roleIds, since);
   }
 
+  /** Writes queued or in flight in the group commit (they are sent before close() ends the pool). */
+  get pendingWrites(): number {
+    return this.#group.pending;
+  }
+
   async close(): Promise<void> {
+    await this.#group.drained();
     await this.pool.end();
   }
 

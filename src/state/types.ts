@@ -280,6 +280,13 @@ export interface StateStore {
   /** Writes one audit record; throws if it cannot (callers then run nothing). */
   audit(event: AuditEvent, now: Date): Promise<void>;
   /**
+   * Like audit(), for a record that follows a reply already on its way (a run's closing record): it may
+   * wait a few milliseconds to share its statement with others. Without it, audit() is used.
+   */
+  auditLater?(event: AuditEvent, now: Date): Promise<void>;
+  /** Sends what waits for company at once, and lets nothing wait until it is written (settled, stop). */
+  hurry?(): void;
+  /**
    * claimDelivery and audit in one statement: the record is written only when this is the first claim of
    * `key`; false (nothing written) for a repeat. Throws when it cannot.
    */
