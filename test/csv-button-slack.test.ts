@@ -294,6 +294,17 @@ describe('Slack "All columns (CSV)" button', () => {
     // A write's answer offers no CSV button.
     expect(csvButtonOf(answer)).toBeUndefined();
 
+    // The write's closing record follows its answer (written a moment later, with others): wait for it.
+    await expect
+      .poll(
+        async () =>
+          (await audit("SELECT 1 FROM dbops_audit WHERE ref = $1 AND event <> 'requested'", [write?.ref]))
+            .length,
+        {
+          timeout: 10_000,
+        },
+      )
+      .toBeGreaterThan(0);
     const count = "SELECT count(*)::text AS n FROM dbops_audit WHERE operation = 'vacuum'";
     const before = await audit<{ n: string }>(count);
     from = fake.calls.length;

@@ -473,12 +473,17 @@ describe('Slack in Socket Mode (the whole bot process)', () => {
     from = fake.calls.length;
     await fake.deliver({ ...bobClick, retry_attempt: 1, retry_reason: 'timeout' });
     await bot.logged('repeated delivery dropped', logFrom);
-    const executed = await adminQuery<{ n: string }>(
-      "SELECT count(*) AS n FROM dbops_audit WHERE event = 'executed' AND request_id = $1",
-      [id],
-      stateDb.name,
-    );
-    expect(executed).toEqual([{ n: '1' }]);
+    // The closing 'executed' record follows the reply (written a moment later): wait for it, then check
+    // that it stays one.
+    const executed = async () =>
+      await adminQuery<{ n: string }>(
+        "SELECT count(*) AS n FROM dbops_audit WHERE event = 'executed' AND request_id = $1",
+        [id],
+        stateDb.name,
+      );
+    await expect.poll(executed, { timeout: 10_000 }).not.toEqual([{ n: '0' }]);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(await executed()).toEqual([{ n: '1' }]);
   });
 
   it('deny asks for a reason in a modal; the card then says who denied it and why', async () => {
