@@ -7,8 +7,8 @@ import type { Logger } from '../../core/log.js';
 import { replyTag } from '../../core/reply.js';
 import { withResultScope } from '../../core/result-budget.js';
 import type { Invocation } from '../../core/types.js';
+import { type AnswerButton, pressedInvocation } from './button-press.js';
 import { ACTION_CSV, parseCsvValue } from './csv-button.js';
-import { identityOfUser } from './identity.js';
 import { clip, section } from './render.js';
 import type { Conversation, SlackThreads } from './threads.js';
 
@@ -27,32 +27,24 @@ export interface CsvActionDeps {
   errText(err: unknown): string;
 }
 
+const CSV_BUTTON: AnswerButton<string> = {
+  kind: 'CSV',
+  names: 'a dbops answer',
+  parse: parseCsvValue,
+  command: (ref) => `/db csv ${ref}`,
+};
+
 export function registerCsvAction(deps: CsvActionDeps): void {
-  const { bolt, app, threads, log, firstDelivery, clickConversation, unidentified, errText } = deps;
+  const { bolt, app, threads, log, clickConversation, errText } = deps;
   bolt.action<BlockAction<ButtonAction>>({ action_id: ACTION_CSV }, async ({ ack, body, action }) => {
     await ack();
     deps.track(
       async () => {
-        const ref = parseCsvValue(action.value);
         const conversation = clickConversation(body);
         if (!conversation) return;
-        if (!ref) {
-          log.warn('slack: a CSV button with a value dbops did not make');
-          const text = 'This button does not name a dbops answer, so nothing was run.';
-          await conversation.ephemeral({ text, blocks: [section(text)] }).catch(() => {});
-          return;
-        }
-        if (!(await firstDelivery(`slack:action:${body.trigger_id}:${action.action_ts}`, conversation)))
-          return;
-        const identity = identityOfUser(body.user, body.team?.id);
-        if (!identity) return await unidentified(conversation);
-        const inv: Invocation = {
-          surface: 'slack',
-          identity,
-          channel: conversation.origin.channel,
-          ...(conversation.origin.thread ? { thread: conversation.origin.thread } : {}),
-          text: `/db csv ${ref}`,
-        };
+        const pressed = await pressedInvocation(deps, body, action, conversation, CSV_BUTTON);
+        if (!pressed) return;
+        const { inv } = pressed;
         await withResultScope(async () => {
           deps.conversations.set(inv, conversation);
           const reply = await app.core.dispatch(inv);

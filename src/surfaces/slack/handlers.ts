@@ -13,6 +13,7 @@ import type { Invocation, InvocationFile } from '../../core/types.js';
 import { downloadFile, type RemoteFile } from '../download.js';
 import { fileByteCap } from '../files.js';
 import { registerCsvAction } from './actions-csv.js';
+import { type AnswerButton, pressedInvocation } from './button-press.js';
 import {
   ACTION_APPROVE,
   ACTION_DENY,
@@ -27,6 +28,14 @@ import { commandText, identityOfUser, mentionUser, slackIdentity } from './ident
 import { ACTION_PAGE, parsePageValue } from './paging.js';
 import { inlineCode, renderReply, section } from './render.js';
 import type { Conversation, SlackThreads } from './threads.js';
+
+/** The Next page button: `/db page <ref> <n>` as whoever pressed. */
+const PAGE_BUTTON: AnswerButton<{ ref: string; page: number }> = {
+  kind: 'page',
+  names: 'a page of a dbops answer',
+  parse: parsePageValue,
+  command: (wanted) => `/db page ${wanted.ref} ${wanted.page}`,
+};
 
 export interface HandlerDeps {
   bolt: BoltApp;
@@ -292,27 +301,18 @@ export function registerHandlers(deps: HandlerDeps): void {
     await ack();
     deps.track(
       async () => {
-        const wanted = parsePageValue(action.value);
         const conversation = clickConversation(body);
         const card = conversation?.origin.card;
         if (!conversation || !card) return;
-        if (!wanted) {
-          log.warn('slack: a page button with a value dbops did not make');
-          const text = 'This button does not name a page of a dbops answer, so nothing was run.';
-          await conversation.ephemeral({ text, blocks: [section(text)] }).catch(() => {});
-          return;
-        }
-        if (!(await firstDelivery(`slack:action:${body.trigger_id}:${action.action_ts}`, conversation)))
-          return;
-        const identity = identityOfUser(body.user, body.team?.id);
-        if (!identity) return await unidentified(conversation);
-        const inv: Invocation = {
-          surface: 'slack',
-          identity,
-          channel: conversation.origin.channel,
-          ...(conversation.origin.thread ? { thread: conversation.origin.thread } : {}),
-          text: `/db page ${wanted.ref} ${wanted.page}`,
-        };
+        const pressed = await pressedInvocation(
+          { log, firstDelivery, unidentified },
+          body,
+          action,
+          conversation,
+          PAGE_BUTTON,
+        );
+        if (!pressed) return;
+        const { inv } = pressed;
         await withResultScope(async () => {
           deps.conversations.set(inv, conversation);
           const reply = await app.core.dispatch(inv);
