@@ -1,6 +1,6 @@
 // What the benchmark's table measures, printed under it: how each side was run and how the derived
 // figures (ratios, the PostgreSQL-bound ceiling) are computed.
-import { SLACK_CONCURRENCY, SLACK_ROUNDS } from './slack-http.js';
+import { SLACK_CONCURRENCY, SLACK_ROUNDS, WARMING_WINDOWS } from './slack-http.js';
 
 export function footnote(o: { psql: string; cpus: number; loadavg: number[]; results: string }): string {
   return [
@@ -15,7 +15,10 @@ export function footnote(o: { psql: string; cpus: number; loadavg: number[]; res
     `The first burst after start is reported apart, then ${2 * SLACK_ROUNDS} warm bursts of each are pooled;`,
     'throughput = commands / time until every reply was posted (to the fake Slack Web API, its own process).',
     'CPU per command: bot = this process (the bench harness too), PG = postmaster + backends (/proc), load',
-    'generator = its CPU while sending and reading the bursts, fake = the fake Slack process.',
+    "generator = its CPU while sending and reading the bursts, fake = the fake Slack process. The bot's CPU",
+    "counts V8's background threads, which keep optimising the hot paths for the first few thousand",
+    `commands: /db sizes is measured in ${WARMING_WINDOWS} consecutive windows of ${SLACK_ROUNDS} bursts (each shown), its CPU and`,
+    'sustained rows are the last window; /db targets and the pinned run follow it.',
     `PG-bound ceiling = PG's CPUs x 1000 ms / PG CPU ms per command: the commands/s PostgreSQL could serve with`,
     'its CPUs busy with nothing else; "of ceiling" = measured commands/s / that ceiling. Two layouts: shared =',
     `every process on all ${o.cpus} CPUs (PG's CPUs = ${o.cpus}; the bot, the generator and the fake Slack take CPU`,
