@@ -141,9 +141,7 @@ export default defineOperation({
           ctx.args.limit < MAX_LIMIT && sized.length === ctx.args.limit
             ? `; --limit (up to ${MAX_LIMIT}) shows more`
             : '';
-        notes.push(
-          `showing the ${formatCount(sized.length)} largest of ${formatCount(matching)} indexes${more}`,
-        );
+        notes.push(`${formatCount(matching)} indexes in all, largest first${more}`);
       }
       const invalid = sized.filter((r) => r.valid === false).map((r) => r.index);
       if (invalid.length > 0) {

@@ -67,7 +67,7 @@ export default defineOperation({
       if (matching === 0) notes.push('no tables or materialized views outside the system schemas');
       else if (matching > sized.length) {
         notes.push(
-          `showing the ${formatCount(sized.length)} largest of ${formatCount(matching)} tables and materialized views` +
+          `${formatCount(matching)} tables and materialized views in all, largest first` +
             (ctx.args.limit < 100 ? '; --limit (up to 100) shows more' : ''),
         );
       }

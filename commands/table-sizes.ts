@@ -153,9 +153,7 @@ export default defineOperation({
           ctx.args.limit < MAX_LIMIT && sized.length === ctx.args.limit
             ? `; --limit (up to ${MAX_LIMIT}) shows more`
             : '';
-        notes.push(
-          `showing the ${formatCount(sized.length)} largest of ${formatCount(matching)} tables and materialized views${more}`,
-        );
+        notes.push(`${formatCount(matching)} tables and materialized views in all, largest first${more}`);
       }
       if (lockedCount > 0) {
         notes.push(

@@ -256,7 +256,7 @@ describe.each(majors())('PostgreSQL %i', (major) => {
       const two = await run(tableSizes, '--limit 2');
       expect(column(two, 'relation')).toEqual(expected.slice(0, 2).map((e) => e.relation));
       expect(two.notes).toEqual([
-        `showing the 2 largest of ${expected.length} tables and materialized views; --limit (up to 1000) shows more`,
+        `${expected.length} tables and materialized views in all, largest first; --limit (up to 1000) shows more`,
       ]);
 
       const other = await run(tableSizes, '--schema other');

@@ -167,7 +167,7 @@ describe('sizes', () => {
     const result = await runSizes({ limit: '2' });
     expect(result.rows.map((r) => r.relation)).toEqual(expected.slice(0, 2).map((e) => e.relation));
     expect(result.notes).toEqual([
-      'showing the 2 largest of 5 tables and materialized views; --limit (up to 100) shows more',
+      '5 tables and materialized views in all, largest first; --limit (up to 100) shows more',
     ]);
     expect(sizes.args.parse({}).limit).toBe(10);
     expect(() => sizes.args.parse({ limit: '101' })).toThrow();
@@ -227,7 +227,7 @@ describe('sizes', () => {
       );
       expect(result.rows.map((r) => r.relation)).toEqual(['public.big', 'public.mv']);
       expect(result.notes).toEqual([
-        'showing the 2 largest of 3 tables and materialized views; --limit (up to 100) shows more',
+        '3 tables and materialized views in all, largest first; --limit (up to 100) shows more',
         'skipped 2 relations locked by DDL: other.mid, public.small',
       ]);
     } finally {
