@@ -2,7 +2,7 @@
 import type { ApprovalRequest, TransitionRefusal } from '../../state/types.js';
 import type { CoreServices, InvocationContext } from '../context.js';
 import { UserError } from '../errors.js';
-import type { Token } from '../grammar.js';
+import type { ParsedCommand, Token } from '../grammar.js';
 import { decide } from '../policy.js';
 import { isRef } from '../refs.js';
 import { type Reply, reply } from '../reply.js';
@@ -13,6 +13,15 @@ export type Handler = (
   ctx: InvocationContext,
   tokens: readonly Token[],
 ) => Promise<Reply>;
+
+/**
+ * The arguments of a stored canonical command (`<operation> <target> <arguments…>`, as paged reads keep
+ * it and `formatCommand` writes it): its tokens without the target's, what `runOperation` takes.
+ */
+export function argumentsAfterTarget(parsed: ParsedCommand, target: string): Token[] {
+  const at = parsed.tokens.findIndex((t) => t.kind === 'word' && t.text === target);
+  return parsed.tokens.filter((_, i) => i !== at);
+}
 
 export function words(tokens: readonly Token[]): string[] {
   return tokens.flatMap((t) => (t.kind === 'word' ? [t.text] : []));

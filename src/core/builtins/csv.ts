@@ -11,7 +11,7 @@ import { isRef } from '../refs.js';
 import { formatCount } from '../render.js';
 import { type Reply, reply } from '../reply.js';
 import { formatTime } from '../time-format.js';
-import { type Handler, words } from './common.js';
+import { argumentsAfterTarget, type Handler, words } from './common.js';
 
 const USAGE = 'usage: /db csv <ref> (the ref an answer ends with; what its "All columns (CSV)" button sends)';
 
@@ -91,9 +91,7 @@ export const csv: Handler = async (core, ctx, tokens) => {
     formatCommand(spec.name, target.name, spec, pickShape(spec.args.shape, args)),
     ...paging,
   ].join(' ');
-  const parsed = parseCommand(text);
-  const at = parsed.tokens.findIndex((t) => t.kind === 'word' && t.text === target.name);
-  const rest = parsed.tokens.filter((_, i) => i !== at);
+  const rest = argumentsAfterTarget(parseCommand(text), target.name);
   // Never through an approval request: the read must run at once for this person, under today's policy.
   const bound = bindArguments(spec, takePaging(spec, rest).rest);
   const risk = spec.riskFor ? spec.riskFor(bound) : spec.risk;

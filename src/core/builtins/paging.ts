@@ -3,7 +3,7 @@
 import { UserError } from '../errors.js';
 import { parseCommand } from '../grammar.js';
 import { isRef } from '../refs.js';
-import { type Handler, words } from './common.js';
+import { argumentsAfterTarget, type Handler, words } from './common.js';
 
 const USAGE = 'usage: /db page <ref> <page> (what a "Next page" button sends)';
 
@@ -36,8 +36,5 @@ export const page: Handler = async (core, ctx, tokens) => {
       `${read.command} is no longer available (its target or operation changed), so nothing was run`,
     );
   }
-  // The stored command names its target first; the rest are its canonical arguments.
-  const at = parsed.tokens.findIndex((t) => t.kind === 'word' && t.text === target.name);
-  const rest = parsed.tokens.filter((_, i) => i !== at);
-  return await core.runOperation(ctx, spec, target, rest);
+  return await core.runOperation(ctx, spec, target, argumentsAfterTarget(parsed, target.name));
 };
