@@ -3,8 +3,7 @@
 // press makes the CSV as whoever pressed, and a forged, foreign, destructive or stale reference runs nothing.
 import { writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
-import { execa } from 'execa';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   type ApiCall,
@@ -15,11 +14,11 @@ import {
   postSigned,
   slashCommand,
 } from './fakes/slack.js';
+import { type BotProcess, startBotProcess } from './helpers/bot-process.js';
 import { adminQuery, createDatabase } from './helpers/db.js';
 import { type CuttableProxy, cuttableProxy } from './helpers/state-proxy.js';
 import { freePort } from './setup/postgres.js';
 
-const CLI = resolve('dist/src/cli.js');
 const SECRET = 'test-signing-secret-csv';
 const TARGETS = `
 targets:
@@ -61,16 +60,7 @@ let stateDb: { name: string; url: string };
 let staging: { name: string; url: string };
 let proxy: CuttableProxy;
 let url: string;
-let child: ReturnType<typeof launch> | undefined;
-
-function launch(configPath: string, env: Record<string, string>) {
-  return execa('node', [CLI, 'start', '--config', configPath], {
-    env: { PATH: process.env.PATH ?? '', DBOPS_LOG_LEVEL: 'info', SLACK_API_RETRIES: '0', ...env },
-    extendEnv: false,
-    reject: false,
-    buffer: false,
-  });
-}
+let child: BotProcess | undefined;
 
 /** Starts the bot with this config (the same state database, Slack port and fake). */
 async function startBot(yaml: string): Promise<void> {
@@ -78,7 +68,7 @@ async function startBot(yaml: string): Promise<void> {
   writeFileSync(configPath, yaml);
   const port = await freePort();
   url = `http://127.0.0.1:${port}/slack/events`;
-  child = launch(configPath, {
+  ({ process: child } = await startBotProcess(configPath, {
     STATE_URL: proxy.url,
     STAGING_URL: staging.url,
     DBOPS_HTTP_HOST: '127.0.0.1',
@@ -87,18 +77,7 @@ async function startBot(yaml: string): Promise<void> {
     SLACK_SIGNING_SECRET: SECRET,
     SLACK_PORT: String(port),
     SLACK_API_URL: fake.apiUrl,
-  });
-  let log = '';
-  await new Promise<void>((ready, failed) => {
-    const timer = setTimeout(() => failed(new Error(`the bot did not start:\n${log}`)), 20_000);
-    child?.stderr?.on('data', (chunk: Buffer) => {
-      log += chunk.toString();
-      if (log.includes('dbops started')) {
-        clearTimeout(timer);
-        ready();
-      }
-    });
-  });
+  }));
 }
 
 async function stopBot(): Promise<void> {

@@ -3,8 +3,7 @@
 // and a forged or stale button runs nothing.
 import { writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
-import { execa } from 'execa';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   type ApiCall,
@@ -15,10 +14,10 @@ import {
   postSigned,
   slashCommand,
 } from './fakes/slack.js';
+import { type BotProcess, startBotProcess } from './helpers/bot-process.js';
 import { adminQuery, createDatabase } from './helpers/db.js';
 import { freePort } from './setup/postgres.js';
 
-const CLI = resolve('dist/src/cli.js');
 const SECRET = 'test-signing-secret-paging';
 const CONFIG = `
 state:
@@ -46,16 +45,7 @@ policy:
 let fake: FakeSlack;
 let stateDb: { name: string; url: string };
 let url: string;
-let child: ReturnType<typeof launch> | undefined;
-
-function launch(configPath: string, env: Record<string, string>) {
-  return execa('node', [CLI, 'start', '--config', configPath], {
-    env: { PATH: process.env.PATH ?? '', DBOPS_LOG_LEVEL: 'info', SLACK_API_RETRIES: '0', ...env },
-    extendEnv: false,
-    reject: false,
-    buffer: false,
-  });
-}
+let child: BotProcess | undefined;
 
 beforeAll(async () => {
   const staging = await createDatabase(
@@ -69,7 +59,7 @@ beforeAll(async () => {
   fake = await FakeSlack.start();
   const port = await freePort();
   url = `http://127.0.0.1:${port}/slack/events`;
-  child = launch(configPath, {
+  ({ process: child } = await startBotProcess(configPath, {
     STATE_URL: stateDb.url,
     STAGING_URL: staging.url,
     DBOPS_HTTP_HOST: '127.0.0.1',
@@ -78,18 +68,7 @@ beforeAll(async () => {
     SLACK_SIGNING_SECRET: SECRET,
     SLACK_PORT: String(port),
     SLACK_API_URL: fake.apiUrl,
-  });
-  let log = '';
-  await new Promise<void>((ready, failed) => {
-    const timer = setTimeout(() => failed(new Error(`the bot did not start:\n${log}`)), 20_000);
-    child?.stderr?.on('data', (chunk: Buffer) => {
-      log += chunk.toString();
-      if (log.includes('dbops started')) {
-        clearTimeout(timer);
-        ready();
-      }
-    });
-  });
+  }));
 }, 60_000);
 
 afterAll(async () => {
