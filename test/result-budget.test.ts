@@ -3,6 +3,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { UserError } from '../src/core/errors.js';
 import { FREE_ROWS, RowBudget, resultBudget, withResultScope } from '../src/core/result-budget.js';
+import type { ResultScope } from '../src/core/types.js';
 import { createDatabase } from './helpers/db.js';
 import { OpHarness, testTarget } from './helpers/ops.js';
 
@@ -34,8 +35,14 @@ async function until(what: string, done: () => boolean): Promise<void> {
   }
 }
 
-const read = (cap: number, target = 't') =>
-  h.pools.get(target).read((session) => session.cursor('SELECT id, v FROM big ORDER BY id', [], cap));
+/** A capped read of `big`; in a command's result scope when given one (as the core passes it). */
+const read = (cap: number, target = 't', resultScope?: ResultScope) =>
+  h.pools
+    .get(target)
+    .read(
+      (session) => session.cursor('SELECT id, v FROM big ORDER BY id', [], cap),
+      resultScope ? { resultScope } : undefined,
+    );
 
 describe('RowBudget', () => {
   it('grants in order, makes a request wait for room, and clamps one larger than the whole', async () => {
@@ -79,8 +86,8 @@ describe('large reads share one budget per process', () => {
     });
     // Command A reads 2,500 rows and is still "delivering" (its scope is open).
     let aRead = false;
-    const a = withResultScope(async () => {
-      const rows = await read(2_500);
+    const a = withResultScope(async (scope) => {
+      const rows = await read(2_500, 't', scope);
       aRead = true;
       await gate;
       return rows;
@@ -90,13 +97,13 @@ describe('large reads share one budget per process', () => {
 
     // B needs room past its free rows too: it waits; a small read does not.
     let bDone = false;
-    const b = withResultScope(async () => {
-      const rows = await read(2_500);
+    const b = withResultScope(async (scope) => {
+      const rows = await read(2_500, 't', scope);
       bDone = true;
       return rows;
     });
     await until('B to wait for room', () => resultBudget.waiting === 1);
-    const small = await withResultScope(() => read(50));
+    const small = await withResultScope((scope) => read(50, 't', scope));
     expect(small.rows).toHaveLength(50);
     await new Promise((r) => setTimeout(r, 100));
     expect(bDone).toBe(false);
@@ -115,14 +122,14 @@ describe('large reads share one budget per process', () => {
       delivered = r;
     });
     let aRead = false;
-    const a = withResultScope(async () => {
-      const rows = await read(2_500, 'short');
+    const a = withResultScope(async (scope) => {
+      const rows = await read(2_500, 'short', scope);
       aRead = true;
       await gate;
       return rows;
     });
     await until('A to hold its rows', () => aRead);
-    const b = withResultScope(() => read(2_500, 'short'));
+    const b = withResultScope((scope) => read(2_500, 'short', scope));
     await until('B to wait for room', () => resultBudget.waiting === 1);
     // Longer than the target's statement_timeout (1 s): a wait with B's cursor open would be cancelled.
     await new Promise((r) => setTimeout(r, 1_500));

@@ -5,7 +5,6 @@ import { CliFailure, failureJson, replyJson } from '../cli-json.js';
 import { loadConfigFile } from '../config/load.js';
 import type { Config } from '../config/schema.js';
 import { ConfigError, isUserError } from '../core/errors.js';
-import { withInvocationFiles } from '../core/invocation-files.js';
 import { CONSOLE_WIDTH, wrapLines } from '../core/layout.js';
 import { redactSecrets } from '../core/log.js';
 import type { Reply } from '../core/reply.js';
@@ -100,7 +99,7 @@ async function execOnce({ values, positionals }: ExecArgs, json: boolean): Promi
       ...(intake.attachments.length > 0 ? { attachments: intake.attachments } : {}),
       ...(values.channel !== undefined ? { channel: values.channel } : {}),
     };
-    const reply = await withInvocationFiles(inv, () => app.core.dispatch(inv));
+    const reply = await app.core.dispatch(inv);
     let saved: Awaited<ReturnType<typeof saveAttachments>>;
     try {
       saved = await saveAttachments(reply.result?.attachments ?? [], values.out ?? defaultExportDir(env));

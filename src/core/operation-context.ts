@@ -2,9 +2,8 @@
 import type { ResolvedTarget } from '../config/schema.js';
 import type { QueryLimits, TargetDb } from '../engine/types.js';
 import type { HistoryStore } from '../history/store.js';
-import { invocationFiles } from './invocation-files.js';
 import type { AnyOperation, OperationContext } from './operation.js';
-import type { InvocationFile } from './types.js';
+import type { InvocationFile, ResultScope } from './types.js';
 
 export interface ContextInput {
   spec: AnyOperation;
@@ -15,8 +14,10 @@ export interface ContextInput {
   requestId: string;
   backupsDir: string;
   progress?: (line: string) => void;
-  /** Files sent with the command; by default those of the invocation being dispatched. */
+  /** Files sent with the command (none by default). */
   files?: readonly InvocationFile[];
+  /** The command's result scope (result-budget.ts): its large reads hold their rows there. */
+  resultScope?: ResultScope;
   /** Aborted when a person cancels the run: every `ctx.db` call carries it. */
   signal?: AbortSignal;
   /** Called each time a write or direct unit of work of the operation has completed (committed). */
@@ -40,6 +41,7 @@ export function operationContext(input: ContextInput): OperationContext<Record<s
       statementTimeoutMs: limits.statement_timeout * 1000,
       lockTimeoutMs: limits.lock_timeout * 1000,
       rowCap: limits.row_cap,
+      ...(input.resultScope ? { resultScope: input.resultScope } : {}),
     },
     signal,
     input.committed ?? (() => {}),
@@ -53,7 +55,7 @@ export function operationContext(input: ContextInput): OperationContext<Record<s
     requestId: input.requestId,
     backupsDir: input.backupsDir,
     progress: input.progress ?? (() => {}),
-    files: input.files ?? invocationFiles(),
+    files: input.files ?? [],
     signal,
     ...(input.person ? { person: input.person } : {}),
     ...(input.history ? { history: input.history } : {}),

@@ -1,7 +1,9 @@
 // A process-wide budget on result rows held at once (read, rendered, attached, delivered), so a few
 // concurrent large reads cannot take the process past its memory limit: a large result waits its turn.
-import { AsyncLocalStorage } from 'node:async_hooks';
 import { UserError } from './errors.js';
+import type { ResultScope } from './types.js';
+
+export type { ResultScope };
 
 /**
  * Rows any result may hold without asking (most operations return fewer): the budget is only consulted
@@ -96,36 +98,29 @@ export class RowBudget {
 /** The process's budget (tests and `dbops start` may resize it). */
 export const resultBudget = new RowBudget();
 
-/** Grants held by one command until its answer is delivered. */
-interface Scope {
-  releases: (() => void)[];
-}
-
-const scopes = new AsyncLocalStorage<Scope>();
-
 /**
- * Runs one command's whole handling (dispatch, rendering, attachments, delivery) in a scope: rows reserved
- * inside it are held until `fn` ends, since the answer holds them until then.
+ * Runs one command's whole handling (dispatch, rendering, attachments, delivery) with a scope: rows
+ * reserved in it are held until `fn` ends, since the answer holds them until then.
  */
-export async function withResultScope<T>(fn: () => Promise<T>): Promise<T> {
-  const scope: Scope = { releases: [] };
+export async function withResultScope<T>(fn: (scope: ResultScope) => Promise<T>): Promise<T> {
+  const scope: ResultScope = { releases: [] };
   try {
-    return await scopes.run(scope, fn);
+    return await fn(scope);
   } finally {
     for (const release of scope.releases.splice(0)) release();
   }
 }
 
 /**
- * Reserves room for `rows` more rows of a result. Inside a scope the reservation lasts until the scope
- * ends, and a scope that already holds one does not wait again (it could otherwise wait on itself);
- * outside a scope the caller gets the release function and calls it when the rows are gone.
+ * Reserves room for `rows` more rows of a result. In a scope the reservation lasts until the scope ends,
+ * and a scope that already holds one does not wait again (it could otherwise wait on itself); without a
+ * scope the caller gets the release function and calls it when the rows are gone.
  */
 export async function reserveRows(
   rows: number,
+  scope: ResultScope | undefined,
   budget: RowBudget = resultBudget,
 ): Promise<(() => void) | undefined> {
-  const scope = scopes.getStore();
   if (scope && scope.releases.length > 0) return undefined;
   const release = await budget.acquire(rows);
   if (!scope) return release;
@@ -139,9 +134,9 @@ export async function reserveRows(
  */
 export function tryReserveRows(
   rows: number,
+  scope: ResultScope | undefined,
   budget: RowBudget = resultBudget,
 ): { release: (() => void) | undefined } | undefined {
-  const scope = scopes.getStore();
   if (scope && scope.releases.length > 0) return { release: undefined };
   const release = budget.tryAcquire(rows);
   if (!release) return undefined;

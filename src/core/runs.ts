@@ -402,6 +402,8 @@ export class Runs {
       // Who asked, for values shown by role (sensitive columns); none means no role.
       ...(ctx.person ? { person: { name: ctx.person.name, roles: [...ctx.person.roles] } } : {}),
       ...(rowCap !== undefined ? { rowCap } : {}),
+      files: ctx.inv.attachments ?? [],
+      ...(ctx.inv.resultScope ? { resultScope: ctx.inv.resultScope } : {}),
       progress: (line) => {
         if (live) live.lastProgress = line;
         this.#deps.onProgress?.(ctx.requestId ?? ctx.ref, ctx.inv, line);

@@ -45,6 +45,22 @@ export interface Invocation {
    * with the invocation's first audit record (one statement), or before a built-in or a request.
    */
   delivery?: string;
+  /**
+   * Where the command's large reads hold their rows until its answer is delivered: made by the surface
+   * that delivers it (result-budget.ts withResultScope); without one a read releases its rows on return.
+   */
+  resultScope?: ResultScope;
+}
+
+/**
+ * The grants one command holds until its answer is delivered (result-budget.ts). A surface makes it
+ * (withResultScope) and hands it over on the Invocation; the core gives it to the operation's target
+ * sessions with their limits, where a large read reserves its rows in it. Passed along, not kept in an
+ * AsyncLocalStorage: on Node 20 one turns on promise hooks for every await of the process (about 34 KB
+ * allocated per Slack command for them, and a hook call per promise and per socket write).
+ */
+export interface ResultScope {
+  readonly releases: (() => void)[];
 }
 
 /** One file sent with a command: its name as the sender gave it, and its exact bytes. */

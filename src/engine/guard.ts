@@ -12,7 +12,7 @@ import { OperationCancelledError } from './cancel.js';
 import { FlightCursor } from './flight-cursor.js';
 import type { FlightQuery, ReadFlights } from './one-flight.js';
 import { preparedStatementFailed, statementName } from './prepared.js';
-import type { ResultField, Session } from './types.js';
+import type { QueryLimits, ResultField, Session } from './types.js';
 
 /** Rows read per round trip by `cursor()`. */
 const CURSOR_BATCH = 500;
@@ -157,7 +157,8 @@ export class GuardedSession implements Session {
     private readonly client: pg.PoolClient,
     private readonly guard: ClientGuard,
     readonly backendPid: number,
-    private readonly rowCap: number,
+    /** The row cap of a cursor, and the command's result scope where a large read holds its rows. */
+    private readonly limits: Pick<QueryLimits, 'rowCap' | 'resultScope'>,
     private readonly deadlineMs: number | undefined,
     /** Whether statements may be prepared by name on this target (`prepared_statements`). */
     private readonly prepare = true,
@@ -228,7 +229,7 @@ export class GuardedSession implements Session {
   async cursor<T extends object = Record<string, unknown>>(
     sql: string,
     params?: readonly unknown[],
-    cap: number = this.rowCap,
+    cap: number = this.limits.rowCap,
   ): Promise<{ rows: T[]; truncated: boolean; fields: ResultField[] }> {
     if (!Number.isSafeInteger(cap) || cap < 0)
       throw new RangeError(`cursor cap must be a whole number, got ${cap}`);
@@ -256,7 +257,7 @@ export class GuardedSession implements Session {
       // One row past the cap tells whether more existed, without reading them.
       while (rows.length <= cap) {
         if (!reserved && rows.length >= FREE_ROWS) {
-          const now = tryReserveRows(cap + 1 - rows.length);
+          const now = tryReserveRows(cap + 1 - rows.length, this.limits.resultScope);
           if (now) release = now.release;
           else {
             // No room now. Waiting with the cursor open would keep its statement running on the server,
@@ -265,7 +266,7 @@ export class GuardedSession implements Session {
             // again from its first row once the room is granted (one statement, one snapshot).
             await this.guard.step(() => cursor.close(), this.deadlineMs, 'closing a cursor');
             rows = [];
-            release = await reserveRows(cap + 1 - FREE_ROWS);
+            release = await reserveRows(cap + 1 - FREE_ROWS, this.limits.resultScope);
             cursor = this.client.query(this.#cursor<T>(sql, params ?? []));
           }
           reserved = true;

@@ -330,7 +330,7 @@ class PooledTargetDb implements TargetDb {
     if (mode === 'write' || (mode === 'read' && !flights))
       await guard.step(() => client.query(beginWithTimeouts(mode, limits)), connectDeadline, 'BEGIN');
     guard.pid ??= await guard.step(() => this.#backendPid(client), connectDeadline, 'a pid query');
-    const session = new GuardedSession(client, guard, guard.pid, limits.rowCap, deadline, prepare, flights);
+    const session = new GuardedSession(client, guard, guard.pid, limits, deadline, prepare, flights);
     const result = await fn(session);
     if (mode === 'read') {
       if (!flights || flights.open)

@@ -1,4 +1,5 @@
 // What an operation may do with a target database; implemented by src/engine/target-db.ts.
+import type { ResultScope } from '../core/types.js';
 
 /** Effective limits for one query or transaction. */
 export interface QueryLimits {
@@ -6,6 +7,8 @@ export interface QueryLimits {
   lockTimeoutMs: number;
   /** Most rows `cursor()` returns before it stops reading and reports truncation. */
   rowCap: number;
+  /** The command's result scope: a large cursor read holds its rows there until the answer is delivered. */
+  resultScope?: ResultScope;
 }
 
 /** A result column and, when it is a plain column of a table or view, where it comes from (else 0, 0). */

@@ -4,7 +4,6 @@ import type { Readable, Writable } from 'node:stream';
 import type { Config } from '../config/schema.js';
 import type { Core } from '../core/dispatch.js';
 import { isUserError } from '../core/errors.js';
-import { withInvocationFiles } from '../core/invocation-files.js';
 import { CONSOLE_WIDTH, wrapLines } from '../core/layout.js';
 import type { Invocation } from '../core/types.js';
 import { showInvisible } from '../core/visible.js';
@@ -90,7 +89,7 @@ export async function runConsole(options: ConsoleOptions): Promise<void> {
               ...(intake.attachments.length > 0 ? { attachments: intake.attachments } : {}),
               ...(options.channel !== undefined ? { channel: options.channel } : {}),
             };
-            const reply = await withInvocationFiles(inv, () => core.dispatch(inv));
+            const reply = await core.dispatch(inv);
             // One-line answers (refusals, errors) wrap too: nothing runs past 80 columns.
             write(wrapLines(showInvisible(reply.text), CONSOLE_WIDTH));
             const saved = await saveAttachments(reply.result?.attachments ?? [], options.exportDir);

@@ -15,10 +15,9 @@ import {
 import { alertCommandOfCustomId } from '../../alerts/buttons.js';
 import { reply as replyOf } from '../../core/dispatch.js';
 import { isUserError } from '../../core/errors.js';
-import { withInvocationFiles } from '../../core/invocation-files.js';
 import type { Reply } from '../../core/reply.js';
 import { withResultScope } from '../../core/result-budget.js';
-import type { Invocation, InvocationFile } from '../../core/types.js';
+import type { Invocation, InvocationFile, ResultScope } from '../../core/types.js';
 import { downloadFile, type RemoteFile } from '../download.js';
 import { fileByteCap } from '../files.js';
 import { type AnswerDeps, deliverReply } from './answers.js';
@@ -149,8 +148,8 @@ export class DiscordHandlers {
     const window = answerWindow(interaction.createdTimestamp, receivedAt, Date.now());
     if (window === 0 && !(await this.#ack(interaction, () => conversation.defer()))) return;
     // The rows of a large result count against the process's budget until the answer is delivered.
-    await withResultScope(async () => {
-      const work = this.#commandReply(interaction, text, where, conversation);
+    await withResultScope(async (scope) => {
+      const work = this.#commandReply(interaction, text, where, conversation, scope);
       if (!(await settlesWithin(work, window)) && !conversation.acknowledged()) {
         if (!(await this.#ack(interaction, () => conversation.defer()))) {
           // Too late for Discord: the command still finishes (and is audited), but cannot be answered.
@@ -168,6 +167,7 @@ export class DiscordHandlers {
     text: string,
     where: { channel: string; thread?: string },
     conversation: CommandConversation,
+    scope: ResultScope,
   ): Promise<Reply> {
     const attached = interaction.options.getAttachment(OPTION.file);
     let files: { attachments?: InvocationFile[] };
@@ -178,7 +178,7 @@ export class DiscordHandlers {
       return replyOf({ status: 'invalid', requestId: null, code: err.code, message: err.message });
     }
     const inv = { ...invocation(identityOf(interaction.user), text, where, interaction), ...files };
-    return await this.#dispatch(inv, this.#threadFor(conversation, text));
+    return await this.#dispatch(inv, this.#threadFor(conversation, text), scope);
   }
 
   /**
@@ -281,8 +281,8 @@ export class DiscordHandlers {
       where,
       interaction,
     );
-    await withResultScope(async () => {
-      const reply = await this.#dispatch(inv, undefined);
+    await withResultScope(async (scope) => {
+      const reply = await this.#dispatch(inv, undefined, scope);
       const { applicationId, token } = interaction;
       try {
         if (reply.status === 'ok' && !reply.ephemeral && reply.result) {
@@ -361,16 +361,17 @@ export class DiscordHandlers {
     progress: ProgressSink | undefined,
   ): Promise<Reply> {
     // The rows of a large result count against the process's budget until the answer is delivered.
-    return await withResultScope(async () => {
-      const reply = await this.#dispatch(inv, progress);
+    return await withResultScope(async (scope) => {
+      const reply = await this.#dispatch(inv, progress, scope);
       await this.#deliver(conversation, reply);
       return reply;
     });
   }
 
-  async #dispatch(inv: Invocation, progress: ProgressSink | undefined): Promise<Reply> {
+  async #dispatch(inv: Invocation, progress: ProgressSink | undefined, scope: ResultScope): Promise<Reply> {
+    inv.resultScope = scope;
     this.#deps.progress.register(inv, progress);
-    const reply = await withInvocationFiles(inv, () => this.#deps.app.core.dispatch(inv));
+    const reply = await this.#deps.app.core.dispatch(inv);
     await this.#deps.progress.settle(inv);
     return reply;
   }

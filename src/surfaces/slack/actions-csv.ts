@@ -45,7 +45,8 @@ export function registerCsvAction(deps: CsvActionDeps): void {
         const pressed = await pressedInvocation(deps, body, action, conversation, CSV_BUTTON);
         if (!pressed) return;
         const { inv } = pressed;
-        await withResultScope(async () => {
+        await withResultScope(async (scope) => {
+          inv.resultScope = scope;
           deps.conversations.set(inv, conversation);
           const reply = await app.core.dispatch(inv);
           if (reply.duplicate) return;

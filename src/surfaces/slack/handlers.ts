@@ -4,7 +4,6 @@ import type { BlockAction, App as BoltApp, ButtonAction } from '@slack/bolt';
 import { ALERT_ACTION_PREFIX, alertCommand } from '../../alerts/buttons.js';
 import type { App } from '../../app.js';
 import { isUserError } from '../../core/errors.js';
-import { withInvocationFiles } from '../../core/invocation-files.js';
 import type { Logger } from '../../core/log.js';
 import { redactSecrets } from '../../core/log.js';
 import { type Reply, replyTag } from '../../core/reply.js';
@@ -116,9 +115,10 @@ export function registerHandlers(deps: HandlerDeps): void {
 
   // The rows of a large result count against the process's budget until the answer is delivered.
   const run = (inv: Invocation, conversation: Conversation): Promise<Reply> =>
-    withResultScope(async () => {
+    withResultScope(async (scope) => {
+      inv.resultScope = scope;
       deps.conversations.set(inv, conversation);
-      const reply = await withInvocationFiles(inv, () => app.core.dispatch(inv));
+      const reply = await app.core.dispatch(inv);
       if (reply.duplicate) {
         log.info({ delivery: inv.delivery }, 'slack: repeated delivery dropped');
         return reply;
@@ -313,7 +313,8 @@ export function registerHandlers(deps: HandlerDeps): void {
         );
         if (!pressed) return;
         const { inv } = pressed;
-        await withResultScope(async () => {
+        await withResultScope(async (scope) => {
+          inv.resultScope = scope;
           deps.conversations.set(inv, conversation);
           const reply = await app.core.dispatch(inv);
           try {
