@@ -10,9 +10,7 @@ import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { execa } from 'execa';
 import pg from 'pg';
-import { DATABASE_SIZE_SQL, RELATION_SIZES_SQL } from '../commands/sizes.js';
 import { type App, createApp } from '../src/app.js';
 import { loadConfigText } from '../src/config/load.js';
 import { silentLogger } from '../src/core/log.js';
@@ -32,20 +30,13 @@ import { wholeProcesses } from './processes.js';
 import { roundTrips } from './round-trips.js';
 import { cpuRows, processRows, roundTripRows } from './rows.js';
 import { APP_SCHEMA_SQL, BIG_ROWS, BIG_TABLE_SQL, configYaml } from './setup.js';
+import { PSQL, psqlArgs, psqlEnv, sizesRows, sizesSideBySide } from './sizes.js';
 import { SLACK_CONCURRENCY, SLACK_ROUNDS, slackHttp, slackRows } from './slack-http.js';
 import { sqlReviewCost, sqlReviewRows } from './sql-classify.js';
 import { round, stats } from './stats.js';
 
-const PSQL = '/usr/bin/psql';
-const HOST = '127.0.0.1';
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const RESULTS = join(ROOT, 'bench', 'results.json');
-
-/*
- * What `/db sizes <target>` runs (commands/sizes.ts: DATABASE_SIZE_SQL, then RELATION_SIZES_SQL with
- * $1 = --limit 10), as one psql -c, the way the runbooks paste SQL today. The same constants, so both sides always run the same SQL.
- */
-const SIZES_SQL = `${DATABASE_SIZE_SQL};\n${RELATION_SIZES_SQL.replace(/\$1\b/g, '10').replace(/\$2::text/g, 'NULL::text')};`;
 
 const MB = 1024 * 1024;
 
@@ -87,64 +78,6 @@ async function dispatchOk(app: App, text: string): Promise<void> {
   const invocation: Invocation = { surface: 'cli', identity: 'bench', text };
   const reply = await app.core.dispatch(invocation);
   if (reply.status !== 'ok') throw new Error(`${text}: ${reply.status}: ${reply.message}`);
-}
-
-/** psql running what /db sizes runs, as one fresh process (connect, authenticate, query, exit). */
-function psqlArgs(server: Server): string[] {
-  return [
-    ...['-X', '-A', '-t', '-q', '-v', 'ON_ERROR_STOP=1'],
-    ...['-h', HOST, '-p', String(server.port), '-U', 'postgres', '-d', 'app'],
-    ...['-c', SIZES_SQL],
-  ];
-}
-
-function psqlEnv(server: Server): Record<string, string> {
-  return { PGPASSWORD: server.password, PATH: process.env.PATH ?? '/usr/bin:/bin' };
-}
-
-/** (a) `/db sizes app` through dbops against the same SQL through a fresh psql, interleaved. */
-async function sizesSideBySide(app: App, server: Server, runs: number) {
-  const args = psqlArgs(server);
-  const env = psqlEnv(server);
-  const viaDbops = async (): Promise<number> => {
-    const invocation: Invocation = { surface: 'cli', identity: 'bench', text: '/db sizes app' };
-    const t0 = performance.now();
-    const reply = await app.core.dispatch(invocation);
-    const ms = performance.now() - t0;
-    if (reply.status !== 'ok') throw new Error(`/db sizes app: ${reply.status}: ${reply.message}`);
-    return ms;
-  };
-  const viaPsql = async (): Promise<number> => {
-    const t0 = performance.now();
-    const run = await execa(PSQL, args, { env, extendEnv: false, reject: false });
-    const ms = performance.now() - t0;
-    if (run.exitCode !== 0) throw new Error(`psql failed: ${run.stderr}`);
-    return ms;
-  };
-  for (let i = 0; i < 5; i++) {
-    await viaDbops();
-    await viaPsql();
-  }
-  const dbops: number[] = [];
-  const psql: number[] = [];
-  for (let i = 0; i < runs; i++) {
-    // Alternate which goes first, so neither always runs on a warmer (or busier) moment.
-    if (i % 2 === 0) {
-      dbops.push(await viaDbops());
-      psql.push(await viaPsql());
-    } else {
-      psql.push(await viaPsql());
-      dbops.push(await viaDbops());
-    }
-  }
-  const d = stats(dbops);
-  const p = stats(psql);
-  return {
-    dbops: d,
-    psql: p,
-    ratioMedian: round(d.medianMs / p.medianMs, 3),
-    ratioP99: round(d.p99Ms / p.p99Ms, 3),
-  };
 }
 
 /** (b) Resident memory idle, then after reads of a 1,000,000-row table through the capped cursor. */
@@ -290,7 +223,9 @@ async function main(): Promise<void> {
         });
       }
       if (only.has('sizes')) {
-        progress(`/db sizes app: ${runs} runs through dbops and ${runs} through psql, interleaved`);
+        progress(
+          `/db sizes app: ${runs} runs each through dbops, psql and a connected pg client, interleaved`,
+        );
         sizes = await sizesSideBySide(app, server, runs);
       }
       if (only.has('memory')) {
@@ -331,26 +266,7 @@ async function main(): Promise<void> {
     const ms = (n: number) => `${n.toFixed(1)} ms`;
     const yes = (ok: boolean) => (ok ? 'yes' : 'NO');
     const rows = [['measurement', 'dbops', 'baseline', 'ratio', 'target', 'met']];
-    if (sizes) {
-      rows.push(
-        [
-          '/db sizes end to end, median',
-          ms(sizes.dbops.medianMs),
-          `psql ${ms(sizes.psql.medianMs)}`,
-          sizes.ratioMedian.toFixed(3),
-          '<= 0.08 of psql',
-          yes(sizes.ratioMedian <= 0.08),
-        ],
-        [
-          '/db sizes end to end, p99',
-          ms(sizes.dbops.p99Ms),
-          `psql ${ms(sizes.psql.p99Ms)}`,
-          sizes.ratioP99.toFixed(3),
-          '<= 0.08 of psql',
-          yes(sizes.ratioP99 <= 0.08),
-        ],
-      );
-    }
+    if (sizes) rows.push(...sizesRows(sizes));
     if (mem) {
       rows.push([
         `RSS after 1M-row reads (${mem.tableMb} MB table)`,

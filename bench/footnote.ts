@@ -5,7 +5,9 @@ import { SLACK_CONCURRENCY, SLACK_ROUNDS, WARMING_WINDOWS } from './slack-http.j
 export function footnote(o: { psql: string; cpus: number; loadavg: number[]; results: string }): string {
   return [
     `psql: a fresh ${o.psql} process per run (connect, authenticate, query, exit), as the runbooks do;`,
-    'dbops: core.dispatch from invocation to reply (parse, policy, audit records, pooled query, render).',
+    'dbops: core.dispatch from invocation to reply (parse, policy, audit records, pooled query, render);',
+    'statement alone: the one statement dbops sends for /db sizes, prepared, through a pg client connected',
+    'once: what no dispatch goes below (the three are interleaved, in an order that rotates).',
     `Slack: bursts of ${SLACK_CONCURRENCY} signed slash commands from a load generator in its own process; before`,
     `each burst it opens ${SLACK_CONCURRENCY} keep-alive connections and warms each with one request, then sends one command`,
     "per warm connection, to the bot and to a bare node:http server (on a worker thread, like the bot's",
