@@ -1,6 +1,6 @@
 // How long a Discord `/db` command may run before it is deferred: the window, bounded by Discord's 3 s.
 import { describe, expect, it } from 'vitest';
-import { ANSWER_WINDOW_MS, answerWindow } from '../src/surfaces/discord/interactions.js';
+import { ANSWER_WINDOW_MS, answerWindow } from '../src/surfaces/discord/answer-window.js';
 
 describe('answerWindow', () => {
   const created = 1_000_000;
