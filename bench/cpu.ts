@@ -6,9 +6,9 @@ import { readdirSync, readFileSync } from 'node:fs';
 /** Linux's USER_HZ: /proc reports CPU time in these ticks. */
 const TICKS_PER_SECOND = 100;
 
-function statOf(pid: number): { ppid: number; cpuMs: number } | undefined {
+function statOf(pid: number, path = `/proc/${pid}/stat`): { ppid: number; cpuMs: number } | undefined {
   try {
-    const text = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const text = readFileSync(path, 'utf8');
     // The command name is in parentheses and may hold spaces: the fields start after the last ')'.
     const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
     const ppid = Number(fields[1]);
@@ -59,6 +59,14 @@ export function processCpuMs(pid: number | undefined): number {
 export function ownCpuMs(): number {
   const u = process.cpuUsage();
   return (u.user + u.system) / 1000;
+}
+
+/**
+ * This process's main thread's CPU milliseconds so far (Linux: its task has the process's id); the rest of
+ * the process's CPU is its other threads': V8's compiler and GC helpers, libuv's pool, worker threads.
+ */
+export function mainThreadCpuMs(): number {
+  return statOf(process.pid, `/proc/self/task/${process.pid}/stat`)?.cpuMs ?? 0;
 }
 
 /** The postmaster and every process it started (its backends and workers). */

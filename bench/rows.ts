@@ -51,7 +51,13 @@ export interface CpuSplit {
   layout: 'shared' | 'pinned';
   postgresCpus: number;
   commandsPerSecond: number;
-  cpuMsPerCommand: { bot: number; postgres: number; loadGenerator: number; fakeSlack: number };
+  cpuMsPerCommand: {
+    bot: number;
+    botMainThread: number;
+    postgres: number;
+    loadGenerator: number;
+    fakeSlack: number;
+  };
   postgresBoundCeiling?: number;
   ofCeiling?: number;
 }
@@ -63,7 +69,7 @@ export function cpuRows(splits: readonly CpuSplit[]): string[][] {
     const rows = [
       [
         `Slack /db ${s.text}${where}: CPU per command`,
-        `bot ${c.bot.toFixed(2)} ms`,
+        `bot ${c.bot.toFixed(2)} ms (main thread ${c.botMainThread.toFixed(2)})`,
         `PG ${c.postgres.toFixed(2)}, load ${c.loadGenerator.toFixed(2)}, fake ${c.fakeSlack.toFixed(2)}`,
         '-',
         '<= 1.5 ms bot',

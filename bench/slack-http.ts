@@ -15,7 +15,15 @@ import type { Metrics } from '../src/observability/metrics.js';
 import { startSlack } from '../src/surfaces/slack/index.js';
 import { HTTP_EVENTS_PATH, HTTP_HEALTH_PATH } from '../src/surfaces/slack/transport.js';
 import { startBareServer } from './bare-server.js';
-import { ownCpuMs, pinTo, postmasterPid, processCpuMs, serverCpuMs, serverPids } from './cpu.js';
+import {
+  mainThreadCpuMs,
+  ownCpuMs,
+  pinTo,
+  postmasterPid,
+  processCpuMs,
+  serverCpuMs,
+  serverPids,
+} from './cpu.js';
 import type { BurstReport, Load } from './slack-load.js';
 import { round, type Stats, stats } from './stats.js';
 
@@ -223,6 +231,7 @@ export async function slackHttp(
     ) => {
       const cpu0 = {
         bot: ownCpuMs(),
+        botMain: mainThreadCpuMs(),
         pg: postmaster ? serverCpuMs(postmaster) : 0,
         fake: processCpuMs(fakeProcess.pid),
       };
@@ -247,6 +256,7 @@ export async function slackHttp(
         commandsPerSecond,
         cpuMsPerCommand: {
           bot: per(ownCpuMs() - cpu0.bot),
+          botMainThread: per(mainThreadCpuMs() - cpu0.botMain),
           postgres: pgMs,
           loadGenerator: per(loadCpuMs),
           fakeSlack: per(processCpuMs(fakeProcess.pid) - cpu0.fake),
