@@ -1,23 +1,17 @@
 // Acknowledge / Mute clicks on alert posts through the real surfaces: a signed Slack interaction and a
 // Discord button interaction become `/db alerts …` as the person who clicked, checked and audited by the core.
-import { resolve } from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { App } from '../src/app.js';
 import type { RunningSurface } from '../src/surfaces/types.js';
 import { FakeDiscord, fakeUser } from './fakes/discord.js';
 import { blockAction, FakeSlack, interactionBody, postSigned } from './fakes/slack.js';
+import { built } from './helpers/built.js';
 import { adminQuery, createDatabase } from './helpers/db.js';
 import { freePort } from './setup/postgres.js';
 
 const SECRET = 'alert-buttons-signing-secret';
 const ALICE = fakeUser('100000000000000001', 'alice');
 const MALLORY = fakeUser('100000000000000009', 'mallory');
-
-/** The built app, config and surfaces, as `dbops start` runs them (the Slack receiver uses dist/). */
-async function built<M>(path: string): Promise<M> {
-  return (await import(pathToFileURL(resolve('dist/src', path)).href)) as M;
-}
 
 let app: App;
 let state: { name: string; url: string };

@@ -2,38 +2,23 @@
 // (url_private_download, size-capped) and imported after approval; signed HTTP-mode requests, fake Slack.
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
-import { pathToFileURL } from 'node:url';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { App } from '../src/app.js';
 import { fileOrigins } from '../src/surfaces/slack/settings.js';
-import type { RunningSurface } from '../src/surfaces/types.js';
-import { appMention, BOT_USER, FakeSlack, postSigned } from './fakes/slack.js';
+import { appMention, BOT_USER, type FakeSlack, postSigned } from './fakes/slack.js';
+import { type BuiltSlackBot, startBuiltSlackBot } from './helpers/built.js';
 import { adminQuery, createDatabase } from './helpers/db.js';
-import { freePort } from './setup/postgres.js';
 
 const SECRET = 'import-signing-secret-3b1d';
 let fake: FakeSlack;
 let app: App;
-let surface: RunningSurface | undefined;
+let bot: BuiltSlackBot | undefined;
 let url: string;
 let dir: string;
 let staging: { name: string; url: string };
 
-/**
- * HTTP mode acknowledges in a worker thread compiled beside the surface, so the bot is the built one
- * (dist/, as `npm run build` makes it): app, config and surface from the same build.
- */
-async function built<M>(path: string): Promise<M> {
-  return (await import(pathToFileURL(resolve('dist/src', path)).href)) as M;
-}
-
 beforeAll(async () => {
-  const { createApp } = await built<typeof import('../src/app.js')>('app.js');
-  const { loadConfigText } = await built<typeof import('../src/config/load.js')>('config/load.js');
-  const { silentLogger } = await built<typeof import('../src/core/log.js')>('core/log.js');
-  const { startSlack } =
-    await built<typeof import('../src/surfaces/slack/index.js')>('surfaces/slack/index.js');
   const state = await createDatabase('sistate');
   staging = await createDatabase(
     'sistaging',
@@ -55,32 +40,18 @@ policy:
 backups:
   dir: ${join(dir, 'backups')}
 `;
-  const config = loadConfigText(yaml, 'import-slack.yaml', {
-    STATE_URL: state.url,
-    STAGING_URL: staging.url,
+  bot = await startBuiltSlackBot({
+    yaml,
+    file: 'import-slack.yaml',
+    vars: { STATE_URL: state.url, STAGING_URL: staging.url },
+    token: 'xoxb-imp',
+    secret: SECRET,
   });
-  app = await createApp({ config, log: silentLogger() });
-  fake = await FakeSlack.start();
-  const port = await freePort();
-  url = `http://127.0.0.1:${port}/slack/events`;
-  surface = await startSlack({
-    app,
-    config,
-    log: silentLogger(),
-    env: {
-      SLACK_BOT_TOKEN: 'xoxb-imp',
-      SLACK_SIGNING_SECRET: SECRET,
-      SLACK_PORT: String(port),
-      SLACK_API_URL: fake.apiUrl,
-      SLACK_API_RETRIES: '0',
-    },
-  });
+  ({ app, fake, url } = bot);
 });
 
 afterAll(async () => {
-  await surface?.stop();
-  await app?.close();
-  await fake?.close();
+  await bot?.close();
   await rm(dir, { recursive: true, force: true });
 });
 
