@@ -273,12 +273,13 @@ function raw(value: Row[string] | undefined): string {
 
 const sha = (value: unknown) => createHash('sha256').update(JSON.stringify(value)).digest('hex');
 
-/** Recorded from the implementation of commit 71282be (before the lean rework). */
+/** Recorded from the implementation of commit 71282be (before the lean rework; render.ts of 8687b3d). */
 const GOLDEN = {
   tables: 'e4d999cd19b8c6ef8df9d244bf33505bc93314afbe66fc790490f6097161e9b9',
   cards: '0f9d3523aad5634902acc2d9a1a93063c24139714cf23e5e62ed24e59cd6eccb',
   columns: 'a44c21c147bd428cf5d46a467f64b384f822f4327cfff4c313d9532ad5d6e441',
   wrap: 'b54899e2aae77d415a4d4bfe086dc54b717f17e53c8751b83aeed1a3e5abe2b4',
+  whitespace: '2e6574bad85924423ee98b0c6820778c4332edf1a144fcf22786a4ee6ab48394',
   format: 'be181a48787c56f1238a82ef6f1944abf0ffd9ef13f359fbb26f17279abdd4f3',
 };
 
@@ -356,5 +357,47 @@ describe('layout golden output', () => {
       out.push(formatBytes(number), formatCount(number), formatBytes(number * 1e6), formatCount(number / 7));
     }
     expect(sha(out)).toBe(GOLDEN.format);
+  });
+
+  it('collapses whitespace and writes large numbers exactly as before', () => {
+    const spaceRand = prng(120);
+    const pieces = [
+      'a',
+      'b c',
+      ' ',
+      '  ',
+      '\t',
+      '\n',
+      '\r',
+      '\r\n',
+      '\u000b',
+      '\u000c',
+      '\u00a0',
+      '\u1680',
+      '\u2003',
+      '\u200a',
+      '\u2028',
+      '\u2029',
+      '\u202f',
+      '\u205f',
+      '\u3000',
+      '\ufeff',
+      '\u0085',
+      '\u200b',
+      'é',
+      '\u001b',
+    ];
+    const out: string[] = [];
+    for (let n = 0; n < 20_000; n++) {
+      const value = Array.from({ length: 1 + Math.floor(spaceRand() * 6) }, () =>
+        pick(spaceRand, pieces),
+      ).join('');
+      out.push(formatValue(value, pick(spaceRand, ['text', 'timestamp', 'count', 'bytes'] as ColumnKind[])));
+    }
+    // Integers either side of 1e21, where numbers start to be written with an exponent.
+    for (const n of [9.99e20, 1e21 - 2 ** 17, 1e21, 1.000001e21, 2 ** 53, 2 ** 53 + 2, 1e300]) {
+      for (const value of [n, -n, n / 1000]) out.push(formatCount(value), formatValue(value, 'number'));
+    }
+    expect(sha(out)).toBe(GOLDEN.whitespace);
   });
 });
