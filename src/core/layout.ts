@@ -310,6 +310,12 @@ function fitColumns(
   return { shown, widths };
 }
 
+/** Whether trimEnd would leave `text` as it is: below U+1680 the only blanks are tab to CR, space, U+00A0. */
+function endsVisible(text: string): boolean {
+  const last = text.charCodeAt(text.length - 1);
+  return last > 32 && last !== 160 && last < 0x1680;
+}
+
 /** One row of the table: one line, or more where a wrapping column needs them. */
 function tableRow(
   facts: ColumnFacts,
@@ -328,6 +334,9 @@ function tableRow(
       value = clip(value, w);
     }
     if (at > 0) line += GAP;
+    // The last cell ends the line: when it ends in a visible character, it needs no padding to trim.
+    if (at === shown.length - 1 && endsVisible(value))
+      return facts.right[i] ? line + value.padStart(w) : line + value;
     line += facts.right[i] ? value.padStart(w) : value.padEnd(w);
   }
   return line.trimEnd();
