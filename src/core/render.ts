@@ -77,6 +77,20 @@ export function formatCount(n: number): string {
 }
 
 /**
+ * Whether a value reads as it is: printable ASCII, no space at either end nor two in a row. Nothing to
+ * escape, collapse or trim — most names, states and queries — found by one pass without a pattern.
+ */
+function plainAscii(value: string): boolean {
+  let before = 32;
+  for (let at = 0; at < value.length; at++) {
+    const code = value.charCodeAt(at);
+    if (code < 32 || code > 126 || (code === 32 && before === 32)) return false;
+    before = code;
+  }
+  return before !== 32;
+}
+
+/**
  * Whitespace that collapsing changes: any but a space, or two in a row. Most values have none, and the
  * test costs a quarter of the replace that would copy them unchanged.
  */
@@ -110,6 +124,7 @@ export function formatValue(value: Row[string] | undefined, kind: ColumnKind): s
     const date = asDate(value);
     if (date) return formatTime(date);
   }
+  if (plainAscii(value)) return value;
   // Controls and invisible characters are shown escaped before whitespace collapses: a value can neither
   // drive a terminal nor hide a character from the person reading it.
   const shown = showInvisible(value);
