@@ -37,11 +37,16 @@ const columnWordsCache = new WeakMap<Column, ColumnWords>();
 const ONE_LINE = { newlines: false } as const;
 
 export function columnWords(col: Column): ColumnWords {
-  const key = col.key;
-  const label = col.label;
   const known = columnWordsCache.get(col);
   // A column whose key or label changed since is read again.
-  if (known !== undefined && known.key === key && known.label === label) return known;
+  if (known !== undefined && known.key === col.key && known.label === col.label) return known;
+  return readColumnWords(col);
+}
+
+/** columnWords the first time (kept apart: the common path stays small where it is inlined). */
+function readColumnWords(col: Column): ColumnWords {
+  const key = col.key;
+  const label = col.label;
   let free = false;
   let minor = false;
   let name = false;
@@ -85,8 +90,7 @@ function wholeByKind(col: Column): boolean {
 }
 
 /** Whole by its name: text named like a name (`relation`, `hostname`), not free text or a minor detail. */
-function wholeByName(col: Column): boolean {
-  const ws = columnWords(col);
+function wholeByName(col: Column, ws: ColumnWords): boolean {
   // `application_name`, `client_hostname`: connection details, not names anyone types back.
   if (ws.free || ws.minor) return false;
   return col.kind === 'text' && ws.name;
@@ -97,19 +101,24 @@ function wholeByName(col: Column): boolean {
  * and columns named like a name. They are never clipped or wrapped, wherever they are shown.
  */
 export function isWhole(col: Column, cells: readonly string[]): boolean {
-  return wholeByKind(col) || allUuids(cells) || wholeByName(col);
+  return wholeByKind(col) || allUuids(cells) || wholeByName(col, columnWords(col));
 }
 
-/** isWhole of the column `i` of cells. */
-export function isWholeColumn(col: Column, cells: readonly (readonly string[])[], i: number): boolean {
-  return wholeByKind(col) || columnAllUuids(cells, i) || wholeByName(col);
+/** isWhole of the column `i` of cells, its words read already. */
+export function isWholeColumn(
+  col: Column,
+  ws: ColumnWords,
+  cells: readonly (readonly string[])[],
+  i: number,
+): boolean {
+  return wholeByKind(col) || columnAllUuids(cells, i) || wholeByName(col, ws);
 }
 
 /** importanceOf once wholeness is known. */
-export function importanceBy(col: Column, whole: boolean): Importance {
+export function importanceBy(col: Column, ws: ColumnWords, whole: boolean): Importance {
   if (col.importance) return col.importance;
   if (whole) return 'key';
-  return columnWords(col).minor ? 'low' : 'normal';
+  return ws.minor ? 'low' : 'normal';
 }
 
 /**
@@ -119,14 +128,15 @@ export function importanceBy(col: Column, whole: boolean): Importance {
  */
 export function importanceOf(col: Column, cells: readonly string[]): Importance {
   if (col.importance) return col.importance;
-  return importanceBy(col, isWhole(col, cells));
+  return importanceBy(col, columnWords(col), isWhole(col, cells));
 }
 
 /** Which columns must show whole values (see isWhole). */
 export function wholeColumns(columns: readonly Column[], cells: readonly (readonly string[])[]): boolean[] {
   const whole: boolean[] = [];
   for (let i = 0; i < columns.length; i++) {
-    whole.push(isWholeColumn(columns[i] as Column, cells, i));
+    const col = columns[i] as Column;
+    whole.push(isWholeColumn(col, columnWords(col), cells, i));
   }
   return whole;
 }

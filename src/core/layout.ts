@@ -221,11 +221,12 @@ function columnFacts(columns: readonly Column[], cells: readonly (readonly strin
   const short = cells.length <= WRAP_ROWS;
   for (let i = 0; i < columns.length; i++) {
     const col = columns[i] as Column;
-    const label = columnWords(col).shown;
+    const ws = columnWords(col);
+    const label = ws.shown;
     let longest = 0;
     for (const row of cells) longest = Math.max(longest, (row[i] ?? '').length);
-    const whole = isWholeColumn(col, cells, i);
-    const importance = importanceBy(col, whole);
+    const whole = isWholeColumn(col, ws, cells, i);
+    const importance = importanceBy(col, ws, whole);
     // Free text may be shortened with "…" or wrapped; `high` columns are kept whole like names.
     const free = col.kind === 'text' && !whole && importance !== 'high';
     facts.labels.push(label);
