@@ -123,6 +123,13 @@ export interface LayoutOptions {
   preferCards?: boolean;
 }
 
+/** The length of the longest line. */
+function widest(lines: readonly string[]): number {
+  let most = 0;
+  for (const line of lines) most = Math.max(most, line.length);
+  return most;
+}
+
 /** The lines of one card field: `label: value`, the value wrapped beside or under the label if long. */
 function cardField(head: string, value: string, width: number, keep: boolean): string {
   const line = `${head} ${value}`.trimEnd();
@@ -130,7 +137,7 @@ function cardField(head: string, value: string, width: number, keep: boolean): s
   const room = width - head.length - 1;
   // The value continues under itself when every word fits there (names inside a query stay whole)…
   const beside = room < 24 ? undefined : keep ? [value] : wrapText(value, room);
-  if (beside?.every((l) => l.length <= room)) {
+  if (beside !== undefined && widest(beside) <= room) {
     const indent = ' '.repeat(head.length + 1);
     let out = `${head} ${beside[0] ?? ''}`;
     for (let k = 1; k < beside.length; k++) out += `\n${indent}${beside[k]}`;
@@ -288,7 +295,8 @@ function fitColumns(
   if (capped || total(widths, shown) > width) {
     if (preferCards) return undefined;
     // Connection details and the like go first, so free text keeps its room.
-    shown = shown.filter((i) => facts.rank[i] !== 0);
+    shown = [];
+    for (let i = 0; i < natural.length; i++) if (facts.rank[i] !== 0) shown.push(i);
     while (total(least, shown) > width) {
       // Free text (a query) is the last normal column to go: shortened, it still says what runs.
       let victim = victimOf(facts, shown, true);
