@@ -1,8 +1,8 @@
 // Layout within a width: columns kept by importance, the hidden ones named, cards when the must-keep
 // columns do not fit, long values wrapped; ids, pids, UUIDs and names always whole.
 import { describe, expect, it } from 'vitest';
-import { importanceOf, PHONE_WIDTH, widthFor, wrapText } from '../src/core/layout.js';
-import { renderResult, renderTable } from '../src/core/render.js';
+import { importanceOf, layoutRows, PHONE_WIDTH, widthFor, wrapLines, wrapText } from '../src/core/layout.js';
+import { formatValue, renderResult, renderTable } from '../src/core/render.js';
 import type { Column, Row } from '../src/core/types.js';
 
 const widest = (text: string) => Math.max(...text.split('\n').map((l) => l.length));
@@ -40,6 +40,20 @@ describe('importance', () => {
     expect(importanceOf(text('query'), [QUERY])).toBe('normal');
     expect(importanceOf(text('indexdef', 'index definition'), ['CREATE INDEX'])).toBe('normal');
     expect(importanceOf({ key: 'x', label: 'x', kind: 'text', importance: 'low' }, [])).toBe('low');
+  });
+
+  it('reads a column again when its key or label changes (what it says is remembered per Column object)', () => {
+    const col: Column = { key: 'query', label: 'query', kind: 'text' };
+    const values = ['SELECT 1'];
+    expect(importanceOf(col, values)).toBe('normal');
+    col.label = 'client addr';
+    expect(importanceOf(col, values)).toBe('low');
+    col.label = 'relation';
+    col.key = 'relname';
+    expect(importanceOf(col, values)).toBe('key');
+    col.label = 'new\u202elabel';
+    const laid = layoutRows([col], [{ relname: 'exams' }], formatValue, { width: 40 });
+    expect(laid.text.split('\n')[0]).toBe('new<U+202E>label');
   });
 
   it('gives the console 80 columns and chat a phone', () => {
@@ -150,6 +164,13 @@ describe('wrapping', () => {
     expect(wrapText(`session ${uuid} ended`, 20)).toEqual(['session', uuid, 'ended']);
     expect(wrapText('x'.repeat(25), 10, '', true)).toEqual(['x'.repeat(10), 'x'.repeat(10), 'x'.repeat(5)]);
     expect(wrapText('one two three four', 9, '  ')).toEqual(['one two', '  three', '  four']);
+  });
+
+  it('leaves a block whose lines fit as it is, and wraps only the lines that do not', () => {
+    const block = 'first line\n  second, indented\n\nlast';
+    expect(wrapLines(block, 18)).toBe(block);
+    expect(wrapLines(block, 12)).toBe('first line\n  second,\n    indented\n\nlast');
+    expect(wrapLines('', 10)).toBe('');
   });
 
   it('wraps headlines and notes of a result to the width', () => {

@@ -1,7 +1,9 @@
 // Lays rows out within a width: a table whose columns are kept by importance, or cards of wrapped
 // `label: value` lines when the columns that must stay do not fit. Ids and names are never clipped.
-import type { Column, ColumnKind, Importance, Row } from './types.js';
-import { showInvisible } from './visible.js';
+import { columnWords, importanceBy, isWholeColumn } from './column-roles.js';
+import type { Column, ColumnKind, Row } from './types.js';
+
+export { importanceOf, isWhole, wholeColumns } from './column-roles.js';
 
 /** The console and `dbops exec`: a classic terminal. */
 export const CONSOLE_WIDTH = 80;
@@ -18,115 +20,67 @@ export function widthFor(surface: string | undefined): number {
   return surface === 'slack' || surface === 'discord' ? PHONE_WIDTH : CONSOLE_WIDTH;
 }
 
-const UUID = /^[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}$/i;
-
-/** Words of a column's key or label that mark free text: readable shortened, never needed whole. */
-const FREE_TEXT = new Set(
-  'query queries statement definition description summary detail details comment message error sql command reason advice note notes outcome what hint finding'.split(
-    ' ',
-  ),
-);
-/** Words that mark a value someone types back into the next command (`terminate <pid>`, a table name). */
-const NAME_LIKE = new Set(
-  'pid pids id ids uuid name table relation index schema host hostname backup file filename target database db datname role user username usename email sequence extension queryid slot revision owner kasm workspace template constraint trigger parameter setting image zone manager server agent login token'.split(
-    ' ',
-  ),
-);
-/** Words of columns that matter least when room is short (connection details, raw timestamps). */
-const MINOR = new Set(
-  'client addr address port application app backend wait event xact since changed oid'.split(' '),
-);
-
-function words(col: Column): string[] {
-  return `${col.key} ${col.label}`
-    .toLowerCase()
-    .split(/[^a-z0-9]+/)
-    .filter((w) => w !== '');
-}
-
-/**
- * Whether a column holds values someone types back (`terminate <pid>`, a table or host name): ids, UUIDs
- * and columns named like a name. They are never clipped or wrapped, wherever they are shown.
- */
-export function isWhole(col: Column, cells: readonly string[]): boolean {
-  if (col.importance === 'key' || col.kind === 'id') return true;
-  const present = cells.filter((v) => v !== '');
-  if (present.length > 0 && present.every((v) => UUID.test(v))) return true;
-  const ws = words(col);
-  // `application_name`, `client_hostname`: connection details, not names anyone types back.
-  if (ws.some((w) => FREE_TEXT.has(w) || MINOR.has(w))) return false;
-  return col.kind === 'text' && ws.some((w) => NAME_LIKE.has(w));
-}
-
-/**
- * How much a column matters: declared, or read from its kind, values and name. `key` columns are never
- * hidden (ids, pids, UUIDs, names); `low` ones are hidden first when a table is too wide. A name column
- * declared `normal` or `low` may be hidden, but is still never clipped (isWhole).
- */
-export function importanceOf(col: Column, cells: readonly string[]): Importance {
-  if (col.importance) return col.importance;
-  if (isWhole(col, cells)) return 'key';
-  if (words(col).some((w) => MINOR.has(w))) return 'low';
-  return 'normal';
-}
-
-/** Which columns must show whole values (see isWhole). */
-export function wholeColumns(columns: readonly Column[], cells: readonly (readonly string[])[]): boolean[] {
-  return columns.map((col, i) =>
-    isWhole(
-      col,
-      cells.map((r) => r[i] ?? ''),
-    ),
-  );
-}
-
-/**
- * `text` as lines of at most `width` characters, broken at spaces. A word longer than a line keeps a line
- * of its own, whole, unless `breakWords` (free text); continuation lines start with `indent`.
- */
 /** A time in the one format ("2026-12-06 02:46 UTC") is one word to wrapping: never split over two lines. */
 const TIME_WORDS = /(\d{4}-\d\d-\d\d) (\d\d:\d\d(?::\d\d)?) ([A-Z][A-Za-z0-9+-]*)/g;
 /** Nor is a number with its unit ("6.8 MB", "1,497 rows" stays free): the unit is what the number means. */
 const UNIT_WORDS = /(\d[\d,.]*) (bytes|kB|MB|GB|TB|ms|s|%)(?=[\s,;:)/.]|$)/g;
 const GLUE = '\u0001';
 
+/** A finished line of wrapText: its indent (but the first), trailing spaces gone, glued words apart again. */
+function wrappedLine(lines: string[], line: string, indent: string): void {
+  const text = lines.length === 0 ? line : indent + line;
+  lines.push(text.trimEnd().replaceAll(GLUE, ' '));
+}
+
+/**
+ * `text` as lines of at most `width` characters, broken at spaces. A word longer than a line keeps a line
+ * of its own, whole, unless `breakWords` (free text); continuation lines start with `indent`.
+ */
 export function wrapText(text: string, width: number, indent = '', breakWords = false): string[] {
   const lines: string[] = [];
-  let line = '';
-  const room = () => width - (lines.length === 0 ? 0 : indent.length);
-  const push = () => {
-    lines.push((lines.length === 0 ? line : `${indent}${line}`).trimEnd().replaceAll(GLUE, ' '));
-    line = '';
-  };
+  const later = width - indent.length;
   const glued = text.trimEnd().replace(TIME_WORDS, `$1${GLUE}$2${GLUE}$3`).replace(UNIT_WORDS, `$1${GLUE}$2`);
+  let line = '';
   for (let word of glued.split(' ')) {
-    if (line !== '' && line.length + 1 + word.length <= room()) {
+    if (line !== '' && line.length + 1 + word.length <= (lines.length === 0 ? width : later)) {
       line += ` ${word}`;
       continue;
     }
-    if (line !== '') push();
-    while (breakWords && word.length > room() && room() > 0) {
-      line = word.slice(0, room());
-      word = word.slice(room());
-      push();
+    if (line !== '') wrappedLine(lines, line, indent);
+    let room = lines.length === 0 ? width : later;
+    while (breakWords && word.length > room && room > 0) {
+      wrappedLine(lines, word.slice(0, room), indent);
+      word = word.slice(room);
+      room = later;
     }
     line = word;
   }
-  if (line !== '' || lines.length === 0) push();
+  if (line !== '' || lines.length === 0) wrappedLine(lines, line, indent);
   return lines;
 }
 
 /** Every line of a block wrapped to `width` (continuations indented two more than the line itself). */
 export function wrapLines(text: string, width: number): string {
-  return text
-    .split('\n')
-    .flatMap((line) => {
-      if (line.length <= width) return [line];
-      const lead = /^ */.exec(line)?.[0] ?? '';
-      const wrapped = wrapText(line.slice(lead.length), width - lead.length, '  ');
-      return wrapped.map((l) => `${lead}${l}`);
-    })
-    .join('\n');
+  // Most blocks fit as they are: nothing to split, wrap or join again.
+  let start = 0;
+  for (;;) {
+    const end = text.indexOf('\n', start);
+    if (!((end === -1 ? text.length : end) - start <= width)) break;
+    if (end === -1) return text;
+    start = end + 1;
+  }
+  let out = '';
+  for (const [n, line] of text.split('\n').entries()) {
+    if (n > 0) out += '\n';
+    if (line.length <= width) {
+      out += line;
+      continue;
+    }
+    const lead = /^ */.exec(line)?.[0] ?? '';
+    const wrapped = wrapText(line.slice(lead.length), width - lead.length, '  ');
+    for (const [k, part] of wrapped.entries()) out += k === 0 ? lead + part : `\n${lead}${part}`;
+  }
+  return out;
 }
 
 function clip(text: string, width: number): string {
@@ -148,6 +102,7 @@ const MIN_FREE = 16;
 /** Tables of at most this many rows wrap free text within its column instead of shortening it. */
 const WRAP_ROWS = 10;
 const SEPARATOR = 2;
+const GAP = ' '.repeat(SEPARATOR);
 
 export interface Layout {
   kind: 'table' | 'cards';
@@ -168,6 +123,34 @@ export interface LayoutOptions {
   preferCards?: boolean;
 }
 
+/** The length of the longest line. */
+function widest(lines: readonly string[]): number {
+  let most = 0;
+  for (const line of lines) most = Math.max(most, line.length);
+  return most;
+}
+
+/** The lines of one card field: `label: value`, the value wrapped beside or under the label if long. */
+function cardField(head: string, value: string, width: number, keep: boolean): string {
+  const line = `${head} ${value}`.trimEnd();
+  if (line.length <= width) return line;
+  const room = width - head.length - 1;
+  // The value continues under itself when every word fits there (names inside a query stay whole)…
+  const beside = room < 24 ? undefined : keep ? [value] : wrapText(value, room);
+  if (beside !== undefined && widest(beside) <= room) {
+    const indent = ' '.repeat(head.length + 1);
+    let out = `${head} ${beside[0] ?? ''}`;
+    for (let k = 1; k < beside.length; k++) out += `\n${indent}${beside[k]}`;
+    return out;
+  }
+  // …else under the label with the whole width. An id or name stays one line, even if wider than
+  // the screen (it is copied whole); free text wraps, breaking only a word longer than a line.
+  if (keep) return `${head.trimEnd()}\n  ${value}`;
+  let out = head.trimEnd();
+  for (const l of wrapText(value, width - 2, '', true)) out += `\n  ${l}`;
+  return out;
+}
+
 /** Rows as cards of `label: value` lines; long values wrap onto indented lines, ids and names stay whole. */
 export function renderCards(
   columns: readonly Column[],
@@ -175,33 +158,256 @@ export function renderCards(
   width: number,
   whole: readonly boolean[],
 ): string {
-  const labels = columns.map((c) => showInvisible(c.label, { newlines: false }));
+  const heads: string[] = [];
   // Labels line up, but a long one does not push every value off a narrow screen.
-  const pad = Math.min(Math.max(...labels.map((l) => l.length)) + 1, Math.floor(width / 3));
-  return cells
-    .map((row) =>
-      columns
-        .flatMap((_, i) => {
-          const head = `${labels[i] ?? ''}:`.padEnd(pad);
-          const value = row[i] ?? '';
-          const line = `${head} ${value}`.trimEnd();
-          if (line.length <= width) return [line];
-          const keep = whole[i] === true;
-          const indent = ' '.repeat(head.length + 1);
-          // The value continues under itself when every word fits there (names inside a query stay whole)…
-          const beside = keep ? [value] : wrapText(value, width - indent.length);
-          if (width - indent.length >= 24 && beside.every((l) => l.length <= width - indent.length)) {
-            const [first = '', ...rest] = beside;
-            return [`${head} ${first}`, ...rest.map((l) => `${indent}${l}`)];
-          }
-          // …else under the label with the whole width. An id or name stays one line, even if wider than
-          // the screen (it is copied whole); free text wraps, breaking only a word longer than a line.
-          if (keep) return [head.trimEnd(), `  ${value}`];
-          return [head.trimEnd(), ...wrapText(value, width - 2, '', true).map((l) => `  ${l}`)];
-        })
-        .join('\n'),
-    )
-    .join('\n\n');
+  let longest = Number.NEGATIVE_INFINITY;
+  for (const col of columns) longest = Math.max(longest, columnWords(col).shown.length);
+  const pad = Math.min(longest + 1, Math.floor(width / 3));
+  for (const col of columns) heads.push(`${columnWords(col).shown}:`.padEnd(pad));
+  let text = '';
+  for (let r = 0; r < cells.length; r++) {
+    const row = cells[r] as readonly string[];
+    if (r > 0) text += '\n\n';
+    for (let i = 0; i < heads.length; i++) {
+      if (i > 0) text += '\n';
+      text += cardField(heads[i] as string, row[i] ?? '', width, whole[i] === true);
+    }
+  }
+  return text;
+}
+
+/** Each row's values as text, one format call per cell. */
+function formatCells(
+  columns: readonly Column[],
+  rows: readonly Row[],
+  format: (value: Row[string] | undefined, kind: ColumnKind) => string,
+): string[][] {
+  const keys: string[] = [];
+  const kinds: ColumnKind[] = [];
+  for (const col of columns) {
+    keys.push(col.key);
+    kinds.push(col.kind);
+  }
+  const cells: string[][] = [];
+  for (const row of rows) {
+    const values: string[] = [];
+    for (let i = 0; i < keys.length; i++) values.push(format(row[keys[i] as string], kinds[i] as ColumnKind));
+    cells.push(values);
+  }
+  return cells;
+}
+
+/** What the layout needs of each column, read once per call. */
+interface ColumnFacts {
+  labels: string[];
+  whole: boolean[];
+  /** 0 low, 1 normal, 2 high or key: the lower goes first. */
+  rank: number[];
+  /** Free text: may be shortened with "…" or wrapped. */
+  free: boolean[];
+  /** The widest value, or the label if wider. */
+  natural: number[];
+  /** The widest value (0 without rows). */
+  longest: number[];
+  right: boolean[];
+  /** Wraps within its column instead of being shortened. */
+  wraps: boolean[];
+}
+
+function columnFacts(columns: readonly Column[], cells: readonly (readonly string[])[]): ColumnFacts {
+  const facts: ColumnFacts = {
+    labels: [],
+    whole: [],
+    rank: [],
+    free: [],
+    natural: [],
+    longest: [],
+    right: [],
+    wraps: [],
+  };
+  const short = cells.length <= WRAP_ROWS;
+  for (let i = 0; i < columns.length; i++) {
+    const col = columns[i] as Column;
+    const ws = columnWords(col);
+    const label = ws.shown;
+    let longest = 0;
+    for (const row of cells) longest = Math.max(longest, (row[i] ?? '').length);
+    const whole = isWholeColumn(col, ws, cells, i);
+    const importance = importanceBy(col, ws, whole);
+    // Free text may be shortened with "…" or wrapped; `high` columns are kept whole like names.
+    const free = col.kind === 'text' && !whole && importance !== 'high';
+    facts.labels.push(label);
+    facts.whole.push(whole);
+    facts.rank.push(importance === 'low' ? 0 : importance === 'normal' ? 1 : 2);
+    facts.free.push(free);
+    facts.natural.push(Math.max(label.length, longest));
+    facts.longest.push(longest);
+    facts.right.push(RIGHT_ALIGNED.has(col.kind));
+    // A short table wraps its free text rather than shortening it: every word of a health check stays.
+    facts.wraps.push(col.wrap === true || (free && short));
+  }
+  return facts;
+}
+
+/** The widths of the shown columns and the separators between them. */
+function total(widths: readonly number[], shown: readonly number[]): number {
+  let sum = 0;
+  for (const i of shown) sum += widths[i] ?? 0;
+  return sum + SEPARATOR * Math.max(0, shown.length - 1);
+}
+
+/** The column of `shown` to hide next (low first, then normal, rightmost first), or -1: none may go. */
+function victimOf(facts: ColumnFacts, shown: readonly number[], spareFree: boolean): number {
+  let worst = 2;
+  let victim = -1;
+  for (let at = 0; at < shown.length; at++) {
+    const i = shown[at] as number;
+    const rank = facts.rank[i] as number;
+    if (rank >= 2 || (spareFree && facts.free[i])) continue;
+    if (rank <= worst) {
+      worst = rank;
+      victim = at;
+    }
+  }
+  return victim;
+}
+
+/** The columns shown and their widths, or undefined when only cards fit. */
+function fitColumns(
+  facts: ColumnFacts,
+  width: number,
+  maxColumn: number,
+  preferCards: boolean,
+): { shown: number[]; widths: number[] } | undefined {
+  const { natural, free } = facts;
+  // A free column shows its whole label only when its values are that wide.
+  const least: number[] = [];
+  const widths: number[] = [];
+  let capped = false;
+  for (let i = 0; i < natural.length; i++) {
+    const n = natural[i] as number;
+    least.push(free[i] ? Math.min(n, MIN_FREE) : n);
+    widths.push(free[i] ? Math.min(n, maxColumn) : n);
+    if ((widths[i] as number) < n) capped = true;
+  }
+  let shown: number[] = [];
+  for (let i = 0; i < natural.length; i++) shown.push(i);
+  if (capped || total(widths, shown) > width) {
+    if (preferCards) return undefined;
+    // Connection details and the like go first, so free text keeps its room.
+    shown = [];
+    for (let i = 0; i < natural.length; i++) if (facts.rank[i] !== 0) shown.push(i);
+    while (total(least, shown) > width) {
+      // Free text (a query) is the last normal column to go: shortened, it still says what runs.
+      let victim = victimOf(facts, shown, true);
+      if (victim === -1) victim = victimOf(facts, shown, false);
+      if (victim === -1) return undefined;
+      shown.splice(victim, 1);
+    }
+    if (shown.length === 0) return undefined;
+  }
+  // Shrink the widest free columns until the visible ones fit.
+  while (total(widths, shown) > width) {
+    let widest = -1;
+    for (const i of shown) {
+      if (!free[i] || !((widths[i] as number) > (least[i] as number))) continue;
+      if (widest === -1 || (widths[i] as number) > (widths[widest] as number)) widest = i;
+    }
+    if (widest === -1) return undefined;
+    widths[widest] = (widths[widest] as number) - 1;
+  }
+  return { shown, widths };
+}
+
+/** Whether trimEnd would leave `text` as it is: below U+1680 the only blanks are tab to CR, space, U+00A0. */
+function endsVisible(text: string): boolean {
+  const last = text.charCodeAt(text.length - 1);
+  return last > 32 && last !== 160 && last < 0x1680;
+}
+
+/** One row of the table: one line, or more where a wrapping column needs them. */
+function tableRow(
+  facts: ColumnFacts,
+  shown: readonly number[],
+  widths: readonly number[],
+  values: readonly string[],
+): string {
+  let line = '';
+  for (let at = 0; at < shown.length; at++) {
+    const i = shown[at] as number;
+    const w = widths[i] as number;
+    let value = values[i] ?? '';
+    // (written so that a NaN width clips as clip() does)
+    if (!(value.length <= w)) {
+      if (facts.wraps[i]) return wrappedRow(facts, shown, widths, values);
+      value = clip(value, w);
+    }
+    if (at > 0) line += GAP;
+    // The last cell ends the line: when it ends in a visible character, it needs no padding to trim.
+    if (at === shown.length - 1 && endsVisible(value))
+      return facts.right[i] ? line + value.padStart(w) : line + value;
+    line += facts.right[i] ? value.padStart(w) : value.padEnd(w);
+  }
+  return line.trimEnd();
+}
+
+/** A row whose wrapping column gives it as many lines as it needs; the other cells sit on the first. */
+function wrappedRow(
+  facts: ColumnFacts,
+  shown: readonly number[],
+  widths: readonly number[],
+  values: readonly string[],
+): string {
+  const parts: string[][] = [];
+  let height = 0;
+  for (const i of shown) {
+    const w = widths[i] as number;
+    const value = values[i] ?? '';
+    const part = facts.wraps[i] && value.length > w ? wrapText(value, w, '', true) : [clip(value, w)];
+    parts.push(part);
+    height = Math.max(height, part.length);
+  }
+  let text = '';
+  for (let row = 0; row < height; row++) {
+    let line = '';
+    for (let at = 0; at < shown.length; at++) {
+      const i = shown[at] as number;
+      const cell = parts[at]?.[row] ?? '';
+      if (at > 0) line += GAP;
+      line += facts.right[i] ? cell.padStart(widths[i] as number) : cell.padEnd(widths[i] as number);
+    }
+    text += row === 0 ? line.trimEnd() : `\n${line.trimEnd()}`;
+  }
+  return text;
+}
+
+/** Header, rule and rows of the table. */
+function tableText(
+  facts: ColumnFacts,
+  shown: readonly number[],
+  widths: readonly number[],
+  cells: readonly (readonly string[])[],
+): string {
+  // Without a column there is no line at all, only the (empty) rule.
+  if (shown.length === 0) return '';
+  const header: string[] = [];
+  for (let i = 0; i < facts.labels.length; i++)
+    header.push(clip(facts.labels[i] as string, widths[i] as number));
+  let rule = '';
+  for (let at = 0; at < shown.length; at++) {
+    if (at > 0) rule += GAP;
+    rule += '-'.repeat(widths[shown[at] as number] as number);
+  }
+  let text = `${tableRow(facts, shown, widths, header)}\n${rule}`;
+  for (const values of cells) text += `\n${tableRow(facts, shown, widths, values)}`;
+  return text;
+}
+
+/** Whether a shown column that does not wrap holds a value wider than its width. */
+function anyClipped(facts: ColumnFacts, shown: readonly number[], widths: readonly number[]): boolean {
+  for (const i of shown)
+    if (!facts.wraps[i] && (facts.longest[i] as number) > (widths[i] as number)) return true;
+  return false;
 }
 
 /**
@@ -216,88 +422,21 @@ export function layoutRows(
   options: LayoutOptions = {},
 ): Layout {
   const width = options.width ?? CONSOLE_WIDTH;
-  const maxColumn = options.maxColumnWidth ?? width;
-  const cells = rows.map((row) => columns.map((col) => format(row[col.key], col.kind)));
-  const importance = columns.map((col, i) =>
-    importanceOf(
-      col,
-      cells.map((r) => r[i] ?? ''),
-    ),
-  );
-  const whole = wholeColumns(columns, cells);
-  // Free text may be shortened with "…" or wrapped; `high` columns are kept whole like names.
-  const free = columns.map((col, i) => col.kind === 'text' && !whole[i] && importance[i] !== 'high');
-  const labels = columns.map((c) => showInvisible(c.label, { newlines: false }));
-  const natural = columns.map((_, i) =>
-    Math.max(labels[i]?.length ?? 0, ...cells.map((r) => (r[i] ?? '').length)),
-  );
-  // A free column shows its whole label only when its values are that wide.
-  const least = natural.map((n, i) => (free[i] ? Math.min(n, MIN_FREE) : n));
-  const cards = (): Layout => ({
-    kind: 'cards',
-    text: renderCards(columns, cells, width, whole),
-    hidden: [],
-    clipped: false,
-  });
-  const sum = (ws: readonly number[], shown: readonly number[]) =>
-    shown.reduce((a, i) => a + (ws[i] ?? 0), 0) + SEPARATOR * Math.max(0, shown.length - 1);
-  let shown = columns.map((_, i) => i);
-  const capped = natural.map((n, i) => (free[i] ? Math.min(n, maxColumn) : n));
-  if (sum(capped, shown) > width || capped.some((c, i) => c < (natural[i] ?? 0))) {
-    if (options.preferCards) return cards();
-    // Connection details and the like go first, so free text keeps its room.
-    shown = shown.filter((i) => importance[i] !== 'low');
-    const rank = (i: number) => (importance[i] === 'low' ? 0 : importance[i] === 'normal' ? 1 : 2);
-    while (sum(least, shown) > width) {
-      const droppable = shown.filter((i) => rank(i) < 2 && !free[i]);
-      // Free text (a query) is the last normal column to go: shortened, it still says what runs.
-      const pool = droppable.length > 0 ? droppable : shown.filter((i) => rank(i) < 2);
-      if (pool.length === 0) return cards();
-      const worst = Math.min(...pool.map(rank));
-      const victim = pool.filter((i) => rank(i) === worst).at(-1);
-      shown = shown.filter((i) => i !== victim);
+  const cells = formatCells(columns, rows, format);
+  const facts = columnFacts(columns, cells);
+  const fit = fitColumns(facts, width, options.maxColumnWidth ?? width, Boolean(options.preferCards));
+  if (fit !== undefined) {
+    const { shown, widths } = fit;
+    const hidden: string[] = [];
+    for (let i = 0; i < facts.labels.length; i++)
+      if (!shown.includes(i)) hidden.push(facts.labels[i] as string);
+    // A shortened label is not a shortened value.
+    const clipped = cells.length > 0 && anyClipped(facts, shown, widths);
+    if (!options.preferCards || (!clipped && hidden.length === 0)) {
+      return { kind: 'table', text: tableText(facts, shown, widths, cells), hidden, clipped };
     }
-    if (shown.length === 0) return cards();
   }
-  const widths = capped.slice();
-  // Shrink the widest free columns until the visible ones fit.
-  while (sum(widths, shown) > width) {
-    const candidates = shown.filter((i) => free[i] && (widths[i] ?? 0) > (least[i] ?? 0));
-    if (candidates.length === 0) return cards();
-    const widest = candidates.reduce((a, b) => ((widths[b] ?? 0) > (widths[a] ?? 0) ? b : a));
-    widths[widest] = (widths[widest] ?? 0) - 1;
-  }
-  // A short table wraps its free text rather than shortening it: every word of a health check stays.
-  const wraps = (i: number) => columns[i]?.wrap === true || (free[i] === true && rows.length <= WRAP_ROWS);
-  let clipped = false;
-  const line = (values: readonly string[]): string[] => {
-    // A wrapping column gives its row as many lines as it needs; the other cells sit on the first.
-    const parts = shown.map((i) => {
-      const w = widths[i] ?? 0;
-      const value = values[i] ?? '';
-      if (wraps(i) && value.length > w) return wrapText(value, w, '', true);
-      if (value.length > w) clipped = true;
-      return [clip(value, w)];
-    });
-    const height = Math.max(...parts.map((p) => p.length));
-    return Array.from({ length: height }, (_, row) =>
-      shown
-        .map((i, at) => {
-          const w = widths[i] ?? 0;
-          const text = parts[at]?.[row] ?? '';
-          return columns[i] && RIGHT_ALIGNED.has(columns[i].kind) ? text.padStart(w) : text.padEnd(w);
-        })
-        .join(' '.repeat(SEPARATOR))
-        .trimEnd(),
-    );
-  };
-  const header = line(labels.map((l, i) => clip(l, widths[i] ?? 0)));
-  clipped = false; // a shortened label is not a shortened value
-  const rule = shown.map((i) => '-'.repeat(widths[i] ?? 0)).join(' '.repeat(SEPARATOR));
-  const body = cells.flatMap(line);
-  const hidden = columns.flatMap((_, i) => (shown.includes(i) ? [] : [labels[i] ?? '']));
-  if (options.preferCards && (clipped || hidden.length > 0)) return cards();
-  return { kind: 'table', text: [...header, rule, ...body].join('\n'), hidden, clipped };
+  return { kind: 'cards', text: renderCards(columns, cells, width, facts.whole), hidden: [], clipped: false };
 }
 
 /** The one line that says which columns a narrow table left out. */
