@@ -30,6 +30,9 @@ function randomBytes(n: number): Uint8Array {
 }
 
 /** Whether a word someone typed is a reply reference (case-insensitive, as people retype them). */
+/** Audit records read to find what one reference ran: a reply writes a handful. */
+export const RECORDS_OF_A_REF = 20;
+
 export function isRef(text: string): boolean {
   return REF_PATTERN.test(text.toLowerCase());
 }

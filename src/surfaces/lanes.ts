@@ -2,6 +2,7 @@
 // delay a healthy target's, nor built-ins like help and targets.
 import { isBuiltin } from '../core/catalog.js';
 import { parseCommand } from '../core/grammar.js';
+import { isRef, RECORDS_OF_A_REF } from '../core/refs.js';
 
 /** Lane names: `target:<name>`, `builtins`, `channel:<surface>:<id>` (a bound channel, target unknown yet). */
 export type Lane = string;
@@ -145,7 +146,7 @@ export async function laneOf(
   if (operation === 'page') {
     // A Next page press reads the target of the answer it is under.
     const ref = (words[0] ?? '').toLowerCase();
-    if (!/^r[a-z2-9]{5}$/.test(ref) || !app.state.getPagedRead) return 'builtins';
+    if (!isRef(ref) || !app.state.getPagedRead) return 'builtins';
     try {
       const read = await app.state.getPagedRead(ref, new Date());
       return read && targets.includes(read.target) ? `target:${read.target}` : 'builtins';
@@ -156,9 +157,9 @@ export async function laneOf(
   if (operation === 'csv') {
     // An All columns (CSV) press runs the read of the answer it is under again, on that read's target.
     const ref = (words[0] ?? '').toLowerCase();
-    if (!/^r[a-z2-9]{5}$/.test(ref) || !app.state.listAudit) return 'builtins';
+    if (!isRef(ref) || !app.state.listAudit) return 'builtins';
     try {
-      const records = await app.state.listAudit({ ref, limit: 20 });
+      const records = await app.state.listAudit({ ref, limit: RECORDS_OF_A_REF });
       const target = records.find((r) => r.target !== undefined)?.target;
       return target && targets.includes(target) ? `target:${target}` : 'builtins';
     } catch {

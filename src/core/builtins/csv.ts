@@ -7,16 +7,13 @@ import { UserError } from '../errors.js';
 import { bindArguments, parseCommand } from '../grammar.js';
 import { ownsLimit, takePaging } from '../paging.js';
 import { actionForRisk, decide } from '../policy.js';
-import { isRef } from '../refs.js';
+import { isRef, RECORDS_OF_A_REF } from '../refs.js';
 import { formatCount } from '../render.js';
 import { type Reply, reply } from '../reply.js';
 import { formatTime } from '../time-format.js';
 import { argumentsAfterTarget, type Handler, words } from './common.js';
 
 const USAGE = 'usage: /db csv <ref> (the ref an answer ends with; what its "All columns (CSV)" button sends)';
-
-/** Records read to find the run of one reference: a reply writes a handful. */
-const RECORDS_OF_A_REF = 20;
 
 export const csv: Handler = async (core, ctx, tokens) => {
   const given = words(tokens);

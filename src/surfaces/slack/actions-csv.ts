@@ -1,29 +1,18 @@
 // The "All columns (CSV)" press in Slack: `/db csv <ref>` dispatched as the person who pressed (their roles,
 // the policy in force); the CSV goes into the answer's thread on its own, titled with what was read and when.
 // A value dbops did not make runs nothing. The core decides everything; this only carries the press.
-import type { BlockAction, App as BoltApp, ButtonAction } from '@slack/bolt';
-import type { App } from '../../app.js';
-import type { Logger } from '../../core/log.js';
+import type { BlockAction, ButtonAction } from '@slack/bolt';
 import { replyTag } from '../../core/reply.js';
 import { withResultScope } from '../../core/result-budget.js';
-import type { Invocation } from '../../core/types.js';
-import { type AnswerButton, pressedInvocation } from './button-press.js';
+import { type AnswerButton, type PressChecks, pressedInvocation } from './button-press.js';
 import { ACTION_CSV, parseCsvValue } from './csv-button.js';
+import type { ListenerDeps } from './listener-deps.js';
 import { clip, section } from './render.js';
-import type { Conversation, SlackThreads } from './threads.js';
+import type { Conversation } from './threads.js';
 
 /** What the press shares with the other listeners (handlers.ts): delivery claims and conversations. */
-export interface CsvActionDeps {
-  bolt: BoltApp;
-  app: App;
-  threads: SlackThreads;
-  log: Logger;
-  /** Runs the work after the ack, in the lane the command text picks (see HandlerDeps.track). */
-  track(work: () => Promise<void>, command?: { text: string; channel?: string | undefined }): void;
-  conversations: WeakMap<Invocation, Conversation>;
-  firstDelivery(key: string | undefined, conversation: Conversation): Promise<boolean>;
+export interface CsvActionDeps extends ListenerDeps, PressChecks {
   clickConversation(body: BlockAction): Conversation | undefined;
-  unidentified(conversation: Conversation): Promise<void>;
   errText(err: unknown): string;
 }
 

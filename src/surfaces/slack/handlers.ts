@@ -1,10 +1,8 @@
 // The Slack listeners: each acks at once, drops retried deliveries, builds one Invocation and hands it to
 // dispatch(); the answer goes to threads.ts. No authorization is decided here: the core decides every click.
-import type { BlockAction, App as BoltApp, ButtonAction } from '@slack/bolt';
+import type { BlockAction, ButtonAction } from '@slack/bolt';
 import { ALERT_ACTION_PREFIX, alertCommand } from '../../alerts/buttons.js';
-import type { App } from '../../app.js';
 import { isUserError } from '../../core/errors.js';
-import type { Logger } from '../../core/log.js';
 import { redactSecrets } from '../../core/log.js';
 import { type Reply, replyTag } from '../../core/reply.js';
 import { withResultScope } from '../../core/result-budget.js';
@@ -24,9 +22,10 @@ import {
   VIEW_DENY,
 } from './cards.js';
 import { commandText, identityOfUser, mentionUser, slackIdentity } from './identity.js';
+import type { ListenerDeps } from './listener-deps.js';
 import { ACTION_PAGE, parsePageValue } from './paging.js';
 import { inlineCode, renderReply, section } from './render.js';
-import type { Conversation, SlackThreads } from './threads.js';
+import type { Conversation } from './threads.js';
 
 /** The Next page button: `/db page <ref> <n>` as whoever pressed. */
 const PAGE_BUTTON: AnswerButton<{ ref: string; page: number }> = {
@@ -36,20 +35,7 @@ const PAGE_BUTTON: AnswerButton<{ ref: string; page: number }> = {
   command: (wanted) => `/db page ${wanted.ref} ${wanted.page}`,
 };
 
-export interface HandlerDeps {
-  bolt: BoltApp;
-  app: App;
-  threads: SlackThreads;
-  log: Logger;
-  /**
-   * Runs `work` after the ack has gone out, in a bounded queue so that a burst of deliveries does not hold
-   * more connections and memory than the pools can use; keeps track of it (awaited on stop). `command`
-   * (the command text and channel) picks the work's lane: per target, so a sick target's commands never
-   * delay another target's (src/surfaces/lanes.ts); without it the work goes with the built-ins.
-   */
-  track(work: () => Promise<void>, command?: { text: string; channel?: string | undefined }): void;
-  /** Which conversation an invocation belongs to, for its progress lines. */
-  conversations: WeakMap<Invocation, Conversation>;
+export interface HandlerDeps extends ListenerDeps {
   /** How files attached to a mention are fetched: the bot token (files:read) and the hosts they may come from. */
   files?: { token: string; origins: readonly string[] };
 }
