@@ -6,12 +6,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
+  type AnswerButton,
   type ApiCall,
-  blockAction,
+  answerButtons,
   FakeSlack,
-  formBody,
-  interactionBody,
-  postSigned,
+  pressOn,
+  sendSigned,
   slashCommand,
 } from './fakes/slack.js';
 import { type BotProcess, startBotProcess } from './helpers/bot-process.js';
@@ -100,40 +100,16 @@ afterAll(async () => {
   await proxy?.close();
 });
 
-async function send(payload: Record<string, unknown>, form: 'command' | 'interaction'): Promise<void> {
-  const body = form === 'command' ? formBody(payload as Record<string, string>) : interactionBody(payload);
-  const sent = await postSigned(url, {
-    secret: SECRET,
-    body,
-    contentType: 'application/x-www-form-urlencoded',
-  });
-  expect(sent.status).toBe(200);
-}
+/** A signed command or interaction to the bot (acknowledged with a 200). */
+const send = (payload: Record<string, unknown>, form: 'command' | 'interaction') =>
+  sendSigned(url, SECRET, payload, form);
 
-interface Button {
-  action_id: string;
-  value: string;
-  text: { text: string };
-}
+/** `user` presses the button on `answer` with `value`. */
+const press = (user: string, answer: ApiCall, value: string) =>
+  pressOn(fake, user, answer, 'dbops_csv', value);
 
-function buttons(call: ApiCall): Button[] {
-  const blocks = (call.body.blocks ?? []) as { type: string; elements?: Button[] }[];
-  return blocks.flatMap((b) => (b.type === 'actions' ? (b.elements ?? []) : []));
-}
-
-function csvButtonOf(call: ApiCall): Button | undefined {
-  return buttons(call).find((b) => b.action_id === 'dbops_csv');
-}
-
-function press(user: string, answer: ApiCall, value: string): Record<string, unknown> {
-  return blockAction(fake, {
-    user,
-    channel: String(answer.body.channel),
-    messageTs: String(answer.response?.ts ?? answer.body.ts),
-    threadTs: String(answer.body.thread_ts),
-    actionId: 'dbops_csv',
-    value,
-  });
+function csvButtonOf(call: ApiCall): AnswerButton | undefined {
+  return answerButtons(call).find((b) => b.action_id === 'dbops_csv');
 }
 
 /** A slash command's answer in its thread (the second chat.postMessage: the first is the parent). */

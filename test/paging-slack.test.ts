@@ -5,15 +5,7 @@ import { writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  type ApiCall,
-  blockAction,
-  FakeSlack,
-  formBody,
-  interactionBody,
-  postSigned,
-  slashCommand,
-} from './fakes/slack.js';
+import { type ApiCall, answerButtons, FakeSlack, pressOn, sendSigned, slashCommand } from './fakes/slack.js';
 import { type BotProcess, startBotProcess } from './helpers/bot-process.js';
 import { adminQuery, createDatabase } from './helpers/db.js';
 import { freePort } from './setup/postgres.js';
@@ -77,36 +69,13 @@ afterAll(async () => {
   await fake?.close();
 });
 
-async function send(payload: Record<string, unknown>, form: 'command' | 'interaction'): Promise<void> {
-  const body = form === 'command' ? formBody(payload as Record<string, string>) : interactionBody(payload);
-  const sent = await postSigned(url, {
-    secret: SECRET,
-    body,
-    contentType: 'application/x-www-form-urlencoded',
-  });
-  expect(sent.status).toBe(200);
-}
+/** A signed command or interaction to the bot (acknowledged with a 200). */
+const send = (payload: Record<string, unknown>, form: 'command' | 'interaction') =>
+  sendSigned(url, SECRET, payload, form);
 
-interface Button {
-  action_id: string;
-  value: string;
-}
-
-function pageButtons(call: ApiCall): Button[] {
-  const blocks = (call.body.blocks ?? []) as { type: string; elements?: Button[] }[];
-  return blocks.flatMap((b) => (b.type === 'actions' ? (b.elements ?? []) : []));
-}
-
-function press(user: string, answer: ApiCall, value: string): Record<string, unknown> {
-  return blockAction(fake, {
-    user,
-    channel: String(answer.body.channel),
-    messageTs: String(answer.response?.ts ?? answer.body.ts),
-    threadTs: String(answer.body.thread_ts),
-    actionId: 'dbops_page',
-    value,
-  });
-}
+/** `user` presses the button on `answer` with `value`. */
+const press = (user: string, answer: ApiCall, value: string) =>
+  pressOn(fake, user, answer, 'dbops_page', value);
 
 describe('Slack "Next page" button', () => {
   it('edits the message with the next page, as the person who pressed; a forged or stale one runs nothing', async () => {
@@ -116,7 +85,7 @@ describe('Slack "Next page" button', () => {
       'command',
     );
     const answer = await fake.call('chat.postMessage', from, 2);
-    const [button] = pageButtons(answer);
+    const [button] = answerButtons(answer);
     expect(button?.action_id).toBe('dbops_page');
     // Only the reference and the page: nothing a person typed, no command.
     expect(button?.value).toMatch(/^r[a-z2-9]{5}:2$/);
@@ -139,7 +108,7 @@ describe('Slack "Next page" button', () => {
     expect(text).toContain('rows 11–20, page 2');
     expect(text).toContain('s10');
     expect(text).not.toContain('s09');
-    expect(pageButtons(edited)[0]?.value).toMatch(/^r[a-z2-9]{5}:3$/);
+    expect(answerButtons(edited)[0]?.value).toMatch(/^r[a-z2-9]{5}:3$/);
 
     // A forged value and an unknown reference: refused privately, nothing edited, nothing run.
     for (const value of ["'; DROP TABLE t; --", 'rzzzzz:2']) {

@@ -444,6 +444,37 @@ export function slashCommand(
   };
 }
 
+/** A button of an answer's actions block, as the bot posted it. */
+export interface AnswerButton {
+  action_id: string;
+  value: string;
+  text: { text: string };
+}
+
+/** The buttons of a posted message (its actions blocks), in order. */
+export function answerButtons(call: ApiCall): AnswerButton[] {
+  const blocks = (call.body.blocks ?? []) as { type: string; elements?: AnswerButton[] }[];
+  return blocks.flatMap((b) => (b.type === 'actions' ? (b.elements ?? []) : []));
+}
+
+/** A press by `user` of the button `actionId` (with `value`) on a posted answer, in its thread. */
+export function pressOn(
+  fake: FakeSlack,
+  user: string,
+  answer: ApiCall,
+  actionId: string,
+  value: string,
+): Record<string, unknown> {
+  return blockAction(fake, {
+    user,
+    channel: String(answer.body.channel),
+    messageTs: String(answer.response?.ts ?? answer.body.ts),
+    threadTs: String(answer.body.thread_ts),
+    actionId,
+    value,
+  });
+}
+
 export function appMention(options: {
   user: string;
   channel: string;
@@ -604,6 +635,22 @@ export function formBody(fields: Record<string, string>): string {
 /** An interaction as Slack posts it: `payload=<json>`, form-encoded. */
 export function interactionBody(payload: Record<string, unknown>): string {
   return new URLSearchParams({ payload: JSON.stringify(payload) }).toString();
+}
+
+/**
+ * Posts a slash command (`command`: its fields) or an interaction (its payload) to the bot, signed with
+ * `secret`, form-encoded as Slack does; fails unless the bot acknowledged it with a 200.
+ */
+export async function sendSigned(
+  url: string,
+  secret: string,
+  payload: Record<string, unknown>,
+  form: 'command' | 'interaction',
+): Promise<void> {
+  const body = form === 'command' ? formBody(payload as Record<string, string>) : interactionBody(payload);
+  const sent = await postSigned(url, { secret, body, contentType: 'application/x-www-form-urlencoded' });
+  if (sent.status !== 200)
+    throw new Error(`the bot answered ${sent.status} to a signed ${form}: ${sent.text}`);
 }
 
 /** One call as a failed wait names it: method, channel, thread and the start of its text. */
