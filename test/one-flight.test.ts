@@ -101,6 +101,17 @@ async function failure(
 }
 
 /** A query on a client directly, around the counting wrapper. */
+/** What pg_stat_activity says a backend is doing (`{ state: 'idle' }` after a clean read). */
+async function stateOf(pid: number, major: Major): Promise<unknown> {
+  const [row] = await adminQuery(
+    'SELECT state FROM pg_stat_activity WHERE pid = $1',
+    [pid],
+    'postgres',
+    major,
+  );
+  return row;
+}
+
 function rawQuery(client: pg.Client, sql: string): Promise<pg.QueryResult> {
   return (originalQuery as unknown as (this: pg.Client, text: string) => Promise<pg.QueryResult>).call(
     client,
@@ -154,13 +165,7 @@ describe.each(majors())('PostgreSQL %i', (major) => {
     });
     expect(notices).toEqual([]);
     const pid = await db.read((s) => Promise.resolve(s.backendPid));
-    const [state] = await adminQuery(
-      'SELECT state FROM pg_stat_activity WHERE pid = $1',
-      [pid],
-      'postgres',
-      major,
-    );
-    expect(state).toEqual({ state: 'idle' });
+    expect(await stateOf(pid, major)).toEqual({ state: 'idle' });
   });
 
   it('the result is the statement’s alone: fields, rowCount, types, empty statements', async () => {
@@ -375,13 +380,7 @@ describe.each(majors())('a cursor in a read, PostgreSQL %i', (major) => {
       return s.backendPid;
     });
     expect(notices).toEqual([]);
-    const [state] = await adminQuery(
-      'SELECT state FROM pg_stat_activity WHERE pid = $1',
-      [pid],
-      'postgres',
-      major,
-    );
-    expect(state).toEqual({ state: 'idle' });
+    expect(await stateOf(pid, major)).toEqual({ state: 'idle' });
   });
 
   it('can never write, is cancelled past statement_timeout, and leaves the connection clean', async () => {
