@@ -166,12 +166,20 @@ describe('two dbops start processes', () => {
     const slots = ticks.map((r) => r.slot.getTime());
     expect(new Set(slots).size).toBe(slots.length);
     for (let i = 1; i < slots.length; i++) expect((slots[i] as number) - (slots[i - 1] as number)).toBe(5000);
-    const audits = await adminQuery<{ thread: string; n: number }>(
-      `SELECT thread, count(*)::int AS n FROM dbops_audit
-       WHERE surface = 'schedule' AND operation = 'sizes' AND event = 'executed' GROUP BY thread`,
-      [],
-      state.name,
-    );
+    // A run's closing record follows its outcome by up to 25 ms (group commit): read once all are in.
+    const executed = () =>
+      adminQuery<{ thread: string; n: number }>(
+        `SELECT thread, count(*)::int AS n FROM dbops_audit
+         WHERE surface = 'schedule' AND operation = 'sizes' AND event = 'executed' GROUP BY thread`,
+        [],
+        state.name,
+      );
+    const audits = await until('an executed record of every tick run', async () => {
+      const found = await executed();
+      return ticks.every((run) => found.some((a) => a.thread === `schedule:tick:${run.id}`))
+        ? found
+        : undefined;
+    });
     for (const run of ticks) {
       expect(audits.find((a) => a.thread === `schedule:tick:${run.id}`)?.n).toBe(1);
     }
