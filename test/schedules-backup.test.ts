@@ -118,6 +118,8 @@ schedules:
       'deleted staging-20261120T010000Z.dump, staging-20261101T010000Z.dump',
     );
     for (const line of answer.text.split('\n')) expect(line.length).toBeLessThanOrEqual(80);
+    // Records that follow a reply (the run's closing record) are written by now.
+    await app.core.settled();
     const deletions = await adminQuery<{ outcome: string; person: string; surface: string }>(
       "SELECT outcome, person, surface FROM dbops_audit WHERE operation = 'backup-retention' ORDER BY id",
       [],
